@@ -1,0 +1,265 @@
+"""Command line: `trainctl` opens the TUI; every action also exists as a subcommand.
+
+Imports stay lazy so `--version` and `sessions` start fast (no textual, boto3, runpod, pydantic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from . import __version__
+from .errors import TrainctlError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainctl",
+        description="Launch, watch, checkpoint and stop training runs. "
+        "Without a command, opens the terminal UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainctl {__version__}")
+    parser.add_argument("--once", action="store_true",
+                        help="print a snapshot of all sessions and exit")
+    parser.add_argument("--json", action="store_true", help="with --once: print JSON")
+    commands = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="launch the bundled toy trainer as a session")
+    demo.add_argument("--once", action="store_true",
+                      help="launch, print a snapshot and exit instead of following the log")
+    demo.add_argument("--steps", type=int, help="training steps (default: a few minutes' worth)")
+    demo.add_argument("--step-time", type=float, help="seconds per step")
+
+    launch = commands.add_parser("launch", help="start a training command as a new session")
+    launch.add_argument("--name", help="a name for the session (default: the script's name)")
+    launch.add_argument("--cwd", help="working directory (default: the current one)")
+    launch.add_argument("--provider", default="local", help="where to run (default: local)")
+    launch.add_argument("--checkpoint-dir", help="where the training writes checkpoints")
+    launch.add_argument("--resume-template",
+                        help="arguments appended on restart, e.g. '--resume {checkpoint}'")
+    launch.add_argument("--max-restarts", type=int, help="retries on a non-zero exit")
+    launch.add_argument("--grace-seconds", type=float,
+                        help="how long a stop waits after SIGTERM before SIGKILL")
+    launch.add_argument("--env", action="append", default=[], metavar="K=V",
+                        help="environment variable for the training (repeatable)")
+    launch.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+
+    sessions = commands.add_parser("sessions", aliases=["ls"], help="list sessions")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+    sessions.add_argument("--all", action="store_true",
+                          help=f"include every ended session, not only the {20} newest")
+
+    stop = commands.add_parser("stop", help="stop a session gracefully (SIGTERM, grace, SIGKILL)")
+    stop.add_argument("id")
+    stop.add_argument("--force", action="store_true", help="SIGKILL now, without the grace")
+    stop.add_argument("--no-wait", action="store_true", help="return once the stop is sent")
+
+    resume = commands.add_parser("resume", help="start a new attempt from a checkpoint")
+    resume.add_argument("id")
+    resume.add_argument("--from", dest="checkpoint",
+                        help="checkpoint to resume from (default: the newest)")
+
+    logs = commands.add_parser("logs", help="print a session's training log")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+
+    rm = commands.add_parser("rm", help="forget an ended session and delete its folder")
+    rm.add_argument("id")
+
+    config = commands.add_parser("config", help="where the config is, what it says, an example")
+    config.add_argument("action", choices=["path", "show", "init"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except TrainctlError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `trainctl logs x | head`
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd is None:
+        return cmd_snapshot(args)
+    handler = COMMANDS[args.cmd]
+    return handler(args)
+
+
+def _service():
+    from .service import Service
+
+    return Service()
+
+
+def cmd_snapshot(args) -> int:
+    from .snapshot import render_sessions, sessions_json
+
+    service = _service()
+    sessions = asyncio.run(service.list_sessions())
+    if args.json:
+        print(sessions_json(sessions))
+    else:
+        render_sessions(sessions, sys.stdout)
+    return 0
+
+
+def cmd_sessions(args) -> int:
+    from .snapshot import render_sessions, sessions_json
+
+    sessions = asyncio.run(_service().list_sessions(show_all=args.all))
+    if args.json:
+        print(sessions_json(sessions))
+    else:
+        render_sessions(sessions, sys.stdout)
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from .service import LaunchRequest
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    request = LaunchRequest(
+        command=command, cwd=args.cwd, name=args.name, provider=args.provider,
+        checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
+        max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
+        env=parse_env(args.env),
+    )
+    session = asyncio.run(_service().launch(request))
+    print_launched(session)
+    return 0
+
+
+def print_launched(session) -> None:
+    print(f"launched {session.name} as session {session.id} ({session.status}, "
+          f"runner pid {session.runner_pid})")
+    print(f"  follow:  trainctl logs {session.id} -f")
+    print(f"  stop:    trainctl stop {session.id}")
+    print(session.id)
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TrainctlError(f"--env expects K=V, got '{pair}'")
+        env[key] = value
+    return env
+
+
+def cmd_demo(args) -> int:
+    from .service import demo_request
+
+    service = _service()
+    session = asyncio.run(service.launch(demo_request(steps=args.steps,
+                                                      step_time=args.step_time)))
+    print_launched(session)
+    if args.once:
+        import time
+
+        time.sleep(2)  # let the first losses appear in the snapshot
+        return cmd_snapshot(argparse.Namespace(json=False))
+    print("following the log; Ctrl-C detaches (training keeps going)", file=sys.stderr)
+    return follow_log(service, session.id, 20)
+
+
+def cmd_stop(args) -> int:
+    service = _service()
+    session = asyncio.run(service.stop(args.id, force=args.force, wait=not args.no_wait))
+    from .snapshot import outcome
+
+    how = outcome(session)
+    print(f"session {session.id}: {session.status}" + (f" ({how})" if how else ""))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    session = asyncio.run(_service().resume(args.id, from_checkpoint=args.checkpoint))
+    last = session.attempts[-1] if session.attempts else None
+    source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint found)"
+    print(f"resumed session {session.id} as attempt {session.attempt} from {source}")
+    print(session.id)
+    return 0
+
+
+def cmd_logs(args) -> int:
+    service = _service()
+    session = asyncio.run(service.get(args.id))
+    if not args.follow:
+        from .monitor.tail import last_lines
+
+        for line in last_lines(service.log_path(session), args.lines):
+            print(line)
+        return 0
+    return follow_log(service, session.id, args.lines)
+
+
+def follow_log(service, session_id: str, lines: int) -> int:
+    """Print the last lines, then new ones until the session ends (Ctrl-C detaches)."""
+    import time
+
+    from .monitor.tail import follow, last_lines
+
+    session = asyncio.run(service.get(session_id))
+    path = service.log_path(session)
+    size = path.stat().st_size if path.exists() else 0
+    for line in last_lines(path, lines, end=size):
+        print(line)
+    checked = [0.0]
+
+    def ended() -> bool:
+        if time.monotonic() - checked[0] < 1.0:
+            return False
+        checked[0] = time.monotonic()
+        return not asyncio.run(service.get(session_id)).status.active
+
+    for line in follow(path, offset=size, until=ended):
+        print(line, flush=True)
+    final = asyncio.run(service.get(session_id))
+    print(f"[trainctl] session {final.id} {final.status}", file=sys.stderr)
+    return 0
+
+
+def cmd_rm(args) -> int:
+    session = asyncio.run(_service().remove(args.id))
+    kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
+    print(f"removed session {session.id} ({session.name}){kept}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from . import config
+
+    if args.action == "path":
+        for label, path, exists in config.config_sources():
+            print(f"{label}: {path}" + ("" if exists else " (not present)"))
+        from .paths import state_dir
+
+        print(f"state: {state_dir()}")
+    elif args.action == "show":
+        print(config.render_config(config.load_config()), end="")
+    else:
+        path = config.init_config()
+        print(f"wrote an example config to {path}")
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "launch": cmd_launch,
+    "sessions": cmd_sessions,
+    "ls": cmd_sessions,
+    "stop": cmd_stop,
+    "resume": cmd_resume,
+    "logs": cmd_logs,
+    "rm": cmd_rm,
+    "config": cmd_config,
+}

@@ -1,0 +1,411 @@
+"""The one façade the TUI and the CLI call. Every user action is a function here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import TrainctlError
+from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
+from .providers.base import get_provider
+from .store import Store
+
+MASK = "****"
+# A session whose runner never wrote status.json after this long is lost.
+PENDING_TIMEOUT = 60.0
+RECENT_ENDED_SHOWN = 20
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class LaunchRequest:
+    """What the launch form / `trainctl launch` asks for; None means "use the config default"."""
+
+    command: list[str]
+    cwd: str | None = None
+    name: str | None = None
+    provider: str = "local"
+    checkpoint_dir: str | None = None
+    resume_template: str | None = None
+    max_restarts: int | None = None
+    grace_seconds: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(self, store: Store | None = None, config=None):
+        self._store = store
+        self._config = config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(paths.db_path())
+        return self._store
+
+    @property
+    def config(self):
+        # Loaded on first use: pydantic is slow to import and listing sessions never needs it.
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config()
+        return self._config
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- launch -------------------------------------------------------------------------
+
+    async def launch(self, request: LaunchRequest) -> Session:
+        defaults = self.config.defaults
+        session = build_session(request, defaults)
+        secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
+
+        def prepare(s: Session) -> None:
+            s.session_dir = str(paths.sessions_dir() / s.id)
+
+        self.store.insert(session, prepare=prepare)
+        write_session_files(session, defaults, secret_env)
+        await self._start_runner(session)
+        return session
+
+    async def _start_runner(self, session: Session) -> None:
+        provider = get_provider(session.provider)
+        try:
+            await provider.launch(session)
+        except TrainctlError as exc:
+            self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
+            raise
+        await self.refresh_session(session)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def refresh_session(self, session: Session) -> Session:
+        """Bring an active session up to date from its runner's status.json."""
+        if not session.status.active:
+            return session
+        provider = get_provider(session.provider)
+        status = await provider.read_status(session)
+        changes: dict = {}
+        attempts = None
+        if status is not None:
+            changes, attempts = changes_from_status(session, status)
+            new_status = changes.get("status", session.status)
+            if new_status.active and not await provider.runner_alive(session, status):
+                changes.update(status=Status.LOST, detail=await self._lost_detail(session, status))
+        elif time.time() - session.created > PENDING_TIMEOUT:
+            changes = {"status": Status.LOST,
+                       "detail": f"runner never started (see {session.session_dir}/runner.log)"}
+        if changes or attempts is not None:
+            self.store.update(session.id, attempts=attempts, **changes)
+            for key, value in changes.items():
+                setattr(session, key, value)
+            if attempts is not None:
+                session.attempts = attempts
+        return session
+
+    async def _lost_detail(self, session: Session, status: dict) -> str:
+        beat = status.get("heartbeat")
+        ago = f"; last heartbeat {format_age(time.time() - beat)} ago" if beat else ""
+        detail = f"runner pid {status.get('runner_pid')} is gone{ago}"
+        provider = get_provider(session.provider)
+        if await provider.training_alive(session, status):
+            detail += (f"; training pid {status['child_pid']} still running "
+                       f"(trainctl stop {session.id} ends it)")
+        return detail
+
+    async def refresh(self) -> None:
+        active = self.store.list(statuses=[s for s in Status if s.active])
+        await asyncio.gather(*(self.refresh_session(s) for s in active))
+
+    async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
+        """Active sessions and the most recent ended ones (all of them with show_all)."""
+        await self.refresh()
+        sessions = self.store.list(with_attempts=True)
+        if show_all:
+            return sessions
+        ended = [s for s in sessions if not s.status.active][:RECENT_ENDED_SHOWN]
+        keep = {s.id for s in ended}
+        return [s for s in sessions if s.status.active or s.id in keep]
+
+    async def get(self, ref: str) -> Session:
+        session = self.store.resolve(ref)
+        await self.refresh_session(session)
+        return self.store.get(session.id)  # type: ignore[return-value]
+
+    def log_path(self, session: Session) -> Path:
+        return Path(session.session_dir) / "train.log"
+
+    # -- actions ------------------------------------------------------------------------
+
+    async def stop(self, ref: str, *, force: bool = False, wait: bool = True,
+                   timeout: float | None = None) -> Session:
+        """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force."""
+        session = await self.get(ref)
+        provider = get_provider(session.provider)
+        status = await provider.read_status(session)
+        if session.status is Status.LOST and status:
+            if await provider.kill_orphan(session, status, force=force):
+                self.store.update(session.id, detail=f"{session.detail}; training killed")
+                return await self.get(session.id)
+        if not session.status.active or status is None:
+            raise TrainctlError(
+                f"session {session.id} is not running (status: {session.status})"
+            )
+        await provider.stop(session, status, force=force)
+        self.store.update(session.id, status=Status.STOPPING)
+        if not wait:
+            return await self.get(session.id)
+        limit = timeout if timeout is not None else session.grace_seconds + 15
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            session = await self.get(session.id)
+            if not session.status.active:
+                return session
+            await asyncio.sleep(0.2)
+        return session
+
+    async def resume(self, ref: str, *, from_checkpoint: str | None = None) -> Session:
+        """Start a new attempt of an ended session, from a checkpoint (the newest by default)."""
+        session = await self.get(ref)
+        if session.status.active:
+            raise TrainctlError(
+                f"session {session.id} is still {session.status}; stop it first "
+                f"(trainctl stop {session.id})"
+            )
+        if session.status is Status.LOST:
+            provider = get_provider(session.provider)
+            status = await provider.read_status(session)
+            if status and await provider.training_alive(session, status):
+                raise TrainctlError(
+                    f"session {session.id}'s training pid {status['child_pid']} is still running; "
+                    f"stop it first (trainctl stop {session.id})"
+                )
+        checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
+        spec_path = Path(session.session_dir) / "spec.json"
+        spec = json.loads(spec_path.read_text())
+        spec["resume_from"] = checkpoint
+        atomic_write_text(spec_path, json.dumps(spec, indent=2))
+        self.store.update(session.id, status=Status.PENDING, ended=None, detail=None)
+        session.status = Status.PENDING
+        await self._start_runner(session)
+        return await self.get(session.id)
+
+    async def remove(self, ref: str) -> Session:
+        """Forget a session and delete its folder. Checkpoints outside the folder are kept."""
+        session = await self.get(ref)
+        if session.status.active:
+            raise TrainctlError(
+                f"session {session.id} is {session.status}; stop it before removing it"
+            )
+        provider = get_provider(session.provider)
+        status = await provider.read_status(session)
+        if status and await provider.training_alive(session, status):
+            raise TrainctlError(
+                f"session {session.id}'s training pid {status['child_pid']} is still running; "
+                f"stop it first (trainctl stop {session.id})"
+            )
+        self.store.delete(session.id)
+        shutil.rmtree(session.session_dir, ignore_errors=True)
+        return session
+
+
+# -- helpers (pure, tested directly) ------------------------------------------------------
+
+
+def build_session(request: LaunchRequest, defaults) -> Session:
+    """Validate a launch request and turn it into a (not yet stored) session."""
+    command = list(request.command)
+    if not command or not command[0].strip():
+        raise TrainctlError("nothing to launch: give a command after --, e.g. "
+                            "trainctl launch -- python train.py")
+    cwd = Path(request.cwd or os.getcwd()).expanduser().resolve()
+    if not cwd.is_dir():
+        raise TrainctlError(f"working directory {cwd} does not exist")
+    for key in request.env:
+        if not ENV_NAME.match(key):
+            raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
+    path_env = request.env.get("PATH", os.environ.get("PATH", ""))
+    if not _command_exists(command[0], cwd, path_env):
+        raise TrainctlError(f"command not found: {command[0]} (looked in {cwd} and PATH)")
+    template = request.resume_template if request.resume_template is not None \
+        else defaults.resume_template
+    if template:
+        if "{checkpoint}" not in template:
+            raise TrainctlError(f"resume template '{template}' must contain {{checkpoint}}")
+        try:
+            shlex.split(template)
+        except ValueError as exc:
+            raise TrainctlError(f"resume template '{template}' does not parse: {exc}") from None
+    max_restarts = request.max_restarts if request.max_restarts is not None \
+        else defaults.max_restarts
+    if max_restarts < 0:
+        raise TrainctlError(f"max restarts must be 0 or more, not {max_restarts}")
+    grace = request.grace_seconds if request.grace_seconds is not None else defaults.grace_seconds
+    if grace < 0:
+        raise TrainctlError(f"grace seconds must be 0 or more, not {grace}")
+    checkpoint_dir = request.checkpoint_dir or defaults.checkpoint_dir
+    if checkpoint_dir:
+        checkpoint_dir = str((cwd / Path(checkpoint_dir).expanduser()).resolve())
+    return Session(
+        id="",
+        name=(request.name or default_name(command)).strip(),
+        provider=request.provider,
+        command=command,
+        cwd=str(cwd),
+        session_dir="",
+        env={k: (MASK if is_secret_name(k) else v) for k, v in request.env.items()},
+        checkpoint_dir=checkpoint_dir,
+        resume_template=template or None,
+        max_restarts=max_restarts,
+        grace_seconds=grace,
+        created=time.time(),
+    )
+
+
+def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
+    if os.sep in program:
+        candidate = cwd / Path(program).expanduser()
+        return candidate.is_file() and os.access(candidate, os.X_OK)
+    return shutil.which(program, path=path_env) is not None
+
+
+def default_name(command: list[str]) -> str:
+    """'python -u train.py --lr 3' -> 'train'; the first script-like argument names the run."""
+    for arg in command[1:] if Path(command[0]).name.startswith("python") else command:
+        if arg.startswith("-"):
+            continue
+        name = Path(arg).name
+        return name.rsplit(".", 1)[0] if name.endswith(".py") else name
+    return Path(command[0]).name
+
+
+def write_session_files(session: Session, defaults, secret_env: dict[str, str]) -> None:
+    """The session folder: spec.json for the runner, secret_env.json (0600) for secrets."""
+    folder = Path(session.session_dir)
+    folder.mkdir(parents=True, mode=0o700)
+    if session.checkpoint_dir:
+        Path(session.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    if secret_env:
+        path = folder / "secret_env.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(secret_env, handle)
+    spec = {
+        "id": session.id,
+        "name": session.name,
+        "command": session.command,
+        "cwd": session.cwd,
+        "env": session.env,
+        "checkpoint_dir": session.checkpoint_dir,
+        "resume_template": session.resume_template,
+        "max_restarts": session.max_restarts,
+        "backoff_seconds": defaults.backoff_seconds,
+        "backoff_max_seconds": defaults.backoff_max_seconds,
+        "grace_seconds": session.grace_seconds,
+        "heartbeat_seconds": defaults.heartbeat_seconds,
+        "resume_from": None,
+    }
+    atomic_write_text(folder / "spec.json", json.dumps(spec, indent=2))
+    (folder / "train.log").touch()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Attempt]]:
+    """Store fields and attempts that a runner's status.json implies for `session`."""
+    state = status.get("state")
+    new_status = RUNNER_STATE_TO_STATUS.get(state, session.status)
+    attempts = [
+        Attempt(
+            n=a.get("n", i + 1), started=a.get("started"), ended=a.get("ended"),
+            exit_code=a.get("exit_code"), signal=a.get("signal"),
+            resumed_from=a.get("resumed_from"), reason=a.get("reason"),
+        )
+        for i, a in enumerate(status.get("attempts") or [])
+    ]
+    detail = status.get("reason")
+    if state == "backoff" and status.get("next_restart_at"):
+        wait = max(0.0, status["next_restart_at"] - time.time())
+        detail = f"restarting in {wait:.0f}s"
+    changes = {
+        "status": new_status,
+        "attempt": status.get("attempt") or len(attempts),
+        "exit_code": status.get("exit_code"),
+        "signal": status.get("signal"),
+        "detail": detail,
+        "runner_pid": status.get("runner_pid"),
+        "heartbeat": status.get("heartbeat"),
+        "ended": status.get("ended") if not new_status.active else None,
+    }
+    first_start = attempts[0].started if attempts and attempts[0].started else status.get("started")
+    if first_start:
+        changes["started"] = first_start
+    return {k: v for k, v in changes.items() if getattr(session, k) != v}, attempts
+
+
+def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | None:
+    from .runner.supervisor import find_newest_checkpoint
+
+    if explicit:
+        path = (Path(session.cwd) / Path(explicit).expanduser()).resolve()
+        if not path.exists():
+            raise TrainctlError(f"checkpoint {path} does not exist")
+        return str(path)
+    if session.checkpoint_dir and Path(session.checkpoint_dir).is_dir():
+        return find_newest_checkpoint(session.checkpoint_dir)
+    return None
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def demo_script_path() -> Path:
+    return Path(__file__).parent / "demo" / "train.py"
+
+
+def demo_request(*, steps: int | None = None, step_time: float | None = None) -> LaunchRequest:
+    """The bundled toy trainer as a normal session, restartable from its own checkpoints."""
+    command = [sys.executable, "-u", str(demo_script_path())]
+    if steps is not None:
+        command += ["--steps", str(steps)]
+    if step_time is not None:
+        command += ["--step-time", str(step_time)]
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    checkpoint_dir = paths.state_dir() / "demo-checkpoints" / stamp
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    return LaunchRequest(
+        command=command,
+        cwd=str(paths.state_dir()),
+        name="demo",
+        checkpoint_dir=str(checkpoint_dir),
+        resume_template="--resume {checkpoint}",
+        max_restarts=3,
+        grace_seconds=20,
+    )

@@ -1,0 +1,292 @@
+"""SQLite session store: WAL mode, a schema version table and forward migrations.
+
+Many processes touch it at once (the TUI, CLI calls, refreshes), so every write is a short
+`BEGIN IMMEDIATE` transaction and every connection waits on a busy database instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .errors import SessionNotFound, TrainctlError
+from .models import Attempt, Session, Status
+
+# Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        host TEXT,
+        command TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        env TEXT NOT NULL DEFAULT '{}',
+        session_dir TEXT NOT NULL,
+        checkpoint_dir TEXT,
+        resume_template TEXT,
+        max_restarts INTEGER NOT NULL DEFAULT 0,
+        grace_seconds REAL NOT NULL DEFAULT 30,
+        created REAL NOT NULL,
+        started REAL,
+        ended REAL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        signal INTEGER,
+        detail TEXT,
+        runner_pid INTEGER,
+        heartbeat REAL
+    );
+    CREATE INDEX sessions_created ON sessions(created);
+    CREATE INDEX sessions_status ON sessions(status);
+    CREATE TABLE attempts (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        n INTEGER NOT NULL,
+        started REAL,
+        ended REAL,
+        exit_code INTEGER,
+        signal INTEGER,
+        resumed_from TEXT,
+        reason TEXT,
+        PRIMARY KEY (session_id, n)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Short, human-typeable ids: no 0/o, 1/l/i look-alikes.
+ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+ID_LENGTH = 6
+
+SESSION_COLUMNS = (
+    "id name provider host command cwd env session_dir checkpoint_dir resume_template "
+    "max_restarts grace_seconds created started ended status attempt exit_code signal detail "
+    "runner_pid heartbeat"
+).split()
+# Fields a refresh from status.json may change.
+MUTABLE_FIELDS = frozenset(
+    "started ended status attempt exit_code signal detail runner_pid heartbeat".split()
+)
+
+
+def new_session_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise TrainctlError(f"cannot open session store {self.path}: {exc}") from None
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._write():
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = self._version()  # re-read under the lock: another process may have won
+            if version > SCHEMA_VERSION:
+                raise TrainctlError(
+                    f"session store {self.path} has schema {version}, newer than this trainctl "
+                    f"understands ({SCHEMA_VERSION}); upgrade trainctl"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+            self.db.execute("DELETE FROM schema_version")
+            self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+    def _version(self) -> int:
+        try:
+            row = self.db.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return row[0] if row else 0
+
+    def _write(self):
+        return _Transaction(self.db)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def insert(self, session: Session, prepare: Callable[[Session], None] | None = None) -> Session:
+        """Store a new session under a fresh unique id (the one on `session` is ignored).
+
+        `prepare` runs once the id is chosen, to fill fields that depend on it (its folder).
+        """
+        for _ in range(100):
+            session.id = new_session_id()
+            if prepare:
+                prepare(session)
+            row = _session_row(session)
+            try:
+                with self._write():
+                    self.db.execute(
+                        f"INSERT INTO sessions ({', '.join(row)}) "
+                        f"VALUES ({', '.join('?' * len(row))})",
+                        tuple(row.values()),
+                    )
+                return session
+            except sqlite3.IntegrityError:
+                continue
+        raise RuntimeError("could not find a free session id")
+
+    def update(self, session_id: str, attempts: Iterable[Attempt] | None = None, **fields) -> None:
+        unknown = set(fields) - MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "status" in fields:
+            fields["status"] = Status(fields["status"]).value
+        with self._write():
+            if fields:
+                assignments = ", ".join(f"{name} = ?" for name in fields)
+                self.db.execute(
+                    f"UPDATE sessions SET {assignments} WHERE id = ?",
+                    (*fields.values(), session_id),
+                )
+            if attempts is not None:
+                self.db.execute("DELETE FROM attempts WHERE session_id = ?", (session_id,))
+                self.db.executemany(
+                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (session_id, a.n, a.started, a.ended, a.exit_code, a.signal,
+                         a.resumed_from, a.reason)
+                        for a in attempts
+                    ],
+                )
+
+    def delete(self, session_id: str) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM attempts WHERE session_id = ?", (session_id,))
+            self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def get(self, session_id: str) -> Session | None:
+        row = self.db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        session = _session_from_row(row)
+        session.attempts = self._attempts(session_id)
+        return session
+
+    def resolve(self, ref: str) -> Session:
+        """Find a session by id, by name (newest wins) or by an unambiguous id prefix."""
+        ref = ref.strip()
+        found = self.get(ref)
+        if found:
+            return found
+        row = self.db.execute(
+            "SELECT id FROM sessions WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
+        ).fetchone()
+        if row is None and len(ref) >= 2:
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' LIMIT 6",
+                    (_like_prefix(ref),),
+                )
+            ]
+            if len(ids) > 1:
+                raise TrainctlError(
+                    f"session '{ref}' is ambiguous: matches {', '.join(ids[:5])} "
+                    "(type more of the id)"
+                )
+            row = (ids[0],) if ids else None
+        if row is None:
+            raise SessionNotFound(ref)
+        return self.get(row[0])  # type: ignore[return-value]
+
+    def list(self, *, statuses: Iterable[Status] | None = None, limit: int | None = None,
+             with_attempts: bool = False) -> list[Session]:
+        """Sessions newest first, optionally only those in `statuses`."""
+        query = "SELECT * FROM sessions"
+        params: list = []
+        if statuses is not None:
+            values = [Status(s).value for s in statuses]
+            query += f" WHERE status IN ({', '.join('?' * len(values))})"
+            params += values
+        query += " ORDER BY created DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        sessions = [_session_from_row(row) for row in self.db.execute(query, params)]
+        if with_attempts and sessions:
+            by_id = {s.id: s for s in sessions}
+            for row in self.db.execute("SELECT * FROM attempts ORDER BY session_id, n"):
+                if row["session_id"] in by_id:
+                    by_id[row["session_id"]].attempts.append(_attempt_from_row(row))
+        return sessions
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+
+    def _attempts(self, session_id: str) -> list[Attempt]:
+        rows = self.db.execute(
+            "SELECT * FROM attempts WHERE session_id = ? ORDER BY n", (session_id,)
+        )
+        return [_attempt_from_row(row) for row in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue on the lock instead of deadlocking."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _session_row(session: Session) -> dict:
+    row = {name: getattr(session, name) for name in SESSION_COLUMNS}
+    row["command"] = json.dumps(session.command)
+    row["env"] = json.dumps(session.env)
+    row["status"] = Status(session.status).value
+    row["created"] = session.created or time.time()
+    return row
+
+
+def _session_from_row(row: sqlite3.Row) -> Session:
+    data = dict(row)
+    data["command"] = json.loads(data["command"])
+    data["env"] = json.loads(data["env"])
+    data["status"] = Status(data["status"])
+    return Session(**data)
+
+
+def _attempt_from_row(row: sqlite3.Row) -> Attempt:
+    data = dict(row)
+    data.pop("session_id")
+    return Attempt(**data)
