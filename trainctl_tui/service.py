@@ -103,7 +103,8 @@ class Service:
             changes, attempts = changes_from_status(session, status)
             new_status = changes.get("status", session.status)
             if new_status.active and not await provider.runner_alive(session, status):
-                changes.update(status=Status.LOST, detail=await self._lost_detail(session, status))
+                changes.update(status=Status.LOST, detail=await self._lost_detail(session, status),
+                               ended=status.get("heartbeat") or time.time())
         elif time.time() - session.created > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
@@ -157,7 +158,9 @@ class Service:
         status = await provider.read_status(session)
         if session.status is Status.LOST and status:
             if await provider.kill_orphan(session, status, force=force):
-                self.store.update(session.id, detail=f"{session.detail}; training killed")
+                detail = (f"runner pid {status.get('runner_pid')} is gone; its training "
+                          f"(pid {status.get('child_pid')}) was stopped by trainctl stop")
+                self.store.update(session.id, detail=detail)
                 return await self.get(session.id)
         if not session.status.active or status is None:
             raise TrainctlError(

@@ -279,7 +279,7 @@ def _session_row(session: Session) -> dict:
 
 
 def _session_from_row(row: sqlite3.Row) -> Session:
-    data = dict(row)
+    data = {name: row[name] for name in SESSION_COLUMNS}
     data["command"] = json.loads(data["command"])
     data["env"] = json.loads(data["env"])
     data["status"] = Status(data["status"])
