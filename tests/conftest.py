@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from trainctl_tui.runner.supervisor import pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,9 +39,9 @@ def kill_leftovers(home: Path) -> None:
             status = json.loads(status_file.read_text())
         except (OSError, ValueError):
             continue
-        for key in ("child_pid", "runner_pid"):
+        for key, token in (("child_pid", "child_start"), ("runner_pid", "runner_start")):
             pid = status.get(key)
-            if not pid:
+            if not pid or not pid_alive(pid, status.get(token)):  # never a reused pid
                 continue
             for kill in (os.killpg, os.kill):
                 try:

@@ -6,7 +6,6 @@ Imports stay lazy so `--version` and `sessions` start fast (no textual, boto3, r
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from . import __version__
@@ -99,11 +98,17 @@ def _service():
     return Service()
 
 
+def _run(coroutine):
+    import asyncio  # ~60 ms: only for commands that talk to sessions
+
+    return asyncio.run(coroutine)
+
+
 def cmd_snapshot(args) -> int:
     from .snapshot import render_sessions, sessions_json
 
     service = _service()
-    sessions = asyncio.run(service.list_sessions())
+    sessions = _run(service.list_sessions())
     if args.json:
         print(sessions_json(sessions))
     else:
@@ -114,7 +119,7 @@ def cmd_snapshot(args) -> int:
 def cmd_sessions(args) -> int:
     from .snapshot import render_sessions, sessions_json
 
-    sessions = asyncio.run(_service().list_sessions(show_all=args.all))
+    sessions = _run(_service().list_sessions(show_all=args.all))
     if args.json:
         print(sessions_json(sessions))
     else:
@@ -132,7 +137,7 @@ def cmd_launch(args) -> int:
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
         env=parse_env(args.env),
     )
-    session = asyncio.run(_service().launch(request))
+    session = _run(_service().launch(request))
     print_launched(session)
     return 0
 
@@ -159,7 +164,7 @@ def cmd_demo(args) -> int:
     from .service import demo_request
 
     service = _service()
-    session = asyncio.run(service.launch(demo_request(steps=args.steps,
+    session = _run(service.launch(demo_request(steps=args.steps,
                                                       step_time=args.step_time)))
     print_launched(session)
     if args.once:
@@ -173,7 +178,7 @@ def cmd_demo(args) -> int:
 
 def cmd_stop(args) -> int:
     service = _service()
-    session = asyncio.run(service.stop(args.id, force=args.force, wait=not args.no_wait))
+    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait))
     from .snapshot import outcome
 
     how = outcome(session)
@@ -182,7 +187,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    session = asyncio.run(_service().resume(args.id, from_checkpoint=args.checkpoint))
+    session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint))
     last = session.attempts[-1] if session.attempts else None
     source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint found)"
     print(f"resumed session {session.id} as attempt {session.attempt} from {source}")
@@ -192,7 +197,7 @@ def cmd_resume(args) -> int:
 
 def cmd_logs(args) -> int:
     service = _service()
-    session = asyncio.run(service.get(args.id))
+    session = _run(service.get(args.id))
     if not args.follow:
         from .monitor.tail import last_lines
 
@@ -208,7 +213,7 @@ def follow_log(service, session_id: str, lines: int) -> int:
 
     from .monitor.tail import follow, last_lines
 
-    session = asyncio.run(service.get(session_id))
+    session = _run(service.get(session_id))
     path = service.log_path(session)
     size = path.stat().st_size if path.exists() else 0
     for line in last_lines(path, lines, end=size):
@@ -219,17 +224,17 @@ def follow_log(service, session_id: str, lines: int) -> int:
         if time.monotonic() - checked[0] < 1.0:
             return False
         checked[0] = time.monotonic()
-        return not asyncio.run(service.get(session_id)).status.active
+        return not _run(service.get(session_id)).status.active
 
     for line in follow(path, offset=size, until=ended):
         print(line, flush=True)
-    final = asyncio.run(service.get(session_id))
+    final = _run(service.get(session_id))
     print(f"[trainctl] session {final.id} {final.status}", file=sys.stderr)
     return 0
 
 
 def cmd_rm(args) -> int:
-    session = asyncio.run(_service().remove(args.id))
+    session = _run(_service().remove(args.id))
     kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
     print(f"removed session {session.id} ({session.name}){kept}")
     return 0
