@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="start a new attempt from a checkpoint")
     resume.add_argument("id")
-    resume.add_argument("--from", dest="checkpoint",
+    origin = resume.add_mutually_exclusive_group()
+    origin.add_argument("--from", dest="checkpoint",
                         help="checkpoint to resume from (default: the newest)")
+    origin.add_argument("--scratch", action="store_true",
+                        help="start over without a checkpoint")
 
     logs = commands.add_parser("logs", help="print a session's training log")
     logs.add_argument("id")
@@ -66,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rm = commands.add_parser("rm", help="forget an ended session and delete its folder")
     rm.add_argument("id")
+
+    watch = commands.add_parser("watch", help="open the session view on any log file")
+    watch.add_argument("path", help="a training log (need not be from trainctl)")
+
+    metrics = commands.add_parser("metrics", help="the metric series found in a session's log")
+    metrics.add_argument("target", help="session id/name, or a log file")
+    metrics.add_argument("--json", action="store_true", help="every point, as JSON")
 
     config = commands.add_parser("config", help="where the config is, what it says, an example")
     config.add_argument("action", choices=["path", "show", "init"])
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd is None:
-        return cmd_snapshot(args)
+        return cmd_snapshot(args) if args.once else run_tui()
     handler = COMMANDS[args.cmd]
     return handler(args)
 
@@ -104,15 +114,24 @@ def _run(coroutine):
     return asyncio.run(coroutine)
 
 
-def cmd_snapshot(args) -> int:
-    from .snapshot import render_sessions, sessions_json
+def run_tui(**kwargs) -> int:
+    if not sys.stdout.isatty():
+        raise TrainctlError("the terminal UI needs a terminal; use trainctl --once for a "
+                            "snapshot")
+    from .ui.app import make_app
 
-    service = _service()
-    sessions = _run(service.list_sessions())
+    make_app(**kwargs).run()
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    from .snapshot import overview_json, render_overview
+
+    rows = _run(_service().overview())
     if args.json:
-        print(sessions_json(sessions))
+        print(overview_json(rows))
     else:
-        render_sessions(sessions, sys.stdout)
+        render_overview(rows, sys.stdout)
     return 0
 
 
@@ -172,8 +191,11 @@ def cmd_demo(args) -> int:
 
         time.sleep(2)  # let the first losses appear in the snapshot
         return cmd_snapshot(argparse.Namespace(json=False))
-    print("following the log; Ctrl-C detaches (training keeps going)", file=sys.stderr)
-    return follow_log(service, session.id, 20)
+    if not sys.stdout.isatty():
+        print("no terminal: following the log instead of opening the UI (Ctrl-C detaches)",
+              file=sys.stderr)
+        return follow_log(service, session.id, 20)
+    return run_tui(open_session=session.id)
 
 
 def cmd_stop(args) -> int:
@@ -187,9 +209,10 @@ def cmd_stop(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint))
+    session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint,
+                                     scratch=args.scratch))
     last = session.attempts[-1] if session.attempts else None
-    source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint found)"
+    source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint)"
     print(f"resumed session {session.id} as attempt {session.attempt} from {source}")
     print(session.id)
     return 0
@@ -226,7 +249,10 @@ def follow_log(service, session_id: str, lines: int) -> int:
         checked[0] = time.monotonic()
         return not _run(service.get(session_id)).status.active
 
-    for line in follow(path, offset=size, until=ended):
+    def note(text: str) -> None:
+        print(f"[trainctl] {text}", file=sys.stderr)
+
+    for line in follow(path, offset=size, until=ended, on_note=note):
         print(line, flush=True)
     final = _run(service.get(session_id))
     print(f"[trainctl] session {final.id} {final.status}", file=sys.stderr)
@@ -237,6 +263,38 @@ def cmd_rm(args) -> int:
     session = _run(_service().remove(args.id))
     kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
     print(f"removed session {session.id} ({session.name}){kept}")
+    return 0
+
+
+def cmd_watch(args) -> int:
+    from pathlib import Path
+
+    path = Path(args.path).expanduser()
+    if path.is_dir():
+        raise TrainctlError(f"{path} is a directory; give the log file inside it")
+    if not path.exists():
+        raise TrainctlError(f"no such log file: {path}")
+    return run_tui(watch_path=path.resolve())
+
+
+def cmd_metrics(args) -> int:
+    from pathlib import Path
+
+    from .monitor.metrics import extract_file
+    from .snapshot import render_metrics
+
+    service = _service()
+    path = Path(args.target).expanduser()
+    if not path.is_file():
+        session = _run(service.get(args.target))
+        path = service.log_path(session)
+    metrics = extract_file(path, service.config.metrics.patterns)
+    if args.json:
+        import json
+
+        print(json.dumps({"version": 1, "log": str(path), **metrics.to_json(all_points=True)}))
+    else:
+        render_metrics(metrics, str(path), sys.stdout)
     return 0
 
 
@@ -267,4 +325,6 @@ COMMANDS = {
     "logs": cmd_logs,
     "rm": cmd_rm,
     "config": cmd_config,
+    "watch": cmd_watch,
+    "metrics": cmd_metrics,
 }

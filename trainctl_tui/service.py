@@ -27,6 +27,39 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass
+class SessionOverview:
+    """A session with what its log says: the row of the sessions table and of `--once`."""
+
+    session: Session
+    metrics: object | None = None  # monitor.metrics.MetricSet of the log's tail
+    alerts: list = field(default_factory=list)  # monitor.alerts.Alert that hold now
+
+    def last(self, name: str) -> float | None:
+        series = self.metrics.series.get(name) if self.metrics else None
+        return series.ys[-1] if series is not None and len(series) else None
+
+    @property
+    def step(self) -> float | None:
+        if not self.metrics:
+            return None
+        steps = [s.xs[-1] for s in self.metrics.series.values() if len(s)]
+        return max(steps) if steps else None
+
+    def trend(self, name: str = "loss", points: int = 12) -> list[float]:
+        """The series as `points` bucket means: the shape of the curve for a sparkline."""
+        series = self.metrics.series.get(name) if self.metrics else None
+        if series is None or not len(series):
+            return []
+        ys = series.ys
+        size = max(1, -(-len(ys) // points))
+        means = []
+        for start in range(0, len(ys), size):
+            bucket = ys[start:start + size]
+            means.append(sum(bucket) / len(bucket))  # nan/inf propagate: the spark shows '!'
+        return means
+
+
+@dataclass
 class LaunchRequest:
     """What the launch form / `trainctl launch` asks for; None means "use the config default"."""
 
@@ -145,6 +178,41 @@ class Service:
         await self.refresh_session(session)
         return self.store.get(session.id)  # type: ignore[return-value]
 
+    async def overview(self, *, show_all: bool = False,
+                       metrics_limit: int = 50) -> list[SessionOverview]:
+        """Sessions with their latest metrics and the alerts that hold for them now.
+
+        Metrics come from the tail of each log (cached by size and mtime), for the active
+        sessions and the `metrics_limit` newest others.
+        """
+        from .monitor.alerts import evaluate
+        from .monitor.session_monitor import metrics_summary
+
+        sessions = await self.list_sessions(show_all=show_all)
+        patterns = self.config.metrics.patterns
+        alerts_config = self.config.alerts
+        rows, now = [], time.time()
+        for index, session in enumerate(sessions):
+            log = self.log_path(session)
+            wanted = session.status.active or index < metrics_limit
+            metrics = metrics_summary(log, patterns) if wanted else None
+            try:
+                log_mtime = log.stat().st_mtime
+            except OSError:
+                log_mtime = None
+            alerts = evaluate(session, metrics, log_mtime=log_mtime, now=now,
+                              divergence_factor=alerts_config.divergence_factor,
+                              stall_seconds=alerts_config.stall_seconds)
+            rows.append(SessionOverview(session, metrics, alerts))
+        return rows
+
+    def new_alerts(self, rows: list[SessionOverview]) -> list:
+        """The alerts among `rows` not announced before (remembered in the store)."""
+        fired = self.store.fired_alerts()
+        fresh = [a for row in rows for a in row.alerts if a.key not in fired]
+        self.store.mark_alerts_fired(a.key for a in fresh)
+        return fresh
+
     def log_path(self, session: Session) -> Path:
         return Path(session.session_dir) / "train.log"
 
@@ -179,8 +247,14 @@ class Service:
             await asyncio.sleep(0.2)
         return session
 
-    async def resume(self, ref: str, *, from_checkpoint: str | None = None) -> Session:
-        """Start a new attempt of an ended session, from a checkpoint (the newest by default)."""
+    async def kill(self, ref: str) -> Session:
+        """SIGKILL the training now, without the grace period."""
+        return await self.stop(ref, force=True, wait=False)
+
+    async def resume(self, ref: str, *, from_checkpoint: str | None = None,
+                     scratch: bool = False) -> Session:
+        """Start a new attempt of an ended session, from a checkpoint (the newest by default,
+        none with `scratch`)."""
         session = await self.get(ref)
         if session.status.active:
             raise TrainctlError(
@@ -195,7 +269,7 @@ class Service:
                     f"session {session.id}'s training pid {status['child_pid']} is still running; "
                     f"stop it first (trainctl stop {session.id})"
                 )
-        checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
+        checkpoint = None if scratch else resolve_resume_checkpoint(session, from_checkpoint)
         spec_path = Path(session.session_dir) / "spec.json"
         spec = json.loads(spec_path.read_text())
         spec["resume_from"] = checkpoint
@@ -376,6 +450,37 @@ def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | N
     if session.checkpoint_dir and Path(session.checkpoint_dir).is_dir():
         return find_newest_checkpoint(session.checkpoint_dir)
     return None
+
+
+@dataclass
+class CheckpointChoice:
+    path: str
+    step: int | None
+    mtime: float
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+UNFINISHED_MARKERS = (".tmp", ".partial", ".part", ".incomplete")
+
+
+def resume_candidates(session: Session) -> list[CheckpointChoice]:
+    """Finished checkpoints in the session's checkpoint dir, newest (by step, then mtime) first."""
+    from .runner.supervisor import checkpoint_step
+
+    folder = Path(session.checkpoint_dir) if session.checkpoint_dir else None
+    if folder is None or not folder.is_dir():
+        return []
+    choices = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.startswith((".", "tmp")) or name.endswith(UNFINISHED_MARKERS):
+            continue
+        if entry.is_file() and name.endswith(CHECKPOINT_SUFFIXES) or entry.is_dir() and (
+                checkpoint_step(name) is not None and any(entry.iterdir())):
+            choices.append(CheckpointChoice(str(entry), checkpoint_step(name),
+                                            entry.stat().st_mtime))
+    choices.sort(key=lambda c: (c.step if c.step is not None else -1, c.mtime), reverse=True)
+    return choices
 
 
 def format_age(seconds: float) -> str:

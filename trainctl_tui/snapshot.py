@@ -72,3 +72,90 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
             attempt, elapsed(s, now), outcome(s),
         )
     console.print(table)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    import math
+
+    return str(value) if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _step(value) -> str:
+    if value is None:
+        return "-"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def overview_json(rows) -> str:
+    """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
+    sessions = []
+    for row in rows:
+        data = row.session.to_json()
+        data["metrics"] = ({name: {"last": s.ys[-1], "step": s.xs[-1], "count": len(s),
+                                   "nonfinite": s.nonfinite}
+                            for name, s in row.metrics.series.items() if len(s)}
+                           if row.metrics else {})
+        data["step"] = row.step
+        sessions.append(data)
+    alerts = [a.to_json() for row in rows for a in row.alerts]
+    return json.dumps({"version": SCHEMA_VERSION, "generated": time.time(),
+                       "sessions": sessions, "alerts": alerts}, indent=2)
+
+
+def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
+    """`--once`: the sessions table of the TUI, with last metrics, then open alerts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .sparkline import sparkline
+
+    console = Console(file=out, width=width, highlight=False)
+    if not rows:
+        console.print("no sessions yet — start one with: trainctl launch -- python train.py "
+                      "(or trainctl demo)")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL",
+                   "TREND", "ELAPSED", "DETAIL"):
+        table.add_column(column, no_wrap=column not in ("DETAIL", "NAME"), overflow="fold")
+    now = time.time()
+    for row in rows:
+        s = row.session
+        table.add_row(
+            "[bold red]![/]" if row.alerts else "", s.id, s.name,
+            s.provider if not s.host else f"{s.provider}:{s.host}",
+            f"[{STATUS_STYLE[s.status]}]{s.status}[/]", str(s.attempt or "-"),
+            _step(row.step), _number(row.last("loss")), _number(row.last("val_loss")),
+            f"[cyan]{sparkline(row.trend('loss'), 12)}[/]", elapsed(s, now), outcome(s),
+        )
+    console.print(table)
+    alerts = [a for row in rows for a in row.alerts]
+    if alerts:
+        console.print()
+        console.print(f"[bold]{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}[/]")
+        for alert in alerts:
+            style = "red" if alert.severity == "error" else "yellow"
+            console.print(f"  [{style}]{alert.kind}[/] {alert.session_name} "
+                          f"({alert.session_id}): {alert.message}")
+
+
+def render_metrics(metrics, log: str, out: TextIO) -> None:
+    """`trainctl metrics`: one line per series: count, last value and step, range."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False)
+    summary = metrics.summary()
+    if not summary:
+        console.print(f"no metrics found in {log}")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold", title=log, title_justify="left")
+    for column in ("SERIES", "POINTS", "LAST STEP", "LAST", "MIN", "MAX", "NAN/INF"):
+        table.add_column(column, justify="left" if column == "SERIES" else "right")
+    for name, info in summary.items():
+        table.add_row(name, str(info["count"]), _step(info["last_x"]), _number(info["last"]),
+                      _number(info["min"]), _number(info["max"]),
+                      f"[red]{info['nonfinite']}[/]" if info["nonfinite"] else "0")
+    console.print(table)

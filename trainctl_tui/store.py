@@ -57,6 +57,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session_id, n)
     );
     """,
+    # 2: alerts already notified, so a restart of the TUI does not notify them again.
+    """
+    CREATE TABLE fired_alerts (key TEXT PRIMARY KEY, at REAL NOT NULL)
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -183,6 +187,8 @@ class Store:
 
     def delete(self, session_id: str) -> None:
         with self._write():
+            self.db.execute("DELETE FROM fired_alerts WHERE key LIKE ? ESCAPE '\\'",
+                            (_like_prefix(session_id + ":"),))
             self.db.execute("DELETE FROM attempts WHERE session_id = ?", (session_id,))
             self.db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
@@ -241,6 +247,14 @@ class Store:
                 if row["session_id"] in by_id:
                     by_id[row["session_id"]].attempts.append(_attempt_from_row(row))
         return sessions
+
+    def fired_alerts(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT key FROM fired_alerts")}
+
+    def mark_alerts_fired(self, keys: Iterable[str]) -> None:
+        with self._write():
+            self.db.executemany("INSERT OR IGNORE INTO fired_alerts VALUES (?, ?)",
+                                [(key, time.time()) for key in keys])
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]

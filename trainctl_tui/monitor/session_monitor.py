@@ -1,0 +1,110 @@
+"""One session's live log and metrics: what the session screen shows and redraws."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .metrics import MetricSet
+from .tail import LogFollower
+
+SUMMARY_TAIL_BYTES = 2 << 20
+HISTORY_SLICE = 16 << 20
+_summary_cache: OrderedDict[tuple, MetricSet] = OrderedDict()
+SUMMARY_CACHE_SIZE = 256
+
+
+@dataclass
+class MonitorUpdate:
+    lines: list[str] = field(default_factory=list)  # new lines for the log view
+    partial: str | None = None  # a live progress bar still being redrawn
+    reset: bool = False  # the log was truncated or replaced: clear the view
+    note: str | None = None
+    metrics_changed: bool = False
+    catching_up: bool = False  # older history still being parsed into the metrics
+
+
+class SessionMonitor:
+    """Follows a log twice: from the tail for the view, from the start for the metrics."""
+
+    def __init__(self, log_path: Path, patterns: Sequence[str] = (), *,
+                 initial_lines: int = 2000):
+        self.log_path = Path(log_path)
+        self.patterns = tuple(patterns)
+        self.view = LogFollower(self.log_path, start="tail", initial_lines=initial_lines)
+        self.history = LogFollower(self.log_path, start="beginning")
+        self.metrics = MetricSet(self.patterns)
+
+    def poll(self, max_history_bytes: int = HISTORY_SLICE) -> MonitorUpdate:
+        """Read what is new. Call repeatedly while `catching_up` to parse a long history."""
+        shown = self.view.poll()
+        update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
+                               note=shown.note)
+        self._parse_history(update, max_history_bytes)
+        return update
+
+    async def updates(self, *, stop: asyncio.Event | None = None,
+                      poll_interval: float = 0.5) -> AsyncIterator[MonitorUpdate]:
+        """Updates as the log grows: the tail at once, then new lines as watchfiles (or
+        polling) reports them. A long history is parsed in slices, yielding in between, so
+        the caller stays responsive while the chart fills in."""
+        async for shown in self.view.updates(poll_interval=poll_interval, stop=stop):
+            update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
+                                   note=shown.note)
+            while True:
+                await asyncio.to_thread(self._parse_history, update, HISTORY_SLICE)
+                if not update.catching_up:
+                    break
+                yield update
+                update = MonitorUpdate()
+            yield update
+
+    def _parse_history(self, update: MonitorUpdate, max_bytes: int) -> None:
+        parsed = self.history.poll(max_bytes=max_bytes)
+        if parsed.reset:
+            self.metrics = MetricSet(self.patterns)
+            update.metrics_changed = True
+        for line in parsed.lines:
+            if self.metrics.feed_line(line):
+                update.metrics_changed = True
+        update.catching_up = self.history.pending_bytes > 0
+
+    def close(self) -> None:
+        self.view.close()
+        self.history.close()
+
+
+def metrics_summary(log_path: Path, patterns: Sequence[str] = (),
+                    tail_bytes: int = SUMMARY_TAIL_BYTES) -> MetricSet | None:
+    """Metrics of the last `tail_bytes` of a log: enough for last values and a sparkline.
+
+    Cached by (path, size, mtime), so a table of many sessions re-reads only logs that grew.
+    """
+    try:
+        stat = os.stat(log_path)
+    except OSError:
+        return None
+    key = (str(log_path), stat.st_size, stat.st_mtime_ns, tuple(patterns))
+    cached = _summary_cache.get(key)
+    if cached is not None:
+        _summary_cache.move_to_end(key)
+        return cached
+    metrics = MetricSet(tuple(patterns))
+    with open(log_path, "rb") as handle:
+        start = max(0, stat.st_size - tail_bytes)
+        handle.seek(start)
+        data = handle.read(stat.st_size - start)
+    if start:
+        data = data.split(b"\n", 1)[-1]  # drop the first, cut line
+    text = data.decode("utf-8", errors="replace")
+    for line in text.splitlines():
+        metrics.feed_line(line.rstrip("\r").rsplit("\r", 1)[-1])  # a bar's last state
+    _summary_cache[key] = metrics
+    while len(_summary_cache) > SUMMARY_CACHE_SIZE:
+        _summary_cache.popitem(last=False)
+    return metrics

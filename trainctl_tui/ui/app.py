@@ -1,0 +1,246 @@
+"""The Textual app: screens, the actions every screen shares, and the command palette.
+
+Every action calls the same Service function as its CLI twin, through the Backend (threads).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from ..errors import TrainctlError
+from ..providers.base import available_providers
+from ..service import Service, SessionOverview, resume_candidates
+from .backend import Backend
+from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
+from .screens.launch import LaunchScreen
+from .screens.resume import SCRATCH, ResumeScreen
+from .screens.session import SessionScreen
+from .screens.sessions import SessionsScreen
+
+
+def styles_path() -> Path:
+    """styles/ ships inside the wheel as trainctl_tui/styles; in a checkout it is ../styles."""
+    packaged = Path(__file__).resolve().parent.parent / "styles"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "styles"
+
+
+class TrainctlApp(App):
+    CSS_PATH = str(styles_path() / "app.tcss")
+    TITLE = "trainctl"
+    BINDINGS = [
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+    # Adds -narrow / -wide classes to screens; the stylesheet uses them for 80 columns.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    def __init__(self, *, service_factory=Service, open_session: str | None = None,
+                 watch_path: Path | None = None, refresh_seconds: float = 1.0,
+                 theme: str | None = None, notifier=None):
+        super().__init__()
+        self.backend = Backend(service_factory)
+        self.open_session_id = open_session
+        self.watch_path = watch_path
+        self.refresh_seconds = refresh_seconds
+        self.notifier = notifier
+        if theme and theme in self.available_themes:
+            self.theme = theme
+
+    def on_mount(self) -> None:
+        if self.watch_path is not None:
+            self.push_screen(SessionScreen(log_path=self.watch_path))
+            return
+        self.push_screen(SessionsScreen())
+        if self.open_session_id:
+            self.open_session(self.open_session_id)
+
+    # -- navigation ---------------------------------------------------------------------
+
+    def open_session(self, session_id: str) -> None:
+        self.push_screen(SessionScreen(session_id=session_id))
+
+    def switch_to_sessions(self) -> None:
+        """Back from a session opened directly (e.g. by `trainctl watch`)."""
+        if self.watch_path is not None:
+            self.exit()
+            return
+        self.pop_screen()
+
+    def selected_session_id(self) -> str | None:
+        return getattr(self.screen, "selected_id", None)
+
+    # -- actions shared by the screens --------------------------------------------------
+
+    def action_help(self) -> None:
+        screen = self.screen
+        keys = list(getattr(screen, "HELP_KEYS", []))
+        keys += [("ctrl+p", "command palette: every action by name"), ("q", "quit")]
+        self.push_screen(HelpScreen(f"{getattr(screen, 'HELP_TITLE', 'trainctl')} keys", keys))
+
+    def action_launch(self) -> None:
+        if self.watch_path is not None:
+            self.notify("launching needs the sessions view (run trainctl)", severity="warning")
+            return
+
+        def launched(session_id: str | None) -> None:
+            if session_id:
+                self.notify(f"launched session {session_id}")
+                self.open_session(session_id)
+
+        self.push_screen(LaunchScreen(available_providers(), os.getcwd()), launched)
+
+    @work(group="actions")
+    async def action_stop(self) -> None:
+        await self._stop(force=False)
+
+    @work(group="actions")
+    async def action_kill(self) -> None:
+        await self._stop(force=True)
+
+    async def _stop(self, *, force: bool) -> None:
+        session = await self._selected_session()
+        if session is None:
+            return
+        if not session.status.active and session.status.value != "lost":
+            self.notify(f"{session.name} ({session.id}) is not running ({session.status})",
+                        severity="warning")
+            return
+        if force:
+            question = f"Kill {session.name} ({session.id}) now?"
+            detail = "SIGKILL to the training process group: no checkpoint is saved."
+        else:
+            question = f"Stop {session.name} ({session.id})?"
+            detail = (f"SIGTERM to the training, then SIGKILL after {session.grace_seconds:g}s "
+                      "if it is still running.")
+        if not await self.push_screen_wait(ConfirmScreen(question, detail,
+                                                         "Kill" if force else "Stop")):
+            return
+        try:
+            await self.backend.call("stop", session.id, force=force, wait=False)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"{'killing' if force else 'stopping'} {session.name} ({session.id})")
+
+    @work(group="actions")
+    async def action_resume(self) -> None:
+        session = await self._selected_session()
+        if session is None:
+            return
+        if session.status.active:
+            self.notify(f"{session.name} ({session.id}) is still {session.status}; stop it first",
+                        severity="warning")
+            return
+        choices = await self.backend.run(lambda _service: resume_candidates(session))
+        picked = await self.push_screen_wait(ResumeScreen(session.name, choices))
+        if picked is None:
+            return
+        try:
+            resumed = await self.backend.call(
+                "resume", session.id, from_checkpoint=None if picked == SCRATCH else picked,
+                scratch=picked == SCRATCH)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"resumed {resumed.name} ({resumed.id}) as attempt {resumed.attempt}")
+
+    @work(group="actions")
+    async def action_delete(self) -> None:
+        session = await self._selected_session()
+        if session is None:
+            return
+        if session.status.active:
+            self.notify(f"{session.name} ({session.id}) is {session.status}; "
+                        "stop it before deleting it", severity="error")
+            return
+        kept = f" Checkpoints in {session.checkpoint_dir} are kept." \
+            if session.checkpoint_dir else ""
+        if not await self.push_screen_wait(ConfirmScreen(
+                f"Delete {session.name} ({session.id})?",
+                f"Its folder and log are removed.{kept}", "Delete")):
+            return
+        try:
+            await self.backend.call("remove", session.id)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"deleted {session.name} ({session.id})")
+        if isinstance(self.screen, SessionScreen):
+            self.pop_screen()
+
+    async def _selected_session(self):
+        session_id = self.selected_session_id()
+        if session_id is None:
+            what = "a log being watched has no session" if self.watch_path else "no session"
+            self.notify(f"{what} selected", severity="warning")
+            return None
+        try:
+            return await self.backend.call("get", session_id)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+
+    # -- alerts -------------------------------------------------------------------------
+
+    async def announce_alerts(self, rows: list[SessionOverview]) -> None:
+        """Notify each alert once (remembered in the store across restarts)."""
+        fresh = await self.backend.call("new_alerts", rows)
+        for alert in fresh:
+            severity = "error" if alert.severity == "error" else "warning"
+            self.notify(f"{alert.session_name} ({alert.session_id}): {alert.message}",
+                        title="alert", severity=severity, timeout=10)
+        if fresh and self.notifier is not None:
+            self.send_notifications(fresh)
+
+    @work(thread=True, group="notify")
+    def send_notifications(self, alerts) -> None:
+        for alert in alerts:
+            for error in self.notifier.send(alert):
+                self.call_from_thread(self.notify, f"alert delivery failed: {error}",
+                                      severity="warning")
+
+    # -- command palette ----------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Launch a run", "Open the launch form (n)", self.action_launch)
+        if getattr(screen, "selected_id", None):
+            yield SystemCommand("Stop session", "Graceful stop of the selected session (s)",
+                                self.action_stop)
+            yield SystemCommand("Kill session", "SIGKILL the selected session now (K)",
+                                self.action_kill)
+            yield SystemCommand("Resume session", "New attempt from a checkpoint (r)",
+                                self.action_resume)
+            yield SystemCommand("Delete session", "Forget an ended session (d)",
+                                self.action_delete)
+        if isinstance(screen, SessionsScreen):
+            yield SystemCommand("Open session", "Live log and loss curve (enter)",
+                                screen.action_open)
+            yield SystemCommand("Filter sessions", "Filter the table (/)", screen.action_filter)
+        if isinstance(screen, SessionScreen):
+            yield SystemCommand("Next chart", "Cycle the plotted metric (m)",
+                                screen.action_next_chart)
+            yield SystemCommand("Search log", "Find text in the log (/)", screen.action_search)
+            yield SystemCommand("Follow log", "Follow the end of the log on/off (f)",
+                                screen.action_toggle_follow)
+        yield SystemCommand("Help", "Keys of this screen (?)", self.action_help)
+
+
+def make_app(**kwargs) -> TrainctlApp:
+    """The app as the CLI runs it, with settings from config (shared by the CLI and tests)."""
+    from ..config import load_config
+    from ..monitor.alerts import Notifier
+
+    config = load_config()
+    notifier = Notifier.from_config(config.alerts)
+    kwargs.setdefault("refresh_seconds", config.ui.refresh_seconds)
+    kwargs.setdefault("theme", config.ui.theme)
+    kwargs.setdefault("notifier", notifier if notifier.enabled else None)
+    return TrainctlApp(**kwargs)

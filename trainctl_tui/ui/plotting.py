@@ -1,0 +1,97 @@
+"""The one place that talks to plotext (global state: call from the main thread only).
+
+Works with plotext 6 (`plotext.figure`) and plotext 5 (module-level API). The chart is drawn
+with plotext's dark theme, then its background is stripped (the widget's own shows through)
+and its colours are mapped to ones that read well on dark and light terminals alike.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# xterm-256 colours of the 1st, 2nd, 3rd ... series; the widget's legend uses the same.
+SERIES_COLORS = (39, 214, 170, 78, 203, 227)
+AXES_COLOR = 245
+# plotext "dark" theme: axes colour 3, series sequence 4, 22, 54, 12, 10, 9.
+_DARK_THEME_MAP = {3: AXES_COLOR, 4: 39, 22: 214, 54: 170, 12: 78, 10: 203, 9: 227}
+_BACKGROUND = re.compile(r"\x1b\[48;5;\d+m")
+_FOREGROUND = re.compile(r"\x1b\[38;5;(\d+)m")
+
+
+@dataclass
+class Line:
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+
+
+def render(lines: list[Line], width: int, height: int) -> str:
+    """An ANSI string of `lines` drawn in a width x height box (train and eval on one chart)."""
+    import plotext
+
+    lines = [_finite(line) for line in lines]
+    if hasattr(plotext, "figure") and hasattr(plotext.figure, "signal"):
+        text = _render_v6(plotext, lines, width, height)
+    else:
+        text = _render_v5(plotext, lines, width, height)
+    text = _BACKGROUND.sub("", text)
+    return _FOREGROUND.sub(
+        lambda m: f"\x1b[38;5;{_DARK_THEME_MAP.get(int(m.group(1)), int(m.group(1)))}m", text)
+
+
+def _finite(line: Line) -> Line:
+    """plotext cannot place nan/inf; they are flagged elsewhere, here they are left out."""
+    pairs = [(x, y) for x, y in zip(line.xs, line.ys) if math.isfinite(y) and math.isfinite(x)]
+    return Line(line.label, [p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def _render_v6(plotext, lines: list[Line], width: int, height: int) -> str:
+    figure = plotext.figure
+    plotext.terminal.limit(False, False)  # else the width is capped at the detected terminal
+    figure.clear()
+    figure.plot_size(width, height)
+    figure.theme("dark")
+    for line in lines:
+        # An empty series still takes its colour slot, so colours match the legend.
+        xs, ys = (list(line.xs), list(line.ys)) if line.xs else ([math.nan], [math.nan])
+        signal = figure.signal(xs, ys)
+        figure.draw(signal.lines() if len(xs) > 1 else signal)
+    figure.legend(active=False)
+    xs = [x for line in lines for x in line.xs]
+    if xs:
+        positions = _ticks(min(xs), max(xs), max(2, min(7, width // 12)))
+        figure.ruler("x").ticks(positions, [compact(p) for p in positions])
+    text = str(figure.build())
+    figure.clear()
+    return text
+
+
+def _ticks(low: float, high: float, count: int) -> list[float]:
+    if high <= low:
+        return [low]
+    return [low + (high - low) * i / (count - 1) for i in range(count)]
+
+
+def compact(value: float) -> str:
+    """Step labels that fit under a chart: 950, 1.2k, 15k, 2.5M."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            scaled = value / limit
+            return f"{scaled:.1f}{suffix}" if abs(scaled) < 10 else f"{scaled:.0f}{suffix}"
+    if float(value).is_integer() or magnitude >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def _render_v5(plotext, lines: list[Line], width: int, height: int) -> str:
+    plotext.clf()
+    plotext.limitsize(False, False)
+    plotext.plotsize(width, height)
+    plotext.theme("dark")
+    for line in lines:
+        plotext.plot(list(line.xs) or [0], list(line.ys) or [math.nan])
+    return plotext.build()

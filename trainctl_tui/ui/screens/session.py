@@ -1,0 +1,315 @@
+"""One session: live log (follow, scroll, search), loss curve, latest metrics, attempts.
+
+Also opened by `trainctl watch PATH` on a log that trainctl did not launch (no session then).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ...models import Session
+from ...monitor.session_monitor import SessionMonitor
+from ...snapshot import elapsed, outcome
+from ..format import STATUS_STYLE, number, step
+from ..widgets.logview import LogView
+from ..widgets.plot import PlotView
+
+# Charts the `m` key cycles through; series in one group share a chart (train vs eval).
+PLOT_GROUPS = [
+    ("loss", ("loss", "val_loss")),
+    ("learning rate", ("lr",)),
+    ("grad norm", ("grad_norm",)),
+    ("accuracy", ("accuracy", "val_accuracy")),
+    ("throughput", ("throughput",)),
+]
+
+SESSION_KEYS = [
+    ("s", "stop gracefully (SIGTERM, grace, SIGKILL)"),
+    ("K", "kill now (SIGKILL)"),
+    ("r", "resume from a checkpoint (newest by default)"),
+    ("d", "delete the session (refused while it runs)"),
+    ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
+    ("f", "follow the end of the log on/off"),
+    ("/", "search the log; enter: next match"),
+    ("N / P", "next / previous match"),
+    ("home / end", "top / bottom of the log"),
+    ("esc", "back to all sessions"),
+    ("?", "this help"),
+]
+
+
+class SessionScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("s", "app.stop", "Stop"),
+        Binding("K", "app.kill", "Kill"),
+        Binding("r", "app.resume", "Resume"),
+        Binding("d", "app.delete", "Delete", show=False),
+        Binding("m", "next_chart", "Chart"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("slash", "search", "Search"),
+        Binding("N", "find(False)", "Next", show=False),
+        Binding("P", "find(True)", "Prev", show=False),
+        Binding("home", "log_home", show=False),
+        Binding("end", "log_end", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+    HELP_TITLE = "Session"
+    HELP_KEYS = SESSION_KEYS
+
+    def __init__(self, *, session_id: str | None = None, log_path: Path | None = None,
+                 patterns: tuple[str, ...] = ()):
+        super().__init__()
+        self.session_id = session_id
+        self.session: Session | None = None
+        self.log_path = log_path
+        self.patterns = patterns
+        self.monitor: SessionMonitor | None = None
+        self.chart_index = 0
+        self.query_text = ""
+
+    @property
+    def selected_id(self) -> str | None:
+        return self.session_id
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="session-header")
+        with Horizontal(id="top"):
+            with Vertical(id="chart"):
+                yield Static("", id="chart-legend")
+                yield PlotView(id="plot", min_interval=0.5)
+            yield Static("", id="side")
+        yield LogView(id="log")
+        yield Static("", id="progress")
+        yield Input(placeholder="search the log (enter: next, esc: close)", id="search")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search").display = False
+        self.query_one("#progress").display = False
+        self.query_one(LogView).focus()
+        self.start()
+
+    @work(exclusive=True, group="session-load")
+    async def start(self) -> None:
+        if self.session_id:
+            self.session = await self.app.backend.call("get", self.session_id)
+            self.log_path = Path(self.session.session_dir) / "train.log"
+            self.patterns = tuple(await self.app.backend.run(
+                lambda service: service.config.metrics.patterns))
+        self.monitor = SessionMonitor(self.log_path, self.patterns)
+        self.render_header()
+        self.follow_log()
+        if self.session_id:
+            self.refresh_session()
+
+    @work(exclusive=True, group="session-refresh")
+    async def refresh_session(self) -> None:
+        try:
+            if self.is_current:
+                self.session = await self.app.backend.call("get", self.session_id)
+                self.render_header()
+                self.render_side()
+        except Exception as exc:
+            self.notify(f"refresh failed: {exc}", severity="error")
+        finally:
+            self.set_timer(self.app.refresh_seconds, self.refresh_session)
+
+    @work(exclusive=True, group="session-log")
+    async def follow_log(self) -> None:
+        """Show the log as it grows; the chart fills in while a long history is parsed."""
+        log = self.query_one(LogView)
+        progress = self.query_one("#progress", Static)
+        async for update in self.monitor.updates(poll_interval=0.5):
+            if update.reset:
+                log.clear()
+            if update.note:
+                self.notify(update.note, severity="warning")
+            if update.lines:
+                log.write_lines(update.lines)
+            progress.display = bool(update.partial)
+            if update.partial:
+                progress.update(Text(update.partial[-400:], style="dim"))
+            if update.metrics_changed:
+                self.render_chart()
+                self.render_side()
+
+    def on_unmount(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def render_header(self) -> None:
+        header = self.query_one("#session-header", Static)
+        if self.session is None:
+            size = _size(self.log_path)
+            header.update(Text.assemble(("watching ", "dim"), (str(self.log_path), "bold"),
+                                        (f"  {size}", "dim")))
+            return
+        s = self.session
+        text = Text.assemble(
+            (s.name, "bold"), "  ", (s.id, "dim"), "  ",
+            (str(s.status), STATUS_STYLE[s.status]),
+            f"  attempt {s.attempt or '-'}  ", f"elapsed {elapsed(s)}  ",
+            (s.provider if not s.host else f"{s.provider}:{s.host}", "dim"),
+        )
+        why = outcome(s)
+        if why and not s.status.active or s.detail:
+            text.append(f"  {why}", style="yellow")
+        header.update(text)
+
+    def available_charts(self) -> list[tuple[str, tuple[str, ...]]]:
+        series = self.monitor.metrics.series if self.monitor else {}
+        charts = [(title, names) for title, names in PLOT_GROUPS
+                  if any(name in series and len(series[name]) for name in names)]
+        grouped = {name for _, names in PLOT_GROUPS for name in names}
+        charts += [(name, (name,)) for name in sorted(series)
+                   if name not in grouped and name not in ("epoch",) and len(series[name])]
+        return charts or [PLOT_GROUPS[0]]
+
+    def render_chart(self) -> None:
+        charts = self.available_charts()
+        title, names = charts[self.chart_index % len(charts)]
+        series = self.monitor.metrics.series
+        data = [(name, series[name].xs, series[name].ys) if name in series else (name, [], [])
+                for name in names]
+        plot = self.query_one(PlotView)
+        plot.set_series(data)
+        legend = Text.assemble((title, "bold"),
+                               (f" {self.chart_index % len(charts) + 1}/{len(charts)}  ", "dim"))
+        legend.append_text(plot.legend())
+        self.query_one("#chart-legend", Static).update(legend)
+
+    def render_side(self) -> None:
+        side = Table.grid(padding=(0, 1))
+        side.add_column(style="bold")
+        side.add_column(justify="right")
+        metrics = self.monitor.metrics if self.monitor else None
+        if metrics is not None:
+            for name, series in sorted(metrics.series.items()):
+                if not len(series):
+                    continue
+                value = number(series.ys[-1])
+                style = "bold red" if series.nonfinite else ""
+                side.add_row(name, Text(value, style=style))
+            last_steps = [s.xs[-1] for s in metrics.series.values() if len(s)]
+            if last_steps:
+                side.add_row("step", step(max(last_steps)))
+        if not metrics or not metrics.series:
+            side.add_row(Text("no metrics yet", style="dim"), "")
+        if self.session is not None and self.session.attempts:
+            side.add_row("", "")
+            side.add_row(Text("attempts", style="bold underline"), "")
+            for attempt in self.session.attempts[-6:]:
+                side.add_row(f"#{attempt.n}", _attempt_text(attempt))
+        self.query_one("#side", Static).update(side)
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.display:
+            search.display = False
+            self.query_one(LogView).focus()
+            return
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.switch_to_sessions()
+
+    def action_next_chart(self) -> None:
+        self.chart_index += 1
+        self.render_chart()
+
+    def action_toggle_follow(self) -> None:
+        log = self.query_one(LogView)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self.notify("following the log" if log.auto_scroll else "not following the log")
+        self.render_log_title()
+
+    def render_log_title(self) -> None:
+        log = self.query_one(LogView)
+        follow = "following" if log.auto_scroll else "paused (f follows)"
+        search = f" · '{self.query_text}'" if self.query_text else ""
+        log.border_title = f"log · {follow}{search}"
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        self.query_text = event.value
+        log = self.query_one(LogView)
+        log.set_query(self.query_text)
+        log.match_line = None
+        event.input.display = False
+        log.focus()
+        if self.query_text:
+            self.action_find(True)  # the newest match first, like searching up in less
+        else:
+            self.render_log_title()
+
+    def action_find(self, backwards: bool) -> None:
+        log = self.query_one(LogView)
+        if not self.query_text:
+            self.action_search()
+            return
+        found = log.find(self.query_text, backwards=backwards)
+        if found is None:
+            self.notify(f"'{self.query_text}' not found", severity="warning")
+        self.render_log_title()
+
+    def action_log_home(self) -> None:
+        log = self.query_one(LogView)
+        log.auto_scroll = False
+        log.scroll_home(animate=False)
+        self.render_log_title()
+
+    def action_log_end(self) -> None:
+        log = self.query_one(LogView)
+        log.auto_scroll = True
+        log.scroll_end(animate=False)
+        self.render_log_title()
+
+
+def _attempt_text(attempt) -> Text:
+    if attempt.ended is None:
+        return Text("running", style="green")
+    if attempt.signal:
+        import signal
+
+        try:
+            return Text(signal.Signals(attempt.signal).name, style="yellow")
+        except ValueError:
+            return Text(f"signal {attempt.signal}", style="yellow")
+    style = "cyan" if attempt.exit_code == 0 else "red"
+    return Text(f"exit {attempt.exit_code}", style=style)
+
+
+def _size(path: Path | None) -> str:
+    try:
+        size = os.stat(path).st_size
+    except (OSError, TypeError):
+        return "(not there yet)"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+

@@ -1,0 +1,215 @@
+"""Home: every session at a glance, updated live; filter with `/`."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ...service import SessionOverview
+from ...snapshot import elapsed, outcome
+from ..format import STATUS_STYLE, number, step
+from ...sparkline import sparkline
+
+# (key, label, width); DETAIL takes what is left. Narrow terminals (80 columns, often over
+# SSH) drop the columns that matter least.
+COLUMNS = [
+    ("alert", "", 1), ("name", "NAME", 14), ("id", "ID", 6), ("where", "WHERE", 8),
+    ("status", "STATUS", 9), ("attempt", "ATT", 3), ("step", "STEP", 7),
+    ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
+    ("cost", "COST", 5), ("detail", "DETAIL", 0),
+]
+NARROW_DROPS = {"where", "cost", "detail"}
+NARROW_WIDTHS = {"name": 12, "trend": 8}
+NARROW_BELOW = 110
+CELL_PADDING = 2
+
+SESSION_KEYS = [
+    ("enter", "open the session (live log, loss curve, attempts)"),
+    ("n", "launch a new run"),
+    ("s", "stop the selected session gracefully (SIGTERM, grace, SIGKILL)"),
+    ("K", "kill the selected session now (SIGKILL)"),
+    ("r", "resume the selected session from a checkpoint"),
+    ("d", "delete the selected session (refused while it runs)"),
+    ("/", "filter sessions by name, id, status or provider"),
+    ("ctrl+p", "command palette: every action by name"),
+    ("?", "this help"),
+    ("q", "quit (runs keep going)"),
+]
+
+
+class SessionsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=False),
+        Binding("n", "app.launch", "New"),
+        Binding("s", "app.stop", "Stop"),
+        Binding("K", "app.kill", "Kill"),
+        Binding("r", "app.resume", "Resume"),
+        Binding("d", "app.delete", "Delete"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+    HELP_TITLE = "Sessions"
+    HELP_KEYS = SESSION_KEYS
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[SessionOverview] = []
+        self.filter_text = ""
+        self._alerting: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Static("trainctl", id="title-bar")
+        yield Input(placeholder="filter: name, id, status, provider (esc clears)", id="filter")
+        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="empty-hint")
+        yield Static("", id="status-line")
+        yield Footer()
+
+    def columns_for(self, width: int) -> list[tuple[str, str, int]]:
+        narrow = width < NARROW_BELOW
+        columns = [(key, label, NARROW_WIDTHS.get(key, w) if narrow else w)
+                   for key, label, w in COLUMNS if not (narrow and key in NARROW_DROPS)]
+        used = sum(w + CELL_PADDING for key, _, w in columns if key != "detail")
+        return [(key, label, w or max(10, width - used - CELL_PADDING - 2))
+                for key, label, w in columns]
+
+    def on_resize(self) -> None:
+        columns = self.columns_for(self.size.width)
+        table = self.query_one(DataTable)
+        if [(str(c.key.value), c.width) for c in table.columns.values()] != \
+                [(key, w) for key, _, w in columns]:
+            table.clear(columns=True)
+            for key, label, width in columns:
+                table.add_column(label, key=key, width=width)
+            self.apply_rows(self.rows)
+
+    def on_mount(self) -> None:
+        self.on_resize()
+        self.query_one("#filter").display = False
+        self.query_one(DataTable).focus()
+        self.refresh_sessions()
+
+    @property
+    def selected_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return row_key.value
+
+    @work(exclusive=True, group="refresh")
+    async def refresh_sessions(self) -> None:
+        """Poll the service, redraw, re-arm: polls never overlap and skip hidden screens."""
+        try:
+            if self.is_current:
+                rows = await self.app.backend.call("overview")
+                self.apply_rows(rows)
+                await self.app.announce_alerts(rows)
+        except Exception as exc:  # a broken store or config must not kill the UI
+            self.query_one("#status-line", Static).update(Text(f"refresh failed: {exc}",
+                                                               style="red"))
+        finally:
+            self.set_timer(self.app.refresh_seconds, self.refresh_sessions)
+
+    def apply_rows(self, rows: list[SessionOverview]) -> None:
+        self.rows = rows
+        shown = [row for row in rows if self._matches(row)]
+        table = self.query_one(DataTable)
+        wanted = [row.session.id for row in shown]
+        current = [key.value for key in table.rows]
+        now = time.time()
+        if wanted != current:
+            selected = self.selected_id
+            table.clear()
+            keys = [str(column.value) for column in table.columns]
+            for row in shown:
+                cells = self._cells(row, now)
+                table.add_row(*(cells[key] for key in keys), key=row.session.id)
+            if selected in wanted:
+                table.move_cursor(row=wanted.index(selected), animate=False)
+        else:
+            for row in shown:
+                for key, value in self._cells(row, now).items():
+                    if key in table.columns:
+                        table.update_cell(row.session.id, key, value)
+        self._update_hints(rows, shown)
+
+    def _update_hints(self, rows, shown) -> None:
+        hint = self.query_one("#empty-hint", Static)
+        if not rows:
+            hint.update("No sessions yet. Press [b]n[/b] to launch a run, or run "
+                        "[b]trainctl demo[/b] for a toy trainer.")
+        elif not shown:
+            hint.update(f"No session matches '{self.filter_text}' (esc clears the filter).")
+        hint.display = not shown
+        running = sum(1 for r in rows if r.session.status.active)
+        alerts = sum(len(r.alerts) for r in rows)
+        line = f"{len(rows)} sessions · {running} active"
+        if alerts:
+            line += f" · [b red]{alerts} alert{'s' if alerts > 1 else ''}[/]"
+        if self.filter_text:
+            line += f" · filter '{self.filter_text}': {len(shown)} shown"
+        self.query_one("#status-line", Static).update(line)
+
+    def _cells(self, row: SessionOverview, now: float) -> dict:
+        s = row.session
+        detail = "; ".join(a.message for a in row.alerts) if row.alerts else outcome(s)
+        return {
+            "alert": Text("!", style="bold red") if row.alerts else Text(" "),
+            "name": Text(s.name, style="bold red" if row.alerts else ""),
+            "id": s.id,
+            "where": s.provider if not s.host else s.host,
+            "status": Text(str(s.status), style=STATUS_STYLE[s.status]),
+            "attempt": str(s.attempt or "-"),
+            "step": step(row.step),
+            "loss": number(row.last("loss")),
+            "trend": Text(sparkline(row.trend("loss", 12), 12), style="cyan", overflow="crop"),
+            "elapsed": elapsed(s, now),
+            "cost": "-",
+            "detail": detail,
+        }
+
+    def _matches(self, row: SessionOverview) -> bool:
+        if not self.filter_text:
+            return True
+        s = row.session
+        haystack = f"{s.name} {s.id} {s.status} {s.provider} {s.host or ''}".lower()
+        return all(word in haystack for word in self.filter_text.lower().split())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_text = ""
+        self.apply_rows(self.rows)
+        self.query_one(DataTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.apply_rows(self.rows)
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        if not self.filter_text:
+            self.query_one("#filter").display = False
+        self.query_one(DataTable).focus()
+
+    @on(DataTable.RowSelected)
+    def action_open(self, event=None) -> None:
+        session_id = self.selected_id
+        if session_id:
+            self.app.open_session(session_id)

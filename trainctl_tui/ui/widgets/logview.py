@@ -1,0 +1,60 @@
+"""The log pane: Textual's virtualised Log, with search-term highlighting."""
+
+from __future__ import annotations
+
+import re
+
+from rich.highlighter import Highlighter
+from rich.text import Text
+from textual.widgets import Log
+
+ERROR_WORDS = re.compile(r"\b(Traceback|Error|ERROR|Exception|FAILED|nan|inf)\b")
+TRAINCTL_LINE = "[trainctl] "
+
+
+class LogHighlighter(Highlighter):
+    def __init__(self):
+        self.query: re.Pattern | None = None
+
+    def highlight(self, text: Text) -> None:
+        if text.plain.startswith(TRAINCTL_LINE):
+            text.stylize("bold cyan")
+        text.highlight_regex(ERROR_WORDS, "red")
+        if self.query is not None:
+            text.highlight_regex(self.query, "black on yellow")
+
+
+class LogView(Log):
+    """Follows the end while `auto_scroll` is on; search moves to and highlights matches."""
+
+    def __init__(self, **kwargs):
+        super().__init__(highlight=True, max_lines=20_000, **kwargs)
+        self.highlighter = LogHighlighter()
+        self.match_line: int | None = None
+
+    def set_query(self, query: str) -> None:
+        self.highlighter.query = re.compile(re.escape(query), re.I) if query else None
+        self._render_line_cache.clear()
+        self.refresh()
+
+    def find(self, query: str, *, backwards: bool = False) -> int | None:
+        """Scroll to the next (or previous) line containing `query`; its index, or None."""
+        if not query:
+            return None
+        needle = query.lower()
+        lines = self.lines
+        count = len(lines)
+        if not count:
+            return None
+        start = self.match_line if self.match_line is not None else (
+            count if backwards else int(self.scroll_y) - 1)
+        order = range(start - 1, start - 1 - count, -1) if backwards else \
+            range(start + 1, start + 1 + count)
+        for raw in order:
+            index = raw % count
+            if needle in lines[index].lower():
+                self.match_line = index
+                self.auto_scroll = False
+                self.scroll_to(y=max(0, index - self.size.height // 2), animate=False)
+                return index
+        return None
