@@ -37,19 +37,21 @@ def elapsed(session: Session, now: float | None = None) -> str:
 
 
 def outcome(session: Session) -> str:
-    """'exit 1', 'SIGKILL' or the runner's reason, for the last column."""
-    if session.detail:
-        return session.detail
+    """How the session ended ('exit 1', 'SIGKILL') and/or the runner's reason."""
+    how = ""
     if session.signal:
         import signal
 
         try:
-            return signal.Signals(session.signal).name
+            how = signal.Signals(session.signal).name
         except ValueError:
-            return f"signal {session.signal}"
-    if session.exit_code is not None and not session.status.active:
-        return f"exit {session.exit_code}"
-    return ""
+            how = f"signal {session.signal}"
+    elif session.exit_code is not None and not session.status.active:
+        how = f"exit {session.exit_code}"
+    detail = session.detail or ""
+    if how and detail and how.split()[-1] not in detail:
+        return f"{how}: {detail}"
+    return detail or how
 
 
 def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None = None) -> None:
@@ -62,7 +64,8 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL"):
-        table.add_column(column, no_wrap=column != "DETAIL", overflow="fold")
+        table.add_column(column, no_wrap=column != "DETAIL", overflow="fold",
+                         min_width=16 if column == "DETAIL" else None)
     now = time.time()
     for s in sessions:
         attempt = str(s.attempt) if s.attempt else "-"
@@ -117,19 +120,29 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
                       "(or trainctl demo)")
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL",
-                   "TREND", "ELAPSED", "DETAIL"):
-        table.add_column(column, no_wrap=column not in ("DETAIL", "NAME"), overflow="fold")
+    # At 80 columns (ssh, tmux) the less important columns go; NAME and DETAIL wrap.
+    narrow = console.width < 110
+    columns = ["", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL", "TREND",
+               "ELAPSED", "DETAIL"]
+    if narrow:
+        columns = [c for c in columns if c not in ("WHERE", "VAL", "DETAIL")]
+    wrapping = {"NAME": 8, "DETAIL": 16}
+    for column in columns:
+        table.add_column(column, no_wrap=column not in wrapping, overflow="fold",
+                         min_width=wrapping.get(column))
     now = time.time()
     for row in rows:
         s = row.session
-        table.add_row(
-            "[bold red]![/]" if row.alerts else "", s.id, s.name,
-            s.provider if not s.host else f"{s.provider}:{s.host}",
-            f"[{STATUS_STYLE[s.status]}]{s.status}[/]", str(s.attempt or "-"),
-            _step(row.step), _number(row.last("loss")), _number(row.last("val_loss")),
-            f"[cyan]{sparkline(row.trend('loss'), 12)}[/]", elapsed(s, now), outcome(s),
-        )
+        cells = {
+            "": "[bold red]![/]" if row.alerts else "", "ID": s.id, "NAME": s.name,
+            "WHERE": s.provider if not s.host else f"{s.provider}:{s.host}",
+            "STATUS": f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
+            "ATT": str(s.attempt or "-"), "STEP": _step(row.step),
+            "LOSS": _number(row.last("loss")), "VAL": _number(row.last("val_loss")),
+            "TREND": f"[cyan]{sparkline(row.trend('loss', 8 if narrow else 12))}[/]",
+            "ELAPSED": elapsed(s, now), "DETAIL": outcome(s),
+        }
+        table.add_row(*(cells[c] for c in columns))
     console.print(table)
     alerts = [a for row in rows for a in row.alerts]
     if alerts:

@@ -75,6 +75,35 @@ def last_state(line: str) -> str:
     return line
 
 
+# The same reduction on raw bytes, which is how the fast path sees lines: no decoding unless
+# a line is new to the parser.
+_ANSI_B = re.compile(_ANSI.pattern.encode())
+_FRAME_START_B = re.compile(_FRAME_START.pattern.encode())
+
+
+def reduce_line(line: bytes) -> list[bytes]:
+    """`line_states` for a raw line of bytes."""
+    if len(line) > MAX_LINE:
+        line = line[-MAX_LINE:]
+    if b"\x1b[" in line and _FRAME_START_B.search(line):
+        states = [_last_state_bytes(part) for part in _FRAME_START_B.split(line)]
+        return [state for state in states if state.strip()]
+    return [_last_state_bytes(line)]
+
+
+def _last_state_bytes(line: bytes) -> bytes:
+    if b"\r" in line:
+        for segment in reversed(line.split(b"\r")):
+            if b"\x1b" in segment or b"\x08" in segment:
+                segment = _ANSI_B.sub(b"", segment)
+            if segment.strip():
+                return segment
+        return b""
+    if b"\x1b" in line or b"\x08" in line or b"\x00" in line:
+        line = _ANSI_B.sub(b"", line)
+    return line
+
+
 # --------------------------------------------------------------------------- names
 
 STEP, EPOCH, IGNORED, KNOWN, OTHER = range(5)
@@ -169,7 +198,7 @@ _PAIR = re.compile(
     r"(?!\d|[.:\-]\d|:[A-Za-z_])",
     re.IGNORECASE,
 )
-_RATE = re.compile(rf"({_NUM})\s*(samples|tokens|tok)/s(?:ec)?\b", re.IGNORECASE)
+_RATE = re.compile(r"(\d[\d.]*(?:[eE][-+]?\d+)?)\s*([Ss]amples|[Tt]okens|[Tt]ok)/s(?:ec)?\b")
 _DIGIT = re.compile(r"\d")
 
 # Lines that are never metrics: tracebacks, warnings, exceptions, and config dumps (an
@@ -211,45 +240,163 @@ def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern]:
     return compiled
 
 
+# --------------------------------------------------------------------------- plans
+#
+# Lines of one log repeat a few shapes with different numbers. A line's template is the line
+# with every digit replaced by `#` (one fast bytes.translate); the first line of a template is
+# parsed in full and leaves a plan: which byte slice is the step, which slices are values of
+# which series, or that the template gives nothing. Later lines of that template only run
+# float() on their slices. A slice that is no number falls back to the full parse.
+
+DIGIT_MARKS = bytes.maketrans(b"0123456789", b"##########")
+_MAX_PLANS = 8192
+
+
+class Plan:
+    __slots__ = ("step_at", "names", "value_at", "keras", "epoch_context_at")
+
+    def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None):
+        self.step_at: tuple[int, int] | None = step_at
+        self.names: tuple[str, ...] = names
+        self.value_at: tuple[tuple[int, int], ...] = value_at
+        self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
+        self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
+
+
+NOTHING = Plan()  # lines of this template give no metrics
+
+
+class _Found:
+    """What the full parse of one line found, with where each number sits in the line."""
+
+    __slots__ = ("step", "step_span", "names", "values", "spans", "keras", "epoch_span",
+                 "cacheable")
+
+    def __init__(self) -> None:
+        self.step: float | None = None
+        self.step_span: tuple[int, int] | None = None
+        self.names: list[str] = []
+        self.values: list[float] = []
+        self.spans: list[tuple[int, int]] = []
+        self.keras = False
+        self.epoch_span: tuple[int, int] | None = None
+        self.cacheable = True
+
+    def add(self, name: str, value: float, span: tuple[int, int]) -> None:
+        self.names.append(name)
+        self.values.append(value)
+        self.spans.append(span)
+
+
 class MetricsParser:
     """Parses lines one at a time. Keeps the little state some formats need (the epoch of
-    Keras' `Epoch 3/10` lines applies to the metrics line that follows)."""
+    Keras' `Epoch 3/10` lines applies to the metrics line that follows) and the plans of the
+    line templates it has seen."""
 
     def __init__(self, patterns: Sequence[str] = ()) -> None:
         self.patterns = compile_patterns(patterns)
+        self.plans: dict[bytes, Plan] = {}
         self._names: dict[str, tuple[str, int]] = {}
         self._epoch: float | None = None
 
     def parse_line(self, line: str) -> ParsedLine | None:
-        parsed = self.parse_state(last_state(line))
+        """The metrics of one raw line (the last of its rows when it holds several)."""
+        parsed = None
+        for state in reduce_line(line.encode("utf-8", "surrogateescape")):
+            parsed = self.parse_bytes(state) or parsed
         if parsed is None:
             return None
         step, names, values = parsed
         return ParsedLine(step, dict(zip(names, values)))
 
-    def parse_state(self, text: str) -> tuple[float | None, list[str], list[float]] | None:
-        """(step, names, values) of one already reduced line (see `last_state`), or None."""
+    def parse_bytes(self, line: bytes) -> tuple[float | None, tuple[str, ...], list] | None:
+        """(step, names, values) of one reduced line (see `reduce_line`), or None."""
         if self.patterns:
-            found = self._parse_custom(text)
+            found = self._parse_custom(line.decode("utf-8", "replace"))
             if found is not None:
                 return found
-        if not _DIGIT.search(text) or _NOISE.match(text):
+        template = line.translate(DIGIT_MARKS)
+        if template == line:  # no digit: only a bare `loss: nan` can still be a metric
+            if b"nan" in line or b"NaN" in line or b"inf" in line or b"Inf" in line:
+                return self._finish(self._parse_full(line.decode("utf-8", "replace")))
             return None
-        if "|Loss:" in text:
-            match = _TORCHTUNE.match(text)
-            if match:
-                return (float(match.group(2)), ["epoch", "loss"],
-                        [float(match.group(1)), float(match.group(3))])
-        if "poch" in text:
-            match = _EPOCH_ONLY.match(text)
-            if match:
-                self._epoch = float(match.group(1))
+        plan = self.plans.get(template)
+        if plan is not None:
+            if plan is NOTHING:
                 return None
-        if "(" in text and _OBJECT_REPR.search(text):
-            return None  # Namespace(lr=0.1, ...), TrainingArguments(...): settings
-        if "...." in text:
-            return None  # `name ........ value` tables of settings (DeepSpeed, Megatron)
-        return self._parse_pairs(text)
+            try:
+                return self.apply(plan, line)
+            except ValueError:
+                pass  # a slice of this line is no number: parse it in full
+        text = line.decode("utf-8", "replace")
+        found = self._parse_full(text)
+        if plan is None:
+            self._remember_plan(template, line, text, found)
+        return self._finish(found)
+
+    def apply(self, plan: Plan, line: bytes):
+        """The metrics of a line whose template has `plan`. Raises ValueError when a slice
+        is no number."""
+        if plan.epoch_context_at is not None:
+            start, stop = plan.epoch_context_at
+            self._epoch = float(line[start:stop])
+            return None
+        step = None
+        if plan.step_at is not None:
+            start, stop = plan.step_at
+            step = float(line[start:stop])
+            if step < 0 or step != int(step):
+                step = None
+        values = [float(line[start:stop]) for start, stop in plan.value_at]
+        if plan.keras:
+            return self._keras_step(step, plan.names, values)
+        return step, plan.names, values
+
+    def _keras_step(self, step, names, values):
+        if step is None and self._epoch is not None:
+            step = self._epoch
+            if "epoch" not in names:
+                names = (*names, "epoch")
+                values.append(step)
+        return step, names, values
+
+    def _finish(self, found: _Found | None):
+        if found is None:
+            return None
+        if found.epoch_span is not None:
+            self._epoch = found.step
+            return None
+        names = tuple(found.names)
+        if found.keras:
+            return self._keras_step(found.step, names, found.values)
+        return found.step, names, found.values
+
+    def _remember_plan(self, template: bytes, line: bytes, text: str,
+                       found: _Found | None) -> None:
+        if len(self.plans) >= _MAX_PLANS:
+            self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
+        if found is None:
+            self.plans[template] = NOTHING
+            return
+        if not found.cacheable:
+            return
+        if len(text) == len(line):
+            def to_bytes(span):
+                return span
+        elif text.encode("utf-8") == line:
+            def to_bytes(span):
+                return (len(text[: span[0]].encode()), len(text[: span[1]].encode()))
+        else:
+            return  # invalid UTF-8: offsets in the text are not offsets in the bytes
+        self.plans[template] = Plan(
+            step_at=to_bytes(found.step_span) if found.step_span else None,
+            names=tuple(found.names),
+            value_at=tuple(to_bytes(span) for span in found.spans),
+            keras=found.keras,
+            epoch_context_at=to_bytes(found.epoch_span) if found.epoch_span else None,
+        )
+
+    # -- the full parse
 
     def _parse_custom(self, text: str):
         for regex in self.patterns:
@@ -270,26 +417,40 @@ class MetricsParser:
                     names.append(canonical_name(key))
                     values.append(value)
             if names:
-                return step, names, values
+                return step, tuple(names), values
         return None
 
-    def _parse_pairs(self, text: str):
-        pairs = _PAIR.findall(text)
-        rate = _RATE.search(text) if "/s" in text else None
-        if not pairs and rate is None:
+    def _parse_full(self, text: str) -> _Found | None:
+        if _NOISE.match(text):
             return None
+        if "|Loss:" in text:
+            match = _TORCHTUNE.match(text)
+            if match:
+                found = _Found()
+                found.step, found.step_span = float(match.group(2)), match.span(2)
+                found.add("epoch", float(match.group(1)), match.span(1))
+                found.add("loss", float(match.group(3)), match.span(3))
+                return found
+        if "poch" in text:
+            match = _EPOCH_ONLY.match(text)
+            if match:
+                found = _Found()
+                found.step, found.epoch_span = float(match.group(1)), match.span(1)
+                return found
+        if "(" in text and _OBJECT_REPR.search(text):
+            return None  # Namespace(lr=0.1, ...), TrainingArguments(...): settings
+        if "...." in text:
+            return None  # `name ........ value` tables of settings (DeepSpeed, Megatron)
+        return self._parse_pairs(text)
+
+    def _parse_pairs(self, text: str) -> _Found | None:
+        found = _Found()
         summary = _SUMMARY_KEY in text
         timer = _TIMER_HEADER in text
-        cache = self._names
-        step = None
-        names: list[str] = []
-        values: list[float] = []
         known = symbolic = 0
-        for key, sep, raw in pairs:
-            info = cache.get(key)
-            if info is None:
-                info = self._remember(key)
-            name, kind = info
+        for match in _PAIR.finditer(text):
+            key, sep, raw = match.groups()
+            name, kind = self._classify(key)
             if raw[0] in "TFNtfn" and raw[-1] in "eElL":  # True/False/None/null
                 if raw[0] in "TFN":
                     return None  # Python settings (`enabled=False`, `{'x': None}`), not metrics
@@ -300,40 +461,41 @@ class MetricsParser:
                 symbolic += 1
             elif kind == OTHER:
                 continue  # `on 2 GPUs`, `seed 0`: only known names may go without = or :
+            if any(c.isdigit() for c in key):
+                found.cacheable = False  # `layer1_loss` and `layer2_loss` share a template
             value = float(raw)
             if timer:
                 name, kind = "time_" + name, OTHER
             elif summary:
                 name = clean_name(key)
             if kind == STEP:
-                if step is None and value >= 0 and value == int(value):
-                    step = value
+                if found.step is None and value >= 0 and value == int(value):
+                    found.step, found.step_span = value, match.span(3)
                 continue
             if kind == KNOWN:
                 known += 1
-            if name in names:
+            if name in found.names:
                 name = clean_name(key)
-                if name in names:
+                if name in found.names:
                     continue
-            names.append(name)
-            values.append(value)
-        if rate is not None:
-            name = "throughput" if rate.group(2).lower() == "samples" else "tokens_per_sec"
-            if name not in names:
-                names.append(name)
-                values.append(float(rate.group(1)))
-                known += 1
+            found.add(name, value, match.span(3))
+        if "/s" in text:
+            rate = _RATE.search(text)
+            if rate is not None:
+                name = "throughput" if rate.group(2).lower() == "samples" else "tokens_per_sec"
+                if name not in found.names:
+                    found.add(name, float(rate.group(1)), rate.span(1))
+                    known += 1
+        names = found.names
         if not names or (not known and symbolic < 2) or names == ["epoch"]:
             return None
-        if step is None and self._epoch is not None and _KERAS.match(text):
-            step = self._epoch
-            if "epoch" not in names:
-                names.append("epoch")
-                values.append(step)
-        return step, names, values
+        found.keras = _KERAS.match(text) is not None
+        return found
 
-    def _remember(self, key: str) -> tuple[str, int]:
-        info = _classify(key)
-        if len(self._names) < 4096:  # garbage keys must not grow the cache without bound
-            self._names[key] = info
+    def _classify(self, key: str) -> tuple[str, int]:
+        info = self._names.get(key)
+        if info is None:
+            info = _classify(key)
+            if len(self._names) < 4096:  # garbage keys must not grow the cache without bound
+                self._names[key] = info
         return info

@@ -17,30 +17,55 @@ class Series:
     says where the first one was. `min`/`max` are over finite values only.
     """
 
-    __slots__ = ("name", "xs", "ys", "nonfinite", "min", "max", "_first_bad", "_blocks")
+    __slots__ = ("name", "xs", "ys", "nonfinite", "_min", "_max", "_scanned", "_first_bad",
+                 "_blocks")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.xs = array("d")
         self.ys = array("d")
         self.nonfinite = 0
-        self.min = math.inf
-        self.max = -math.inf
+        self._min = math.inf
+        self._max = -math.inf
+        self._scanned = 0  # min/max cover ys[:_scanned]; appends stay two array appends
         self._first_bad = -1
         self._blocks = _BlockSummary()
 
     def append(self, x: float, y: float) -> None:
         self.xs.append(x)
         self.ys.append(y)
-        if y - y == 0:  # finite (nan - nan and inf - inf are nan)
-            if y < self.min:
-                self.min = y
-            if y > self.max:
-                self.max = y
-        else:
-            if self._first_bad < 0:
-                self._first_bad = len(self.ys) - 1
-            self.nonfinite += 1
+        if y - y:  # nan - nan and inf - inf are nan; a finite y gives 0.0
+            self.note_nonfinite()
+
+    def note_nonfinite(self) -> None:
+        """Count the nan/inf just appended (for callers that append to xs/ys directly)."""
+        if self._first_bad < 0:
+            self._first_bad = len(self.ys) - 1
+        self.nonfinite += 1
+
+    @property
+    def min(self) -> float | None:
+        """The smallest finite value, or None."""
+        self._scan()
+        return self._min if self._min <= self._max else None
+
+    @property
+    def max(self) -> float | None:
+        """The largest finite value, or None."""
+        self._scan()
+        return self._max if self._min <= self._max else None
+
+    def _scan(self) -> None:
+        if self._scanned == len(self.ys):
+            return
+        chunk = self.ys[self._scanned :]
+        self._scanned = len(self.ys)
+        if not math.isfinite(sum(chunk)):
+            chunk = [y for y in chunk if y - y == 0]
+            if not chunk:
+                return
+        self._min = min(self._min, min(chunk))
+        self._max = max(self._max, max(chunk))
 
     def __len__(self) -> int:
         return len(self.ys)
@@ -67,13 +92,12 @@ class Series:
 
     def summary(self) -> dict:
         last = self.last
-        finite = self.min <= self.max
         return {
             "count": len(self),
             "last_x": last[0] if last else None,
             "last": last[1] if last else None,
-            "min": self.min if finite else None,
-            "max": self.max if finite else None,
+            "min": self.min,
+            "max": self.max,
             "nonfinite": self.nonfinite,
         }
 

@@ -489,8 +489,10 @@ class Supervisor:
             if rc in NO_RETRY_EXIT_CODES:
                 return self.finish("failed", reason or f"exited with code {rc} (not retried)")
             if restarts >= self.spec["max_restarts"]:
-                budget = f"gave up after {restarts} restart(s)"
-                return self.finish("failed", f"{reason}; {budget}" if reason else budget)
+                # With no restarts allowed there is nothing to add to the exit code.
+                budget = f"gave up after {restarts} restart(s)" if restarts else None
+                parts = [part for part in (reason, budget) if part]
+                return self.finish("failed", "; ".join(parts) or None)
             if not self.backoff(restarts):
                 return self.finish("stopped", "stopped during backoff")
             restarts += 1

@@ -6,6 +6,7 @@ Every action calls the same Service function as its CLI twin, through the Backen
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class TrainctlApp(App):
         self.watch_path = watch_path
         self.refresh_seconds = refresh_seconds
         self.notifier = notifier
+        self.started_at = time.time()
         if theme and theme in self.available_themes:
             self.theme = theme
 
@@ -193,9 +195,11 @@ class TrainctlApp(App):
         """Notify each alert once (remembered in the store across restarts)."""
         fresh = await self.backend.call("new_alerts", rows)
         for alert in fresh:
+            if alert.at < self.started_at - 60:
+                continue  # ended long before this app started: the row's mark says enough
             severity = "error" if alert.severity == "error" else "warning"
             self.notify(f"{alert.session_name} ({alert.session_id}): {alert.message}",
-                        title="alert", severity=severity, timeout=10)
+                        title="alert", severity=severity, timeout=8)
         if fresh and self.notifier is not None:
             self.send_notifications(fresh)
 

@@ -36,13 +36,14 @@ class LaunchScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="launch"):
-            yield Static("[b]Launch a run[/b]   (tab: next field, ctrl+s: launch, esc: cancel)")
+            yield Static("[b]Launch a run[/b]  [dim]tab: next field · ctrl+s: launch · "
+                         "esc: cancel[/dim]", id="form-title")
             for key, label, placeholder in FIELDS:
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
                     yield Input(placeholder=placeholder, id=f"f-{key}",
                                 value=self.cwd if key == "cwd" else "")
-            with Horizontal(classes="field"):
+            with Horizontal(classes="field select-field"):
                 yield Label("Provider", classes="field-label")
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")

@@ -8,6 +8,10 @@ from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.widgets import Log
 
+from ...monitor.metrics import strip_ansi
+
+# Left after stripping ANSI sequences: charset switches, bells, backspaces ...
+CONTROL = re.compile(r"\x1b[()][0-9A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
 ERROR_WORDS = re.compile(r"\b(Traceback|Error|ERROR|Exception|FAILED|nan|inf)\b")
 TRAINCTL_LINE = "[trainctl] "
 
@@ -31,6 +35,10 @@ class LogView(Log):
         super().__init__(highlight=True, max_lines=20_000, **kwargs)
         self.highlighter = LogHighlighter()
         self.match_line: int | None = None
+
+    def write_lines(self, lines, scroll_end: bool | None = None):
+        """Logs carry colours and cursor moves (tqdm, rich); show the text alone."""
+        return super().write_lines([clean_line(line) for line in lines], scroll_end)
 
     def set_query(self, query: str) -> None:
         self.highlighter.query = re.compile(re.escape(query), re.I) if query else None
@@ -58,3 +66,7 @@ class LogView(Log):
                 self.scroll_to(y=max(0, index - self.size.height // 2), animate=False)
                 return index
         return None
+
+
+def clean_line(line: str) -> str:
+    return CONTROL.sub("", strip_ansi(line))

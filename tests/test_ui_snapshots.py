@@ -1,0 +1,126 @@
+"""Snapshot tests of every screen at 80x24 and 120x35, on a fixed store of sessions whose
+logs were written by real trainers (tests/fixtures/logs). Update with --snapshot-update."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+
+import pytest
+
+from trainctl_tui import store as store_module
+from trainctl_tui.models import Attempt, Session, Status
+from trainctl_tui.store import Store
+from trainctl_tui.ui.app import TrainctlApp
+from trainctl_tui.ui.screens.session import SessionScreen
+from trainctl_tui.ui.widgets.plot import PlotView
+from uihelpers import FIXTURES
+
+T0 = 1_790_000_000.0
+SESSIONS = [
+    # name, status, log fixture, duration, attempts (exit codes), detail, signal
+    ("gpt2-small", Status.SUCCEEDED, "nanogpt.log", 3725, [0], None, None),
+    ("bert-finetune", Status.FAILED, "hf_trainer.log", 1260, [1, 1], None, None),
+    ("mnist-keras", Status.STOPPED, "keras.log", 95, [None], "stopped by SIGTERM", 15),
+    ("demo", Status.SUCCEEDED, "demo.log", 190, [0], None, None),
+    ("lit-autoenc", Status.LOST, "lightning_tqdm.log", 4000, [None],
+     "runner pid 4242 is gone; last heartbeat 3m ago", None),
+]
+SIZES = [(80, 24), (120, 35)]
+
+
+@pytest.fixture
+def fixed_store(trainctl_home, monkeypatch):
+    ids = (f"s{i}x{i}ab" [:6] for i in itertools.count(1))
+    monkeypatch.setattr(store_module, "new_session_id", lambda: next(ids))
+    monkeypatch.chdir("/tmp")
+    with Store(trainctl_home / "trainctl.db") as store:
+        for index, (name, status, log, duration, codes, detail, signal) in enumerate(SESSIONS):
+            start = T0 + index * 10_000
+            folder = trainctl_home / "sessions" / name
+            folder.mkdir(parents=True)
+            shutil.copy(FIXTURES / log, folder / "train.log")
+            session = store.insert(Session(
+                id="", name=name, provider="local", command=["python", "train.py"],
+                cwd="/srv/project", session_dir=str(folder), status=status,
+                created=start, started=start, ended=start + duration, attempt=len(codes),
+                exit_code=codes[-1], signal=signal, detail=detail, max_restarts=2))
+            attempts = [Attempt(n=i + 1, started=start, ended=start + duration,
+                                exit_code=code, signal=signal if code is None else None)
+                        for i, code in enumerate(codes)]
+            store.update(session.id, attempts=attempts)
+    return trainctl_home
+
+
+async def table_filled(pilot) -> None:
+    app = pilot.app
+    for _ in range(100):
+        await pilot.pause(0.1)
+        table = app.screen.query("DataTable")
+        if table and table.first().row_count == len(SESSIONS):
+            break
+    await pilot.pause(0.3)
+
+
+async def chart_drawn(pilot) -> None:
+    app = pilot.app
+    for _ in range(100):
+        await pilot.pause(0.1)
+        if isinstance(app.screen, SessionScreen):
+            plot = app.screen.query_one(PlotView)
+            if plot._series and any(len(xs) for _, xs, _ in plot._series):
+                break
+    await pilot.pause(0.8)  # the chart redraws at most twice a second
+
+
+def make_app(**kwargs) -> TrainctlApp:
+    return TrainctlApp(refresh_seconds=30, **kwargs)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_sessions_screen(fixed_store, snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size, run_before=table_filled)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_session_screen(fixed_store, snap_compare, size):
+    async def open_first(pilot):
+        await table_filled(pilot)
+        await pilot.press("down", "down", "down", "enter")  # the demo session
+        await chart_drawn(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_first)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_launch_form(fixed_store, snap_compare, size):
+    async def open_form(pilot):
+        await table_filled(pilot)
+        await pilot.press("n")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=open_form)
+
+
+def test_help(fixed_store, snap_compare):
+    async def open_help(pilot):
+        await table_filled(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_help)
+
+
+def test_stop_confirmation(fixed_store, snap_compare):
+    async def ask(pilot):
+        await table_filled(pilot)
+        await pilot.press("down", "down", "down", "down", "s")
+        await pilot.pause(0.5)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=ask)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_watch_screen(trainctl_home, snap_compare, size):
+    app = make_app(watch_path=FIXTURES / "hf_trainer.log")
+    assert snap_compare(app, terminal_size=size, run_before=chart_drawn)
