@@ -45,6 +45,7 @@ class MetricSet:
         self.records = 0  # lines that added at least one point
         self._last_step: float | None = None
         self._previous: dict[tuple[str, ...], tuple] = {}
+        self._targets: dict[tuple[str, ...], list[Series]] = {}
 
     # -- feeding
 
@@ -63,62 +64,99 @@ class MetricSet:
     def feed_bytes(self, lines: Iterable[bytes]) -> int:
         """Feed raw lines (no trailing newline needed); returns how many gave metrics.
 
-        The hot loop of `extract_file`: a line whose template the parser knows costs one
+        The hot loop of `extract_file`: a line of a template the parser has seen costs one
         bytes.translate, one dict lookup and a float() per value.
         """
         parser = self.parser
+        if parser.patterns:
+            return self._feed_each(lines)
         plans = parser.plans
         apply = parser.apply
-        parse = parser.parse_bytes
         add = self._add
         marks = DIGIT_MARKS
-        custom = bool(parser.patterns)
         count = found = 0
         for raw in lines:
             count += 1
-            if len(raw) > MAX_LINE or b"\r" in raw or b"\x1b" in raw or b"\x08" in raw:
-                states = reduce_line(raw)
-            else:
-                states = (raw,)
-            hit = False
-            for line in states:
-                plan = None if custom else plans.get(line.translate(marks))
-                if plan is NOTHING:
-                    continue
-                if plan is None:
-                    parsed = parse(line)
-                else:
-                    try:
-                        parsed = apply(plan, line)
-                    except ValueError:
-                        parsed = parse(line)
-                if parsed is not None and add(*parsed):
-                    hit = True
-            found += hit
+            # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
+            plan = plans.get(raw.translate(marks))
+            if plan is None:
+                found += self._feed_new(raw)
+                continue
+            if plan is NOTHING:
+                continue
+            try:
+                parsed = apply(plan, raw)
+            except ValueError:
+                parsed = parser.parse_bytes(raw)
+            if parsed is not None and add(*parsed):
+                found += 1
         self.lines += count
         return found
 
+    def _feed_each(self, lines: Iterable[bytes]) -> int:
+        count = found = 0
+        for raw in lines:
+            count += 1
+            found += self._feed_new(raw)
+        self.lines += count
+        return found
+
+    def _feed_new(self, raw: bytes) -> bool:
+        if len(raw) > MAX_LINE or b"\r" in raw or b"\x1b" in raw or b"\x08" in raw:
+            states = reduce_line(raw)
+        else:
+            states = (raw,)
+        hit = False
+        for line in states:
+            parsed = self.parser.parse_bytes(line)
+            if parsed is not None and self._add(*parsed):
+                hit = True
+        return hit
+
     def _add(self, step: float | None, names: tuple[str, ...], values: list[float]) -> bool:
-        signature = (step, values)
-        if self._previous.get(names) == signature:
+        previous = self._previous.get(names)
+        if previous is not None and previous[0] == step and previous[1] == values:
             return False  # a progress bar drawing the same numbers again
-        self._previous[names] = signature
-        if step is not None:
-            self._last_step = step
-        x = step if step is not None else self._last_step
-        series = self.series
-        added = False
-        for name, value in zip(names, values):
-            found = series.get(name)
-            if found is None:
-                found = series[name] = Series(name)
-            elif step is not None and found.xs[-1] == step and found.ys[-1] == value:
-                continue  # the same step and value again: a final summary line, a redraw
-            ys = found.ys
-            found.xs.append(len(ys) if x is None else x)
-            ys.append(value)
+        self._previous[names] = (step, values)
+        targets = self._targets.get(names)
+        if targets is None:
+            targets = self._targets[names] = [self._series(name) for name in names]
+        if step is None:
+            x = self._last_step
+            if x is None:
+                return self._add_by_index(targets, values)
+        elif step == self._last_step:
+            return self._add_repeated_step(targets, step, values)
+        else:
+            x = self._last_step = step
+        for series, value in zip(targets, values):
+            series.xs.append(x)
+            series.ys.append(value)
             if value - value:  # nan or inf
-                found.note_nonfinite()
+                series.note_nonfinite()
+        self.records += 1
+        return True
+
+    def _series(self, name: str) -> Series:
+        found = self.series.get(name)
+        if found is None:
+            found = self.series[name] = Series(name)
+        return found
+
+    def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
+        for series, value in zip(targets, values):
+            series.append(len(series.ys), value)
+        self.records += 1
+        return True
+
+    def _add_repeated_step(self, targets: list[Series], step: float, values: list[float]) -> bool:
+        # A second line naming the step of the line before it: skip points it only repeats
+        # (a final summary line such as `done: step 300, train loss 0.3996`).
+        added = False
+        for series, value in zip(targets, values):
+            if len(series.ys) and series.xs[-1] == step and series.ys[-1] == value:
+                continue
+            series.append(step, value)
             added = True
         if added:
             self.records += 1

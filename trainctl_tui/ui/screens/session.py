@@ -14,6 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -121,6 +122,8 @@ class SessionScreen(Screen):
                 self.session = await self.app.backend.call("get", self.session_id)
                 self.render_header()
                 self.render_side()
+        except NoMatches:
+            return
         except Exception as exc:
             self.notify(f"refresh failed: {exc}", severity="error")
         finally:
@@ -129,6 +132,12 @@ class SessionScreen(Screen):
     @work(exclusive=True, group="session-log")
     async def follow_log(self) -> None:
         """Show the log as it grows; the chart fills in while a long history is parsed."""
+        try:
+            await self._follow_log()
+        except NoMatches:  # the screen was closed while a read was in flight
+            return
+
+    async def _follow_log(self) -> None:
         log = self.query_one(LogView)
         progress = self.query_one("#progress", Static)
         async for update in self.monitor.updates(poll_interval=0.5):
