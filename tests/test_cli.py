@@ -154,12 +154,12 @@ def test_resume_starts_a_new_attempt_in_the_same_session(trainctl_home, tmp_path
     session_id = launch(*demo_args(ckpt, "--steps", "100000", "--step-time", "0.02"))
     wait_for(lambda: "step 20:" in run_cli("logs", session_id).stdout)
     assert run_cli("stop", session_id).returncode == 0
+    newest = sorted(ckpt.glob("step_*.safetensors"))[-1]  # the resumed run writes newer ones
     result = run_cli("resume", session_id)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == session_id
     info = session_json(session_id)
     assert info["status"] == "running" and info["attempt"] == 2
-    newest = sorted(ckpt.glob("step_*.safetensors"))[-1]
     assert info["attempts"][1]["resumed_from"] == str(newest)
     refused = run_cli("resume", session_id)
     assert refused.returncode == 2
@@ -280,11 +280,13 @@ def test_logs_follow_ends_when_the_session_ends(trainctl_home):
 def test_once_json_has_a_stable_schema(trainctl_home):
     session_id = launch("--", "true")
     data = json.loads(run_cli("--once", "--json").stdout)
-    assert set(data) == {"version", "generated", "sessions"}
+    assert set(data) == {"version", "generated", "sessions", "alerts"}
     (entry,) = data["sessions"]
     assert entry["id"] == session_id
     assert set(entry) >= {"id", "name", "provider", "status", "command", "cwd", "attempt",
-                          "attempts", "created", "started", "ended", "exit_code", "signal"}
+                          "attempts", "created", "started", "ended", "exit_code", "signal",
+                          "metrics", "step"}
+    assert data["alerts"] == []
 
 
 def test_two_processes_launching_50_sessions_each_lose_none(trainctl_home, tmp_path):

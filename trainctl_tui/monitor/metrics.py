@@ -8,9 +8,10 @@ x is the step when the line gives one (`step`, `global_step`, `iter`, `iteration
 Keras' `Epoch N/M`, torchtune's `epoch|step|`); a line without one takes the last step the
 log gave, and a log that never gives one uses the record index of each series.
 
-A record repeating the previous record with the same names (same step, same values) is a
-progress bar redrawing itself (tqdm, rich, Keras) and is skipped, and so is a point of a line
-that names its step when it equals the last point of its series (a final summary line).
+Repeats are not new points: a step-less record equal to the previous one with the same names
+is a progress bar redrawing itself (tqdm, rich, Keras), and a line naming the step of the line
+before it only adds the values that differ from the last point of their series (a summary line
+such as `done: step 300, train loss 0.3996`, a redrawn torchtune bar).
 
 Stdlib only; parsing lives in `parsers`, storage and sampling in `series`.
 """
@@ -22,8 +23,15 @@ import os
 from collections.abc import Iterable, Sequence
 
 from .parsers import (
-    DIGIT_MARKS, MAX_LINE, NOTHING, MetricsParser, ParsedLine, canonical_name, line_states,
-    reduce_line, strip_ansi,
+    DIGIT_MARKS,
+    MAX_LINE,
+    NOTHING,
+    MetricsParser,
+    ParsedLine,
+    canonical_name,
+    line_states,
+    reduce_line,
+    strip_ansi,
 )
 from .series import Series, downsample, first_nonfinite
 
@@ -44,7 +52,7 @@ class MetricSet:
         self.lines = 0  # lines fed
         self.records = 0  # lines that added at least one point
         self._last_step: float | None = None
-        self._previous: dict[tuple[str, ...], tuple] = {}
+        self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
 
     # -- feeding
@@ -77,6 +85,9 @@ class MetricSet:
         count = found = 0
         for raw in lines:
             count += 1
+            if b"\r" in raw:  # a progress bar: only its last state matters
+                found += self._feed_new(raw)
+                continue
             # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
             plan = plans.get(raw.translate(marks))
             if plan is None:
@@ -114,14 +125,13 @@ class MetricSet:
         return hit
 
     def _add(self, step: float | None, names: tuple[str, ...], values: list[float]) -> bool:
-        previous = self._previous.get(names)
-        if previous is not None and previous[0] == step and previous[1] == values:
-            return False  # a progress bar drawing the same numbers again
-        self._previous[names] = (step, values)
         targets = self._targets.get(names)
         if targets is None:
             targets = self._targets[names] = [self._series(name) for name in names]
         if step is None:
+            if self._previous.get(names) == values:
+                return False  # a progress bar drawing the same numbers again
+            self._previous[names] = values
             x = self._last_step
             if x is None:
                 return self._add_by_index(targets, values)
@@ -129,7 +139,7 @@ class MetricSet:
             return self._add_repeated_step(targets, step, values)
         else:
             x = self._last_step = step
-        for series, value in zip(targets, values):
+        for series, value in zip(targets, values, strict=True):
             series.xs.append(x)
             series.ys.append(value)
             if value - value:  # nan or inf
@@ -144,7 +154,7 @@ class MetricSet:
         return found
 
     def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
-        for series, value in zip(targets, values):
+        for series, value in zip(targets, values, strict=True):
             series.append(len(series.ys), value)
         self.records += 1
         return True
@@ -153,7 +163,7 @@ class MetricSet:
         # A second line naming the step of the line before it: skip points it only repeats
         # (a final summary line such as `done: step 300, train loss 0.3996`).
         added = False
-        for series, value in zip(targets, values):
+        for series, value in zip(targets, values, strict=True):
             if len(series.ys) and series.xs[-1] == step and series.ys[-1] == value:
                 continue
             series.append(step, value)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from operator import itemgetter
 from dataclasses import dataclass, field
 
 MAX_LINE = 64 * 1024  # longer lines keep their last 64 KiB: the last state of a \r line
@@ -92,16 +93,15 @@ def reduce_line(line: bytes) -> list[bytes]:
 
 
 def _last_state_bytes(line: bytes) -> bytes:
-    if b"\r" in line:
-        for segment in reversed(line.split(b"\r")):
-            if b"\x1b" in segment or b"\x08" in segment:
-                segment = _ANSI_B.sub(b"", segment)
-            if segment.strip():
-                return segment
-        return b""
-    if b"\x1b" in line or b"\x08" in line or b"\x00" in line:
-        line = _ANSI_B.sub(b"", line)
-    return line
+    end = len(line)
+    while True:  # walk \r segments from the end (a bar line can hold thousands of them)
+        start = line.rfind(b"\r", 0, end) + 1
+        segment = line[start:end]
+        if b"\x1b" in segment or b"\x08" in segment or b"\x00" in segment:
+            segment = _ANSI_B.sub(b"", segment)
+        if start == 0 or segment.strip():
+            return segment if segment.strip() else b""
+        end = start - 1
 
 
 # --------------------------------------------------------------------------- names
@@ -183,7 +183,8 @@ def _classify(raw: str) -> tuple[str, int]:
 
 # --------------------------------------------------------------------------- patterns
 
-_NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan(?![a-z])|inf(?:inity)?(?![a-z]))"
+_NUM = (r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
+        r"|nan(?![a-z])|inf(?:inity)?(?![a-z]))")
 _WORDS = r"(?:True|False|None|true|false|null)\b"
 
 # key, separator (`=`/`:`, or '' when only blanks separate them), value. Keys start a word
@@ -253,12 +254,15 @@ _MAX_PLANS = 8192
 
 
 class Plan:
-    __slots__ = ("step_at", "names", "value_at", "keras", "epoch_context_at")
+    __slots__ = ("names", "has_step", "take", "keras", "epoch_context_at")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None):
-        self.step_at: tuple[int, int] | None = step_at
         self.names: tuple[str, ...] = names
-        self.value_at: tuple[tuple[int, int], ...] = value_at
+        self.has_step = step_at is not None
+        # One C call slices every number out of a line: the step first, then the values.
+        slices = [slice(*span) for span in ((step_at,) if step_at else ()) + tuple(value_at)]
+        self.take = itemgetter(*slices, *slices[:1]) if len(slices) == 1 else (
+            itemgetter(*slices) if slices else None)
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
 
@@ -307,7 +311,7 @@ class MetricsParser:
         if parsed is None:
             return None
         step, names, values = parsed
-        return ParsedLine(step, dict(zip(names, values)))
+        return ParsedLine(step, dict(zip(names, values, strict=True)))
 
     def parse_bytes(self, line: bytes) -> tuple[float | None, tuple[str, ...], list] | None:
         """(step, names, values) of one reduced line (see `reduce_line`), or None."""
@@ -341,13 +345,14 @@ class MetricsParser:
             start, stop = plan.epoch_context_at
             self._epoch = float(line[start:stop])
             return None
+        values = list(map(float, plan.take(line)))
+        if len(values) > len(plan.names) + plan.has_step:
+            values.pop()  # a one-number plan takes its slice twice to get a tuple back
         step = None
-        if plan.step_at is not None:
-            start, stop = plan.step_at
-            step = float(line[start:stop])
+        if plan.has_step:
+            step = values.pop(0)
             if step < 0 or step != int(step):
                 step = None
-        values = [float(line[start:stop]) for start, stop in plan.value_at]
         if plan.keras:
             return self._keras_step(step, plan.names, values)
         return step, plan.names, values

@@ -86,7 +86,7 @@ class Series:
         """Like `downsample(self.xs, self.ys, width)`, but whole blocks of points are
         summarised once and reused, so redrawing a 10-million-point series stays cheap."""
         n = len(self.ys)
-        if width <= 0 or n < 2 * BLOCK * width:
+        if width <= 1 or n < 2 * BLOCK * width:
             return downsample(self.xs, self.ys, width)
         return self._blocks.downsample(self.xs, self.ys, width)
 
