@@ -243,6 +243,7 @@ FORMATS = [
      None, {"loss": 0.6943, "grad_norm": 0.3025, "lr": 0.0004896, "epoch": 0.125}),
     ("{'loss': np.float64(0.69), 'grad_norm': tensor(2.5), 'epoch': 1.0}",
      None, {"loss": 0.69, "grad_norm": 2.5, "epoch": 1.0}),
+    ("{'loss': tensor(0.5, device='cuda:0'), 'epoch': 1}", None, {"loss": 0.5, "epoch": 1}),
     ("{'eval_loss': 0.7, 'eval_accuracy': 0.5, 'eval_runtime': 0.25, 'epoch': 1.0}",
      None, {"val_loss": 0.7, "val_accuracy": 0.5, "eval_runtime": 0.25, "epoch": 1.0}),
     # tqdm / Lightning postfixes

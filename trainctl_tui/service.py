@@ -195,12 +195,15 @@ class Service:
         for index, session in enumerate(sessions):
             log = self.log_path(session)
             wanted = session.status.active or index < metrics_limit
-            metrics = metrics_summary(log, patterns) if wanted else None
+            summary = metrics_summary(log, patterns) if wanted else None
+            metrics = summary.metrics if summary else None
             try:
                 log_mtime = log.stat().st_mtime
             except OSError:
                 log_mtime = None
-            alerts = evaluate(session, metrics, log_mtime=log_mtime, now=now,
+            # nan or divergence in an earlier attempt must not alert again after a resume.
+            alerts = evaluate(session, summary.attempt if summary else None,
+                              log_mtime=log_mtime, now=now,
                               divergence_factor=alerts_config.divergence_factor,
                               stall_seconds=alerts_config.stall_seconds)
             rows.append(SessionOverview(session, metrics, alerts))

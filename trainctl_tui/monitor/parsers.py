@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from operator import itemgetter
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 MAX_LINE = 64 * 1024  # longer lines keep their last 64 KiB: the last state of a \r line
 
@@ -188,19 +188,19 @@ _NUM = (r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
 _WORDS = r"(?:True|False|None|true|false|null)\b"
 
 # key, separator (`=`/`:`, or '' when only blanks separate them), value. Keys start a word
-# (not `ms/step`, not `12.3it`), may be quoted, may be two words for `train loss`/`val acc`.
-# A value must not run on into a version, a date, a time or `file.py:12:func`.
+# (not `ms/step`, not `12.3it`), may be quoted (then the quote closes before the separator,
+# so `'cuda:0'` is no pair), may be two words for `train loss`/`val acc`. A value must not run
+# on into a version, a date, a time or `file.py:12:func`.
 _PAIR = re.compile(
-    r"(?<![\w.`\-])(?<![A-Za-z]/)['\"]?"
-    r"((?:(?:train|training|val|valid|validation|eval|test)[ ])?[A-Za-z](?:[\w./\-]*\w)?)"
-    r"['\"]?(?:\s*([=:])\s*|[ \t]+)"
+    r"(?<![\w.`'\"\-])(?<![A-Za-z]/)(?P<quote>['\"])?"
+    r"(?P<key>(?:(?:train|training|val|valid|validation|eval|test)[ ])?[A-Za-z](?:[\w./\-]*\w)?)"
+    r"(?(quote)(?P=quote))(?:\s*(?P<sep>[=:])\s*|[ \t]+)"
     r"(?:['\"]|\[|np\.float\d+\(|tensor\()?"
-    rf"({_NUM}|{_WORDS})"
+    rf"(?P<value>{_NUM}|{_WORDS})"
     r"(?!\d|[.:\-]\d|:[A-Za-z_])",
     re.IGNORECASE,
 )
 _RATE = re.compile(r"(\d[\d.]*(?:[eE][-+]?\d+)?)\s*([Ss]amples|[Tt]okens|[Tt]ok)/s(?:ec)?\b")
-_DIGIT = re.compile(r"\d")
 
 # Lines that are never metrics: tracebacks, warnings, exceptions, and config dumps (an
 # indented YAML/JSON entry, a `name = value  # comment` assignment as nanoGPT echoes its config).
@@ -454,7 +454,7 @@ class MetricsParser:
         timer = _TIMER_HEADER in text
         known = symbolic = 0
         for match in _PAIR.finditer(text):
-            key, sep, raw = match.groups()
+            key, sep, raw = match.group("key", "sep", "value")
             name, kind = self._classify(key)
             if raw[0] in "TFNtfn" and raw[-1] in "eElL":  # True/False/None/null
                 if raw[0] in "TFN":
@@ -475,7 +475,7 @@ class MetricsParser:
                 name = clean_name(key)
             if kind == STEP:
                 if found.step is None and value >= 0 and value == int(value):
-                    found.step, found.step_span = value, match.span(3)
+                    found.step, found.step_span = value, match.span("value")
                 continue
             if kind == KNOWN:
                 known += 1
@@ -483,7 +483,7 @@ class MetricsParser:
                 name = clean_name(key)
                 if name in found.names:
                     continue
-            found.add(name, value, match.span(3))
+            found.add(name, value, match.span("value"))
         if "/s" in text:
             rate = _RATE.search(text)
             if rate is not None:

@@ -15,7 +15,7 @@ from .tail import LogFollower
 
 SUMMARY_TAIL_BYTES = 2 << 20
 HISTORY_SLICE = 16 << 20
-_summary_cache: OrderedDict[tuple, MetricSet] = OrderedDict()
+_summary_cache: OrderedDict[tuple, "LogSummary"] = OrderedDict()
 SUMMARY_CACHE_SIZE = 256
 
 
@@ -79,8 +79,17 @@ class SessionMonitor:
         self.history.close()
 
 
+@dataclass
+class LogSummary:
+    metrics: MetricSet  # everything in the tail that was read
+    attempt: MetricSet  # only what the current attempt printed (for alerts after a resume)
+
+
+ATTEMPT_MARKER = "[trainctl] attempt "
+
+
 def metrics_summary(log_path: Path, patterns: Sequence[str] = (),
-                    tail_bytes: int = SUMMARY_TAIL_BYTES) -> MetricSet | None:
+                    tail_bytes: int = SUMMARY_TAIL_BYTES) -> LogSummary | None:
     """Metrics of the last `tail_bytes` of a log: enough for last values and a sparkline.
 
     Cached by (path, size, mtime), so a table of many sessions re-reads only logs that grew.
@@ -94,17 +103,20 @@ def metrics_summary(log_path: Path, patterns: Sequence[str] = (),
     if cached is not None:
         _summary_cache.move_to_end(key)
         return cached
-    metrics = MetricSet(tuple(patterns))
     with open(log_path, "rb") as handle:
         start = max(0, stat.st_size - tail_bytes)
         handle.seek(start)
         data = handle.read(stat.st_size - start)
     if start:
         data = data.split(b"\n", 1)[-1]  # drop the first, cut line
-    text = data.decode("utf-8", errors="replace")
-    for line in text.splitlines():
-        metrics.feed_line(line.rstrip("\r").rsplit("\r", 1)[-1])  # a bar's last state
-    _summary_cache[key] = metrics
+    summary = LogSummary(MetricSet(tuple(patterns)), MetricSet(tuple(patterns)))
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        line = line.rstrip("\r").rsplit("\r", 1)[-1]  # a progress bar's last state
+        if line.startswith(ATTEMPT_MARKER):
+            summary.attempt = MetricSet(tuple(patterns))
+        summary.metrics.feed_line(line)
+        summary.attempt.feed_line(line)
+    _summary_cache[key] = summary
     while len(_summary_cache) > SUMMARY_CACHE_SIZE:
         _summary_cache.popitem(last=False)
-    return metrics
+    return summary

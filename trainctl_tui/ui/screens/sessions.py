@@ -63,7 +63,7 @@ class SessionsScreen(Screen):
         super().__init__()
         self.rows: list[SessionOverview] = []
         self.filter_text = ""
-        self._alerting: set[str] = set()
+        self._shown: dict[tuple[str, str], object] = {}  # (row, column) -> value drawn
 
     def compose(self) -> ComposeResult:
         yield Static("trainctl", id="title-bar")
@@ -87,6 +87,7 @@ class SessionsScreen(Screen):
         if [(str(c.key.value), c.width) for c in table.columns.values()] != \
                 [(key, w) for key, _, w in columns]:
             table.clear(columns=True)
+            self._shown = {}
             for key, label, width in columns:
                 table.add_column(label, key=key, width=width)
             self.apply_rows(self.rows)
@@ -130,16 +131,21 @@ class SessionsScreen(Screen):
             selected = self.selected_id
             table.clear()
             keys = [str(column.value) for column in table.columns]
+            self._shown = {}
             for row in shown:
                 cells = self._cells(row, now)
                 table.add_row(*(cells[key] for key in keys), key=row.session.id)
+                self._shown.update({(row.session.id, key): cells[key] for key in keys})
             if selected in wanted:
                 table.move_cursor(row=wanted.index(selected), animate=False)
         else:
+            # Touch only cells that changed: nothing is redrawn (or sent over a slow SSH
+            # link) when a refresh finds nothing new.
             for row in shown:
                 for key, value in self._cells(row, now).items():
-                    if key in table.columns:
+                    if key in table.columns and self._shown.get((row.session.id, key)) != value:
                         table.update_cell(row.session.id, key, value)
+                        self._shown[(row.session.id, key)] = value
         self._update_hints(rows, shown)
 
     def _update_hints(self, rows, shown) -> None:
