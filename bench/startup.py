@@ -38,7 +38,8 @@ def fill_store(home: Path, count: int) -> None:
                 ended=time.time() - i * 60 + 30, attempt=2, exit_code=0,
             )
             store.insert(session)
-            store.update(session.id, attempts=[Attempt(n=1, exit_code=1), Attempt(n=2, exit_code=0)])
+            attempts = [Attempt(n=1, exit_code=1), Attempt(n=2, exit_code=0)]
+            store.update(session.id, attempts=attempts)
 
 
 def median_seconds(argv: list[str], env: dict, runs: int) -> float:

@@ -17,10 +17,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TRAINCTL_HOME", tempfile.mkdtemp(prefix="trainctl-shots-"))
 os.environ.setdefault("TRAINCTL_CONFIG", os.path.join(os.environ["TRAINCTL_HOME"], "none.toml"))
 
+from uihelpers import launch_command, launch_demo, wait_until  # noqa: E402
+
 from trainctl_tui.ui.app import TrainctlApp  # noqa: E402
 from trainctl_tui.ui.screens.session import SessionScreen  # noqa: E402
 from trainctl_tui.ui.widgets.plot import PlotView  # noqa: E402
-from uihelpers import launch_command, launch_demo, wait_until  # noqa: E402
 
 OUT = ROOT / "screenshots"
 

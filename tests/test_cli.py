@@ -1,4 +1,5 @@
-"""The headless CLI end to end: real runner processes, real signals, a fresh interpreter per call."""
+"""The headless CLI end to end: real runner processes and signals, a fresh interpreter
+per call."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 DEMO = str(ROOT / "trainctl_tui" / "demo" / "train.py")
@@ -201,7 +201,8 @@ def test_rm_refuses_a_running_session_then_removes_it(trainctl_home):
 @pytest.mark.parametrize("args, message", [
     ([], "nothing to launch: give a command after --, e.g. trainctl launch -- python train.py"),
     (["--", "no-such-binary-xyz"], "command not found: no-such-binary-xyz (looked in"),
-    (["--cwd", "/does/not/exist", "--", "true"], "working directory /does/not/exist does not exist"),
+    (["--cwd", "/does/not/exist", "--", "true"],
+     "working directory /does/not/exist does not exist"),
     (["--env", "NOEQUALS", "--", "true"], "--env expects K=V, got 'NOEQUALS'"),
     (["--env", "1BAD=x", "--", "true"], "bad environment variable name '1BAD' (use letters"),
     (["--resume-template=--resume", "--", "true"],

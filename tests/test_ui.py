@@ -7,6 +7,15 @@ import sys
 
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, OptionList, Static
+from uihelpers import (
+    FIXTURES,
+    launch_command,
+    launch_demo,
+    notifications,
+    session_status,
+    wait_for_status,
+    wait_until,
+)
 
 from trainctl_tui.models import Status
 from trainctl_tui.service import Service
@@ -19,15 +28,6 @@ from trainctl_tui.ui.screens.session import SessionScreen
 from trainctl_tui.ui.screens.sessions import SessionsScreen
 from trainctl_tui.ui.widgets.logview import LogView
 from trainctl_tui.ui.widgets.plot import PlotView
-from uihelpers import (
-    FIXTURES,
-    launch_command,
-    launch_demo,
-    notifications,
-    session_status,
-    wait_for_status,
-    wait_until,
-)
 
 
 async def status_of(session_id: str):

@@ -7,6 +7,7 @@ import itertools
 import shutil
 
 import pytest
+from uihelpers import FIXTURES
 
 from trainctl_tui import store as store_module
 from trainctl_tui.models import Attempt, Session, Status
@@ -14,7 +15,6 @@ from trainctl_tui.store import Store
 from trainctl_tui.ui.app import TrainctlApp
 from trainctl_tui.ui.screens.session import SessionScreen
 from trainctl_tui.ui.widgets.plot import PlotView
-from uihelpers import FIXTURES
 
 T0 = 1_790_000_000.0
 SESSIONS = [

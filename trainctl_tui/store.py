@@ -267,7 +267,7 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue on the lock instead of deadlocking."""
+    """BEGIN IMMEDIATE ... COMMIT: concurrent writers queue on the lock, never deadlock."""
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db

@@ -81,6 +81,7 @@ class MetricSet:
         plans = parser.plans
         apply = parser.apply
         add = self._add
+        targets_of = self._targets.get
         marks = DIGIT_MARKS
         count = found = 0
         for raw in lines:
@@ -94,6 +95,31 @@ class MetricSet:
                 found += self._feed_new(raw)
                 continue
             if plan is NOTHING:
+                continue
+            if plan.has_step and not plan.keras:
+                # The common line, inlined: `step N ... loss X ...` at a new step.
+                try:
+                    values = list(map(float, plan.take(raw)))
+                except ValueError:
+                    found += self._feed_new(raw)  # a slice that is no number: full parse
+                    continue
+                if plan.doubled:
+                    values.pop()
+                step = values.pop(0)
+                if not (step >= 0 and step.is_integer()):
+                    step = None  # `step: 2.41`, `step nan`: not a step this time
+                targets = targets_of(plan.names)
+                if step is None or step == self._last_step or targets is None:
+                    found += add(step, plan.names, values)
+                    continue
+                self._last_step = step
+                for series, value in zip(targets, values, strict=True):
+                    series.xs.append(step)
+                    series.ys.append(value)
+                    if value - value:  # nan or inf
+                        series.note_nonfinite()
+                self.records += 1
+                found += 1
                 continue
             try:
                 parsed = apply(plan, raw)

@@ -254,14 +254,15 @@ _MAX_PLANS = 8192
 
 
 class Plan:
-    __slots__ = ("names", "has_step", "take", "keras", "epoch_context_at")
+    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None):
         self.names: tuple[str, ...] = names
         self.has_step = step_at is not None
         # One C call slices every number out of a line: the step first, then the values.
         slices = [slice(*span) for span in ((step_at,) if step_at else ()) + tuple(value_at)]
-        self.take = itemgetter(*slices, *slices[:1]) if len(slices) == 1 else (
+        self.doubled = len(slices) == 1  # itemgetter returns a tuple only for 2+ items
+        self.take = itemgetter(*slices, *slices[:1]) if self.doubled else (
             itemgetter(*slices) if slices else None)
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
@@ -346,12 +347,12 @@ class MetricsParser:
             self._epoch = float(line[start:stop])
             return None
         values = list(map(float, plan.take(line)))
-        if len(values) > len(plan.names) + plan.has_step:
-            values.pop()  # a one-number plan takes its slice twice to get a tuple back
+        if plan.doubled:
+            values.pop()
         step = None
         if plan.has_step:
             step = values.pop(0)
-            if step < 0 or step != int(step):
+            if not (step >= 0 and step.is_integer()):
                 step = None
         if plan.keras:
             return self._keras_step(step, plan.names, values)
@@ -474,7 +475,7 @@ class MetricsParser:
             elif summary:
                 name = clean_name(key)
             if kind == STEP:
-                if found.step is None and value >= 0 and value == int(value):
+                if found.step is None and value >= 0 and value.is_integer():
                     found.step, found.step_span = value, match.span("value")
                 continue
             if kind == KNOWN:

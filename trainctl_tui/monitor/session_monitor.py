@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from .tail import LogFollower
 
 SUMMARY_TAIL_BYTES = 2 << 20
 HISTORY_SLICE = 16 << 20
-_summary_cache: OrderedDict[tuple, "LogSummary"] = OrderedDict()
+_summary_cache: OrderedDict[tuple, LogSummary] = OrderedDict()
 SUMMARY_CACHE_SIZE = 256
 
 

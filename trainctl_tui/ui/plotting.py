@@ -44,7 +44,8 @@ def render(lines: list[Line], width: int, height: int) -> str:
 
 def _finite(line: Line) -> Line:
     """plotext cannot place nan/inf; they are flagged elsewhere, here they are left out."""
-    pairs = [(x, y) for x, y in zip(line.xs, line.ys) if math.isfinite(y) and math.isfinite(x)]
+    pairs = [(x, y) for x, y in zip(line.xs, line.ys, strict=False)
+             if math.isfinite(y) and math.isfinite(x)]
     return Line(line.label, [p[0] for p in pairs], [p[1] for p in pairs])
 
 

@@ -13,8 +13,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from ...service import SessionOverview
 from ...snapshot import elapsed, outcome
-from ..format import STATUS_STYLE, number, step
 from ...sparkline import sparkline
+from ..format import STATUS_STYLE, number, step
 
 # (key, label, width); DETAIL takes what is left. Narrow terminals (80 columns, often over
 # SSH) drop the columns that matter least.

@@ -46,7 +46,7 @@ class PlotView(Widget):
 
     def legend(self) -> Text:
         text = Text()
-        for index, (label, xs, ys) in enumerate(self._series):
+        for index, (label, _xs, ys) in enumerate(self._series):
             color = SERIES_COLORS[index % len(SERIES_COLORS)]
             last = f" {ys[-1]:.4g}" if len(ys) else " -"
             text.append("━━ ", style=f"color({color})")
