@@ -264,14 +264,7 @@ class Service:
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
-        if session.status is Status.LOST:
-            provider = get_provider(session.provider)
-            status = await provider.read_status(session)
-            if status and await provider.training_alive(session, status):
-                raise TrainctlError(
-                    f"session {session.id}'s training pid {status['child_pid']} is still running; "
-                    f"stop it first (trainctl stop {session.id})"
-                )
+        await self._refuse_if_training_alive(session)
         checkpoint = None if scratch else resolve_resume_checkpoint(session, from_checkpoint)
         spec_path = Path(session.session_dir) / "spec.json"
         spec = json.loads(spec_path.read_text())
@@ -282,13 +275,8 @@ class Service:
         await self._start_runner(session)
         return await self.get(session.id)
 
-    async def remove(self, ref: str) -> Session:
-        """Forget a session and delete its folder. Checkpoints outside the folder are kept."""
-        session = await self.get(ref)
-        if session.status.active:
-            raise TrainctlError(
-                f"session {session.id} is {session.status}; stop it before removing it"
-            )
+    async def _refuse_if_training_alive(self, session: Session) -> None:
+        """A lost session's training may outlive its runner: never start a second one."""
         provider = get_provider(session.provider)
         status = await provider.read_status(session)
         if status and await provider.training_alive(session, status):
@@ -296,6 +284,15 @@ class Service:
                 f"session {session.id}'s training pid {status['child_pid']} is still running; "
                 f"stop it first (trainctl stop {session.id})"
             )
+
+    async def remove(self, ref: str) -> Session:
+        """Forget a session and delete its folder. Checkpoints outside the folder are kept."""
+        session = await self.get(ref)
+        if session.status.active:
+            raise TrainctlError(
+                f"session {session.id} is {session.status}; stop it before removing it"
+            )
+        await self._refuse_if_training_alive(session)
         self.store.delete(session.id)
         shutil.rmtree(session.session_dir, ignore_errors=True)
         return session

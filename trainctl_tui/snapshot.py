@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TextIO
 
@@ -77,15 +78,13 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
     console.print(table)
 
 
-def _number(value) -> str:
+def format_number(value: float | None) -> str:
     if value is None:
         return "-"
-    import math
-
     return str(value) if not math.isfinite(value) else f"{value:.4g}"
 
 
-def _step(value) -> str:
+def format_step(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{int(value):,}" if float(value).is_integer() else f"{value:.2f}"
@@ -137,8 +136,8 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
             "": "[bold red]![/]" if row.alerts else "", "ID": s.id, "NAME": s.name,
             "WHERE": s.provider if not s.host else f"{s.provider}:{s.host}",
             "STATUS": f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
-            "ATT": str(s.attempt or "-"), "STEP": _step(row.step),
-            "LOSS": _number(row.last("loss")), "VAL": _number(row.last("val_loss")),
+            "ATT": str(s.attempt or "-"), "STEP": format_step(row.step),
+            "LOSS": format_number(row.last("loss")), "VAL": format_number(row.last("val_loss")),
             "TREND": f"[cyan]{sparkline(row.trend('loss', 8 if narrow else 12))}[/]",
             "ELAPSED": elapsed(s, now), "DETAIL": outcome(s),
         }
@@ -168,7 +167,8 @@ def render_metrics(metrics, log: str, out: TextIO) -> None:
     for column in ("SERIES", "POINTS", "LAST STEP", "LAST", "MIN", "MAX", "NAN/INF"):
         table.add_column(column, justify="left" if column == "SERIES" else "right")
     for name, info in summary.items():
-        table.add_row(name, str(info["count"]), _step(info["last_x"]), _number(info["last"]),
-                      _number(info["min"]), _number(info["max"]),
+        table.add_row(name, str(info["count"]), format_step(info["last_x"]),
+                      format_number(info["last"]), format_number(info["min"]),
+                      format_number(info["max"]),
                       f"[red]{info['nonfinite']}[/]" if info["nonfinite"] else "0")
     console.print(table)
