@@ -113,6 +113,7 @@ def test_lightning_rich_live_display_matches_metrics_csv():
     # The display redraws its rows with cursor moves; every distinct frame counts once.
     # val_loss starts with the sanity check's value, which the bar shows and the CSV omits.
     assert close(ys(metrics, "val_loss")[1:], [r["val_loss"] for r in val], rel=5e-3)
+    assert ys(metrics, "val_loss")[0] == 0.697
     assert len(metrics.series["val_loss"]) == len(val) + 1
     assert close(ys(metrics, "val_accuracy"), [r["val_acc"] for r in val], rel=5e-3)
     assert close(ys(metrics, "loss_epoch"), epoch_loss, rel=5e-3)
@@ -463,6 +464,9 @@ def test_step_carries_to_lines_without_one_and_order_is_used_when_never_given():
     assert xs(metrics, "lr") == [0, 1]
     assert xs(metrics, "loss") == [0, 1, 10]
     assert xs(metrics, "val_loss") == [10] and xs(metrics, "accuracy") == [10]
+    # a step that is no step (fractional, negative, inf, nan) is not taken as one
+    metrics.feed_text("step 2.5 loss=0.4\nstep -1 loss=0.3\nstep inf loss=0.2\nstep nan loss=0.1\n")
+    assert xs(metrics, "loss")[-4:] == [10, 10, 10, 10]
 
 
 def test_a_redrawn_record_is_not_a_new_point_but_a_repeated_value_at_a_new_step_is():

@@ -173,7 +173,7 @@ def _signal_name(signum: int) -> str:
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 UNFINISHED_SUFFIXES = (".tmp", ".partial", ".part", ".incomplete")
-CHECKPOINT_DIR_RE = re.compile(r"^(checkpoint-\d+|step_\d+|.*-step=\d+.*)$")
+CHECKPOINT_DIR_RE = re.compile(r"^(checkpoint-\d+|step_\d+|global_step\d+|.*-step=\d+.*)$")
 STEP_KEYWORD_RES = [
     re.compile(rf"{kw}[_\-=]?(\d+)", re.IGNORECASE)
     for kw in ("step", "iter", "checkpoint", "ckpt", "epoch")
