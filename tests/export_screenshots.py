@@ -36,7 +36,7 @@ async def shoot(size: tuple[int, int], suffix: str) -> None:
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
         plot = app.screen.query_one(PlotView)
-        await wait_until(pilot, lambda: plot._series and len(plot._series[0][1]) > 20)
+        await wait_until(pilot, lambda: plot._series and len(plot._series[0][1] or ()) > 20)
         await pilot.pause(1.0)
         app.save_screenshot(str(OUT / f"session{suffix}.svg"))
         await pilot.press("escape", "n")

@@ -75,14 +75,14 @@ def test_sessions_table_follows_a_live_run_and_opens_its_screen():
             await wait_until(pilot, lambda: any("train loss" in line for line in log.lines),
                              what="log lines")
             plot = screen.query_one(PlotView)
-            await wait_until(pilot, lambda: plot._series and len(plot._series[0][1]) > 2,
+            await wait_until(pilot, lambda: plot._series and len(plot._series[0][1] or ()) > 2,
                              what="loss series on the chart")
-            assert [label for label, _, _ in plot._series] == ["loss", "val_loss"]
+            assert [label for label, _ in plot._series] == ["loss", "val_loss"]
             await wait_until(pilot, lambda: "val_loss" in static_text(screen, "#chart-legend"))
 
             await pilot.press("m")
             assert static_text(screen, "#chart-legend").startswith("learning rate")
-            assert [label for label, _, _ in plot._series] == ["lr"]
+            assert [label for label, _ in plot._series] == ["lr"]
 
             await pilot.press("slash")
             assert screen.query_one("#search", Input).has_focus
@@ -239,7 +239,7 @@ def test_watch_mode_opens_any_log_with_metrics():
             await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
             screen = app.screen
             plot = screen.query_one(PlotView)
-            await wait_until(pilot, lambda: plot._series and len(plot._series[0][1]) > 5,
+            await wait_until(pilot, lambda: plot._series and len(plot._series[0][1] or ()) > 5,
                              what="HF loss series")
             assert "watching" in static_text(screen, "#session-header")
             await pilot.press("s")

@@ -68,7 +68,7 @@ async def chart_drawn(pilot) -> None:
         await pilot.pause(0.1)
         if isinstance(app.screen, SessionScreen):
             plot = app.screen.query_one(PlotView)
-            if plot._series and any(len(xs) for _, xs, _ in plot._series):
+            if any(series is not None and len(series) for _, series in plot._series):
                 break
     await pilot.pause(0.8)  # the chart redraws at most twice a second
 

@@ -6,7 +6,8 @@
 
 x is the step when the line gives one (`step`, `global_step`, `iter`, `iteration`, `it`,
 Keras' `Epoch N/M`, torchtune's `epoch|step|`); a line without one takes the last step the
-log gave, and a log that never gives one uses the record index of each series.
+log gave; a log that never gives one uses the record's epoch if it has one (HF Trainer's
+dicts), else the record index of each series.
 
 Repeats are not new points: a step-less record equal to the previous one with the same names
 is a progress bar redrawing itself (tqdm, rich, Keras), and a line naming the step of the line
@@ -159,6 +160,10 @@ class MetricSet:
                 return False  # a progress bar drawing the same numbers again
             self._previous[names] = values
             x = self._last_step
+            if x is None and "epoch" in names:
+                # No step anywhere (HF Trainer's dicts): the record's epoch lines train and
+                # eval points up on one chart, where per-series indexes would not.
+                x = values[names.index("epoch")]
             if x is None:
                 return self._add_by_index(targets, values)
         elif step == self._last_step:

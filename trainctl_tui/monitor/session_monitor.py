@@ -108,13 +108,12 @@ def metrics_summary(log_path: Path, patterns: Sequence[str] = (),
         data = handle.read(stat.st_size - start)
     if start:
         data = data.split(b"\n", 1)[-1]  # drop the first, cut line
+    lines = data.split(b"\n")  # raw: the parser handles \r redraws and escapes itself
+    marker = ATTEMPT_MARKER.encode()
+    starts = [i for i, line in enumerate(lines) if line.startswith(marker)]
     summary = LogSummary(MetricSet(tuple(patterns)), MetricSet(tuple(patterns)))
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        line = line.rstrip("\r").rsplit("\r", 1)[-1]  # a progress bar's last state
-        if line.startswith(ATTEMPT_MARKER):
-            summary.attempt = MetricSet(tuple(patterns))
-        summary.metrics.feed_line(line)
-        summary.attempt.feed_line(line)
+    summary.metrics.feed_bytes(lines)
+    summary.attempt.feed_bytes(lines[starts[-1]:] if starts else lines)
     _summary_cache[key] = summary
     while len(_summary_cache) > SUMMARY_CACHE_SIZE:
         _summary_cache.popitem(last=False)

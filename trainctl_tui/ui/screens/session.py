@@ -192,8 +192,7 @@ class SessionScreen(Screen):
         charts = self.available_charts()
         title, names = charts[self.chart_index % len(charts)]
         series = self.monitor.metrics.series
-        data = [(name, series[name].xs, series[name].ys) if name in series else (name, [], [])
-                for name in names]
+        data = [(name, series.get(name)) for name in names]
         plot = self.query_one(PlotView)
         plot.set_series(data)
         legend = Text.assemble((title, "bold"),

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+from rich.cells import cell_len
 from rich.highlighter import Highlighter
 from rich.text import Text
+from textual import work
+from textual._context import NoActiveAppError
 from textual.widgets import Log
 
 from ...monitor.metrics import strip_ansi
@@ -39,6 +42,18 @@ class LogView(Log):
     def write_lines(self, lines, scroll_end: bool | None = None):
         """Logs carry colours and cursor moves (tqdm, rich); show the text alone."""
         return super().write_lines([clean_line(line) for line in lines], scroll_end)
+
+    @work(thread=True)
+    def _update_size(self, updates: int, lines: list[str]) -> None:
+        # Log's own version raises if the screen closes while this thread runs (the app is
+        # gone by then); the width it computes no longer matters in that case.
+        if not lines:
+            return
+        width = max(cell_len(self._process_line(line)) for line in lines)
+        try:
+            self.app.call_from_thread(self._update_maximum_width, updates, width)
+        except NoActiveAppError:
+            pass
 
     def set_query(self, query: str) -> None:
         self.highlighter.query = re.compile(re.escape(query), re.I) if query else None

@@ -7,12 +7,11 @@ when the data or the size changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widget import Widget
 
-from ...monitor.metrics import downsample
+from ...monitor.metrics import Series
 from ..plotting import SERIES_COLORS, Line, render
 
 
@@ -22,15 +21,15 @@ class PlotView(Widget):
     def __init__(self, *, min_interval: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.min_interval = min_interval
-        self._series: list[tuple[str, Sequence[float], Sequence[float]]] = []
+        self._series: list[tuple[str, Series | None]] = []
         self._version = 0
         self._cache_key: tuple | None = None
         self._cache: Text = Text("")
         self._last_draw = 0.0
         self._pending = False
 
-    def set_series(self, series: list[tuple[str, Sequence[float], Sequence[float]]]) -> None:
-        """Replace what is drawn: (label, xs, ys) per line; train and eval share one chart."""
+    def set_series(self, series: list[tuple[str, Series | None]]) -> None:
+        """Replace what is drawn: (label, series) per line; train and eval share one chart."""
         self._series = series
         self._version += 1
         wait = self.min_interval - (time.monotonic() - self._last_draw)
@@ -46,9 +45,9 @@ class PlotView(Widget):
 
     def legend(self) -> Text:
         text = Text()
-        for index, (label, _xs, ys) in enumerate(self._series):
+        for index, (label, series) in enumerate(self._series):
             color = SERIES_COLORS[index % len(SERIES_COLORS)]
-            last = f" {ys[-1]:.4g}" if len(ys) else " -"
+            last = f" {series.ys[-1]:.4g}" if series is not None and len(series) else " -"
             text.append("━━ ", style=f"color({color})")
             text.append(f"{label}{last}  ")
         return text
@@ -57,16 +56,15 @@ class PlotView(Widget):
         width, height = self.size.width, self.size.height
         if width < 20 or height < 5:
             return Text("(too small to plot)", style="dim")
-        if not any(len(xs) for _, xs, _ in self._series):
+        if not any(series is not None and len(series) for _, series in self._series):
             return Text("no metrics yet: the chart appears when the log prints a loss",
                         style="dim")
         key = (self._version, width, height)
         if key != self._cache_key:
             lines = []
-            for label, xs, ys in self._series:
-                # The parser may be appending in a thread: take matching lengths.
-                n = min(len(xs), len(ys))
-                sx, sy = downsample(xs[:n], ys[:n], width * 2) if n else ([], [])
+            for label, series in self._series:
+                # Block summaries are cached: a redraw of millions of points stays cheap.
+                sx, sy = series.downsample(width * 2) if series is not None else ([], [])
                 lines.append(Line(label, sx, sy))
             self._cache = Text.from_ansi(render(lines, width, height))
             self._cache_key = key
