@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--max-restarts", type=int, help="retries on a non-zero exit")
     launch.add_argument("--grace-seconds", type=float,
                         help="how long a stop waits after SIGTERM before SIGKILL")
+    launch.add_argument("--keep-last", type=int, metavar="N",
+                        help="keep only the newest N checkpoints (older ones go to the trash)")
     launch.add_argument("--env", action="append", default=[], metavar="K=V",
                         help="environment variable for the training (repeatable)")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -76,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = commands.add_parser("metrics", help="the metric series found in a session's log")
     metrics.add_argument("target", help="session id/name, or a log file")
     metrics.add_argument("--json", action="store_true", help="every point, as JSON")
+
+    checkpoints = commands.add_parser(
+        "checkpoints", help="list a session's (or a directory's) checkpoints; prune them",
+        description="trainctl checkpoints DIR|ID [--json]  |  "
+        "trainctl checkpoints prune DIR|ID --keep-last N [--keep-best METRIC] [--dry-run]")
+    checkpoints.add_argument("words", nargs="+", metavar="[prune] DIR|ID")
+    checkpoints.add_argument("--json", action="store_true", help="print JSON")
+    checkpoints.add_argument("--ui", action="store_true",
+                             help="open the checkpoints screen of the terminal UI")
+    checkpoints.add_argument("--keep-last", type=int, metavar="N", help="prune: keep the newest N")
+    checkpoints.add_argument("--keep-best", metavar="METRIC",
+                             help="prune: also keep the best by this metric (e.g. val_loss)")
+    checkpoints.add_argument("--mode", choices=["min", "max"],
+                             help="prune: whether the best METRIC is the lowest or highest")
+    checkpoints.add_argument("--dry-run", action="store_true",
+                             help="prune: show what would go, change nothing")
+    checkpoints.add_argument("--purge", action="store_true",
+                             help="prune: delete instead of moving to the trash")
+
+    checkpoint = commands.add_parser("checkpoint", help="what is inside one checkpoint")
+    checkpoint.add_argument("action", choices=["info"])
+    checkpoint.add_argument("path", help="a checkpoint file or directory")
+    checkpoint.add_argument("--json", action="store_true", help="print JSON")
+    checkpoint.add_argument("--deep", action="store_true",
+                            help="also check every byte (zip CRCs, safetensors ranges)")
 
     config = commands.add_parser("config", help="where the config is, what it says, an example")
     config.add_argument("action", choices=["path", "show", "init"])
@@ -154,7 +181,7 @@ def cmd_launch(args) -> int:
         command=command, cwd=args.cwd, name=args.name, provider=args.provider,
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
-        env=parse_env(args.env),
+        keep_last_n=args.keep_last, env=parse_env(args.env),
     )
     session = _run(_service().launch(request))
     print_launched(session)
@@ -298,6 +325,65 @@ def cmd_metrics(args) -> int:
     return 0
 
 
+def cmd_checkpoints(args) -> int:
+    service = _service()
+    words = args.words
+    if words[0] == "prune" and len(words) == 2:
+        return prune_checkpoints(service, words[1], args)
+    if len(words) != 1:
+        raise TrainctlError("usage: trainctl checkpoints DIR|ID  or  "
+                            "trainctl checkpoints prune DIR|ID --keep-last N")
+    if args.ui:
+        _run(service.checkpoint_dir(words[0]))  # a bad target fails here, in one line
+        return run_tui(checkpoints=words[0])
+    directory, session, entries, rows = _run(service.checkpoints(words[0]))
+    if args.json:
+        import json
+
+        print(json.dumps({"version": 1, "directory": directory,
+                          "session": session.id if session else None,
+                          "checkpoints": [row.to_json() for row in rows],
+                          "skipped": [{"path": p, "reason": r} for p, r in entries.skipped]},
+                         indent=2))
+        return 0
+    from .snapshot import render_checkpoints
+
+    render_checkpoints(directory, rows, entries.skipped, sys.stdout)
+    return 0
+
+
+def prune_checkpoints(service, target: str, args) -> int:
+    if args.keep_last is None:
+        raise TrainctlError("prune needs --keep-last N (how many of the newest to keep)")
+    plan = _run(service.plan_prune(target, keep_last=args.keep_last,
+                                   keep_best=args.keep_best, mode=args.mode))
+    print(plan.summary())
+    if args.dry_run or not plan.delete:
+        print("dry run: nothing was changed" if args.dry_run else "nothing to prune")
+        return 0
+    result = service.apply_prune(plan, purge=args.purge)
+    where = "deleted" if args.purge else "moved to the trash"
+    for path in result:
+        target_path = result.moved_to.get(path)
+        print(f"{where}: {path}" + (f" -> {target_path}" if target_path else ""))
+    for path, reason in result.skipped:
+        print(f"skipped: {path} ({reason})")
+    return 0
+
+
+def cmd_checkpoint(args) -> int:
+    info = _service().checkpoint_info(args.path, deep=args.deep)
+    if args.json:
+        import json
+
+        print(json.dumps({"version": 1, **info.to_json()}, indent=2))
+    else:
+        from .snapshot import render_checkpoint_info
+
+        render_checkpoint_info(info, sys.stdout)
+    return 0 if info.status == "ok" else 1
+
+
 def cmd_config(args) -> int:
     from . import config
 
@@ -326,5 +412,7 @@ COMMANDS = {
     "rm": cmd_rm,
     "config": cmd_config,
     "watch": cmd_watch,
+    "checkpoints": cmd_checkpoints,
+    "checkpoint": cmd_checkpoint,
     "metrics": cmd_metrics,
 }

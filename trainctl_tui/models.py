@@ -80,6 +80,7 @@ class Session:
     detail: str | None = None
     runner_pid: int | None = None
     heartbeat: float | None = None
+    keep_last_n: int | None = None  # prune older checkpoints automatically when set
     attempts: list[Attempt] = field(default_factory=list)
 
     def to_json(self) -> dict:

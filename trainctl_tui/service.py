@@ -33,6 +33,7 @@ class SessionOverview:
     session: Session
     metrics: object | None = None  # monitor.metrics.MetricSet of the log's tail
     alerts: list = field(default_factory=list)  # monitor.alerts.Alert that hold now
+    newest_checkpoint: object | None = None  # checkpoints.scan.CheckpointEntry (active ones)
 
     def last(self, name: str) -> float | None:
         series = self.metrics.series.get(name) if self.metrics else None
@@ -71,6 +72,7 @@ class LaunchRequest:
     resume_template: str | None = None
     max_restarts: int | None = None
     grace_seconds: float | None = None
+    keep_last_n: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -206,8 +208,25 @@ class Service:
                               log_mtime=log_mtime, now=now,
                               divergence_factor=alerts_config.divergence_factor,
                               stall_seconds=alerts_config.stall_seconds)
-            rows.append(SessionOverview(session, metrics, alerts))
+            newest = await self._newest_checkpoint(session) if session.status.active else None
+            rows.append(SessionOverview(session, metrics, alerts, newest))
         return rows
+
+    async def _newest_checkpoint(self, session: Session):
+        """The newest finished checkpoint of a running session (names and stat only), after
+        applying its keep_last_n."""
+        from .checkpoints.scan import newest_finished, scan_checkpoints
+
+        if not session.checkpoint_dir or not Path(session.checkpoint_dir).is_dir():
+            return None
+        entries = scan_checkpoints(session.checkpoint_dir, settle_seconds=0)
+        finished = [e for e in entries if not e.writing]
+        if session.keep_last_n and len(finished) > session.keep_last_n:
+            try:
+                await self.auto_prune(session)
+            except (TrainctlError, OSError, ValueError):
+                pass  # pruning is housekeeping: it must never break a refresh
+        return newest_finished(entries)
 
     def new_alerts(self, rows: list[SessionOverview]) -> list:
         """The alerts among `rows` not announced before (remembered in the store)."""
@@ -215,6 +234,102 @@ class Service:
         fresh = [a for row in rows for a in row.alerts if a.key not in fired]
         self.store.mark_alerts_fired(a.key for a in fresh)
         return fresh
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def checkpoint_dir(self, target: str) -> tuple[str, Session | None]:
+        """A directory given as is, or the checkpoint dir of the session `target` names."""
+        path = Path(target).expanduser()
+        if path.is_dir():
+            return str(path.resolve()), None
+        try:
+            session = await self.get(target)
+        except TrainctlError:
+            if os.sep in target or path.exists():
+                raise TrainctlError(f"{target} is not a directory") from None
+            raise TrainctlError(f"no session or directory '{target}' (see trainctl sessions)"
+                                ) from None
+        if not session.checkpoint_dir:
+            raise TrainctlError(f"session {session.id} has no checkpoint dir (launch it with "
+                                "--checkpoint-dir, or give a directory)")
+        return session.checkpoint_dir, session
+
+    async def checkpoints(self, target: str, *, inspect: bool = True):
+        """(directory, session or None, scan result, rows) for `target`."""
+        from .checkpoints.catalog import list_checkpoints
+
+        directory, session = await self.checkpoint_dir(target)
+        entries, rows = list_checkpoints(directory, inspect=inspect)
+        return directory, session, entries, rows
+
+    def checkpoint_info(self, path: str, *, deep: bool = False):
+        from .checkpoints.inspect import inspect_checkpoint
+
+        try:
+            return inspect_checkpoint(Path(path).expanduser(), deep=deep)
+        except FileNotFoundError:
+            raise TrainctlError(f"no such checkpoint: {path}") from None
+
+    def protected_checkpoints(self) -> dict[str, str]:
+        """Checkpoints a running session was resumed from: never pruned or deleted."""
+        protected = {}
+        for session in self.store.list(statuses=[s for s in Status if s.active],
+                                       with_attempts=True):
+            for attempt in session.attempts[-1:]:
+                if attempt.resumed_from:
+                    protected[attempt.resumed_from] = (
+                        f"protected: session {session.id} resumed from it")
+        return protected
+
+    async def plan_prune(self, target: str, *, keep_last: int, keep_best: str | None = None,
+                         mode: str | None = None):
+        """What a prune would do, without touching anything."""
+        from .checkpoints.catalog import validity_and_metrics
+        from .checkpoints.retention import plan_prune
+
+        directory, _, entries, rows = await self.checkpoints(target)
+        validity, metrics = validity_and_metrics(rows)
+        try:
+            return plan_prune(entries, keep_last=keep_last, keep_best=keep_best, mode=mode,
+                              validity=validity, metrics=metrics,
+                              protected=self.protected_checkpoints(), directory=directory)
+        except ValueError as exc:
+            raise TrainctlError(str(exc)) from None
+
+    def apply_prune(self, plan, *, purge: bool = False):
+        """Carry out a plan: to a new trash folder under the state dir, or deleted (purge)."""
+        from .checkpoints.retention import apply_prune
+
+        trash = None if purge else str(paths.state_dir() / "trash" /
+                                       time.strftime("%Y%m%d-%H%M%S"))
+        return apply_prune(plan, trash_dir=trash, purge=purge)
+
+    async def delete_checkpoint(self, target: str, path: str, *, purge: bool = False):
+        """Remove one checkpoint, unless retention would always keep it (newest valid,
+        being written, protected)."""
+        from .checkpoints.retention import Decision, PrunePlan
+
+        plan = await self.plan_prune(target, keep_last=1)
+        wanted = os.path.realpath(path)
+        for decision in plan.decisions:
+            if os.path.realpath(decision.entry.path) != wanted:
+                continue
+            if decision.keep and not decision.reason.startswith("in last"):
+                raise TrainctlError(f"refusing to delete {decision.entry.name}: "
+                                    f"{decision.reason}")
+            single = PrunePlan([Decision(decision.entry, False, "deleted by hand")],
+                               directory=plan.directory)
+            return self.apply_prune(single, purge=purge)
+        raise TrainctlError(f"{path} is not a checkpoint in {plan.directory}")
+
+    async def auto_prune(self, session: Session) -> list[str]:
+        """Apply the session's keep_last_n once it has more finished checkpoints than that."""
+        if not session.keep_last_n or not session.checkpoint_dir:
+            return []
+        if not Path(session.checkpoint_dir).is_dir():
+            return []
+        plan = await self.plan_prune(session.checkpoint_dir, keep_last=session.keep_last_n)
+        return list(self.apply_prune(plan)) if plan.delete else []
 
     def log_path(self, session: Session) -> Path:
         return Path(session.session_dir) / "train.log"
@@ -332,6 +447,10 @@ def build_session(request: LaunchRequest, defaults) -> Session:
     grace = request.grace_seconds if request.grace_seconds is not None else defaults.grace_seconds
     if grace < 0:
         raise TrainctlError(f"grace seconds must be 0 or more, not {grace}")
+    keep_last_n = request.keep_last_n if request.keep_last_n is not None \
+        else defaults.keep_last_n
+    if keep_last_n is not None and keep_last_n < 1:
+        raise TrainctlError(f"keep last must be 1 or more, not {keep_last_n}")
     checkpoint_dir = request.checkpoint_dir or defaults.checkpoint_dir
     if checkpoint_dir:
         checkpoint_dir = str((cwd / Path(checkpoint_dir).expanduser()).resolve())
@@ -347,6 +466,7 @@ def build_session(request: LaunchRequest, defaults) -> Session:
         resume_template=template or None,
         max_restarts=max_restarts,
         grace_seconds=grace,
+        keep_last_n=keep_last_n,
         created=time.time(),
     )
 
@@ -440,47 +560,25 @@ def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Atte
 
 
 def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | None:
-    from .runner.supervisor import find_newest_checkpoint
+    """The checkpoint a resume starts from: the one asked for if it is sound, else the newest
+    sound one in the session's checkpoint dir (None: start from scratch)."""
+    from .checkpoints.catalog import list_checkpoints, newest_usable
+    from .checkpoints.inspect import inspect_checkpoint
 
     if explicit:
         path = (Path(session.cwd) / Path(explicit).expanduser()).resolve()
         if not path.exists():
             raise TrainctlError(f"checkpoint {path} does not exist")
+        info = inspect_checkpoint(path)
+        if info.status != "ok":
+            raise TrainctlError(f"checkpoint {path} is {info.status}: {info.reason}; "
+                                "pick another (trainctl checkpoints " + session.id + ")")
         return str(path)
     if session.checkpoint_dir and Path(session.checkpoint_dir).is_dir():
-        return find_newest_checkpoint(session.checkpoint_dir)
+        _, rows = list_checkpoints(session.checkpoint_dir)
+        newest = newest_usable(rows)
+        return newest.entry.path if newest else None
     return None
-
-
-@dataclass
-class CheckpointChoice:
-    path: str
-    step: int | None
-    mtime: float
-
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-UNFINISHED_MARKERS = (".tmp", ".partial", ".part", ".incomplete")
-
-
-def resume_candidates(session: Session) -> list[CheckpointChoice]:
-    """Finished checkpoints in the session's checkpoint dir, newest (by step, then mtime) first."""
-    from .runner.supervisor import checkpoint_step
-
-    folder = Path(session.checkpoint_dir) if session.checkpoint_dir else None
-    if folder is None or not folder.is_dir():
-        return []
-    choices = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.startswith((".", "tmp")) or name.endswith(UNFINISHED_MARKERS):
-            continue
-        if entry.is_file() and name.endswith(CHECKPOINT_SUFFIXES) or entry.is_dir() and (
-                checkpoint_step(name) is not None and any(entry.iterdir())):
-            choices.append(CheckpointChoice(str(entry), checkpoint_step(name),
-                                            entry.stat().st_mtime))
-    choices.sort(key=lambda c: (c.step if c.step is not None else -1, c.mtime), reverse=True)
-    return choices
 
 
 def format_age(seconds: float) -> str:

@@ -100,6 +100,9 @@ def overview_json(rows) -> str:
                             for name, s in row.metrics.series.items() if len(s)}
                            if row.metrics else {})
         data["step"] = row.step
+        entry = row.newest_checkpoint
+        data["newest_checkpoint"] = None if entry is None else {
+            "path": entry.path, "step": entry.step, "mtime": entry.mtime, "size": entry.size}
         sessions.append(data)
     alerts = [a.to_json() for row in rows for a in row.alerts]
     return json.dumps({"version": SCHEMA_VERSION, "generated": time.time(),
@@ -143,6 +146,15 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
         }
         table.add_row(*(cells[c] for c in columns))
     console.print(table)
+    newest = [row for row in rows if row.newest_checkpoint is not None]
+    if newest:
+        console.print()
+        console.print("[bold]newest checkpoints[/]")
+        for row in newest:
+            entry = row.newest_checkpoint
+            step = f"step {entry.step}, " if entry.step is not None else ""
+            console.print(f"  {row.session.name} ({row.session.id}): {entry.path} "
+                          f"({step}{format_age(now - entry.mtime)} ago)")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
         console.print()
@@ -172,3 +184,100 @@ def render_metrics(metrics, log: str, out: TextIO) -> None:
                       format_number(info["max"]),
                       f"[red]{info['nonfinite']}[/]" if info["nonfinite"] else "0")
     console.print(table)
+
+
+CHECKPOINT_STATUS_STYLE = {"ok": "green", "writing": "yellow", "corrupt": "bold red",
+                           "suspicious": "bold magenta", "unknown": "dim"}
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
+    """`trainctl checkpoints`: oldest first, like `ls -tr`, so the newest is at the bottom."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False)
+    if not rows:
+        console.print(f"no checkpoints in {directory}")
+    else:
+        table = Table(box=None, pad_edge=False, header_style="bold", title=directory,
+                      title_justify="left")
+        columns = ["STEP", "NAME", "SIZE", "AGE", "STATUS", "FORMAT", "LOSS", "PARAMS"]
+        if console.width < 110:  # 80 columns: the name matters more than these
+            columns = [c for c in columns if c not in ("AGE", "FORMAT")]
+        for column in columns:
+            table.add_column(column, justify="right" if column in ("STEP", "SIZE") else "left",
+                             no_wrap=column != "NAME", overflow="fold")
+        now = time.time()
+        notes = []
+        for row in rows:
+            info = row.info
+            note = (info.reason if info and info.reason else row.entry.note)
+            if note:
+                notes.append(f"[{CHECKPOINT_STATUS_STYLE.get(row.status, '')}]"
+                             f"{row.entry.name}[/]: {note}")
+            style = CHECKPOINT_STATUS_STYLE.get(row.status, "")
+            cells = {
+                "STEP": format_step(row.step), "NAME": row.entry.name,
+                "SIZE": format_size(row.entry.size), "AGE": format_age(now - row.entry.mtime),
+                "STATUS": f"[{style}]{row.status}[/]", "FORMAT": info.format if info else "-",
+                "LOSS": format_number(row.loss),
+                "PARAMS": f"{info.param_count:,}" if info and info.param_count else "-",
+            }
+            table.add_row(*(cells[c] for c in columns))
+        console.print(table)
+        for note in notes:
+            console.print(f"  {note}")
+    for path, reason in skipped:
+        console.print(f"[yellow]skipped[/] {path}: {reason}")
+
+
+def render_checkpoint_info(info, out: TextIO) -> None:
+    """`trainctl checkpoint info`: what a checkpoint holds, read without running it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False)
+    style = CHECKPOINT_STATUS_STYLE.get(info.status, "")
+    console.print(f"[bold]{info.path}[/]")
+    console.print(f"  status   [{style}]{info.status}[/]" +
+                  (f": {info.reason}" if info.reason else ""))
+    facts = [("format", info.format), ("size", format_size(info.size)),
+             ("step", info.step), ("epoch", info.epoch), ("loss", info.loss),
+             ("best", info.best_metric),
+             ("tensors", f"{info.tensor_count:,}" if info.tensor_count else None),
+             ("params", f"{info.param_count:,}" if info.param_count else None),
+             ("dtypes", ", ".join(f"{k} x{v}" for k, v in info.dtypes.items()) or None),
+             ("keys", ", ".join(info.top_keys) or None),
+             ("optimizer", "yes" if info.has_optimizer else "no")]
+    for label, value in facts:
+        if value is not None:
+            console.print(f"  {label:<8} {value}")
+    for label, values in (("metrics", info.metrics), ("hparams", info.hparams or {}),
+                          ("model", getattr(info, "model_args", None) or {})):
+        if values:
+            shown = ", ".join(f"{k}={v}" for k, v in list(values.items())[:12])
+            more = f" (+{len(values) - 12} more)" if len(values) > 12 else ""
+            console.print(f"  {label:<8} {shown}{more}")
+    if info.dangerous_globals:
+        console.print(f"  [bold red]code it would run[/]: {', '.join(info.dangerous_globals)}")
+    if info.unknown_globals:
+        console.print(f"  [yellow]unknown globals[/] (never imported): "
+                      f"{', '.join(info.unknown_globals)}")
+    if info.tensors:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("TENSOR", "DTYPE", "SHAPE", "PARAMS"):
+            table.add_column(column, justify="right" if column == "PARAMS" else "left")
+        for tensor in info.tensors[:15]:
+            table.add_row(tensor.name, tensor.dtype, "x".join(map(str, tensor.shape)) or "()",
+                          f"{tensor.numel:,}")
+        console.print(table)
+        if len(info.tensors) > 15:
+            console.print(f"  ... {len(info.tensors) - 15} more tensors (--json lists them)")

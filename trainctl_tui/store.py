@@ -61,6 +61,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE fired_alerts (key TEXT PRIMARY KEY, at REAL NOT NULL)
     """,
+    # 3: per-session retention, applied automatically as new checkpoints appear.
+    """
+    ALTER TABLE sessions ADD COLUMN keep_last_n INTEGER
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -71,7 +75,7 @@ ID_LENGTH = 6
 SESSION_COLUMNS = (
     "id name provider host command cwd env session_dir checkpoint_dir resume_template "
     "max_restarts grace_seconds created started ended status attempt exit_code signal detail "
-    "runner_pid heartbeat"
+    "runner_pid heartbeat keep_last_n"
 ).split()
 # Fields a refresh from status.json may change.
 MUTABLE_FIELDS = frozenset(

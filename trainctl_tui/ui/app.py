@@ -17,8 +17,9 @@ from textual.screen import Screen
 
 from ..errors import TrainctlError
 from ..providers.base import available_providers
-from ..service import Service, SessionOverview, resume_candidates
+from ..service import Service, SessionOverview
 from .backend import Backend
+from .screens.checkpoints import CheckpointsScreen
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
 from .screens.launch import LaunchScreen
@@ -43,12 +44,14 @@ class TrainctlApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(self, *, service_factory=Service, open_session: str | None = None,
-                 watch_path: Path | None = None, refresh_seconds: float = 1.0,
+                 watch_path: Path | None = None, checkpoints: str | None = None,
+                 refresh_seconds: float = 1.0,
                  theme: str | None = None, notifier=None):
         super().__init__()
         self.backend = Backend(service_factory)
         self.open_session_id = open_session
         self.watch_path = watch_path
+        self.checkpoints_target = checkpoints
         self.refresh_seconds = refresh_seconds
         self.notifier = notifier
         self.started_at = time.time()
@@ -56,6 +59,10 @@ class TrainctlApp(App):
             self.theme = theme
 
     def on_mount(self) -> None:
+        if self.checkpoints_target is not None:
+            self.push_screen(SessionsScreen())
+            self.push_screen(CheckpointsScreen(self.checkpoints_target))
+            return
         if self.watch_path is not None:
             self.push_screen(SessionScreen(log_path=self.watch_path))
             return
@@ -97,6 +104,13 @@ class TrainctlApp(App):
                 self.open_session(session_id)
 
         self.push_screen(LaunchScreen(available_providers(), os.getcwd()), launched)
+
+    def action_checkpoints(self) -> None:
+        session_id = self.selected_session_id()
+        if session_id is None:
+            self.notify("no session selected", severity="warning")
+            return
+        self.push_screen(CheckpointsScreen(session_id, session_id=session_id))
 
     @work(group="actions")
     async def action_stop(self) -> None:
@@ -140,8 +154,13 @@ class TrainctlApp(App):
             self.notify(f"{session.name} ({session.id}) is still {session.status}; stop it first",
                         severity="warning")
             return
-        choices = await self.backend.run(lambda _service: resume_candidates(session))
-        picked = await self.push_screen_wait(ResumeScreen(session.name, choices))
+        rows = []
+        if session.checkpoint_dir:
+            try:
+                _, _, _, rows = await self.backend.call("checkpoints", session.id)
+            except TrainctlError as exc:  # e.g. the directory is gone: offer a fresh start
+                self.notify(str(exc), severity="warning")
+        picked = await self.push_screen_wait(ResumeScreen(session.name, rows))
         if picked is None:
             return
         try:
@@ -224,10 +243,19 @@ class TrainctlApp(App):
                                 self.action_resume)
             yield SystemCommand("Delete session", "Forget an ended session (d)",
                                 self.action_delete)
+            yield SystemCommand("Checkpoints", "List, inspect, validate, prune (c)",
+                                self.action_checkpoints)
         if isinstance(screen, SessionsScreen):
             yield SystemCommand("Open session", "Live log and loss curve (enter)",
                                 screen.action_open)
             yield SystemCommand("Filter sessions", "Filter the table (/)", screen.action_filter)
+        if isinstance(screen, CheckpointsScreen):
+            yield SystemCommand("Validate checkpoint", "Check every byte (v)",
+                                screen.action_validate)
+            yield SystemCommand("Prune checkpoints", "Keep the last N, with a preview (p)",
+                                screen.action_prune)
+            yield SystemCommand("Resume from checkpoint", "New attempt from it (r)",
+                                screen.action_resume_from)
         if isinstance(screen, SessionScreen):
             yield SystemCommand("Next chart", "Cycle the plotted metric (m)",
                                 screen.action_next_chart)
