@@ -296,3 +296,61 @@ def test_a_thousand_sessions_stay_navigable(trainctl_home):
             await wait_until(pilot, lambda: len(table_ids(app)) == 1)
 
     run(scenario)
+
+
+def test_checkpoints_screen_validate_delete_prune_and_resume(tmp_path):
+    from trainctl_tui.ui.screens.checkpoints import CheckpointsScreen
+    from trainctl_tui.ui.screens.prune import PruneScreen
+
+    folder = tmp_path / "ckpt"
+    session_id = launch_demo(steps=60, step_time=0.001, checkpoint_dir=folder)
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=0.2)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await wait_for_status(pilot, session_id, {"succeeded"})
+            await pilot.pause(2.2)  # the scanner treats younger files as maybe unfinished
+            await wait_until(pilot, lambda: session_id in table_ids(app))
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+            screen = app.screen
+            await wait_until(pilot, lambda: len(screen.rows) == 3, what="3 checkpoints")
+            assert [r.status for r in screen.rows] == ["ok", "ok", "ok"]
+            assert screen.selected.entry.name == "step_000060.safetensors"  # newest on top
+
+            await pilot.press("v")
+            await wait_until(pilot, lambda: screen.selected.entry.path in screen.deep)
+            assert screen.deep[screen.selected.entry.path].status == "ok"
+
+            await pilot.press("d")  # the newest valid one is never deleted
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: any("refusing to delete step_000060" in n
+                                                for n in notifications(app)))
+            assert (folder / "step_000060.safetensors").exists()
+
+            await pilot.press("p")
+            await wait_until(pilot, lambda: isinstance(app.screen, PruneScreen))
+            prune = app.screen
+            prune.query_one("#keep-last", Input).value = "1"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: prune.plan is not None and
+                             prune.plan.keep_last == 1, what="preview")
+            assert "2 to delete" in static_text(prune, "#prune-preview")
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+            await wait_until(pilot, lambda: len(screen.rows) == 1, what="rescan after prune")
+            assert sorted(p.name for p in folder.iterdir()) == ["step_000060.safetensors"]
+
+            await pilot.press("r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_until(pilot, lambda: any("as attempt 2" in n for n in notifications(app)),
+                             what="resumed")
+            resumed = await status_of(session_id)
+            assert resumed.attempt == 2
+            assert resumed.attempts[-1].resumed_from == str(folder / "step_000060.safetensors")
+
+    run(scenario)

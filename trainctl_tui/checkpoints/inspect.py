@@ -313,8 +313,8 @@ class _Tensor(_Described):
 
     def __init__(self, storage: Any, offset: Any, shape: Any, stride: Any,
                  dtype: str | None = None) -> None:
-        if not _int_tuple(shape) or not all(n >= 0 for n in shape):
-            raise pickle.UnpicklingError(f"tensor with a malformed shape {shape!r}")
+        if not _plausible_shape(shape):
+            raise pickle.UnpicklingError("tensor with a malformed shape")
         self.storage = storage if isinstance(storage, _Storage) else None
         self.shape = tuple(shape)
         ok_stride = _int_tuple(stride) and len(stride) == len(self.shape)
@@ -377,6 +377,12 @@ class _NDArray:
 
     def __repr__(self) -> str:
         return f"<ndarray {self.dtype} {list(self.shape)}>"
+
+
+def _plausible_shape(shape: Any) -> bool:
+    return (isinstance(shape, (tuple, list)) and len(shape) <= 64 and _int_tuple(shape)
+            and all(n >= 0 for n in shape)
+            and math.prod(shape) < 1 << 62)
 
 
 def _int_tuple(value: Any) -> bool:
@@ -636,7 +642,10 @@ class _Findings:
             bucket.append(name)
 
 
-class _SafeUnpickler(pickle.Unpickler):
+class _SafeUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler: its memo is a dict. The C one sizes its memo array from the
+    indices in the file, so one corrupt BINPUT can make it allocate and zero gigabytes."""
+
     def __init__(self, file: Any, findings: _Findings) -> None:
         super().__init__(file)
         self.findings = findings
@@ -677,8 +686,8 @@ class _SafeUnpickler(pickle.Unpickler):
         if kind != "storage" or len(pid) < 5:
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
         storage_type, key, location, numel = pid[1:5]
-        if not isinstance(numel, int) or numel < 0:
-            raise pickle.UnpicklingError(f"storage {key!r} with a malformed size {numel!r}")
+        if not isinstance(numel, int) or not 0 <= numel < 1 << 62:
+            raise pickle.UnpicklingError(f"storage {_key(key)} with a malformed size")
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else "uint8"
         key = str(key)
         known = self.findings.storages.get(key)
@@ -721,7 +730,7 @@ class _Parsed:
         """A plain number, a numpy scalar, or a one-element tensor's value (a few bytes read)."""
         if isinstance(value, bool):
             return None
-        if isinstance(value, (int, float)):
+        if isinstance(value, float) or (isinstance(value, int) and value.bit_length() <= 63):
             return value
         if isinstance(value, _Tensor) and value.numel == 1 and value.storage is not None:
             size = _nbytes(value.dtype, 1)
@@ -924,7 +933,7 @@ def _safetensors_entry(name: str, entry: Any) -> tuple[TensorInfo, int, int]:
     if not isinstance(entry, dict):
         raise _Corrupt(f"bad safetensors header (entry {name} is not an object)")
     shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
-    if not _int_tuple(shape) or any(n < 0 for n in shape) or not isinstance(dtype, str):
+    if not _plausible_shape(shape) or not isinstance(dtype, str):
         raise _Corrupt(f"bad safetensors header (tensor {name} has a malformed shape or dtype)")
     if not _int_tuple(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
         raise _Corrupt(f"bad safetensors header (tensor {name} has malformed data_offsets)")
@@ -999,8 +1008,20 @@ def _children(obj: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _key(key: Any) -> str:
-    return key if isinstance(key, str) else repr(key) if isinstance(key, Opaque) else str(key)
+def _key(key: Any, depth: int = 0) -> str:
+    """A dict key as text, bounded however the pickle nests or shares it."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, float)):
+        return str(key)
+    if isinstance(key, int):
+        return str(key) if key.bit_length() <= 64 else f"<int of {key.bit_length()} bits>"
+    if isinstance(key, (Opaque, _Described)):
+        return repr(key)
+    if isinstance(key, tuple) and depth < 2:
+        more = ", ..." if len(key) > 6 else ""
+        return "(" + ", ".join(_key(k, depth + 1) for k in key[:6]) + more + ")"
+    return f"<{type(key).__name__}>"
 
 
 def _walk_tensors(root: Any, prefix: str = "") -> dict[tuple, tuple[str, _Tensor]]:
@@ -1110,7 +1131,7 @@ def _numbers_in(mapping: dict, parsed: _Parsed) -> dict[str, float | int]:
 
 
 def _plain_fields(state: dict) -> dict:
-    return {k: v for k, v in state.items()
+    return {k: _plain(v) for k, v in state.items()
             if isinstance(k, str) and (v is None or isinstance(v, (bool, int, float, str)))}
 
 
@@ -1118,7 +1139,8 @@ def _apply_numbers(info: CheckpointInfo, numbers: dict[str, float | int]) -> Non
     step = _first(numbers, _STEP_KEYS)
     if step is not None and float(step).is_integer():
         info.step = int(step)
-    info.epoch = _first(numbers, _EPOCH_KEYS)
+    epoch = _first(numbers, _EPOCH_KEYS)
+    info.epoch = float(epoch) if epoch is not None else None
     loss, best = _first(numbers, _LOSS_KEYS), _first(numbers, _BEST_KEYS)
     info.loss = float(loss) if loss is not None else info.loss
     info.best_metric = float(best) if best is not None else info.best_metric
@@ -1187,33 +1209,36 @@ def _summarize_safetensors(info: CheckpointInfo, st: _SafetensorsFile) -> None:
 # -- JSON-safe view --------------------------------------------------------------------------
 
 
-def _plain(obj: Any, depth: int = 0) -> Any:
-    """Plain JSON data for display: stand-ins become short markers, sizes are capped."""
-    if obj is None or isinstance(obj, (bool, int)):
+def _plain(obj: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """Plain JSON data for display: stand-ins become short markers. A node budget and a depth
+    cap bound the work, however a pickle nests or shares its containers."""
+    budget = [20_000] if budget is None else budget
+    budget[0] -= 1
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, int):
+        return obj if obj.bit_length() <= 64 else f"<int of {obj.bit_length()} bits>"
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, str):
         return obj if len(obj) <= 2000 else obj[:2000] + "..."
-    if depth > 12:
+    if depth > 12 or budget[0] < 0:
         return "..."
-    if isinstance(obj, TensorInfo):
-        return {"name": obj.name, "dtype": obj.dtype, "shape": list(obj.shape)}
     if isinstance(obj, _Record):
         obj = obj.attrs
     if isinstance(obj, dict):
-        items = list(obj.items())[:500]
-        return {_key(k): _plain(v, depth + 1) for k, v in items}
+        return {_key(k): _plain(v, depth + 1, budget) for k, v in list(obj.items())[:500]}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        seq = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return [_plain(v, depth + 1) for v in list(seq)[:500]]
+        return [_plain(v, depth + 1, budget) for v in list(obj)[:500]]
     if isinstance(obj, (bytes, bytearray)):
         return f"<{len(obj)} bytes>"
-    if isinstance(obj, (datetime.date, datetime.time)):
-        return obj.isoformat()
-    if isinstance(obj, (_TorchDtype, _Tensor, _NDArray, Opaque)):
-        return repr(obj)
-    return repr(obj)[:200]
+    if isinstance(obj, (datetime.date, datetime.time, datetime.timedelta)):
+        return str(obj)
+    if isinstance(obj, (Opaque, _Described, _NDArray, _NumpyDtype)):
+        return repr(obj)  # short, never recursive
+    if isinstance(obj, complex):
+        return str(obj)
+    return f"<{type(obj).__name__}>"
 
 
 # -- entry points ----------------------------------------------------------------------------
