@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 from test_cli import DEMO, launch, session_json, wait_for
 
