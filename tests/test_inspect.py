@@ -78,6 +78,17 @@ def test_custom_classes_namespace_allowed_user_class_unknown():
     assert info.status == "ok" and info.loss == 0.8125  # a numpy float64, decoded
 
 
+def test_dtypes_views_parameters_and_scalar_tensors():
+    exp = EXPECTED["dtypes.pt"]
+    info = inspect_checkpoint(FIX / "dtypes.pt")
+    assert_matches(info, exp, TORCH_FIELDS)
+    by_name = {t.name: t for t in info.tensors}
+    assert {k: list(t.shape) for k, t in by_name.items()} == exp["shapes"]
+    assert {k: t.nbytes for k, t in by_name.items()} == exp["nbytes"]
+    assert by_name["fp8"].dtype == "float8_e4m3fn"  # written as UntypedStorage + dtype (v3)
+    assert (info.step, info.loss) == (77, 0.5)  # int64 and float16 0-dim tensors, decoded
+
+
 def test_lightning_checkpoint():
     exp = EXPECTED["lightning.ckpt"]
     info = inspect_checkpoint(FIX / "lightning.ckpt")
@@ -179,6 +190,26 @@ def test_truncated_legacy_storage():
     assert (info.format, info.status) == ("torch-legacy", "corrupt")
     assert re.fullmatch(r"truncated storage \d+ \(ends \d+ bytes past the end of the file\)",
                         info.reason)
+    assert (info.step, info.tensor_count) == (120, EXPECTED["legacy.pt"]["tensor_count"])
+
+
+def test_tensor_reaching_past_its_storage(tmp_path):
+    bench = load_bench()
+    pid = bench._tuple([bench._text("storage"), pickle.GLOBAL + b"torch\nFloatStorage\n",
+                        bench._text("0"), bench._text("cpu"), bench._int(4)]) + pickle.BINPERSID
+    hooks = pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE
+    args = bench._tuple([pid, bench._int(0), bench._tuple([bench._int(8)]),
+                         bench._tuple([bench._int(1)]), pickle.NEWFALSE, hooks])
+    data = (pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + bench._text("w") + pickle.GLOBAL +
+            b"torch._utils\n_rebuild_tensor_v2\n" + args + pickle.REDUCE + pickle.SETITEM +
+            pickle.STOP)
+    path = tmp_path / "bounds.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("bounds/data.pkl", data)
+        zf.writestr("bounds/data/0", bytes(16))
+    info = inspect_checkpoint(path)
+    assert (info.status, info.tensor_count) == ("corrupt", 1)
+    assert info.reason == "tensor w reaches past the end of its storage 0 (32 > 16 bytes)"
 
 
 def test_flipped_storage_byte_only_caught_by_deep():
@@ -187,6 +218,7 @@ def test_flipped_storage_byte_only_caught_by_deep():
     deep = inspect_checkpoint(FIX / "crc_flipped.pt", deep=True)
     assert deep.status == "corrupt"
     assert deep.reason == f"CRC mismatch in {EXPECTED['crc_flipped.pt']['member']}"
+    assert (deep.step, deep.tensor_count) == (shallow.step, shallow.tensor_count)  # still shown
 
 
 @pytest.mark.parametrize("name", ["nanogpt_ckpt.pt", "legacy.pt", "lightning.ckpt",
@@ -318,6 +350,53 @@ def test_opaque_marker_records_args_shape():
     assert repr(marker) == f"<unsupported global {__name__}.UserThing>"
     assert marker.args_shape == "(int, str)" and marker.state == {"extra": [1, 2]}
     assert ci._plain(root) == {"x": f"<unsupported global {__name__}.UserThing>"}
+
+
+def nested_tuple_bomb(depth: int = 64) -> bytes:
+    """A tuple holding the same tuple twice, `depth` levels down: 2**depth leaves in ~7*depth
+    bytes, all memo references. Hashing it never ends."""
+    ops = [pickle.EMPTY_TUPLE, pickle.LONG_BINPUT + (0).to_bytes(4, "little"), pickle.POP]
+    for i in range(depth):
+        get = pickle.LONG_BINGET + i.to_bytes(4, "little")
+        ops += [get, get, pickle.TUPLE2, pickle.LONG_BINPUT + (i + 1).to_bytes(4, "little"),
+                pickle.POP]
+    return b"".join(ops) + pickle.LONG_BINGET + depth.to_bytes(4, "little")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("container", ["dict", "set", "OrderedDict"])
+def test_hash_bomb_is_refused(tmp_path, container):
+    bomb = nested_tuple_bomb()
+    if container == "dict":
+        body = pickle.EMPTY_DICT + bomb + pickle.BININT1 + b"\x01" + pickle.SETITEM
+    elif container == "set":
+        body = pickle.EMPTY_SET + pickle.MARK + bomb + pickle.ADDITEMS
+    else:  # OrderedDict([(bomb, 1)])
+        body = (pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.MARK + bomb +
+                pickle.BININT1 + b"\x01" + pickle.TUPLE2 + pickle.LIST + pickle.TUPLE1 +
+                pickle.REDUCE)
+    path = tmp_path / "bomb.pt"
+    path.write_bytes(pickle.PROTO + b"\x02" + body + pickle.STOP)
+    info = inspect_checkpoint(path)
+    assert (info.status, info.reason) == (
+        "corrupt", "pickle error in pickle: a dict key or set item nests too much to hash")
+
+
+def test_huge_memo_index_allocates_nothing(tmp_path):
+    """C's unpickler sizes its memo array from the index: this would make it zero 32 GB."""
+    import tracemalloc
+
+    path = tmp_path / "memo.pt"
+    path.write_bytes(pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.LONG_BINPUT +
+                     (0x7FFFFFF0).to_bytes(4, "little") + pickle.STOP)
+    tracemalloc.start()
+    try:
+        info = inspect_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (info.format, info.status) == ("pickle", "ok")
+    assert peak < 16 * 2**20
 
 
 def test_mangled_pickles_never_raise(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from pathlib import Path
 
 import pytest
 from uihelpers import FIXTURES
@@ -122,5 +123,9 @@ def test_stop_confirmation(fixed_store, snap_compare):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_watch_screen(trainctl_home, snap_compare, size):
-    app = make_app(watch_path=FIXTURES / "hf_trainer.log")
+    # The header shows the log's path: keep it the same wherever the checkout lives.
+    fixed = Path("/tmp/trainctl-snapshots/hf_trainer.log")
+    fixed.parent.mkdir(exist_ok=True)
+    shutil.copy(FIXTURES / "hf_trainer.log", fixed)
+    app = make_app(watch_path=fixed)
     assert snap_compare(app, terminal_size=size, run_before=chart_drawn)

@@ -70,6 +70,11 @@ class TensorInfo:
 
 @dataclass
 class CheckpointInfo:
+    """What a checkpoint holds. `tensor_count`, `dtypes` (dtype -> tensor count) and `tensors`
+    cover every tensor in a file (one per distinct view of a storage, optimizer state
+    included); `param_count` sums the model weights only. For a directory all of them come
+    from its weight files, and `files` has each file's own summary."""
+
     path: str
     kind: str  # "file" | "dir"
     format: str  # torch-zip | torch-legacy | lightning | pickle | safetensors | hf-dir |
@@ -448,9 +453,12 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any = None
     return result
 
 
+_ENCODINGS = ("latin1", "latin-1", "utf-8", "utf8", "ascii")
+
+
 def _codecs_encode(value: Any, encoding: Any = "utf-8", *_: Any) -> Any:
     # protocol 2 writes bytes as _codecs.encode(str, "latin1")
-    if isinstance(value, str) and str(encoding).lower() in ("latin1", "latin-1", "utf-8", "utf8"):
+    if isinstance(value, str) and isinstance(encoding, str) and encoding.lower() in _ENCODINGS:
         return value.encode(encoding)
     raise pickle.UnpicklingError("unsupported _codecs.encode call")
 
@@ -478,12 +486,35 @@ def _opaque_value(name: str, *args: Any) -> Opaque:
     return _opaque_class(name)(*args)
 
 
-def _safe_call(name: str, func: Callable) -> Callable:
-    """Wrap a builtin so odd arguments give an opaque value instead of failing the parse."""
+def _check_hashable(obj: Any) -> None:
+    """Hashing a tuple walks all of it, and a pickle can share one tuple at every level of a
+    deep nest (BINGET): a few bytes make a dict key whose hash never finishes."""
+    stack, count = [obj], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, frozenset)):
+            count += len(item)
+            if count > 10_000:
+                raise pickle.UnpicklingError("a dict key or set item nests too much to hash")
+            stack.extend(item)
+
+
+def _check_items(arg: Any, pairs: bool) -> None:
+    if isinstance(arg, (list, tuple)):
+        for item in arg:
+            _check_hashable(item[0] if pairs and isinstance(item, (list, tuple)) and item
+                            else item)
+
+
+def _safe_call(name: str, func: Callable, hashes: str = "") -> Callable:
+    """Wrap a builtin so odd arguments give an opaque value instead of failing the parse;
+    `hashes` ("items" or "pairs") says what of its first argument it will hash."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if any(isinstance(a, (range, Opaque)) for a in args):  # no lazy huge iterables
             return _opaque_value(name, *args)
+        if hashes and args:
+            _check_items(args[0], pairs=hashes == "pairs")
         try:
             return func(*args, **kwargs)
         except (TypeError, ValueError, OverflowError):
@@ -496,8 +527,14 @@ def _bytearray(value: Any = b"", *rest: Any) -> Any:
     if isinstance(value, int):  # bytearray(n) would allocate n bytes
         return _opaque_value("builtins.bytearray", value)
     if isinstance(value, str):
-        return bytearray(value.encode(rest[0] if rest else "latin1"))
+        return bytearray(_codecs_encode(value, rest[0] if rest else "latin1"))
     return _safe_call("builtins.bytearray", bytearray)(value)
+
+
+def _int(value: Any = 0, *rest: Any) -> Any:
+    if isinstance(value, str) and len(value) > 4300:  # int() of long text is quadratic
+        return _opaque_value("builtins.int", value)
+    return _safe_call("builtins.int", int)(value, *rest)
 
 
 def _range(*args: Any) -> Any:
@@ -517,16 +554,25 @@ def _defaultdict(*_: Any) -> dict:
     return {}
 
 
+class _OrderedDict(collections.OrderedDict):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args:
+            _check_items(args[0], pairs=True)
+        super().__init__(*args, **kwargs)
+
+
 def _counter(*args: Any) -> Any:
-    return _safe_call("collections.Counter", dict)(*args)
+    return _safe_call("collections.Counter", dict, "pairs")(*args)
 
 
 def _deque(items: Any = (), *_: Any) -> Any:
     return list(items) if isinstance(items, (list, tuple)) else []
 
 
-def _torch_device(kind: Any = "cpu", index: Any = None) -> str:
-    return f"{kind}:{index}" if index is not None else str(kind)
+def _torch_device(kind: Any = "cpu", index: Any = None) -> Any:
+    if not isinstance(kind, str) or not isinstance(index, (int, type(None))):
+        return _opaque_value("torch.device", kind, index)
+    return f"{kind}:{index}" if index is not None else kind
 
 
 def _torch_size(dims: Any = ()) -> Any:
@@ -545,12 +591,12 @@ def _newobj(cls: Any, *args: Any) -> Any:
 
 
 _ALLOWED: dict[str, Any] = {
-    "collections.OrderedDict": collections.OrderedDict,
+    "collections.OrderedDict": _OrderedDict,
     "collections.defaultdict": _defaultdict,
     "collections.Counter": _counter,
     "collections.deque": _deque,
-    "builtins.set": _safe_call("builtins.set", set),
-    "builtins.frozenset": _safe_call("builtins.frozenset", frozenset),
+    "builtins.set": _safe_call("builtins.set", set, "items"),
+    "builtins.frozenset": _safe_call("builtins.frozenset", frozenset, "items"),
     "builtins.slice": _safe_call("builtins.slice", slice),
     "builtins.complex": _safe_call("builtins.complex", complex),
     "builtins.range": _range,
@@ -559,8 +605,8 @@ _ALLOWED: dict[str, Any] = {
                                  if not isinstance(v, int) else b""),
     "builtins.list": _safe_call("builtins.list", list),
     "builtins.tuple": _safe_call("builtins.tuple", tuple),
-    "builtins.dict": _safe_call("builtins.dict", dict),
-    "builtins.int": _safe_call("builtins.int", int),
+    "builtins.dict": _safe_call("builtins.dict", dict, "pairs"),
+    "builtins.int": _int,
     "builtins.float": _safe_call("builtins.float", float),
     "builtins.bool": _safe_call("builtins.bool", bool),
     "builtins.str": _safe_call("builtins.str", lambda v="": v if isinstance(v, str) else ""),
@@ -598,7 +644,7 @@ _ALLOWED: dict[str, Any] = {
     "torch.nn.parameter.Parameter": _ParameterClass,
     "torch.device": _torch_device,
     "torch.Size": _torch_size,
-    "torch.serialization._get_layout": lambda name="": str(name),
+    "torch.serialization._get_layout": lambda name="": name if isinstance(name, str) else "?",
     "numpy.dtype": _NumpyDtype,
     "numpy.ndarray": _NDArray,
     "numpy.core.multiarray.scalar": _numpy_scalar,
@@ -642,6 +688,15 @@ class _Findings:
             bucket.append(name)
 
 
+def _guarded(load: Callable, pick: Callable[[list], list]) -> Callable:
+    def guarded_load(unpickler: pickle._Unpickler) -> None:
+        for item in pick(unpickler.stack):
+            _check_hashable(item)
+        load(unpickler)
+
+    return guarded_load
+
+
 class _SafeUnpickler(pickle._Unpickler):
     """The pure-Python unpickler: its memo is a dict. The C one sizes its memo array from the
     indices in the file, so one corrupt BINPUT can make it allocate and zero gigabytes."""
@@ -651,6 +706,16 @@ class _SafeUnpickler(pickle._Unpickler):
         self.findings = findings
         self.opaque: dict[str, type[Opaque]] = {}
         self.resolved: dict[tuple[str, str], Any] = {}
+
+    # Opcodes that hash what the pickle built: check those keys and items first.
+    dispatch = dict(pickle._Unpickler.dispatch)
+    for _op, _pick in ((pickle.SETITEM, lambda stack: stack[-2:-1]),
+                       (pickle.SETITEMS, lambda stack: stack[0::2]),
+                       (pickle.DICT, lambda stack: stack[0::2]),
+                       (pickle.ADDITEMS, lambda stack: stack),
+                       (pickle.FROZENSET, lambda stack: stack)):
+        dispatch[_op[0]] = _guarded(dispatch[_op[0]], _pick)
+    del _op, _pick
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.resolved:  # pickles without memo repeat their globals
@@ -698,9 +763,9 @@ class _SafeUnpickler(pickle._Unpickler):
         return storage
 
 
-_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-                  IndexError, AttributeError, OverflowError, struct.error, UnicodeDecodeError,
-                  RecursionError, MemoryError, ImportError)
+_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, LookupError,
+                  AttributeError, ArithmeticError, struct.error, RecursionError, MemoryError,
+                  ImportError, SystemError)
 
 
 class _Corrupt(Exception):
@@ -718,13 +783,15 @@ def _unpickle(file: Any, findings: _Findings, what: str) -> Any:
 
 
 class _Parsed:
-    """One file's root object and how to read a scalar tensor's bytes, for the summary."""
+    """One file's root object, how to read a scalar tensor's bytes, and the integrity checks
+    to run once the summary is filled (so a damaged file still shows what it holds)."""
 
     def __init__(self, fmt: str) -> None:
         self.format = fmt
         self.root: Any = None
         self.little_endian = True
         self.read_bytes: Callable[[_Storage, int, int], bytes | None] = lambda s, o, n: None
+        self.checks: list[Callable[[], None]] = []
 
     def scalar(self, value: Any) -> float | int | None:
         """A plain number, a numpy scalar, or a one-element tensor's value (a few bytes read)."""
@@ -760,9 +827,9 @@ def _read_torch_zip(fp: Any, size: int, deep: bool, findings: _Findings) -> _Par
         parsed.little_endian = _zip_read(zf, members[f"{prefix}byteorder"]).strip() != b"big"
     raw = _zip_read(zf, members[pkl])
     parsed.root = _unpickle(io.BytesIO(raw), findings, pkl)
-    _check_zip_storages(findings, members, prefix)
+    parsed.checks.append(lambda: _check_zip_storages(findings, members, prefix))
     if deep:
-        _check_zip_crcs(zf)
+        parsed.checks.append(lambda: _check_zip_crcs(zf))
     offsets: dict[str, int] = {}
 
     def read_bytes(storage: _Storage, offset: int, n: int) -> bytes | None:
@@ -855,9 +922,10 @@ def _read_pickle_file(info: CheckpointInfo, fp: Any, size: int, deep: bool,
     keys = _unpickle(fp, findings, "storage keys")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _Corrupt("storage key list is malformed")
-    starts = _legacy_storage_starts(keys, findings, fp.tell(), size)
+    starts = _legacy_storage_starts(keys, findings, fp.tell())
+    parsed.checks.append(lambda: _check_legacy_sizes(keys, starts, findings, size))
     if deep:
-        _check_legacy_headers(fp, starts, findings)
+        parsed.checks.append(lambda: _check_legacy_headers(fp, starts, findings))
 
     def read_bytes(storage: _Storage, offset: int, n: int) -> bytes | None:
         if storage.key not in starts:
@@ -869,23 +937,28 @@ def _read_pickle_file(info: CheckpointInfo, fp: Any, size: int, deep: bool,
     return parsed
 
 
-def _legacy_storage_starts(keys: list[str], findings: _Findings, at: int,
-                           size: int) -> dict[str, int]:
+def _legacy_storage_starts(keys: list[str], findings: _Findings, at: int) -> dict[str, int]:
     """Each storage is an 8-byte element count then its bytes, in key-list order."""
-    missing = [k for k in findings.storages if k not in keys]
-    if missing:
-        raise _Corrupt(f"missing storage {missing[0]}")
     starts: dict[str, int] = {}
     for key in keys:
         storage = findings.storages.get(key)
-        if storage is None:  # listed but never used: its size is unknown
+        if storage is None:  # listed but never used: its size, so what follows, is unknown
             break
         starts[key] = at
         at += 8 + storage.nbytes
-        if at > size:
-            raise _Corrupt(f"truncated storage {key} (ends {at - size} bytes past the end of "
-                           "the file)")
     return starts
+
+
+def _check_legacy_sizes(keys: list[str], starts: dict[str, int], findings: _Findings,
+                        size: int) -> None:
+    missing = [k for k in findings.storages if k not in keys]
+    if missing:
+        raise _Corrupt(f"missing storage {missing[0]}")
+    for key, at in starts.items():
+        end = at + 8 + findings.storages[key].nbytes
+        if end > size:
+            raise _Corrupt(f"truncated storage {key} (ends {end - size} bytes past the end of "
+                           "the file)")
 
 
 def _check_legacy_headers(fp: Any, starts: dict[str, int], findings: _Findings) -> None:
@@ -902,6 +975,7 @@ class _SafetensorsFile:
     def __init__(self) -> None:
         self.tensors: list[TensorInfo] = []
         self.metadata: dict = {}
+        self.checks: list[Callable[[], None]] = []
 
 
 def _read_safetensors(fp: Any, size: int, deep: bool) -> _SafetensorsFile:
@@ -924,7 +998,7 @@ def _read_safetensors(fp: Any, size: int, deep: bool) -> _SafetensorsFile:
         raise _Corrupt("bad safetensors header (__metadata__ is not an object)")
     out.metadata = meta
     spans = [_safetensors_entry(name, entry) for name, entry in header.items()]
-    _check_spans(spans, size - 8 - length, deep)
+    out.checks.append(lambda: _check_spans(spans, size - 8 - length, deep))
     out.tensors = [info for info, _, _ in spans]
     return out
 
@@ -1074,7 +1148,7 @@ def _summarize_torch(info: CheckpointInfo, parsed: _Parsed) -> None:
     weights = _weights_section(root, parsed.format)
     info.param_count = sum(t.numel for _, t in _walk_tensors(weights).values()) if (
         weights is not None) else 0
-    _check_tensor_bounds(found.values())
+    parsed.checks.insert(0, lambda: _check_tensor_bounds(found.values()))
     if isinstance(root, Opaque) and isinstance(root.state, dict):
         info.hparams = _plain_fields(root.state)  # e.g. transformers' TrainingArguments
     if not isinstance(root, dict):
@@ -1330,18 +1404,29 @@ def _read_any(info: CheckpointInfo, fp: Any, size: int, deep: bool,
         _lfs_pointer(info, fp.read(1024))
     elif head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         info.format = "torch-zip"
-        _summarize_torch(info, _read_torch_zip(fp, size, deep, findings))
+        parsed = _read_torch_zip(fp, size, deep, findings)
+        _summarize_torch(info, parsed)
+        _run(parsed.checks)
     elif len(head) > 8 and head[8:9] == b"{":
         info.format = "safetensors"
-        _summarize_safetensors(info, _read_safetensors(fp, size, deep))
+        st = _read_safetensors(fp, size, deep)
+        _summarize_safetensors(info, st)
+        _run(st.checks)
     elif head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]", b")", b"c"):  # protocol 2+ / 0-1
         info.format = "pickle"
-        _summarize_torch(info, _read_pickle_file(info, fp, size, deep, findings))
+        parsed = _read_pickle_file(info, fp, size, deep, findings)
+        _summarize_torch(info, parsed)
+        _run(parsed.checks)
     elif info.path.endswith(".safetensors"):
         info.format = "safetensors"
         raise _Corrupt("bad safetensors header (does not start with a header length and '{')")
     else:
         raise _Corrupt(f"unrecognized file format (starts with {head[:8]!r})")
+
+
+def _run(checks: list[Callable[[], None]]) -> None:
+    for check in checks:
+        check()
 
 
 def _lfs_pointer(info: CheckpointInfo, text: bytes) -> None:
@@ -1414,7 +1499,14 @@ def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
         entry: dict[str, Any] = {"name": name, "role": role, "size": fst.st_size}
         if role in ("weights", "optimizer", "scheduler", "rng_state", "training_args",
                     "scaler", "tensors"):
-            sub = inspect_checkpoint(full, deep=deep)
+            try:
+                sub = inspect_checkpoint(full, deep=deep)
+            except FileNotFoundError:
+                continue  # removed while we looked
+            except OSError as exc:
+                problems.append(("corrupt", f"{name}: cannot read ({exc.strerror or exc})"))
+                info.files.append(entry)
+                continue
             entry.update(_file_entry(sub))
             _merge_globals(info, sub)
             if sub.status != "ok":
