@@ -744,21 +744,23 @@ class _SafeUnpickler(pickle._Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         # torch: ("storage", storage_type, key, location, numel[, view_metadata])
         if not isinstance(pid, tuple) or not pid:
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id ({type(pid).__name__})")
         kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
         if kind == "module":  # legacy torch.save(model): the class and its source
             return _opaque_value("torch module source")
         if kind != "storage" or len(pid) < 5:
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id {_key(kind)}")
         storage_type, key, location, numel = pid[1:5]
-        if not isinstance(numel, int) or not 0 <= numel < 1 << 62:
-            raise pickle.UnpicklingError(f"storage {_key(key)} with a malformed size")
+        if not isinstance(key, (str, int)) or not isinstance(numel, int) or not (
+                0 <= numel < 1 << 62):
+            raise pickle.UnpicklingError("malformed storage persistent id")
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else "uint8"
         key = str(key)
+        location = location if isinstance(location, str) else "?"
         known = self.findings.storages.get(key)
         if known is not None and known.nbytes >= _nbytes(dtype, numel):
             return known
-        storage = _Storage(key, dtype, numel, str(location))
+        storage = _Storage(key, dtype, numel, location)
         self.findings.storages[key] = storage
         return storage
 
@@ -1069,7 +1071,7 @@ def _children(obj: Any) -> list[tuple[str, Any]]:
     if isinstance(obj, (list, tuple)):
         return [(str(i), v) for i, v in enumerate(obj)]
     if isinstance(obj, _Record):
-        return list(obj.attrs.items())
+        return [(_key(k), v) for k, v in obj.attrs.items()]
     if isinstance(obj, Opaque):
         kids = [(f"arg{i}", a) for i, a in enumerate(obj.args)]
         kids += [(_key(k), v) for k, v in obj.items.items()]
@@ -1113,7 +1115,9 @@ def _walk_tensors(root: Any, prefix: str = "") -> dict[tuple, tuple[str, _Tensor
         seen.add(id(obj))
         kids = _children(obj)
         for name, child in reversed(kids):  # reversed: pop in file order
-            stack.append((f"{path}.{name}" if path else name, child))
+            # names stop growing past a sane depth: a pickle can nest lists 100k deep
+            child_path = f"{path}.{name}" if path else name
+            stack.append((child_path if len(child_path) <= 400 else path, child))
     return found
 
 
