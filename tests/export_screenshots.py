@@ -39,7 +39,10 @@ async def shoot(size: tuple[int, int], suffix: str) -> None:
         await wait_until(pilot, lambda: plot._series and len(plot._series[0][1] or ()) > 20)
         await pilot.pause(1.0)
         app.save_screenshot(str(OUT / f"session{suffix}.svg"))
-        await pilot.press("escape", "n")
+        await pilot.press("c")
+        await pilot.pause(1.5)
+        app.save_screenshot(str(OUT / f"checkpoints{suffix}.svg"))
+        await pilot.press("escape", "escape", "n")
         await pilot.pause(0.5)
         app.save_screenshot(str(OUT / f"launch{suffix}.svg"))
 

@@ -129,3 +129,34 @@ def test_watch_screen(trainctl_home, snap_compare, size):
     shutil.copy(FIXTURES / "hf_trainer.log", fixed)
     app = make_app(watch_path=fixed)
     assert snap_compare(app, terminal_size=size, run_before=chart_drawn)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_checkpoints_screen(trainctl_home, snap_compare, size):
+    import os
+    import time
+
+    from trainctl_tui.ui.screens.checkpoints import CheckpointsScreen
+
+    # A fixed path and ages that read the same for a minute: "2h00m" ... "4h00m".
+    folder = Path("/tmp/trainctl-snapshots/checkpoints")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = FIXTURES.parent / "checkpoints"
+    names = ["nanogpt_ckpt.pt", "lightning.ckpt", "model.safetensors", "truncated_zip.pt",
+             "evil_zip.pt"]
+    now = time.time()
+    for index, name in enumerate(names):
+        shutil.copy(source / name, folder / name)
+        os.utime(folder / name, (now - 7200 - 1800 * index, now - 7200 - 1800 * index))
+
+    async def loaded(pilot):
+        for _ in range(100):
+            await pilot.pause(0.1)
+            screen = pilot.app.screen
+            if isinstance(screen, CheckpointsScreen) and len(screen.rows) == len(names):
+                break
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(checkpoints=str(folder)), terminal_size=size,
+                        run_before=loaded)

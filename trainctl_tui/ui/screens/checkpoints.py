@@ -235,7 +235,9 @@ def describe(row: CheckpointRow, deep=None) -> Table:
     if info is None:
         return grid
     facts = [("format", info.format), ("step", info.step), ("epoch", info.epoch),
-             ("loss", info.loss), ("best", info.best_metric),
+             ("loss", format_number(info.loss) if info.loss is not None else None),
+             ("best", format_number(info.best_metric) if info.best_metric is not None
+              else None),
              ("params", f"{info.param_count:,}" if info.param_count else None),
              ("tensors", f"{info.tensor_count:,}" if info.tensor_count else None),
              ("dtypes", ", ".join(f"{k} ×{v}" for k, v in info.dtypes.items()) or None),
