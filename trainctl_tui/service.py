@@ -104,6 +104,7 @@ class Service:
 
     async def launch(self, request: LaunchRequest) -> Session:
         defaults = self.config.defaults
+        get_provider(request.provider)  # an unknown provider is refused before anything is stored
         session = build_session(request, defaults)
         secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
 
