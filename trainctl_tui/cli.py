@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm = commands.add_parser("rm", help="forget an ended session and delete its folder")
     rm.add_argument("id")
 
+    hosts = commands.add_parser("hosts", help="SSH hosts: reachable?, load, GPUs, sessions")
+    hosts.add_argument("--json", action="store_true", help="print JSON")
+
     watch = commands.add_parser("watch", help="open the session view on any log file")
     watch.add_argument("path", help="a training log (need not be from trainctl)")
 
@@ -293,6 +296,19 @@ def cmd_rm(args) -> int:
     return 0
 
 
+def cmd_hosts(args) -> int:
+    infos = _run(_service().hosts())
+    if args.json:
+        import json
+
+        print(json.dumps({"version": 1, "hosts": [info.to_json() for info in infos]}, indent=2))
+    else:
+        from .snapshot import render_hosts
+
+        render_hosts(infos, sys.stdout)
+    return 0
+
+
 def cmd_watch(args) -> int:
     from pathlib import Path
 
@@ -412,6 +428,7 @@ COMMANDS = {
     "rm": cmd_rm,
     "config": cmd_config,
     "watch": cmd_watch,
+    "hosts": cmd_hosts,
     "checkpoints": cmd_checkpoints,
     "checkpoint": cmd_checkpoint,
     "metrics": cmd_metrics,

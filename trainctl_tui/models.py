@@ -15,11 +15,12 @@ class Status(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"
+    UNREACHABLE = "unreachable"  # its host did not answer the last refresh; it may be fine
 
     @property
     def active(self) -> bool:
         """True while a runner may still own the session."""
-        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING)
+        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING, Status.UNREACHABLE)
 
     def __str__(self) -> str:
         return self.value

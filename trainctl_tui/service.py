@@ -16,10 +16,11 @@ from pathlib import Path
 from . import paths
 from .errors import TrainctlError
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
-from .providers.base import get_provider
+from .providers.base import ProviderError, get_provider
 from .store import Store
 
 MASK = "****"
+NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
 # A session whose runner never wrote status.json after this long is lost.
 PENDING_TIMEOUT = 60.0
 RECENT_ENDED_SHOWN = 20
@@ -104,15 +105,20 @@ class Service:
 
     async def launch(self, request: LaunchRequest) -> Session:
         defaults = self.config.defaults
-        get_provider(request.provider)  # an unknown provider is refused before anything is stored
-        session = build_session(request, defaults)
+        # An unknown provider or host is refused before anything is stored.
+        provider = get_provider(request.provider)
+        if provider.remote:
+            provider.target  # noqa: B018 - resolving the host raises for an unknown one
+        session = build_session(request, defaults, remote=provider.remote)
+        if provider.remote:
+            session.host = request.provider.partition(":")[2]
         secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
 
         def prepare(s: Session) -> None:
             s.session_dir = str(paths.sessions_dir() / s.id)
 
         self.store.insert(session, prepare=prepare)
-        write_session_files(session, defaults, secret_env)
+        write_session_files(session, defaults, secret_env, local=not provider.remote)
         await self._start_runner(session)
         return session
 
@@ -132,16 +138,22 @@ class Service:
         if not session.status.active:
             return session
         provider = get_provider(session.provider)
-        status = await provider.read_status(session)
         changes: dict = {}
         attempts = None
-        if status is not None:
-            changes, attempts = changes_from_status(session, status)
-            new_status = changes.get("status", session.status)
-            if new_status.active and not await provider.runner_alive(session, status):
-                changes.update(status=Status.LOST, detail=await self._lost_detail(session, status),
-                               ended=status.get("heartbeat") or time.time())
-        elif time.time() - session.created > PENDING_TIMEOUT:
+        try:
+            status = await provider.read_status(session)
+            if status is not None:
+                changes, attempts = changes_from_status(session, status)
+                new_status = changes.get("status", session.status)
+                if new_status.active and not await provider.runner_alive(session, status):
+                    changes.update(status=Status.LOST,
+                                   detail=await self._lost_detail(session, status),
+                                   ended=status.get("heartbeat") or time.time())
+        except ProviderError as exc:
+            # The host did not answer: the run may well go on there. Say so; check again later.
+            status = None
+            changes = {"status": Status.UNREACHABLE, "detail": str(exc)}
+        if status is None and not changes and time.time() - session.created > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
         if changes or attempts is not None:
@@ -235,6 +247,21 @@ class Service:
         fresh = [a for row in rows for a in row.alerts if a.key not in fired]
         self.store.mark_alerts_fired(a.key for a in fresh)
         return fresh
+
+    # -- hosts ----------------------------------------------------------------------------
+
+    async def hosts(self) -> list:
+        """Every configured SSH host: reachability, load, GPUs, sessions running there."""
+        from .providers.ssh import probe_host
+        from .providers.ssh_transport import resolve_target
+
+        hosts = self.config.ssh.hosts
+        infos = await asyncio.gather(*(probe_host(resolve_target(name, hosts))
+                                       for name in sorted(hosts)))
+        active = self.store.list(statuses=[s for s in Status if s.active])
+        for info in infos:
+            info.sessions = [s.id for s in active if s.host == info.name]
+        return list(infos)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -381,7 +408,13 @@ class Service:
                 f"(trainctl stop {session.id})"
             )
         await self._refuse_if_training_alive(session)
-        checkpoint = None if scratch else resolve_resume_checkpoint(session, from_checkpoint)
+        if scratch:
+            checkpoint = None
+        elif get_provider(session.provider).remote:
+            # The checkpoints are on the host: the runner there picks the newest at start.
+            checkpoint = from_checkpoint or NEWEST_CHECKPOINT
+        else:
+            checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
         spec_path = Path(session.session_dir) / "spec.json"
         spec = json.loads(spec_path.read_text())
         spec["resume_from"] = checkpoint
@@ -417,21 +450,28 @@ class Service:
 # -- helpers (pure, tested directly) ------------------------------------------------------
 
 
-def build_session(request: LaunchRequest, defaults) -> Session:
-    """Validate a launch request and turn it into a (not yet stored) session."""
+def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:
+    """Validate a launch request and turn it into a (not yet stored) session.
+
+    Paths of a remote session are the host's: they are kept as given (relative ones are
+    relative to the login directory there) and checked by the runner on the host.
+    """
     command = list(request.command)
     if not command or not command[0].strip():
         raise TrainctlError("nothing to launch: give a command after --, e.g. "
                             "trainctl launch -- python train.py")
-    cwd = Path(request.cwd or os.getcwd()).expanduser().resolve()
-    if not cwd.is_dir():
-        raise TrainctlError(f"working directory {cwd} does not exist")
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
-    path_env = request.env.get("PATH", os.environ.get("PATH", ""))
-    if not _command_exists(command[0], cwd, path_env):
-        raise TrainctlError(f"command not found: {command[0]} (looked in {cwd} and PATH)")
+    if remote:
+        cwd = _remote_relative(request.cwd or ".")
+    else:
+        cwd = Path(request.cwd or os.getcwd()).expanduser().resolve()
+        if not cwd.is_dir():
+            raise TrainctlError(f"working directory {cwd} does not exist")
+        path_env = request.env.get("PATH", os.environ.get("PATH", ""))
+        if not _command_exists(command[0], cwd, path_env):
+            raise TrainctlError(f"command not found: {command[0]} (looked in {cwd} and PATH)")
     template = request.resume_template if request.resume_template is not None \
         else defaults.resume_template
     if template:
@@ -453,7 +493,9 @@ def build_session(request: LaunchRequest, defaults) -> Session:
     if keep_last_n is not None and keep_last_n < 1:
         raise TrainctlError(f"keep last must be 1 or more, not {keep_last_n}")
     checkpoint_dir = request.checkpoint_dir or defaults.checkpoint_dir
-    if checkpoint_dir:
+    if checkpoint_dir and remote:
+        checkpoint_dir = _remote_relative(checkpoint_dir)
+    elif checkpoint_dir:
         checkpoint_dir = str((cwd / Path(checkpoint_dir).expanduser()).resolve())
     return Session(
         id="",
@@ -470,6 +512,13 @@ def build_session(request: LaunchRequest, defaults) -> Session:
         keep_last_n=keep_last_n,
         created=time.time(),
     )
+
+
+def _remote_relative(path: str) -> str:
+    """'~/runs/x' -> 'runs/x': the runner resolves relative paths against the login dir."""
+    if path in ("~", "~/"):
+        return "."
+    return path[2:] if path.startswith("~/") else path
 
 
 def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
@@ -489,11 +538,13 @@ def default_name(command: list[str]) -> str:
     return Path(command[0]).name
 
 
-def write_session_files(session: Session, defaults, secret_env: dict[str, str]) -> None:
-    """The session folder: spec.json for the runner, secret_env.json (0600) for secrets."""
+def write_session_files(session: Session, defaults, secret_env: dict[str, str], *,
+                        local: bool = True) -> None:
+    """The session folder: spec.json for the runner, secret_env.json (0600) for secrets.
+    A remote session's provider copies them to its host."""
     folder = Path(session.session_dir)
     folder.mkdir(parents=True, mode=0o700)
-    if session.checkpoint_dir:
+    if session.checkpoint_dir and local:
         Path(session.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     if secret_env:
         path = folder / "secret_env.json"

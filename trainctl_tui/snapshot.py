@@ -18,6 +18,7 @@ STATUS_STYLE = {
     Status.SUCCEEDED: "cyan",
     Status.FAILED: "bold red",
     Status.LOST: "bold magenta",
+    Status.UNREACHABLE: "bold yellow",
 }
 SCHEMA_VERSION = 1
 
@@ -281,3 +282,33 @@ def render_checkpoint_info(info, out: TextIO) -> None:
         console.print(table)
         if len(info.tensors) > 15:
             console.print(f"  ... {len(info.tensors) - 15} more tensors (--json lists them)")
+
+
+def render_hosts(infos, out: TextIO) -> None:
+    """`trainctl hosts`: one row per configured SSH host."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False)
+    if not infos:
+        console.print("no SSH hosts configured: add [ssh.hosts.NAME] to the config "
+                      "(trainctl config init writes an example)")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("HOST", "ADDRESS", "STATE", "LOAD", "CPUS", "GPUS", "SESSIONS"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("HOST", "STATE"))
+    for info in infos:
+        if info.reachable:
+            state = f"[green]up[/] {info.rtt_ms:.0f} ms"
+        else:
+            state = "[bold red]unreachable[/]"
+        gpus = ", ".join(f"{g['name']} {g['memory_used_mib']}/{g['memory_total_mib']} MiB "
+                         f"{g['utilization']}%" for g in info.gpus) or ("none" if info.reachable
+                                                                        else "-")
+        table.add_row(info.name, info.address, state,
+                      " ".join(f"{x:.2f}" for x in info.load) or "-",
+                      str(info.cpus or "-"), gpus, ", ".join(info.sessions) or "-")
+    console.print(table)
+    for info in infos:
+        if info.error:
+            console.print(f"  [red]{info.name}[/]: {info.error}")

@@ -44,6 +44,7 @@ class Provider(Protocol):
 # provider name prefix -> "module:Class"; later issues add ssh, runpod, aws.
 _PROVIDERS = {
     "local": "trainctl_tui.providers.local:LocalProvider",
+    "ssh": "trainctl_tui.providers.ssh:SSHProvider",
 }
 
 
@@ -61,4 +62,7 @@ def get_provider(name: str) -> Provider:
         )
     module_name, class_name = spec.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
+    if kind == "ssh" and not target:
+        raise UnknownProvider("ssh needs a host: --provider ssh:NAME (a [ssh.hosts.NAME] in "
+                              "the config, or an alias from ~/.ssh/config)")
     return cls(target) if target else cls()

@@ -18,6 +18,7 @@ DETACH_TIMEOUT = 20.0
 
 class LocalProvider:
     name = "local"
+    remote = False
 
     async def launch(self, session: Session) -> None:
         # --detach double-forks and returns once the runner wrote its first status.json,

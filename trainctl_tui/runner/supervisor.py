@@ -45,6 +45,7 @@ SPEC_DEFAULTS = {
 
 # Exit codes a shell uses for "cannot execute" / "not found": retrying them is pointless.
 NO_RETRY_EXIT_CODES = (126, 127)
+NEWEST = "newest"  # spec resume_from: the newest checkpoint in checkpoint_dir at start
 
 
 class SpecError(Exception):
@@ -303,7 +304,10 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
     spec["cwd"] = os.path.abspath(os.path.join(base, spec["cwd"] or base))
     if spec["checkpoint_dir"]:
         spec["checkpoint_dir"] = os.path.abspath(os.path.join(spec["cwd"], spec["checkpoint_dir"]))
-    if spec["resume_from"]:
+    if spec["resume_from"] == NEWEST:
+        # Chosen here, where the checkpoints are (a remote trainctl cannot see them).
+        spec["resume_from"] = find_newest_checkpoint(spec["checkpoint_dir"])
+    elif spec["resume_from"]:
         spec["resume_from"] = os.path.abspath(os.path.join(spec["cwd"], spec["resume_from"]))
     if not isinstance(spec["env"], dict):
         raise SpecError(f"{path}: 'env' must be an object")
@@ -807,12 +811,56 @@ def _detached_main(session_dir: str, base_cwd: str, runner_log: str, ready_fd: i
     return code
 
 
+def probe(session_dir: str) -> dict:
+    """What a remote trainctl needs in one round trip: the status and who is alive."""
+    status = read_status(session_dir)
+    log = os.path.join(session_dir, "train.log")
+    return {
+        "status": status,
+        "runner_alive": bool(status) and pid_alive(status.get("runner_pid"),
+                                                   status.get("runner_start")),
+        "child_alive": bool(status) and pid_alive(status.get("child_pid"),
+                                                  status.get("child_start")),
+        "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
+    }
+
+
+def stop(session_dir: str, force: bool) -> str:
+    """Ask the runner to stop (SIGTERM: graceful, SIGUSR1: now); if the runner is gone but its
+    training is not, stop that process group itself (SIGTERM, grace, SIGKILL)."""
+    status = read_status(session_dir) or {}
+    if pid_alive(status.get("runner_pid"), status.get("runner_start")):
+        os.kill(status["runner_pid"], signal.SIGUSR1 if force else signal.SIGTERM)
+        return "runner signalled"
+    child, token = status.get("child_pid"), status.get("child_start")
+    if not pid_alive(child, token):
+        return "not running"
+    os.killpg(child, signal.SIGKILL if force else signal.SIGTERM)
+    try:
+        grace = float(load_spec(session_dir).get("grace_seconds", 30))
+    except SpecError:
+        grace = 30.0
+    deadline = time.time() + (0 if force else grace)
+    while time.time() < deadline and pid_alive(child, token):
+        time.sleep(0.2)
+    if pid_alive(child, token):
+        os.killpg(child, signal.SIGKILL)
+    return "orphaned training stopped"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--probe"] and len(args) == 2:
+        sys.stdout.write(json.dumps(probe(os.path.abspath(args[1]))) + "\n")
+        return 0
+    if args[:1] == ["--stop"] and len(args) in (2, 3):
+        sys.stdout.write(stop(os.path.abspath(args[1]), "--force" in args[2:]) + "\n")
+        return 0
     detach = "--detach" in args
     args = [a for a in args if a != "--detach"]
     if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write("usage: supervisor.py [--detach] SESSION_DIR\n")
+        sys.stderr.write("usage: supervisor.py [--detach] SESSION_DIR | --probe SESSION_DIR | "
+                         "--stop SESSION_DIR [--force]\n")
         return 2
     session_dir = os.path.abspath(args[0])
     try:

@@ -1,0 +1,142 @@
+"""Sessions on an SSH host, against a real sshd on 127.0.0.1: launch, mirrored logs, stop,
+resume, a dropped connection that loses and repeats nothing, an unreachable host, hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from sshd import sshd_server  # noqa: F401 - the fixture
+from test_cli import DEMO, wait_for
+
+# A host workdir with a space and shell metacharacters: every remote path must stay quoted.
+WORKDIR_NAME = "remote work $(touch PWNED) 'q'"
+
+
+@pytest.fixture
+def ssh_env(sshd_server, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture injection
+    workdir = tmp_path / WORKDIR_NAME
+    (tmp_path / "config.toml").write_text(
+        f"[ssh.hosts.box]\nhost = \"{sshd_server.alias}\"\n"
+        f"workdir = {json.dumps(str(workdir))}\npython = \"/usr/bin/python3\"\n")
+    monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
+    return sshd_server, workdir
+
+
+def launch_on_box(*args: str) -> str:
+    result = run_cli("launch", "--provider", "ssh:box", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def info(session_id: str) -> dict:
+    data = json.loads(run_cli("sessions", "--json", "--all").stdout)
+    return next(s for s in data["sessions"] if s["id"] == session_id)
+
+
+def remote_log(workdir: Path, session_id: str) -> bytes:
+    return (workdir / "sessions" / session_id / "train.log").read_bytes()
+
+
+def local_log(home: Path, session_id: str) -> bytes:
+    return (home / "sessions" / session_id / "train.log").read_bytes()
+
+
+def test_launch_runs_on_the_host_and_the_log_is_mirrored(ssh_env, trainctl_home, tmp_path):
+    server, workdir = ssh_env
+    session_id = launch_on_box("--env", "HF_TOKEN=hf-secret-value", "--", sys.executable, "-c",
+                               "import os; print('on the host', os.environ['HF_TOKEN'][:3])")
+    done = wait_for(lambda: (s := info(session_id))["status"] == "succeeded" and s)
+    assert done["provider"] == "ssh:box" and done["host"] == "box"
+    remote_dir = workdir / "sessions" / session_id
+    assert (remote_dir / "secret_env.json").stat().st_mode & 0o777 == 0o600
+    assert "hf-secret-value" not in (remote_dir / "spec.json").read_text()
+    assert b"on the host hf-" in remote_log(workdir, session_id)
+    assert local_log(trainctl_home, session_id) == remote_log(workdir, session_id)
+    assert "on the host hf-" in run_cli("logs", session_id).stdout
+    assert not list(tmp_path.rglob("PWNED"))  # the quoted workdir never ran its $(...)
+
+
+def test_stop_and_resume_act_on_the_remote_runner(ssh_env, trainctl_home, tmp_path):
+    server, workdir = ssh_env
+    ckpt = tmp_path / "ckpt on host"
+    session_id = launch_on_box(
+        "--checkpoint-dir", str(ckpt), "--resume-template", "--resume {checkpoint}", "--",
+        sys.executable, DEMO, "--steps", "100000", "--step-time", "0.02", "--ckpt-every", "10")
+    wait_for(lambda: "step 30" in run_cli("logs", session_id).stdout, timeout=60)
+    stopped = run_cli("stop", session_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert info(session_id)["status"] == "stopped"
+    assert b"received SIGTERM, saved checkpoint" in remote_log(workdir, session_id)
+    newest = sorted(ckpt.glob("step_*.safetensors"))[-1]
+    resumed = run_cli("resume", session_id)
+    assert resumed.returncode == 0, resumed.stderr
+    state = wait_for(lambda: (s := info(session_id))["attempt"] == 2 and s)
+    assert state["attempts"][1]["resumed_from"] == str(newest)
+    wait_for(lambda: "resumed from" in run_cli("logs", session_id, "-n", "200").stdout)
+    assert run_cli("stop", session_id, "--force").returncode == 0
+
+
+def test_a_dropped_connection_loses_and_repeats_no_line(ssh_env, trainctl_home):
+    server, workdir = ssh_env
+    session_id = launch_on_box("--", sys.executable, "-u", "-c",
+                               "import time\nfor i in range(400):\n print(f'line {i:05d}')\n"
+                               " time.sleep(0.01)")
+    wait_for(lambda: "line 00050" in run_cli("logs", session_id, "-n", "1000").stdout)
+    server.restart()  # every connection (and the ssh control master) drops mid-stream
+    subprocess.run(["pkill", "-f", "ControlPath"], capture_output=True)
+    wait_for(lambda: info(session_id)["status"] == "succeeded", timeout=90)
+    run_cli("sessions")  # one more refresh mirrors the tail
+    lines = [line for line in local_log(trainctl_home, session_id).decode().splitlines()
+             if line.startswith("line ")]
+    assert lines == [f"line {i:05d}" for i in range(400)]
+    assert local_log(trainctl_home, session_id) == remote_log(workdir, session_id)
+
+
+def test_an_unreachable_host_is_shown_and_recovers(ssh_env, trainctl_home):
+    server, workdir = ssh_env
+    session_id = launch_on_box("--", sys.executable, "-c", "import time; time.sleep(30)")
+    assert info(session_id)["status"] == "running"
+    server.stop()
+    subprocess.run(["pkill", "-f", "ControlPath"], capture_output=True)
+    try:
+        down = info(session_id)
+        assert down["status"] == "unreachable"
+        assert down["detail"].startswith("ssh box")
+        assert "Connection refused" in down["detail"]
+        hosts = json.loads(run_cli("hosts", "--json").stdout)["hosts"]
+        assert hosts[0]["reachable"] is False and "Connection refused" in hosts[0]["error"]
+    finally:
+        server.start()
+    assert wait_for(lambda: info(session_id)["status"] == "running")
+    hosts = json.loads(run_cli("hosts", "--json").stdout)["hosts"]
+    assert hosts[0]["name"] == "box" and hosts[0]["reachable"] is True
+    assert hosts[0]["sessions"] == [session_id] and len(hosts[0]["load"]) == 3
+    assert run_cli("stop", session_id, "--force").returncode == 0
+
+
+def test_sigkilled_remote_runner_is_lost_and_stop_ends_the_training(ssh_env, trainctl_home):
+    server, workdir = ssh_env
+    session_id = launch_on_box("--", sys.executable, "-c", "import time; time.sleep(120)")
+    status = json.loads((workdir / "sessions" / session_id / "status.json").read_text())
+    os.kill(status["runner_pid"], signal.SIGKILL)
+    lost = wait_for(lambda: (s := info(session_id))["status"] == "lost" and s)
+    assert "still running" in lost["detail"]
+    assert run_cli("stop", session_id).returncode == 0
+    wait_for(lambda: not Path(f"/proc/{status['child_pid']}").exists() or
+             " Z " in Path(f"/proc/{status['child_pid']}/stat").read_text())
+
+
+def test_unknown_ssh_host_is_one_clear_line(ssh_env):
+    result = run_cli("launch", "--provider", "ssh:nowhere-xyz", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr.startswith("unknown ssh host 'nowhere-xyz'")
+    assert json.loads(run_cli("sessions", "--json", "--all").stdout)["sessions"] == []

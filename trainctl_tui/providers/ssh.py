@@ -1,0 +1,251 @@
+"""Runs sessions on any machine reachable by ssh, with the system ssh client.
+
+The stdlib runner is copied to the host once per version, started detached there, and asked
+for its status with `supervisor.py --probe`. The remote train.log is mirrored into the local
+session folder by byte offset, so logs, metrics and plots work exactly as for local runs, and a
+dropped connection resumes where it stopped: no line is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..models import Session
+from ..runner import supervisor
+from .base import ProviderError
+from .ssh_transport import SSHTarget, SSHTransport, resolve_target
+
+SUPERVISOR_PATH = Path(supervisor.__file__)
+LOG_CHUNK = 8 << 20  # bytes mirrored per refresh: a long backlog arrives over a few refreshes
+PROBE_TTL = 1.0  # seconds a probe answers read_status/runner_alive/training_alive together
+
+
+def runner_version() -> str:
+    return hashlib.sha256(SUPERVISOR_PATH.read_bytes()).hexdigest()[:12]
+
+
+def remote_path(workdir: str, *parts: str) -> str:
+    """Paths under the host's workdir; `~/x` becomes `x`, relative to the login directory,
+    so no remote shell has to expand `~` (paths are always passed quoted)."""
+    base = workdir[2:] if workdir.startswith("~/") else ("." if workdir == "~" else workdir)
+    return "/".join([base.rstrip("/"), *parts])
+
+
+class SSHProvider:
+    remote = True
+
+    def __init__(self, host: str):
+        self.host = host
+        self._target: SSHTarget | None = None
+        self._transport: SSHTransport | None = None
+        self._probes: dict[str, tuple[float, dict]] = {}
+
+    @property
+    def name(self) -> str:
+        return f"ssh:{self.host}"
+
+    @property
+    def target(self) -> SSHTarget:
+        if self._target is None:
+            from ..config import load_config
+
+            self._target = resolve_target(self.host, load_config().ssh.hosts)
+        return self._target
+
+    @property
+    def transport(self) -> SSHTransport:
+        if self._transport is None:
+            self._transport = SSHTransport(self.target)
+        return self._transport
+
+    # -- launching ----------------------------------------------------------------------
+
+    def remote_dir(self, session: Session) -> str:
+        info = _remote_info(session)
+        if info:
+            return info["remote_dir"]
+        return remote_path(self.target.workdir, "sessions", session.id)
+
+    async def launch(self, session: Session) -> None:
+        local = Path(session.session_dir)
+        remote_dir = self.remote_dir(session)
+        runner = await self._install_runner()
+        await self.transport.run(["mkdir", "-p", remote_dir])
+        await self.transport.put((local / "spec.json").read_bytes(), f"{remote_dir}/spec.json",
+                                 mode=0o644)
+        secrets = local / "secret_env.json"
+        if secrets.exists():  # on stdin, into a 0600 file: never on a command line
+            await self.transport.put(secrets.read_bytes(), f"{remote_dir}/secret_env.json")
+        (local / "remote.json").write_text(json.dumps(
+            {"host": self.host, "remote_dir": remote_dir, "runner": runner}))
+        result = await self.transport.run(
+            [self.target.python, runner, "--detach", remote_dir], check=False, timeout=60)
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).decode(errors="replace").strip()
+            raise ProviderError(f"runner on {self.host} failed to start: "
+                                f"{message.splitlines()[-1] if message else result.returncode}")
+
+    async def _install_runner(self) -> str:
+        """Copy supervisor.py to <workdir>/runner/<version>/ unless that version is there."""
+        path = remote_path(self.target.workdir, "runner", runner_version(), "supervisor.py")
+        if await self.transport.size(path) != SUPERVISOR_PATH.stat().st_size:
+            await self.transport.put(SUPERVISOR_PATH.read_bytes(), path, mode=0o644)
+        return path
+
+    # -- watching -----------------------------------------------------------------------
+
+    async def probe(self, session: Session) -> dict:
+        cached = self._probes.get(session.id)
+        if cached and time.monotonic() - cached[0] < PROBE_TTL:
+            return cached[1]
+        runner = (_remote_info(session) or {}).get("runner") or \
+            remote_path(self.target.workdir, "runner", runner_version(), "supervisor.py")
+        result = await self.transport.run(
+            [self.target.python, runner, "--probe", self.remote_dir(session)], timeout=30)
+        try:
+            answer = json.loads(result.stdout)
+        except ValueError:
+            raise ProviderError(
+                f"ssh {self.host}: unreadable answer from the runner probe") from None
+        self._probes[session.id] = (time.monotonic(), answer)
+        await self.sync_log(session, answer.get("log_size", 0))
+        return answer
+
+    async def sync_log(self, session: Session, remote_size: int) -> int:
+        """Append what the remote train.log has beyond the local copy; returns bytes added."""
+        local = Path(session.session_dir) / "train.log"
+        offset = _offset(session, local.stat().st_size if local.exists() else 0)
+        if remote_size < offset:  # truncated remotely: say so in the mirror, then follow again
+            with open(local, "ab") as out:
+                out.write(b"\n[trainctl] remote log was truncated; following it again\n")
+            offset = 0
+            _set_offset(session, 0)
+        if remote_size <= offset:
+            return 0
+        data = await self.transport.read_range(f"{self.remote_dir(session)}/train.log",
+                                               offset, min(LOG_CHUNK, remote_size - offset))
+        with open(local, "ab") as out:
+            out.write(data)
+        _set_offset(session, offset + len(data))
+        return len(data)
+
+    async def read_status(self, session: Session) -> dict | None:
+        return (await self.probe(session)).get("status")
+
+    async def runner_alive(self, session: Session, status: dict) -> bool:
+        return bool((await self.probe(session)).get("runner_alive"))
+
+    async def training_alive(self, session: Session, status: dict) -> bool:
+        return bool((await self.probe(session)).get("child_alive"))
+
+    # -- stopping -----------------------------------------------------------------------
+
+    async def stop(self, session: Session, status: dict, *, force: bool) -> None:
+        await self._stop(session, force)
+
+    async def kill_orphan(self, session: Session, status: dict, *, force: bool) -> bool:
+        return (await self._stop(session, force)) == "orphaned training stopped"
+
+    async def _stop(self, session: Session, force: bool) -> str:
+        runner = (_remote_info(session) or {}).get("runner") or await self._install_runner()
+        command = [self.target.python, runner, "--stop", self.remote_dir(session)]
+        result = await self.transport.run(command + (["--force"] if force else []),
+                                          timeout=session.grace_seconds + 30)
+        self._probes.pop(session.id, None)
+        return result.stdout.decode(errors="replace").strip()
+
+
+def _remote_info(session: Session) -> dict | None:
+    try:
+        return json.loads((Path(session.session_dir) / "remote.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _offset(session: Session, default: int) -> int:
+    """Bytes of the remote log already mirrored (the local file may hold extra notes)."""
+    try:
+        return int((Path(session.session_dir) / "remote.offset").read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _set_offset(session: Session, offset: int) -> None:
+    path = Path(session.session_dir) / "remote.offset"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(offset))
+    tmp.replace(path)
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+HOST_PROBE = (
+    "cat /proc/loadavg 2>/dev/null || uptime; echo '--'; nproc 2>/dev/null || echo '?'; "
+    "echo '--'; nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu "
+    "--format=csv,noheader,nounits 2>/dev/null || true"
+)
+
+
+@dataclass
+class HostInfo:
+    name: str
+    address: str
+    reachable: bool = False
+    error: str | None = None
+    rtt_ms: float | None = None
+    load: list[float] = field(default_factory=list)  # 1, 5, 15 minute load averages
+    cpus: int | None = None
+    gpus: list[dict] = field(default_factory=list)  # index, name, memory_used/total MiB, util %
+    sessions: list[str] = field(default_factory=list)  # ids of active sessions there
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+async def probe_host(target: SSHTarget) -> HostInfo:
+    """Reachability, load, CPUs and GPUs (`nvidia-smi` where present) in one ssh call."""
+    address = f"{target.user + '@' if target.user else ''}{target.host}" + \
+        (f":{target.port}" if target.port else "")
+    info = HostInfo(target.name, address)
+    transport = SSHTransport(target)
+    try:
+        start = time.monotonic()
+        result = await transport.run(HOST_PROBE, timeout=30)
+        info.rtt_ms = (time.monotonic() - start) * 1000
+    except ProviderError as exc:
+        info.error = str(exc)
+        return info
+    info.reachable = True
+    load, cpus, gpus = (result.stdout.decode(errors="replace").split("--\n") + ["", "", ""])[:3]
+    info.load = _load_average(load)
+    info.cpus = int(cpus.strip()) if cpus.strip().isdigit() else None
+    info.gpus = [gpu for gpu in map(_gpu_row, gpus.strip().splitlines()) if gpu]
+    return info
+
+
+def _load_average(text: str) -> list[float]:
+    """From /proc/loadavg ('0.52 0.58 0.59 1/123 4567') or uptime ('load average: 0.5, ...')."""
+    numbers = text.split("load average")[-1].replace(":", " ").replace(",", " ").split()
+    values = []
+    for token in numbers[:3]:
+        try:
+            values.append(float(token))
+        except ValueError:
+            break
+    return values
+
+
+def _gpu_row(line: str) -> dict | None:
+    parts = [part.strip() for part in line.split(",")]
+    if len(parts) != 5:
+        return None
+    index, name, used, total, util = parts
+    try:
+        return {"index": int(index), "name": name, "memory_used_mib": int(float(used)),
+                "memory_total_mib": int(float(total)), "utilization": int(float(util))}
+    except ValueError:
+        return None
