@@ -8,11 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for

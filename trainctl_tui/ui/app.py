@@ -103,7 +103,15 @@ class TrainctlApp(App):
                 self.notify(f"launched session {session_id}")
                 self.open_session(session_id)
 
-        self.push_screen(LaunchScreen(available_providers(), os.getcwd()), launched)
+        self.launch_form(launched)
+
+    @work(group="actions")
+    async def launch_form(self, launched) -> None:
+        # Every configured SSH host is a place to launch, next to this machine.
+        hosts = await self.backend.run(lambda service: sorted(service.config.ssh.hosts))
+        providers = [p for p in available_providers() if p != "ssh"]
+        providers += [f"ssh:{name}" for name in hosts]
+        self.push_screen(LaunchScreen(providers, os.getcwd()), launched)
 
     def action_checkpoints(self) -> None:
         session_id = self.selected_session_id()

@@ -55,6 +55,18 @@ class LaunchScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#f-command", Input).focus()
 
+    @on(Select.Changed, "#f-provider")
+    def provider_changed(self, event: Select.Changed) -> None:
+        """Paths of a run on an SSH host are the host's: this machine's cwd means nothing
+        there (empty = the login directory)."""
+        cwd = self.query_one("#f-cwd", Input)
+        remote = str(event.value).startswith("ssh:")
+        if remote and cwd.value == self.cwd:
+            cwd.value = ""
+        elif not remote and not cwd.value:
+            cwd.value = self.cwd
+        cwd.placeholder = "(login directory on the host)" if remote else "(current directory)"
+
     def request(self) -> LaunchRequest:
         """The form as a launch request; raises TrainctlError on what can be checked here."""
         values = {key: self.query_one(f"#f-{key}", Input).value.strip() for key, _, _ in FIELDS}
