@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,43 @@ def test_unknown_ssh_host_is_one_clear_line(ssh_env):
     assert result.returncode == 2
     assert result.stderr.startswith("unknown ssh host 'nowhere-xyz'")
     assert json.loads(run_cli("sessions", "--json", "--all").stdout)["sessions"] == []
+
+
+def test_remote_checkpoints_are_listed_inspected_and_pulled(ssh_env, trainctl_home, tmp_path):
+    server, workdir = ssh_env
+    ckpt = tmp_path / "ckpts on the host"
+    session_id = launch_on_box("--checkpoint-dir", str(ckpt), "--", sys.executable, DEMO,
+                               "--steps", "40", "--step-time", "0.001", "--ckpt-every", "10")
+    wait_for(lambda: info(session_id)["status"] == "succeeded")
+    time.sleep(2.1)
+    listed = run_cli("checkpoints", session_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["checkpoints"]
+    assert [r["name"] for r in rows] == [f"step_0000{n}0.safetensors" for n in range(1, 5)]
+    assert {r["status"] for r in rows} == {"ok"}
+    assert rows[-1]["info"]["step"] == 40 and rows[-1]["info"]["format"] == "safetensors"
+
+    dest = tmp_path / "home copy"
+    pulled = run_cli("pull", session_id, "--to", str(dest))
+    assert pulled.returncode == 0, pulled.stderr
+    local = dest / "step_000040.safetensors"
+    assert local.read_bytes() == (ckpt / "step_000040.safetensors").read_bytes()
+    assert f"to {local}" in pulled.stdout
+
+    named = run_cli("pull", session_id, "--checkpoint", "step_000020.safetensors", "--to",
+                    str(dest))
+    assert named.returncode == 0, named.stderr
+    assert (dest / "step_000020.safetensors").exists()
+    missing = run_cli("pull", session_id, "--checkpoint", "nope.pt")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("no checkpoint 'nope.pt' in")
+    refused = run_cli("checkpoints", "prune", session_id, "--keep-last", "1")
+    assert refused.returncode == 2 and "not supported yet" in refused.stderr
+
+
+def test_pull_of_a_local_session_says_where_its_checkpoints_are(trainctl_home, tmp_path):
+    result = run_cli("launch", "--checkpoint-dir", str(tmp_path / "c"), "--", "true")
+    session_id = result.stdout.strip().splitlines()[-1]
+    pulled = run_cli("pull", session_id)
+    assert pulled.returncode == 2
+    assert pulled.stderr.startswith(f"session {session_id} runs on this machine")

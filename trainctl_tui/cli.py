@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm = commands.add_parser("rm", help="forget an ended session and delete its folder")
     rm.add_argument("id")
 
+    pull = commands.add_parser("pull", help="download a remote session's checkpoint")
+    pull.add_argument("id")
+    pull.add_argument("--checkpoint", help="its path or name on the host (default: the newest)")
+    pull.add_argument("--to", help="local directory (default: ./NAME-ID)")
+
     hosts = commands.add_parser("hosts", help="SSH hosts: reachable?, load, GPUs, sessions")
     hosts.add_argument("--json", action="store_true", help="print JSON")
 
@@ -296,6 +301,38 @@ def cmd_rm(args) -> int:
     return 0
 
 
+def cmd_pull(args) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    # The bar appears with the first byte, so an error before that stays one clean line.
+    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("pulling", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        remote, local, size = _run(_service().pull(args.id, checkpoint=args.checkpoint,
+                                                   to=args.to, progress=progress))
+    finally:
+        if task is not None:
+            bar.stop()
+    print(f"pulled {remote} ({size:,} bytes) to {local}")
+    return 0
+
+
 def cmd_hosts(args) -> int:
     infos = _run(_service().hosts())
     if args.json:
@@ -429,6 +466,7 @@ COMMANDS = {
     "config": cmd_config,
     "watch": cmd_watch,
     "hosts": cmd_hosts,
+    "pull": cmd_pull,
     "checkpoints": cmd_checkpoints,
     "checkpoint": cmd_checkpoint,
     "metrics": cmd_metrics,

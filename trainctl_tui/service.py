@@ -230,7 +230,8 @@ class Service:
         applying its keep_last_n."""
         from .checkpoints.scan import newest_finished, scan_checkpoints
 
-        if not session.checkpoint_dir or not Path(session.checkpoint_dir).is_dir():
+        if not session.checkpoint_dir or get_provider(session.provider).remote or \
+                not Path(session.checkpoint_dir).is_dir():
             return None
         entries = scan_checkpoints(session.checkpoint_dir, settle_seconds=0)
         finished = [e for e in entries if not e.writing]
@@ -287,8 +288,45 @@ class Service:
         from .checkpoints.catalog import list_checkpoints
 
         directory, session = await self.checkpoint_dir(target)
+        if session is not None and get_provider(session.provider).remote:
+            from .checkpoints.scan import ScanResult
+
+            rows = await get_provider(session.provider).list_checkpoints(session)
+            return directory, session, ScanResult(directory, [r.entry for r in rows]), rows
         entries, rows = list_checkpoints(directory, inspect=inspect)
         return directory, session, entries, rows
+
+    async def pull(self, ref: str, *, checkpoint: str | None = None, to: str | None = None,
+                   progress=None) -> tuple[str, Path, int]:
+        """Download a remote session's checkpoint (the newest sound one by default);
+        an interrupted pull continues where it stopped. Returns (remote, local, bytes)."""
+        session = await self.get(ref)
+        provider = get_provider(session.provider)
+        if not provider.remote:
+            where = session.checkpoint_dir or "its working directory"
+            raise TrainctlError(f"session {session.id} runs on this machine: its checkpoints "
+                                f"are already here ({where})")
+        if not session.checkpoint_dir:
+            raise TrainctlError(f"session {session.id} has no checkpoint dir to pull from")
+        rows = await provider.list_checkpoints(session)
+        if checkpoint:
+            row = next((r for r in rows if checkpoint in (r.entry.path, r.entry.name)), None)
+            if row is None:
+                raise TrainctlError(f"no checkpoint '{checkpoint}' in {session.checkpoint_dir} "
+                                    f"on {session.host} (see trainctl checkpoints {session.id})")
+            if row.entry.writing:
+                raise TrainctlError(f"{row.entry.name} is still being written; try again soon")
+        else:
+            from .checkpoints.catalog import newest_usable
+
+            row = newest_usable(rows)
+            if row is None:
+                raise TrainctlError(f"no finished, sound checkpoint in {session.checkpoint_dir} "
+                                    f"on {session.host} yet")
+        local = Path(to or f"{session.name}-{session.id}").expanduser().resolve() / row.entry.name
+        size = await provider.download(row.entry.path, local, kind=row.entry.kind,
+                                       progress=progress)
+        return row.entry.path, local, size
 
     def checkpoint_info(self, path: str, *, deep: bool = False):
         from .checkpoints.inspect import inspect_checkpoint
@@ -315,7 +353,10 @@ class Service:
         from .checkpoints.catalog import validity_and_metrics
         from .checkpoints.retention import plan_prune
 
-        directory, _, entries, rows = await self.checkpoints(target)
+        directory, session, entries, rows = await self.checkpoints(target)
+        if session is not None and get_provider(session.provider).remote:
+            raise TrainctlError(f"pruning checkpoints on an SSH host is not supported yet; "
+                                f"prune on {session.host} with trainctl there, or pull first")
         validity, metrics = validity_and_metrics(rows)
         try:
             return plan_prune(entries, keep_last=keep_last, keep_best=keep_best, mode=mode,

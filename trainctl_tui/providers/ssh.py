@@ -90,11 +90,54 @@ class SSHProvider:
                                 f"{message.splitlines()[-1] if message else result.returncode}")
 
     async def _install_runner(self) -> str:
-        """Copy supervisor.py to <workdir>/runner/<version>/ unless that version is there."""
-        path = remote_path(self.target.workdir, "runner", runner_version(), "supervisor.py")
-        if await self.transport.size(path) != SUPERVISOR_PATH.stat().st_size:
-            await self.transport.put(SUPERVISOR_PATH.read_bytes(), path, mode=0o644)
-        return path
+        """Copy supervisor.py (and the checkpoint inspector) to <workdir>/runner/<version>/
+        unless that version is there already."""
+        from .remote_checkpoints import INSPECT_PATH, REMOTE_INSPECT_NAME
+
+        folder = remote_path(self.target.workdir, "runner", runner_version())
+        for local, name in ((SUPERVISOR_PATH, "supervisor.py"),
+                            (INSPECT_PATH, REMOTE_INSPECT_NAME)):
+            if await self.transport.size(f"{folder}/{name}") != local.stat().st_size:
+                await self.transport.put(local.read_bytes(), f"{folder}/{name}", mode=0o644)
+        return f"{folder}/supervisor.py"
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    async def list_checkpoints(self, session: Session, directory: str | None = None) -> list:
+        """The checkpoints on the host, inspected there; rows like the local catalog's."""
+        from .remote_checkpoints import listing_command, parse_listing, rows_from_listing
+
+        directory = directory or session.checkpoint_dir
+        runner = await self._install_runner()
+        result = await self.transport.run(
+            listing_command(self.target.python, runner, directory), timeout=120)
+        listing = parse_listing(result.stdout)
+        if "error" in listing:
+            raise ProviderError(f"ssh {self.host}: {listing['error']}")
+        return rows_from_listing(listing, directory)
+
+    async def download(self, remote: str, local: Path, *, kind: str, progress=None) -> int:
+        """Copy a checkpoint file or directory home; resumable (partial files continue)."""
+        if kind == "file":
+            local.parent.mkdir(parents=True, exist_ok=True)
+            return await self.transport.download(remote, str(local), progress=progress)
+        result = await self.transport.run(["find", remote, "-type", "f", "-printf", "%P\\0%s\\0"])
+        fields = result.stdout.split(b"\0")
+        files = [(fields[i].decode(), int(fields[i + 1])) for i in range(0, len(fields) - 1, 2)]
+        total, done = sum(size for _, size in files), 0
+        for relative, size in files:
+            def step(current, _total, base=done):
+                if progress:
+                    progress(base + current, total)
+            target = local / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not (target.exists() and target.stat().st_size == size):
+                await self.transport.download(f"{remote}/{relative}", str(target),
+                                              progress=step)
+            done += size
+            if progress:
+                progress(done, total)
+        return total
 
     # -- watching -----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from .backend import Backend
 from .screens.checkpoints import CheckpointsScreen
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
+from .screens.instances import InstancesScreen
 from .screens.launch import LaunchScreen
 from .screens.resume import SCRATCH, ResumeScreen
 from .screens.session import SessionScreen
@@ -112,6 +113,10 @@ class TrainctlApp(App):
         providers = [p for p in available_providers() if p != "ssh"]
         providers += [f"ssh:{name}" for name in hosts]
         self.push_screen(LaunchScreen(providers, os.getcwd()), launched)
+
+    def action_instances(self) -> None:
+        if not isinstance(self.screen, InstancesScreen):
+            self.push_screen(InstancesScreen())
 
     def action_checkpoints(self) -> None:
         session_id = self.selected_session_id()
@@ -242,6 +247,8 @@ class TrainctlApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Launch a run", "Open the launch form (n)", self.action_launch)
+        yield SystemCommand("Instances", "SSH hosts and cloud machines (i)",
+                            self.action_instances)
         if getattr(screen, "selected_id", None):
             yield SystemCommand("Stop session", "Graceful stop of the selected session (s)",
                                 self.action_stop)

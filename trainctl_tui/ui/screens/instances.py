@@ -1,0 +1,362 @@
+"""`i`: every machine runs can go to — SSH hosts now, cloud instances and pods later — with
+reachability, load, GPUs and the sessions running there; `s` opens a shell on one."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SuspendNotSupported
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Static
+
+from ...errors import TrainctlError
+from ...providers.ssh_transport import resolve_target, ssh_command
+
+INSTANCE_KEYS = [
+    ("s / enter", "open a shell on the selected host (the TUI waits until you exit it)"),
+    ("r", "probe every host now (also every 10s while this screen shows)"),
+    ("esc", "back"),
+    ("?", "this help"),
+]
+
+# (key, label, width); SESSIONS takes what is left. At 80 columns the address moves to the
+# detail line under the table.
+COLUMNS = [
+    ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 22),
+    ("state", "STATE", 11), ("load", "LOAD", 5), ("cpus", "CPUS", 4), ("gpus", "GPUS", 20),
+    ("cost", "$/H", 5), ("sessions", "SESSIONS", 0),
+]
+NARROW_DROPS = {"address"}
+NARROW_WIDTHS = {"kind": 3, "name": 10}
+NARROW_BELOW = 110
+CELL_PADDING = 2
+
+STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim"}
+NO_HOSTS_HINT = (
+    "No machines yet. Add an SSH host to the config:\n\n"
+    "  [b]\\[ssh.hosts.NAME][/b]\n  host = \"gpu-box\"   [dim]# or an alias from ~/.ssh/config"
+    "[/dim]\n  user = \"me\"\n\n"
+    "[b]trainctl config init[/b] writes an example; [b]trainctl config path[/b] shows where."
+)
+
+
+@dataclass
+class Machine:
+    """One row, whatever the machine is: an SSH host, an EC2 instance, a RunPod pod."""
+
+    kind: str  # "ssh" (later "aws", "pod")
+    name: str
+    address: str = ""
+    state: str = "probing"  # up, unreachable, probing (cloud kinds add their own)
+    rtt_ms: float | None = None
+    error: str | None = None
+    load: list[float] = field(default_factory=list)
+    cpus: int | None = None
+    gpus: list[dict] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    cost_per_hour: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def machine_from_host(info) -> Machine:
+    """A row from providers.ssh.HostInfo."""
+    return Machine(kind="ssh", name=info.name, address=info.address,
+                   state="up" if info.reachable else "unreachable", rtt_ms=info.rtt_ms,
+                   error=info.error, load=list(info.load), cpus=info.cpus,
+                   gpus=list(info.gpus), sessions=list(info.sessions))
+
+
+def short_gpu_name(name: str) -> str:
+    """'NVIDIA A100-SXM4-80GB' -> 'A100'; 'NVIDIA GeForce RTX 4090' -> 'RTX 4090'."""
+    words = name.split()
+    while words and words[0] in ("NVIDIA", "GeForce", "Tesla", "Quadro"):
+        words = words[1:]
+    if not words:
+        return name
+    if words[0] in ("RTX", "GTX", "TITAN") and len(words) > 1:
+        return f"{words[0]} {words[1].split('-')[0]}"
+    return words[0].split("-")[0]
+
+
+def gpu_summary(gpus: list[dict]) -> str:
+    """All GPUs of a machine in one cell: `2x A100 12.1/80G 93%` (memory summed, util mean)."""
+    if not gpus:
+        return ""
+    names = Counter(short_gpu_name(g.get("name", "")) for g in gpus)
+    model = next(iter(names)) if len(names) == 1 else "GPUs"
+    used = sum(g.get("memory_used_mib", 0) for g in gpus) / 1024
+    total = sum(g.get("memory_total_mib", 0) for g in gpus) / 1024
+    util = sum(g.get("utilization", 0) for g in gpus) / len(gpus)
+    return f"{len(gpus)}x {model} {used:.1f}/{total:.0f}G {util:.0f}%"
+
+
+def state_text(machine: Machine) -> Text:
+    label = machine.state
+    if machine.state == "up" and machine.rtt_ms is not None:
+        label = f"up {machine.rtt_ms:.0f}ms"
+    elif machine.state == "probing":
+        label = "probing…"
+    return Text(label, style=STATE_STYLE.get(machine.state, ""))
+
+
+def cells(machine: Machine) -> dict:
+    up = machine.state == "up"
+    gpus = gpu_summary(machine.gpus) or ("none" if up else "-")
+    return {
+        "kind": machine.kind,
+        "name": Text(machine.name, style="bold"),
+        "address": machine.address,
+        "state": state_text(machine),
+        "load": f"{machine.load[0]:.2f}" if machine.load else "-",
+        "cpus": str(machine.cpus) if machine.cpus else "-",
+        "gpus": gpus,
+        "cost": f"{machine.cost_per_hour:.2f}" if machine.cost_per_hour is not None else "-",
+        "sessions": ", ".join(machine.sessions) or "-",
+    }
+
+
+def describe(machine: Machine) -> Text:
+    """The detail line(s) under the table: the selected machine in full, or why it is down."""
+    text = Text.assemble((machine.name, "bold"), f" {machine.address}  ", state_text(machine))
+    if machine.state == "unreachable":
+        text.append(f"\n{machine.error or 'unreachable'}", style="red")
+        return text
+    if machine.load:
+        text.append("  load " + " ".join(f"{x:.2f}" for x in machine.load))
+    if machine.cpus:
+        text.append(f"  {machine.cpus} CPUs")
+    if machine.sessions:
+        text.append(f"  sessions {', '.join(machine.sessions)}")
+    for gpu in machine.gpus:
+        text.append(f"\nGPU{gpu.get('index', '?')} {gpu.get('name', '')} "
+                    f"{gpu.get('memory_used_mib', 0)}/{gpu.get('memory_total_mib', 0)} MiB "
+                    f"{gpu.get('utilization', 0)}%")
+    return text
+
+
+def configured_hosts(service) -> list[str]:
+    return sorted(service.config.ssh.hosts)
+
+
+def resolve_host(service, name: str):
+    return resolve_target(name, service.config.ssh.hosts)
+
+
+class InstancesScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("s", "shell", "Shell"),
+        Binding("r", "refresh_now", "Refresh"),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit", show=False),
+    ]
+    HELP_TITLE = "Instances"
+    HELP_KEYS = INSTANCE_KEYS
+    PROBE_SECONDS = 10.0  # probing is an ssh round trip per host: slow, so not every second
+
+    def __init__(self):
+        super().__init__()
+        self.machines: dict[str, Machine] = {}
+        self.probes = 0  # probes finished; tests wait on it
+        self._probing = False
+        self._stale = False  # a probe fell due while the screen was hidden
+        self._timer: Timer | None = None
+        self._shown: dict[tuple[str, str], object] = {}  # (row, column) -> value drawn
+
+    def compose(self) -> ComposeResult:
+        yield Static("trainctl · instances", id="title-bar")
+        yield DataTable(id="instances", cursor_type="row", zebra_stripes=True)
+        yield Static(NO_HOSTS_HINT, id="empty-hint")
+        yield Static("", id="instance-detail")
+        yield Static("", id="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#empty-hint").display = False
+        self.on_resize()
+        self.query_one(DataTable).focus()
+        self.probe()
+
+    def on_screen_resume(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.probe()
+
+    # -- layout -------------------------------------------------------------------------
+
+    def columns_for(self, width: int) -> list[tuple[str, str, int]]:
+        narrow = width < NARROW_BELOW
+        columns = [(key, label, NARROW_WIDTHS.get(key, w) if narrow else w)
+                   for key, label, w in COLUMNS if not (narrow and key in NARROW_DROPS)]
+        used = sum(w + CELL_PADDING for key, _, w in columns if key != "sessions")
+        return [(key, label, w or max(6, width - used - CELL_PADDING - 1))
+                for key, label, w in columns]
+
+    def on_resize(self) -> None:
+        columns = self.columns_for(self.size.width)
+        table = self.query_one(DataTable)
+        if [(str(c.key.value), c.width) for c in table.columns.values()] != \
+                [(key, w) for key, _, w in columns]:
+            table.clear(columns=True)
+            self._shown = {}
+            for key, label, width in columns:
+                table.add_column(label, key=key, width=width)
+            self.show_machines()
+
+    # -- probing ------------------------------------------------------------------------
+
+    def probe(self) -> None:
+        """Probe now, unless a probe is still out: never two at once (each is slow)."""
+        if self._probing:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._probing = True
+        self._probe()
+
+    @work(group="probe")
+    async def _probe(self) -> None:
+        started = time.monotonic()
+        try:
+            names = await self.app.backend.run(configured_hosts)
+            self._expect(names)
+            infos = await self.app.backend.call("hosts") if names else []
+            self.machines = {m.key: m for m in map(machine_from_host, infos)}
+            self.show_machines()
+            self._show_status()
+        except Exception as exc:  # a bad config must not kill the screen; say it and go on
+            self.query_one("#status-line", Static).update(
+                Text(f"probe failed: {exc}", style="red"))
+        finally:
+            self._probing = False
+            self.probes += 1
+            # A slow link gets probed less often, so probing never eats the whole link.
+            delay = max(self.PROBE_SECONDS, 3 * (time.monotonic() - started))
+            if self.is_attached:
+                self._timer = self.set_timer(delay, self._probe_due)
+
+    def _probe_due(self) -> None:
+        self._timer = None
+        if self.is_current:
+            self.probe()
+        else:
+            self._stale = True  # probed when the screen shows again (on_screen_resume)
+
+    def _expect(self, names: list[str]) -> None:
+        """Rows for hosts not probed yet, and the 'probing' line, before the slow part."""
+        kept = {key: m for key, m in self.machines.items() if m.kind != "ssh" or m.name in names}
+        for name in names:
+            kept.setdefault(f"ssh:{name}", Machine(kind="ssh", name=name))
+        self.machines = kept
+        self.show_machines()
+        count = f"{len(names)} host{'s' if len(names) != 1 else ''}"
+        self.query_one("#status-line", Static).update(f"probing {count}…" if names else
+                                                      "no hosts configured")
+
+    def action_refresh_now(self) -> None:
+        if self._probing:
+            self.notify("still probing; results come as soon as every host answers")
+            return
+        self.probe()
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def show_machines(self) -> None:
+        table = self.query_one(DataTable)
+        rows = sorted(self.machines.values(), key=lambda m: (m.kind, m.name))
+        wanted = [m.key for m in rows]
+        keys = [str(column.value) for column in table.columns]
+        if wanted != [key.value for key in table.rows]:
+            selected = self.selected.key if self.selected else None
+            table.clear()
+            self._shown = {}
+            for machine in rows:
+                row = cells(machine)
+                table.add_row(*(row[key] for key in keys), key=machine.key)
+                self._shown.update({(machine.key, key): row[key] for key in keys})
+            if selected in wanted:
+                table.move_cursor(row=wanted.index(selected), animate=False)
+        else:
+            # Only changed cells: an unchanged probe sends nothing over a slow SSH link.
+            for machine in rows:
+                for key, value in cells(machine).items():
+                    if key in keys and self._shown.get((machine.key, key)) != value:
+                        table.update_cell(machine.key, key, value)
+                        self._shown[(machine.key, key)] = value
+        self.query_one("#empty-hint").display = not rows
+        self.show_detail()
+
+    def _show_status(self) -> None:
+        rows = list(self.machines.values())
+        if not rows:
+            self.query_one("#status-line", Static).update("no hosts configured")
+            return
+        up = sum(1 for m in rows if m.state == "up")
+        down = sum(1 for m in rows if m.state == "unreachable")
+        line = f"{len(rows)} host{'s' if len(rows) != 1 else ''} · [green]{up} up[/]"
+        if down:
+            line += f" · [bold red]{down} unreachable[/]"
+        self.query_one("#status-line", Static).update(line + " · r probes again")
+
+    @property
+    def selected(self) -> Machine | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return self.machines.get(key.value)
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self) -> None:
+        machine = self.selected
+        detail = self.query_one("#instance-detail", Static)
+        detail.update(describe(machine) if machine else "")
+        detail.display = machine is not None
+
+    # -- shell --------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    def action_shell(self, event=None) -> None:
+        machine = self.selected
+        if machine is None:
+            self.notify("no host selected", severity="warning")
+            return
+        if machine.kind != "ssh":
+            self.notify(f"no shell for {machine.kind} machines yet", severity="warning")
+            return
+        self.open_shell(machine.name)
+
+    @work(group="shell", exclusive=True)
+    async def open_shell(self, name: str) -> None:
+        try:
+            target = await self.app.backend.run(resolve_host, name)
+            argv = ssh_command(target)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        try:
+            # Interactive, so the user's own ssh (password prompts, host keys) takes the tty.
+            with self.app.suspend():
+                code = subprocess.run(argv).returncode
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot hand over to ssh; run: {shlex.join(argv)}",
+                        severity="warning", timeout=15)
+            return
+        except OSError as exc:
+            self.notify(f"cannot run ssh: {exc}", severity="error")
+            return
+        if code == 255:  # ssh's own failure; its message was on the screen we just left
+            self.notify(f"ssh {name}: could not connect (exit 255)", severity="error")
+        self.probe()
