@@ -179,3 +179,39 @@ def test_pull_of_a_local_session_says_where_its_checkpoints_are(trainctl_home, t
     pulled = run_cli("pull", session_id)
     assert pulled.returncode == 2
     assert pulled.stderr.startswith(f"session {session_id} runs on this machine")
+
+
+def test_watch_follows_a_log_on_a_host_that_trainctl_did_not_launch(ssh_env, tmp_path):
+    import asyncio
+
+    from trainctl_tui.config import load_config
+    from trainctl_tui.providers.ssh import RemoteLogMirror
+    from trainctl_tui.providers.ssh_transport import SSHTransport, resolve_target
+    from trainctl_tui.ui.app import TrainctlApp
+    from trainctl_tui.ui.widgets.logview import LogView
+    from uihelpers import wait_until
+
+    remote = tmp_path / "other run $(x)" / "train.log"
+    remote.parent.mkdir()
+    remote.write_text("".join(f"step {i}: train loss {1 / i:.4f}\n" for i in range(1, 30)))
+
+    missing = run_cli("watch", "ssh://box/nope/train.log")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "ssh box: no such file /nope/train.log"
+
+    async def scenario():
+        hosts = load_config().ssh.hosts
+        mirror = RemoteLogMirror(SSHTransport(resolve_target("box", hosts)), str(remote),
+                                 tmp_path / "copy.log", tmp_path / "copy.offset")
+        app = TrainctlApp(watch_path=tmp_path / "copy.log", remote_log=mirror,
+                          watch_label=f"ssh://box{remote}", refresh_seconds=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            log = app.screen.query_one(LogView)
+            await wait_until(pilot, lambda: any("step 29:" in line for line in log.lines))
+            with open(remote, "a") as out:
+                out.write("step 30: train loss 0.0333\n")
+            await wait_until(pilot, lambda: any("step 30:" in line for line in log.lines))
+            assert app.screen.monitor.metrics.series["loss"].xs[-1] == 30
+            assert sum("step 29:" in line for line in log.lines) == 1
+
+    asyncio.run(scenario())

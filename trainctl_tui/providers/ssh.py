@@ -160,21 +160,10 @@ class SSHProvider:
 
     async def sync_log(self, session: Session, remote_size: int) -> int:
         """Append what the remote train.log has beyond the local copy; returns bytes added."""
-        local = Path(session.session_dir) / "train.log"
-        offset = _offset(session, local.stat().st_size if local.exists() else 0)
-        if remote_size < offset:  # truncated remotely: say so in the mirror, then follow again
-            with open(local, "ab") as out:
-                out.write(b"\n[trainctl] remote log was truncated; following it again\n")
-            offset = 0
-            _set_offset(session, 0)
-        if remote_size <= offset:
-            return 0
-        data = await self.transport.read_range(f"{self.remote_dir(session)}/train.log",
-                                               offset, min(LOG_CHUNK, remote_size - offset))
-        with open(local, "ab") as out:
-            out.write(data)
-        _set_offset(session, offset + len(data))
-        return len(data)
+        folder = Path(session.session_dir)
+        mirror = RemoteLogMirror(self.transport, f"{self.remote_dir(session)}/train.log",
+                                 folder / "train.log", folder / "remote.offset")
+        return await mirror.sync(remote_size)
 
     async def read_status(self, session: Session) -> dict | None:
         return (await self.probe(session)).get("status")
@@ -209,19 +198,48 @@ def _remote_info(session: Session) -> dict | None:
         return None
 
 
-def _offset(session: Session, default: int) -> int:
-    """Bytes of the remote log already mirrored (the local file may hold extra notes)."""
-    try:
-        return int((Path(session.session_dir) / "remote.offset").read_text())
-    except (OSError, ValueError):
-        return default
+class RemoteLogMirror:
+    """A local copy of a remote log, extended by byte offset: a dropped connection resumes
+    where it stopped, so no line is lost or repeated. The offset lives in its own file since
+    the local copy may also hold trainctl's notes."""
 
+    def __init__(self, transport: SSHTransport, remote: str, local: Path, offset_file: Path):
+        self.transport, self.remote = transport, remote
+        self.local, self.offset_file = Path(local), Path(offset_file)
 
-def _set_offset(session: Session, offset: int) -> None:
-    path = Path(session.session_dir) / "remote.offset"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(offset))
-    tmp.replace(path)
+    @property
+    def offset(self) -> int:
+        try:
+            return int(self.offset_file.read_text())
+        except (OSError, ValueError):
+            return self.local.stat().st_size if self.local.exists() else 0
+
+    def _save(self, offset: int) -> None:
+        tmp = self.offset_file.with_name(self.offset_file.name + ".tmp")
+        tmp.write_text(str(offset))
+        tmp.replace(self.offset_file)
+
+    async def sync(self, remote_size: int | None = None) -> int:
+        """Copy up to LOG_CHUNK new bytes; returns how many arrived."""
+        if remote_size is None:
+            remote_size = await self.transport.size(self.remote)
+            if remote_size is None:
+                raise ProviderError(f"ssh {self.transport.target.name}: no such file "
+                                    f"{self.remote}")
+        offset = self.offset
+        if remote_size < offset:  # truncated there: say so here, then follow it again
+            with open(self.local, "ab") as out:
+                out.write(b"\n[trainctl] remote log was truncated; following it again\n")
+            offset = 0
+            self._save(0)
+        if remote_size <= offset:
+            return 0
+        data = await self.transport.read_range(self.remote, offset,
+                                               min(LOG_CHUNK, remote_size - offset))
+        with open(self.local, "ab") as out:
+            out.write(data)
+        self._save(offset + len(data))
+        return len(data)
 
 
 # -- hosts ----------------------------------------------------------------------------------

@@ -553,4 +553,9 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    # A mux client hands its stdio to the master, which keeps writing after the client is
+    # killed: close our pipe ends, or wait() would hang until the remote command ends.
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
     await proc.wait()

@@ -45,13 +45,16 @@ class TrainctlApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(self, *, service_factory=Service, open_session: str | None = None,
-                 watch_path: Path | None = None, checkpoints: str | None = None,
+                 watch_path: Path | None = None, remote_log=None, watch_label: str | None = None,
+                 checkpoints: str | None = None,
                  refresh_seconds: float = 1.0,
                  theme: str | None = None, notifier=None):
         super().__init__()
         self.backend = Backend(service_factory)
         self.open_session_id = open_session
         self.watch_path = watch_path
+        self.remote_log = remote_log  # providers.ssh.RemoteLogMirror feeding watch_path
+        self.watch_label = watch_label  # what the user asked to watch, e.g. an ssh:// URL
         self.checkpoints_target = checkpoints
         self.refresh_seconds = refresh_seconds
         self.notifier = notifier
@@ -65,11 +68,31 @@ class TrainctlApp(App):
             self.push_screen(CheckpointsScreen(self.checkpoints_target))
             return
         if self.watch_path is not None:
-            self.push_screen(SessionScreen(log_path=self.watch_path))
+            self.push_screen(SessionScreen(log_path=self.watch_path, label=self.watch_label))
+            if self.remote_log is not None:
+                self.mirror_remote_log()
             return
         self.push_screen(SessionsScreen())
         if self.open_session_id:
             self.open_session(self.open_session_id)
+
+    @work(exclusive=True, group="remote-log")
+    async def mirror_remote_log(self) -> None:
+        """`trainctl watch ssh://...`: extend the local copy; back off while unreachable."""
+        import asyncio
+
+        from ..providers.base import ProviderError
+
+        delay, last_error = 1.0, None
+        while True:
+            try:
+                added = await self.remote_log.sync()
+                delay, last_error = (0.05 if added else 1.0), None
+            except ProviderError as exc:
+                if str(exc) != last_error:
+                    self.notify(f"{exc} (retrying)", severity="warning")
+                last_error, delay = str(exc), min(delay * 2, 30.0)
+            await asyncio.sleep(delay)
 
     # -- navigation ---------------------------------------------------------------------
 

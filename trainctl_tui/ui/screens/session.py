@@ -74,8 +74,9 @@ class SessionScreen(Screen):
     HELP_KEYS = SESSION_KEYS
 
     def __init__(self, *, session_id: str | None = None, log_path: Path | None = None,
-                 patterns: tuple[str, ...] = ()):
+                 patterns: tuple[str, ...] = (), label: str | None = None):
         super().__init__()
+        self.label = label  # shown instead of the log's path (e.g. an ssh:// URL)
         self.session_id = session_id
         self.session: Session | None = None
         self.log_path = log_path
@@ -168,7 +169,8 @@ class SessionScreen(Screen):
         header = self.query_one("#session-header", Static)
         if self.session is None:
             size = _size(self.log_path)
-            header.update(Text.assemble(("watching ", "dim"), (str(self.log_path), "bold"),
+            header.update(Text.assemble(("watching ", "dim"),
+                                        (self.label or str(self.log_path), "bold"),
                                         (f"  {size}", "dim")))
             return
         s = self.session
