@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,10 @@ class SSHProvider:
         cached = self._probes.get(session.id)
         if cached and time.monotonic() - cached[0] < PROBE_TTL:
             return cached[1]
+        with _backoff(self.host):
+            return await self._probe(session)
+
+    async def _probe(self, session: Session) -> dict:
         runner = (_remote_info(session) or {}).get("runner") or \
             remote_path(self.target.workdir, "runner", runner_version(), "supervisor.py")
         result = await self.transport.run(
@@ -196,6 +201,28 @@ def _remote_info(session: Session) -> dict | None:
         return json.loads((Path(session.session_dir) / "remote.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+# host -> (consecutive failures, monotonic time before which we don't try, last error)
+_FAILURES: dict[str, tuple[int, float, str]] = {}
+BACKOFF_MAX = 60.0
+
+
+@contextmanager
+def _backoff(host: str):
+    """A host that keeps failing is retried after 2, 4, 8 ... 60 s instead of on every refresh,
+    so a long-lived TUI neither hammers it nor waits on its connect timeout each second."""
+    failures, until, error = _FAILURES.get(host, (0, 0.0, ""))
+    if time.monotonic() < until:
+        raise ProviderError(f"{error} (retrying in {until - time.monotonic():.0f}s)")
+    try:
+        yield
+    except ProviderError as exc:
+        message = str(exc).split(" (retrying in")[0]
+        delay = min(2.0 ** (failures + 1), BACKOFF_MAX)
+        _FAILURES[host] = (failures + 1, time.monotonic() + delay, message)
+        raise
+    _FAILURES.pop(host, None)
 
 
 class RemoteLogMirror:

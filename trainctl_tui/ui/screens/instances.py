@@ -13,6 +13,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
@@ -236,6 +237,8 @@ class InstancesScreen(Screen):
             self.machines = {m.key: m for m in map(machine_from_host, infos)}
             self.show_machines()
             self._show_status()
+        except NoMatches:
+            return  # the screen closed while its hosts were still answering
         except Exception as exc:  # a bad config must not kill the screen; say it and go on
             self.query_one("#status-line", Static).update(
                 Text(f"probe failed: {exc}", style="red"))

@@ -113,6 +113,7 @@ class SessionsScreen(Screen):
     @work(exclusive=True, group="refresh")
     async def refresh_sessions(self) -> None:
         """Poll the service, redraw, re-arm: polls never overlap and skip hidden screens."""
+        started = time.monotonic()
         try:
             if self.is_current:
                 rows = await self.app.backend.call("overview")
@@ -122,7 +123,9 @@ class SessionsScreen(Screen):
             self.query_one("#status-line", Static).update(Text(f"refresh failed: {exc}",
                                                                style="red"))
         finally:
-            self.set_timer(self.app.refresh_seconds, self.refresh_sessions)
+            # Adapt to slow hosts and links: never spend more than a third of the time polling.
+            took = time.monotonic() - started
+            self.set_timer(max(self.app.refresh_seconds, 3 * took), self.refresh_sessions)
 
     def apply_rows(self, rows: list[SessionOverview]) -> None:
         self.rows = rows
