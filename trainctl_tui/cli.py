@@ -361,28 +361,11 @@ def cmd_watch(args) -> int:
 
 def watch_remote(url: str) -> int:
     """ssh://[user@]host[:port]/path/to/train.log: a local copy followed by offset."""
-    import hashlib
-    from pathlib import PurePosixPath
-    from urllib.parse import unquote, urlsplit
+    from .providers.ssh import mirror_for_url
 
-    from .paths import state_dir
-    from .providers.ssh import RemoteLogMirror
-    from .providers.ssh_transport import SSHTransport, resolve_target
-
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if not parts.netloc or not path or path == "/":
-        raise TrainctlError(f"expected ssh://[user@]host[:port]/path/to/train.log, got '{url}'")
-    # ssh://host/path is absolute on the host; ssh://host/~/x is relative to the login dir.
-    path = path[3:] if path.startswith("/~/") else path
-    target = resolve_target(parts.netloc, _service().config.ssh.hosts)
-    folder = state_dir() / "watch"
-    folder.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1(url.encode()).hexdigest()[:12]
-    local = folder / f"{key}-{PurePosixPath(path).name}"
-    mirror = RemoteLogMirror(SSHTransport(target), path, local, folder / f"{key}.offset")
+    mirror = mirror_for_url(url, _service().config.ssh.hosts)
     _run(mirror.sync())  # unreachable host or missing file: one line, before any UI
-    return run_tui(watch_path=local, remote_log=mirror, watch_label=url)
+    return run_tui(watch_path=mirror.local, remote_log=mirror, watch_label=url)
 
 
 def cmd_metrics(args) -> int:

@@ -269,6 +269,30 @@ class RemoteLogMirror:
         return len(data)
 
 
+def mirror_for_url(url: str, hosts: dict) -> RemoteLogMirror:
+    """ssh://[user@]host[:port]/path/to/train.log -> a mirror into trainctl's state dir.
+    /path is absolute on the host; /~/path is relative to the login directory."""
+    import hashlib
+    from pathlib import PurePosixPath
+    from urllib.parse import unquote, urlsplit
+
+    from ..errors import TrainctlError
+    from ..paths import state_dir
+
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.scheme != "ssh" or not parts.netloc or not path or path == "/":
+        raise TrainctlError(f"expected ssh://[user@]host[:port]/path/to/train.log, got '{url}'")
+    path = path[3:] if path.startswith("/~/") else path
+    target = resolve_target(parts.netloc, hosts)
+    folder = state_dir() / "watch"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(url.encode()).hexdigest()[:12]
+    return RemoteLogMirror(SSHTransport(target), path,
+                           folder / f"{key}-{PurePosixPath(path).name}",
+                           folder / f"{key}.offset")
+
+
 # -- hosts ----------------------------------------------------------------------------------
 
 HOST_PROBE = (
