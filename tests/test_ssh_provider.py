@@ -30,6 +30,11 @@ def ssh_env(sshd_server, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture 
     return sshd_server, workdir
 
 
+def drop_master(server) -> None:
+    """Kill only our ssh connection-sharing master (its argv names the test alias)."""
+    subprocess.run(["pkill", "-f", f"ssh .*{server.alias}"], capture_output=True)
+
+
 def launch_on_box(*args: str) -> str:
     result = run_cli("launch", "--provider", "ssh:box", *args)
     assert result.returncode == 0, result.stderr
@@ -91,7 +96,7 @@ def test_a_dropped_connection_loses_and_repeats_no_line(ssh_env, trainctl_home):
                                " time.sleep(0.01)")
     wait_for(lambda: "line 00050" in run_cli("logs", session_id, "-n", "1000").stdout)
     server.restart()  # every connection (and the ssh control master) drops mid-stream
-    subprocess.run(["pkill", "-f", "ControlPath"], capture_output=True)
+    drop_master(server)
     wait_for(lambda: info(session_id)["status"] == "succeeded", timeout=90)
     run_cli("sessions")  # one more refresh mirrors the tail
     lines = [line for line in local_log(trainctl_home, session_id).decode().splitlines()
@@ -105,7 +110,7 @@ def test_an_unreachable_host_is_shown_and_recovers(ssh_env, trainctl_home):
     session_id = launch_on_box("--", sys.executable, "-c", "import time; time.sleep(30)")
     assert info(session_id)["status"] == "running"
     server.stop()
-    subprocess.run(["pkill", "-f", "ControlPath"], capture_output=True)
+    drop_master(server)
     try:
         down = info(session_id)
         assert down["status"] == "unreachable"
@@ -184,12 +189,13 @@ def test_pull_of_a_local_session_says_where_its_checkpoints_are(trainctl_home, t
 def test_watch_follows_a_log_on_a_host_that_trainctl_did_not_launch(ssh_env, tmp_path):
     import asyncio
 
+    from uihelpers import wait_until
+
     from trainctl_tui.config import load_config
     from trainctl_tui.providers.ssh import RemoteLogMirror
     from trainctl_tui.providers.ssh_transport import SSHTransport, resolve_target
     from trainctl_tui.ui.app import TrainctlApp
     from trainctl_tui.ui.widgets.logview import LogView
-    from uihelpers import wait_until
 
     remote = tmp_path / "other run $(x)" / "train.log"
     remote.parent.mkdir()

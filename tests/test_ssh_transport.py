@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -236,7 +237,10 @@ def test_reconnects_when_the_master_dies_mid_command(transport, ssh_env):
     assert run(scenario()).stdout == b"done\n"
 
 
-def test_timeout_kills_the_call(transport):
+def test_timeout_kills_the_call(transport, tmp_path):
+    pidfile = tmp_path / "sleep.pid"
     with pytest.raises(HostUnreachable, match=r"^ssh trainctl-test: timed out after 1s$"):
-        run(transport.run(["sleep", "30"], timeout=1))
+        run(transport.run(f"echo $$ > '{pidfile}'; exec sleep 30", timeout=1))
     assert run(transport.run(["echo", "still fine"])).stdout == b"still fine\n"
+    # Without a tty the remote command outlives the dropped channel: don't leave it behind.
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)

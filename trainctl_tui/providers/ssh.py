@@ -84,7 +84,8 @@ class SSHProvider:
         (local / "remote.json").write_text(json.dumps(
             {"host": self.host, "remote_dir": remote_dir, "runner": runner}))
         result = await self.transport.run(
-            [self.target.python, runner, "--detach", remote_dir], check=False, timeout=60)
+            [self.target.python, runner, "--detach", remote_dir], check=False, timeout=60,
+            retry=False)  # never start a second runner because a connection hiccuped
         if result.returncode != 0:
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
             raise ProviderError(f"runner on {self.host} failed to start: "

@@ -288,7 +288,7 @@ def ssh_command(target: SSHTarget, *extra: str) -> list[str]:
 
 def remote_command(command: list[str] | str) -> str:
     """The one string ssh hands to the remote login shell. A list becomes literal words; a
-    script runs under `sh -c` so the login shell (bash, zsh, fish...) never parses it."""
+    script is one quoted word for `sh -c`: the login shell (bash, zsh...) only unquotes it."""
     if isinstance(command, str):
         return f"sh -c {shlex.quote(command)}"
     return shlex.join(command)
@@ -358,10 +358,9 @@ class SSHTransport:
         return result
 
     def _failure(self, result: Result) -> SSHError:
-        reason = f"command failed (exit {result.returncode})"
+        message = f"ssh {self.name}: command failed (exit {result.returncode})"
         line = meaningful_line(result.stderr)
-        return SSHError(f"ssh {self.name}: {reason}: {line}" if line else f"ssh {self.name}: "
-                        f"{reason}")
+        return SSHError(f"{message}: {line}" if line else message)
 
     async def _diagnose(self, stderr: bytes) -> tuple[str, str]:
         """After rc 255: 'unreachable' (ssh said why), 'retry' (the master died, maybe
