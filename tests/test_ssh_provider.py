@@ -221,3 +221,37 @@ def test_watch_follows_a_log_on_a_host_that_trainctl_did_not_launch(ssh_env, tmp
             assert sum("step 29:" in line for line in log.lines) == 1
 
     asyncio.run(scenario())
+
+
+def test_the_watch_prompt_opens_a_remote_log_in_the_tui(ssh_env, tmp_path):
+    import asyncio
+
+    from textual.widgets import Input
+
+    from trainctl_tui.ui.app import TrainctlApp
+    from trainctl_tui.ui.screens.session import SessionScreen
+    from trainctl_tui.ui.screens.watch_prompt import WatchPrompt
+    from trainctl_tui.ui.widgets.logview import LogView
+    from uihelpers import wait_until
+
+    remote = tmp_path / "their run" / "train.log"
+    remote.parent.mkdir()
+    remote.write_text("iter 1: loss 2.5000, time 10.0ms\niter 2: loss 2.2500, time 10.0ms\n")
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("w")
+            await wait_until(pilot, lambda: isinstance(app.screen, WatchPrompt))
+            app.screen.query_one(Input).value = "ssh://box/nowhere.log"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "no such file" in str(
+                app.screen.query_one("#watch-error").render()))
+            app.screen.query_one(Input).value = f"ssh://box{remote}"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+            log = app.screen.query_one(LogView)
+            await wait_until(pilot, lambda: any("iter 2" in line for line in log.lines))
+            assert app.screen.label == f"ssh://box{remote}"
+
+    asyncio.run(scenario())

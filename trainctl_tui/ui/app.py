@@ -141,6 +141,21 @@ class TrainctlApp(App):
         if not isinstance(self.screen, InstancesScreen):
             self.push_screen(InstancesScreen())
 
+    def action_watch(self) -> None:
+        """Follow any log, local or ssh://, in a session screen (like `trainctl watch`)."""
+        from .screens.watch_prompt import WatchPrompt
+
+        def chosen(result) -> None:
+            if result is None:
+                return
+            path, mirror, label = result
+            self.push_screen(SessionScreen(log_path=path, label=label))
+            if mirror is not None:
+                self.remote_log = mirror
+                self.mirror_remote_log()
+
+        self.push_screen(WatchPrompt(), chosen)
+
     def action_checkpoints(self) -> None:
         session_id = self.selected_session_id()
         if session_id is None:
@@ -270,6 +285,8 @@ class TrainctlApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Launch a run", "Open the launch form (n)", self.action_launch)
+        yield SystemCommand("Watch a log", "Any log file, or ssh://host/path (w)",
+                            self.action_watch)
         yield SystemCommand("Instances", "SSH hosts and cloud machines (i)",
                             self.action_instances)
         if getattr(screen, "selected_id", None):

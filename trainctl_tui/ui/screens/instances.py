@@ -1,4 +1,4 @@
-"""`i`: every machine runs can go to — SSH hosts now, cloud instances and pods later — with
+"""`i`: every machine a run can go to — SSH hosts now, cloud instances and pods later — with
 reachability, load, GPUs and the sessions running there; `s` opens a shell on one."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import time
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -20,6 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ...errors import TrainctlError
 from ...providers.ssh_transport import resolve_target, ssh_command
+from ..visibility import in_view
 
 INSTANCE_KEYS = [
     ("s / enter", "open a shell on the selected host (the TUI waits until you exit it)"),
@@ -32,11 +34,12 @@ INSTANCE_KEYS = [
 # detail line under the table.
 COLUMNS = [
     ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 22),
-    ("state", "STATE", 11), ("load", "LOAD", 5), ("cpus", "CPUS", 4), ("gpus", "GPUS", 20),
+    ("state", "STATE", 11), ("load", "LOAD", 5), ("cpus", "CPUS", 4), ("gpus", "GPUS", 22),
     ("cost", "$/H", 5), ("sessions", "SESSIONS", 0),
 ]
 NARROW_DROPS = {"address"}
-NARROW_WIDTHS = {"kind": 3, "name": 10}
+NARROW_WIDTHS = {"name": 9, "sessions": 4}
+NARROW_LABELS = {"sessions": "SESS"}  # a count; the detail line lists the ids
 NARROW_BELOW = 110
 CELL_PADDING = 2
 
@@ -99,7 +102,8 @@ def gpu_summary(gpus: list[dict]) -> str:
     used = sum(g.get("memory_used_mib", 0) for g in gpus) / 1024
     total = sum(g.get("memory_total_mib", 0) for g in gpus) / 1024
     util = sum(g.get("utilization", 0) for g in gpus) / len(gpus)
-    return f"{len(gpus)}x {model} {used:.1f}/{total:.0f}G {util:.0f}%"
+    used_text = f"{used:.1f}" if used < 100 else f"{used:.0f}"
+    return f"{len(gpus)}x {model} {used_text}/{total:.0f}G {util:.0f}%"
 
 
 def state_text(machine: Machine) -> Text:
@@ -111,8 +115,11 @@ def state_text(machine: Machine) -> Text:
     return Text(label, style=STATE_STYLE.get(machine.state, ""))
 
 
-def cells(machine: Machine) -> dict:
+def cells(machine: Machine, *, narrow: bool = False) -> dict:
     up = machine.state == "up"
+    sessions = ", ".join(machine.sessions)
+    if narrow and machine.sessions:
+        sessions = str(len(machine.sessions))
     gpus = gpu_summary(machine.gpus) or ("none" if up else "-")
     return {
         "kind": machine.kind,
@@ -123,7 +130,7 @@ def cells(machine: Machine) -> dict:
         "cpus": str(machine.cpus) if machine.cpus else "-",
         "gpus": gpus,
         "cost": f"{machine.cost_per_hour:.2f}" if machine.cost_per_hour is not None else "-",
-        "sessions": ", ".join(machine.sessions) or "-",
+        "sessions": sessions or "-",
     }
 
 
@@ -198,7 +205,8 @@ class InstancesScreen(Screen):
 
     def columns_for(self, width: int) -> list[tuple[str, str, int]]:
         narrow = width < NARROW_BELOW
-        columns = [(key, label, NARROW_WIDTHS.get(key, w) if narrow else w)
+        columns = [(key, NARROW_LABELS.get(key, label) if narrow else label,
+                    NARROW_WIDTHS.get(key, w) if narrow else w)
                    for key, label, w in COLUMNS if not (narrow and key in NARROW_DROPS)]
         used = sum(w + CELL_PADDING for key, _, w in columns if key != "sessions")
         return [(key, label, w or max(6, width - used - CELL_PADDING - 1))
@@ -234,14 +242,16 @@ class InstancesScreen(Screen):
             names = await self.app.backend.run(configured_hosts)
             self._expect(names)
             infos = await self.app.backend.call("hosts") if names else []
-            self.machines = {m.key: m for m in map(machine_from_host, infos)}
+            others = {key: m for key, m in self.machines.items() if m.kind != "ssh"}
+            self.machines = others | {m.key: m for m in map(machine_from_host, infos)}
             self.show_machines()
             self._show_status()
         except NoMatches:
             return  # the screen closed while its hosts were still answering
         except Exception as exc:  # a bad config must not kill the screen; say it and go on
-            self.query_one("#status-line", Static).update(
-                Text(f"probe failed: {exc}", style="red"))
+            with suppress(NoMatches):
+                self.query_one("#status-line", Static).update(
+                    Text(f"probe failed: {exc}", style="red"))
         finally:
             self._probing = False
             self.probes += 1
@@ -250,9 +260,13 @@ class InstancesScreen(Screen):
             if self.is_attached:
                 self._timer = self.set_timer(delay, self._probe_due)
 
+    @property
+    def in_view(self) -> bool:
+        return in_view(self)
+
     def _probe_due(self) -> None:
         self._timer = None
-        if self.is_current:
+        if self.in_view:
             self.probe()
         else:
             self._stale = True  # probed when the screen shows again (on_screen_resume)
@@ -281,12 +295,13 @@ class InstancesScreen(Screen):
         rows = sorted(self.machines.values(), key=lambda m: (m.kind, m.name))
         wanted = [m.key for m in rows]
         keys = [str(column.value) for column in table.columns]
+        narrow = self.size.width < NARROW_BELOW
         if wanted != [key.value for key in table.rows]:
             selected = self.selected.key if self.selected else None
             table.clear()
             self._shown = {}
             for machine in rows:
-                row = cells(machine)
+                row = cells(machine, narrow=narrow)
                 table.add_row(*(row[key] for key in keys), key=machine.key)
                 self._shown.update({(machine.key, key): row[key] for key in keys})
             if selected in wanted:
@@ -294,7 +309,7 @@ class InstancesScreen(Screen):
         else:
             # Only changed cells: an unchanged probe sends nothing over a slow SSH link.
             for machine in rows:
-                for key, value in cells(machine).items():
+                for key, value in cells(machine, narrow=narrow).items():
                     if key in keys and self._shown.get((machine.key, key)) != value:
                         table.update_cell(machine.key, key, value)
                         self._shown[(machine.key, key)] = value
@@ -308,7 +323,8 @@ class InstancesScreen(Screen):
             return
         up = sum(1 for m in rows if m.state == "up")
         down = sum(1 for m in rows if m.state == "unreachable")
-        line = f"{len(rows)} host{'s' if len(rows) != 1 else ''} · [green]{up} up[/]"
+        line = f"{len(rows)} host{'s' if len(rows) != 1 else ''} · " + \
+            (f"[green]{up} up[/]" if up else "0 up")
         if down:
             line += f" · [bold red]{down} unreachable[/]"
         self.query_one("#status-line", Static).update(line + " · r probes again")

@@ -22,6 +22,7 @@ from ...models import Session
 from ...monitor.session_monitor import SessionMonitor
 from ...snapshot import elapsed, outcome
 from ..format import STATUS_STYLE, number, step
+from ..visibility import in_view
 from ..widgets.logview import LogView
 from ..widgets.plot import PlotView
 
@@ -59,7 +60,7 @@ class SessionScreen(Screen):
         Binding("r", "app.resume", "Resume"),
         Binding("d", "app.delete", "Delete", show=False),
         Binding("c", "app.checkpoints", "Checkpoints"),
-        Binding("i", "app.instances", "Instances"),
+        Binding("i", "app.instances", "Instances", show=False),
         Binding("m", "next_chart", "Chart"),
         Binding("f", "toggle_follow", "Follow"),
         Binding("slash", "search", "Search"),
@@ -123,7 +124,7 @@ class SessionScreen(Screen):
     @work(exclusive=True, group="session-refresh")
     async def refresh_session(self) -> None:
         try:
-            if self.is_current:
+            if in_view(self):
                 self.session = await self.app.backend.call("get", self.session_id)
                 self.render_header()
                 self.render_side()

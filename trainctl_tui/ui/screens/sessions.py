@@ -15,6 +15,7 @@ from ...service import SessionOverview
 from ...snapshot import elapsed, outcome
 from ...sparkline import sparkline
 from ..format import STATUS_STYLE, number, step
+from ..visibility import in_view
 
 # (key, label, width); DETAIL takes what is left. Narrow terminals (80 columns, often over
 # SSH) drop the columns that matter least.
@@ -38,6 +39,7 @@ SESSION_KEYS = [
     ("c", "checkpoints: list, inspect, validate, resume from, prune"),
     ("d", "delete the selected session (refused while it runs)"),
     ("i", "instances: SSH hosts, GPUs, load; open a shell"),
+    ("w", "watch any log: a path here, or ssh://[user@]host[:port]/path"),
     ("/", "filter sessions by name, id, status or provider"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
@@ -54,7 +56,8 @@ class SessionsScreen(Screen):
         Binding("r", "app.resume", "Resume"),
         Binding("d", "app.delete", "Delete"),
         Binding("c", "app.checkpoints", "Checkpoints"),
-        Binding("i", "app.instances", "Instances"),
+        Binding("i", "app.instances", "Instances", show=False),
+        Binding("w", "app.watch", "Watch a log", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "app.help", "Help"),
@@ -115,7 +118,7 @@ class SessionsScreen(Screen):
         """Poll the service, redraw, re-arm: polls never overlap and skip hidden screens."""
         started = time.monotonic()
         try:
-            if self.is_current:
+            if in_view(self):
                 rows = await self.app.backend.call("overview")
                 self.apply_rows(rows)
                 await self.app.announce_alerts(rows)
