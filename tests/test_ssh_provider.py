@@ -227,12 +227,12 @@ def test_the_watch_prompt_opens_a_remote_log_in_the_tui(ssh_env, tmp_path):
     import asyncio
 
     from textual.widgets import Input
+    from uihelpers import wait_until
 
     from trainctl_tui.ui.app import TrainctlApp
     from trainctl_tui.ui.screens.session import SessionScreen
     from trainctl_tui.ui.screens.watch_prompt import WatchPrompt
     from trainctl_tui.ui.widgets.logview import LogView
-    from uihelpers import wait_until
 
     remote = tmp_path / "their run" / "train.log"
     remote.parent.mkdir()
