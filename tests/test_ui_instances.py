@@ -232,3 +232,30 @@ def test_instances_snapshot(quiet_ssh_config, tmp_path, snap_compare):
 
     assert snap_compare(TrainctlApp(refresh_seconds=30), terminal_size=(80, 24),
                         run_before=probed)
+
+
+def test_launch_form_shows_the_selected_hosts_settings(trainctl_home, tmp_path):
+    import asyncio
+
+    from textual.widgets import Select, Static
+    from uihelpers import wait_until
+
+    from trainctl_tui.ui.app import TrainctlApp
+    from trainctl_tui.ui.screens.launch import LaunchScreen
+
+    (tmp_path / "config.toml").write_text(
+        '[ssh.hosts.gpu]\nhost = "gpu-box.lan"\nuser = "me"\nport = 2222\n')
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=5)
+        async with app.run_test(size=(100, 34)) as pilot:
+            await pilot.press("n")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+            form = app.screen
+            form.query_one(Select).value = "ssh:gpu"
+            await pilot.pause(0.2)
+            info = str(form.query_one("#provider-info", Static).render())
+            assert "me@gpu-box.lan:2222" in info and "workdir ~/.trainctl" in info
+            assert form.query_one("#f-cwd").value == ""  # the host's login dir, not ours
+
+    asyncio.run(scenario())

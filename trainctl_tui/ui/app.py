@@ -132,10 +132,11 @@ class TrainctlApp(App):
     @work(group="actions")
     async def launch_form(self, launched) -> None:
         # Every configured SSH host is a place to launch, next to this machine.
-        hosts = await self.backend.run(lambda service: sorted(service.config.ssh.hosts))
+        hosts = await self.backend.run(lambda service: dict(service.config.ssh.hosts))
         providers = [p for p in available_providers() if p != "ssh"]
-        providers += [f"ssh:{name}" for name in hosts]
-        self.push_screen(LaunchScreen(providers, os.getcwd()), launched)
+        providers += [f"ssh:{name}" for name in sorted(hosts)]
+        details = {f"ssh:{name}": describe_host(host) for name, host in hosts.items()}
+        self.push_screen(LaunchScreen(providers, os.getcwd(), details), launched)
 
     def action_instances(self) -> None:
         if not isinstance(self.screen, InstancesScreen):
@@ -318,6 +319,13 @@ class TrainctlApp(App):
             yield SystemCommand("Follow log", "Follow the end of the log on/off (f)",
                                 screen.action_toggle_follow)
         yield SystemCommand("Help", "Keys of this screen (?)", self.action_help)
+
+
+def describe_host(host) -> str:
+    """'me@gpu-box:2222 · workdir ~/.trainctl · python3' for the launch form."""
+    port = f":{host.port}" if host.port and host.port != 22 else ""
+    user = f"{host.user}@" if host.user else ""
+    return f"{user}{host.host}{port} · workdir {host.workdir} · {host.python}"
 
 
 def make_app(**kwargs) -> TrainctlApp:

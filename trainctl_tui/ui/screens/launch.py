@@ -29,10 +29,11 @@ class LaunchScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "launch", "Launch")]
 
-    def __init__(self, providers: list[str], cwd: str):
+    def __init__(self, providers: list[str], cwd: str, details: dict[str, str] | None = None):
         super().__init__()
         self.providers = providers
         self.cwd = cwd
+        self.details = details or {}  # provider -> its host's settings, shown under it
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="launch"):
@@ -47,6 +48,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Label("Provider", classes="field-label")
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")
+            yield Static("", id="provider-info")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch [ctrl+s]", id="launch", variant="primary")
@@ -66,6 +68,8 @@ class LaunchScreen(ModalScreen[str | None]):
         elif not remote and not cwd.value:
             cwd.value = self.cwd
         cwd.placeholder = "(login directory on the host)" if remote else "(current directory)"
+        info = self.details.get(str(event.value), "runs on this machine")
+        self.query_one("#provider-info", Static).update(f"[dim]{info}[/dim]")
 
     def request(self) -> LaunchRequest:
         """The form as a launch request; raises TrainctlError on what can be checked here."""

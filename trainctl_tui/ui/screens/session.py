@@ -59,7 +59,7 @@ class SessionScreen(Screen):
         Binding("K", "app.kill", "Kill"),
         Binding("r", "app.resume", "Resume"),
         Binding("d", "app.delete", "Delete", show=False),
-        Binding("c", "app.checkpoints", "Checkpoints"),
+        Binding("c", "app.checkpoints", "Ckpts"),
         Binding("i", "app.instances", "Instances", show=False),
         Binding("m", "next_chart", "Chart"),
         Binding("f", "toggle_follow", "Follow"),

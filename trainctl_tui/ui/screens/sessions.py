@@ -55,7 +55,7 @@ class SessionsScreen(Screen):
         Binding("K", "app.kill", "Kill"),
         Binding("r", "app.resume", "Resume"),
         Binding("d", "app.delete", "Delete"),
-        Binding("c", "app.checkpoints", "Checkpoints"),
+        Binding("c", "app.checkpoints", "Ckpts"),
         Binding("i", "app.instances", "Instances", show=False),
         Binding("w", "app.watch", "Watch a log", show=False),
         Binding("slash", "filter", "Filter"),
