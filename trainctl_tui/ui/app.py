@@ -190,10 +190,7 @@ class TrainctlApp(App):
         if not await self.push_screen_wait(ConfirmScreen(question, detail,
                                                          "Kill" if force else "Stop")):
             return
-        try:
-            await self.backend.call("stop", session.id, force=force, wait=False)
-        except TrainctlError as exc:
-            self.notify(str(exc), severity="error")
+        if await self.call_or_notify("stop", session.id, force=force, wait=False) is None:
             return
         self.notify(f"{'killing' if force else 'stopping'} {session.name} ({session.id})")
 
@@ -215,12 +212,10 @@ class TrainctlApp(App):
         picked = await self.push_screen_wait(ResumeScreen(session.name, rows))
         if picked is None:
             return
-        try:
-            resumed = await self.backend.call(
-                "resume", session.id, from_checkpoint=None if picked == SCRATCH else picked,
-                scratch=picked == SCRATCH)
-        except TrainctlError as exc:
-            self.notify(str(exc), severity="error")
+        resumed = await self.call_or_notify(
+            "resume", session.id, from_checkpoint=None if picked == SCRATCH else picked,
+            scratch=picked == SCRATCH)
+        if resumed is None:
             return
         self.notify(f"resumed {resumed.name} ({resumed.id}) as attempt {resumed.attempt}")
 
@@ -239,10 +234,7 @@ class TrainctlApp(App):
                 f"Delete {session.name} ({session.id})?",
                 f"Its folder and log are removed.{kept}", "Delete")):
             return
-        try:
-            await self.backend.call("remove", session.id)
-        except TrainctlError as exc:
-            self.notify(str(exc), severity="error")
+        if await self.call_or_notify("remove", session.id) is None:
             return
         self.notify(f"deleted {session.name} ({session.id})")
         if isinstance(self.screen, SessionScreen):
@@ -254,8 +246,12 @@ class TrainctlApp(App):
             what = "a log being watched has no session" if self.watch_path else "no session"
             self.notify(f"{what} selected", severity="warning")
             return None
+        return await self.call_or_notify("get", session_id)
+
+    async def call_or_notify(self, name: str, *args, **kwargs):
+        """A service call whose user errors become an error notification (and None)."""
         try:
-            return await self.backend.call("get", session_id)
+            return await self.backend.call(name, *args, **kwargs)
         except TrainctlError as exc:
             self.notify(str(exc), severity="error")
             return None

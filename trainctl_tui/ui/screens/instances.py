@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ...errors import TrainctlError
 from ...providers.ssh_transport import resolve_target, ssh_command
+from ..columns import ColumnLayout
 from ..visibility import in_view
 
 INSTANCE_KEYS = [
@@ -37,11 +38,9 @@ COLUMNS = [
     ("state", "STATE", 11), ("load", "LOAD", 5), ("cpus", "CPUS", 4), ("gpus", "GPUS", 22),
     ("cost", "$/H", 5), ("sessions", "SESSIONS", 0),
 ]
-NARROW_DROPS = {"address"}
-NARROW_WIDTHS = {"name": 9, "sessions": 4}
-NARROW_LABELS = {"sessions": "SESS"}  # a count; the detail line lists the ids
-NARROW_BELOW = 110
-CELL_PADDING = 2
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address"},
+                      narrow_widths={"name": 9, "sessions": 4},
+                      narrow_labels={"sessions": "SESS"})  # a count; the detail lists the ids
 
 STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim"}
 NO_HOSTS_HINT = (
@@ -203,24 +202,9 @@ class InstancesScreen(Screen):
 
     # -- layout -------------------------------------------------------------------------
 
-    def columns_for(self, width: int) -> list[tuple[str, str, int]]:
-        narrow = width < NARROW_BELOW
-        columns = [(key, NARROW_LABELS.get(key, label) if narrow else label,
-                    NARROW_WIDTHS.get(key, w) if narrow else w)
-                   for key, label, w in COLUMNS if not (narrow and key in NARROW_DROPS)]
-        used = sum(w + CELL_PADDING for key, _, w in columns if key != "sessions")
-        return [(key, label, w or max(6, width - used - CELL_PADDING - 1))
-                for key, label, w in columns]
-
     def on_resize(self) -> None:
-        columns = self.columns_for(self.size.width)
-        table = self.query_one(DataTable)
-        if [(str(c.key.value), c.width) for c in table.columns.values()] != \
-                [(key, w) for key, _, w in columns]:
-            table.clear(columns=True)
+        if LAYOUT.apply(self.query_one(DataTable), self.size.width):
             self._shown = {}
-            for key, label, width in columns:
-                table.add_column(label, key=key, width=width)
             self.show_machines()
 
     # -- probing ------------------------------------------------------------------------
@@ -295,7 +279,7 @@ class InstancesScreen(Screen):
         rows = sorted(self.machines.values(), key=lambda m: (m.kind, m.name))
         wanted = [m.key for m in rows]
         keys = [str(column.value) for column in table.columns]
-        narrow = self.size.width < NARROW_BELOW
+        narrow = self.size.width < LAYOUT.narrow_below
         if wanted != [key.value for key in table.rows]:
             selected = self.selected.key if self.selected else None
             table.clear()

@@ -48,7 +48,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Label("Provider", classes="field-label")
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")
-            yield Static("", id="provider-info")
+            yield Static(self.provider_info(self.providers[0]), id="provider-info")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch [ctrl+s]", id="launch", variant="primary")
@@ -68,8 +68,10 @@ class LaunchScreen(ModalScreen[str | None]):
         elif not remote and not cwd.value:
             cwd.value = self.cwd
         cwd.placeholder = "(login directory on the host)" if remote else "(current directory)"
-        info = self.details.get(str(event.value), "runs on this machine")
-        self.query_one("#provider-info", Static).update(f"[dim]{info}[/dim]")
+        self.query_one("#provider-info", Static).update(self.provider_info(str(event.value)))
+
+    def provider_info(self, provider: str) -> str:
+        return f"[dim]{self.details.get(provider, 'runs on this machine')}[/dim]"
 
     def request(self) -> LaunchRequest:
         """The form as a launch request; raises TrainctlError on what can be checked here."""

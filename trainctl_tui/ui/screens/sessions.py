@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from ...service import SessionOverview
 from ...snapshot import elapsed, outcome
 from ...sparkline import sparkline
+from ..columns import ColumnLayout
 from ..format import STATUS_STYLE, number, step
 from ..visibility import in_view
 
@@ -25,10 +26,8 @@ COLUMNS = [
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
     ("cost", "COST", 5), ("detail", "DETAIL", 0),
 ]
-NARROW_DROPS = {"where", "cost", "detail"}
-NARROW_WIDTHS = {"name": 12, "trend": 8}
-NARROW_BELOW = 110
-CELL_PADDING = 2
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail"},
+                      narrow_widths={"name": 12, "trend": 8}, min_rest=10)
 
 SESSION_KEYS = [
     ("enter", "open the session (live log, loss curve, attempts)"),
@@ -80,23 +79,9 @@ class SessionsScreen(Screen):
         yield Static("", id="status-line")
         yield Footer()
 
-    def columns_for(self, width: int) -> list[tuple[str, str, int]]:
-        narrow = width < NARROW_BELOW
-        columns = [(key, label, NARROW_WIDTHS.get(key, w) if narrow else w)
-                   for key, label, w in COLUMNS if not (narrow and key in NARROW_DROPS)]
-        used = sum(w + CELL_PADDING for key, _, w in columns if key != "detail")
-        return [(key, label, w or max(10, width - used - CELL_PADDING - 2))
-                for key, label, w in columns]
-
     def on_resize(self) -> None:
-        columns = self.columns_for(self.size.width)
-        table = self.query_one(DataTable)
-        if [(str(c.key.value), c.width) for c in table.columns.values()] != \
-                [(key, w) for key, _, w in columns]:
-            table.clear(columns=True)
+        if LAYOUT.apply(self.query_one(DataTable), self.size.width):
             self._shown = {}
-            for key, label, width in columns:
-                table.add_column(label, key=key, width=width)
             self.apply_rows(self.rows)
 
     def on_mount(self) -> None:
