@@ -136,3 +136,14 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         assert len(sessions) == 400
         assert {x.status for x in sessions} == {Status.RUNNING}
         assert len({x.name for x in sessions}) == 400
+
+
+def test_a_corrupt_store_is_one_clear_line(trainctl_home):
+    from conftest import run_cli
+
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "trainctl.db").write_bytes(b"this is not sqlite" * 100)
+    result = run_cli("sessions")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"session store {trainctl_home / 'trainctl.db'} is unreadable")
+    assert "Traceback" not in result.stderr

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd is None:
-        return cmd_snapshot(args) if args.once else run_tui()
+        return cmd_snapshot(args) if args.once or args.json else run_tui()
     handler = COMMANDS[args.cmd]
     return handler(args)
 
