@@ -255,3 +255,23 @@ def test_the_watch_prompt_opens_a_remote_log_in_the_tui(ssh_env, tmp_path):
             assert app.screen.label == f"ssh://box{remote}"
 
     asyncio.run(scenario())
+
+
+def test_deep_validation_of_a_remote_checkpoint_runs_on_the_host(ssh_env, tmp_path):
+    import asyncio
+    import shutil
+
+    from trainctl_tui.service import Service
+
+    ckpt = tmp_path / "remote ckpts"
+    ckpt.mkdir()
+    fixtures = Path(__file__).parent / "fixtures" / "checkpoints"
+    shutil.copy(fixtures / "crc_flipped.pt", ckpt / "step_000010.pt")
+    session_id = launch_on_box("--checkpoint-dir", str(ckpt), "--", "true")
+    wait_for(lambda: info(session_id)["status"] == "succeeded")
+
+    async def validate():
+        return await Service().validate_checkpoint(session_id, str(ckpt / "step_000010.pt"))
+
+    report = asyncio.run(validate())
+    assert report.status == "corrupt" and "CRC mismatch" in report.reason

@@ -354,3 +354,37 @@ def test_checkpoints_screen_validate_delete_prune_and_resume(tmp_path):
             assert resumed.attempts[-1].resumed_from == str(folder / "step_000060.safetensors")
 
     run(scenario)
+
+
+def test_slow_refreshes_stretch_the_cadence_and_unchanged_rows_are_not_redrawn(monkeypatch):
+    """Over a slow link: polls space out, and a refresh that finds nothing new redraws no cell."""
+    import time as clock
+
+    from trainctl_tui.service import Service
+
+    session_id = launch_command(["true"], "steady")
+    real_overview = Service.overview
+    calls: list[float] = []
+
+    async def slow_overview(self, **kwargs):
+        calls.append(clock.monotonic())
+        clock.sleep(0.4)  # a slow host: each poll takes 0.4 s
+        return await real_overview(self, **kwargs)
+
+    monkeypatch.setattr(Service, "overview", slow_overview)
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=0.1)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await wait_until(pilot, lambda: session_id in table_ids(app))
+            table = app.screen.query_one(DataTable)
+            updates = []
+            original = table.update_cell
+            monkeypatch.setattr(table, "update_cell",
+                                lambda *a, **k: (updates.append(a), original(*a, **k)))
+            await wait_until(pilot, lambda: len(calls) >= 4, timeout=30)
+            gaps = [b - a for a, b in zip(calls[1:], calls[2:], strict=False)]
+            assert min(gaps) >= 1.0  # 3 x 0.4 s, not the configured 0.1 s
+            assert updates == []  # an ended session: nothing changed, so no cell is redrawn
+
+    run(scenario)

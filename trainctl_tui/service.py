@@ -336,6 +336,14 @@ class Service:
         except FileNotFoundError:
             raise TrainctlError(f"no such checkpoint: {path}") from None
 
+    async def validate_checkpoint(self, target: str, path: str):
+        """A deep check of one checkpoint of `target` (a session or directory), done where
+        the checkpoint is: here, or on the session's SSH host."""
+        _, session = await self.checkpoint_dir(target)
+        if session is not None and get_provider(session.provider).remote:
+            return await get_provider(session.provider).inspect_checkpoint(path, deep=True)
+        return self.checkpoint_info(path, deep=True)
+
     def protected_checkpoints(self) -> dict[str, str]:
         """Checkpoints a running session was resumed from: never pruned or deleted."""
         protected = {}

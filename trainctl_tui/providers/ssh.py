@@ -118,6 +118,19 @@ class SSHProvider:
             raise ProviderError(f"ssh {self.host}: {listing['error']}")
         return rows_from_listing(listing, directory)
 
+    async def inspect_checkpoint(self, path: str, *, deep: bool = False):
+        """The inspector's report, computed on the host (nothing is downloaded)."""
+        from .remote_checkpoints import REMOTE_INSPECT_NAME, info_from_json
+
+        runner = await self._install_runner()
+        inspector = runner.rsplit("/", 1)[0] + "/" + REMOTE_INSPECT_NAME
+        command = [self.target.python, inspector, path, "--json"] + (["--deep"] if deep else [])
+        result = await self.transport.run(command, check=False, timeout=600)
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ProviderError(f"ssh {self.host}: {message[-1] if message else 'inspect failed'}")
+        return info_from_json(json.loads(result.stdout))
+
     async def download(self, remote: str, local: Path, *, kind: str, progress=None) -> int:
         """Copy a checkpoint file or directory home; resumable (partial files continue)."""
         if kind == "file":

@@ -164,7 +164,12 @@ class CheckpointsScreen(Screen):
             self.notify("nothing to validate here (still being written?)", severity="warning")
             return
         self.notify(f"validating {row.entry.name} (every byte)…")
-        info = await self.app.backend.call("checkpoint_info", row.entry.path, deep=True)
+        try:
+            info = await self.app.backend.call("validate_checkpoint", self.target,
+                                               row.entry.path)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
         self.deep[row.entry.path] = info
         self.show_detail()
         severity = "information" if info.status == "ok" else "error"
