@@ -146,9 +146,17 @@ class Service:
                 changes, attempts = changes_from_status(session, status)
                 new_status = changes.get("status", session.status)
                 if new_status.active and not await provider.runner_alive(session, status):
-                    changes.update(status=Status.LOST,
-                                   detail=await self._lost_detail(session, status),
-                                   ended=status.get("heartbeat") or time.time())
+                    # The runner may have written its final status and exited since we read
+                    # it: only a runner that died without one is lost.
+                    final = await provider.read_status(session)
+                    if final and not RUNNER_STATE_TO_STATUS.get(final.get("state"),
+                                                                 Status.RUNNING).active:
+                        status = final
+                        changes, attempts = changes_from_status(session, final)
+                    else:
+                        changes.update(status=Status.LOST,
+                                       detail=await self._lost_detail(session, status),
+                                       ended=status.get("heartbeat") or time.time())
         except ProviderError as exc:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None

@@ -814,11 +814,13 @@ def _detached_main(session_dir: str, base_cwd: str, runner_log: str, ready_fd: i
 def probe(session_dir: str) -> dict:
     """What a remote trainctl needs in one round trip: the status and who is alive."""
     status = read_status(session_dir)
+    alive = bool(status) and pid_alive(status.get("runner_pid"), status.get("runner_start"))
+    if status and not alive:
+        status = read_status(session_dir)  # it may have written its final status and exited
     log = os.path.join(session_dir, "train.log")
     return {
         "status": status,
-        "runner_alive": bool(status) and pid_alive(status.get("runner_pid"),
-                                                   status.get("runner_start")),
+        "runner_alive": alive,
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
