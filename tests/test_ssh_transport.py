@@ -124,7 +124,9 @@ class GaveUp(Exception):
     """The user closed the progress dialog."""
 
 
-def test_download_resumes_after_an_interruption(transport, tmp_path):
+def test_download_resumes_after_an_interruption(transport, tmp_path, monkeypatch):
+    # The plain-ssh stream (rsync reports progress too coarsely to stop it halfway).
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
     data = os.urandom(3 * 1024 * 1024 + 123)
     remote = tmp_path / "remote ckpt.bin"
     remote.write_bytes(data)
@@ -244,3 +246,40 @@ def test_timeout_kills_the_call(transport, tmp_path):
     assert run(transport.run(["echo", "still fine"])).stdout == b"still fine\n"
     # Without a tty the remote command outlives the dropped channel: don't leave it behind.
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_download_uses_rsync_when_both_sides_have_it(transport, tmp_path, monkeypatch):
+    import shutil as sh
+
+    real = sh.which("rsync")
+    if real is None:
+        pytest.skip("rsync is not installed (apt-get install rsync)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "rsync-calls"
+    wrapper = bin_dir / "rsync"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    remote = tmp_path / "ckpt with space $(x).bin"
+    remote.write_bytes(data)
+    local = tmp_path / "home" / "ckpt.bin"
+    local.parent.mkdir()
+    (tmp_path / "home" / "ckpt.bin.part").write_bytes(data[:1000])  # an earlier, cut pull
+    seen: list[tuple[int, int]] = []
+    assert run(transport.download(str(remote), str(local),
+                                  progress=lambda d, t: seen.append((d, t)))) == len(data)
+    assert local.read_bytes() == data
+    assert "--append-verify" in calls.read_text()
+    assert seen[0] == (1000, len(data)) and seen[-1][0] == len(data)
+
+
+def test_download_falls_back_to_ssh_without_rsync(transport, tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
+    data = os.urandom(100_000)
+    remote = tmp_path / "plain.bin"
+    remote.write_bytes(data)
+    local = tmp_path / "plain-copy.bin"
+    assert run(transport.download(str(remote), str(local))) == len(data)
+    assert local.read_bytes() == data

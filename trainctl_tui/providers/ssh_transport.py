@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -256,6 +257,18 @@ def _control_options(control_dir: str) -> list[str]:
     ]
 
 
+async def _rsync_progress(stream):
+    """Bytes sent so far, from rsync --info=progress2 lines ('  1,234,567  45%  ...\\r')."""
+    buffer = b""
+    while chunk := await stream.read(4096):
+        buffer += chunk
+        *lines, buffer = re.split(rb"[\r\n]", buffer)
+        for line in lines:
+            first = line.split(maxsplit=1)[:1]
+            if first and first[0].replace(b",", b"").isdigit():
+                yield int(first[0].replace(b",", b""))
+
+
 def _ssh_options(target: SSHTarget, *, control_dir: str, connect_timeout: float | None,
                  batch: bool) -> list[str]:
     argv = ["ssh"]
@@ -322,6 +335,7 @@ class SSHTransport:
     def __init__(self, target: SSHTarget, *, connect_timeout: float = 10,
                  control_dir: str | None = None):
         self.target = target
+        self._rsync_on_host: bool | None = None  # looked up once per transport
         self.connect_timeout = connect_timeout
         self.control_dir = control_dir or default_control_dir()
         os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
@@ -444,13 +458,47 @@ class SSHTransport:
         if progress:
             progress(done, total)
         if done < total:
-            await self._stream_into(remote_path, part, done, total, progress, stall_timeout)
+            if not await self._rsync_into(remote_path, part, done, total, progress):
+                await self._stream_into(remote_path, part, done, total, progress,
+                                        stall_timeout)
         got = os.path.getsize(part)
         if got != total:
             raise SSHError(f"ssh {self.name}: download of '{remote_path}' stopped at {got} of "
                            f"{total} bytes; run it again to resume")
         os.replace(part, local_path)
         return total
+
+    async def _rsync_into(self, remote_path: str, part: str, done: int, total: int,
+                          progress) -> bool:
+        """rsync, when this machine and the host both have it: it appends to the part file
+        and verifies the whole file at the end. False means "use plain ssh instead"."""
+        if shutil.which("rsync") is None or not await self._remote_has_rsync():
+            return False
+        ssh = _ssh_options(self.target, control_dir=self.control_dir,
+                           connect_timeout=self.connect_timeout, batch=True)
+        source = remote_path[2:] if remote_path.startswith("~/") else remote_path
+        argv = ["rsync", "--inplace", "--append-verify", "--protect-args", "--info=progress2",
+                "--no-motd", "-e", shlex.join(ssh), f"{self.target.host}:{source}", part]
+        proc = await _spawn(argv, stdin=None)
+        stderr_task = asyncio.ensure_future(proc.stderr.read())
+        try:
+            async for sent in _rsync_progress(proc.stdout):
+                if progress:
+                    progress(min(total, done + sent), total)
+            await proc.wait()
+            stderr = await stderr_task
+        finally:
+            stderr_task.cancel()
+            await _reap(proc)
+        if proc.returncode == 255 or b"connection unexpectedly closed" in stderr:
+            raise HostUnreachable(self.name, meaningful_line(stderr) or "connection lost")
+        return proc.returncode == 0
+
+    async def _remote_has_rsync(self) -> bool:
+        if self._rsync_on_host is None:
+            result = await self.run("command -v rsync >/dev/null 2>&1", check=False)
+            self._rsync_on_host = result.returncode == 0
+        return self._rsync_on_host
 
     async def _stream_into(self, remote_path: str, part: str, done: int, total: int,
                            progress, stall_timeout: float) -> None:
