@@ -76,6 +76,8 @@ def test_stop_and_resume_act_on_the_remote_runner(ssh_env, trainctl_home, tmp_pa
         "--checkpoint-dir", str(ckpt), "--resume-template", "--resume {checkpoint}", "--",
         sys.executable, DEMO, "--steps", "100000", "--step-time", "0.02", "--ckpt-every", "10")
     wait_for(lambda: "step 30" in run_cli("logs", session_id).stdout, timeout=60)
+    once = json.loads(run_cli("--once", "--json").stdout)["sessions"][0]
+    assert once["newest_checkpoint"]["path"].startswith(str(ckpt))  # seen on the host
     stopped = run_cli("stop", session_id)
     assert stopped.returncode == 0, stopped.stderr
     assert info(session_id)["status"] == "stopped"

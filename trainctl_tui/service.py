@@ -238,8 +238,10 @@ class Service:
         applying its keep_last_n."""
         from .checkpoints.scan import newest_finished, scan_checkpoints
 
-        if not session.checkpoint_dir or get_provider(session.provider).remote or \
-                not Path(session.checkpoint_dir).is_dir():
+        provider = get_provider(session.provider)
+        if session.checkpoint_dir and provider.remote:
+            return await provider.newest_checkpoint(session)
+        if not session.checkpoint_dir or not Path(session.checkpoint_dir).is_dir():
             return None
         entries = scan_checkpoints(session.checkpoint_dir, settle_seconds=0)
         finished = [e for e in entries if not e.writing]

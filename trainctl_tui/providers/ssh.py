@@ -184,6 +184,20 @@ class SSHProvider:
                                  folder / "train.log", folder / "remote.offset")
         return await mirror.sync(remote_size)
 
+    async def newest_checkpoint(self, session: Session):
+        """The newest checkpoint on the host, as the runner's probe saw it (stat only)."""
+        from ..checkpoints.scan import CheckpointEntry
+
+        try:
+            found = (await self.probe(session)).get("newest_checkpoint")
+        except ProviderError:
+            return None
+        if not found:
+            return None
+        return CheckpointEntry(path=found["path"], name=found["path"].rsplit("/", 1)[-1],
+                               kind="file", step=found["step"], mtime=found["mtime"],
+                               size=found["size"], writing=False)
+
     async def read_status(self, session: Session) -> dict | None:
         return (await self.probe(session)).get("status")
 

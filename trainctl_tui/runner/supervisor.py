@@ -820,11 +820,26 @@ def probe(session_dir: str) -> dict:
     log = os.path.join(session_dir, "train.log")
     return {
         "status": status,
+        "newest_checkpoint": _newest_checkpoint_info(session_dir),
         "runner_alive": alive,
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
     }
+
+
+def _newest_checkpoint_info(session_dir: str) -> dict | None:
+    """Path, step, size and mtime of the newest checkpoint (names and stat only)."""
+    try:
+        folder = load_spec(session_dir).get("checkpoint_dir")
+    except SpecError:
+        return None
+    path = find_newest_checkpoint(folder) if folder and os.path.isdir(folder) else None
+    if not path:
+        return None
+    st = os.stat(path)
+    return {"path": path, "step": checkpoint_step(os.path.basename(path)),
+            "size": st.st_size, "mtime": st.st_mtime}
 
 
 def stop(session_dir: str, force: bool) -> str:
