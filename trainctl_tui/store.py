@@ -97,16 +97,28 @@ class Store:
             raise TrainctlError(f"cannot open session store {self.path}: {exc}") from None
         self.db.row_factory = sqlite3.Row
         try:
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            self._prepare()
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise TrainctlError(f"session store {self.path} is unreadable ({exc}); move it "
                                 "away to start a new one (your runs' folders are kept)") from None
+
+    def _prepare(self) -> None:
+        """Settings and migrations. Switching a new database to WAL fails at once (no busy
+        wait) while another process opens it too, so that is retried."""
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        for attempt in range(100):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
 
     def close(self) -> None:
         self.db.close()
