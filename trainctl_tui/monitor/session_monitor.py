@@ -39,14 +39,6 @@ class SessionMonitor:
         self.history = LogFollower(self.log_path, start="beginning")
         self.metrics = MetricSet(self.patterns)
 
-    def poll(self, max_history_bytes: int = HISTORY_SLICE) -> MonitorUpdate:
-        """Read what is new. Call repeatedly while `catching_up` to parse a long history."""
-        shown = self.view.poll()
-        update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
-                               note=shown.note)
-        self._parse_history(update, max_history_bytes)
-        return update
-
     async def updates(self, *, stop: asyncio.Event | None = None,
                       poll_interval: float = 0.5) -> AsyncIterator[MonitorUpdate]:
         """Updates as the log grows: the tail at once, then new lines as watchfiles (or
@@ -111,9 +103,13 @@ def metrics_summary(log_path: Path, patterns: Sequence[str] = (),
     lines = data.split(b"\n")  # raw: the parser handles \r redraws and escapes itself
     marker = ATTEMPT_MARKER.encode()
     starts = [i for i, line in enumerate(lines) if line.startswith(marker)]
-    summary = LogSummary(MetricSet(tuple(patterns)), MetricSet(tuple(patterns)))
-    summary.metrics.feed_bytes(lines)
-    summary.attempt.feed_bytes(lines[starts[-1]:] if starts else lines)
+    metrics = MetricSet(tuple(patterns))
+    metrics.feed_bytes(lines)
+    attempt = metrics  # the whole tail is the current attempt unless an earlier one shows
+    if starts and starts[-1] > 0:
+        attempt = MetricSet(tuple(patterns))
+        attempt.feed_bytes(lines[starts[-1]:])
+    summary = LogSummary(metrics, attempt)
     _summary_cache[key] = summary
     while len(_summary_cache) > SUMMARY_CACHE_SIZE:
         _summary_cache.popitem(last=False)
