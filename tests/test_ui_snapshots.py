@@ -14,6 +14,9 @@ from trainctl_tui import store as store_module
 from trainctl_tui.models import Attempt, Session, Status
 from trainctl_tui.store import Store
 from trainctl_tui.ui.app import TrainctlApp
+from trainctl_tui.ui.screens.confirm import ConfirmScreen
+from trainctl_tui.ui.screens.help import HelpScreen
+from trainctl_tui.ui.screens.launch import LaunchScreen
 from trainctl_tui.ui.screens.session import SessionScreen
 from trainctl_tui.ui.widgets.plot import PlotView
 
@@ -63,6 +66,15 @@ async def table_filled(pilot) -> None:
     await pilot.pause(0.3)
 
 
+async def screen_shown(pilot, screen_type) -> None:
+    """Wait for a screen that is pushed after a backend call (slow on a loaded machine)."""
+    for _ in range(100):
+        if isinstance(pilot.app.screen, screen_type) and pilot.app.focused is not None:
+            break
+        await pilot.pause(0.1)
+    await pilot.pause(0.3)
+
+
 async def chart_drawn(pilot) -> None:
     app = pilot.app
     for _ in range(100):
@@ -98,7 +110,7 @@ def test_launch_form(fixed_store, snap_compare, size):
     async def open_form(pilot):
         await table_filled(pilot)
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await screen_shown(pilot, LaunchScreen)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=open_form)
 
@@ -107,7 +119,7 @@ def test_help(fixed_store, snap_compare):
     async def open_help(pilot):
         await table_filled(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
+        await screen_shown(pilot, HelpScreen)
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=open_help)
 
@@ -115,8 +127,8 @@ def test_help(fixed_store, snap_compare):
 def test_stop_confirmation(fixed_store, snap_compare):
     async def ask(pilot):
         await table_filled(pilot)
-        await pilot.press("down", "down", "down", "down", "s")
-        await pilot.pause(0.5)
+        await pilot.press("s")  # the newest row: lit-autoenc, lost, its training may live on
+        await screen_shown(pilot, ConfirmScreen)
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=ask)
 

@@ -25,8 +25,8 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.detail:
                 yield Static(self.detail, id="detail", classes="dim")
             with Horizontal(id="buttons"):
-                yield Button(f"{self.yes} [y]", id="yes", variant="error")
-                yield Button("Cancel [n]", id="no")
+                yield Button(f"{self.yes} \\[y]", id="yes", variant="error")
+                yield Button("Cancel \\[n]", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

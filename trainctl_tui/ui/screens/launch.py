@@ -51,8 +51,8 @@ class LaunchScreen(ModalScreen[str | None]):
             yield Static(self.provider_info(self.providers[0]), id="provider-info")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
-                yield Button("Launch [ctrl+s]", id="launch", variant="primary")
-                yield Button("Cancel [esc]", id="cancel")
+                yield Button("Launch \\[ctrl+s]", id="launch", variant="primary")
+                yield Button("Cancel \\[esc]", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#f-command", Input).focus()
