@@ -117,13 +117,28 @@ class AwsTemplate(_Section):
     tags: dict[str, str] = Field(default_factory=dict)
     spot: bool = False
     max_price: float | None = Field(None, gt=0)
+    # What AWS does to a spot instance it reclaims, and what `shutdown` on the instance does.
+    interruption_behavior: Literal["terminate", "stop"] = "terminate"
+    shutdown_behavior: Literal["stop", "terminate"] = "stop"
     s3_prefix: str | None = None
+    # Stop the instance after this many minutes without training (None: never).
+    autostop_minutes: float | None = Field(None, gt=0)
+    # After a spot interruption, replacements may go to these zones / types too.
+    fallback_zones: list[str] = Field(default_factory=list)
+    fallback_types: list[str] = Field(default_factory=list)
+    python: str = "python3"
+    workdir: str = "/opt/trainctl"
 
 
 class AwsConfig(_Section):
     profile: str | None = None
     region: str | None = None
     auto_resume: bool = False
+    max_resumes: int = Field(3, ge=0)
+    # Seconds to wait for a new instance to run and register with SSM.
+    ready_timeout: float = Field(600.0, gt=0)
+    # On-demand $/h by instance type, used where the Pricing API is not allowed.
+    prices: dict[str, float] = Field(default_factory=dict)
     templates: dict[str, AwsTemplate] = Field(default_factory=dict)
 
 
@@ -136,6 +151,20 @@ class RunpodConfig(_Section):
     api_key: SecretStr | None = None
     cloud_type: Annotated[Literal["SECURE", "COMMUNITY", "ALL"], BeforeValidator(_upper)] = "SECURE"
     auto_resume: bool = False
+    max_resumes: int = Field(3, ge=0)
+    image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+    gpu_type: str | None = None
+    gpu_count: int = Field(1, ge=1)
+    volume_gb: int = Field(20, ge=0)
+    container_disk_gb: int = Field(20, gt=0)
+    network_volume_id: str | None = None
+    # Seconds to wait for a new pod to be RUNNING with its ports mapped.
+    ready_timeout: float = Field(600.0, gt=0)
+    # How trainctl reaches a pod's sshd (the image must run one on 22/tcp).
+    ssh_user: str = "root"
+    identity_file: str | None = None
+    python: str = "python3"
+    workdir: str = "/workspace/trainctl"
 
 
 def _check_pattern(pattern: str) -> str:

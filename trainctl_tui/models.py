@@ -15,6 +15,7 @@ class Status(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     LOST = "lost"
+    INTERRUPTED = "interrupted"  # the cloud reclaimed its spot machine; resumable elsewhere
     UNREACHABLE = "unreachable"  # its host did not answer the last refresh; it may be fine
 
     @property
@@ -36,6 +37,7 @@ RUNNER_STATE_TO_STATUS = {
     "stopped": Status.STOPPED,
     "succeeded": Status.SUCCEEDED,
     "failed": Status.FAILED,
+    "interrupted": Status.INTERRUPTED,
 }
 
 SECRET_KEY_PATTERN = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)

@@ -49,6 +49,7 @@ class AlertKind(str, Enum):
     NONFINITE = "nonfinite"
     DIVERGED = "diverged"
     STALLED = "stalled"
+    INTERRUPTED = "interrupted"
 
     def __str__(self) -> str:
         return self.value
@@ -123,6 +124,9 @@ def _status_alert(session: Session, now: float) -> Alert | None:
     if session.status == Status.LOST:
         detail = f": {session.detail}" if session.detail else ""
         return _make(session, AlertKind.LOST, f"session lost{detail}", ERROR, at)
+    if session.status == Status.INTERRUPTED:
+        detail = f": {session.detail}" if session.detail else ""
+        return _make(session, AlertKind.INTERRUPTED, f"spot interruption{detail}", WARNING, at)
     return None
 
 
