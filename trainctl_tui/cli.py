@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="where the config is, what it says, an example")
     config.add_argument("action", choices=["path", "show", "init"])
+
+    from . import cli_cloud
+
+    cli_cloud.add_parsers(commands)
     return parser
 
 
@@ -133,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.cmd is None:
         return cmd_snapshot(args) if args.once or args.json else run_tui()
-    handler = COMMANDS[args.cmd]
+    from . import cli_cloud
+
+    handler = COMMANDS.get(args.cmd) or cli_cloud.COMMANDS[args.cmd]
     return handler(args)
 
 
