@@ -49,7 +49,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 __all__ = ["CheckpointInfo", "TensorInfo", "cache_clear", "cache_stats", "inspect_checkpoint",
-           "main"]
+           "inspect_dir_files", "inspect_fileobj", "main"]
 
 TENSOR_LIST_CAP = 200
 CACHE_SIZE = 512
@@ -1389,6 +1389,29 @@ def _inspect_file(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
             _read_any(info, fp, st.st_size, deep, findings)
     except _Corrupt as exc:
         info.status, info.reason = "corrupt", str(exc)
+    _apply_findings(info, findings)
+    return info
+
+
+def inspect_fileobj(fp: Any, path: str, size: int, mtime: float = 0.0, *,
+                    deep: bool = False) -> CheckpointInfo:
+    """Describe a checkpoint read from a seekable binary file object of `size` bytes (e.g.
+    ranged reads of an S3 object); `path` is only what the report calls it. Not cached. A bad
+    file is `corrupt`/`suspicious` as for a path; I/O errors raised by `fp` propagate."""
+    info = CheckpointInfo(path=str(path), kind="file", format="unknown", size=size,
+                          mtime=mtime)
+    findings = _Findings()
+    try:
+        if size == 0:
+            raise _Corrupt("empty file (0 bytes)")
+        _read_any(info, fp, size, deep, findings)
+    except _Corrupt as exc:
+        info.status, info.reason = "corrupt", str(exc)
+    _apply_findings(info, findings)
+    return info
+
+
+def _apply_findings(info: CheckpointInfo, findings: _Findings) -> None:
     info.unknown_globals = sorted(findings.unknown)
     info.dangerous_globals = sorted(findings.dangerous)
     if info.dangerous_globals:  # outranks corrupt: the file must never be loaded
@@ -1396,7 +1419,6 @@ def _inspect_file(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
         plural = "s" if len(info.dangerous_globals) > 1 else ""
         info.status = "suspicious"
         info.reason = f"dangerous global{plural} {names} (can run code when loaded)"
-    return info
 
 
 def _read_any(info: CheckpointInfo, fp: Any, size: int, deep: bool,
@@ -1486,25 +1508,44 @@ def _role(name: str) -> str:
 
 
 def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
-    names = _dir_files(path)
-    info = CheckpointInfo(path=path, kind="dir", format="hf-dir", size=0, mtime=st.st_mtime,
+    files = []
+    for name in _dir_files(path):
+        try:
+            fst = os.stat(os.path.join(path, name))
+        except FileNotFoundError:
+            continue  # removed while we looked
+        files.append((name, fst.st_size, fst.st_mtime))
+
+    def read_file(name: str) -> bytes:
+        with open(os.path.join(path, name), "rb") as fp:
+            return fp.read()
+
+    return inspect_dir_files(
+        path, files, lambda name: inspect_checkpoint(os.path.join(path, name), deep=deep),
+        read_file, mtime=st.st_mtime)
+
+
+def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
+                      inspect_file: Callable[[str], CheckpointInfo],
+                      read_file: Callable[[str], bytes], *, mtime: float = 0.0
+                      ) -> CheckpointInfo:
+    """Describe a checkpoint directory from its listing, wherever its files are: `files` holds
+    (relative name, size, mtime); `inspect_file(name)` describes one tensor file and
+    `read_file(name)` returns a small JSON file's bytes (both may raise OSError)."""
+    names = [name for name, _size, _mtime in files]
+    info = CheckpointInfo(path=path, kind="dir", format="hf-dir", size=0, mtime=mtime,
                           top_keys=names[:100])
     problems: list[tuple[str, str]] = []  # (status, reason)
     weights: list[CheckpointInfo] = []
-    for name in names:
-        full = os.path.join(path, name)
-        try:
-            fst = os.stat(full)
-        except FileNotFoundError:
-            continue  # removed while we looked
-        info.size += fst.st_size
-        info.mtime = max(info.mtime, fst.st_mtime)
+    for name, size, file_mtime in files:
+        info.size += size
+        info.mtime = max(info.mtime, file_mtime)
         role = _role(name)
-        entry: dict[str, Any] = {"name": name, "role": role, "size": fst.st_size}
+        entry: dict[str, Any] = {"name": name, "role": role, "size": size}
         if role in ("weights", "optimizer", "scheduler", "rng_state", "training_args",
                     "scaler", "tensors"):
             try:
-                sub = inspect_checkpoint(full, deep=deep)
+                sub = inspect_file(name)
             except FileNotFoundError:
                 continue  # removed while we looked
             except OSError as exc:
@@ -1522,7 +1563,7 @@ def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
             if role == "training_args" and sub.hparams:
                 info.hparams = sub.hparams
         info.files.append(entry)
-    _read_dir_json(info, path, names, problems)
+    _read_dir_json(info, path, names, problems, read_file)
     _merge_weights(info, weights)
     if not any(e["role"] in ("weights", "trainer_state", "optimizer") for e in info.files):
         info.format = "unknown"
@@ -1558,14 +1599,13 @@ def _merge_weights(info: CheckpointInfo, weights: list[CheckpointInfo]) -> None:
 
 
 def _read_dir_json(info: CheckpointInfo, path: str, names: list[str],
-                   problems: list[tuple[str, str]]) -> None:
+                   problems: list[tuple[str, str]], read_file: Callable[[str], bytes]) -> None:
     for name in names:
         role = _role(name)
         if role not in ("trainer_state", "index") and name != "config.json":
             continue
         try:
-            with open(os.path.join(path, name), "rb") as fp:
-                data = json.load(fp)
+            data = json.loads(read_file(name))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             problems.append(("corrupt", f"{name}: invalid JSON ({exc})"))
             continue
