@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("id")
 
     pull = commands.add_parser("pull", help="download a remote session's checkpoint")
-    pull.add_argument("id")
+    pull.add_argument("id", help="a session, or an s3://BUCKET/KEY checkpoint (or prefix: its "
+                      "newest sound checkpoint)")
     pull.add_argument("--checkpoint", help="its path or name on the host (default: the newest)")
     pull.add_argument("--to", help="local directory (default: ./NAME-ID)")
 
@@ -331,12 +332,17 @@ def cmd_pull(args) -> int:
 
     try:
         remote, local, size = _run(_service().pull(args.id, checkpoint=args.checkpoint,
-                                                   to=args.to, progress=progress))
+                                                   to=args.to, progress=progress,
+                                                   note=pull_note))
     finally:
         if task is not None:
             bar.stop()
     print(f"pulled {remote} ({size:,} bytes) to {local}")
     return 0
+
+
+def pull_note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def cmd_hosts(args) -> int:
@@ -442,6 +448,9 @@ def prune_checkpoints(service, target: str, args) -> int:
 
 
 def cmd_checkpoint(args) -> int:
+    if args.deep and args.path[:5].lower() == "s3://":
+        print("note: --deep reads every byte of the checkpoint from S3 (a download)",
+              file=sys.stderr, flush=True)
     info = _service().checkpoint_info(args.path, deep=args.deep)
     if args.json:
         import json

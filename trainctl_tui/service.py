@@ -333,6 +333,8 @@ class Service:
 
     async def checkpoint_dir(self, target: str) -> tuple[str, Session | None]:
         """A directory given as is, or the checkpoint dir of the session `target` names."""
+        if target[:5].lower() == "s3://":  # checkpoints in S3: the prefix itself
+            return target, None
         path = Path(target).expanduser()
         if path.is_dir():
             return str(path.resolve()), None
@@ -352,6 +354,10 @@ class Service:
         """(directory, session or None, scan result, rows) for `target`."""
         from .checkpoints.catalog import list_checkpoints
 
+        if target[:5].lower() == "s3://":
+            from .providers import s3_checkpoints
+
+            return await s3_checkpoints.checkpoints_async(target, inspect=inspect)
         directory, session = await self.checkpoint_dir(target)
         if session is not None and get_provider(session.provider).remote:
             from .checkpoints.scan import ScanResult
@@ -362,10 +368,17 @@ class Service:
         return directory, session, entries, rows
 
     async def pull(self, ref: str, *, checkpoint: str | None = None, to: str | None = None,
-                   progress=None) -> tuple[str, Path, int]:
+                   progress=None, note=None) -> tuple[str, Path, int]:
         """Download a remote session's checkpoint (the newest sound one by default);
-        an interrupted pull continues where it stopped. Returns (remote, local, bytes)."""
+        an interrupted pull continues where it stopped. Returns (remote, local, bytes).
+        `ref` may also be an s3:// checkpoint or prefix (see pull_s3)."""
+        if ref[:5].lower() == "s3://":
+            return await self.pull_s3(ref, to=to, progress=progress, note=note)
         session = await self.get(ref)
+        if (session.checkpoint_dir or "")[:5].lower() == "s3://":
+            uri = session.checkpoint_dir.rstrip("/") + "/" + (checkpoint or "")
+            return await self.pull_s3(uri, to=to or f"{session.name}-{session.id}",
+                                      progress=progress, note=note)
         provider = get_provider(session.provider)
         if not provider.remote:
             where = session.checkpoint_dir or "its working directory"
@@ -393,9 +406,24 @@ class Service:
                                        progress=progress)
         return row.entry.path, local, size
 
+    async def pull_s3(self, uri: str, *, to: str | None = None, progress=None,
+                      note=None) -> tuple[str, Path, int]:
+        """An S3 checkpoint (object or folder; the newest sound one under a prefix) into `to`,
+        resumable; `note(text)` hears about restarts (the object changed in S3)."""
+        import asyncio
+
+        from .providers import s3_checkpoints
+
+        return await asyncio.to_thread(s3_checkpoints.pull, uri, to, progress=progress,
+                                       note=note)
+
     def checkpoint_info(self, path: str, *, deep: bool = False):
         from .checkpoints.inspect import inspect_checkpoint
 
+        if path[:5].lower() == "s3://":  # read through ranged GETs (--deep reads it all)
+            from .providers import s3_checkpoints
+
+            return s3_checkpoints.inspect_uri(path, deep=deep)
         try:
             return inspect_checkpoint(Path(path).expanduser(), deep=deep)
         except FileNotFoundError:
@@ -426,6 +454,14 @@ class Service:
         from .checkpoints.catalog import validity_and_metrics
         from .checkpoints.retention import plan_prune
 
+        if target[:5].lower() == "s3://":
+            import asyncio
+
+            from .providers import s3_checkpoints
+
+            return await asyncio.to_thread(
+                s3_checkpoints.plan_prune_s3, target, keep_last=keep_last, keep_best=keep_best,
+                mode=mode, protected=self.protected_checkpoints())
         directory, session, entries, rows = await self.checkpoints(target)
         if session is not None and get_provider(session.provider).remote:
             raise TrainctlError(f"pruning checkpoints on an SSH host is not supported yet; "
@@ -442,6 +478,10 @@ class Service:
         """Carry out a plan: to a new trash folder under the state dir, or deleted (purge)."""
         from .checkpoints.retention import apply_prune
 
+        if (plan.directory or "")[:5].lower() == "s3://":  # no trash in S3: purge required
+            from .providers import s3_checkpoints
+
+            return s3_checkpoints.apply_prune(plan, purge=purge)
         trash = None if purge else str(paths.state_dir() / "trash" /
                                        time.strftime("%Y%m%d-%H%M%S"))
         return apply_prune(plan, trash_dir=trash, purge=purge)
