@@ -93,7 +93,7 @@ def test_hosts_are_probed_for_real_and_a_shell_opens(sshd_server, tmp_path,  # n
             assert cell(screen, "ssh:box", "state").startswith("up ")
             assert cell(screen, "ssh:box", "state").endswith("ms")
             float(cell(screen, "ssh:box", "load"))
-            assert int(cell(screen, "ssh:box", "cpus")) > 0
+            assert cell(screen, "ssh:box", "market") == "-" and cell(screen, "ssh:box", "spent") == "-"
             gpus = cell(screen, "ssh:box", "gpus")
             assert gpus == "none" or "x " in gpus  # nvidia-smi where present
             assert cell(screen, "ssh:box", "cost") == "-"
@@ -187,9 +187,9 @@ def test_no_hosts_hint_from_the_session_screen_and_the_palette(quiet_ssh_config)
             hint = text(screen, "#empty-hint")
             assert screen.query_one("#empty-hint").display
             assert "[ssh.hosts.NAME]" in hint and "trainctl config init" in hint
-            assert text(screen, "#status-line") == "no hosts configured"
+            assert text(screen, "#status-line") == "no hosts or clouds configured"
             await pilot.press("s")
-            assert "no host selected" in notifications(app)[-1]
+            assert "no machine selected" in notifications(app)[-1]
             await pilot.press("escape")
             await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
             await pilot.press("ctrl+p")
@@ -211,7 +211,7 @@ def test_row_cells_summarise_gpus_and_sessions():
                     cpus=32, gpus=gpus, sessions=["ab12cd", "ef34gh"])
     row = cells(instances.machine_from_host(info))
     assert row["gpus"] == "2x A100 12.1/160G 93%"
-    assert str(row["state"]) == "up 12ms" and row["load"] == "3.50" and row["cpus"] == "32"
+    assert str(row["state"]) == "up 12ms" and row["load"] == "3.50" and row["market"] == "-"
     assert row["sessions"] == "ab12cd, ef34gh" and row["cost"] == "-"
     assert cells(instances.machine_from_host(info), narrow=True)["sessions"] == "2"
     assert gpu_summary([{"name": "NVIDIA GeForce RTX 4090", "memory_used_mib": 0,

@@ -44,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep only the newest N checkpoints (older ones go to the trash)")
     launch.add_argument("--env", action="append", default=[], metavar="K=V",
                         help="environment variable for the training (repeatable)")
+    machine = launch.add_argument_group(
+        "a new cloud machine (--provider aws, aws:TEMPLATE or runpod)")
+    machine.add_argument("--template", help="aws: the [aws.templates.NAME] to use")
+    machine.add_argument("--type", help="aws: instance type, e.g. g5.xlarge")
+    machine.add_argument("--gpu", help="runpod: GPU type id, e.g. 'NVIDIA A40'")
+    machine.add_argument("--gpu-count", type=int, default=1, help="runpod: GPUs (default 1)")
+    machine.add_argument("--spot", action="store_true", help="spot / interruptible")
+    machine.add_argument("--on-demand", action="store_true",
+                         help="on-demand even if the template says spot")
+    machine.add_argument("--max-price", type=float, metavar="USD", help="aws spot: $/h cap")
+    machine.add_argument("--bid", type=float, metavar="USD", help="runpod spot: bid per GPU")
+    machine.add_argument("--image", help="runpod: container image; aws: AMI id or name")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sessions = commands.add_parser("sessions", aliases=["ls"], help="list sessions")
@@ -196,11 +208,33 @@ def cmd_launch(args) -> int:
         command=command, cwd=args.cwd, name=args.name, provider=args.provider,
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
-        keep_last_n=args.keep_last, env=parse_env(args.env),
+        keep_last_n=args.keep_last, env=parse_env(args.env), machine=machine_request(args),
     )
-    session = _run(_service().launch(request))
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    session = _run(_service().launch(request, progress))
     print_launched(session)
     return 0
+
+
+def machine_request(args):
+    """--type/--spot/--gpu... as the CreateRequest of the machine to create, or None."""
+    from .cli_cloud import create_request
+
+    given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image)
+    kind = args.provider.partition(":")[0]
+    if not any(v is not None for v in given) and not args.spot and not args.on_demand \
+            and args.gpu_count == 1:
+        return None
+    if kind not in ("aws", "runpod"):
+        raise TrainctlError("--template, --type, --gpu, --spot ... are for a new cloud machine:"
+                            " use them with --provider aws or --provider runpod")
+    return create_request(argparse.Namespace(
+        provider=kind, template=args.template, type=args.type, gpu=args.gpu,
+        gpu_count=args.gpu_count, spot=args.spot, on_demand=args.on_demand,
+        max_price=args.max_price, bid=args.bid, image=args.image, name=None, dry_run=False))
 
 
 def print_launched(session) -> None:

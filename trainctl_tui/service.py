@@ -10,13 +10,14 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import paths
 from .errors import TrainctlError
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
+from .providers.cloud import CreateRequest
 from .store import Store
 
 MASK = "****"
@@ -75,6 +76,8 @@ class LaunchRequest:
     grace_seconds: float | None = None
     keep_last_n: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
+    machine: CreateRequest | None = None
 
 
 class Service:
@@ -103,12 +106,34 @@ class Service:
 
     # -- launch -------------------------------------------------------------------------
 
-    async def launch(self, request: LaunchRequest) -> Session:
+    async def launch(self, request: LaunchRequest, progress=None) -> Session:
+        """Start a run. A cloud provider without a machine id ("aws", "aws:TEMPLATE",
+        "runpod") first creates the machine; if the run then fails to start, the error says
+        the machine is still there and how to terminate it."""
+        create = new_machine_request(request)
+        if create is None:
+            return await self._launch(request)
+        build_session(request, self.config.defaults, remote=True)  # refuse bad input first
+        create.name = create.name or f"trainctl-{request.name or default_name(request.command)}"
+        instance = await self.create_instance(create, progress)
+        if progress:
+            progress(f"{instance.provider} {instance.id} is up; starting the run")
+        try:
+            return await self._launch(replace(request, provider=f"{create.provider}:"
+                                                                f"{instance.id}"))
+        except TrainctlError as exc:
+            raise TrainctlError(f"{exc} (the {create.provider} machine {instance.id} is still "
+                                f"running: trainctl instance terminate {instance.id})") from None
+
+    async def _launch(self, request: LaunchRequest) -> Session:
         defaults = self.config.defaults
         # An unknown provider or host is refused before anything is stored.
         provider = get_provider(request.provider)
         if provider.remote:
             provider.target  # noqa: B018 - resolving the host raises for an unknown one
+            validate = getattr(provider, "validate", None)  # aws: the instance runs
+            if validate is not None:
+                await validate()
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
             session.host = request.provider.partition(":")[2]
@@ -680,6 +705,29 @@ def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
         candidate = cwd / Path(program).expanduser()
         return candidate.is_file() and os.access(candidate, os.X_OK)
     return shutil.which(program, path=path_env) is not None
+
+
+def new_machine_kind(provider: str) -> str | None:
+    """"aws" or "runpod" when launching on `provider` creates a machine first."""
+    kind, _, target = provider.partition(":")
+    if kind == "aws" and not target.startswith("i-"):
+        return "aws"
+    return "runpod" if kind == "runpod" and not target else None
+
+
+def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
+    """The machine to create before launching, or None to launch where the provider says."""
+    kind = new_machine_kind(request.provider)
+    if kind is None:
+        if request.machine is not None:
+            raise TrainctlError(f"machine options (--type, --spot, --gpu ...) only apply when "
+                                f"trainctl creates the machine: --provider aws or runpod, not "
+                                f"{request.provider}")
+        return None
+    create = request.machine or CreateRequest(provider=kind)
+    if kind == "aws":
+        create.template = create.template or request.provider.partition(":")[2] or None
+    return create
 
 
 def default_name(command: list[str]) -> str:

@@ -16,7 +16,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..errors import TrainctlError
-from ..providers.base import available_providers
 from ..service import Service, SessionOverview
 from .backend import Backend
 from .screens.checkpoints import CheckpointsScreen
@@ -131,11 +130,8 @@ class TrainctlApp(App):
 
     @work(group="actions")
     async def launch_form(self, launched) -> None:
-        # Every configured SSH host is a place to launch, next to this machine.
-        hosts = await self.backend.run(lambda service: dict(service.config.ssh.hosts))
-        providers = [p for p in available_providers() if p != "ssh"]
-        providers += [f"ssh:{name}" for name in sorted(hosts)]
-        details = {f"ssh:{name}": describe_host(host) for name, host in hosts.items()}
+        # This machine, every configured SSH host, and a new machine on each cloud set up.
+        providers, details = await self.backend.run(launch_places)
         self.push_screen(LaunchScreen(providers, os.getcwd(), details), launched)
 
     def action_instances(self) -> None:
@@ -315,6 +311,29 @@ class TrainctlApp(App):
             yield SystemCommand("Follow log", "Follow the end of the log on/off (f)",
                                 screen.action_toggle_follow)
         yield SystemCommand("Help", "Keys of this screen (?)", self.action_help)
+
+
+def launch_places(service) -> tuple[list[str], dict[str, str]]:
+    """(providers offered by the launch form, what each one means)."""
+    hosts = service.config.ssh.hosts
+    providers = ["local"] + [f"ssh:{name}" for name in sorted(hosts)]
+    details = {f"ssh:{name}": describe_host(host) for name, host in hosts.items()}
+    clouds = service.clouds()
+    if "aws" in clouds:
+        templates = service.config.aws.templates
+        providers.append("aws")
+        details["aws"] = "a new EC2 instance from the default template, trained through SSM"
+        for name, template in sorted(templates.items()):
+            if name != "default":
+                providers.append(f"aws:{name}")
+                details[f"aws:{name}"] = (f"a new {template.instance_type} "
+                                          f"{'spot' if template.spot else 'on-demand'} instance "
+                                          f"(template {name})")
+    if "runpod" in clouds:
+        providers.append("runpod")
+        details["runpod"] = (f"a new pod ({service.config.runpod.cloud_type.lower()} cloud), "
+                             "trained over ssh")
+    return providers, details
 
 
 def describe_host(host) -> str:

@@ -1,8 +1,10 @@
-"""`i`: every machine a run can go to — SSH hosts now, cloud instances and pods later — with
-reachability, load, GPUs and the sessions running there; `s` opens a shell on one."""
+"""`i`: every machine a run can go to — SSH hosts, EC2 instances, RunPod pods — with
+reachability or state, GPUs, $/h, uptime, cost so far and the sessions running there; keys to
+create, start, stop and terminate cloud machines and to open a shell on any of them."""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import subprocess
 import time
@@ -10,6 +12,7 @@ from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SuspendNotSupported
@@ -20,33 +23,45 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
 from ...errors import TrainctlError
+from ...providers.cloud import Instance
 from ...providers.ssh_transport import resolve_target, ssh_command
+from ...snapshot_cloud import format_duration
 from ..columns import ColumnLayout
 from ..visibility import in_view
 
 INSTANCE_KEYS = [
-    ("s / enter", "open a shell on the selected host (the TUI waits until you exit it)"),
-    ("r", "probe every host now (also every 10s while this screen shows)"),
+    ("s / enter", "open a shell on the selected machine: ssh, or SSM for EC2 (the TUI waits "
+                  "until you exit it)"),
+    ("c", "create a cloud machine (EC2 instance or RunPod pod)"),
+    ("u", "start the selected stopped instance / resume the pod"),
+    ("x", "stop the selected instance or pod (its disk stays)"),
+    ("T", "terminate the selected instance or pod (asks first; its disk is deleted)"),
+    ("r", "probe every host and cloud now (also every 10s while this screen shows)"),
     ("esc", "back"),
     ("?", "this help"),
 ]
 
-# (key, label, width); SESSIONS takes what is left. At 80 columns the address moves to the
-# detail line under the table.
+# (key, label, width); SESSIONS takes what is left. At 80 columns the address, market and
+# uptime move to the detail line under the table.
 COLUMNS = [
-    ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 22),
-    ("state", "STATE", 11), ("load", "LOAD", 5), ("cpus", "CPUS", 4), ("gpus", "GPUS", 22),
-    ("cost", "$/H", 5), ("sessions", "SESSIONS", 0),
+    ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 16),
+    ("state", "STATE", 11), ("market", "MARKET", 6), ("load", "LOAD", 5), ("gpus", "GPUS", 16),
+    ("cost", "$/H", 6), ("uptime", "UP", 6), ("spent", "SPENT", 6), ("sessions", "SESSIONS", 0),
 ]
-LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address"},
-                      narrow_widths={"name": 9, "sessions": 4},
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address", "market", "uptime"},
+                      narrow_widths={"name": 9, "gpus": 14, "sessions": 4},
                       narrow_labels={"sessions": "SESS"})  # a count; the detail lists the ids
 
-STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim"}
+STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim", "running": "green",
+               "pending": "yellow", "starting": "yellow", "stopping": "yellow",
+               "stopped": "dim", "exited": "dim", "terminated": "dim", "shutting-down": "dim"}
+CLOUD_KIND = {"aws": "aws", "runpod": "pod"}
 NO_HOSTS_HINT = (
     "No machines yet. Add an SSH host to the config:\n\n"
     "  [b]\\[ssh.hosts.NAME][/b]\n  host = \"gpu-box\"   [dim]# or an alias from ~/.ssh/config"
     "[/dim]\n  user = \"me\"\n\n"
+    "Or rent one: AWS credentials (aws configure, AWS_PROFILE) or a RunPod API key "
+    "(RUNPOD_API_KEY), then [b]c[/b] creates an instance or pod.\n\n"
     "[b]trainctl config init[/b] writes an example; [b]trainctl config path[/b] shows where."
 )
 
@@ -55,10 +70,10 @@ NO_HOSTS_HINT = (
 class Machine:
     """One row, whatever the machine is: an SSH host, an EC2 instance, a RunPod pod."""
 
-    kind: str  # "ssh" (later "aws", "pod")
-    name: str
+    kind: str  # "ssh", "aws", "pod"
+    name: str  # the host's name; the instance or pod id for cloud machines
     address: str = ""
-    state: str = "probing"  # up, unreachable, probing (cloud kinds add their own)
+    state: str = "probing"  # up, unreachable, probing; the cloud's own states
     rtt_ms: float | None = None
     error: str | None = None
     load: list[float] = field(default_factory=list)
@@ -66,6 +81,7 @@ class Machine:
     gpus: list[dict] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     cost_per_hour: float | None = None
+    instance: Instance | None = None  # cloud machines: everything the cloud said
 
     @property
     def key(self) -> str:
@@ -78,6 +94,14 @@ def machine_from_host(info) -> Machine:
                    state="up" if info.reachable else "unreachable", rtt_ms=info.rtt_ms,
                    error=info.error, load=list(info.load), cpus=info.cpus,
                    gpus=list(info.gpus), sessions=list(info.sessions))
+
+
+def machine_from_instance(instance: Instance) -> Machine:
+    """A row from a cloud's Instance."""
+    return Machine(kind=CLOUD_KIND.get(instance.provider, instance.provider), name=instance.id,
+                   address=instance.address or "", state=instance.state,
+                   error=instance.detail, sessions=[instance.session] if instance.session
+                   else [], cost_per_hour=instance.price_per_hour, instance=instance)
 
 
 def short_gpu_name(name: str) -> str:
@@ -114,27 +138,59 @@ def state_text(machine: Machine) -> Text:
     return Text(label, style=STATE_STYLE.get(machine.state, ""))
 
 
-def cells(machine: Machine, *, narrow: bool = False) -> dict:
+def cells(machine: Machine, *, narrow: bool = False, now: float | None = None) -> dict:
     up = machine.state == "up"
     sessions = ", ".join(machine.sessions)
     if narrow and machine.sessions:
         sessions = str(len(machine.sessions))
-    gpus = gpu_summary(machine.gpus) or ("none" if up else "-")
+    instance = machine.instance
+    if instance is not None:
+        gpus = instance.gpus or "-"
+        name = instance.name or instance.id
+    else:
+        gpus = gpu_summary(machine.gpus) or ("none" if up else "-")
+        name = machine.name
+    uptime = instance.uptime(now) if instance else None
+    spent = instance.cost_so_far(now) if instance else None
     return {
         "kind": machine.kind,
-        "name": Text(machine.name, style="bold"),
-        "address": machine.address,
+        "name": Text(name, style="bold"),
+        "address": machine.address or "-",
         "state": state_text(machine),
+        "market": instance.lifecycle.replace("on-demand", "on-dem") if instance else "-",
         "load": f"{machine.load[0]:.2f}" if machine.load else "-",
-        "cpus": str(machine.cpus) if machine.cpus else "-",
         "gpus": gpus,
-        "cost": f"{machine.cost_per_hour:.2f}" if machine.cost_per_hour is not None else "-",
+        "cost": f"{machine.cost_per_hour:.3f}" if machine.cost_per_hour is not None else "-",
+        "uptime": format_duration(uptime) if uptime is not None else "-",
+        "spent": f"{spent:.2f}" if spent is not None else "-",
         "sessions": sessions or "-",
     }
 
 
+def describe_instance(instance: Instance, now: float | None = None) -> Text:
+    text = Text.assemble((instance.id, "bold"), f" {instance.name}  " if instance.name else "  ",
+                         (instance.state, STATE_STYLE.get(instance.state, "")),
+                         f"  {instance.type} {instance.lifecycle}")
+    if instance.zone:
+        text.append(f" in {instance.zone}")
+    if instance.address:
+        text.append(f"  {instance.address}")
+    if instance.price_per_hour is not None:
+        text.append(f"\n${instance.price_per_hour:.3f}/h")
+        uptime, spent = instance.uptime(now), instance.cost_so_far(now)
+        if uptime is not None and spent is not None:
+            text.append(f" · up {format_duration(uptime)} · ${spent:.2f} so far")
+    if instance.session:
+        text.append(f"  session {instance.session}")
+    if instance.detail:
+        text.append(f"\n{instance.detail}", style="yellow")
+    return text
+
+
 def describe(machine: Machine) -> Text:
     """The detail line(s) under the table: the selected machine in full, or why it is down."""
+    if machine.instance is not None:
+        return describe_instance(machine.instance)
     text = Text.assemble((machine.name, "bold"), f" {machine.address}  ", state_text(machine))
     if machine.state == "unreachable":
         text.append(f"\n{machine.error or 'unreachable'}", style="red")
@@ -156,6 +212,15 @@ def configured_hosts(service) -> list[str]:
     return sorted(service.config.ssh.hosts)
 
 
+def configured_machines(service) -> tuple[list[str], list[str]]:
+    """(ssh host names, clouds set up)."""
+    return sorted(service.config.ssh.hosts), service.clouds()
+
+
+async def _nothing():
+    return None
+
+
 def resolve_host(service, name: str):
     return resolve_target(name, service.config.ssh.hosts)
 
@@ -164,6 +229,10 @@ class InstancesScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "shell", "Shell"),
+        Binding("c", "create", "Create"),
+        Binding("u", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("T", "terminate", "Terminate"),
         Binding("r", "refresh_now", "Refresh"),
         Binding("question_mark", "app.help", "Help"),
         Binding("q", "app.quit", "Quit", show=False),
@@ -180,6 +249,7 @@ class InstancesScreen(Screen):
         self._stale = False  # a probe fell due while the screen was hidden
         self._timer: Timer | None = None
         self._shown: dict[tuple[str, str], object] = {}  # (row, column) -> value drawn
+        self.cloud_errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("trainctl · instances", id="title-bar")
@@ -223,11 +293,15 @@ class InstancesScreen(Screen):
     async def _probe(self) -> None:
         started = time.monotonic()
         try:
-            names = await self.app.backend.run(configured_hosts)
-            self._expect(names)
-            infos = await self.app.backend.call("hosts") if names else []
-            others = {key: m for key, m in self.machines.items() if m.kind != "ssh"}
-            self.machines = others | {m.key: m for m in map(machine_from_host, infos)}
+            names, clouds = await self.app.backend.run(configured_machines)
+            self._expect(names, clouds)
+            # The clouds answer in one API call each; ssh hosts one round trip each.
+            hosts, fleet = await asyncio.gather(
+                self.app.backend.call("hosts") if names else _nothing(),
+                self.app.backend.call("instances") if clouds else _nothing())
+            self.cloud_errors = fleet[1] if fleet else {}
+            self.machines = {m.key: m for m in map(machine_from_host, hosts or [])} | \
+                {m.key: m for m in map(machine_from_instance, fleet[0] if fleet else [])}
             self.show_machines()
             self._show_status()
         except NoMatches:
@@ -255,16 +329,17 @@ class InstancesScreen(Screen):
         else:
             self._stale = True  # probed when the screen shows again (on_screen_resume)
 
-    def _expect(self, names: list[str]) -> None:
+    def _expect(self, names: list[str], clouds: list[str]) -> None:
         """Rows for hosts not probed yet, and the 'probing' line, before the slow part."""
         kept = {key: m for key, m in self.machines.items() if m.kind != "ssh" or m.name in names}
         for name in names:
             kept.setdefault(f"ssh:{name}", Machine(kind="ssh", name=name))
         self.machines = kept
         self.show_machines()
-        count = f"{len(names)} host{'s' if len(names) != 1 else ''}"
-        self.query_one("#status-line", Static).update(f"probing {count}…" if names else
-                                                      "no hosts configured")
+        places = ([f"{len(names)} host{'s' if len(names) != 1 else ''}"] if names else []) + \
+            clouds
+        self.query_one("#status-line", Static).update(
+            f"probing {', '.join(places)}…" if places else "no hosts or clouds configured")
 
     def action_refresh_now(self) -> None:
         if self._probing:
@@ -302,16 +377,27 @@ class InstancesScreen(Screen):
 
     def _show_status(self) -> None:
         rows = list(self.machines.values())
+        errors = [f"[bold red]{cloud}[/]: {escape(error)}"
+                  for cloud, error in self.cloud_errors.items()]
         if not rows:
-            self.query_one("#status-line", Static).update("no hosts configured")
+            self.query_one("#status-line", Static).update(
+                "\n".join(errors) or "no hosts or clouds configured")
             return
-        up = sum(1 for m in rows if m.state == "up")
-        down = sum(1 for m in rows if m.state == "unreachable")
-        line = f"{len(rows)} host{'s' if len(rows) != 1 else ''} · " + \
-            (f"[green]{up} up[/]" if up else "0 up")
-        if down:
-            line += f" · [bold red]{down} unreachable[/]"
-        self.query_one("#status-line", Static).update(line + " · r probes again")
+        hosts = [m for m in rows if m.kind == "ssh"]
+        parts = []
+        if hosts:
+            up = sum(1 for m in hosts if m.state == "up")
+            down = sum(1 for m in hosts if m.state == "unreachable")
+            parts.append(f"{len(hosts)} host{'s' if len(hosts) != 1 else ''} · " +
+                         (f"[green]{up} up[/]" if up else "0 up") +
+                         (f" · [bold red]{down} unreachable[/]" if down else ""))
+        billing = [m.instance for m in rows if m.instance and m.instance.billing]
+        if any(m.instance for m in rows):
+            rate = sum(i.price_per_hour or 0 for i in billing)
+            spent = sum(i.cost_so_far() or 0 for i in billing)
+            parts.append(f"{len(billing)} billing ${rate:.2f}/h, ${spent:.2f} so far")
+        line = " · ".join(parts) + " · r probes again"
+        self.query_one("#status-line", Static).update("\n".join([line, *errors]))
 
     @property
     def selected(self) -> Machine | None:
@@ -334,18 +420,14 @@ class InstancesScreen(Screen):
     def action_shell(self, event=None) -> None:
         machine = self.selected
         if machine is None:
-            self.notify("no host selected", severity="warning")
+            self.notify("no machine selected", severity="warning")
             return
-        if machine.kind != "ssh":
-            self.notify(f"no shell for {machine.kind} machines yet", severity="warning")
-            return
-        self.open_shell(machine.name)
+        self.open_shell(machine)
 
     @work(group="shell", exclusive=True)
-    async def open_shell(self, name: str) -> None:
+    async def open_shell(self, machine: Machine) -> None:
         try:
-            target = await self.app.backend.run(resolve_host, name)
-            argv = ssh_command(target)
+            argv = await self.app.backend.run(shell_command, machine)
         except TrainctlError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -354,12 +436,94 @@ class InstancesScreen(Screen):
             with self.app.suspend():
                 code = subprocess.run(argv).returncode
         except SuspendNotSupported:
-            self.notify(f"this terminal cannot hand over to ssh; run: {shlex.join(argv)}",
+            self.notify(f"this terminal cannot hand over to a shell; run: {shlex.join(argv)}",
                         severity="warning", timeout=15)
             return
         except OSError as exc:
-            self.notify(f"cannot run ssh: {exc}", severity="error")
+            self.notify(f"cannot run {argv[0]}: {exc}", severity="error")
             return
-        if code == 255:  # ssh's own failure; its message was on the screen we just left
-            self.notify(f"ssh {name}: could not connect (exit 255)", severity="error")
+        if code == 255 and argv[0] == "ssh":  # ssh's own failure, shown on the screen we left
+            self.notify(f"ssh {machine.name}: could not connect (exit 255)", severity="error")
         self.probe()
+
+    # -- cloud machines -----------------------------------------------------------------
+
+    def _selected_cloud(self, verb: str) -> Instance | None:
+        machine = self.selected
+        if machine is None or machine.instance is None:
+            self.notify(f"select an EC2 instance or a pod to {verb}", severity="warning")
+            return None
+        return machine.instance
+
+    def action_create(self) -> None:
+        from .create_instance import CreateInstanceScreen
+
+        def created(instance: Instance | None) -> None:
+            if instance is not None:
+                self.notify(f"created {instance.provider} {instance.id}")
+                self.probe()
+
+        self.app.push_screen(CreateInstanceScreen(), created)
+
+    def action_start(self) -> None:
+        instance = self._selected_cloud("start")
+        if instance is not None:
+            self.instance_action("start", instance)
+
+    def action_stop(self) -> None:
+        instance = self._selected_cloud("stop")
+        if instance is not None:
+            self.instance_action("stop", instance)
+
+    @work(group="cloud-action")
+    async def action_terminate(self) -> None:
+        instance = self._selected_cloud("terminate")
+        if instance is None:
+            return
+        from .confirm import ConfirmScreen
+
+        price = f", ${instance.price_per_hour:.3f}/h" if instance.price_per_hour else ""
+        question = (f"Terminate {instance.provider} {instance.id}"
+                    f"{' (' + instance.name + ')' if instance.name else ''}?")
+        detail = (f"{instance.type or '?'} {instance.lifecycle}, {instance.state}{price}. "
+                  "Its disk is deleted; sessions on it end.")
+        if await self.app.push_screen_wait(ConfirmScreen(question, detail, "Terminate")):
+            self.instance_action("terminate", instance)
+
+    @work(group="cloud-action")
+    async def instance_action(self, action: str, instance: Instance) -> None:
+        self.notify(f"{action} {instance.provider} {instance.id}…")
+        try:
+            after = await self.app.backend.call("instance_action", action, instance.id,
+                                                provider=instance.provider)
+        except TrainctlError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.notify(f"{instance.id}: {after.state}")
+        self.probe()
+
+
+def shell_command(service, machine: Machine) -> list[str]:
+    """The interactive command that opens a shell on `machine`."""
+    import shutil
+
+    if machine.kind == "ssh":
+        return ssh_command(resolve_host(service, machine.name))
+    instance = machine.instance
+    if instance is None:
+        raise TrainctlError(f"no shell for {machine.kind} machines")
+    if not instance.billing:
+        raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
+    if instance.provider == "aws":
+        if shutil.which("aws") and shutil.which("session-manager-plugin"):
+            from ...providers import aws_api
+
+            return ["aws", "ssm", "start-session", "--target", instance.id,
+                    "--region", aws_api.region()]
+        raise TrainctlError("an SSM shell needs the aws CLI and its session-manager-plugin "
+                            "(docs.aws.amazon.com/systems-manager/latest/userguide/"
+                            "session-manager-working-with-install-plugin.html)")
+    from ...providers.base import get_provider
+
+    provider = get_provider(f"{instance.provider}:{instance.id}")
+    return ssh_command(provider.target)

@@ -9,10 +9,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ...errors import TrainctlError
-from ...service import LaunchRequest
+from ...providers.cloud import CreateRequest
+from ...service import LaunchRequest, new_machine_kind
+from .create_instance import gpu_choices
 
 FIELDS = [
     ("command", "Command", "python train.py --lr 3e-4"),
@@ -34,6 +36,7 @@ class LaunchScreen(ModalScreen[str | None]):
         self.providers = providers
         self.cwd = cwd
         self.details = details or {}  # provider -> its host's settings, shown under it
+        self.prices: list = []  # RunPod GPU prices, loaded when a runpod provider is chosen
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="launch"):
@@ -49,6 +52,23 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")
             yield Static(self.provider_info(self.providers[0]), id="provider-info")
+            # A new cloud machine for the run (provider aws, aws:TEMPLATE or runpod).
+            with Horizontal(classes="field machine aws-machine"):
+                yield Label("Instance type", classes="field-label")
+                yield Input(placeholder="(the template's, e.g. g5.xlarge)", id="m-type")
+            with Horizontal(classes="field select-field machine runpod-machine"):
+                yield Label("GPU type", classes="field-label")
+                yield Select([], prompt="loading GPU types…", id="m-gpu")
+            with Horizontal(classes="field machine"):
+                yield Label("Spot", classes="field-label")
+                yield Checkbox("spot / interruptible (cheaper; may be reclaimed)", id="m-spot")
+            with Horizontal(classes="field machine"):
+                yield Label("Max price $/h", classes="field-label")
+                yield Input(placeholder="(aws: cap; runpod: bid, default the minimum)",
+                            id="m-price", type="number")
+            with Horizontal(classes="field machine"):
+                yield Label("Image / AMI", classes="field-label")
+                yield Input(placeholder="(the template's / config default)", id="m-image")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch \\[ctrl+s]", id="launch", variant="primary")
@@ -56,19 +76,77 @@ class LaunchScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#f-command", Input).focus()
+        self.show_machine(self.providers[0])
 
     @on(Select.Changed, "#f-provider")
     def provider_changed(self, event: Select.Changed) -> None:
         """Paths of a run on an SSH host are the host's: this machine's cwd means nothing
         there (empty = the login directory)."""
         cwd = self.query_one("#f-cwd", Input)
-        remote = str(event.value).startswith("ssh:")
+        remote = str(event.value) != "local"
         if remote and cwd.value == self.cwd:
             cwd.value = ""
         elif not remote and not cwd.value:
             cwd.value = self.cwd
         cwd.placeholder = "(login directory on the host)" if remote else "(current directory)"
         self.query_one("#provider-info", Static).update(self.provider_info(str(event.value)))
+        self.show_machine(str(event.value))
+
+    def show_machine(self, provider: str) -> None:
+        """The machine fields show for providers that create one."""
+        kind = new_machine_kind(provider)
+        for widget in self.query(".machine"):
+            widget.display = kind is not None
+        for widget in self.query(".aws-machine"):
+            widget.display = kind == "aws"
+        for widget in self.query(".runpod-machine"):
+            widget.display = kind == "runpod"
+        if kind == "runpod" and not self.prices:
+            self.load_gpus()
+
+    @work(group="gpus", exclusive=True)
+    async def load_gpus(self) -> None:
+        try:
+            self.prices = await self.app.backend.call("prices", "runpod")
+        except TrainctlError as exc:
+            self.show_error(str(exc))
+            return
+        self.refresh_gpus()
+
+    @on(Checkbox.Changed, "#m-spot")
+    def refresh_gpus(self) -> None:
+        if not self.prices:
+            return
+        select = self.query_one("#m-gpu", Select)
+        current = select.value
+        choices = gpu_choices(self.prices, self.query_one("#m-spot", Checkbox).value)
+        select.set_options(choices)
+        if current in [value for _, value in choices]:
+            select.value = current
+
+    def machine_request(self, provider: str) -> CreateRequest | None:
+        kind = new_machine_kind(provider)
+        if kind is None:
+            return None
+        spot = self.query_one("#m-spot", Checkbox).value
+        text = self.query_one("#m-price", Input).value.strip()
+        try:
+            price = float(text) if text else None
+        except ValueError:
+            raise TrainctlError(f"max price must be a number of dollars, not '{text}'") from None
+        if price is not None and price <= 0:
+            raise TrainctlError(f"max price must be > 0, got {price:g}")
+        image = self.query_one("#m-image", Input).value.strip() or None
+        if kind == "runpod":
+            gpu = self.query_one("#m-gpu", Select).value
+            if gpu is Select.BLANK:
+                raise TrainctlError("choose a GPU type for the pod")
+            if price is not None and not spot:
+                raise TrainctlError("a bid is for spot pods: tick Spot, or clear the price")
+            return CreateRequest(provider="runpod", type=str(gpu), spot=spot, max_price=price,
+                                 image=image)
+        return CreateRequest(provider="aws", type=self.query_one("#m-type", Input).value.strip()
+                             or None, spot=True if spot else None, max_price=price, image=image)
 
     def provider_info(self, provider: str) -> str:
         return f"[dim]{self.details.get(provider, 'runs on this machine')}[/dim]"
@@ -83,9 +161,10 @@ class LaunchScreen(ModalScreen[str | None]):
         restarts = values["max_restarts"]
         if restarts and not restarts.isdigit():
             raise TrainctlError(f"max restarts must be a whole number, not '{restarts}'")
+        provider = str(self.query_one("#f-provider", Select).value)
         return LaunchRequest(
             command=command, cwd=values["cwd"] or None, name=values["name"] or None,
-            provider=str(self.query_one("#f-provider", Select).value),
+            provider=provider, machine=self.machine_request(provider),
             checkpoint_dir=values["checkpoint_dir"] or None,
             resume_template=values["resume_template"] or None,
             max_restarts=int(restarts) if restarts else None,
@@ -108,8 +187,13 @@ class LaunchScreen(ModalScreen[str | None]):
 
     @work(exclusive=True)
     async def launch(self, request: LaunchRequest) -> None:
+        status = self.query_one("#launch-error", Static)
+
+        def progress(line: str) -> None:
+            self.app.call_from_thread(status.update, f"[dim]{line}[/dim]")
+
         try:
-            session = await self.app.backend.call("launch", request)
+            session = await self.app.backend.call("launch", request, progress)
         except TrainctlError as exc:
             self.show_error(str(exc))
             return
