@@ -14,6 +14,8 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 
 from __future__ import annotations
 
+import calendar
+import http.client
 import json
 import os
 import re
@@ -22,8 +24,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 STATUS_VERSION = 1
 LOG_PREFIX = "[trainctl] "
@@ -41,6 +46,15 @@ SPEC_DEFAULTS = {
     "grace_seconds": 30.0,
     "heartbeat_seconds": 2.0,
     "resume_from": None,
+    # Cloud features: all off unless set (see load_cloud_spec).
+    "spot_notice_url": None,
+    "spot_poll_seconds": 5.0,
+    "spot_safety_seconds": 20.0,
+    "s3_checkpoint_uri": None,
+    "s3_sync_seconds": 10.0,
+    "aws_cli": "aws",
+    "autostop_minutes": None,
+    "autostop_command": None,
 }
 
 # Exit codes a shell uses for "cannot execute" / "not found": retrying them is pointless.
@@ -239,20 +253,20 @@ def _is_candidate(entry: os.DirEntry) -> bool | None:
     return False
 
 
-def find_newest_checkpoint(directory: str | None) -> str | None:
-    """Absolute path of the newest complete checkpoint in `directory` (not recursive), or None.
+def list_checkpoints(directory: str | None) -> list[tuple[str, bool, tuple[int, float]]]:
+    """Complete-looking checkpoints in `directory` (not recursive), newest first, as
+    (absolute path, is_dir, (size, mtime)).
 
     Ordered by the step number in the name, ties and unnumbered ones by mtime (numbered ones
-    win over unnumbered ones). Unfinished files (.tmp/.partial/..., hidden, tmp*) are skipped,
-    and so is a top candidate that is still growing.
+    win over unnumbered ones). Unfinished files (.tmp/.partial/..., hidden, tmp*) are skipped.
     """
     if not directory or not os.path.isdir(directory):
-        return None
+        return []
     candidates = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
-        return None
+        return []
     for entry in entries:
         kind = _is_candidate(entry)
         if kind is None:
@@ -262,18 +276,345 @@ def find_newest_checkpoint(directory: str | None) -> str | None:
             continue
         step = checkpoint_step(entry.name)
         key = (step is not None, step or 0, stat[1])
-        candidates.append((key, entry.path, not kind, stat))
+        candidates.append((key, os.path.abspath(entry.path), not kind, stat))
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    return [(path, is_dir, stat) for _key, path, is_dir, stat in candidates]
+
+
+def _still_growing(path: str, is_dir: bool, stat: tuple[int, float]) -> bool:
+    """True if a recently modified checkpoint changes size within a short look."""
+    if time.time() - stat[1] >= STILL_WRITING_SECONDS:
+        return False
+    time.sleep(0.2)
+    again = _candidate_stat(path, is_dir)
+    return again is None or again[0] != stat[0]
+
+
+def find_newest_checkpoint(directory: str | None) -> str | None:
+    """Absolute path of the newest complete checkpoint in `directory` (not recursive), or None.
+
+    See list_checkpoints for the order; a top candidate that is still growing is passed over
+    for the previous one.
+    """
+    candidates = list_checkpoints(directory)
     if not candidates:
         return None
-    candidates.sort(key=lambda c: c[0], reverse=True)
-    _key, path, is_dir, (size, mtime) = candidates[0]
-    if time.time() - mtime < STILL_WRITING_SECONDS:
-        time.sleep(0.2)
-        again = _candidate_stat(path, is_dir)
-        if again is None or again[0] != size:
-            # Still being written: fall back to the previous one, if any.
-            return os.path.abspath(candidates[1][1]) if len(candidates) > 1 else None
-    return os.path.abspath(path)
+    path, is_dir, stat = candidates[0]
+    if _still_growing(path, is_dir, stat):
+        return candidates[1][0] if len(candidates) > 1 else None
+    return path
+
+
+def finished_checkpoints(directory: str | None) -> list[str]:
+    """Every checkpoint in `directory` that is complete and no longer growing, newest first."""
+    return [
+        path
+        for path, is_dir, stat in list_checkpoints(directory)
+        if not _still_growing(path, is_dir, stat)
+    ]
+
+
+# --------------------------------------------------------------------------- AWS: S3 via the CLI
+
+# The aws CLI (not boto3): it is on every Deep Learning AMI and keeps this file stdlib only.
+S3_MARKER_SUFFIX = ".trainctl-complete"
+S3_TRANSFER_TIMEOUT_SECONDS = 3600.0
+SYNC_BACKOFF_MAX_SECONDS = 300.0
+
+
+def is_s3_uri(value) -> bool:
+    return isinstance(value, str) and value.startswith("s3://")
+
+
+def s3_join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def s3_marker_uri(base: str, name: str, is_dir: bool) -> str:
+    """Written after a checkpoint's data, so readers can tell complete uploads from partial."""
+    if is_dir:
+        return s3_join(s3_join(base, name), S3_MARKER_SUFFIX)
+    return s3_join(base, name + S3_MARKER_SUFFIX)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def run_aws(aws_cli: list[str], args: list[str], env: dict | None = None,
+            timeout: float = S3_TRANSFER_TIMEOUT_SECONDS, stdin_data: bytes | None = None):
+    """Run one aws CLI command; returns None on success, else a one-line error."""
+    command = list(aws_cli) + list(args)
+    try:
+        result = subprocess.run(
+            command,
+            input=stdin_data,
+            stdin=None if stdin_data is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            timeout=max(1.0, timeout),
+        )
+    except FileNotFoundError:
+        return f"aws CLI not found: {aws_cli[0]} (install awscli on this machine)"
+    except subprocess.TimeoutExpired:
+        return f"aws {args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout:g}s"
+    except OSError as exc:
+        return f"cannot run {aws_cli[0]}: {exc.strerror or exc}"
+    if result.returncode == 0:
+        return None
+    detail = _one_line(result.stderr.decode("utf-8", "replace")) or _one_line(
+        result.stdout.decode("utf-8", "replace"))
+    return detail or f"aws exited with code {result.returncode}"
+
+
+def upload_checkpoint(aws_cli: list[str], path: str, base_uri: str, env: dict | None = None,
+                      timeout: float = S3_TRANSFER_TIMEOUT_SECONDS):
+    """Upload one checkpoint (file or folder) under base_uri, then its completion marker.
+    Returns None on success, else a one-line error."""
+    name = os.path.basename(path.rstrip("/"))
+    is_dir = os.path.isdir(path)
+    quiet = ["--only-show-errors"]
+    if is_dir:
+        error = run_aws(aws_cli, ["s3", "sync", path, s3_join(base_uri, name) + "/"] + quiet,
+                        env, timeout)
+    else:
+        error = run_aws(aws_cli, ["s3", "cp", path, s3_join(base_uri, name)] + quiet, env, timeout)
+    if error:
+        return error
+    marker = json.dumps({"name": name, "completed_at": time.time(), "dir": is_dir}).encode()
+    return run_aws(aws_cli, ["s3", "cp", "-", s3_marker_uri(base_uri, name, is_dir)] + quiet,
+                   env, timeout, stdin_data=marker)
+
+
+def download_checkpoint(aws_cli: list[str], uri: str, dest_dir: str, env: dict | None = None,
+                        timeout: float = S3_TRANSFER_TIMEOUT_SECONDS):
+    """Download an S3 checkpoint (an object, or a prefix = folder) into dest_dir.
+    Returns (local path, None) or (None, one-line error)."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if not name or uri.rstrip("/") == "s3:/":
+        return None, f"not a checkpoint URI: {uri}"
+    local = os.path.join(dest_dir, name)
+    try:
+        os.makedirs(dest_dir, exist_ok=True)
+    except OSError as exc:
+        return None, f"cannot create {dest_dir}: {exc.strerror or exc}"
+    quiet = ["--only-show-errors"]
+    file_error = None
+    if not uri.endswith("/"):
+        file_error = run_aws(aws_cli, ["s3", "cp", uri, local] + quiet, env, timeout)
+        if file_error is None:
+            return local, None
+    # Not an object: maybe a folder checkpoint stored as a prefix.
+    error = run_aws(aws_cli, ["s3", "sync", uri.rstrip("/") + "/", local + "/",
+                              "--exclude", S3_MARKER_SUFFIX] + quiet, env, timeout)
+    if error:
+        return None, error
+    if not os.path.isdir(local) or not os.listdir(local):
+        return None, f"no such checkpoint in S3: {uri}" + (
+            f" ({file_error})" if file_error and "404" not in file_error else "")
+    return local, None
+
+
+class CheckpointSync:
+    """Uploads each finished checkpoint once, in a thread; never blocks or kills the training.
+
+    The thread never writes status.json itself: it publishes `synced_checkpoints` and
+    `last_sync` through snapshot(), which the supervisor merges into its next status write.
+    """
+
+    def __init__(self, checkpoint_dir: str, uri: str, aws_cli: list[str], env: dict,
+                 interval: float, synced=(), notify=None):
+        self.checkpoint_dir = checkpoint_dir
+        self.uri = uri
+        self.aws_cli = aws_cli
+        self.env = env
+        self.interval = interval
+        self.notify = notify or (lambda: None)
+        self.synced = [str(name) for name in synced]
+        self.last_sync = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trainctl-s3-sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"synced_checkpoints": list(self.synced), "last_sync": self.last_sync}
+
+    def is_synced(self, path: str) -> bool:
+        with self._lock:
+            return os.path.basename(path) in self.synced
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if time.time() >= self.retry_at:
+                self.sync_pending(deadline=None)
+
+    def sync_pending(self, deadline: float | None) -> None:
+        """Upload every finished checkpoint not uploaded yet, oldest first; stop at the first
+        failure (retried later with backoff) or when `deadline` has passed."""
+        for path in reversed(finished_checkpoints(self.checkpoint_dir)):
+            if self.is_synced(path):
+                continue
+            timeout = S3_TRANSFER_TIMEOUT_SECONDS
+            if deadline is not None:
+                timeout = deadline - time.time()
+                if timeout <= 1:
+                    return
+            if not self.upload(path, timeout):
+                return
+
+    def upload(self, path: str, timeout: float) -> bool:
+        name = os.path.basename(path)
+        error = upload_checkpoint(self.aws_cli, path, self.uri, self.env, timeout)
+        with self._lock:
+            self.last_sync = {"name": name, "at": time.time(), "ok": error is None,
+                              "error": error}
+            if error is None:
+                self.synced.append(name)
+                self.failures = 0
+                self.retry_at = 0.0
+            else:
+                self.failures += 1
+                delay = min(self.interval * 2 ** min(self.failures, 20), SYNC_BACKOFF_MAX_SECONDS)
+                self.retry_at = time.time() + delay
+        if error is None:
+            _log_stderr(f"synced checkpoint {name} to {s3_join(self.uri, name)}")
+        else:
+            _log_stderr(f"checkpoint sync of {name} failed (retrying later): {error}")
+        self.notify()
+        return error is None
+
+    def final_sync(self, deadline: float | None) -> None:
+        """Stop the thread (letting a running upload finish) and upload what is left, now."""
+        self._stop.set()
+        if self._thread.is_alive():
+            wait = None if deadline is None else max(0.0, deadline - time.time())
+            self._thread.join(wait)
+        if self._thread.is_alive():
+            return  # still uploading at the deadline: nothing more fits
+        self.sync_pending(deadline)
+
+
+# --------------------------------------------------------------------------- AWS: spot notices
+
+IMDS_TIMEOUT_SECONDS = 1.5
+IMDS_TOKEN_TTL_SECONDS = 21600
+SPOT_DEFAULT_NOTICE_SECONDS = 120.0
+
+
+def parse_aws_time(text) -> float | None:
+    """Epoch seconds from IMDS times such as '2026-11-28T16:30:00Z'; None if unparsable."""
+    if not isinstance(text, str):
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            return float(calendar.timegm(time.strptime(text, fmt)))
+        except ValueError:
+            continue
+    return None
+
+
+class ImdsClient:
+    """IMDSv2: a session token (PUT, cached, renewed before expiry or on 401), then GETs."""
+
+    def __init__(self, base_url: str, timeout: float = IMDS_TIMEOUT_SECONDS):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.token = None
+        self.token_expires = 0.0
+        # IMDS is link-local: a proxy from the environment must never see these requests.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _token(self) -> str:
+        if self.token is None or time.time() >= self.token_expires:
+            request = urllib.request.Request(
+                self.base_url + "/latest/api/token",
+                method="PUT",
+                headers={"X-aws-ec2-metadata-token-ttl-seconds": str(IMDS_TOKEN_TTL_SECONDS)},
+            )
+            with self.opener.open(request, timeout=self.timeout) as response:
+                self.token = response.read().decode("ascii", "replace").strip()
+            # Renew a minute early so a token never expires between two polls.
+            self.token_expires = time.time() + IMDS_TOKEN_TTL_SECONDS - 60
+        return self.token
+
+    def get(self, path: str):
+        """(HTTP status, body) of a metadata GET; raises OSError when IMDS is unreachable."""
+        for _ in range(2):
+            request = urllib.request.Request(
+                self.base_url + path, headers={"X-aws-ec2-metadata-token": self._token()}
+            )
+            try:
+                with self.opener.open(request, timeout=self.timeout) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:
+                    self.token = None  # expired or revoked: fetch a new one and retry once
+                    continue
+                return exc.code, b""
+        return 401, b""
+
+    def spot_action(self) -> dict | None:
+        """The spot instance-action notice as a dict, or None when there is none."""
+        code, body = self.get("/latest/meta-data/spot/instance-action")
+        if code != 200:
+            return None
+        try:
+            data = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and data.get("action") else None
+
+
+class SpotWatcher:
+    """Polls IMDS for a spot interruption notice in a thread and reports the first one.
+
+    IMDS being slow or unreachable must never touch the training: every error is swallowed
+    (logged once per outage) and the next poll tries again.
+    """
+
+    def __init__(self, base_url: str, interval: float, on_notice):
+        self.client = ImdsClient(base_url)
+        self.interval = interval
+        self.on_notice = on_notice
+        self.outage_logged = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trainctl-spot", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            notice = self.poll_once()
+            if notice is not None:
+                self.on_notice(notice)
+                return
+            self._stop.wait(self.interval)
+
+    def poll_once(self) -> dict | None:
+        try:
+            notice = self.client.spot_action()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if not self.outage_logged:
+                self.outage_logged = True
+                _log_stderr(f"instance metadata unreachable at {self.client.base_url} "
+                            f"({exc}); spot notices will not be seen until it answers")
+            return None
+        if self.outage_logged:
+            self.outage_logged = False
+            _log_stderr("instance metadata reachable again")
+        return notice
 
 
 # --------------------------------------------------------------------------- spec
@@ -307,7 +648,7 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
     if spec["resume_from"] == NEWEST:
         # Chosen here, where the checkpoints are (a remote trainctl cannot see them).
         spec["resume_from"] = find_newest_checkpoint(spec["checkpoint_dir"])
-    elif spec["resume_from"]:
+    elif spec["resume_from"] and not is_s3_uri(spec["resume_from"]):
         spec["resume_from"] = os.path.abspath(os.path.join(spec["cwd"], spec["resume_from"]))
     if not isinstance(spec["env"], dict):
         raise SpecError(f"{path}: 'env' must be an object")
@@ -322,7 +663,46 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
     except (TypeError, ValueError):
         raise SpecError(f"{path}: 'max_restarts' must be an integer") from None
     spec["heartbeat_seconds"] = spec["heartbeat_seconds"] or SPEC_DEFAULTS["heartbeat_seconds"]
+    load_cloud_spec(spec, path)
     return spec
+
+
+def default_autostop_command() -> list[str]:
+    # sudo -n: fail at once instead of waiting for a password nobody will type.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return ["shutdown", "-h", "now"]
+    return ["sudo", "-n", "shutdown", "-h", "now"]
+
+
+def _command_list(value, key: str, path: str) -> list[str]:
+    if isinstance(value, str):
+        value = shlex.split(value)
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{path}: '{key}' must be a non-empty list of strings")
+    return [str(tok) for tok in value]
+
+
+def load_cloud_spec(spec: dict, path: str) -> None:
+    """Validate the optional spot / S3 / autostop keys in place. Raises SpecError."""
+    for key in ("spot_poll_seconds", "spot_safety_seconds", "s3_sync_seconds"):
+        try:
+            spec[key] = max(0.05, float(spec[key]))
+        except (TypeError, ValueError):
+            raise SpecError(f"{path}: '{key}' must be a number") from None
+    uri = spec["s3_checkpoint_uri"]
+    if uri is not None and not is_s3_uri(uri):
+        raise SpecError(f"{path}: 's3_checkpoint_uri' must start with s3:// (got {uri!r})")
+    spec["aws_cli"] = _command_list(spec["aws_cli"], "aws_cli", path)
+    if spec["autostop_minutes"] is not None:
+        try:
+            spec["autostop_minutes"] = max(0.0, float(spec["autostop_minutes"]))
+        except (TypeError, ValueError):
+            raise SpecError(f"{path}: 'autostop_minutes' must be a number") from None
+        command = spec["autostop_command"]
+        spec["autostop_command"] = (
+            default_autostop_command() if command is None
+            else _command_list(command, "autostop_command", path)
+        )
 
 
 def load_secret_env(session_dir: str) -> dict[str, str]:
@@ -402,10 +782,33 @@ class Supervisor:
                 old["reason"] = "runner lost before the attempt ended"
         self.status["attempt"] = len(self.status["attempts"])
         self.first_attempt = len(self.status["attempts"]) + 1
+        self.interruption: dict | None = None  # set (once) by the spot watcher's thread
+        self.spot: SpotWatcher | None = None
+        self.syncer: CheckpointSync | None = None
+        self._init_cloud_status(previous)
+
+    def _init_cloud_status(self, previous: dict) -> None:
+        """status.json fields of the optional cloud features, present only when enabled."""
+        spec = self.spec
+        if spec["spot_notice_url"]:
+            self.status["interruption"] = None
+        if spec["s3_checkpoint_uri"]:
+            synced = previous.get("synced_checkpoints")
+            same_uri = previous.get("s3_checkpoint_uri") == spec["s3_checkpoint_uri"]
+            self.status.update(
+                s3_checkpoint_uri=spec["s3_checkpoint_uri"],
+                # A restarted runner does not upload again what its predecessor uploaded.
+                synced_checkpoints=synced if same_uri and isinstance(synced, list) else [],
+                last_sync=previous.get("last_sync") if same_uri else None,
+            )
+        if spec["autostop_minutes"] is not None:
+            self.status.update(autostop_at=None, autostop=None)
 
     # ---- status and log
 
     def write_status(self, strict: bool = False) -> None:
+        if self.syncer is not None:
+            self.status.update(self.syncer.snapshot())
         self.status["heartbeat"] = time.time()
         try:
             atomic_write_json(self.status_path, self.status)
@@ -457,6 +860,29 @@ class Supervisor:
         self.force_stop = True
         self.stop_signal = self.stop_signal or signum
 
+    def _wake_from_thread(self) -> None:
+        """Make the main loop look at the flags now (and write status.json)."""
+        self._status_dirty = True
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:
+            pass  # pipe full: the loop is awake anyway
+
+    def _on_spot_notice(self, notice: dict) -> None:
+        # Runs in the watcher thread: record and wake; the main loop acts on it.
+        now = time.time()
+        deadline = parse_aws_time(notice.get("time")) or now + SPOT_DEFAULT_NOTICE_SECONDS
+        self.interruption = {
+            "notice_at": now,
+            "action": str(notice.get("action")),
+            "time": notice.get("time"),
+            "deadline": deadline,
+            "checkpoint": None,
+            "synced": False,
+            "uri": None,
+        }
+        self._wake_from_thread()
+
     def _wait_event(self, timeout: float) -> None:
         """Sleep until a signal arrives (incl. SIGCHLD) or `timeout` seconds pass."""
         try:
@@ -478,14 +904,31 @@ class Supervisor:
         self.write_status(strict=True)
         if self.on_ready:
             self.on_ready()
+        self.start_background()
+        code = self.supervise()
+        if self.spec["autostop_minutes"] is not None:
+            self.autostop_wait()
+        return code
+
+    def supervise(self) -> int:
+        """Attempts and restarts until a final state."""
         restarts = 0
         checkpoint = self.spec["resume_from"]
         while True:
+            if self.interruption:
+                return self.finish("interrupted", self.interruption_reason())
             if self.stop_requested:
                 return self.finish("stopped", "stopped before the command started")
             n = len(self.status["attempts"]) + 1
+            if is_s3_uri(checkpoint):
+                checkpoint, error = self.fetch_checkpoint(checkpoint)
+                if error:
+                    self.record_failed_attempt(n, error)
+                    return self.finish("failed", error)
             command = self.spec["command"] + resume_args(self.spec["resume_template"], checkpoint)
             rc, reason = self.run_attempt(n, command, checkpoint)
+            if self.interruption:
+                return self.finish("interrupted", reason)
             if self.stop_requested:
                 return self.finish("stopped", reason)
             if rc == 0:
@@ -511,16 +954,16 @@ class Supervisor:
         self.log_line(f"restarting in {delay:g}s")
         heartbeat = self.spec["heartbeat_seconds"]
         next_beat = time.time() + heartbeat
-        while not self.stop_requested:
+        while not self.stop_requested and not self.interruption:
             now = time.time()
             if now >= restart_at:
                 break
-            if now >= next_beat:
+            if now >= next_beat or self._status_dirty:
                 self.write_status()
                 next_beat = now + heartbeat
             self._wait_event(min(restart_at, next_beat) - now)
         self.status["next_restart_at"] = None
-        return not self.stop_requested
+        return not self.stop_requested and not self.interruption
 
     def child_env(self, n: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -617,6 +1060,14 @@ class Supervisor:
             if rc is not None:
                 return rc, reason
             now = time.time()
+            if self.interruption and not term_sent:
+                term_sent = True
+                reason = self.interruption_reason()
+                kill_at = self.interruption_kill_at()
+                self.set_state("stopping", interruption=self.interruption)
+                self.log_line(f"{reason}: SIGTERM to the process group, "
+                              f"{max(0.0, kill_at - now):.0f}s to save a checkpoint")
+                self.kill_group(child.pid, signal.SIGTERM)
             if self.stop_requested and not term_sent:
                 term_sent = True
                 name = _signal_name(self.stop_signal) if self.stop_signal else "request"
@@ -629,6 +1080,8 @@ class Supervisor:
                 kill_sent = True
                 if self.force_stop:
                     reason = f"force-stopped by {_signal_name(self.stop_signal or 0)}"
+                elif self.interruption:
+                    reason = f"{self.interruption_reason()}; did not exit in time, killed"
                 else:
                     reason = f"did not exit within {grace:g}s of SIGTERM; killed"
                 self.log_line(reason)
@@ -653,6 +1106,13 @@ class Supervisor:
         self.write_status()
 
     def finish(self, state: str, reason: str | None) -> int:
+        if self.spot is not None:
+            self.spot.stop()
+        if state == "interrupted":
+            self.record_interruption_checkpoint()
+        elif self.syncer is not None:
+            self.log_line("final checkpoint sync to S3")
+            self.syncer.final_sync(deadline=None)
         self.status.update(
             state=state,
             reason=reason,
@@ -670,6 +1130,128 @@ class Supervisor:
         return 0
 
 
+    # ---- cloud: background threads, spot interruption, S3 checkpoints
+
+    def aws_env(self) -> dict[str, str]:
+        """The aws CLI sees what the training sees (session env and secrets may hold AWS_*)."""
+        env = dict(os.environ)
+        env.update(self.spec["env"])
+        env.update(self.secret_env)
+        return env
+
+    def start_background(self) -> None:
+        spec = self.spec
+        if spec["s3_checkpoint_uri"]:
+            if spec["checkpoint_dir"]:
+                self.syncer = CheckpointSync(
+                    spec["checkpoint_dir"], spec["s3_checkpoint_uri"], spec["aws_cli"],
+                    self.aws_env(), spec["s3_sync_seconds"],
+                    synced=self.status.get("synced_checkpoints") or (),
+                    notify=self._wake_from_thread,
+                )
+                self.syncer.start()
+            else:
+                _log_stderr("s3_checkpoint_uri is set but checkpoint_dir is not: nothing to sync")
+        if spec["spot_notice_url"]:
+            self.spot = SpotWatcher(spec["spot_notice_url"], spec["spot_poll_seconds"],
+                                    self._on_spot_notice)
+            self.spot.start()
+
+    def interruption_reason(self) -> str:
+        info = self.interruption or {}
+        when = f" at {info['time']}" if info.get("time") else ""
+        return f"spot interruption notice ({info.get('action')}{when})"
+
+    def interruption_kill_at(self) -> float:
+        """Latest moment to SIGKILL: leave a safety margin before AWS takes the machine."""
+        return self.interruption["deadline"] - self.spec["spot_safety_seconds"]
+
+    def record_interruption_checkpoint(self) -> None:
+        """Upload what the training saved after the notice and record where it is."""
+        info = self.interruption
+        newest = find_newest_checkpoint(self.spec["checkpoint_dir"])
+        if self.syncer is not None:
+            self.log_line("spot interruption: syncing the newest checkpoint to S3")
+            self.syncer.final_sync(deadline=info["deadline"])
+        synced = bool(newest and self.syncer is not None and self.syncer.is_synced(newest))
+        info.update(
+            checkpoint=newest,
+            synced=synced,
+            uri=s3_join(self.spec["s3_checkpoint_uri"], os.path.basename(newest))
+            if synced else None,
+        )
+        self.status["interruption"] = info
+
+    def fetch_checkpoint(self, uri: str):
+        """Download an s3:// checkpoint for the next attempt: (local path, None) or
+        (None, reason). No training starts without the checkpoint it should resume from."""
+        dest = self.spec["checkpoint_dir"] or os.path.join(self.session_dir, "checkpoints")
+        self.log_line(f"downloading checkpoint {uri} to {dest}")
+        local, error = download_checkpoint(self.spec["aws_cli"], uri, dest, self.aws_env())
+        if error:
+            return None, f"cannot download checkpoint {uri}: {error}"
+        return local, None
+
+    def record_failed_attempt(self, n: int, reason: str) -> None:
+        """An attempt that could not start (nothing ran): recorded so status.json says why."""
+        self.log_line(reason)
+        attempt = {"n": n, "started": time.time(), "ended": time.time(), "exit_code": None,
+                   "signal": None, "resumed_from": None, "command": None, "reason": reason}
+        self.status["attempts"].append(attempt)
+        self.status.update(attempt=n, exit_code=None, signal=None, reason=reason)
+        self.write_status()
+
+    # ---- idle autostop
+
+    def autostop_wait(self) -> None:
+        """After the final state: wait `autostop_minutes`, then run autostop_command once unless
+        another runner in the same workdir is busy (then wait again). A stop signal cancels."""
+        period = self.spec["autostop_minutes"] * 60.0
+        # The stop that ended the training must not also cancel the idle wait.
+        self.stop_requested = self.force_stop = False
+        self.stop_signal = None
+        beat = max(self.spec["heartbeat_seconds"] * 5, 10.0)  # idle: a slower heartbeat
+        stop_at = time.time() + period
+        self.status["autostop_at"] = stop_at
+        self.log_line(f"idle: autostop in {period:g}s unless another session starts")
+        self.write_status()
+        while not self.stop_requested:
+            now = time.time()
+            if now >= stop_at:
+                busy = active_sibling(self.session_dir)
+                if busy is None:
+                    self.run_autostop()
+                    return
+                stop_at = now + period
+                self.status["autostop_at"] = stop_at
+                self.log_line(f"session {busy} is active: autostop postponed by {period:g}s")
+            self.write_status()
+            self._wait_event(min(stop_at - time.time(), beat))
+        name = _signal_name(self.stop_signal) if self.stop_signal else "request"
+        self.status.update(autostop_at=None, autostop={
+            "action": "cancelled", "at": time.time(), "reason": f"stopped by {name}",
+            "command": None, "exit_code": None, "error": None})
+        self.log_line(f"autostop cancelled by {name}")
+        self.write_status()
+
+    def run_autostop(self) -> None:
+        command = self.spec["autostop_command"]
+        self.log_line(f"autostop: {_quote_command(command)}")
+        record = {"action": "ran", "at": time.time(), "reason": None, "command": command,
+                  "exit_code": None, "error": None}
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                                    timeout=120)
+            record["exit_code"] = result.returncode
+            if result.returncode != 0:
+                record["error"] = _one_line(result.stderr.decode("utf-8", "replace")) or None
+        except (OSError, subprocess.SubprocessError) as exc:
+            record["error"] = f"cannot run {command[0]}: {exc}"
+        if record["error"]:
+            _log_stderr(f"autostop command failed: {record['error']}")
+        self.status.update(autostop_at=None, autostop=record)
+        self.write_status()
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -682,11 +1264,51 @@ def _log_stderr(message: str) -> None:
         pass
 
 
+FINAL_STATES = ("succeeded", "failed", "stopped", "interrupted")
+
+
+def active_sibling(session_dir: str) -> str | None:
+    """Name of another session in the same workdir whose runner is alive and busy, or None."""
+    workdir = os.path.dirname(os.path.abspath(session_dir))
+    own = os.path.basename(os.path.abspath(session_dir))
+    try:
+        names = sorted(os.listdir(workdir))
+    except OSError:
+        return None
+    for name in names:
+        if name == own:
+            continue
+        status = read_status(os.path.join(workdir, name))
+        if not status or status.get("state") in FINAL_STATES:
+            continue
+        if pid_alive(status.get("runner_pid"), status.get("runner_start")):
+            return name
+    return None
+
+
+def cancel_autostop_wait(status: dict, timeout: float = 10.0) -> None:
+    """A runner that only waits to stop an idle machine gives way to a new run of its session."""
+    pid, token = status.get("runner_pid"), status.get("runner_start")
+    if status.get("state") not in FINAL_STATES or not status.get("autostop_at"):
+        return
+    if not pid_alive(pid, token):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + timeout
+    while time.time() < deadline and pid_alive(pid, token):
+        time.sleep(0.1)
+
+
 def refuse_if_owned(session_dir: str) -> None:
     """Raise SpecError if a live runner or a live child of an earlier run owns the session."""
     previous = read_status(session_dir)
     if not previous:
         return
+    if previous.get("runner_pid") != os.getpid():
+        cancel_autostop_wait(previous)
     if previous.get("runner_pid") != os.getpid() and pid_alive(
         previous.get("runner_pid"), previous.get("runner_start")
     ):
