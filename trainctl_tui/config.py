@@ -554,6 +554,10 @@ def render_config(cfg: Config, *, mask_secrets: bool = True) -> str:
     """The effective config as TOML; unset keys appear as comments."""
     lines: list[str] = []
     _emit_table(lines, (), cfg, mask_secrets)
+    if "[runpod]" in lines:  # which RunPod key is in use and where from (env, file, MCP)
+        from trainctl_tui.providers.runpod_api import key_source_line
+
+        lines.insert(lines.index("[runpod]") + 1, key_source_line(cfg))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -736,6 +740,23 @@ auto_resume = false
 cloud_type = "SECURE"
 # Relaunch a pod that disappears and resume from the newest checkpoint.
 auto_resume = false
+# ... at most this many times per session.
+max_resumes = 3
+# What a new pod runs, and with how many of which GPU (trainctl gpus --provider runpod).
+image = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+# gpu_type = "NVIDIA A40"
+gpu_count = 1
+# Disk sizes in GB; a network volume keeps checkpoints across pods.
+volume_gb = 20
+container_disk_gb = 20
+# network_volume_id = "abc123xyz"
+# Seconds to wait for a new pod to run with its ports mapped.
+ready_timeout = 600
+# How trainctl reaches a pod's sshd (the image must run one; PUBLIC_KEY gets your key).
+ssh_user = "root"
+# identity_file = "~/.ssh/id_ed25519"
+python = "python3"
+workdir = "/workspace/trainctl"
 
 [metrics]
 # Extra regexes that pull metrics out of train.log, one series per named group:

@@ -45,6 +45,8 @@ class Provider(Protocol):
 _PROVIDERS = {
     "local": "trainctl_tui.providers.local:LocalProvider",
     "ssh": "trainctl_tui.providers.ssh:SSHProvider",
+    "aws": "trainctl_tui.providers.aws_sessions:AWSProvider",
+    "runpod": "trainctl_tui.providers.runpod:RunPodProvider",
 }
 
 
@@ -65,4 +67,7 @@ def get_provider(name: str) -> Provider:
     if kind == "ssh" and not target:
         raise UnknownProvider("ssh needs a host: --provider ssh:NAME (a [ssh.hosts.NAME] in "
                               "the config, or an alias from ~/.ssh/config)")
+    if kind == "aws" and not target:
+        raise UnknownProvider("aws needs an instance: --provider aws:i-0123456789abcdef0 (see "
+                              "trainctl instances)")
     return cls(target) if target else cls()
