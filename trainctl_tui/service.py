@@ -195,6 +195,10 @@ class Service:
                 setattr(session, key, value)
             if attempts is not None:
                 session.attempts = attempts
+        if "status" in changes and session.provider.startswith("aws:"):
+            from .spot_recovery import after_status_change  # resume elsewhere, drop secrets
+
+            await after_status_change(self, session)
         return session
 
     async def _lost_detail(self, session: Session, status: dict) -> str:
@@ -621,6 +625,11 @@ class Service:
                 f"session {session.id} is {session.status}; stop it before removing it"
             )
         await self._refuse_if_training_alive(session)
+        if session.provider.startswith("aws:") and (Path(session.session_dir) /
+                                                    "secret_env.json").exists():
+            from .providers.aws_sessions import delete_secrets
+
+            await delete_secrets(session.id)
         self.store.delete(session.id)
         shutil.rmtree(session.session_dir, ignore_errors=True)
         return session

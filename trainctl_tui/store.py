@@ -79,7 +79,8 @@ SESSION_COLUMNS = (
 ).split()
 # Fields a refresh from status.json may change.
 MUTABLE_FIELDS = frozenset(
-    "started ended status attempt exit_code signal detail runner_pid heartbeat".split()
+    "started ended status attempt exit_code signal detail runner_pid heartbeat "
+    "provider host".split()  # provider/host: a spot session moves to a new instance
 )
 
 

@@ -36,32 +36,34 @@ def remote_path(workdir: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
-class SSHProvider:
-    remote = True
+class RemoteRunnerProvider:
+    """A session whose runner lives on another machine, reached through a transport with
+    run / read_range / size / put / download (SSHTransport, SSMTransport ...). Subclasses give
+    `transport`, `python` and `workdir` (on that machine) and `label` for messages; `host`
+    names the machine in the session and in remote.json."""
 
-    def __init__(self, host: str):
-        self.host = host
-        self._target: SSHTarget | None = None
-        self._transport: SSHTransport | None = None
+    remote = True
+    host: str
+
+    def __init__(self) -> None:
         self._probes: dict[str, tuple[float, dict]] = {}
 
     @property
-    def name(self) -> str:
-        return f"ssh:{self.host}"
+    def transport(self):
+        raise NotImplementedError
 
     @property
-    def target(self) -> SSHTarget:
-        if self._target is None:
-            from ..config import load_config
-
-            self._target = resolve_target(self.host, load_config().ssh.hosts)
-        return self._target
+    def python(self) -> str:
+        raise NotImplementedError
 
     @property
-    def transport(self) -> SSHTransport:
-        if self._transport is None:
-            self._transport = SSHTransport(self.target)
-        return self._transport
+    def workdir(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """How messages name the machine: 'ssh gpu-box', 'aws i-0123...'."""
+        return self.host
 
     # -- launching ----------------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class SSHProvider:
         info = _remote_info(session)
         if info:
             return info["remote_dir"]
-        return remote_path(self.target.workdir, "sessions", session.id)
+        return remote_path(self.workdir, "sessions", session.id)
 
     async def launch(self, session: Session) -> None:
         local = Path(session.session_dir)
@@ -79,24 +81,28 @@ class SSHProvider:
         await self.transport.put((local / "spec.json").read_bytes(), f"{remote_dir}/spec.json",
                                  mode=0o644)
         secrets = local / "secret_env.json"
-        if secrets.exists():  # on stdin, into a 0600 file: never on a command line
-            await self.transport.put(secrets.read_bytes(), f"{remote_dir}/secret_env.json")
+        if secrets.exists():
+            await self._ship_secrets(session, remote_dir, secrets.read_bytes())
         (local / "remote.json").write_text(json.dumps(
             {"host": self.host, "remote_dir": remote_dir, "runner": runner}))
         result = await self.transport.run(
-            [self.target.python, runner, "--detach", remote_dir], check=False, timeout=60,
+            [self.python, runner, "--detach", remote_dir], check=False, timeout=60,
             retry=False)  # never start a second runner because a connection hiccuped
         if result.returncode != 0:
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
             raise ProviderError(f"runner on {self.host} failed to start: "
                                 f"{message.splitlines()[-1] if message else result.returncode}")
 
+    async def _ship_secrets(self, session: Session, remote_dir: str, data: bytes) -> None:
+        """On stdin, into a 0600 file: never on a command line."""
+        await self.transport.put(data, f"{remote_dir}/secret_env.json")
+
     async def _install_runner(self) -> str:
         """Copy supervisor.py (and the checkpoint inspector) to <workdir>/runner/<version>/
         unless that version is there already."""
         from .remote_checkpoints import INSPECT_PATH, REMOTE_INSPECT_NAME
 
-        folder = remote_path(self.target.workdir, "runner", runner_version())
+        folder = remote_path(self.workdir, "runner", runner_version())
         for local, name in ((SUPERVISOR_PATH, "supervisor.py"),
                             (INSPECT_PATH, REMOTE_INSPECT_NAME)):
             if await self.transport.size(f"{folder}/{name}") != local.stat().st_size:
@@ -112,10 +118,10 @@ class SSHProvider:
         directory = directory or session.checkpoint_dir
         runner = await self._install_runner()
         result = await self.transport.run(
-            listing_command(self.target.python, runner, directory), timeout=120)
+            listing_command(self.python, runner, directory), timeout=120)
         listing = parse_listing(result.stdout)
         if "error" in listing:
-            raise ProviderError(f"ssh {self.host}: {listing['error']}")
+            raise ProviderError(f"{self.label}: {listing['error']}")
         return rows_from_listing(listing, directory)
 
     async def inspect_checkpoint(self, path: str, *, deep: bool = False):
@@ -124,11 +130,11 @@ class SSHProvider:
 
         runner = await self._install_runner()
         inspector = runner.rsplit("/", 1)[0] + "/" + REMOTE_INSPECT_NAME
-        command = [self.target.python, inspector, path, "--json"] + (["--deep"] if deep else [])
+        command = [self.python, inspector, path, "--json"] + (["--deep"] if deep else [])
         result = await self.transport.run(command, check=False, timeout=600)
         if result.returncode != 0:
             message = result.stderr.decode(errors="replace").strip().splitlines()
-            raise ProviderError(f"ssh {self.host}: {message[-1] if message else 'inspect failed'}")
+            raise ProviderError(f"{self.label}: {message[-1] if message else 'inspect failed'}")
         return info_from_json(json.loads(result.stdout))
 
     async def download(self, remote: str, local: Path, *, kind: str, progress=None) -> int:
@@ -160,19 +166,19 @@ class SSHProvider:
         cached = self._probes.get(session.id)
         if cached and time.monotonic() - cached[0] < PROBE_TTL:
             return cached[1]
-        with _backoff(self.host):
+        with _backoff(self.backoff_key):
             return await self._probe(session)
 
     async def _probe(self, session: Session) -> dict:
         runner = (_remote_info(session) or {}).get("runner") or \
-            remote_path(self.target.workdir, "runner", runner_version(), "supervisor.py")
+            remote_path(self.workdir, "runner", runner_version(), "supervisor.py")
         result = await self.transport.run(
-            [self.target.python, runner, "--probe", self.remote_dir(session)], timeout=30)
+            [self.python, runner, "--probe", self.remote_dir(session)], timeout=30)
         try:
             answer = json.loads(result.stdout)
         except ValueError:
             raise ProviderError(
-                f"ssh {self.host}: unreadable answer from the runner probe") from None
+                f"{self.label}: unreadable answer from the runner probe") from None
         self._probes[session.id] = (time.monotonic(), answer)
         await self.sync_log(session, answer.get("log_size", 0))
         return answer
@@ -217,11 +223,54 @@ class SSHProvider:
 
     async def _stop(self, session: Session, force: bool) -> str:
         runner = (_remote_info(session) or {}).get("runner") or await self._install_runner()
-        command = [self.target.python, runner, "--stop", self.remote_dir(session)]
+        command = [self.python, runner, "--stop", self.remote_dir(session)]
         result = await self.transport.run(command + (["--force"] if force else []),
                                           timeout=session.grace_seconds + 30)
         self._probes.pop(session.id, None)
         return result.stdout.decode(errors="replace").strip()
+
+
+    @property
+    def backoff_key(self) -> str:
+        return self.host
+
+
+class SSHProvider(RemoteRunnerProvider):
+    def __init__(self, host: str):
+        super().__init__()
+        self.host = host
+        self._target: SSHTarget | None = None
+        self._transport: SSHTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return f"ssh:{self.host}"
+
+    @property
+    def label(self) -> str:
+        return f"ssh {self.host}"
+
+    @property
+    def target(self) -> SSHTarget:
+        if self._target is None:
+            from ..config import load_config
+
+            self._target = resolve_target(self.host, load_config().ssh.hosts)
+        return self._target
+
+    @property
+    def transport(self) -> SSHTransport:
+        if self._transport is None:
+            self._transport = SSHTransport(self.target)
+        return self._transport
+
+    @property
+    def python(self) -> str:
+        return self.target.python
+
+    @property
+    def workdir(self) -> str:
+        return self.target.workdir
 
 
 def _remote_info(session: Session) -> dict | None:
@@ -258,7 +307,7 @@ class RemoteLogMirror:
     where it stopped, so no line is lost or repeated. The offset lives in its own file since
     the local copy may also hold trainctl's notes."""
 
-    def __init__(self, transport: SSHTransport, remote: str, local: Path, offset_file: Path):
+    def __init__(self, transport, remote: str, local: Path, offset_file: Path):
         self.transport, self.remote = transport, remote
         self.local, self.offset_file = Path(local), Path(offset_file)
 
@@ -279,7 +328,8 @@ class RemoteLogMirror:
         if remote_size is None:
             remote_size = await self.transport.size(self.remote)
             if remote_size is None:
-                raise ProviderError(f"ssh {self.transport.target.name}: no such file "
+                label = getattr(self.transport, "label", None) or f"ssh {self.transport.name}"
+                raise ProviderError(f"{label}: no such file "
                                     f"{self.remote}")
         offset = self.offset
         if remote_size < offset:  # truncated there: say so here, then follow it again

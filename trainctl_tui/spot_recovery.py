@@ -1,0 +1,144 @@
+"""What happens after an AWS session changes status: a spot interruption with `[aws]
+auto_resume` on gets a replacement instance (same template, then the fallback types/zones when
+capacity fails) and a new attempt there from the newest checkpoint in S3; a session that ended
+for good has its SecureString secrets deleted. Called by service.refresh_session."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+
+from .errors import TrainctlError
+from .models import Session, Status
+
+# AWS error codes after which another type or zone may still work.
+CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity",
+                  "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "Unsupported",
+                  "InsufficientHostCapacity", "capacity-not-available", "SSMTimeout"}
+LOCK_NAME = "auto_resume.lock"
+STALE_LOCK = 3600.0
+
+
+async def after_status_change(service, session: Session) -> None:
+    """Never raises: whatever fails here is said in the session's detail."""
+    if not session.provider.startswith("aws:"):
+        return
+    try:
+        if session.status is Status.INTERRUPTED:
+            await maybe_resume(service, session)
+        elif not session.status.active:
+            from .providers.aws_sessions import delete_secrets, has_secrets
+
+            if has_secrets(session):
+                await delete_secrets(session.id)
+    except TrainctlError as exc:
+        service.store.update(session.id, detail=f"{session.detail or 'interrupted'}; "
+                                                f"auto-resume failed: {exc}")
+
+
+async def maybe_resume(service, session: Session) -> bool:
+    """Resume an interrupted session on a new instance when the config allows; True if a new
+    attempt was started."""
+    from .providers.aws_sessions import load_interruptions, record_interruption
+
+    settings = service.config.aws
+    if not settings.auto_resume:
+        return False
+    folder = Path(session.session_dir)
+    lock = folder / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if time.time() - lock.stat().st_mtime < STALE_LOCK:
+            return False  # another refresh (the TUI, a CLI) is on it
+        lock.unlink(missing_ok=True)
+        return await maybe_resume(service, session)
+    os.close(fd)
+    try:
+        done = load_interruptions(session)
+        old = session.host or session.provider.partition(":")[2]
+        if any(item["instance"] == old for item in done):
+            return False  # recorded and handled already
+        record = await record_interruption(session, old)
+        if len(done) + 1 > settings.max_resumes:
+            service.store.update(session.id, detail=f"{session.detail or 'interrupted'}; "
+                                 f"not resumed: {settings.max_resumes} interruptions already "
+                                 "(raise [aws] max_resumes, or trainctl resume it)")
+            return False
+        service.store.update(session.id, detail=f"spot interruption on {old}; creating a "
+                                                "replacement instance")
+        instance = await create_replacement(session, record.get("type"))
+        await start_on(service, session, instance.id)
+        return True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+async def create_replacement(session: Session, old_type: str | None):
+    """A spot instance from the same template; on a capacity failure the template's
+    fallback_types and fallback_zones are tried in turn."""
+    from .providers.aws_api import AWSError
+    from .providers.cloud import CreateRequest, get_cloud
+
+    cloud = get_cloud("aws")
+    template = cloud.template(None)
+    types = [old_type or template.instance_type] + \
+        [t for t in template.fallback_types if t != (old_type or template.instance_type)]
+    zones: list[str | None] = [None]
+    if "zone" in {f.name for f in dataclass_fields(CreateRequest)}:
+        zones += list(template.fallback_zones)
+    errors = []
+    for instance_type in types:
+        for zone in zones:
+            request = CreateRequest(provider="aws", type=instance_type, spot=True,
+                                    session=session.id, name=f"trainctl-{session.id}")
+            if zone:
+                request.zone = zone  # type: ignore[attr-defined]
+            try:
+                return await cloud.create_instance(request)
+            except AWSError as exc:
+                if exc.code not in CAPACITY_CODES:
+                    raise
+                errors.append(f"{instance_type}{' in ' + zone if zone else ''}: {exc.code}")
+    raise TrainctlError("no replacement instance: " + "; ".join(errors))
+
+
+async def start_on(service, session: Session, instance_id: str) -> None:
+    """A new attempt of `session` on `instance_id`, from the newest checkpoint in S3."""
+    from .service import atomic_write_text
+
+    folder = Path(session.session_dir)
+    spec_path = folder / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    uri = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri"))
+    spec["resume_from"] = uri
+    atomic_write_text(spec_path, json.dumps(spec, indent=2))
+    old = session.host
+    with open(folder / "train.log", "ab") as log:
+        log.write(f"\n[trainctl] spot interruption on {old}; resuming on {instance_id} from "
+                  f"{uri or 'scratch (no checkpoint in S3)'}\n".encode())
+    (folder / "remote.json").unlink(missing_ok=True)
+    atomic_write_text(folder / "remote.offset", "0")
+    provider = f"aws:{instance_id}"
+    service.store.update(session.id, provider=provider, host=instance_id,
+                         status=Status.PENDING, ended=None,
+                         detail=f"resuming on {instance_id} after a spot interruption")
+    session.provider, session.host, session.status = provider, instance_id, Status.PENDING
+    session.ended = None
+    await service._start_runner(session)
+
+
+async def newest_s3_checkpoint(uri: str | None) -> str | None:
+    """The s3:// URI of the newest finished checkpoint under `uri`, or None."""
+    if not uri:
+        return None
+    import asyncio
+
+    from .providers import s3_checkpoints
+
+    entries = await asyncio.to_thread(s3_checkpoints.scan, uri)
+    finished = [entry for entry in entries if not entry.writing]
+    return finished[-1].path if finished else None
