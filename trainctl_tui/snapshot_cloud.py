@@ -51,10 +51,10 @@ def render_instances(instances, errors: dict[str, str], out: TextIO, *,
         table = Table(box=None, pad_edge=False, header_style="bold")
         columns = ["CLOUD", "ID", "NAME", "TYPE", "GPUS", "MARKET", "STATE", "$/H", "UPTIME",
                    "COST", "SESSION"]
-        if console.width < 110:
-            columns = [c for c in columns if c not in ("NAME", "GPUS")]
+        if console.width < 110:  # 80 columns: the id says the cloud; the rest is in --json
+            columns = [c for c in columns if c not in ("CLOUD", "NAME", "GPUS", "UPTIME")]
         for column in columns:
-            table.add_column(column, no_wrap=column in ("ID", "STATE"), overflow="fold",
+            table.add_column(column, no_wrap=True, overflow="ellipsis",
                              justify="right" if column in ("$/H", "COST", "UPTIME") else "left")
         for instance in instances:
             style = STATE_STYLE.get(instance.state, "")
@@ -111,12 +111,17 @@ def render_prices(prices, out: TextIO, *, title: str = "") -> None:
                                          p.type, p.lifecycle, p.where))
     table = Table(box=None, pad_edge=False, header_style="bold", title=title or None,
                   title_justify="left")
-    for column in ("TYPE", "MARKET", "WHERE", "$/H", "AVAILABLE", "DETAIL", "SOURCE"):
+    columns = ["TYPE", "MARKET", "WHERE", "$/H", "AVAILABLE", "DETAIL", "SOURCE"]
+    if console.width < 110:
+        columns.remove("SOURCE")
+    for column in columns:
         table.add_column(column, justify="right" if column == "$/H" else "left",
-                         overflow="fold")
+                         no_wrap=column != "DETAIL",
+                         overflow="ellipsis" if column == "SOURCE" else "fold")
     for price in rows:
         available = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[price.available]
-        table.add_row(price.type, price.lifecycle, price.where or "-",
-                      format_usd(price.price_per_hour, digits=3), available,
-                      price.detail or "", price.source or "")
+        cells = {"TYPE": price.type, "MARKET": price.lifecycle, "WHERE": price.where or "-",
+                 "$/H": format_usd(price.price_per_hour, digits=3), "AVAILABLE": available,
+                 "DETAIL": price.detail or "", "SOURCE": price.source or ""}
+        table.add_row(*(cells[c] for c in columns))
     console.print(table)

@@ -44,8 +44,8 @@ INSTANCE_KEYS = [
 # (key, label, width); SESSIONS takes what is left. At 80 columns the address, market and
 # uptime move to the detail line under the table.
 COLUMNS = [
-    ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 16),
-    ("state", "STATE", 11), ("market", "MARKET", 6), ("load", "LOAD", 5), ("gpus", "GPUS", 16),
+    ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 15),
+    ("state", "STATE", 11), ("market", "MARKET", 6), ("load", "LOAD", 5), ("gpus", "GPUS", 14),
     ("cost", "$/H", 6), ("uptime", "UP", 6), ("spent", "SPENT", 6), ("sessions", "SESSIONS", 0),
 ]
 LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address", "market", "uptime"},
