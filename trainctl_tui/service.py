@@ -199,6 +199,10 @@ class Service:
             from .spot_recovery import after_status_change  # resume elsewhere, drop secrets
 
             await after_status_change(self, session)
+        if session.provider.startswith("runpod:"):  # spot interruption, auto-resume
+            from .providers.runpod_recovery import after_runpod_refresh
+
+            session = await after_runpod_refresh(self, session)
         return session
 
     async def _lost_detail(self, session: Session, status: dict) -> str:

@@ -1,0 +1,115 @@
+"""Training on a RunPod "pod": the local GraphQL server maps the pod's 22/tcp to the test
+sshd, so the runner really runs over SSH. Launch, follow the log, stop; a spot interruption
+detected and auto-resumed from the newest checkpoint with the interruption recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import pytest
+from runpod_server import runpod_server  # noqa: F401 - the fixture
+from sshd import sshd_server  # noqa: F401 - the fixture
+from test_cli import DEMO, wait_for
+
+from trainctl_tui.models import Status
+from trainctl_tui.providers import runpod as rp
+from trainctl_tui.providers import runpod_recovery
+from trainctl_tui.providers.cloud import CreateRequest
+from trainctl_tui.service import LaunchRequest, Service
+
+
+@pytest.fixture
+def pod_env(sshd_server, runpod_server, tmp_path, monkeypatch):  # noqa: F811
+    workdir = tmp_path / "pod workspace"
+    (tmp_path / "config.toml").write_text(
+        f'[runpod]\nssh_user = "{sshd_server.user}"\n'
+        f"identity_file = {json.dumps(str(sshd_server.user_key))}\n"
+        f'python = "/usr/bin/python3"\nworkdir = {json.dumps(str(workdir))}\n'
+        "auto_resume = true\nmax_resumes = 2\n")
+    monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
+    monkeypatch.setattr(rp, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(rp, "_TARGETS", {})
+    runpod_server.state.ssh_port = sshd_server.port
+    return runpod_server, workdir
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def session_of(session_id: str):
+    service = Service()
+    try:
+        return run(service.get(session_id))
+    finally:
+        service.close()
+
+
+def launch(pod_id: str, *command: str, **options):
+    service = Service()
+    try:
+        return run(service.launch(LaunchRequest(command=list(command),
+                                                provider=f"runpod:{pod_id}", **options)))
+    finally:
+        service.close()
+
+
+def test_training_on_a_pod_over_ssh(pod_env, trainctl_home):
+    server, workdir = pod_env
+    pod = run(rp.RunPodCloud().create_instance(CreateRequest(provider="runpod",
+                                                             type="NVIDIA A40")))
+    session = launch(pod.id, sys.executable, "-u", DEMO, "--steps", "100000",
+                     "--step-time", "0.02")
+    assert (session.provider, session.host) == (f"runpod:{pod.id}", pod.id)
+    log = trainctl_home / "sessions" / session.id / "train.log"
+    wait_for(lambda: session_of(session.id) and b"step 30" in log.read_bytes(), timeout=60)
+    assert session_of(session.id).status is Status.RUNNING
+    assert (workdir / "sessions" / session.id / "train.log").exists()  # on the "pod"
+    service = Service()
+    try:
+        stopped = run(service.stop(session.id))
+    finally:
+        service.close()
+    assert stopped.status is Status.STOPPED
+
+
+def test_an_interrupted_spot_pod_is_resumed_from_the_newest_checkpoint(pod_env, trainctl_home,
+                                                                       tmp_path, monkeypatch):
+    server, workdir = pod_env
+    monkeypatch.setattr(runpod_recovery, "STALE_SECONDS", 0.0)
+    pod = run(rp.RunPodCloud().create_instance(CreateRequest(
+        provider="runpod", type="NVIDIA A40", spot=True, max_price=0.2)))
+    ckpt = tmp_path / "ckpt"
+    session = launch(pod.id, sys.executable, "-u", DEMO, "--steps", "100000", "--step-time",
+                     "0.02", "--ckpt-every", "10", checkpoint_dir=str(ckpt),
+                     resume_template="--resume {checkpoint}")
+    wait_for(lambda: len(list(ckpt.glob("step_*.safetensors"))) >= 2, timeout=60)
+    # The machine goes away: runner and training die with it, the pod exits.
+    status = json.loads((workdir / "sessions" / session.id / "status.json").read_text())
+    for pid in (status["runner_pid"], status["child_pid"]):
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    newest = sorted(ckpt.glob("step_*.safetensors"))[-1]
+    server.state.interrupt(pod.id)
+    resumed = wait_for(lambda: (s := session_of(session.id)).attempt == 2 and s, timeout=60)
+    first = resumed.attempts[0]
+    assert first.reason == (f"interrupted: pod {pod.id} went exited (Exited by host: outbid) "
+                            "while training")
+    assert resumed.attempts[1].resumed_from == str(newest)
+    assert resumed.detail is None or "resumed on pod" in resumed.detail or \
+        resumed.status is Status.RUNNING
+    bids = [r["query"] for r in server.state.requests if "podBidResume" in r["query"]]
+    assert len(bids) == 1 and "bidPerGpu: 0.2," in bids[0]
+    assert runpod_recovery.interruptions(resumed)[0]["pod"] == pod.id
+    service = Service()
+    try:
+        run(service.stop(session.id, force=True))
+    finally:
+        service.close()
