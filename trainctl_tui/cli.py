@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints = commands.add_parser(
         "checkpoints", help="list a session's (or a directory's) checkpoints; prune them",
         description="trainctl checkpoints DIR|ID [--json]  |  "
-        "trainctl checkpoints prune DIR|ID --keep-last N [--keep-best METRIC] [--dry-run]")
+        "trainctl checkpoints prune DIR|ID --keep-last N [--keep-best METRIC] [--dry-run]  "
+        "(DIR may be s3://BUCKET/PREFIX/)")
     checkpoints.add_argument("words", nargs="+", metavar="[prune] DIR|ID")
     checkpoints.add_argument("--json", action="store_true", help="print JSON")
     checkpoints.add_argument("--ui", action="store_true",
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints.add_argument("--dry-run", action="store_true",
                              help="prune: show what would go, change nothing")
     checkpoints.add_argument("--purge", action="store_true",
-                             help="prune: delete instead of moving to the trash")
+                             help="prune: delete instead of moving to the trash "
+                             "(required for s3://: S3 has no trash)")
 
     checkpoint = commands.add_parser("checkpoint", help="what is inside one checkpoint")
     checkpoint.add_argument("action", choices=["info"])
