@@ -429,11 +429,11 @@ def test_missing_aws_cli_is_a_sync_failure_not_a_training_failure(session):
 
 @needs_aws_cli
 def test_resume_from_an_s3_checkpoint_downloads_it_first(s3, session, tmp_path):
+    # As after a spot interruption: the checkpoint is in the session's own S3 prefix.
     payload = b"ckpt:7:" + b"weights" * 100
-    s3.put_object(Bucket=BUCKET, Key="old/ckpt-7.pt", Body=payload)
-    folder = session("--steps", "3", "--sleep", "0.01", aws_cli=[AWS_CLI],
-                     resume_from=f"s3://{BUCKET}/old/ckpt-7.pt",
-                     resume_template="--resume {checkpoint}")
+    s3.put_object(Bucket=BUCKET, Key="runs/sess/checkpoints/ckpt-7.pt", Body=payload)
+    folder = session("--steps", "3", "--sleep", "0.01", **s3_cloud(),
+                     resume_from=PREFIX + "ckpt-7.pt", resume_template="--resume {checkpoint}")
     launch(folder)
     status = wait_state(folder, "succeeded", "failed")
     local = tmp_path / "ckpts-sess" / "ckpt-7.pt"
@@ -442,6 +442,9 @@ def test_resume_from_an_s3_checkpoint_downloads_it_first(s3, session, tmp_path):
     assert f"resumed from {local} at step 7" in train_log(folder)
     assert status["attempts"][0]["resumed_from"] == str(local)
     assert status["attempts"][0]["command"][-2:] == ["--resume", str(local)]
+    # Downloaded from the sync prefix, so it is not uploaded back.
+    assert status["synced_checkpoints"] == ["ckpt-7.pt"]
+    assert "synced checkpoint ckpt-7.pt" not in runner_log(folder)
 
 
 @needs_aws_cli

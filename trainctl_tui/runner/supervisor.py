@@ -447,6 +447,13 @@ class CheckpointSync:
         with self._lock:
             return {"synced_checkpoints": list(self.synced), "last_sync": self.last_sync}
 
+    def mark_synced(self, name: str, synced: bool) -> None:
+        with self._lock:
+            if synced and name not in self.synced:
+                self.synced.append(name)
+            elif not synced and name in self.synced:
+                self.synced.remove(name)
+
     def is_synced(self, path: str) -> bool:
         with self._lock:
             return os.path.basename(path) in self.synced
@@ -1112,7 +1119,7 @@ class Supervisor:
             self.record_interruption_checkpoint()
         elif self.syncer is not None:
             self.log_line("final checkpoint sync to S3")
-            self.syncer.final_sync(deadline=None)
+            self.run_beating(lambda: self.syncer.final_sync(deadline=None))
         self.status.update(
             state=state,
             reason=reason,
@@ -1157,6 +1164,17 @@ class Supervisor:
                                     self._on_spot_notice)
             self.spot.start()
 
+    def run_beating(self, work) -> None:
+        """Run slow work (an upload) in a thread while the heartbeat goes on; a force stop
+        (SIGUSR1, or a second SIGTERM) abandons the wait."""
+        worker = threading.Thread(target=work, name="trainctl-final-sync", daemon=True)
+        worker.start()
+        while worker.is_alive() and not self.force_stop:
+            self.write_status()
+            worker.join(self.spec["heartbeat_seconds"])
+        if worker.is_alive():
+            self.log_line("final checkpoint sync abandoned (force stop)")
+
     def interruption_reason(self) -> str:
         info = self.interruption or {}
         when = f" at {info['time']}" if info.get("time") else ""
@@ -1172,7 +1190,7 @@ class Supervisor:
         newest = find_newest_checkpoint(self.spec["checkpoint_dir"])
         if self.syncer is not None:
             self.log_line("spot interruption: syncing the newest checkpoint to S3")
-            self.syncer.final_sync(deadline=info["deadline"])
+            self.run_beating(lambda: self.syncer.final_sync(deadline=info["deadline"]))
         synced = bool(newest and self.syncer is not None and self.syncer.is_synced(newest))
         info.update(
             checkpoint=newest,
@@ -1187,8 +1205,17 @@ class Supervisor:
         (None, reason). No training starts without the checkpoint it should resume from."""
         dest = self.spec["checkpoint_dir"] or os.path.join(self.session_dir, "checkpoints")
         self.log_line(f"downloading checkpoint {uri} to {dest}")
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        base = self.spec["s3_checkpoint_uri"]
+        from_sync_prefix = (self.syncer is not None and bool(base)
+                            and uri.rstrip("/") == s3_join(base, name))
+        if from_sync_prefix:
+            # Marked before it appears locally, so the sync thread never uploads it back.
+            self.syncer.mark_synced(name, True)
         local, error = download_checkpoint(self.spec["aws_cli"], uri, dest, self.aws_env())
         if error:
+            if from_sync_prefix:
+                self.syncer.mark_synced(name, False)
             return None, f"cannot download checkpoint {uri}: {error}"
         return local, None
 
