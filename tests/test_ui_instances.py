@@ -93,7 +93,7 @@ def test_hosts_are_probed_for_real_and_a_shell_opens(sshd_server, tmp_path,  # n
             assert cell(screen, "ssh:box", "state").startswith("up ")
             assert cell(screen, "ssh:box", "state").endswith("ms")
             float(cell(screen, "ssh:box", "load"))
-            assert cell(screen, "ssh:box", "market") == "-" and cell(screen, "ssh:box", "spent") == "-"
+            assert cell(screen, "ssh:box", "market") == cell(screen, "ssh:box", "spent") == "-"
             gpus = cell(screen, "ssh:box", "gpus")
             assert gpus == "none" or "x " in gpus  # nvidia-smi where present
             assert cell(screen, "ssh:box", "cost") == "-"

@@ -716,11 +716,18 @@ theme = "textual-dark"
 # Credentials come from the usual AWS chain (env, ~/.aws, SSO); these only choose one.
 # profile = "default"
 # region = "us-east-1"
-# After a spot interruption, launch a new instance and resume from the newest checkpoint.
+# After a spot interruption, launch a new instance and resume from the newest checkpoint,
+# at most max_resumes times per session.
 auto_resume = false
-# One [aws.templates.NAME] table per kind of instance you launch.
+max_resumes = 3
+# Seconds a new instance may take to run and register with SSM before it is terminated.
+ready_timeout = 600
+# On-demand $/h by type, for accounts where the Pricing API is not allowed.
+# prices = { "g5.xlarge" = 1.006, "g6.xlarge" = 0.805 }
+# One [aws.templates.NAME] table per kind of instance you launch; "default" is used when
+# none is named. ami: an id, an SSM parameter (/aws/service/...) or an image name filter.
 # [aws.templates.a10g]
-# ami = "ami-0123456789abcdef0"
+# ami = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 # instance_type = "g5.xlarge"
 # key_name = "my-key"
 # subnet_id = "subnet-0123456789abcdef0"
@@ -730,7 +737,14 @@ auto_resume = false
 # tags = { team = "ml", project = "demo" }
 # spot = true
 # max_price = 0.5
-# s3_prefix = "s3://my-bucket/trainctl"
+# interruption_behavior = "terminate"   # or "stop" (a spot instance AWS reclaims)
+# shutdown_behavior = "stop"            # what `shutdown` on the instance does
+# s3_prefix = "s3://my-bucket/trainctl"  # checkpoints sync to PREFIX/<session>/checkpoints/
+# autostop_minutes = 30                 # stop the instance after 30 idle minutes
+# fallback_zones = ["us-east-1b", "us-east-1c"]  # where replacements may go
+# fallback_types = ["g6.xlarge"]
+# python = "python3"
+# workdir = "/opt/trainctl"
 
 [runpod]
 # API key: keep it here (this file is created readable by you only) or set
