@@ -8,6 +8,12 @@ are never logged), ``status.json`` (written atomically by this runner at every s
 heartbeat), ``train.log`` (the training's own stdout/stderr, appended directly by the child) and
 ``runner.log`` (this runner's stderr when detached).
 
+On cloud instances (all optional spec keys; absent = none of this happens):
+``spot_notice_url`` polls IMDSv2 for a spot interruption notice (SIGTERM the training, sync its
+checkpoint, end ``interrupted``); ``s3_checkpoint_uri`` uploads each finished checkpoint once with
+the aws CLI and a ``.trainctl-complete`` marker; an ``s3://`` ``resume_from`` is downloaded
+first; ``autostop_minutes`` runs ``autostop_command`` once the machine has been idle that long.
+
 Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group, SIGKILL after
 ``grace_seconds``), a second one or SIGUSR1 = force stop (SIGKILL now), SIGHUP is ignored.
 """
@@ -514,6 +520,7 @@ class CheckpointSync:
 IMDS_TIMEOUT_SECONDS = 1.5
 IMDS_TOKEN_TTL_SECONDS = 21600
 SPOT_DEFAULT_NOTICE_SECONDS = 120.0
+SPOT_MIN_SAVE_SECONDS = 5.0
 
 
 def parse_aws_time(text) -> float | None:
@@ -1181,8 +1188,11 @@ class Supervisor:
         return f"spot interruption notice ({info.get('action')}{when})"
 
     def interruption_kill_at(self) -> float:
-        """Latest moment to SIGKILL: leave a safety margin before AWS takes the machine."""
-        return self.interruption["deadline"] - self.spec["spot_safety_seconds"]
+        """Latest moment to SIGKILL: leave a safety margin before AWS takes the machine, but
+        give the training a few seconds even when the notice came late (or clocks differ)."""
+        info = self.interruption
+        return max(info["deadline"] - self.spec["spot_safety_seconds"],
+                   info["notice_at"] + SPOT_MIN_SAVE_SECONDS)
 
     def record_interruption_checkpoint(self) -> None:
         """Upload what the training saved after the notice and record where it is."""
