@@ -173,6 +173,30 @@ def test_max_price_without_spot_is_refused(net):
     assert all_instances(net) == []
 
 
+def test_create_waits_while_ec2_does_not_know_the_new_instance_yet(net, proxy):
+    proxy.error("DescribeInstances", "InvalidInstanceID.NotFound", "does not exist", times=2)
+    instance, lines = create(cloud(net))
+    assert instance.state == "running"
+    assert [line.split(" (")[0] for line in lines[1:]] == [
+        f"waiting for {instance.id} to be running"] * 2
+
+
+def test_instance_that_dies_while_starting_is_reported(net):
+    ec2 = net["ec2"]
+
+    def progress(line: str) -> None:
+        if line.startswith("created "):  # AWS takes it away before it runs
+            ec2.terminate_instances(InstanceIds=[line.split()[1]])
+
+    with pytest.raises(AWSError) as err:
+        run(cloud(net).create_instance(CreateRequest(provider="aws"), progress, timeout=5))
+    [item] = all_instances(net)
+    iid = item["InstanceId"]
+    assert err.value.code == "NotRunning"
+    assert str(err.value).startswith(f"aws: {iid} is terminated instead of running (")
+    assert str(err.value).endswith(f"); {iid} was terminated")
+
+
 def test_create_dry_run_changes_nothing(net):
     instance, _ = create(cloud(net, spot=True), dry_run=True, session="s-2")
     assert (instance.state, instance.id, instance.lifecycle) == ("dry-run", "(dry run)", "spot")
@@ -338,6 +362,10 @@ def test_prices_spot_per_zone_and_on_demand_from_config(net):
     [unknown] = [r for r in run(cloud(net).prices("p5.48xlarge")) if r.lifecycle == "on-demand"]
     assert unknown.price_per_hour is None
     assert unknown.source == 'unknown — add [aws.prices] "p5.48xlarge" = USD'
+    assert [r.type for r in run(cloud(net).prices())] == ["g5.xlarge"] * len(rows)
+    with pytest.raises(ProviderError) as err:
+        run(AWSCloud(AwsConfig(templates={"a": AwsTemplate()})).prices())
+    assert str(err.value) == "aws: prices need an instance type: pass --type (e.g. g5.xlarge)"
 
 
 PRICE_LIST = [json.dumps({

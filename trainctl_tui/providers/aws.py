@@ -279,7 +279,7 @@ class AWSCloud:
             }
             max_price = request.max_price or template.max_price
             if max_price:
-                options["MaxPrice"] = f"{max_price:g}"
+                options["MaxPrice"] = f"{max_price:.6f}".rstrip("0").rstrip(".")
             args["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
         elif request.max_price:
             raise ProviderError("aws: a max price applies to spot instances only (add --spot)")
@@ -532,7 +532,14 @@ class AWSCloud:
     async def prices(self, type: str | None = None) -> list[Price]:
         """Spot $/h per AZ (latest of describe_spot_price_history) and the on-demand $/h of
         the region (Pricing API, else `[aws] prices`, else unknown)."""
-        instance_type = type or self.template(None).instance_type
+        if type:
+            instance_type = type
+        else:
+            try:
+                instance_type = self.template(None).instance_type
+            except ProviderError:
+                raise ProviderError("aws: prices need an instance type: pass --type "
+                                    "(e.g. g5.xlarge)") from None
         where = self.region()
         spot = await self._spot_prices(instance_type)
         gpus = gpus_of(instance_type)
