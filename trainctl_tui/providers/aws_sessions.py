@@ -32,6 +32,7 @@ INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 SECRET_PREFIX = "/trainctl/{session}/env/"
 SPOT_NOTICE_URL = "http://169.254.169.254"  # IMDS; tests point it at a local server
 SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
+AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
 LOG_MARK = "TRAINCTL-LOG"
 LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
@@ -176,7 +177,7 @@ class AWSProvider(RemoteRunnerProvider):
         if template.autostop_minutes:
             spec["autostop_minutes"] = template.autostop_minutes
             spec.setdefault("autostop_command", "shutdown -h now")
-        spec.setdefault("aws_cli", "aws")
+        spec.setdefault("aws_cli", AWS_CLI)
         try:
             spec.setdefault("aws_region", aws_api.region())
         except AWSError:
@@ -271,17 +272,19 @@ class AWSProvider(RemoteRunnerProvider):
             atomic_write_text(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))
         size = answer.get("log_size", 0)
-        if mark and tail.strip() and size >= offset:
+        if size < offset:
+            await mirror.sync(size)  # truncated there: the mirror says so and starts over
+        elif mark and tail.strip():
             try:
                 data, _ = parse_slice(tail, self.label)
             except SSMError:
                 data = b""  # cut short: the mirror reads it in further commands
-            if data:
+            if data:  # read just after the probe: may run past log_size, never short of it
                 with open(mirror.local, "ab") as out:
                     out.write(data)
                 mirror._save(offset + len(data))
-        if size != mirror.offset:
-            await mirror.sync(size)  # a backlog, or a truncated log: further commands
+            if size > mirror.offset:
+                await mirror.sync(size)  # a backlog beyond one answer: further commands
         return answer
 
     async def read_status(self, session: Session) -> dict | None:
