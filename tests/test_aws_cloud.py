@@ -166,6 +166,23 @@ def test_request_overrides_template_spot_type_and_one_time_terminate(net, monkey
     assert on_demand.lifecycle == "on-demand"
 
 
+def test_a_zone_on_the_request_picks_a_subnet_there(net):
+    """spot_recovery's fallback zones: CreateRequest may carry a `zone`."""
+    vpc = net["ec2"].describe_subnets(SubnetIds=[net["subnet"]])["Subnets"][0]["VpcId"]
+    other = net["ec2"].create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24",
+                                     AvailabilityZone="us-east-1c")["Subnet"]["SubnetId"]
+    request = CreateRequest(provider="aws")
+    request.zone = "us-east-1c"
+    instance = run(cloud(net).create_instance(request, wait_ssm=False))
+    assert instance.zone == "us-east-1c"
+    assert raw(net, instance.id)["SubnetId"] == other
+    request.zone = "us-east-1d"
+    with pytest.raises(ProviderError) as err:
+        run(cloud(net).create_instance(request, wait_ssm=False))
+    assert str(err.value) == (f"aws: no subnet of {vpc} in us-east-1d (a fallback zone needs "
+                              "a subnet there)")
+
+
 def test_max_price_without_spot_is_refused(net):
     with pytest.raises(ProviderError) as err:
         create(cloud(net), max_price=0.5)

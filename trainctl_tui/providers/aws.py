@@ -294,6 +294,9 @@ class AWSCloud:
         ami = await self.resolve_ami(request.image or template.ami)
         root_device = await self._root_device(ami)
         args = self._run_arguments(request, template, ami, root_device)
+        zone = getattr(request, "zone", None)  # a replacement in a fallback zone
+        if zone:
+            await self._place(args, zone)
         kind = "spot" if "InstanceMarketOptions" in args else "on-demand"
         doing = f"creating a {kind} {args['InstanceType']} instance"
         if request.dry_run:
@@ -333,6 +336,30 @@ class AWSCloud:
             reason = _short(exc) if isinstance(exc, AWSError) else str(exc)
             raise AWSError(f"{reason}; {note}", getattr(exc, "code", None)) from None
         return await self.get_instance(instance_id)
+
+    async def _place(self, args: dict, zone: str) -> None:
+        """Put the instance in `zone`: the template's subnet if it is there, else a subnet of
+        the same VPC in that zone; without a subnet, EC2's Placement."""
+        subnet_id = args.get("SubnetId")
+        if not subnet_id:
+            args["Placement"] = {"AvailabilityZone": zone}
+            return
+        answer = await self._call("ec2", f"describing subnet {subnet_id}", "describe_subnets",
+                                  SubnetIds=[subnet_id])
+        subnet = (answer.get("Subnets") or [{}])[0]
+        if subnet.get("AvailabilityZone") == zone:
+            return
+        vpc = subnet.get("VpcId")
+        answer = await self._call(
+            "ec2", f"looking for a subnet in {zone}", "describe_subnets",
+            Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                     {"Name": "availability-zone", "Values": [zone]}])
+        subnets = sorted(answer.get("Subnets") or [],
+                         key=lambda item: -int(item.get("AvailableIpAddressCount") or 0))
+        if not subnets:
+            raise ProviderError(f"aws: no subnet of {vpc} in {zone} (a fallback zone needs a "
+                                "subnet there)")
+        args["SubnetId"] = subnets[0]["SubnetId"]
 
     async def _clean_up(self, instance_id: str, spot_request: str | None) -> str:
         """Terminate a half-made instance; the text says what happened to it."""
