@@ -35,6 +35,7 @@ SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
 AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
 LOG_MARK = "TRAINCTL-LOG"
+TEMPLATE_TAG = "trainctl:template"  # the template an instance was created from, when tagged
 LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
 
 # Runs on the instance: reads the session's SecureString parameters with the instance's own
@@ -89,9 +90,15 @@ class AWSProvider(RemoteRunnerProvider):
     def template(self):
         """The `[aws.templates.NAME]` the instance's workdir/python/S3 prefix come from."""
         if self._template is None:
+            from ..config import AwsTemplate
             from .aws import AWSCloud
 
-            self._template = AWSCloud().template(self.template_name)
+            try:
+                self._template = AWSCloud().template(self.template_name)
+            except ProviderError:
+                if self.template_name is not None:
+                    raise
+                self._template = AwsTemplate()  # only named templates: built-in defaults
         return self._template
 
     @property
@@ -125,6 +132,9 @@ class AWSProvider(RemoteRunnerProvider):
         """One line when the instance does not exist, is not running or not in SSM."""
         raw = await self.describe()
         self._spot = raw.get("InstanceLifecycle") == "spot"
+        tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []}
+        if self.template_name is None and tags.get(TEMPLATE_TAG):
+            self.template_name, self._template, self._transport = tags[TEMPLATE_TAG], None, None
         state = raw.get("State", {}).get("Name")
         if state != "running":
             raise ProviderError(f"aws: {self.host} is {state}, not running (start it: "
