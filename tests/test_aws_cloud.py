@@ -588,5 +588,5 @@ def test_wait_for_ssm_without_the_api_is_a_clear_error(net, monkeypatch):
     with pytest.raises(AWSError) as err:
         run(c.wait_for_ssm(instance.id, timeout=1))
     assert str(err.value) == (f"aws: checking whether {instance.id} registered with SSM: 500 "
-                              "(HTTP 500 from the endpoint)")
+                              "(AWS answered 500 after 1 try; retry later)")
     assert raw(net, instance.id)["State"]["Name"] == "running"  # waiting never terminates

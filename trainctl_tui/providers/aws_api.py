@@ -77,7 +77,7 @@ def client(service: str, settings=None, *, region_name: str | None = None):
             retry_mode = os.environ.get("AWS_RETRY_MODE", "standard")
             config = botocore.config.Config(
                 retries={"mode": retry_mode if retry_mode in ("standard", "adaptive")
-                         else "standard", "max_attempts": MAX_ATTEMPTS},
+                         else "standard", "total_max_attempts": MAX_ATTEMPTS},
                 connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
                 user_agent_extra="trainctl")
             _clients[key] = session(settings).client(service, region_name=where, config=config)
@@ -138,10 +138,13 @@ def describe_error(exc: BaseException, doing: str) -> AWSError:
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {})
                    .get("HTTPStatusCode") or "error")
         message = " ".join(str(error.get("Message") or "").split())
+        if "<html" in message.lower() or "<!doctype" in message.lower():
+            message = ""  # an HTML error page from a proxy or a broken endpoint: noise
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         hint = _HINTS.get(code)
         if hint is None and status and int(status) >= 500:
-            hint = f"AWS answered {status} after {MAX_ATTEMPTS} tries; retry later"
+            tries = f"{MAX_ATTEMPTS} tries" if MAX_ATTEMPTS != 1 else "1 try"
+            hint = f"AWS answered {status} after {tries}; retry later"
         text = f"{prefix}: {code}" + (f": {message}" if message else "")
         return AWSError(f"{text} ({hint})" if hint else text, code)
     if isinstance(exc, (botocore.exceptions.NoCredentialsError,

@@ -78,6 +78,7 @@ class CreateRequest:
     name: str | None = None
     image: str | None = None  # runpod image | aws AMI
     session: str | None = None  # tag the machine with this session id
+    zone: str | None = None  # aws: an availability zone (a subnet of the template's VPC there)
     dry_run: bool = False
 
 
