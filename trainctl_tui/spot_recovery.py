@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from .errors import TrainctlError
@@ -70,33 +69,32 @@ async def maybe_resume(service, session: Session) -> bool:
             return False
         service.store.update(session.id, detail=f"spot interruption on {old}; creating a "
                                                 "replacement instance")
-        instance = await create_replacement(session, record.get("type"))
+        instance = await create_replacement(session, record.get("type"),
+                                            record.get("template"))
         await start_on(service, session, instance.id)
         return True
     finally:
         lock.unlink(missing_ok=True)
 
 
-async def create_replacement(session: Session, old_type: str | None):
+async def create_replacement(session: Session, old_type: str | None,
+                             template_name: str | None = None):
     """A spot instance from the same template; on a capacity failure the template's
     fallback_types and fallback_zones are tried in turn."""
     from .providers.aws_api import AWSError
     from .providers.cloud import CreateRequest, get_cloud
 
     cloud = get_cloud("aws")
-    template = cloud.template(None)
+    template = cloud.template(template_name)
     types = [old_type or template.instance_type] + \
         [t for t in template.fallback_types if t != (old_type or template.instance_type)]
-    zones: list[str | None] = [None]
-    if "zone" in {f.name for f in dataclass_fields(CreateRequest)}:
-        zones += list(template.fallback_zones)
+    zones: list[str | None] = [None, *template.fallback_zones]
     errors = []
     for instance_type in types:
         for zone in zones:
-            request = CreateRequest(provider="aws", type=instance_type, spot=True,
-                                    session=session.id, name=f"trainctl-{session.id}")
-            if zone:
-                request.zone = zone  # type: ignore[attr-defined]
+            request = CreateRequest(provider="aws", template=template_name, type=instance_type,
+                                    spot=True, session=session.id, zone=zone,
+                                    name=f"trainctl-{session.id}")
             try:
                 return await cloud.create_instance(request)
             except AWSError as exc:

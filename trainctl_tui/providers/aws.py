@@ -25,6 +25,7 @@ from .cloud import CreateRequest, Instance, Price, Progress
 
 MANAGED_TAG = "trainctl:managed"
 SESSION_TAG = "trainctl:session"
+TEMPLATE_TAG = "trainctl:template"
 POLL_SECONDS = 5.0
 PRICE_TTL = 300.0  # seconds prices are kept in-process
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
@@ -246,7 +247,9 @@ class AWSCloud:
         spot = template.spot if request.spot is None else request.spot
         name = request.name or (f"trainctl-{request.session}" if request.session else "trainctl")
         tags = {**template.tags, "Name": name, MANAGED_TAG: "true",
-                SESSION_TAG: request.session or ""}
+                SESSION_TAG: request.session or "",
+                # Sessions on the instance use this template's workdir and s3_prefix.
+                TEMPLATE_TAG: request.template or "default"}
         tag_list = [{"Key": key, "Value": str(value)} for key, value in tags.items()]
         args: dict = {
             "ImageId": ami, "InstanceType": instance_type, "MinCount": 1, "MaxCount": 1,

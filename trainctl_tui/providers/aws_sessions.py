@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..models import Session
 from . import aws_api
+from .aws import TEMPLATE_TAG  # the template an instance was created from
 from .aws_api import AWSError
 from .aws_ssm import SSMError, SSMTransport, SSMUnreachable, parse_slice, slice_script
 from .base import ProviderError, UnknownProvider
@@ -35,7 +36,6 @@ SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
 AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
 LOG_MARK = "TRAINCTL-LOG"
-TEMPLATE_TAG = "trainctl:template"  # the template an instance was created from, when tagged
 LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
 
 # Runs on the instance: reads the session's SecureString parameters with the instance's own
@@ -376,10 +376,11 @@ async def record_interruption(session: Session, instance_id: str) -> dict:
 
     now = time.time()
     record: dict = {"instance": instance_id, "at": now, "type": None, "cost": None,
-                    "attempts": []}
+                    "template": None, "attempts": []}
     try:
         instance = await AWSCloud().get_instance(instance_id)
         record["type"] = instance.type
+        record["template"] = instance.extra.get("tags", {}).get(TEMPLATE_TAG)
         if instance.price_per_hour is not None and instance.launched:
             record["cost"] = round(instance.price_per_hour * max(0.0, now - instance.launched)
                                    / 3600, 4)
