@@ -116,8 +116,7 @@ def render_prices(prices, out: TextIO, *, title: str = "") -> None:
         columns.remove("SOURCE")
     for column in columns:
         table.add_column(column, justify="right" if column == "$/H" else "left",
-                         no_wrap=column != "DETAIL",
-                         overflow="ellipsis" if column == "SOURCE" else "fold")
+                         no_wrap=True, overflow="ellipsis")
     for price in rows:
         available = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[price.available]
         cells = {"TYPE": price.type, "MARKET": price.lifecycle, "WHERE": price.where or "-",
