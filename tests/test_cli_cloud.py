@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -142,6 +143,14 @@ def test_terminate_refuses_a_machine_trainctl_did_not_create(cloud_config):
     (["instance", "stop"], "instance stop needs an instance or pod id (see trainctl instances)"),
     (["instance", "stop", "not-an-id!"],
      "cannot tell which cloud 'not-an-id!' is on: pass --provider aws or --provider runpod"),
+    (["instance", "create", "--provider", "aws", "--disk-gb", "0"],
+     "--disk-gb must be at least 1, got 0"),
+    (["instance", "create", "--provider", "aws", "--container-disk-gb", "20"],
+     "--container-disk-gb is for runpod; aws takes --disk-gb"),
+    (["launch", "--s3-prefix", "s3://b/p", "--", "python", "x.py"],
+     "--s3-prefix is for runs on AWS (--provider aws...)"),
+    (["launch", "--provider", "aws", "--s3-prefix", "bucket/p", "--", "python", "x.py"],
+     "the S3 prefix must look like s3://bucket/prefix, not 'bucket/p'"),
     (["launch", "--spot", "--", "python", "x.py"],
      "--template, --type, --gpu, --spot ... are for a new cloud machine: use them with "
      "--provider aws or --provider runpod"),
@@ -166,7 +175,8 @@ def test_prices_from_spot_history_and_the_config_table(cloud_config):
 
 def test_launch_on_a_new_instance_runs_the_training_there(cloud_config):
     ec2 = cloud_config["ec2"]
-    result = run_cli("launch", "--provider", "aws", "--name", "hello", "--", "python3", "-c",
+    result = run_cli("launch", "--provider", "aws", "--name", "hello", "--disk-gb", "42",
+                     "--s3-prefix", "s3://runs-bucket/team/", "--", "python3", "-c",
                      "print('step 1 loss 0.5', flush=True)", timeout=150)
     assert result.returncode == 0, result.stderr
     session_id = result.stdout.strip().splitlines()[-1]
@@ -184,3 +194,8 @@ def test_launch_on_a_new_instance_runs_the_training_there(cloud_config):
     assert session["id"] == session_id and session["status"] == "succeeded"
     assert session["provider"] == f"aws:{instance['InstanceId']}"
     assert "step 1 loss 0.5" in run_cli("logs", session_id).stdout
+    spec = json.loads((Path(session["session_dir"]) / "spec.json").read_text())
+    assert spec["s3_checkpoint_uri"] == f"s3://runs-bucket/team/{session_id}/checkpoints/"
+    [volume] = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id",
+                                              "Values": [instance["InstanceId"]]}])["Volumes"]
+    assert volume["Size"] == 42

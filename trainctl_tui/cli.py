@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     machine.add_argument("--max-price", type=float, metavar="USD", help="aws spot: $/h cap")
     machine.add_argument("--bid", type=float, metavar="USD", help="runpod spot: bid per GPU")
     machine.add_argument("--image", help="runpod: container image; aws: AMI id or name")
+    machine.add_argument("--s3-prefix", metavar="s3://BUCKET/PREFIX",
+                         help="aws: sync checkpoints to PREFIX/<session>/checkpoints/")
+    machine.add_argument("--disk-gb", type=int, metavar="GB",
+                         help="aws: root volume; runpod: pod volume")
+    machine.add_argument("--container-disk-gb", type=int, metavar="GB",
+                         help="runpod: the container's own disk")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sessions = commands.add_parser("sessions", aliases=["ls"], help="list sessions")
@@ -211,6 +217,7 @@ def cmd_launch(args) -> int:
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
         keep_last_n=args.keep_last, env=parse_env(args.env), machine=machine_request(args),
+        s3_prefix=args.s3_prefix,
     )
 
     def progress(line: str) -> None:
@@ -225,7 +232,8 @@ def machine_request(args):
     """--type/--spot/--gpu... as the CreateRequest of the machine to create, or None."""
     from .cli_cloud import create_request
 
-    given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image)
+    given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image,
+             args.disk_gb, args.container_disk_gb)
     kind = args.provider.partition(":")[0]
     if not any(v is not None for v in given) and not args.spot and not args.on_demand \
             and args.gpu_count == 1:
@@ -236,7 +244,8 @@ def machine_request(args):
     return create_request(argparse.Namespace(
         provider=kind, template=args.template, type=args.type, gpu=args.gpu,
         gpu_count=args.gpu_count, spot=args.spot, on_demand=args.on_demand,
-        max_price=args.max_price, bid=args.bid, image=args.image, name=None, dry_run=False))
+        max_price=args.max_price, bid=args.bid, image=args.image, name=None, dry_run=False,
+        disk_gb=args.disk_gb, container_disk_gb=args.container_disk_gb))
 
 
 def print_launched(session) -> None:

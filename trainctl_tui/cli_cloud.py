@@ -38,6 +38,10 @@ def add_parsers(commands) -> None:
     instance.add_argument("--bid", type=float, metavar="USD",
                           help="runpod spot: bid per GPU per hour (default: the current minimum)")
     instance.add_argument("--image", help="runpod: container image; aws: AMI id or name")
+    instance.add_argument("--disk-gb", type=int, metavar="GB",
+                          help="aws: root volume; runpod: pod volume (/workspace)")
+    instance.add_argument("--container-disk-gb", type=int, metavar="GB",
+                          help="runpod: the container's own disk")
     instance.add_argument("--name", help="a name for the machine")
     instance.add_argument("--yes", "-y", action="store_true",
                           help="terminate without asking (for scripts)")
@@ -104,12 +108,19 @@ def create_request(args):
         raise TrainctlError(f"the price must be > 0, got {price:g}")
     if args.gpu_count < 1:
         raise TrainctlError(f"--gpu-count must be at least 1, got {args.gpu_count}")
+    for flag, value in (("--disk-gb", args.disk_gb),
+                        ("--container-disk-gb", args.container_disk_gb)):
+        if value is not None and value < 1:
+            raise TrainctlError(f"{flag} must be at least 1, got {value}")
+    if args.provider == "aws" and args.container_disk_gb is not None:
+        raise TrainctlError("--container-disk-gb is for runpod; aws takes --disk-gb")
     if price is not None and not args.spot and args.provider == "runpod":
         raise TrainctlError("--bid is for spot pods: add --spot")
     return CreateRequest(
         provider=args.provider, template=args.template, type=args.type or args.gpu,
         gpu_count=args.gpu_count, spot=True if args.spot else (False if args.on_demand else None),
-        max_price=price, name=args.name, image=args.image, dry_run=args.dry_run)
+        max_price=price, name=args.name, image=args.image, disk_gb=args.disk_gb,
+        container_disk_gb=args.container_disk_gb, dry_run=args.dry_run)
 
 
 def cmd_instance(args) -> int:

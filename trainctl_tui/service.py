@@ -78,6 +78,7 @@ class LaunchRequest:
     env: dict[str, str] = field(default_factory=dict)
     # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
     machine: CreateRequest | None = None
+    s3_prefix: str | None = None  # aws: checkpoints sync to PREFIX/<session>/checkpoints/
 
 
 class Service:
@@ -144,6 +145,11 @@ class Service:
 
         self.store.insert(session, prepare=prepare)
         write_session_files(session, defaults, secret_env, local=not provider.remote)
+        if request.s3_prefix:
+            spec_path = Path(session.session_dir) / "spec.json"
+            spec = json.loads(spec_path.read_text())
+            spec["s3_checkpoint_uri"] = f"{request.s3_prefix.rstrip('/')}/{session.id}/checkpoints/"
+            atomic_write_text(spec_path, json.dumps(spec, indent=2))
         await self._start_runner(session)
         return session
 
@@ -652,6 +658,12 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
     if not command or not command[0].strip():
         raise TrainctlError("nothing to launch: give a command after --, e.g. "
                             "trainctl launch -- python train.py")
+    if request.s3_prefix is not None:
+        if not request.provider.startswith("aws"):
+            raise TrainctlError("--s3-prefix is for runs on AWS (--provider aws...)")
+        if not request.s3_prefix.startswith("s3://") or len(request.s3_prefix) <= 5:
+            raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
+                                f"'{request.s3_prefix}'")
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")

@@ -256,7 +256,7 @@ class AWSCloud:
             "ClientToken": uuid.uuid4().hex,  # a retried RunInstances never makes two
             "InstanceInitiatedShutdownBehavior": template.shutdown_behavior,
             "BlockDeviceMappings": [{"DeviceName": root_device, "Ebs": {
-                "VolumeSize": template.volume_gb, "VolumeType": "gp3",
+                "VolumeSize": request.disk_gb or template.volume_gb, "VolumeType": "gp3",
                 "DeleteOnTermination": True}}],
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list},
                                   {"ResourceType": "volume", "Tags": tag_list}],

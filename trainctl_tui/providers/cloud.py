@@ -79,6 +79,8 @@ class CreateRequest:
     image: str | None = None  # runpod image | aws AMI
     session: str | None = None  # tag the machine with this session id
     zone: str | None = None  # aws: an availability zone (a subnet of the template's VPC there)
+    disk_gb: int | None = None  # aws: root volume; runpod: the pod's volume (/workspace)
+    container_disk_gb: int | None = None  # runpod: the container's own disk
     dry_run: bool = False
 
 

@@ -31,6 +31,15 @@ def gpu_choices(prices: list[Price], spot: bool) -> list[tuple[str, str]]:
              f"{'  ' + p.detail if p.detail else ''}", p.type) for p in rows]
 
 
+def disk_size(text: str, what: str) -> int | None:
+    """A disk size field: empty = the config's default, else whole GB >= 1."""
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise TrainctlError(f"{what} must be a whole number of GB (at least 1), not '{text}'")
+    return int(text)
+
+
 class CreateInstanceScreen(ModalScreen):
     """Dismisses with the new Instance, or None."""
 
@@ -71,6 +80,14 @@ class CreateInstanceScreen(ModalScreen):
             with Horizontal(classes="field"):
                 yield Label("Image / AMI", classes="field-label")
                 yield Input(placeholder="(the template's / config default)", id="c-image")
+            with Horizontal(classes="field"):
+                yield Label("Disk GB", classes="field-label")
+                yield Input(placeholder="(aws: root volume; runpod: pod volume; from the config)",
+                            id="c-disk", type="integer")
+            with Horizontal(classes="field runpod-only"):
+                yield Label("Container GB", classes="field-label")
+                yield Input(placeholder="(config default)", id="c-container-disk",
+                            type="integer")
             with Horizontal(classes="field"):
                 yield Label("Name", classes="field-label")
                 yield Input(placeholder="(trainctl-…)", id="c-name")
@@ -134,11 +151,13 @@ class CreateInstanceScreen(ModalScreen):
     def request(self) -> CreateRequest:
         cloud = str(self.query_one("#c-provider", Select).value)
         value = {key: self.query_one(f"#c-{key}", Input).value.strip()
-                 for key in ("type", "gpu-count", "price", "image", "name")}
+                 for key in ("type", "gpu-count", "price", "image", "name", "disk",
+                             "container-disk")}
         spot = self.query_one("#c-spot", Checkbox).value
         price = float(value["price"]) if value["price"] else None
         if price is not None and price <= 0:
             raise TrainctlError(f"the price must be > 0, got {price:g}")
+        disk = disk_size(value["disk"], "disk")
         if cloud == "runpod":
             gpu = self.query_one("#c-gpu", Select).value
             if gpu is Select.BLANK:
@@ -150,11 +169,14 @@ class CreateInstanceScreen(ModalScreen):
                 raise TrainctlError("a bid is for spot pods: tick Spot, or clear the price")
             return CreateRequest(provider="runpod", type=str(gpu), gpu_count=count, spot=spot,
                                  max_price=price, image=value["image"] or None,
-                                 name=value["name"] or None)
+                                 name=value["name"] or None, disk_gb=disk,
+                                 container_disk_gb=disk_size(value["container-disk"],
+                                                             "container disk"))
         template = str(self.query_one("#c-template", Select).value) or None
         return CreateRequest(provider="aws", template=template, type=value["type"] or None,
                              spot=True if spot else None, max_price=price,
-                             image=value["image"] or None, name=value["name"] or None)
+                             image=value["image"] or None, name=value["name"] or None,
+                             disk_gb=disk)
 
     @on(Button.Pressed, "#create")
     def action_create(self) -> None:

@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from ...errors import TrainctlError
 from ...providers.cloud import CreateRequest
 from ...service import LaunchRequest, new_machine_kind
-from .create_instance import gpu_choices
+from .create_instance import disk_size, gpu_choices
 
 FIELDS = [
     ("command", "Command", "python train.py --lr 3e-4"),
@@ -69,6 +69,17 @@ class LaunchScreen(ModalScreen[str | None]):
             with Horizontal(classes="field machine"):
                 yield Label("Image / AMI", classes="field-label")
                 yield Input(placeholder="(the template's / config default)", id="m-image")
+            with Horizontal(classes="field machine aws-machine"):
+                yield Label("S3 prefix", classes="field-label")
+                yield Input(placeholder="(the template's; s3://bucket/prefix)", id="m-s3")
+            with Horizontal(classes="field machine"):
+                yield Label("Disk GB", classes="field-label")
+                yield Input(placeholder="(aws: root volume; runpod: pod volume; from the config)",
+                            id="m-disk", type="integer")
+            with Horizontal(classes="field machine runpod-machine"):
+                yield Label("Container GB", classes="field-label")
+                yield Input(placeholder="(config default)", id="m-container-disk",
+                            type="integer")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch \\[ctrl+s]", id="launch", variant="primary")
@@ -137,16 +148,20 @@ class LaunchScreen(ModalScreen[str | None]):
         if price is not None and price <= 0:
             raise TrainctlError(f"max price must be > 0, got {price:g}")
         image = self.query_one("#m-image", Input).value.strip() or None
+        disk = disk_size(self.query_one("#m-disk", Input).value.strip(), "disk")
         if kind == "runpod":
             gpu = self.query_one("#m-gpu", Select).value
             if gpu is Select.BLANK:
                 raise TrainctlError("choose a GPU type for the pod")
             if price is not None and not spot:
                 raise TrainctlError("a bid is for spot pods: tick Spot, or clear the price")
+            container = disk_size(self.query_one("#m-container-disk", Input).value.strip(),
+                                  "container disk")
             return CreateRequest(provider="runpod", type=str(gpu), spot=spot, max_price=price,
-                                 image=image)
+                                 image=image, disk_gb=disk, container_disk_gb=container)
         return CreateRequest(provider="aws", type=self.query_one("#m-type", Input).value.strip()
-                             or None, spot=True if spot else None, max_price=price, image=image)
+                             or None, spot=True if spot else None, max_price=price, image=image,
+                             disk_gb=disk)
 
     def provider_info(self, provider: str) -> str:
         return f"[dim]{self.details.get(provider, 'runs on this machine')}[/dim]"
@@ -165,6 +180,8 @@ class LaunchScreen(ModalScreen[str | None]):
         return LaunchRequest(
             command=command, cwd=values["cwd"] or None, name=values["name"] or None,
             provider=provider, machine=self.machine_request(provider),
+            s3_prefix=(self.query_one("#m-s3", Input).value.strip() or None)
+            if new_machine_kind(provider) == "aws" else None,
             checkpoint_dir=values["checkpoint_dir"] or None,
             resume_template=values["resume_template"] or None,
             max_restarts=int(restarts) if restarts else None,
