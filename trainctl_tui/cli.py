@@ -313,8 +313,25 @@ def cmd_logs(args) -> int:
 
         for line in last_lines(service.log_path(session), args.lines):
             print(line)
+        print_container_log(session, args.lines)
         return 0
     return follow_log(service, session.id, args.lines)
+
+
+def print_container_log(session, lines: int) -> None:
+    """A pod that ssh cannot reach: what RunPod's logs endpoint last showed of it."""
+    from pathlib import Path
+
+    from .models import Status
+    from .monitor.tail import last_lines
+
+    path = Path(session.session_dir) / "container.log"
+    if session.status is not Status.UNREACHABLE or not path.exists():
+        return
+    print(f"[trainctl] {session.host or 'the pod'} is not reachable over ssh; its container "
+          f"log ({path}):", file=sys.stderr)
+    for line in last_lines(path, lines):
+        print(line)
 
 
 def follow_log(service, session_id: str, lines: int) -> int:

@@ -131,8 +131,8 @@ class TrainctlApp(App):
     @work(group="actions")
     async def launch_form(self, launched) -> None:
         # This machine, every configured SSH host, and a new machine on each cloud set up.
-        providers, details = await self.backend.run(launch_places)
-        self.push_screen(LaunchScreen(providers, os.getcwd(), details), launched)
+        providers, details, spot = await self.backend.run(launch_places)
+        self.push_screen(LaunchScreen(providers, os.getcwd(), details, spot), launched)
 
     def action_instances(self) -> None:
         if not isinstance(self.screen, InstancesScreen):
@@ -313,8 +313,9 @@ class TrainctlApp(App):
         yield SystemCommand("Help", "Keys of this screen (?)", self.action_help)
 
 
-def launch_places(service) -> tuple[list[str], dict[str, str]]:
-    """(providers offered by the launch form, what each one means)."""
+def launch_places(service) -> tuple[list[str], dict[str, str], dict[str, bool]]:
+    """(providers offered by the launch form, what each one means, which create spot
+    machines by default)."""
     hosts = service.config.ssh.hosts
     providers = ["local"] + [f"ssh:{name}" for name in sorted(hosts)]
     details = {f"ssh:{name}": describe_host(host) for name, host in hosts.items()}
@@ -323,9 +324,11 @@ def launch_places(service) -> tuple[list[str], dict[str, str]]:
         templates = service.config.aws.templates
         providers.append("aws")
         details["aws"] = "a new EC2 instance from the default template, trained through SSM"
+        spot = {"aws": bool(templates.get("default") and templates["default"].spot)}
         for name, template in sorted(templates.items()):
             if name != "default":
                 providers.append(f"aws:{name}")
+                spot[f"aws:{name}"] = template.spot
                 details[f"aws:{name}"] = (f"a new {template.instance_type} "
                                           f"{'spot' if template.spot else 'on-demand'} instance "
                                           f"(template {name})")
@@ -333,7 +336,7 @@ def launch_places(service) -> tuple[list[str], dict[str, str]]:
         providers.append("runpod")
         details["runpod"] = (f"a new pod ({service.config.runpod.cloud_type.lower()} cloud), "
                              "trained over ssh")
-    return providers, details
+    return providers, details, spot if "aws" in clouds else {}
 
 
 def describe_host(host) -> str:

@@ -31,12 +31,14 @@ class LaunchScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "launch", "Launch")]
 
-    def __init__(self, providers: list[str], cwd: str, details: dict[str, str] | None = None):
+    def __init__(self, providers: list[str], cwd: str, details: dict[str, str] | None = None,
+                 spot: dict[str, bool] | None = None):
         super().__init__()
         self.providers = providers
         self.cwd = cwd
         self.details = details or {}  # provider -> its host's settings, shown under it
         self.prices: list = []  # RunPod GPU prices, loaded when a runpod provider is chosen
+        self.spot = spot or {}  # provider -> whether its template rents spot by default
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="launch"):
@@ -108,6 +110,7 @@ class LaunchScreen(ModalScreen[str | None]):
         kind = new_machine_kind(provider)
         for widget in self.query(".machine"):
             widget.display = kind is not None
+        self.query_one("#m-spot", Checkbox).value = self.spot.get(provider, False)
         for widget in self.query(".aws-machine"):
             widget.display = kind == "aws"
         for widget in self.query(".runpod-machine"):
@@ -160,7 +163,7 @@ class LaunchScreen(ModalScreen[str | None]):
             return CreateRequest(provider="runpod", type=str(gpu), spot=spot, max_price=price,
                                  image=image, disk_gb=disk, container_disk_gb=container)
         return CreateRequest(provider="aws", type=self.query_one("#m-type", Input).value.strip()
-                             or None, spot=True if spot else None, max_price=price, image=image,
+                             or None, spot=spot, max_price=price, image=image,
                              disk_gb=disk)
 
     def provider_info(self, provider: str) -> str:
