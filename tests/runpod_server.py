@@ -213,6 +213,11 @@ class RunPodState:
             pod["runtime"] = None
             pod["lastStatusChange"] = "Exited by host: outbid"
 
+    def reclaim(self, pod_id: str) -> None:
+        """The spot pod is terminated by the host: it is gone (pod answers null)."""
+        with self.lock:
+            del self.pods[pod_id]
+
     def count(self, operation: str) -> int:
         return sum(1 for r in self.requests if operation in r["query"])
 
@@ -244,7 +249,9 @@ class RunPodState:
             "machineId": f"m-{pod_id}", "runtime": None, "polls": 0,
             "started": None, "lowestBidPriceToResume": gpu["minimumBidPrice"],
             "lastStatusChange": "Created",
-            "machine": {"gpuDisplayName": gpu["displayName"], "podHostId": f"{pod_id}-host",
+            "machine": {"gpuDisplayName": gpu["displayName"], "gpuTypeId": gpu["id"],
+                        "secureCloud": data.get("cloudType") != "COMMUNITY",
+                        "podHostId": f"{pod_id}-host",
                         "dataCenterId": "EU-RO-1", "location": "RO"},
         }
         self.pods[pod_id] = pod

@@ -97,17 +97,21 @@ def test_an_interrupted_spot_pod_is_resumed_from_the_newest_checkpoint(pod_env, 
             except ProcessLookupError:
                 pass
     newest = sorted(ckpt.glob("step_*.safetensors"))[-1]
+    log = trainctl_home / "sessions" / session.id / "train.log"
     server.state.interrupt(pod.id)
     resumed = wait_for(lambda: (s := session_of(session.id)).attempt == 2 and s, timeout=60)
     first = resumed.attempts[0]
-    assert first.reason == (f"interrupted: pod {pod.id} went exited (Exited by host: outbid) "
-                            "while training")
+    assert first.reason.startswith(f"spot interruption: pod {pod.id} went exited (Exited by "
+                                   "host: outbid) while training; cost so far $")
     assert resumed.attempts[1].resumed_from == str(newest)
     assert resumed.detail is None or "resumed on pod" in resumed.detail or \
         resumed.status is Status.RUNNING
     bids = [r["query"] for r in server.state.requests if "podBidResume" in r["query"]]
     assert len(bids) == 1 and "bidPerGpu: 0.2," in bids[0]
     assert runpod_recovery.interruptions(resumed)[0]["pod"] == pod.id
+    assert f"[trainctl] pod {pod.id} was interrupted; resuming on pod {pod.id} from the " \
+        "newest checkpoint on its volume" in log.read_text()
+    assert server.state.count("podRentInterruptable") == 1  # bid again: no new pod
     service = Service()
     try:
         run(service.stop(session.id, force=True))

@@ -158,6 +158,9 @@ class RunpodConfig(_Section):
     volume_gb: int = Field(20, ge=0)
     container_disk_gb: int = Field(20, gt=0)
     network_volume_id: str | None = None
+    # Keep a copy at home of each new newest checkpoint of a spot pod without a network
+    # volume (<session folder>/checkpoints-home/), so auto_resume can recreate a reclaimed pod.
+    pull_checkpoints: bool = False
     # Seconds to wait for a new pod to be RUNNING with its ports mapped.
     ready_timeout: float = Field(600.0, gt=0)
     # How trainctl reaches a pod's sshd (the image must run one on 22/tcp).
@@ -764,6 +767,11 @@ gpu_count = 1
 volume_gb = 20
 container_disk_gb = 20
 # network_volume_id = "abc123xyz"
+# Spot pods without a network volume: download each new newest checkpoint in the background
+# into the session folder (checkpoints-home/), so a reclaimed pod is recreated and resumed
+# from it (the newest two are kept). Checkpoints under /workspace on a network volume never
+# need this.
+pull_checkpoints = false
 # Seconds to wait for a new pod to run with its ports mapped.
 ready_timeout = 600
 # How trainctl reaches a pod's sshd (the image must run one; PUBLIC_KEY gets your key).

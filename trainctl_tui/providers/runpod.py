@@ -25,7 +25,7 @@ SPOT_TYPES = ("INTERRUPTABLE", "BID")
 POD_FIELDS = """
   id name desiredStatus costPerHr gpuCount podType imageName env lastStatusChange
   uptimeSeconds lowestBidPriceToResume volumeInGb containerDiskInGb networkVolumeId
-  machine { gpuDisplayName dataCenterId }
+  machine { gpuDisplayName gpuTypeId dataCenterId secureCloud }
   runtime { uptimeInSeconds ports { ip isIpPublic privatePort publicPort type } }
 """
 
@@ -228,6 +228,13 @@ class RunPodCloud:
                             price_per_hour=bid * spec["count"] if bid else None,
                             gpus=f"{spec['count']}x {spec['gpu']}",
                             detail=f"would create a pod with {spec['image']}")
+        return await self.create_pod(spec, spot=spot, bid=bid, progress=progress)
+
+    async def create_pod(self, spec: dict, *, spot: bool, bid: float | None = None,
+                         progress: Progress | None = None) -> Instance:
+        """Create a pod from a full spec (name, image, gpu, count, env, cloud_type,
+        volume_gb, container_disk_gb, network_volume_id) and wait until it runs (the
+        config's ready_timeout); a pod that never runs is terminated."""
         created = await (self._rent_spot(spec, bid) if spot else self._deploy(spec))
         pod_id = created["id"]
         if progress:
@@ -344,6 +351,7 @@ class RunPodCloud:
         if dry_run:
             return instance
         await self.api.graphql(f"terminating pod {instance_id}", _terminate_doc(instance_id))
+        remember_user_termination(instance_id)
         instance.state, instance.address, instance.launched = "terminated", None, None
         return instance
 
@@ -361,6 +369,42 @@ class RunPodCloud:
             return [f"[runpod] pod {pod_id} no longer exists"]
         return [f"[runpod] pod {pod_id} is {(pod.get('desiredStatus') or '?').lower()}"
                 + (f": {pod['lastStatusChange']}" if pod.get("lastStatusChange") else "")]
+
+
+TERMINATED_BY_USER = "runpod_terminated.json"  # in the state dir: pods the user terminated
+TERMINATED_KEPT = 200
+
+
+def remember_user_termination(pod_id: str) -> None:
+    """A pod terminated through trainctl on purpose: spot recovery never recreates it."""
+    import json
+
+    from ..paths import state_dir
+
+    path = state_dir() / TERMINATED_BY_USER
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        ids = []
+    ids = [i for i in ids if i != pod_id][-(TERMINATED_KEPT - 1):] + [pod_id]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(ids))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def terminated_by_user(pod_id: str) -> bool:
+    import json
+
+    from ..paths import state_dir
+
+    try:
+        return pod_id in json.loads((state_dir() / TERMINATED_BY_USER).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _terminate_doc(pod_id: str) -> str:
