@@ -34,7 +34,18 @@ def pod_env(sshd_server, runpod_server, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setattr(rp, "POLL_SECONDS", 0.01)
     monkeypatch.setattr(rp, "_TARGETS", {})
     runpod_server.state.ssh_port = sshd_server.port
-    return runpod_server, workdir
+    yield runpod_server, workdir
+    # The "pod" is this machine: end whatever training a test left running there.
+    for status in workdir.glob("sessions/*/status.json"):
+        try:
+            pids = json.loads(status.read_text())
+        except (OSError, ValueError):
+            continue
+        for pid in (pids.get("runner_pid"), pids.get("child_pid")):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, TypeError):
+                pass
 
 
 def run(coro):
