@@ -101,6 +101,9 @@ class SshServer:
             "PermitRootLogin prohibit-password\n"
             "Subsystem sftp internal-sftp\n"
             "LogLevel INFO\n"
+            # A login shell whose rc file runs `pyenv rehash` (this machine's root) waits up to
+            # 60 s on a lock a killed ssh session left behind; don't let a test wait on it.
+            "SetEnv PYENV_REHASH_TIMEOUT=1\n"
         )
         self.known_hosts.write_text(self.known_hosts_line())
         self.write_client_config(self.config_path)

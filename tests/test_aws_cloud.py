@@ -113,7 +113,7 @@ def test_create_on_demand_tags_volume_and_shutdown_behaviour(net):
     item = raw(net, instance.id)
     assert "InstanceLifecycle" not in item
     expected = {"Name": "exp1", "trainctl:managed": "true", "trainctl:session": "s-1",
-                "team": "ml"}
+                "trainctl:template": "default", "team": "ml"}
     assert tags(item) == expected
     assert item["SubnetId"] == net["subnet"]
     assert [g["GroupId"] for g in item["SecurityGroups"]] == [net["group"]]
