@@ -48,9 +48,10 @@ def test_gpus_by_price_with_both_markets(home, runpod_server):  # noqa: F811
 
 
 def test_spot_pod_lifecycle_from_the_cli(home, runpod_server):  # noqa: F811
-    pod_id = create_spot(runpod_server)
+    pod_id = create_spot(runpod_server, "--disk-gb", "55", "--container-disk-gb", "33")
     pod = runpod_server.state.pods[pod_id]
     assert pod["podType"] == "INTERRUPTABLE" and pod["bid"] == 0.2  # the current minimum
+    assert pod["volumeInGb"] == 55 and pod["containerDiskInGb"] == 33
     assert "22/tcp" in pod["ports"]
 
     [row] = json.loads(run_cli("instances", "--json").stdout)["instances"]

@@ -128,3 +128,33 @@ def test_an_interrupted_spot_pod_is_resumed_from_the_newest_checkpoint(pod_env, 
         run(service.stop(session.id, force=True))
     finally:
         service.close()
+
+
+def test_an_unreachable_pod_shows_its_container_log(pod_env, trainctl_home):
+    """ssh to the pod stops answering while RunPod still runs it: the session is unreachable,
+    says why with the container log's last line, and `trainctl logs` shows that log."""
+    from conftest import run_cli
+    from sshd import free_port
+
+    server, _ = pod_env
+    pod = run(rp.RunPodCloud().create_instance(CreateRequest(provider="runpod",
+                                                             type="NVIDIA A40")))
+    session = launch(pod.id, sys.executable, "-u", DEMO, "--steps", "100000",
+                     "--step-time", "0.02")
+    log = trainctl_home / "sessions" / session.id / "train.log"
+    wait_for(lambda: session_of(session.id) and b"step 20" in log.read_bytes(), timeout=60)
+    server.state.logs[pod.id] = ["sshd: fatal: cannot bind port 22", "container still up"]
+    with server.state.lock:  # the pod's ssh port now leads nowhere
+        for port in server.state.pods[pod.id]["runtime"]["ports"]:
+            if port["privatePort"] == 22:
+                port["publicPort"] = free_port()
+    server.state.ssh_port = free_port()
+    rp._TARGETS.clear()
+    unreachable = wait_for(lambda: (s := session_of(session.id)).status is Status.UNREACHABLE
+                           and s, timeout=90)
+    assert "container still up" in unreachable.detail
+    result = run_cli("logs", session.id, "-n", "5")
+    assert result.returncode == 0
+    assert "step 2" in result.stdout  # the mirrored train.log first
+    assert result.stdout.rstrip().endswith("sshd: fatal: cannot bind port 22\ncontainer still up")
+    assert f"{pod.id} is not reachable over ssh; its container log" in result.stderr

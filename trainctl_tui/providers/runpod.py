@@ -203,8 +203,9 @@ class RunPodCloud:
             "name": request.name or f"trainctl-{request.session or int(time.time())}",
             "image": request.image or settings.image, "gpu": gpu,
             "count": request.gpu_count or settings.gpu_count, "env": env,
-            "cloud_type": settings.cloud_type, "volume_gb": settings.volume_gb,
-            "container_disk_gb": settings.container_disk_gb,
+            "cloud_type": settings.cloud_type,
+            "volume_gb": request.disk_gb or settings.volume_gb,
+            "container_disk_gb": request.container_disk_gb or settings.container_disk_gb,
             "network_volume_id": settings.network_volume_id,
         }
 
