@@ -273,8 +273,9 @@ class IMDS:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+@pytest.mark.parametrize("auto", [True, False], ids=["auto_resume", "trainctl_resume"])
 def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
-        ssm, ec2, trainctl_home, tmp_path, monkeypatch):  # noqa: F811
+        ssm, ec2, trainctl_home, tmp_path, monkeypatch, auto):  # noqa: F811
     from trainctl_tui.providers import aws_sessions
 
     client, script = ec2
@@ -287,7 +288,7 @@ def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="ckpts")
     ami = client.describe_images()["Images"][0]["ImageId"]
     (tmp_path / "config.toml").write_text(
-        f"[aws]\nregion = \"us-east-1\"\nauto_resume = true\nmax_resumes = 2\n\n"
+        f"[aws]\nregion = \"us-east-1\"\nauto_resume = {str(auto).lower()}\nmax_resumes = 2\n\n"
         f"[aws.templates.default]\nworkdir = \"{ssm.workdir}\"\npython = \"{sys.executable}\"\n"
         f"instance_type = \"t3.micro\"\nami = \"{ami}\"\nspot = true\n"
         f"s3_prefix = \"s3://ckpts/runs\"\n")
@@ -308,6 +309,11 @@ def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
         assert time.monotonic() < deadline, status_file.read_text()
         time.sleep(0.3)
     imds.notice = False  # the replacement gets no notice
+    if not auto:  # it stays interrupted until the user resumes it
+        interrupted = run(wait_status(service, session.id,
+                                      lambda s: s.status is Status.INTERRUPTED))
+        assert interrupted.host == first
+        run(service.resume(session.id))
     resumed = run(wait_status(service, session.id,
                               lambda s: s.host != first and s.status is Status.RUNNING,
                               timeout=120))

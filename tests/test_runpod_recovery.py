@@ -280,6 +280,19 @@ def test_no_surviving_checkpoint_leaves_the_session_interrupted_and_creates_noth
     assert ended.provider == f"runpod:{pod.id}"
     assert not ckpt.exists()  # and certainly no training from scratch there
 
+    # What the detail says to do: a pod like the gone one, training from scratch.
+    from conftest import run_cli
+
+    result = run_cli("resume", session.id, "--scratch", timeout=120)
+    assert result.returncode == 0, result.stderr
+    resumed = wait_for(lambda: (s := session_of(session.id)).status is Status.RUNNING
+                       and s.provider != f"runpod:{pod.id}" and s, timeout=60)
+    new = creates(server)[-1]
+    assert len(creates(server)) == 2 and new == creates(server)[0]  # a pod like the old one
+    assert resumed.attempts[-1].resumed_from is None
+    log = (trainctl_home / "sessions" / session.id / "train.log").read_text()
+    assert f"pod {pod.id} was interrupted; resuming on pod {resumed.host} from scratch" in log
+
 
 def test_a_failed_create_leaves_the_session_interrupted_with_nothing_half_created(
         pods, trainctl_home):

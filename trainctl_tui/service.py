@@ -600,6 +600,8 @@ class Service:
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
+        if session.status is Status.INTERRUPTED:
+            return await self._resume_interrupted(session, from_checkpoint, scratch)
         await self._refuse_if_training_alive(session)
         if scratch:
             checkpoint = None
@@ -615,6 +617,28 @@ class Service:
         self.store.update(session.id, status=Status.PENDING, ended=None, detail=None)
         session.status = Status.PENDING
         await self._start_runner(session)
+        return await self.get(session.id)
+
+    async def _resume_interrupted(self, session: Session, from_checkpoint: str | None,
+                                  scratch: bool) -> Session:
+        """The cloud took the machine: resume on a new one like it."""
+        kind = session.provider.partition(":")[0]
+        if kind == "aws":
+            from .spot_recovery import resume_on_new_instance
+
+            await resume_on_new_instance(self, session, scratch=scratch,
+                                         from_checkpoint=from_checkpoint)
+        elif kind == "runpod":
+            from .providers.runpod_recovery import resume_on_new_pod
+
+            if from_checkpoint:
+                raise TrainctlError("a pod that is gone resumes from the checkpoint that "
+                                    "survived (network volume or pulled home); --from is "
+                                    "not supported here")
+            await resume_on_new_pod(self, session, scratch=scratch)
+        else:
+            raise TrainctlError(f"session {session.id} was interrupted on {session.provider}, "
+                                "which cannot replace its machine")
         return await self.get(session.id)
 
     async def _refuse_if_training_alive(self, session: Session) -> None:

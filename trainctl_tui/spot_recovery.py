@@ -104,20 +104,41 @@ async def create_replacement(session: Session, old_type: str | None,
     raise TrainctlError("no replacement instance: " + "; ".join(errors))
 
 
-async def start_on(service, session: Session, instance_id: str) -> None:
-    """A new attempt of `session` on `instance_id`, from the newest checkpoint in S3."""
+async def resume_on_new_instance(service, session: Session, *, scratch: bool = False,
+                                 from_checkpoint: str | None = None) -> None:
+    """`trainctl resume` of an interrupted session: its instance is gone, so a replacement
+    is created (whatever auto_resume says: the user asked) and the run starts there."""
+    from .providers.aws_sessions import load_interruptions, record_interruption
+
+    old = session.host or session.provider.partition(":")[2]
+    last = next((r for r in load_interruptions(session) if r["instance"] == old), None)
+    if last is None:  # auto_resume was off: nobody has recorded this one yet
+        last = await record_interruption(session, old)
+    instance = await create_replacement(session, last.get("type"), last.get("template"))
+    await start_on(service, session, instance.id,
+                   checkpoint=None if scratch else (from_checkpoint or AUTO))
+
+
+AUTO = "auto"  # start_on: the newest finished checkpoint in S3
+
+
+async def start_on(service, session: Session, instance_id: str,
+                   checkpoint: str | None = AUTO) -> None:
+    """A new attempt of `session` on `instance_id`, from `checkpoint` (an s3:// URI, a path
+    on the instance, None for scratch, AUTO for the newest finished one in S3)."""
     from .service import atomic_write_text
 
     folder = Path(session.session_dir)
     spec_path = folder / "spec.json"
     spec = json.loads(spec_path.read_text())
-    uri = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri"))
+    uri = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri")) if checkpoint == AUTO \
+        else checkpoint
     spec["resume_from"] = uri
     atomic_write_text(spec_path, json.dumps(spec, indent=2))
     old = session.host
     with open(folder / "train.log", "ab") as log:
         log.write(f"\n[trainctl] spot interruption on {old}; resuming on {instance_id} from "
-                  f"{uri or 'scratch (no checkpoint in S3)'}\n".encode())
+                  f"{uri or 'scratch'}\n".encode())
     (folder / "remote.json").unlink(missing_ok=True)
     atomic_write_text(folder / "remote.offset", "0")
     provider = f"aws:{instance_id}"

@@ -402,7 +402,21 @@ def _checkpoint_source(session: Session, spec: dict, pod_id: str):
         f"trainctl resume {session.id} --scratch")
 
 
-async def recreate(service, session: Session, cloud, old: dict, reason: str) -> str:
+async def resume_on_new_pod(service, session: Session, *, scratch: bool = False) -> str:
+    """`trainctl resume` of an interrupted session whose pod is gone: a pod like the last
+    one, resumed from the checkpoint that survived (or from scratch when asked)."""
+    record = pod_record(session)
+    if record is None:
+        raise TrainctlError(f"session {session.id}: trainctl does not know what pod "
+                            f"{_pod_id(session)} was; launch the run again")
+    old = record["pod"]
+    return await recreate(service, session, _cloud(service), old,
+                          f"resumed by hand after pod {old['id']} was interrupted",
+                          scratch=scratch)
+
+
+async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
+                   scratch: bool = False) -> str:
     """A new pod like `old`, the checkpoint to resume from put there, the session moved to
     it and its runner started. Returns the new pod's id. Raises NoCheckpoint before creating
     anything when no checkpoint survived; a pod created here that cannot be used is
@@ -413,7 +427,8 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str) -> 
     record = pod_record(session)
     spec, spot, old_bid = recipe(old, cloud.settings,
                                  (record or {}).get("cloud_type"))
-    source, local = _checkpoint_source(session, spec, old["id"])
+    source, local = ("scratch", None) if scratch else \
+        _checkpoint_source(session, spec, old["id"])
     bid = None
     if spot:
         bid = max(old_bid or 0.0, await cloud.minimum_bid(spec["gpu"], spec["count"]))
@@ -440,7 +455,7 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str) -> 
             resume_from = NEWEST_CHECKPOINT
             whence = f"the newest checkpoint on network volume {spec['network_volume_id']}"
         else:
-            resume_from, whence = None, "scratch (no checkpoint dir)"
+            resume_from, whence = None, "scratch"
         await _seed_status(provider, session, remote_dir, reason)
         spec_path = folder / "spec.json"
         run_spec = json.loads(spec_path.read_text())
