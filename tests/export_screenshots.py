@@ -47,6 +47,56 @@ async def shoot(size: tuple[int, int], suffix: str) -> None:
         app.save_screenshot(str(OUT / f"launch{suffix}.svg"))
 
 
+def cloud_machines() -> None:
+    """Two EC2 instances (moto's server) and two RunPod pods (the tests' GraphQL server), as
+    the Instances screen shows them; the servers stay up until the process ends."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from moto_aws import free_port
+    from runpod_server import API_KEY, RunPodServer
+
+    from trainctl_tui.providers import runpod as rp
+    from trainctl_tui.providers.cloud import CreateRequest
+
+    port = free_port()
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    pods = RunPodServer().__enter__()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="x",
+                      AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1",
+                      RUNPOD_API_BASE_URL=pods.url, RUNPOD_API_KEY=API_KEY)
+    Path(os.environ["TRAINCTL_CONFIG"]).write_text(
+        '[aws]\nregion = "us-east-1"\n'
+        'prices = { "g5.xlarge" = 1.006, "g6e.xlarge" = 1.861 }\n')
+    ec2 = boto3.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    for name, kind, market in (("llama-lora", "g5.xlarge", {"MarketType": "spot"}),
+                               ("eval-sweep", "g6e.xlarge", None)):
+        ec2.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, InstanceType=kind,
+            **({"InstanceMarketOptions": market} if market else {}),
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                {"Key": "trainctl:managed", "Value": "true"}, {"Key": "Name", "Value": name}]}])
+    rp.POLL_SECONDS = 0.05
+    cloud = rp.RunPodCloud()
+    for name, gpu, spot in (("gpt2-ablation", "NVIDIA A40", True),
+                            ("sdxl-finetune", "NVIDIA GeForce RTX 4090", False)):
+        asyncio.run(cloud.create_instance(CreateRequest(provider="runpod", type=gpu, spot=spot,
+                                                        name=name)))
+
+
+async def shoot_instances(size: tuple[int, int], suffix: str) -> None:
+    from trainctl_tui.ui.screens.instances import InstancesScreen
+
+    app = TrainctlApp(refresh_seconds=30)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("DataTable"))
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, InstancesScreen)
+                         and app.screen.probes >= 1, timeout=90)
+        await pilot.pause(0.5)
+        app.save_screenshot(str(OUT / f"instances{suffix}.svg"))
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     os.chdir(os.environ["TRAINCTL_HOME"])  # the demo's checkpoints go there
@@ -59,6 +109,9 @@ def main() -> None:
     from trainctl_tui.service import Service
 
     asyncio.run(Service().stop("demo", force=True, wait=True))
+    cloud_machines()
+    asyncio.run(shoot_instances((120, 35), ""))
+    asyncio.run(shoot_instances((80, 24), "-80x24"))
     print(f"screenshots written to {OUT}")
 
 
