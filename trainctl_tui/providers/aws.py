@@ -426,11 +426,11 @@ class AWSCloud:
                 if info.get("InstanceId") == instance_id and info.get("PingStatus") == "Online":
                     return info
             elapsed = time.monotonic() - started
+            if progress:  # every poll says so, the last one too (however slow the machine)
+                progress(f"waiting for {instance_id} to register with SSM ({elapsed:.0f}s)")
             if elapsed >= limit:
                 raise AWSError(f"aws: {instance_id} did not register with SSM within "
                                f"{limit:g}s ({SSM_HELP})", "SSMTimeout")
-            if progress:
-                progress(f"waiting for {instance_id} to register with SSM ({elapsed:.0f}s)")
             await asyncio.sleep(min(self.poll_seconds, max(0.0, limit - elapsed)))
 
     # -- list / get --------------------------------------------------------------------------
