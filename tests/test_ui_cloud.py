@@ -176,3 +176,27 @@ def test_the_launch_form_shows_machine_fields_for_cloud_providers(ec2):
             assert not machine.display
 
     asyncio.run(scenario())
+
+
+def test_an_ec2_shell_is_ssm_when_possible_else_ssh(tmp_path, monkeypatch):
+    import types
+
+    from trainctl_tui.config import load_config
+    from trainctl_tui.errors import TrainctlError
+    from trainctl_tui.providers.cloud import Instance
+    from trainctl_tui.ui.screens.instances import aws_shell
+
+    (tmp_path / "config.toml").write_text('[aws]\nregion = "eu-west-1"\n'
+                                          '[aws.templates.a10g]\nssh_user = "ec2-user"\n')
+    service = types.SimpleNamespace(config=load_config())
+    instance = Instance(provider="aws", id="i-0abc", address="54.1.2.3", state="running",
+                        extra={"key_name": "mine", "tags": {"trainctl:template": "a10g"}})
+    everything = {"aws", "session-manager-plugin"}.__contains__
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert aws_shell(service, instance, has=everything) == [
+        "aws", "ssm", "start-session", "--target", "i-0abc", "--region", "eu-west-1"]
+    argv = aws_shell(service, instance, has={"aws"}.__contains__)  # no plugin: ssh
+    assert argv[0] == "ssh" and argv[-1] == "54.1.2.3" and "ec2-user" in argv
+    instance.extra.pop("key_name")  # no key pair: no way in but SSM
+    with pytest.raises(TrainctlError, match="session-manager-plugin"):
+        aws_shell(service, instance, has={"aws"}.__contains__)

@@ -128,6 +128,9 @@ class AwsTemplate(_Section):
     fallback_types: list[str] = Field(default_factory=list)
     python: str = "python3"
     workdir: str = "/opt/trainctl"
+    # The Instances screen's shell uses SSM; without the session-manager-plugin it falls back
+    # to ssh as this user (the key pair's key must be in your agent or ~/.ssh/config).
+    ssh_user: str = "ubuntu"
 
 
 class AwsConfig(_Section):
@@ -748,6 +751,7 @@ ready_timeout = 600
 # fallback_types = ["g6.xlarge"]
 # python = "python3"
 # workdir = "/opt/trainctl"
+# ssh_user = "ubuntu"                   # the shell key's fallback when SSM's plugin is absent
 
 [runpod]
 # API key: keep it here (this file is created readable by you only) or set

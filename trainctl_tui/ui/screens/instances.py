@@ -503,6 +503,27 @@ class InstancesScreen(Screen):
         self.probe()
 
 
+def aws_shell(service, instance: Instance, *, has) -> list[str]:
+    """SSM when the aws CLI and its session-manager-plugin are installed (no inbound port
+    needed); else ssh to the instance's address as its template's ssh_user."""
+    from ...providers.ssh_transport import SSHTarget
+
+    if has("aws") and has("session-manager-plugin"):
+        from ...providers import aws_api
+
+        return ["aws", "ssm", "start-session", "--target", instance.id,
+                "--region", aws_api.region()]
+    tags = instance.extra.get("tags", {})
+    templates = service.config.aws.templates
+    template = templates.get(tags.get("trainctl:template") or "default")
+    if instance.address and instance.extra.get("key_name"):
+        user = template.ssh_user if template else "ubuntu"
+        return ssh_command(SSHTarget(name=instance.id, host=instance.address, user=user))
+    raise TrainctlError("a shell on an EC2 instance needs the aws CLI with its "
+                        "session-manager-plugin (SSM), or a key pair and a reachable address "
+                        "for ssh")
+
+
 def shell_command(service, machine: Machine) -> list[str]:
     """The interactive command that opens a shell on `machine`."""
     import shutil
@@ -515,14 +536,7 @@ def shell_command(service, machine: Machine) -> list[str]:
     if not instance.billing:
         raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
     if instance.provider == "aws":
-        if shutil.which("aws") and shutil.which("session-manager-plugin"):
-            from ...providers import aws_api
-
-            return ["aws", "ssm", "start-session", "--target", instance.id,
-                    "--region", aws_api.region()]
-        raise TrainctlError("an SSM shell needs the aws CLI and its session-manager-plugin "
-                            "(docs.aws.amazon.com/systems-manager/latest/userguide/"
-                            "session-manager-working-with-install-plugin.html)")
+        return aws_shell(service, instance, has=shutil.which)
     from ...providers.base import get_provider
 
     provider = get_provider(f"{instance.provider}:{instance.id}")
