@@ -372,7 +372,7 @@ class Service:
 
     async def checkpoint_dir(self, target: str) -> tuple[str, Session | None]:
         """A directory given as is, or the checkpoint dir of the session `target` names."""
-        if target[:5].lower() == "s3://":  # checkpoints in S3: the prefix itself
+        if is_s3(target):  # checkpoints in S3: the prefix itself
             return target, None
         path = Path(target).expanduser()
         if path.is_dir():
@@ -393,7 +393,7 @@ class Service:
         """(directory, session or None, scan result, rows) for `target`."""
         from .checkpoints.catalog import list_checkpoints
 
-        if target[:5].lower() == "s3://":
+        if is_s3(target):
             from .providers import s3_checkpoints
 
             return await s3_checkpoints.checkpoints_async(target, inspect=inspect)
@@ -411,10 +411,10 @@ class Service:
         """Download a remote session's checkpoint (the newest sound one by default);
         an interrupted pull continues where it stopped. Returns (remote, local, bytes).
         `ref` may also be an s3:// checkpoint or prefix (see pull_s3)."""
-        if ref[:5].lower() == "s3://":
+        if is_s3(ref):
             return await self.pull_s3(ref, to=to, progress=progress, note=note)
         session = await self.get(ref)
-        if (session.checkpoint_dir or "")[:5].lower() == "s3://":
+        if is_s3(session.checkpoint_dir):
             uri = session.checkpoint_dir.rstrip("/") + "/" + (checkpoint or "")
             return await self.pull_s3(uri, to=to or f"{session.name}-{session.id}",
                                       progress=progress, note=note)
@@ -459,7 +459,7 @@ class Service:
     def checkpoint_info(self, path: str, *, deep: bool = False):
         from .checkpoints.inspect import inspect_checkpoint
 
-        if path[:5].lower() == "s3://":  # read through ranged GETs (--deep reads it all)
+        if is_s3(path):  # read through ranged GETs (--deep reads it all)
             from .providers import s3_checkpoints
 
             return s3_checkpoints.inspect_uri(path, deep=deep)
@@ -493,7 +493,7 @@ class Service:
         from .checkpoints.catalog import validity_and_metrics
         from .checkpoints.retention import plan_prune
 
-        if target[:5].lower() == "s3://":
+        if is_s3(target):
             import asyncio
 
             from .providers import s3_checkpoints
@@ -517,7 +517,7 @@ class Service:
         """Carry out a plan: to a new trash folder under the state dir, or deleted (purge)."""
         from .checkpoints.retention import apply_prune
 
-        if (plan.directory or "")[:5].lower() == "s3://":  # no trash in S3: purge required
+        if is_s3(plan.directory):  # no trash in S3: purge required
             from .providers import s3_checkpoints
 
             return s3_checkpoints.apply_prune(plan, purge=purge)
@@ -754,6 +754,11 @@ def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
         candidate = cwd / Path(program).expanduser()
         return candidate.is_file() and os.access(candidate, os.X_OK)
     return shutil.which(program, path=path_env) is not None
+
+
+def is_s3(target: str | None) -> bool:
+    """Checkpoints addressed as s3://bucket/prefix live in S3 (providers/s3_checkpoints)."""
+    return (target or "")[:5].lower() == "s3://"
 
 
 def new_machine_kind(provider: str) -> str | None:
