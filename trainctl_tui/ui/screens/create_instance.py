@@ -75,14 +75,14 @@ class CreateInstanceScreen(ModalScreen):
                 yield Checkbox("spot / interruptible (cheaper; may be reclaimed)", id="c-spot")
             with Horizontal(classes="field"):
                 yield Label("Max price $/h", classes="field-label")
-                yield Input(placeholder="(aws: on-demand price cap; runpod: current minimum "
-                            "bid)", id="c-price", type="number")
+                yield Input(placeholder="(spot: aws cap; runpod bid, else the minimum)",
+                            id="c-price", type="number")
             with Horizontal(classes="field"):
                 yield Label("Image / AMI", classes="field-label")
                 yield Input(placeholder="(the template's / config default)", id="c-image")
             with Horizontal(classes="field"):
                 yield Label("Disk GB", classes="field-label")
-                yield Input(placeholder="(aws: root volume; runpod: pod volume; from the config)",
+                yield Input(placeholder="(config default; aws: root, runpod: /workspace)",
                             id="c-disk", type="integer")
             with Horizontal(classes="field runpod-only"):
                 yield Label("Container GB", classes="field-label")

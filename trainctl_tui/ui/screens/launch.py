@@ -66,7 +66,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Checkbox("spot / interruptible (cheaper; may be reclaimed)", id="m-spot")
             with Horizontal(classes="field machine"):
                 yield Label("Max price $/h", classes="field-label")
-                yield Input(placeholder="(aws: cap; runpod: bid, default the minimum)",
+                yield Input(placeholder="(spot: aws cap; runpod bid, else the minimum)",
                             id="m-price", type="number")
             with Horizontal(classes="field machine"):
                 yield Label("Image / AMI", classes="field-label")
@@ -76,7 +76,7 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Input(placeholder="(the template's; s3://bucket/prefix)", id="m-s3")
             with Horizontal(classes="field machine"):
                 yield Label("Disk GB", classes="field-label")
-                yield Input(placeholder="(aws: root volume; runpod: pod volume; from the config)",
+                yield Input(placeholder="(config default; aws: root, runpod: /workspace)",
                             id="m-disk", type="integer")
             with Horizontal(classes="field machine runpod-machine"):
                 yield Label("Container GB", classes="field-label")
