@@ -78,6 +78,8 @@ def test_stop_and_resume_act_on_the_remote_runner(ssh_env, trainctl_home, tmp_pa
     wait_for(lambda: "step 30" in run_cli("logs", session_id).stdout, timeout=60)
     once = json.loads(run_cli("--once", "--json").stdout)["sessions"][0]
     assert once["newest_checkpoint"]["path"].startswith(str(ckpt))  # seen on the host
+    table = run_cli("--once", env={"COLUMNS": "150"}).stdout
+    assert "ssh:box" in table and "ssh:box:box" not in table  # where it runs, said once
     stopped = run_cli("stop", session_id)
     assert stopped.returncode == 0, stopped.stderr
     assert info(session_id)["status"] == "stopped"

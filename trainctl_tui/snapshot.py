@@ -72,12 +72,20 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
     now = time.time()
     for s in sessions:
         attempt = str(s.attempt) if s.attempt else "-"
-        where = s.provider if not s.host else f"{s.provider}:{s.host}"
+        where = where_text(s)
         table.add_row(
             s.id, s.name, where, f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
             attempt, elapsed(s, now), outcome(s),
         )
     console.print(table)
+
+
+def where_text(session: Session) -> str:
+    """"local", "ssh:gpu-box", "aws:i-0123…", "runpod:abc123": the provider string says where
+    (it already names the host; older rows may carry the host only in `host`)."""
+    if session.host and not session.provider.endswith(f":{session.host}"):
+        return f"{session.provider}:{session.host}"
+    return session.provider
 
 
 def format_number(value: float | None) -> str:
@@ -139,7 +147,7 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
         s = row.session
         cells = {
             "": "[bold red]![/]" if row.alerts else "", "ID": s.id, "NAME": s.name,
-            "WHERE": s.provider if not s.host else f"{s.provider}:{s.host}",
+            "WHERE": where_text(s),
             "STATUS": f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
             "ATT": str(s.attempt or "-"), "STEP": format_step(row.step),
             "LOSS": format_number(row.last("loss")), "VAL": format_number(row.last("val_loss")),
