@@ -22,8 +22,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from itertools import compress, islice
-from operator import eq, ne
 
 from .parsers import (
     DIGIT_MARKS,
@@ -44,31 +42,6 @@ __all__ = [
 ]
 
 DEFAULT_JSON_WIDTH = 200
-_MAX_PLAN_SINKS = 16384
-_MAX_BATCH = 4096
-
-
-def _note_nonfinite(sinks, values) -> None:
-    # After a line's appends: each series got one point, so its last is this line's value.
-    for (_, _, series), value in zip(sinks, values, strict=True):
-        if value - value:
-            series.note_nonfinite()
-
-
-class _Family:
-    """Lines of plans with the same names that `feed_bytes` may add together: with a step
-    (`step N ... loss X`) or without one (HF Trainer's dicts, summary lines)."""
-
-    __slots__ = ("names", "sinks", "series", "stepped", "width", "epoch_at", "alone")
-
-    def __init__(self, names: tuple[str, ...], sinks: tuple, stepped: bool) -> None:
-        self.names = names
-        self.sinks = sinks
-        self.series = [series for _, _, series in sinks]
-        self.stepped = stepped
-        self.width = len(names) + stepped  # numbers a line gives: the step, then values
-        self.epoch_at = names.index("epoch") if "epoch" in names else -1
-        self.alone = False  # its last batch was a single line
 
 
 class MetricSet:
@@ -82,10 +55,6 @@ class MetricSet:
         self._last_step: float | None = None
         self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
-        # per names, and per parser plan: (xs.append, ys.append, series) of each target
-        self._sinks: dict[tuple[str, ...], tuple] = {}
-        self._plan_sinks: dict[object, tuple] = {}
-        self._families: dict[tuple[tuple[str, ...], bool], _Family] = {}
 
     # -- feeding
 
@@ -105,237 +74,62 @@ class MetricSet:
         """Feed raw lines (no trailing newline needed); returns how many gave metrics.
 
         The hot loop of `extract_file`: a line of a template the parser has seen costs one
-        bytes.translate, one dict lookup and a float() per value. A progress-bar line (`\r`
-        redraws) whose last state is plain text takes the same path with that state.
-        Consecutive lines of plans with the same names (a `_Family`) are gathered and added
-        in one go (see `_flush`); whatever would not simply append them is done line by
-        line, in order, exactly as before.
+        bytes.translate, one dict lookup and a float() per value.
         """
         parser = self.parser
         if parser.patterns:
             return self._feed_each(lines)
-        plans_get = parser.plans.get
-        gathered = parser.inline_plans
-        gathered_get = gathered.get
-        feed_new = self._feed_new
-        flush = self._flush
+        plans = parser.plans
+        apply = parser.apply
+        add = self._add
+        targets_of = self._targets.get
         marks = DIGIT_MARKS
         count = found = 0
-        batch: list[bytes] = []  # lines of one family, not yet added
-        parts: list[bytes] = []  # their number slices, line after line
-        family = None
-        max_batch = _MAX_BATCH
-        for count, raw in enumerate(lines, 1):  # noqa: B007 (count is read after the loop)
+        for raw in lines:
+            count += 1
             if b"\r" in raw:  # a progress bar: only its last state matters
-                if len(raw) > MAX_LINE or b"\x1b[" in raw:
-                    if batch:
-                        found += flush(batch, parts, family)
-                    found += feed_new(raw)  # long, or maybe a multi-row redraw: in full
-                    continue
-                line = raw[raw.rfind(b"\r") + 1 :]
-                if b"\x1b" in line or b"\x08" in line or b"\x00" in line or not line.strip():
-                    if batch:
-                        found += flush(batch, parts, family)
-                    found += feed_new(raw)  # escapes to strip, or a blank last segment
-                    continue
-                # `line` is what reduce_line(raw) gives: a clean line, parsed as one
-                template = line.translate(marks)
-                if template == line:
-                    if batch:
-                        found += flush(batch, parts, family)
-                    found += feed_new(line)  # no digit: the parser's own rules
-                    continue
-            else:
-                # Plans are keyed by reduced lines (no \r, no escapes), so a hit is clean.
-                line = raw
-                template = raw.translate(marks)
-            known = gathered_get(template)
-            if known is not None:  # a plan whose lines can be gathered: gather this one
-                take, its_family, its_plan = known
-                if its_family is not family:
-                    if batch:
-                        found += flush(batch, parts, family)
-                    family = its_family
-                    if its_family.alone:
-                        # Its lines came one at a time last time (DeepSpeed's three kinds
-                        # of lines in turn): no batch unless the next line is of it too.
-                        found += self._feed_planned(its_plan, line)
-                        continue
-                batch.append(line)
-                parts.extend(take(line))
-                if len(batch) >= max_batch:
-                    found += flush(batch, parts, family)
+                found += self._feed_new(raw)
                 continue
-            plan = plans_get(template)
-            if plan is NOTHING:
-                continue  # changes no state: a pending batch can wait
-            if batch:
-                found += flush(batch, parts, family)
+            # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
+            plan = plans.get(raw.translate(marks))
             if plan is None:
-                found += feed_new(line)
+                found += self._feed_new(raw)
                 continue
-            found += self._feed_planned(plan, line)
-            its_family = self._family_of(plan)
-            if its_family is not None and plan is plans_get(template):
-                gathered[template] = (plan.take, its_family, plan)
-        if batch:
-            found += flush(batch, parts, family)
+            if plan is NOTHING:
+                continue
+            if plan.has_step and not plan.keras:
+                # The common line, inlined: `step N ... loss X ...` at a new step.
+                try:
+                    values = list(map(float, plan.take(raw)))
+                except ValueError:
+                    found += self._feed_new(raw)  # a slice that is no number: full parse
+                    continue
+                if plan.doubled:
+                    values.pop()
+                step = values.pop(0)
+                if not (step >= 0 and step.is_integer()):
+                    step = None  # `step: 2.41`, `step nan`: not a step this time
+                targets = targets_of(plan.names)
+                if step is None or step == self._last_step or targets is None:
+                    found += add(step, plan.names, values)
+                    continue
+                self._last_step = step
+                for series, value in zip(targets, values, strict=True):
+                    series.xs.append(step)
+                    series.ys.append(value)
+                    if value - value:  # nan or inf
+                        series.note_nonfinite()
+                self.records += 1
+                found += 1
+                continue
+            try:
+                parsed = apply(plan, raw)
+            except ValueError:
+                parsed = parser.parse_bytes(raw)
+            if parsed is not None and add(*parsed):
+                found += 1
         self.lines += count
         return found
-
-    def _feed_planned(self, plan, line: bytes) -> int:
-        """One line of a template that has a plan; 1 if it gave metrics."""
-        if plan.inline:
-            return self._feed_inline(plan, line)
-        parser = self.parser
-        try:
-            parsed = parser.apply(plan, line)
-        except ValueError:
-            parsed = parser.parse_bytes(line)
-        return 1 if parsed is not None and self._add(*parsed) else 0
-
-    def _family_of(self, plan) -> _Family | None:
-        """The family of a plan's lines, once their series exist; None when its lines must
-        go one by one (Keras epochs, `Epoch N/M`, one number only, a name twice)."""
-        if plan.keras or plan.doubled or plan.epoch_context_at is not None or not plan.names:
-            return None
-        sinks = self._sinks.get(plan.names)
-        if sinks is None:
-            return None
-        key = (plan.names, plan.has_step)
-        family = self._families.get(key)
-        if family is None:
-            family = self._families[key] = _Family(plan.names, sinks, plan.has_step)
-        return family
-
-    def _flush(self, batch: list[bytes], parts: list[bytes], family: _Family) -> int:
-        """Add the gathered lines of `family` and empty the lists.
-
-        In one go when every line would simply append its values: all slices are numbers
-        and every value is finite; with a step, every step a whole number >= 0 that differs
-        from the step before it; without one, a known x (the last step, or the record's
-        epoch). When only the first line would not, it goes alone and the rest together.
-        Otherwise line by line, exactly as one at a time."""
-        lines = len(batch)
-        family.alone = lines == 1
-        if lines == 1:
-            found = self._feed_planned(self._plan_of(batch[0]), batch[0])
-            batch.clear()
-            parts.clear()
-            return found
-        width = family.width
-        values = None
-        if len(parts) == lines * width:
-            try:
-                values = list(map(float, parts))
-            except ValueError:
-                values = None
-        if values is not None:
-            total = sum(values)
-            if total - total == 0:  # all finite (an overflowing sum only costs the fast way)
-                add_many = self._add_stepped if family.stepped else self._add_stepless
-                added = add_many(family, lines, values)
-                if added is None:  # the first line may be the odd one (a repeated step)
-                    first = self._feed_planned(self._plan_of(batch[0]), batch[0])
-                    added = add_many(family, lines - 1, values[width:])
-                    if added is not None:
-                        added += first
-                    else:
-                        del batch[0]
-                        return first + self._one_by_one(batch, parts)
-                batch.clear()
-                parts.clear()
-                return added
-        return self._one_by_one(batch, parts)
-
-    def _plan_of(self, line: bytes):
-        # Nothing in `_flush` adds or drops a plan (a line whose slice is no number is
-        # parsed in full, but its template already has a plan), so a gathered line's
-        # template still leads to the plan it was gathered under.
-        return self.parser.plans[line.translate(DIGIT_MARKS)]
-
-    def _one_by_one(self, batch: list[bytes], parts: list[bytes]) -> int:
-        found = 0
-        for line in batch:
-            found += self._feed_planned(self._plan_of(line), line)
-        batch.clear()
-        parts.clear()
-        return found
-
-    def _add_stepped(self, family: _Family, lines: int, values: list[float]) -> int | None:
-        width = family.width
-        steps = values[::width]
-        if not (steps[0] != self._last_step
-                and min(steps) >= 0
-                and all(map(float.is_integer, steps))
-                and not any(map(eq, steps, islice(steps, 1, None)))):
-            return None
-        for column, series in enumerate(family.series, 1):
-            series.xs.extend(steps)
-            series.ys.extend(values[column::width])
-        self._last_step = steps[-1]
-        self.records += lines
-        return lines
-
-    def _add_stepless(self, family: _Family, lines: int, values: list[float]) -> int | None:
-        # `_add` with no step, for many lines: a line equal to the one before it (of these
-        # names) is a progress bar redrawing itself and adds nothing.
-        width = family.width
-        rows = list(zip(*[iter(values)] * width, strict=True))
-        previous = self._previous.get(family.names)
-        fresh = list(map(ne, rows, [None if previous is None else tuple(previous), *rows]))
-        kept = list(compress(rows, fresh)) if not all(fresh) else rows
-        if self._last_step is not None:
-            xs = [self._last_step] * len(kept)
-        elif family.epoch_at >= 0:
-            xs = [row[family.epoch_at] for row in kept]
-        else:
-            return None  # x is each series' own index: one by one
-        if kept:
-            columns = list(zip(*kept, strict=True))
-            for series, column in zip(family.series, columns, strict=True):
-                series.xs.extend(xs)
-                series.ys.extend(column)
-            self._previous[family.names] = list(kept[-1])
-        self.records += len(kept)
-        return len(kept)
-
-    def _feed_inline(self, plan, line: bytes) -> int:
-        """One line of an inline plan (`step N ... loss X ...`); 1 if it gave metrics."""
-        try:
-            values = list(map(float, plan.take(line)))
-        except ValueError:
-            return self._feed_new(line)  # a slice that is no number: full parse
-        if plan.doubled:
-            values.pop()
-        step = values.pop(0)
-        if not (step >= 0 and step.is_integer()):
-            step = None  # `step: 2.41`, `step nan`: not a step this time
-        if step is None or step == self._last_step:
-            return self._add(step, plan.names, values)
-        sinks = self._plan_sinks.get(plan)
-        if sinks is None:
-            sinks = self._sinks_of_plan(plan)
-            if sinks is None:  # series not made yet
-                return self._add(step, plan.names, values)
-        self._last_step = step
-        for (append_x, append_y, _), value in zip(sinks, values, strict=True):
-            append_x(step)
-            append_y(value)
-        total = sum(values)
-        if total - total:  # a nan or inf among them (or finite values overflowing)
-            _note_nonfinite(sinks, values)
-        self.records += 1
-        return 1
-
-    def _sinks_of_plan(self, plan) -> tuple | None:
-        sinks = self._sinks.get(plan.names)
-        if sinks is None:  # series not made yet (or a name twice)
-            return None
-        if len(self._plan_sinks) >= _MAX_PLAN_SINKS:
-            self._plan_sinks.clear()  # the parser dropped its plans: forget theirs too
-        self._plan_sinks[plan] = sinks
-        return sinks
 
     def _feed_each(self, lines: Iterable[bytes]) -> int:
         count = found = 0
@@ -361,10 +155,6 @@ class MetricSet:
         targets = self._targets.get(names)
         if targets is None:
             targets = self._targets[names] = [self._series(name) for name in names]
-            # A name twice (two custom groups with one canonical name): no sinks, so
-            # those points go one by one below and each nan/inf is noted where it lands.
-            self._sinks[names] = tuple((s.xs.append, s.ys.append, s) for s in targets) if (
-                len(set(names)) == len(names)) else None
         if step is None:
             if self._previous.get(names) == values:
                 return False  # a progress bar drawing the same numbers again
@@ -380,18 +170,11 @@ class MetricSet:
             return self._add_repeated_step(targets, step, values)
         else:
             x = self._last_step = step
-        sinks = self._sinks[names]
-        if sinks is None:
-            for series, value in zip(targets, values, strict=True):
-                series.append(x, value)
-            self.records += 1
-            return True
-        for (append_x, append_y, _), value in zip(sinks, values, strict=True):
-            append_x(x)
-            append_y(value)
-        total = sum(values)
-        if total - total:  # nan or inf
-            _note_nonfinite(sinks, values)
+        for series, value in zip(targets, values, strict=True):
+            series.xs.append(x)
+            series.ys.append(value)
+            if value - value:  # nan or inf
+                series.note_nonfinite()
         self.records += 1
         return True
 
@@ -463,13 +246,14 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
             block = handle.read(chunk)
             if not block:
                 break
-            lines = block.split(b"\n")  # no copy of the block: its last piece is pending
-            if len(lines) == 1:
+            end = block.rfind(b"\n")
+            if end < 0:
                 pending = _cap(pending + block)
                 continue
-            if pending:
-                lines[0] = pending + lines[0]
-            pending = lines.pop()
+            data = pending + block[: end + 1] if pending else block[: end + 1]
+            pending = block[end + 1 :]
+            lines = data.split(b"\n")
+            lines.pop()
             feed(lines)
     if pending:
         feed([pending])

@@ -86,8 +86,7 @@ def reduce_line(line: bytes) -> list[bytes]:
     """`line_states` for a raw line of bytes."""
     if len(line) > MAX_LINE:
         line = line[-MAX_LINE:]
-    # A frame start ends in a cursor-up `A`: without one, no search of a long Keras line.
-    if b"\x1b[" in line and b"A" in line and _FRAME_START_B.search(line):
+    if b"\x1b[" in line and _FRAME_START_B.search(line):
         states = [_last_state_bytes(part) for part in _FRAME_START_B.split(line)]
         return [state for state in states if state.strip()]
     return [_last_state_bytes(line)]
@@ -255,7 +254,7 @@ _MAX_PLANS = 8192
 
 
 class Plan:
-    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at", "inline")
+    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None):
         self.names: tuple[str, ...] = names
@@ -267,8 +266,6 @@ class Plan:
             itemgetter(*slices) if slices else None)
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
-        # `step N ... loss X ...`: MetricSet feeds these lines without `apply`
-        self.inline = self.has_step and not keras
 
 
 NOTHING = Plan()  # lines of this template give no metrics
@@ -304,9 +301,6 @@ class MetricsParser:
     def __init__(self, patterns: Sequence[str] = ()) -> None:
         self.patterns = compile_patterns(patterns)
         self.plans: dict[bytes, Plan] = {}
-        # For the feeder (MetricSet): per template whose lines it gathers, what it needs for
-        # them. Cleared with `plans`, so an entry always goes with the plan `plans` holds.
-        self.inline_plans: dict[bytes, object] = {}
         self._names: dict[str, tuple[str, int]] = {}
         self._epoch: float | None = None
 
@@ -387,7 +381,6 @@ class MetricsParser:
                        found: _Found | None) -> None:
         if len(self.plans) >= _MAX_PLANS:
             self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
-            self.inline_plans.clear()
         if found is None:
             self.plans[template] = NOTHING
             return

@@ -1,9 +1,10 @@
-"""The fast metrics path gives exactly what the original implementation gave.
+"""Metric extraction gives exactly the series it gave when the goldens were written: a guard
+for any rewrite of the parsers (e.g. for throughput).
 
-tests/fixtures/metrics_golden.json was written by the implementation before the throughput
-work of issue 3 (`python tests/test_metrics_speed_equivalence.py` with that code first on
-sys.path). Each case keeps, per series, the count, first/last points, nan/inf counts, finite
-sums and a sha256 of the raw bytes of xs and ys, so any changed point, order or flag fails.
+tests/fixtures/metrics_golden.json is rewritten with `python tests/test_metrics_golden.py`
+(run it with the trusted implementation first on sys.path). Each case keeps, per series,
+the count, first/last points, nan/inf counts, finite sums and a sha256 of the raw bytes of
+xs and ys, so any changed point, order or flag fails.
 
 Cases: every log in tests/fixtures/logs, small mixed logs made by the benchmark's own
 generator (bench/monitor_throughput.py), and seeded logs of awkward lines (`adversarial_log`),
