@@ -31,6 +31,28 @@ def gpu_choices(prices: list[Price], spot: bool) -> list[tuple[str, str]]:
              f"{'  ' + p.detail if p.detail else ''}", p.type) for p in rows]
 
 
+def fill_gpu_select(select: Select, prices: list[Price], spot: bool) -> None:
+    """The GPU choices for the market ticked, keeping the chosen one where it still exists."""
+    current = select.value
+    choices = gpu_choices(prices, spot)
+    select.set_options(choices)
+    if current in [value for _, value in choices]:
+        select.value = current
+
+
+def price_field(text: str, what: str) -> float | None:
+    """A $/h field: empty = none given, else a number > 0."""
+    if not text:
+        return None
+    try:
+        price = float(text)
+    except ValueError:
+        raise TrainctlError(f"{what} must be a number of dollars, not '{text}'") from None
+    if price <= 0:
+        raise TrainctlError(f"{what} must be > 0, got {price:g}")
+    return price
+
+
 def disk_size(text: str, what: str) -> int | None:
     """A disk size field: empty = the config's default, else whole GB >= 1."""
     if not text:
@@ -136,14 +158,9 @@ class CreateInstanceScreen(ModalScreen):
 
     @on(Checkbox.Changed, "#c-spot")
     def refresh_gpus(self) -> None:
-        if not self.prices:
-            return
-        select = self.query_one("#c-gpu", Select)
-        current = select.value
-        choices = gpu_choices(self.prices, self.query_one("#c-spot", Checkbox).value)
-        select.set_options(choices)
-        if current in [value for _, value in choices]:
-            select.value = current
+        if self.prices:
+            fill_gpu_select(self.query_one("#c-gpu", Select), self.prices,
+                            self.query_one("#c-spot", Checkbox).value)
 
     def error(self, message: str) -> None:
         self.query_one("#launch-error", Static).update(f"[red]{message}[/red]")
@@ -154,9 +171,7 @@ class CreateInstanceScreen(ModalScreen):
                  for key in ("type", "gpu-count", "price", "image", "name", "disk",
                              "container-disk")}
         spot = self.query_one("#c-spot", Checkbox).value
-        price = float(value["price"]) if value["price"] else None
-        if price is not None and price <= 0:
-            raise TrainctlError(f"the price must be > 0, got {price:g}")
+        price = price_field(value["price"], "the price")
         disk = disk_size(value["disk"], "disk")
         if cloud == "runpod":
             gpu = self.query_one("#c-gpu", Select).value

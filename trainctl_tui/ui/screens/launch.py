@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from ...errors import TrainctlError
 from ...providers.cloud import CreateRequest
 from ...service import LaunchRequest, new_machine_kind
-from .create_instance import disk_size, gpu_choices
+from .create_instance import disk_size, fill_gpu_select, price_field
 
 FIELDS = [
     ("command", "Command", "python train.py --lr 3e-4"),
@@ -129,27 +129,16 @@ class LaunchScreen(ModalScreen[str | None]):
 
     @on(Checkbox.Changed, "#m-spot")
     def refresh_gpus(self) -> None:
-        if not self.prices:
-            return
-        select = self.query_one("#m-gpu", Select)
-        current = select.value
-        choices = gpu_choices(self.prices, self.query_one("#m-spot", Checkbox).value)
-        select.set_options(choices)
-        if current in [value for _, value in choices]:
-            select.value = current
+        if self.prices:
+            fill_gpu_select(self.query_one("#m-gpu", Select), self.prices,
+                            self.query_one("#m-spot", Checkbox).value)
 
     def machine_request(self, provider: str) -> CreateRequest | None:
         kind = new_machine_kind(provider)
         if kind is None:
             return None
         spot = self.query_one("#m-spot", Checkbox).value
-        text = self.query_one("#m-price", Input).value.strip()
-        try:
-            price = float(text) if text else None
-        except ValueError:
-            raise TrainctlError(f"max price must be a number of dollars, not '{text}'") from None
-        if price is not None and price <= 0:
-            raise TrainctlError(f"max price must be > 0, got {price:g}")
+        price = price_field(self.query_one("#m-price", Input).value.strip(), "max price")
         image = self.query_one("#m-image", Input).value.strip() or None
         disk = disk_size(self.query_one("#m-disk", Input).value.strip(), "disk")
         if kind == "runpod":
