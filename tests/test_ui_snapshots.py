@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 from uihelpers import FIXTURES
 
 from trainctl_tui import store as store_module
@@ -72,6 +73,8 @@ async def screen_shown(pilot, screen_type) -> None:
         if isinstance(pilot.app.screen, screen_type) and pilot.app.focused is not None:
             break
         await pilot.pause(0.1)
+    for field in pilot.app.screen.query(Input):  # a blinking cursor makes two pictures
+        field.cursor_blink = False
     await pilot.pause(0.3)
 
 
