@@ -182,6 +182,29 @@ def time_extract(path: Path) -> tuple[float, object]:
     return time.perf_counter() - start, metrics
 
 
+def python_floor(path: Path, points: int) -> tuple[float, float, float]:
+    """What any pure-Python extractor pays on this interpreter before parsing anything: read
+    and split the file into lines; one bytes.translate and dict lookup per line (the least a
+    line can be looked at); one float() per point the parse yields."""
+    marks = bytes.maketrans(b"0123456789", b"##########")
+    seen: dict[bytes, int] = {}
+    start = time.perf_counter()
+    split = lookup = 0.0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            lines = block.split(b"\n")
+            split = time.perf_counter()
+            for line in lines:
+                seen.get(line[:200].translate(marks))
+            lookup += time.perf_counter() - split
+    split = time.perf_counter() - start - lookup
+    sample = [b"0.4563", b"1250", b"3.0e-04", b"512.3"] * 1000
+    start = time.perf_counter()
+    for _ in range(points // len(sample) + 1):
+        list(map(float, sample))
+    return split, lookup, time.perf_counter() - start
+
+
 def per_format(megabytes: float) -> None:
     print(f"\nper format ({megabytes:g} MB each; MB/s, ratio to grep -c loss):")
     for name in FORMATS:
@@ -254,6 +277,10 @@ def main() -> None:
           f"({metrics.records / 1e6:.2f} M records, {points / 1e6:.2f} M points, "
           f"{len(metrics.series)} series, peak RSS {peak:.0f} MB)")
     print(f"  ratio          x{seconds / grep:.1f} slower than grep (target <= 10)")
+    split, lookup, floats = python_floor(path, points)
+    print(f"  pure-Python floor on this interpreter: read+split x{split / grep:.1f}, "
+          f"+ one lookup a line x{(split + lookup) / grep:.1f}, + float() per point "
+          f"x{(split + lookup + floats) / grep:.1f} (no parsing yet)")
     per_format(args.per_format_mb)
     memory(args.points)
 

@@ -88,8 +88,12 @@ class MetricSet:
         for raw in lines:
             count += 1
             if b"\r" in raw:  # a progress bar: only its last state matters
-                found += self._feed_new(raw)
-                continue
+                tail = raw[raw.rfind(b"\r") + 1 :]
+                if (b"\r\x1b[" in raw or len(tail) > MAX_LINE or not tail.strip()
+                        or b"\x1b" in tail or b"\x08" in tail or b"\x00" in tail):
+                    found += self._feed_new(raw)  # a multi-row redraw or an escaped state
+                    continue
+                raw = tail  # a clean last state: on like any line
             # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
             plan = plans.get(raw.translate(marks))
             if plan is None:
