@@ -388,3 +388,43 @@ def test_slow_refreshes_stretch_the_cadence_and_unchanged_rows_are_not_redrawn(m
             assert updates == []  # an ended session: nothing changed, so no cell is redrawn
 
     run(scenario)
+
+
+def test_the_log_keeps_following_through_resizes_and_wide_lines(tmp_path):
+    """Following is a mode: a resize or a horizontal scrollbar appearing must not stop it
+    (Log alone only scrolls when the view is already at the end); up pauses, end resumes."""
+    log_path = tmp_path / "train.log"
+    log_path.write_text("".join(f"step {i} loss {1 / i:.4f}\n" for i in range(1, 80)))
+
+    def append(lines):
+        with open(log_path, "a") as log:
+            log.writelines(lines)
+
+    async def scenario():
+        app = TrainctlApp(watch_path=log_path, refresh_seconds=0.2)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+            log = app.screen.query_one(LogView)
+            await wait_until(pilot, lambda: log.line_count >= 79, what="the log's lines")
+            assert log.is_vertical_scroll_end and "log · following" in str(log.border_title)
+
+            await pilot.resize_terminal(80, 24)
+            append(["x" * 300 + " a wide line\n"] +
+                   [f"step {i} loss {1 / i:.4f}\n" for i in range(80, 90)])
+            await wait_until(pilot, lambda: log.line_count >= 90, what="the appended lines")
+            await wait_until(pilot, lambda: log.max_scroll_x > 0, what="a horizontal scrollbar")
+            await wait_until(pilot, lambda: log.is_vertical_scroll_end, what="the end in view")
+            assert log.auto_scroll
+
+            await pilot.press("up")
+            assert not log.auto_scroll and "paused (f follows)" in str(log.border_title)
+            append([f"step {i} loss {1 / i:.4f}\n" for i in range(90, 100)])
+            await wait_until(pilot, lambda: log.line_count >= 100, what="more lines")
+            assert not log.is_vertical_scroll_end  # paused: the view stays where it was
+
+            await pilot.press("end")
+            await wait_until(pilot, lambda: log.is_vertical_scroll_end, what="back at the end")
+            assert log.auto_scroll and "log · following" in str(log.border_title)
+            await pilot.press("escape")
+
+    run(scenario)

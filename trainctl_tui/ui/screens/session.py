@@ -105,7 +105,10 @@ class SessionScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#search").display = False
         self.query_one("#progress").display = False
-        self.query_one(LogView).focus()
+        log = self.query_one(LogView)
+        log.focus()
+        # The title says whether the log follows, whoever changed it (f, a key, the wheel).
+        self.watch(log, "auto_scroll", lambda _: self.render_log_title())
         self.start()
 
     @work(exclusive=True, group="session-load")

@@ -153,7 +153,7 @@ class SessionsScreen(Screen):
         hint.display = not shown
         running = sum(1 for r in rows if r.session.status.active)
         alerts = sum(len(r.alerts) for r in rows)
-        line = f"{len(rows)} sessions · {running} active"
+        line = f"{len(rows)} session{'s' if len(rows) != 1 else ''} · {running} active"
         if alerts:
             line += f" · [b red]{alerts} alert{'s' if alerts > 1 else ''}[/]"
         if self.filter_text:

@@ -32,7 +32,12 @@ class LogHighlighter(Highlighter):
 
 
 class LogView(Log):
-    """Follows the end while `auto_scroll` is on; search moves to and highlights matches."""
+    """Follows the end while `auto_scroll` is on; search moves to and highlights matches.
+
+    Following is a mode, not a position: Log on its own scrolls only when the view is
+    already at the end, so a resize or a horizontal scrollbar appearing (one wide line)
+    would stop it for good. Scrolling up by key or wheel pauses it; `end` (or `f`) resumes.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(highlight=True, max_lines=20_000, **kwargs)
@@ -41,7 +46,44 @@ class LogView(Log):
 
     def write_lines(self, lines, scroll_end: bool | None = None):
         """Logs carry colours and cursor moves (tqdm, rich); show the text alone."""
-        return super().write_lines([clean_line(line) for line in lines], scroll_end)
+        super().write_lines([clean_line(line) for line in lines], scroll_end)
+        self._keep_following()
+        return self
+
+    def _keep_following(self) -> None:
+        if self.auto_scroll and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_resize(self) -> None:
+        self._keep_following()
+
+    def _update_maximum_width(self, updates: int, size: int) -> None:
+        super()._update_maximum_width(updates, size)
+        self._keep_following()  # a horizontal scrollbar may have just taken the last row
+
+    def _pause(self) -> None:
+        self.auto_scroll = False
+
+    def action_scroll_up(self) -> None:
+        super().action_scroll_up()  # raises SkipAction when there is nothing to scroll
+        self._pause()
+
+    def action_page_up(self) -> None:
+        super().action_page_up()  # raises SkipAction when there is nothing to scroll
+        self._pause()
+
+    def action_scroll_home(self) -> None:
+        super().action_scroll_home()  # raises SkipAction when there is nothing to scroll
+        self._pause()
+
+    def action_scroll_end(self) -> None:
+        self.auto_scroll = True
+        super().action_scroll_end()
+
+    def _on_mouse_scroll_up(self, event) -> None:
+        super()._on_mouse_scroll_up(event)
+        if self.allow_vertical_scroll:
+            self._pause()
 
     @work(thread=True)
     def _update_size(self, updates: int, lines: list[str]) -> None:
