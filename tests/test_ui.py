@@ -428,3 +428,42 @@ def test_the_log_keeps_following_through_resizes_and_wide_lines(tmp_path):
             await pilot.press("escape")
 
     run(scenario)
+
+
+def test_leaving_a_screen_while_its_work_is_in_flight_does_not_crash(tmp_path, monkeypatch):
+    """esc on the checkpoints screen while a slow scan (a big dir, a slow ssh host) is still
+    running: the scan's answer arrives after the screen's widgets are gone, and must end
+    quietly instead of taking the whole app down."""
+    import threading
+
+    from trainctl_tui.ui.screens.checkpoints import CheckpointsScreen
+
+    (tmp_path / "ckpt").mkdir()
+    gate = threading.Event()
+    scanned = threading.Event()
+    original = Service.checkpoints
+
+    async def slow_checkpoints(self, *args, **kwargs):
+        await asyncio.to_thread(gate.wait, 20)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            scanned.set()
+
+    monkeypatch.setattr(Service, "checkpoints", slow_checkpoints)
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen))
+            app.push_screen(CheckpointsScreen(str(tmp_path / "ckpt")))
+            await wait_until(pilot, lambda: isinstance(app.screen, CheckpointsScreen))
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen))
+            gate.set()
+            await wait_until(pilot, scanned.is_set, what="the late scan")
+            await pilot.pause(0.5)
+            assert isinstance(app.screen, SessionsScreen)
+        assert app.return_code in (0, None)
+
+    run(scenario)

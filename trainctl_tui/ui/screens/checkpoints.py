@@ -7,7 +7,7 @@ import time
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -18,6 +18,7 @@ from ...checkpoints.catalog import CheckpointRow
 from ...errors import TrainctlError
 from ...service import format_age
 from ...snapshot import CHECKPOINT_STATUS_STYLE, format_number, format_size, format_step
+from ..screen_work import screen_work
 from .confirm import ConfirmScreen
 from .prune import PruneScreen
 
@@ -78,7 +79,7 @@ class CheckpointsScreen(Screen):
         key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return next((row for row in self.rows if row.entry.path == key.value), None)
 
-    @work(exclusive=True, group="rescan")
+    @screen_work(exclusive=True, group="rescan")
     async def rescan(self) -> None:
         try:
             directory, session, entries, rows = await self.app.backend.call(
@@ -122,7 +123,7 @@ class CheckpointsScreen(Screen):
         else:
             self.show_detail()
 
-    @work(exclusive=True, group="watch")
+    @screen_work(exclusive=True, group="watch")
     async def watch_directory(self) -> None:
         """Rescan when files change (watchfiles), and every few seconds regardless."""
         import asyncio
@@ -157,7 +158,7 @@ class CheckpointsScreen(Screen):
 
     # -- actions ------------------------------------------------------------------------
 
-    @work(exclusive=True, group="validate")
+    @screen_work(exclusive=True, group="validate")
     async def action_validate(self) -> None:
         row = self.selected
         if row is None or row.entry.writing:
@@ -177,7 +178,7 @@ class CheckpointsScreen(Screen):
                                                           if info.reason else ""),
                     severity=severity)
 
-    @work(group="actions")
+    @screen_work(group="actions")
     async def action_resume_from(self) -> None:
         row = self.selected
         if row is None:
@@ -201,7 +202,7 @@ class CheckpointsScreen(Screen):
             return
         self.notify(f"resumed {session.name} as attempt {session.attempt}")
 
-    @work(group="actions")
+    @screen_work(group="actions")
     async def action_delete(self) -> None:
         row = self.selected
         if row is None:

@@ -3,7 +3,7 @@ and Service.create_instance as `trainctl instance create`."""
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -12,6 +12,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ...errors import TrainctlError
 from ...providers.cloud import CreateRequest, Price
+from ..screen_work import screen_work
 
 
 def gpu_choices(prices: list[Price], spot: bool) -> list[tuple[str, str]]:
@@ -122,7 +123,7 @@ class CreateInstanceScreen(ModalScreen):
         self.show_cloud("aws")
         self.load_choices()
 
-    @work(group="create-form")
+    @screen_work(group="create-form")
     async def load_choices(self) -> None:
         clouds, templates = await self.app.backend.run(
             lambda service: (service.clouds(), sorted(service.config.aws.templates)))
@@ -147,7 +148,7 @@ class CreateInstanceScreen(ModalScreen):
         if cloud == "runpod" and not self.prices:
             self.load_gpus()
 
-    @work(group="gpus", exclusive=True)
+    @screen_work(group="gpus", exclusive=True)
     async def load_gpus(self) -> None:
         try:
             self.prices = await self.app.backend.call("prices", "runpod")
@@ -204,7 +205,7 @@ class CreateInstanceScreen(ModalScreen):
             return
         self.create(request)
 
-    @work(group="create", exclusive=True)
+    @screen_work(group="create", exclusive=True)
     async def create(self, request: CreateRequest) -> None:
         self.creating = True
         self.query_one("#create", Button).disabled = True

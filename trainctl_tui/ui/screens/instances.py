@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from rich.markup import escape
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -27,6 +27,7 @@ from ...providers.cloud import Instance
 from ...providers.ssh_transport import resolve_target, ssh_command
 from ...snapshot_cloud import format_duration
 from ..columns import ColumnLayout
+from ..screen_work import screen_work
 from ..visibility import in_view
 
 INSTANCE_KEYS = [
@@ -289,7 +290,7 @@ class InstancesScreen(Screen):
         self._probing = True
         self._probe()
 
-    @work(group="probe")
+    @screen_work(group="probe")
     async def _probe(self) -> None:
         started = time.monotonic()
         try:
@@ -424,7 +425,7 @@ class InstancesScreen(Screen):
             return
         self.open_shell(machine)
 
-    @work(group="shell", exclusive=True)
+    @screen_work(group="shell", exclusive=True)
     async def open_shell(self, machine: Machine) -> None:
         try:
             argv = await self.app.backend.run(shell_command, machine)
@@ -475,7 +476,7 @@ class InstancesScreen(Screen):
         if instance is not None:
             self.instance_action("stop", instance)
 
-    @work(group="cloud-action")
+    @screen_work(group="cloud-action")
     async def action_terminate(self) -> None:
         instance = self._selected_cloud("terminate")
         if instance is None:
@@ -490,7 +491,7 @@ class InstancesScreen(Screen):
         if await self.app.push_screen_wait(ConfirmScreen(question, detail, "Terminate")):
             self.instance_action("terminate", instance)
 
-    @work(group="cloud-action")
+    @screen_work(group="cloud-action")
     async def instance_action(self, action: str, instance: Instance) -> None:
         self.notify(f"{action} {instance.provider} {instance.id}…")
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from ...errors import TrainctlError
 from ...providers.cloud import CreateRequest
 from ...service import LaunchRequest, new_machine_kind
+from ..screen_work import screen_work
 from .create_instance import disk_size, fill_gpu_select, price_field
 
 FIELDS = [
@@ -118,7 +119,7 @@ class LaunchScreen(ModalScreen[str | None]):
         if kind == "runpod" and not self.prices:
             self.load_gpus()
 
-    @work(group="gpus", exclusive=True)
+    @screen_work(group="gpus", exclusive=True)
     async def load_gpus(self) -> None:
         try:
             self.prices = await self.app.backend.call("prices", "runpod")
@@ -194,7 +195,7 @@ class LaunchScreen(ModalScreen[str | None]):
         self.query_one("#launch-error", Static).update("launching…")
         self.launch(request)
 
-    @work(exclusive=True)
+    @screen_work(exclusive=True)
     async def launch(self, request: LaunchRequest) -> None:
         status = self.query_one("#launch-error", Static)
 

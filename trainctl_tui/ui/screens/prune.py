@@ -3,7 +3,7 @@ confirmation. The same plan and apply functions as `trainctl checkpoints prune`.
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from ...errors import TrainctlError
+from ..screen_work import screen_work
 from .confirm import ConfirmScreen
 
 
@@ -40,7 +41,7 @@ class PruneScreen(ModalScreen[bool]):
         self.preview()
 
     @on(Input.Submitted)
-    @work(exclusive=True, group="preview")
+    @screen_work(exclusive=True, group="preview")
     async def preview(self) -> None:
         text = self.query_one("#keep-last", Input).value.strip()
         best = self.query_one("#keep-best", Input).value.strip() or None
@@ -58,7 +59,7 @@ class PruneScreen(ModalScreen[bool]):
             return
         out.update(self.plan.summary())
 
-    @work(exclusive=True, group="apply")
+    @screen_work(exclusive=True, group="apply")
     async def action_apply(self) -> None:
         if self.plan is None:
             return

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -22,6 +22,7 @@ from ...models import Session
 from ...monitor.session_monitor import SessionMonitor
 from ...snapshot import elapsed, outcome
 from ..format import STATUS_STYLE, number, step
+from ..screen_work import screen_work
 from ..visibility import in_view
 from ..widgets.logview import LogView
 from ..widgets.plot import PlotView
@@ -111,7 +112,7 @@ class SessionScreen(Screen):
         self.watch(log, "auto_scroll", lambda _: self.render_log_title())
         self.start()
 
-    @work(exclusive=True, group="session-load")
+    @screen_work(exclusive=True, group="session-load")
     async def start(self) -> None:
         if self.session_id:
             self.session = await self.app.backend.call("get", self.session_id)
@@ -124,7 +125,7 @@ class SessionScreen(Screen):
         if self.session_id:
             self.refresh_session()
 
-    @work(exclusive=True, group="session-refresh")
+    @screen_work(exclusive=True, group="session-refresh")
     async def refresh_session(self) -> None:
         try:
             if in_view(self):
@@ -138,7 +139,7 @@ class SessionScreen(Screen):
         finally:
             self.set_timer(self.app.refresh_seconds, self.refresh_session)
 
-    @work(exclusive=True, group="session-log")
+    @screen_work(exclusive=True, group="session-log")
     async def follow_log(self) -> None:
         """Show the log as it grows; the chart fills in while a long history is parsed."""
         try:

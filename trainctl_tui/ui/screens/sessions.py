@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -16,6 +16,7 @@ from ...snapshot import elapsed, outcome
 from ...sparkline import sparkline
 from ..columns import ColumnLayout
 from ..format import STATUS_STYLE, number, step
+from ..screen_work import screen_work
 from ..visibility import in_view
 
 # (key, label, width); DETAIL takes what is left. Narrow terminals (80 columns, often over
@@ -98,7 +99,7 @@ class SessionsScreen(Screen):
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return row_key.value
 
-    @work(exclusive=True, group="refresh")
+    @screen_work(exclusive=True, group="refresh")
     async def refresh_sessions(self) -> None:
         """Poll the service, redraw, re-arm: polls never overlap and skip hidden screens."""
         started = time.monotonic()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ...errors import TrainctlError
+from ..screen_work import screen_work
 
 
 class WatchPrompt(ModalScreen[tuple | None]):
@@ -30,7 +31,7 @@ class WatchPrompt(ModalScreen[tuple | None]):
         self.query_one(Input).focus()
 
     @on(Input.Submitted)
-    @work(exclusive=True)
+    @screen_work(exclusive=True)
     async def open_target(self) -> None:
         target = self.query_one(Input).value.strip()
         error = self.query_one("#watch-error", Static)
