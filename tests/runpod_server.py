@@ -198,6 +198,15 @@ class RunPodState:
         self.validation_errors: list[str] = []
         self.logs: dict[str, list[str]] = {}
         self.timeout_sleep = 3.0
+        self.gates: list = []  # gates.Gate: matching requests wait until opened
+
+    def hold(self, match: str):
+        """Requests whose document contains `match` wait (recorded) until gate.open()."""
+        from gates import Gate
+
+        gate = Gate(match)
+        self.gates.append(gate)
+        return gate
 
     # -- test controls ----------------------------------------------------------------------
     def fail(self, kind: str, match: str = "", times: int = 1) -> None:
@@ -400,6 +409,9 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized(urllib.parse.parse_qs(url.query)):
             record["status"] = 401
             return self._send(401, "Unauthorized", "text/plain")
+        for gate in list(self.state.gates):
+            if gate.match in query:
+                gate.wait_here()
         with self.state.lock:
             failure = next((f for f in self.state.failures if f[1] in query), None)
             if failure:

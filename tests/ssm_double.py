@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -52,6 +52,7 @@ class SSMDouble:
         self.sandbox = Path(sandbox)
         self.workdir = workdir
         self.never_register: set[str] = set()
+        self.gates: list = []  # gates.Gate on an EC2 Action: those requests wait until opened
         self.commands: list[str] = []  # every command text received, in order
         self.invocations: dict[tuple[str, str], Invocation] = {}
         self.lock = threading.Lock()
@@ -100,6 +101,14 @@ class SSMDouble:
         raw = self._instance(instance_id)
         return bool(raw) and raw["State"]["Name"] == "running" and \
             instance_id not in self.never_register
+
+    def hold(self, action: str):
+        """EC2 requests of `action` (e.g. RunInstances) wait until gate.open()."""
+        from gates import Gate
+
+        gate = Gate(action)
+        self.gates.append(gate)
+        return gate
 
     # -- SSM ---------------------------------------------------------------------------------
 
@@ -244,6 +253,10 @@ class SSMDouble:
                     self._reply(status, json.dumps(answer).encode(),
                                 [("Content-Type", "application/x-amz-json-1.1")])
                     return
+                action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+                for gate in list(double.gates):
+                    if gate.match == action:
+                        gate.wait_here()
                 conn = http.client.HTTPConnection(moto.hostname, moto.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "transfer-encoding", "content-length")}

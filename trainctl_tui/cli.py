@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="where the config is, what it says, an example")
     config.add_argument("action", choices=["path", "show", "init"])
 
+    # Hidden (no help): the detached half of an auto-resume, started by a refresh.
+    recover = commands.add_parser("_recover")
+    recover.add_argument("id")
+    recover.add_argument("--lock-fd", type=int, required=True)
+
     from . import cli_cloud
 
     cli_cloud.add_parsers(commands)
@@ -525,6 +530,17 @@ def cmd_checkpoint(args) -> int:
     return 0 if info.status == "ok" else 1
 
 
+def cmd_recover(args) -> int:
+    """Resume an interrupted session with the lock the refresh handed over (recovery.py);
+    its output goes to recover.log in the session folder."""
+    from . import recovery
+
+    recovery.wait_for_go()
+    recovery.log_to_stderr()
+    _run(_service().recover(args.id, args.lock_fd))
+    return 0
+
+
 def cmd_config(args) -> int:
     from . import config
 
@@ -558,4 +574,5 @@ COMMANDS = {
     "checkpoints": cmd_checkpoints,
     "checkpoint": cmd_checkpoint,
     "metrics": cmd_metrics,
+    "_recover": cmd_recover,
 }

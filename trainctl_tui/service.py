@@ -166,6 +166,8 @@ class Service:
 
     async def refresh_session(self, session: Session) -> Session:
         """Bring an active session up to date from its runner's status.json."""
+        if session.status is Status.INTERRUPTED:
+            return self._notice_dead_recovery(session)
         if not session.status.active:
             return session
         provider = get_provider(session.provider)
@@ -196,7 +198,12 @@ class Service:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
         if changes or attempts is not None:
-            self.store.update(session.id, attempts=attempts, **changes)
+            # Only over what we read: meanwhile an auto-resume (another process) may have
+            # moved the session on, and a slow read (an unreachable host) must not undo that.
+            if not self.store.update(session.id, attempts=attempts, **changes,
+                                     expect={"status": session.status,
+                                             "provider": session.provider}):
+                return self.store.get(session.id) or session
             for key, value in changes.items():
                 setattr(session, key, value)
             if attempts is not None:
@@ -211,6 +218,52 @@ class Service:
             session = await after_runpod_refresh(self, session)
         return session
 
+    def _notice_dead_recovery(self, session: Session) -> Session:
+        """An auto-resume that was killed before it finished (recovery.py) says so, once."""
+        from . import recovery
+
+        marker = recovery.died(session.session_dir)
+        if marker is not None:
+            detail = (f"{marker.get('reason') or 'interrupted'}; auto-resume stopped before "
+                      f"it finished (recover pid {marker.get('pid')} is gone, see "
+                      f"{marker.get('log')}): trainctl resume {session.id}")
+            self.store.update(session.id, detail=detail)
+            session.detail = detail
+        return session
+
+    async def recover(self, session_id: str, lock_fd: int) -> Session | None:
+        """`trainctl _recover`: the detached half of an auto-resume that a refresh started
+        (recovery.py), with the lock it handed over (`lock_fd`). Frees the lock when done."""
+        from . import recovery
+
+        session = self.store.get(session_id)
+        if session is None:
+            return None
+        lock = recovery.adopt(session.session_dir, lock_fd)
+        marker = lock.marker() or {}
+        reason = marker.get("reason") or "interrupted"
+        recovery.log.info("session %s: %s; resuming (recover pid %s)", session.id, reason,
+                          os.getpid())
+        try:
+            if session.provider.startswith("aws:"):
+                from .spot_recovery import resume_detached
+
+                await resume_detached(self, session, reason)
+            elif session.provider.startswith("runpod:"):
+                from .providers.runpod_recovery import resume_detached
+
+                await resume_detached(self, session, reason)
+        except Exception as exc:  # a bug: the session must not say "resuming" forever
+            self.store.update(session_id, detail=f"{reason}; auto-resume failed: {exc!r} "
+                                                 f"(see {marker.get('log')})")
+            raise
+        finally:
+            lock.release()
+        final = self.store.get(session_id)
+        if final is not None:
+            recovery.log.info("session %s is %s: %s", final.id, final.status, final.detail)
+        return final
+
     async def _lost_detail(self, session: Session, status: dict) -> str:
         beat = status.get("heartbeat")
         ago = f"; last heartbeat {format_age(time.time() - beat)} ago" if beat else ""
@@ -222,7 +275,9 @@ class Service:
         return detail
 
     async def refresh(self) -> None:
-        active = self.store.list(statuses=[s for s in Status if s.active])
+        # Interrupted ones too: an auto-resume of theirs may have died (cheap to check).
+        active = self.store.list(statuses=[s for s in Status if s.active or
+                                           s is Status.INTERRUPTED])
         await asyncio.gather(*(self.refresh_session(s) for s in active))
 
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
@@ -621,7 +676,26 @@ class Service:
 
     async def _resume_interrupted(self, session: Session, from_checkpoint: str | None,
                                   scratch: bool) -> Session:
-        """The cloud took the machine: resume on a new one like it."""
+        """The cloud took the machine: resume on a new one like it (in the foreground: the
+        user asked and watches), never next to an auto-resume of the same session."""
+        from . import recovery
+
+        lock = recovery.take_lock(session.session_dir, wait=2.0)
+        if lock is None:
+            marker = recovery.read_marker(session.session_dir) or {}
+            who = f"recover pid {marker['pid']}, log {marker.get('log')}" if marker.get("pid") \
+                else "another trainctl"
+            raise TrainctlError(f"session {session.id} is being resumed already ({who}); "
+                                "trainctl sessions shows when it is done")
+        lock.mark(None)  # whatever recovery it names is over
+        try:
+            await self._resume_on_new_machine(session, from_checkpoint, scratch)
+        finally:
+            lock.release()
+        return await self.get(session.id)
+
+    async def _resume_on_new_machine(self, session: Session, from_checkpoint: str | None,
+                                     scratch: bool) -> None:
         kind = session.provider.partition(":")[0]
         if kind == "aws":
             from .spot_recovery import resume_on_new_instance
@@ -639,7 +713,6 @@ class Service:
         else:
             raise TrainctlError(f"session {session.id} was interrupted on {session.provider}, "
                                 "which cannot replace its machine")
-        return await self.get(session.id)
 
     async def _refuse_if_training_alive(self, session: Session) -> None:
         """A lost session's training may outlive its runner: never start a second one."""
@@ -658,6 +731,12 @@ class Service:
             raise TrainctlError(
                 f"session {session.id} is {session.status}; stop it before removing it"
             )
+        from . import recovery
+
+        marker = recovery.running(session.session_dir)
+        if marker is not None:
+            raise TrainctlError(f"session {session.id} is being resumed (recover pid "
+                                f"{marker.get('pid', '?')}); remove it once that is done")
         await self._refuse_if_training_alive(session)
         if session.provider.startswith("aws:") and (Path(session.session_dir) /
                                                     "secret_env.json").exists():

@@ -1,15 +1,19 @@
 """What happens after an AWS session changes status: a spot interruption with `[aws]
 auto_resume` on gets a replacement instance (same template, then the fallback types/zones when
 capacity fails) and a new attempt there from the newest checkpoint in S3; a session that ended
-for good has its SecureString secrets deleted. Called by service.refresh_session."""
+for good has its SecureString secrets deleted. Called by service.refresh_session.
+
+The refresh only decides and records the interruption; creating the replacement and starting
+the run there (minutes) happen in a detached `trainctl _recover` (recovery.py), which calls
+resume_detached. Deleting the secrets (two SSM calls) stays in the refresh."""
 
 from __future__ import annotations
 
 import json
-import os
-import time
+import logging
 from pathlib import Path
 
+from . import recovery
 from .errors import TrainctlError
 from .models import Session, Status
 
@@ -17,8 +21,8 @@ from .models import Session, Status
 CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity",
                   "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "Unsupported",
                   "InsufficientHostCapacity", "capacity-not-available", "SSMTimeout"}
-LOCK_NAME = "auto_resume.lock"
-STALE_LOCK = 3600.0
+
+log = logging.getLogger("trainctl.recovery")
 
 
 async def after_status_change(service, session: Session) -> None:
@@ -39,42 +43,56 @@ async def after_status_change(service, session: Session) -> None:
 
 
 async def maybe_resume(service, session: Session) -> bool:
-    """Resume an interrupted session on a new instance when the config allows; True if a new
-    attempt was started."""
+    """Start resuming an interrupted session on a new instance, in a detached process, when
+    the config allows; True if one was started. Returns at once."""
     from .providers.aws_sessions import load_interruptions, record_interruption
 
     settings = service.config.aws
     if not settings.auto_resume:
         return False
-    folder = Path(session.session_dir)
-    lock = folder / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if time.time() - lock.stat().st_mtime < STALE_LOCK:
-            return False  # another refresh (the TUI, a CLI) is on it
-        lock.unlink(missing_ok=True)
-        return await maybe_resume(service, session)
-    os.close(fd)
+    lock = recovery.take_lock(session.session_dir)
+    if lock is None:
+        return False  # another refresh (the TUI, a CLI) or a recovery is on it
     try:
         done = load_interruptions(session)
         old = session.host or session.provider.partition(":")[2]
         if any(item["instance"] == old for item in done):
             return False  # recorded and handled already
-        record = await record_interruption(session, old)
+        await record_interruption(session, old)
+        reason = session.detail or "interrupted"
         if len(done) + 1 > settings.max_resumes:
-            service.store.update(session.id, detail=f"{session.detail or 'interrupted'}; "
+            service.store.update(session.id, detail=f"{reason}; "
                                  f"not resumed: {settings.max_resumes} interruptions already "
                                  "(raise [aws] max_resumes, or trainctl resume it)")
             return False
-        service.store.update(session.id, detail=f"spot interruption on {old}; creating a "
-                                                "replacement instance")
-        instance = await create_replacement(session, record.get("type"),
-                                            record.get("template"))
-        await start_on(service, session, instance.id)
+        recovery.start(service, session, lock, reason, "resuming on a new instance")
         return True
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()  # a no-op when the recovery has it
+
+
+async def resume_detached(service, session: Session, reason: str) -> None:
+    """In `trainctl _recover`: the replacement instance and the run there, for the
+    interruption maybe_resume recorded. Failures are said in the session's detail."""
+    from .providers.aws_sessions import load_interruptions
+
+    old = session.host or session.provider.partition(":")[2]
+    record = next((r for r in reversed(load_interruptions(session)) if r["instance"] == old),
+                  None)
+    if session.status is not Status.INTERRUPTED or record is None:
+        log.info("session %s is %s on %s: nothing to resume", session.id, session.status, old)
+        if session.status is Status.INTERRUPTED:
+            service.store.update(session.id, detail=reason)
+        return
+    try:
+        log.info("creating a spot instance to replace %s (%s)", old,
+                 record.get("type") or "the template's type")
+        instance = await create_replacement(session, record.get("type"),
+                                            record.get("template"))
+        log.info("instance %s runs; starting the session there", instance.id)
+        await start_on(service, session, instance.id)
+    except TrainctlError as exc:
+        service.store.update(session.id, detail=f"{reason}; auto-resume failed: {exc}")
 
 
 async def create_replacement(session: Session, old_type: str | None,

@@ -183,13 +183,20 @@ class Store:
                 continue
         raise RuntimeError("could not find a free session id")
 
-    def update(self, session_id: str, attempts: Iterable[Attempt] | None = None, **fields) -> None:
+    def update(self, session_id: str, attempts: Iterable[Attempt] | None = None, *,
+               expect: dict | None = None, **fields) -> bool:
+        """Set `fields` (and replace the attempts). With `expect` ({"status": ..., ...}) only
+        while the stored session still has those values: a refresh that read the session
+        before another process moved it on (an auto-resume) must not undo that. True if
+        written."""
         unknown = set(fields) - MUTABLE_FIELDS
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if "status" in fields:
             fields["status"] = Status(fields["status"]).value
         with self._write():
+            if expect and not self._matches(session_id, expect):
+                return False
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
                 self.db.execute(
@@ -206,6 +213,16 @@ class Store:
                         for a in attempts
                     ],
                 )
+        return True
+
+    def _matches(self, session_id: str, expect: dict) -> bool:
+        unknown = set(expect) - MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not comparable: {sorted(unknown)}")
+        values = [Status(v).value if k == "status" else v for k, v in expect.items()]
+        where = " AND ".join(f"{name} IS ?" for name in expect)
+        return self.db.execute(f"SELECT 1 FROM sessions WHERE id = ? AND {where}",
+                               (session_id, *values)).fetchone() is not None
 
     def delete(self, session_id: str) -> None:
         with self._write():

@@ -21,6 +21,10 @@ entry in interruptions.json in the session folder. With `[runpod] auto_resume`, 
    c. else from scratch only when the session has no checkpoint dir; otherwise nothing is
       created and the session stays interrupted with a one-line detail saying so.
    A pod created here that cannot be used (upload or runner start failed) is terminated.
+
+The refresh only detects and records the interruption; bidding again or recreating the pod
+(minutes) happens in a detached `trainctl _recover` (..recovery), which calls resume_detached.
+Meanwhile the session is interrupted, its detail naming that process and its log.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .. import recovery
 from ..errors import TrainctlError
 from ..models import Session, Status
 from .base import ProviderError
@@ -47,8 +52,6 @@ VOLUME_MOUNT = "/workspace"  # where RunPod mounts a pod's (network) volume
 POD_RECORD = "runpod_pod.json"  # the session's pod as last seen running (to recreate it)
 HOME_COPIES = "checkpoints-home"  # in the session folder
 HOME_KEEP = 2  # newest home copies kept
-LOCK_NAME = "runpod_resume.lock"
-STALE_LOCK = 3600.0
 UPLOAD_PREFIX = ".trainctl-upload-"  # hidden: the runner never takes it for a checkpoint
 UPLOAD_RATE_FLOOR = 1 << 20  # bytes/s below which an upload is given up (resumed next time)
 HASH_SCRIPT = ("import hashlib,sys\nh=hashlib.sha256()\nf=open(sys.argv[1],'rb')\n"
@@ -154,38 +157,22 @@ async def after_runpod_refresh(service, session: Session) -> Session:
         if session.status.active:
             await _watch_pod(service, session)
         return session
-    lock = Path(session.session_dir) / LOCK_NAME
-    if not _take_lock(lock):
-        return session  # another refresh (the TUI, a CLI) is on it
+    lock = recovery.take_lock(session.session_dir)
+    if lock is None:
+        return session  # another refresh (the TUI, a CLI) or a recovery is on it
     try:
         current = service.store.get(session.id)
         if current is None or current.provider != session.provider or \
                 current.status not in (Status.UNREACHABLE, Status.LOST):
             return current or session  # handled meanwhile
-        return await _on_unreachable(service, session)
+        return await _on_unreachable(service, session, lock)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()  # a no-op when a recovery has it
 
 
-def _take_lock(lock: Path) -> bool:
-    try:
-        os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        return True
-    except FileExistsError:
-        try:
-            if time.time() - lock.stat().st_mtime < STALE_LOCK:
-                return False
-        except OSError:
-            pass
-        lock.unlink(missing_ok=True)
-        try:
-            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            return True
-        except FileExistsError:
-            return False
-
-
-async def _on_unreachable(service, session: Session) -> Session:
+async def _on_unreachable(service, session: Session, lock) -> Session:
+    """Is the pod gone? Then record the interruption, and with auto_resume hand `lock` to a
+    detached recovery (resume_detached)."""
     cloud = _cloud(service)
     pod_id = _pod_id(session)
     try:
@@ -196,9 +183,7 @@ async def _on_unreachable(service, session: Session) -> Session:
     beat = session.heartbeat
     if state not in GONE or (beat is not None and time.time() - beat < STALE_SECONDS):
         return session
-    record = pod_record(session)
-    if record and record["pod"].get("id") != pod_id:
-        record = None
+    record = _pod_record_of(session, pod_id)
     known = pod or (record or {}).get("pod")
     spot = (known or {}).get("podType") in SPOT_TYPES
     why = f" ({pod['lastStatusChange']})" if pod and pod.get("lastStatusChange") else ""
@@ -217,19 +202,63 @@ async def _on_unreachable(service, session: Session) -> Session:
         detail = (f"{reason}; not resumed (max_resumes {settings.max_resumes} reached; "
                   f"trainctl resume {session.id} once pod {pod_id} or a new one runs)")
     else:
-        failed: list[str] = []
-        if pod is not None and state != "TERMINATED":
-            try:
-                return await _resume(service, session, cloud, pod, reason)
-            except ProviderError as exc:
-                failed.append(f"bidding again for pod {pod_id} failed: {exc}")
-        detail = await _replace(service, session, cloud, known, pod_id, spot, reason, failed)
-        if detail is None:
-            return await _reasons_now(service, service.store.get(session.id))
+        doing = (f"resuming: bidding again for pod {pod_id}" if pod is not None and
+                 state != "TERMINATED" else f"resuming on a new pod like {pod_id}")
+        recovery.start(service, session, lock, reason, doing, status=Status.INTERRUPTED,
+                       ended=beat or time.time())
+        return await _reasons_now(service, session)
+    return await _stay_interrupted(service, session, detail)
+
+
+async def resume_detached(service, session: Session, reason: str) -> None:
+    """In `trainctl _recover`: bid again for the pod, else recreate it, and resume there;
+    what failed ends in the session's detail. The pod is asked for again: the bid to beat,
+    and whether it is still there, are today's."""
+    cloud = _cloud(service)
+    pod_id = _pod_id(session)
+    entry = (interruptions(session) or [{}])[-1]
+    if session.status is not Status.INTERRUPTED or entry.get("pod") != pod_id:
+        recovery.log.info("session %s is %s on pod %s: nothing to resume", session.id,
+                          session.status, pod_id)
+        if session.status is Status.INTERRUPTED:
+            service.store.update(session.id, detail=reason)
+        return
+    try:
+        pod = await cloud._pod(pod_id)
+    except ProviderError as exc:
+        await _stay_interrupted(service, session, f"{reason}; RunPod did not answer ({exc}) "
+                                f"(trainctl resume {session.id} once a pod runs)")
+        return
+    state = (pod or {}).get("desiredStatus") or "TERMINATED"
+    known = pod or (_pod_record_of(session, pod_id) or {}).get("pod")
+    failed: list[str] = []
+    if pod is not None and state != "TERMINATED":
+        try:
+            recovery.log.info("bidding again for pod %s", pod_id)
+            await _resume(service, session, cloud, pod, reason)
+            return
+        except ProviderError as exc:
+            failed.append(f"bidding again for pod {pod_id} failed: {exc}")
+            recovery.log.info(failed[-1])
+    detail = await _replace(service, session, cloud, known, pod_id, entry.get("spot"), reason,
+                            failed)
+    if detail is None:
+        await _reasons_now(service, service.store.get(session.id))
+    else:
+        await _stay_interrupted(service, session, detail)
+
+
+async def _stay_interrupted(service, session: Session, detail: str) -> Session:
     service.store.update(session.id, status=Status.INTERRUPTED, detail=detail,
-                         ended=beat or time.time())
+                         ended=session.heartbeat or time.time())
     session.status, session.detail = Status.INTERRUPTED, detail
     return await _reasons_now(service, session)
+
+
+def _pod_record_of(session: Session, pod_id: str) -> dict | None:
+    """The session's pod record when it is of `pod_id`."""
+    record = pod_record(session)
+    return record if record and record["pod"].get("id") == pod_id else None
 
 
 async def _replace(service, session: Session, cloud, known: dict | None, pod_id: str,
@@ -245,7 +274,9 @@ async def _replace(service, session: Session, cloud, known: dict | None, pod_id:
         why = f"pod {pod_id} was terminated with trainctl instance terminate"
     else:
         try:
-            await recreate(service, session, cloud, known, reason)
+            recovery.log.info("creating a pod like %s", pod_id)
+            new_id = await recreate(service, session, cloud, known, reason)
+            recovery.log.info("resumed on new pod %s", new_id)
             return None
         except NoCheckpoint as exc:
             return f"{reason}; " + "; ".join(failed + [str(exc)])
