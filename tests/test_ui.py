@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from rich.console import Console
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, OptionList, Static
 from uihelpers import (
@@ -21,7 +22,7 @@ from trainctl_tui.models import Status
 from trainctl_tui.service import Service
 from trainctl_tui.ui.app import TrainctlApp
 from trainctl_tui.ui.screens.confirm import ConfirmScreen
-from trainctl_tui.ui.screens.help import HelpScreen
+from trainctl_tui.ui.screens.help import HelpScreen, keys_table
 from trainctl_tui.ui.screens.launch import LaunchScreen
 from trainctl_tui.ui.screens.resume import ResumeScreen
 from trainctl_tui.ui.screens.session import SessionScreen
@@ -216,6 +217,10 @@ def test_filter_help_and_command_palette():
             keys = dict(app.screen.keys)
             assert keys["n"] == "launch a new run"
             assert {"s", "K", "r", "d", "/", "q", "ctrl+p"} <= set(keys)
+            assert len(keys) == len(app.screen.keys)  # each key once
+            shown = Console(width=200, record=True)
+            shown.print(keys_table(app.screen.keys))
+            assert "ssh://[user@]host[:port]/path" in shown.export_text()  # not eaten as markup
             await pilot.press("escape")
             assert isinstance(app.screen, SessionsScreen)
 
@@ -317,6 +322,13 @@ def test_checkpoints_screen_validate_delete_prune_and_resume(tmp_path):
             await wait_until(pilot, lambda: len(screen.rows) == 3, what="3 checkpoints")
             assert [r.status for r in screen.rows] == ["ok", "ok", "ok"]
             assert screen.selected.entry.name == "step_000060.safetensors"  # newest on top
+
+            await pilot.press("question_mark")  # the help lists this screen's keys only
+            await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            keys = dict(app.screen.keys)
+            assert {"enter / v", "r", "d", "p", "ctrl+p"} <= set(keys) and "q" not in keys
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is screen)
 
             await pilot.press("v")
             await wait_until(pilot, lambda: screen.selected.entry.path in screen.deep)

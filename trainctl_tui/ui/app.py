@@ -113,7 +113,11 @@ class TrainctlApp(App):
     def action_help(self) -> None:
         screen = self.screen
         keys = list(getattr(screen, "HELP_KEYS", []))
-        keys += [("ctrl+p", "command palette: every action by name"), ("q", "quit")]
+        listed = {key for key, _ in keys}
+        if "ctrl+p" not in listed:
+            keys.append(("ctrl+p", "command palette: every action by name"))
+        if "q" not in listed and "q" in screen.active_bindings:  # not every screen quits
+            keys.append(("q", "quit (runs keep going)"))
         self.push_screen(HelpScreen(f"{getattr(screen, 'HELP_TITLE', 'trainctl')} keys", keys))
 
     def action_launch(self) -> None:

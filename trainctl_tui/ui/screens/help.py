@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,14 +19,18 @@ class HelpScreen(ModalScreen[None]):
         self.title_text, self.keys = title, keys
 
     def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
-        for key, description in self.keys:
-            table.add_row(key, description)
         with VerticalScroll(id="dialog", classes="help"):
             yield Static(f"[b]{self.title_text}[/b]  (esc closes)")
-            yield Static(table)
+            yield Static(keys_table(self.keys))
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def keys_table(keys: list[tuple[str, str]]) -> Table:
+    table = Table(box=None, show_header=False, padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    for key, description in keys:
+        table.add_row(Text(key), Text(description))  # text, not markup: `[user@]host`
+    return table

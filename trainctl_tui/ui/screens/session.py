@@ -42,7 +42,7 @@ SESSION_KEYS = [
     ("r", "resume from a checkpoint (newest by default)"),
     ("c", "checkpoints: list, inspect, validate, resume from, prune"),
     ("d", "delete the session (refused while it runs)"),
-    ("i", "instances: SSH hosts, GPUs, load; open a shell"),
+    ("i", "instances: SSH hosts, EC2 instances and RunPod pods (cost, GPUs, shell)"),
     ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
     ("f", "follow the end of the log on/off"),
     ("/", "search the log; enter: next match"),

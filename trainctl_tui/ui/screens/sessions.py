@@ -38,7 +38,7 @@ SESSION_KEYS = [
     ("r", "resume the selected session from a checkpoint"),
     ("c", "checkpoints: list, inspect, validate, resume from, prune"),
     ("d", "delete the selected session (refused while it runs)"),
-    ("i", "instances: SSH hosts, GPUs, load; open a shell"),
+    ("i", "instances: SSH hosts, EC2 instances and RunPod pods (cost, GPUs, shell)"),
     ("w", "watch any log: a path here, or ssh://[user@]host[:port]/path"),
     ("/", "filter sessions by name, id, status or provider"),
     ("ctrl+p", "command palette: every action by name"),
