@@ -313,3 +313,19 @@ def test_two_processes_launching_50_sessions_each_lose_none(trainctl_home, tmp_p
     assert len({s["id"] for s in sessions}) == 100
     wait_for(lambda: all(s["status"] == "succeeded" for s in json.loads(
         run_cli("sessions", "--json", "--all").stdout)["sessions"]), timeout=60)
+
+
+@pytest.mark.parametrize("command, name", [
+    (["python", "-u", "train.py", "--lr", "3"], "train"),
+    (["torchrun", "--nproc_per_node", "8", "train.py"], "train"),
+    (["accelerate", "launch", "--config_file", "a.yaml", "scripts/sft.py"], "sft"),
+    (["deepspeed", "pretrain.py", "--deepspeed", "ds.json"], "pretrain"),
+    (["bash", "run.sh"], "run"),
+    (["python", "-m", "pkg.finetune", "--epochs", "3"], "finetune"),
+    (["python3", "-c", "import time; print('step 1 loss 0.5 /tmp/x')"], "python3"),
+    (["./train"], "train"),
+])
+def test_default_session_name_is_the_script_not_its_arguments(command, name):
+    from trainctl_tui.service import default_name
+
+    assert default_name(command) == name

@@ -864,13 +864,24 @@ def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
 
 
 def default_name(command: list[str]) -> str:
-    """'python -u train.py --lr 3' -> 'train'; the first script-like argument names the run."""
-    for arg in command[1:] if Path(command[0]).name.startswith("python") else command:
-        if arg.startswith("-"):
-            continue
+    """A short name for a run from its command: its script wherever it sits ('python -u
+    train.py', 'torchrun --nproc_per_node 8 train.py', 'bash run.sh' -> 'train'/'run'), a
+    python module ('python -m pkg.finetune' -> 'finetune'), else the program ('python -c
+    CODE' -> 'python')."""
+    words = [arg for arg in command if arg and not any(c.isspace() for c in arg)]
+    for arg in words[1:]:
         name = Path(arg).name
-        return name.rsplit(".", 1)[0] if name.endswith(".py") else name
-    return Path(command[0]).name
+        if name.endswith((".py", ".sh")) and not arg.startswith("-"):
+            return name.rsplit(".", 1)[0]
+    program = Path(command[0]).name
+    if program.startswith("python"):
+        if "-m" in command[1:-1]:
+            return command[command.index("-m") + 1].rsplit(".", 1)[-1]
+        if "-c" not in command:
+            script = next((arg for arg in words[1:] if not arg.startswith("-")), None)
+            if script:
+                return Path(script).name
+    return program
 
 
 def write_session_files(session: Session, defaults, secret_env: dict[str, str], *,
