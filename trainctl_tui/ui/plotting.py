@@ -63,17 +63,27 @@ def _render_v6(plotext, lines: list[Line], width: int, height: int) -> str:
     figure.legend(active=False)
     xs = [x for line in lines for x in line.xs]
     if xs:
-        positions = _ticks(min(xs), max(xs), max(2, min(7, width // 12)))
+        whole = all(float(x).is_integer() for x in xs[-1000:])  # steps, not epochs
+        positions = nice_ticks(min(xs), max(xs), max(2, min(7, width // 12)), whole=whole)
         figure.ruler("x").ticks(positions, [compact(p) for p in positions])
     text = str(figure.build())
     figure.clear()
     return text
 
 
-def _ticks(low: float, high: float, count: int) -> list[float]:
+def nice_ticks(low: float, high: float, count: int, *, whole: bool = False) -> list[float]:
+    """At most `count` round positions in [low, high]: multiples of 1, 2, 2.5 or 5 times a
+    power of ten (0 5 10 15, not 0 3.4 6.8 10.2); whole numbers only when `whole`."""
     if high <= low:
         return [low]
-    return [low + (high - low) * i / (count - 1) for i in range(count)]
+    rough = (high - low) / max(1, count - 1)
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough * (1 - 1e-9))
+    if whole:
+        step = max(1.0, round(step))
+    first = math.ceil(low / step - 1e-9)
+    last = math.floor(high / step + 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
 
 
 def compact(value: float) -> str:
