@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["SIGNATURE", "H5Dataset", "H5Error", "H5Group", "H5Summary", "HDF5Error",
-           "HDF5Truncated", "read_hdf5", "read_scalar", "superblock_end"]
+           "HDF5Truncated", "lookup3", "read_hdf5", "read_scalar"]
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_OBJECTS = 100_000  # groups + datasets walked
@@ -105,17 +105,6 @@ class _Superblock:
     eof: int  # absolute
     root: int  # root group object header address (relative to base)
     flags: int
-
-
-def superblock_end(head: bytes) -> tuple[int, int, int] | None:
-    """(version, end-of-file address + base, consistency flags) from the first bytes of a
-    file whose superblock is at offset 0; None if `head` is not an HDF5 superblock. Used by
-    the scanner's cheap "is it finished" check (the runner has its own stdlib copy)."""
-    try:
-        sb = _parse_superblock(head)
-    except HDF5Error:
-        return None
-    return sb.version, sb.eof, sb.flags
 
 
 def _parse_superblock(head: bytes) -> _Superblock:

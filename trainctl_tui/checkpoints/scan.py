@@ -1,13 +1,17 @@
-"""Find the checkpoints in a directory from names and stat() alone.
+"""Find the checkpoints in a directory from names and stat(), plus a few bytes of a few files.
 
-A checkpoint is a single file (``*.pt``, ``*.pth``, ``*.ckpt``, ``*.bin``, ``*.safetensors``) or
-a checkpoint directory: Hugging Face ``checkpoint-500/``, ``step_1000/``, Lightning-style
-``epoch=3-step=1200*`` and DeepSpeed ``global_step500/``. The only file content ever read is
-``global_step`` from a Hugging Face ``trainer_state.json``.
+A checkpoint is a single file (``*.pt``, ``*.pth``, ``*.ckpt``, ``*.bin``, ``*.safetensors``,
+Keras ``*.keras`` and ``*.weights.h5``/``*.h5``) or a checkpoint directory: Hugging Face
+``checkpoint-500/``, Accelerate ``checkpoint_3/``, torchtune ``epoch_2/``, ``step_1000/``,
+Lightning-style ``epoch=3-step=1200*`` and DeepSpeed ``global_step500/``. File contents read:
+``global_step`` from a Hugging Face ``trainer_state.json``, the end record of a ``.keras`` zip
+and the superblock of an HDF5 file (both are written in place, so only their bytes tell a
+finished file from one still being written).
 
 Ordering and the "still being written" rules follow the runner's ``find_newest_checkpoint`` (the
-same name patterns, suffixes and step parser are imported from it), so what the TUI offers for
-resume is what the runner would pick. DeepSpeed ``global_stepN/`` dirs are the one addition.
+same name patterns, suffixes, step parser and unfinished-file/-directory checks are imported
+from it), so what the TUI offers for resume is what the runner would pick. DeepSpeed
+``global_stepN/`` dirs with files newer than ``latest`` are the one addition.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from ..runner.supervisor import (
     CHECKPOINT_SUFFIXES,
     UNFINISHED_SUFFIXES,
     checkpoint_step,
+    unfinished_dir_reason,
+    unfinished_file_reason,
 )
 
 __all__ = [
@@ -253,14 +259,16 @@ def _build_entry(de: os.DirEntry, root: str) -> CheckpointEntry | None:
     else:
         st = de.stat()
         size, mtime = st.st_size, st.st_mtime
-    if is_dir and final_name is None and name.startswith("checkpoint-"):
-        # A Hugging Face checkpoint is complete only once trainer_state.json is written.
-        if os.path.isfile(os.path.join(de.path, HF_STATE_FILE)):
-            hf_step = _hf_global_step(de.path)
-            step = hf_step if hf_step is not None else step
-        elif not writing:
+    if is_dir and final_name is None and name.startswith("checkpoint-") and os.path.isfile(
+            os.path.join(de.path, HF_STATE_FILE)):
+        hf_step = _hf_global_step(de.path)
+        step = hf_step if hf_step is not None else step
+    if final_name is None and not writing:
+        unfinished = (unfinished_dir_reason(de.path, name) if is_dir
+                      else unfinished_file_reason(de.path))
+        if unfinished:
             writing = True
-            notes.append(f"no {HF_STATE_FILE} yet")
+            notes.append(unfinished)
     if is_link:
         notes.append(_symlink_note(de, root))
     return CheckpointEntry(
@@ -376,7 +384,8 @@ def changed_since_scan(entry: CheckpointEntry) -> str | None:
         return "size changed since the scan"
     if mtime != entry.mtime:
         return "modified since the scan"
-    if (entry.kind == "dir" and entry.name.startswith("checkpoint-")
-            and not os.path.isfile(os.path.join(entry.path, HF_STATE_FILE))):
-        return f"now being written (no {HF_STATE_FILE})"
+    unfinished = (unfinished_dir_reason(entry.path, entry.name) if entry.kind == "dir"
+                  else unfinished_file_reason(entry.path))
+    if unfinished:
+        return f"now being written ({unfinished})"
     return None

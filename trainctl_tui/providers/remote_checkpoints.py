@@ -46,8 +46,8 @@ for name in sorted(os.listdir(folder)):
                 size += fst.st_size
                 mtime = max(mtime, fst.st_mtime)
     writing = base != name or name.startswith((".", "tmp"))
-    if is_dir and name.startswith("checkpoint-") and not os.path.exists(
-            os.path.join(path, "trainer_state.json")):
+    if not writing and (supervisor.unfinished_dir_reason(path, name) if is_dir
+                        else supervisor.unfinished_file_reason(path)):
         writing = True
     if not writing and time.time() - mtime < 2 and not is_dir:
         time.sleep(0.2)
