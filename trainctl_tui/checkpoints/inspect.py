@@ -77,7 +77,8 @@ class CheckpointInfo:
 
     path: str
     kind: str  # "file" | "dir"
-    format: str  # torch-zip | torch-legacy | lightning | pickle | safetensors | hf-dir |
+    format: str  # torch-zip | torch-legacy | lightning | pickle | safetensors | keras |
+    #              keras-weights | keras-h5 | hdf5 | hf-dir | accelerate-dir | torchtune-dir |
     #              git-lfs-pointer | unknown
     size: int
     mtime: float
@@ -101,6 +102,7 @@ class CheckpointInfo:
     model_args: dict | None = None  # nanoGPT model_args, or a HF dir's config.json
     callbacks: list[str] = field(default_factory=list)  # Lightning callback state keys
     metadata: dict = field(default_factory=dict)  # safetensors __metadata__, versions, lfs oid
+    unverified: list[str] = field(default_factory=list)  # what could not be checked, and why
 
     def to_json(self) -> dict:
         out = {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__}
@@ -1284,6 +1286,267 @@ def _summarize_safetensors(info: CheckpointInfo, st: _SafetensorsFile) -> None:
     _apply_numbers(info, numbers)
 
 
+# -- Keras (.keras zips, .weights.h5 and legacy .h5 files) -----------------------------------
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_KERAS_WEIGHTS = "model.weights.h5"
+# Member CRCs of a .keras are always checked up to this much data (a Keras model is usually
+# small); past it only with deep=True, and the report says they were not.
+KERAS_CRC_LIMIT = 256 * 1024 * 1024
+_IN_MEMORY_LIMIT = 64 * 1024 * 1024
+
+
+def _hdf5_reader() -> Any:
+    """The sibling HDF5 reader: a package import, or the file next to this one when this file
+    runs alone (`python3 inspect.py`, or as ckpt_inspect.py beside ckpt_hdf5.py on a host)."""
+    if __package__:
+        from . import hdf5
+        return hdf5
+    if "ckpt_hdf5" in sys.modules:
+        return sys.modules["ckpt_hdf5"]
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("ckpt_hdf5.py", "hdf5.py"):
+        path = os.path.join(here, name)
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("ckpt_hdf5", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["ckpt_hdf5"] = module  # dataclasses look their module up there
+            spec.loader.exec_module(module)
+            return module
+    return None
+
+
+def _read_at(fp: Any, start: int = 0) -> Callable[[int, int], bytes]:
+    def read(offset: int, n: int) -> bytes:
+        fp.seek(start + offset)
+        return fp.read(n)
+
+    return read
+
+
+def _zip_end_problem(fp: Any, size: int) -> str | None:
+    """Why the zip has no usable end record (a save cut short or still running), else None."""
+    tail_start = max(0, size - 65557)  # the end record (22 bytes) + the longest comment
+    fp.seek(tail_start)
+    tail = fp.read()
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0 and at + 22 + int.from_bytes(tail[at + 20:at + 22], "little") != len(tail):
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    if at < 0:
+        return (f"truncated or unfinished zip: no end-of-central-directory record "
+                f"({size:,} bytes)")
+    cd_size, cd_offset = struct.unpack_from("<II", tail, at + 12)
+    if cd_offset != 0xFFFFFFFF and cd_offset + cd_size > tail_start + at:
+        return (f"truncated zip: its central directory (bytes {cd_offset:,}-"
+                f"{cd_offset + cd_size:,}) overlaps its end record at byte {tail_start + at:,}")
+    return None
+
+
+def _read_keras(info: CheckpointInfo, fp: Any, size: int, deep: bool) -> None:
+    info.format = "keras"
+    problem = _zip_end_problem(fp, size)
+    if problem:
+        raise _Corrupt(problem)
+    try:
+        zf = zipfile.ZipFile(fp)
+    except (zipfile.BadZipFile, EOFError, ValueError, struct.error, NotImplementedError) as exc:
+        raise _Corrupt(f"bad zip central directory ({exc})") from None
+    members = {i.filename: i for i in zf.infolist()}
+    info.top_keys = list(members)[:100]
+    for info_ in members.values():
+        if info_.header_offset + 30 + info_.compress_size > size:
+            raise _Corrupt(f"zip member {info_.filename} runs past the end of the file")
+    config = _keras_json(zf, members, "config.json")
+    metadata = _keras_json(zf, members, "metadata.json")
+    _keras_config(info, config if isinstance(config, dict) else {})
+    if isinstance(metadata, dict):
+        info.metadata.update({k: metadata[k] for k in ("keras_version", "date_saved")
+                              if isinstance(metadata.get(k), str)})
+    if _KERAS_WEIGHTS in members:
+        _keras_inner_weights(info, fp, zf, members[_KERAS_WEIGHTS])
+    elif "model.weights.npz" in members:
+        info.unverified.append("weights stored as model.weights.npz: arrays not listed")
+    else:
+        raise _Corrupt(f"no {_KERAS_WEIGHTS} in the archive")
+    total = sum(i.file_size for i in members.values())
+    if deep or total <= KERAS_CRC_LIMIT:
+        _check_zip_crcs(zf)
+    else:
+        info.unverified.append(f"member CRCs not checked ({total:,} bytes; use --deep)")
+
+
+def _keras_json(zf: zipfile.ZipFile, members: dict, name: str) -> Any:
+    if name not in members:
+        raise _Corrupt(f"no {name} in the archive (not a Keras model file)")
+    try:
+        return json.loads(_zip_read(zf, members[name]))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _Corrupt(f"{name}: invalid JSON ({exc})") from None
+
+
+def _keras_config(info: CheckpointInfo, config: dict) -> None:
+    """Model class, name and layers from a Keras model config; the optimizer and loss from
+    its compile config (a .keras file) or training config (a legacy .h5)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    model: dict[str, Any] = {"class": config.get("class_name")}
+    if isinstance(inner.get("name"), str):
+        model["name"] = inner["name"]
+    layers = inner.get("layers")
+    if isinstance(layers, list):
+        classes = collections.Counter(
+            str(layer.get("class_name")) for layer in layers if isinstance(layer, dict))
+        model["layers"] = len(layers)
+        model["layer_classes"] = ", ".join(
+            name if n == 1 else f"{name} x{n}" for name, n in classes.items())
+    info.model_args = _plain(model)
+    compiled = config.get("compile_config")
+    if isinstance(compiled, dict):
+        _keras_training(info, compiled.get("optimizer"), compiled.get("loss"))
+
+
+def _keras_training(info: CheckpointInfo, optimizer: Any, loss: Any) -> None:
+    if isinstance(optimizer, dict):
+        name = optimizer.get("class_name")
+        settings = optimizer.get("config") if isinstance(optimizer.get("config"), dict) else {}
+        rate = settings.get("learning_rate")
+        if isinstance(name, str):
+            info.metadata["optimizer"] = name + (
+                f" (learning_rate={rate:.6g})" if isinstance(rate, (int, float)) else "")
+    if isinstance(loss, str):
+        info.metadata["loss"] = loss
+
+
+def _keras_inner_weights(info: CheckpointInfo, fp: Any, zf: zipfile.ZipFile,
+                         member: zipfile.ZipInfo) -> None:
+    """model.weights.h5 read in place when stored (the Keras default), else from memory."""
+    if member.compress_type == zipfile.ZIP_STORED:
+        read = _read_at(fp, _member_data_offset(fp, member))
+    elif member.file_size <= _IN_MEMORY_LIMIT:
+        data = _zip_read(zf, member)
+        read = lambda offset, n: data[offset:offset + n]  # noqa: E731
+    else:
+        info.unverified.append(f"{member.filename} is compressed and {member.file_size:,} "
+                               "bytes: not read")
+        return
+    summary = _walk_hdf5(read, member.file_size, member.filename)
+    _keras_weights(info, summary, read)
+    info.format = "keras"
+
+
+def _walk_hdf5(read: Callable[[int, int], bytes], size: int, what: str = "") -> Any:
+    hdf5 = _hdf5_reader()
+    if hdf5 is None:
+        raise _Corrupt("cannot check HDF5: its reader (hdf5.py) is not next to this file")
+    prefix = f"{what}: " if what else ""
+    try:
+        summary = hdf5.read_hdf5(read, size)
+    except hdf5.HDF5Error as exc:
+        raise _Corrupt(f"{prefix}{exc}") from None
+    if summary.open_for_writing:
+        raise _Corrupt(f"{prefix}HDF5 file still open for writing, or its writer died before "
+                       "closing it")
+    if summary.size > summary.eof:
+        summary.unverified.append(f"{prefix}{summary.size - summary.eof:,} bytes past the end "
+                                  "the superblock records were not read")
+    return summary
+
+
+def _read_hdf5_file(info: CheckpointInfo, fp: Any, size: int, deep: bool) -> None:
+    info.format = "hdf5"
+    read = _read_at(fp)
+    summary = _walk_hdf5(read, size)
+    _keras_weights(info, summary, read)
+    info.unverified.append("dataset bytes not checked (HDF5 keeps no checksum of them)")
+
+
+def _keras_weights(info: CheckpointInfo, summary: Any, read: Callable[[int, int], bytes]
+                   ) -> None:
+    """Tensors, parameters, optimizer state and step of a Keras weights layout (Keras 3
+    `layers/<name>/vars/N` + `optimizer/vars/N`, or legacy `model_weights/` +
+    `optimizer_weights/`); other HDF5 files are listed as they are."""
+    root = next((g.attrs for g in summary.groups if g.path == ""), {})
+    groups = {g.path for g in summary.groups}
+    legacy = "model_weights" in groups or "layer_names" in root or "model_config" in root
+    keras3 = "layers" in groups or "optimizer/vars" in groups or "vars" in groups
+    if info.format != "keras":
+        info.format = "keras-h5" if legacy else "keras-weights" if keras3 else "hdf5"
+    optimizer_prefix = "optimizer_weights/" if legacy else "optimizer/"
+    weights_prefix = "model_weights/" if "model_weights" in groups else ""
+    info.tensor_count = len(summary.datasets)
+    weights = []
+    for ds in summary.datasets:
+        info.dtypes[ds.dtype] = info.dtypes.get(ds.dtype, 0) + 1
+        if ds.path.startswith(weights_prefix) and not ds.path.startswith(optimizer_prefix) \
+                and not _keras_tracker(ds.path):
+            weights.append(ds)
+    info.param_count = sum(ds.numel for ds in weights)
+    info.has_optimizer = any(ds.path.startswith(optimizer_prefix) for ds in summary.datasets)
+    tensors = [TensorInfo(ds.path, ds.dtype, ds.shape, ds.numel, _nbytes(ds.dtype, ds.numel))
+               for ds in summary.datasets]
+    info.tensors = sorted(tensors, key=lambda t: (-t.nbytes, t.name))[:TENSOR_LIST_CAP]
+    if info.format != "keras":
+        info.top_keys = sorted({g.path.split("/")[0] for g in summary.groups if g.path})[:100]
+    info.metadata["hdf5_superblock"] = summary.superblock_version
+    info.unverified.extend(summary.unverified)
+    _keras_step(info, summary, optimizer_prefix, read)
+    if legacy:
+        _keras_legacy_attrs(info, root, groups, summary)
+    elif keras3 and info.model_args is None:
+        names = [g.attrs.get("name") for g in summary.groups
+                 if g.path.endswith("/vars") and not g.path.startswith(optimizer_prefix)
+                 and any(ds.path.startswith(g.path + "/") for ds in weights)]
+        info.model_args = {"weight_layers": len(names),
+                           "layer_names": [n for n in names if isinstance(n, str)][:50]}
+
+
+def _keras_tracker(path: str) -> bool:
+    """Variables of metrics and loss trackers are not model weights."""
+    top = path.split("/", 1)[0]
+    return "metric" in top or "loss" in top
+
+
+def _keras_step(info: CheckpointInfo, summary: Any, optimizer_prefix: str,
+                read: Callable[[int, int], bytes]) -> None:
+    """The optimizer's iteration count (its first variable in Keras 3, `iteration(s)` in the
+    legacy layout) is the number of training steps taken."""
+    hdf5 = _hdf5_reader()
+    for ds in summary.datasets:
+        name = ds.path.rsplit("/", 1)[-1]
+        first = ds.path == f"{optimizer_prefix}vars/0"
+        legacy = ds.path.startswith(optimizer_prefix) and name in ("iteration", "iterations")
+        if (first or legacy) and ds.shape == () and ds.dtype.startswith(("int", "uint")):
+            value = hdf5.read_scalar(read, ds)
+            if isinstance(value, int) and value >= 0:
+                info.step = value
+            return
+
+
+def _keras_legacy_attrs(info: CheckpointInfo, root: dict, groups: set, summary: Any) -> None:
+    for key in ("keras_version", "backend"):
+        if isinstance(root.get(key), str):
+            info.metadata[key] = root[key]
+    for key, apply in (("model_config", lambda c: _keras_config(info, c)),
+                       ("training_config", lambda c: _keras_training(
+                           info, c.get("optimizer_config"), c.get("loss")))):
+        text = root.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _Corrupt(f"{key} attribute: invalid JSON ({exc})") from None
+        if isinstance(value, dict):
+            apply(value)
+    if info.model_args is None:
+        weights_group = next((g for g in summary.groups if g.path in ("model_weights", "")
+                              and isinstance(g.attrs.get("layer_names"), list)), None)
+        if weights_group is not None:
+            names = weights_group.attrs["layer_names"]
+            info.model_args = {"layers_with_weights": len(names), "layer_names": names[:50]}
+
+
 # -- JSON-safe view --------------------------------------------------------------------------
 
 
@@ -1373,6 +1636,11 @@ def _signature(path: str, st: os.stat_result) -> tuple:
         except OSError:
             continue
         entries.append((sub, s.st_size, s.st_mtime_ns, s.st_ino))
+    if _TORCHTUNE_DIR.match(os.path.basename(path)):  # its recipe state lives beside it
+        for rel in _RECIPE_STATES:
+            with contextlib.suppress(OSError):
+                s = os.stat(os.path.join(os.path.dirname(path), rel))
+                entries.append((rel, s.st_size, s.st_mtime_ns, s.st_ino))
     return (st.st_mtime_ns, tuple(entries))
 
 
@@ -1425,9 +1693,20 @@ def _read_any(info: CheckpointInfo, fp: Any, size: int, deep: bool,
               findings: _Findings) -> None:
     head = fp.read(64)
     fp.seek(0)
+    lower = info.path.lower()
     if head.startswith(_LFS_MAGIC):
         info.format = "git-lfs-pointer"
         _lfs_pointer(info, fp.read(1024))
+    elif lower.endswith(".keras") and head[:4] != b"PK\x03\x04":
+        info.format = "keras"
+        raise _Corrupt(f"not a zip archive, as a .keras file is (starts with {head[:8]!r})")
+    elif lower.endswith((".h5", ".hdf5")) and not head.startswith(_HDF5_SIGNATURE):
+        info.format = "hdf5"
+        raise _Corrupt(f"not an HDF5 file: no HDF5 signature (starts with {head[:8]!r})")
+    elif head.startswith(_HDF5_SIGNATURE):
+        _read_hdf5_file(info, fp, size, deep)
+    elif lower.endswith(".keras"):
+        _read_keras(info, fp, size, deep)
     elif head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         info.format = "torch-zip"
         parsed = _read_torch_zip(fp, size, deep, findings)
@@ -1468,10 +1747,11 @@ def _lfs_pointer(info: CheckpointInfo, text: bytes) -> None:
 
 _WEIGHT_FILE = re.compile(
     r"^(model|pytorch_model|adapter_model|diffusion_pytorch_model|consolidated|tf_model|"
-    r"flax_model)([.-].*)?\.(safetensors|bin|pt|pth)$|.*model_states\.pt$")
+    r"flax_model)([._-].*)?\.(safetensors|bin|pt|pth)$|.*model_states\.pt$")
 _ROLES = (("optimizer", re.compile(r"optimizer.*\.(pt|bin|pth)$|.*optim_states\.pt$")),
           ("scheduler", re.compile(r"scheduler.*\.(pt|pth|bin)$")),
-          ("rng_state", re.compile(r"rng_state.*\.pth?$")),
+          ("rng_state", re.compile(r"(rng_state.*\.pth?|random_states_\d+\.pkl)$")),
+          ("custom_state", re.compile(r"custom_checkpoint_\d+\.pkl$")),  # Accelerate's
           ("training_args", re.compile(r"training_args\.bin$")),
           ("scaler", re.compile(r"scaler\.pt$")))
 _TENSOR_FILE = re.compile(r".*\.(safetensors|bin|pt|pth|ckpt)$")
@@ -1520,9 +1800,36 @@ def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
         with open(os.path.join(path, name), "rb") as fp:
             return fp.read()
 
-    return inspect_dir_files(
+    info = inspect_dir_files(
         path, files, lambda name: inspect_checkpoint(os.path.join(path, name), deep=deep),
         read_file, mtime=st.st_mtime)
+    if info.format == "torchtune-dir":
+        _torchtune_recipe_state(info, path, deep)
+    return info
+
+
+# torchtune keeps the optimizer and progress of the newest unfinished epoch beside the epoch
+# folders (0.4+: recipe_state/recipe_state.pt; before: recipe_state.pt in output_dir).
+_RECIPE_STATES = ("recipe_state/recipe_state.pt", "recipe_state.pt")
+
+
+def _torchtune_recipe_state(info: CheckpointInfo, path: str, deep: bool) -> None:
+    parent = os.path.dirname(path.rstrip("/"))
+    found = next((r for r in _RECIPE_STATES if os.path.isfile(os.path.join(parent, r))), None)
+    if found is None or info.epoch is None:
+        return
+    sub = inspect_checkpoint(os.path.join(parent, found), deep=deep)
+    epochs_run = sub.metrics.get("epochs_run")
+    mine = epochs_run is not None and int(epochs_run) == int(info.epoch) + 1
+    runs = "?" if epochs_run is None else int(epochs_run)
+    info.metadata["recipe_state"] = (f"../{found} (epochs_run {runs}: "
+                                     f"{'this epoch' if mine else 'another epoch'})")
+    if not mine:
+        return  # the final epoch, or an older one: resuming it starts a fresh optimizer
+    info.has_optimizer = sub.has_optimizer
+    _merge_globals(info, sub)
+    if sub.status != "ok" and info.status == "ok":
+        info.status, info.reason = sub.status, f"../{found}: {sub.reason}"
 
 
 def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
@@ -1542,8 +1849,8 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
         info.mtime = max(info.mtime, file_mtime)
         role = _role(name)
         entry: dict[str, Any] = {"name": name, "role": role, "size": size}
-        if role in ("weights", "optimizer", "scheduler", "rng_state", "training_args",
-                    "scaler", "tensors"):
+        if role in ("weights", "optimizer", "scheduler", "rng_state", "custom_state",
+                    "training_args", "scaler", "tensors"):
             try:
                 sub = inspect_file(name)
             except FileNotFoundError:
@@ -1562,14 +1869,41 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
                 info.has_optimizer = True
             if role == "training_args" and sub.hparams:
                 info.hparams = sub.hparams
+            if role == "rng_state" and sub.step:  # Accelerate keeps its step counter there
+                info.metadata.setdefault("accelerator_step", sub.step)
         info.files.append(entry)
     _read_dir_json(info, path, names, problems, read_file)
     _merge_weights(info, weights)
+    _dir_layout(info, path, names)
     if not any(e["role"] in ("weights", "trainer_state", "optimizer") for e in info.files):
         info.format = "unknown"
         problems.append(("corrupt", "no checkpoint files in this directory"))
     _dir_status(info, problems)
     return info
+
+
+_ACCELERATE_DIR = re.compile(r"^checkpoint_(\d+)$")
+_TORCHTUNE_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+def _dir_layout(info: CheckpointInfo, path: str, names: list[str]) -> None:
+    """Which library wrote the directory, and what its name numbers: Accelerate's
+    checkpoint_N counts save_state calls, torchtune's epoch_N is the epoch just finished."""
+    if info.format != "hf-dir":
+        return
+    base = os.path.basename(path.rstrip("/"))
+    accelerate = _ACCELERATE_DIR.match(base)
+    if accelerate or any(re.match(r"random_states_\d+\.pkl$", n) for n in names):
+        info.format = "accelerate-dir"
+        if accelerate:
+            info.metadata["save_iteration"] = int(accelerate.group(1))
+        step = info.metadata.get("accelerator_step")
+        info.step = step if info.step is None and isinstance(step, int) else info.step
+        return
+    torchtune = _TORCHTUNE_DIR.match(base)
+    if torchtune:
+        info.format = "torchtune-dir"
+        info.epoch = float(torchtune.group(1))
 
 
 def _file_entry(sub: CheckpointInfo) -> dict:
@@ -1685,6 +2019,14 @@ def _text(info: CheckpointInfo) -> str:
     if info.top_keys:
         lines.append("keys: " + ", ".join(info.top_keys[:20]))
     lines.append(f"optimizer state: {'yes' if info.has_optimizer else 'no'}")
+    for label, values in (("model", info.model_args), ("metadata", info.metadata)):
+        if values:
+            lines.append(f"{label}: " + ", ".join(f"{k}={v}" for k, v in
+                                                   list(values.items())[:12]))
+    for tensor in info.tensors[:20]:
+        lines.append(f"  {tensor.name}  {tensor.dtype}  {list(tensor.shape)}")
+    if info.unverified:
+        lines.append("not checked: " + "; ".join(info.unverified))
     for label, names in (("unknown globals", info.unknown_globals),
                          ("dangerous globals", info.dangerous_globals)):
         if names:
