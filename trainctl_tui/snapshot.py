@@ -271,11 +271,14 @@ def render_checkpoint_info(info, out: TextIO) -> None:
         if value is not None:
             console.print(f"  {label:<8} {value}")
     for label, values in (("metrics", info.metrics), ("hparams", info.hparams or {}),
-                          ("model", getattr(info, "model_args", None) or {})):
+                          ("model", getattr(info, "model_args", None) or {}),
+                          ("metadata", getattr(info, "metadata", None) or {})):
         if values:
             shown = ", ".join(f"{k}={v}" for k, v in list(values.items())[:12])
             more = f" (+{len(values) - 12} more)" if len(values) > 12 else ""
             console.print(f"  {label:<8} {shown}{more}")
+    for note in getattr(info, "unverified", None) or []:
+        console.print(f"  [yellow]not checked[/] {note}")
     if info.dangerous_globals:
         console.print(f"  [bold red]code it would run[/]: {', '.join(info.dangerous_globals)}")
     if info.unknown_globals:

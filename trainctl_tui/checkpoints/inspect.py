@@ -1430,15 +1430,19 @@ def _keras_inner_weights(info: CheckpointInfo, fp: Any, zf: zipfile.ZipFile,
         info.unverified.append(f"{member.filename} is compressed and {member.file_size:,} "
                                "bytes: not read")
         return
-    summary = _walk_hdf5(read, member.file_size, member.filename)
-    _keras_weights(info, summary, read)
-    info.format = "keras"
+    summary = _walk_hdf5(info, read, member.file_size, member.filename)
+    if summary is not None:
+        _keras_weights(info, summary, read)
 
 
-def _walk_hdf5(read: Callable[[int, int], bytes], size: int, what: str = "") -> Any:
+def _walk_hdf5(info: CheckpointInfo, read: Callable[[int, int], bytes], size: int,
+               what: str = "") -> Any:
+    """The HDF5 walk (None, noted as unverified, where the reader was not copied along)."""
     hdf5 = _hdf5_reader()
     if hdf5 is None:
-        raise _Corrupt("cannot check HDF5: its reader (hdf5.py) is not next to this file")
+        info.unverified.append(f"HDF5 {what or 'structure'} not read: the HDF5 reader "
+                               "(hdf5.py) is not next to this file")
+        return None
     prefix = f"{what}: " if what else ""
     try:
         summary = hdf5.read_hdf5(read, size)
@@ -1456,9 +1460,10 @@ def _walk_hdf5(read: Callable[[int, int], bytes], size: int, what: str = "") -> 
 def _read_hdf5_file(info: CheckpointInfo, fp: Any, size: int, deep: bool) -> None:
     info.format = "hdf5"
     read = _read_at(fp)
-    summary = _walk_hdf5(read, size)
-    _keras_weights(info, summary, read)
-    info.unverified.append("dataset bytes not checked (HDF5 keeps no checksum of them)")
+    summary = _walk_hdf5(info, read, size)
+    if summary is not None:
+        _keras_weights(info, summary, read)
+        info.unverified.append("dataset bytes not checked (HDF5 keeps no checksum of them)")
 
 
 def _keras_weights(info: CheckpointInfo, summary: Any, read: Callable[[int, int], bytes]

@@ -13,6 +13,8 @@ from ..checkpoints.scan import CheckpointEntry
 
 INSPECT_PATH = Path(inspect_module.__file__)
 REMOTE_INSPECT_NAME = "ckpt_inspect.py"  # not inspect.py: that would shadow the stdlib module
+HDF5_PATH = INSPECT_PATH.with_name("hdf5.py")
+REMOTE_HDF5_NAME = "ckpt_hdf5.py"  # the inspector's HDF5 reader (Keras files), found beside it
 
 # Runs on the host with its python3: lists a directory with the runner's own rules (the
 # supervisor sits in the same folder) and inspects each finished checkpoint.

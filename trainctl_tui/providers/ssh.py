@@ -98,13 +98,18 @@ class RemoteRunnerProvider:
         await self.transport.put(data, f"{remote_dir}/secret_env.json")
 
     async def _install_runner(self) -> str:
-        """Copy supervisor.py (and the checkpoint inspector) to <workdir>/runner/<version>/
-        unless that version is there already."""
-        from .remote_checkpoints import INSPECT_PATH, REMOTE_INSPECT_NAME
+        """Copy supervisor.py (and the checkpoint inspector with its HDF5 reader) to
+        <workdir>/runner/<version>/ unless that version is there already."""
+        from .remote_checkpoints import (
+            HDF5_PATH,
+            INSPECT_PATH,
+            REMOTE_HDF5_NAME,
+            REMOTE_INSPECT_NAME,
+        )
 
         folder = remote_path(self.workdir, "runner", runner_version())
         for local, name in ((SUPERVISOR_PATH, "supervisor.py"),
-                            (INSPECT_PATH, REMOTE_INSPECT_NAME)):
+                            (INSPECT_PATH, REMOTE_INSPECT_NAME), (HDF5_PATH, REMOTE_HDF5_NAME)):
             if await self.transport.size(f"{folder}/{name}") != local.stat().st_size:
                 await self.transport.put(local.read_bytes(), f"{folder}/{name}", mode=0o644)
         return f"{folder}/supervisor.py"

@@ -257,6 +257,11 @@ def describe(row: CheckpointRow, deep=None) -> Table:
                                           for k, v in list(info.metrics.items())[:8]))
     if info.hparams:
         grid.add_row("hparams", ", ".join(f"{k}={v}" for k, v in list(info.hparams.items())[:8]))
+    for label, values in (("model", info.model_args), ("metadata", info.metadata)):
+        if values:
+            grid.add_row(label, ", ".join(f"{k}={v}" for k, v in list(values.items())[:8]))
+    if info.unverified:
+        grid.add_row(Text("not checked", style="yellow"), "; ".join(info.unverified))
     if info.dangerous_globals:
         grid.add_row(Text("would run", style="bold red"), ", ".join(info.dangerous_globals))
     if info.unknown_globals:
