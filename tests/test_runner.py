@@ -748,6 +748,11 @@ def test_find_newest_checkpoint_nothing_found(tmp_path):
         ("model_epoch7.pth", 7),
         ("weights_v2_99.bin", 99),
         ("last.ckpt", None),
+        ("model.03-0.41.keras", 3),
+        ("ckpt_epoch_05.weights.h5", 5),
+        ("model.weights.h5", None),
+        ("checkpoint_7", 7),
+        ("epoch_2", 2),
     ],
 )
 def test_checkpoint_step_parsing(name, step):

@@ -313,6 +313,48 @@ def test_agrees_with_the_runners_choice(tmp_path):
     assert newest_finished([]) is None
 
 
+def keras_file(path: Path, age: float = 100.0) -> Path:
+    """A finished .keras (a zip with an end record); its contents do not matter here."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["keras", "accelerate", "torchtune", "mixed"])
+def test_agrees_with_the_runner_on_the_newer_layouts(tmp_path, layout):
+    """Keras epochs (the loss in the name is no step), Accelerate's checkpoint_N (finished
+    once random_states_N.pkl is there), torchtune's epoch_N (every shard there)."""
+    if layout in ("keras", "mixed"):
+        keras_file(tmp_path / "model.09-0.91.keras", age=10)
+        keras_file(tmp_path / "model.10-0.35.keras", age=500)  # newest epoch, oldest mtime
+        put(tmp_path / "model.11-0.30.keras", b"PK\x03\x04 cut short", age=5)
+    if layout in ("accelerate", "mixed"):
+        for n, age in ((2, 400), (3, 300)):
+            put(tmp_path / f"checkpoint_{n}" / "model.safetensors", age=age)
+            put(tmp_path / f"checkpoint_{n}" / "random_states_0.pkl", age=age)
+        put(tmp_path / "checkpoint_4" / "model.safetensors", age=5)  # no random_states yet
+    if layout in ("torchtune", "mixed"):
+        for n in (8, 9):
+            for k in (1, 2):
+                put(tmp_path / f"epoch_{n}" / f"model-0000{k}-of-00002.safetensors", age=300)
+        put(tmp_path / "epoch_12" / "model-00001-of-00002.safetensors", age=5)
+        put(tmp_path / "recipe_state" / "recipe_state.pt", age=5)
+    entries = scan_checkpoints(tmp_path)
+    newest = newest_finished(entries)
+    assert newest.path == find_newest_checkpoint(str(tmp_path))
+    expected = {"keras": "model.10-0.35.keras", "accelerate": "checkpoint_3",
+                "torchtune": "epoch_9", "mixed": "model.10-0.35.keras"}[layout]
+    assert newest.name == expected
+    assert all(e.writing for e in entries if e.name in (
+        "model.11-0.30.keras", "checkpoint_4", "epoch_12"))
+    assert "recipe_state" not in names(entries)
+
+
 def test_scan_reads_no_file_contents_but_trainer_state(tmp_path, monkeypatch):
     hf_dir(tmp_path, 3)
     put(tmp_path / "step_1.pt")

@@ -709,7 +709,15 @@ def _link_message(body: bytes, r: _Reader) -> tuple[str, int | None]:
 def read_hdf5(read_at: Callable[[int, int], bytes], size: int) -> H5Summary:
     """Walk an HDF5 file's metadata. `read_at(offset, n)` returns bytes of the file (a plain
     file, or a window onto a zip member). Raises HDF5Error (HDF5Truncated when the superblock
-    says the file is longer than `size`)."""
+    says the file is longer than `size`); OSError from `read_at` passes through."""
+    try:
+        return _read_hdf5(read_at, size)
+    except (struct.error, IndexError, ValueError, KeyError, OverflowError, RecursionError,
+            MemoryError, UnicodeError) as exc:  # a field that contradicts another one
+        raise HDF5Error(f"malformed HDF5 metadata ({type(exc).__name__}: {exc})") from None
+
+
+def _read_hdf5(read_at: Callable[[int, int], bytes], size: int) -> H5Summary:
     head = read_at(0, min(size, 256))
     sb = _parse_superblock(head)
     if sb.eof > size:
