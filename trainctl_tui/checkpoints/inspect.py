@@ -9,7 +9,17 @@ run there as `python3 inspect.py PATH --json`.
   their declared sizes are checked against the archive. Every other global becomes an opaque
   `<unsupported global module.name>` marker; nothing from the file is imported or called.
 - safetensors: the JSON header only, checked against the file size.
-- Hugging Face checkpoint directories: trainer_state.json plus a summary of each weight file.
+- Keras: a `.keras` zip (end record, central directory, member CRCs; config.json and
+  metadata.json for the model class, layers, Keras version, optimizer) whose model.weights.h5,
+  like a `.weights.h5` or legacy `.h5` file, is walked by the sibling HDF5 metadata reader
+  (hdf5.py, copied along as ckpt_hdf5.py): dataset names, shapes and dtypes, the optimizer's
+  iteration count, truncation against the superblock. Nothing of Keras, h5py or numpy is used.
+- Checkpoint directories: Hugging Face (trainer_state.json), Accelerate `checkpoint_N`
+  (random_states_N.pkl holds its step counter), torchtune `epoch_N` (its recipe state lives
+  beside it), DeepSpeed; each weight/optimizer/state file gets the summary above.
+
+What could not be checked is listed in `CheckpointInfo.unverified` (HDF5 dense storage, CRCs
+of a huge .keras without deep=True, ...), so "ok" never claims more than was read.
 
 `inspect_checkpoint(path, deep=False)` never raises for a bad file: it reports `corrupt` or
 `suspicious` with the reason. Results are cached by (path, size, mtime, deep).
