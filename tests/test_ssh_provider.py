@@ -279,3 +279,23 @@ def test_deep_validation_of_a_remote_checkpoint_runs_on_the_host(ssh_env, tmp_pa
 
     report = asyncio.run(validate())
     assert report.status == "corrupt" and "CRC mismatch" in report.reason
+
+
+def test_keras_checkpoints_on_a_host_are_inspected_there(ssh_env, tmp_path):
+    """The HDF5 reader goes to the host beside the inspector (ckpt_hdf5.py)."""
+    import shutil
+
+    ckpt = tmp_path / "keras ckpts"
+    ckpt.mkdir()
+    fixtures = Path(__file__).parent / "fixtures" / "checkpoints" / "frameworks"
+    shutil.copy(fixtures / "keras_weights" / "ckpt_epoch_03.weights.h5", ckpt)
+    shutil.copy(fixtures / "corrupt" / "truncated.keras", ckpt / "model.04-0.50.keras")
+    session_id = launch_on_box("--checkpoint-dir", str(ckpt), "--", "true")
+    wait_for(lambda: info(session_id)["status"] == "succeeded")
+    listed = run_cli("checkpoints", session_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["checkpoints"]}
+    weights = rows["ckpt_epoch_03.weights.h5"]
+    assert (weights["status"], weights["info"]["format"], weights["step"]) == (
+        "ok", "keras-weights", 9)
+    assert rows["model.04-0.50.keras"]["status"] == "writing"
