@@ -479,3 +479,32 @@ def test_leaving_a_screen_while_its_work_is_in_flight_does_not_crash(tmp_path, m
         assert app.return_code in (0, None)
 
     run(scenario)
+
+
+def test_an_unfinished_progress_bar_shows_live_in_the_side_panel_and_the_chart(tmp_path):
+    from test_live_metrics import epoch_line
+
+    head, redraws = epoch_line()
+    log_path = tmp_path / "train.log"
+    log_path.write_bytes(head + b"\r".join(redraws[:30]))  # epoch 0, half way, no newline
+    loss = f'{float(redraws[29].decode().rsplit("train_loss_step=", 1)[1].rstrip("] ")):.4g}'
+
+    async def scenario():
+        app = TrainctlApp(watch_path=log_path, refresh_seconds=0.2)
+        async with app.run_test(size=(120, 35)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+            screen = app.screen
+            def side() -> str:
+                shown = Console(width=60, record=True)
+                shown.print(screen.query_one("#side", Static).content)
+                return " ".join(shown.export_text().split())
+
+            await wait_until(pilot, lambda: f"loss {loss}" in side(),
+                             what="the live loss beside the chart")
+            plot = screen.query_one(PlotView)
+            assert plot._live["loss"] == (0.0, float(loss))
+            assert f"loss {loss}" in static_text(screen, "#chart-legend")
+            assert "no metrics yet" not in side()
+            await pilot.press("escape")
+
+    run(scenario)

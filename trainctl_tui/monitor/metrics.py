@@ -207,6 +207,29 @@ class MetricSet:
             self.records += 1
         return added
 
+    def peek_line(self, line: str) -> tuple[float, dict[str, float]] | None:
+        """(x, {name: value}) that `line` would add if it ended now, or None; changes no
+        series. For a progress bar still redrawing without a newline (tqdm, Lightning, Keras
+        to a file): its latest numbers show before the line, often a whole epoch, ends."""
+        parser = self.parser
+        epoch = parser._epoch  # an `Epoch N/M` line sets the Keras epoch; a peek must not
+        try:
+            parsed = None
+            for state in reduce_line(line.encode("utf-8", "surrogateescape")):
+                parsed = parser.parse_bytes(state) or parsed
+        finally:
+            parser._epoch = epoch
+        if parsed is None:
+            return None
+        step, names, values = parsed
+        x = step if step is not None else self._last_step
+        if x is None and "epoch" in names:
+            x = values[names.index("epoch")]
+        if x is None:  # a log with no step at all: the point after each series' last
+            x = float(max(len(self.series[name]) if name in self.series else 0
+                          for name in names))
+        return x, dict(zip(names, values, strict=True))
+
     # -- reading
 
     def last_values(self) -> dict[str, float]:

@@ -28,6 +28,9 @@ class MonitorUpdate:
     catching_up: bool = False  # older history still being parsed into the metrics
 
 
+Live = tuple[float, dict[str, float]]  # x and values of the unfinished last line
+
+
 class SessionMonitor:
     """Follows a log twice: from the tail for the view, from the start for the metrics."""
 
@@ -38,6 +41,7 @@ class SessionMonitor:
         self.view = LogFollower(self.log_path, start="tail", initial_lines=initial_lines)
         self.history = LogFollower(self.log_path, start="beginning")
         self.metrics = MetricSet(self.patterns)
+        self.live: Live | None = None  # the metrics of a progress bar still redrawing
 
     async def updates(self, *, stop: asyncio.Event | None = None,
                       poll_interval: float = 0.5) -> AsyncIterator[MonitorUpdate]:
@@ -64,6 +68,12 @@ class SessionMonitor:
             if self.metrics.feed_line(line):
                 update.metrics_changed = True
         update.catching_up = self.history.pending_bytes > 0
+        live = None
+        if parsed.partial and not update.catching_up:
+            live = self.metrics.peek_line(parsed.partial)
+        if live != self.live:
+            self.live = live
+            update.metrics_changed = True
 
     def close(self) -> None:
         self.view.close()

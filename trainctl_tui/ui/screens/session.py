@@ -204,8 +204,9 @@ class SessionScreen(Screen):
         title, names = charts[self.chart_index % len(charts)]
         series = self.monitor.metrics.series
         data = [(name, series.get(name)) for name in names]
+        x, values = self.monitor.live or (0.0, {})
         plot = self.query_one(PlotView)
-        plot.set_series(data)
+        plot.set_series(data, {name: (x, values[name]) for name in names if name in values})
         legend = Text.assemble((title, "bold"),
                                (f" {self.chart_index % len(charts) + 1}/{len(charts)}  ", "dim"))
         legend.append_text(plot.legend())
@@ -217,16 +218,25 @@ class SessionScreen(Screen):
         side.add_column(justify="right")
         metrics = self.monitor.metrics if self.monitor else None
         if metrics is not None:
-            for name, series in sorted(metrics.series.items()):
-                if not len(series):
+            # A progress bar still redrawing has the newest numbers (shown in italics).
+            live_x, live = self.monitor.live or (None, {})
+            for name in sorted(set(metrics.series) | set(live)):
+                series = metrics.series.get(name)
+                if name in live:
+                    value, style = live[name], "italic"
+                elif series is not None and len(series):
+                    value, style = series.ys[-1], ""
+                else:
                     continue
-                value = number(series.ys[-1])
-                style = "bold red" if series.nonfinite else ""
-                side.add_row(name, Text(value, style=style))
+                if value - value or series is not None and series.nonfinite:
+                    style = "bold red"  # nan/inf now or earlier
+                side.add_row(name, Text(number(value), style=style))
             last_steps = [s.xs[-1] for s in metrics.series.values() if len(s)]
+            if live_x is not None:
+                last_steps.append(live_x)
             if last_steps:
                 side.add_row("step", step(max(last_steps)))
-        if not metrics or not metrics.series:
+        if not metrics or not metrics.series and not self.monitor.live:
             side.add_row(Text("no metrics yet", style="dim"), "")
         if self.session is not None and self.session.attempts:
             side.add_row("", "")
