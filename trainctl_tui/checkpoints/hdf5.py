@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["SIGNATURE", "H5Dataset", "H5Error", "H5Group", "H5Summary", "HDF5Error",
+__all__ = ["SIGNATURE", "H5Dataset", "H5Group", "H5Summary", "HDF5Error",
            "HDF5Truncated", "lookup3", "read_hdf5", "read_scalar"]
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -88,9 +88,6 @@ class H5Summary:
     datasets: list[H5Dataset] = field(default_factory=list)
     unverified: list[str] = field(default_factory=list)
     chunks_checked: int = 0
-
-
-H5Error = HDF5Error  # short alias
 
 
 # --------------------------------------------------------------------------- superblock
