@@ -16,9 +16,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+from child_patches import patch_everywhere
+from conftest import run_cli
+from gates import wait_recovery_done
 from moto_aws import aws, moto_server  # noqa: F401 - the fixtures
 from ssm_double import ssm  # noqa: F401 - the fixture
 
+from trainctl_tui import recovery
 from trainctl_tui.models import Status
 from trainctl_tui.providers.aws_ssm import RAW_CHUNK, SSMTransport, SSMUnreachable
 from trainctl_tui.service import LaunchRequest, Service
@@ -280,11 +284,12 @@ def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
 
     client, script = ec2
     imds = IMDS()
-    monkeypatch.setattr(aws_sessions, "SPOT_NOTICE_URL", imds.url)
-    monkeypatch.setattr(aws_sessions, "SPOT_POLL_SECONDS", 0.3)
+    # Also in the detached `trainctl _recover` that auto-resume starts.
+    patch_everywhere(monkeypatch, aws_sessions, "SPOT_NOTICE_URL", imds.url)
+    patch_everywhere(monkeypatch, aws_sessions, "SPOT_POLL_SECONDS", 0.3)
     aws_cli = Path(sys.executable).parent / "aws"  # not the slow pyenv shim
     if aws_cli.exists():
-        monkeypatch.setattr(aws_sessions, "AWS_CLI", str(aws_cli))
+        patch_everywhere(monkeypatch, aws_sessions, "AWS_CLI", str(aws_cli))
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="ckpts")
     ami = client.describe_images()["Images"][0]["ImageId"]
     (tmp_path / "config.toml").write_text(
@@ -309,7 +314,23 @@ def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
         assert time.monotonic() < deadline, status_file.read_text()
         time.sleep(0.3)
     imds.notice = False  # the replacement gets no notice
-    if not auto:  # it stays interrupted until the user resumes it
+    folder = Path(session.session_dir)
+    if auto:  # the refresh that notices returns at once; a detached process resumes
+        create = ssm.hold("RunInstances")
+        noticed = run(wait_status(service, session.id,
+                                  lambda s: s.status is Status.INTERRUPTED))
+        assert create.arrived.wait(60)  # the recovery is creating the replacement, and:
+        recovering = recovery.running(folder)
+        assert noticed.host == first and noticed.detail.endswith(
+            f"; resuming on a new instance (recover pid {recovering['pid']}, log "
+            f"{folder / 'recover.log'})")
+        listed = run_cli("sessions", "--json")  # a listing does not wait for it
+        assert listed.returncode == 0, listed.stderr
+        row = next(r for r in json.loads(listed.stdout)["sessions"] if r["id"] == session.id)
+        assert (row["status"], row["detail"]) == ("interrupted", noticed.detail)
+        assert recovery.running(folder) == recovering
+        create.open()
+    else:  # it stays interrupted until the user resumes it
         interrupted = run(wait_status(service, session.id,
                                       lambda s: s.status is Status.INTERRUPTED))
         assert interrupted.host == first
@@ -318,6 +339,14 @@ def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
                               lambda s: s.host != first and s.status is Status.RUNNING,
                               timeout=120))
     second = resumed.host
+    if auto:
+        wait_recovery_done(folder)
+        text = (folder / "recover.log").read_text()
+        assert f"resuming (recover pid {recovering['pid']})" in text
+        assert f"creating a spot instance to replace {first} (t3.micro)" in text
+        assert f"instance {second} runs; starting the session there" in text
+        assert f"session {session.id} is " in text.splitlines()[-1]
+        assert not any(SECRET in line for line in text.splitlines())
     assert resumed.provider == f"aws:{second}"
     log = run(wait_status(service, session.id,
                           lambda s: "resumed from step" in local_log.read_text()))

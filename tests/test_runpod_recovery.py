@@ -12,12 +12,16 @@ import os
 import shutil
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from child_patches import patch_everywhere
+from gates import wait_recovery_done
 from runpod_server import GPU_TYPES, NO_INSTANCES, runpod_server  # noqa: F401 - the fixture
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for
 
+from trainctl_tui import recovery
 from trainctl_tui.models import Status
 from trainctl_tui.providers import runpod as rp
 from trainctl_tui.providers import runpod_recovery as rr
@@ -34,9 +38,10 @@ def pods(sshd_server, runpod_server, tmp_path, monkeypatch, trainctl_home):  # n
     """write(extra config lines) -> (server, remote workdir)."""
     workdir = tmp_path / "pod workspace"
     monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
-    monkeypatch.setattr(rp, "POLL_SECONDS", 0.01)
+    # Also in the detached `trainctl _recover` that auto-resume starts.
+    patch_everywhere(monkeypatch, rp, "POLL_SECONDS", 0.01)
+    patch_everywhere(monkeypatch, rr, "STALE_SECONDS", 0.0)
     monkeypatch.setattr(rp, "_TARGETS", {})
-    monkeypatch.setattr(rr, "STALE_SECONDS", 0.0)
     runpod_server.state.ssh_port = sshd_server.port
 
     def write(extra: str = ""):
@@ -62,6 +67,14 @@ def pods(sshd_server, runpod_server, tmp_path, monkeypatch, trainctl_home):  # n
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, TypeError):
                 pass
+
+
+def interrupted_for_good(session_id: str):
+    """The session once it is interrupted and no auto-resume of it runs any more."""
+    session = session_of(session_id)
+    if session.status is Status.INTERRUPTED and recovery.running(session.session_dir) is None:
+        return session
+    return None
 
 
 def session_of(session_id: str):
@@ -170,6 +183,7 @@ def test_a_reclaimed_spot_pod_is_recreated_and_resumed_from_the_checkpoint_kept_
     server.state.reclaim(pod.id)
     resumed = wait_for(lambda: (s := session_of(session.id)).attempt == 2 and
                        s.attempts[1].resumed_from and s, timeout=90)
+    wait_recovery_done(folder)
 
     # A new pod, created exactly like the old one (GPU, count, cloud, image, disks, env, bid).
     new_id = resumed.host
@@ -211,8 +225,7 @@ def test_a_reclaimed_spot_pod_is_recreated_and_resumed_from_the_checkpoint_kept_
              json.loads((remote / "status.json").read_text()).get("child_pid"), timeout=30)
     machine_dies(workdir, session.id, disk_too=[])
     server.state.reclaim(new_id)
-    ended = wait_for(lambda: (s := session_of(session.id)).status is Status.INTERRUPTED and s,
-                     timeout=60)
+    ended = wait_for(lambda: interrupted_for_good(session.id), timeout=120)
     assert "not resumed (max_resumes 1 reached" in ended.detail
     assert ended.detail.startswith(f"spot interruption: pod {new_id} went terminated")
     assert len(creates(server)) == 2
@@ -222,7 +235,7 @@ def test_a_reclaimed_spot_pod_is_recreated_and_resumed_from_the_checkpoint_kept_
 def test_a_pod_that_cannot_bid_again_is_recreated_on_the_network_volume(
         pods, trainctl_home, tmp_path, monkeypatch):
     volume = tmp_path / "volume"
-    monkeypatch.setattr(rr, "VOLUME_MOUNT", str(volume))
+    patch_everywhere(monkeypatch, rr, "VOLUME_MOUNT", str(volume))
     server, workdir = pods('network_volume_id = "vol123"\n')
     pod = create_pod(type="NVIDIA A40", spot=True)  # bids the minimum, 0.2
     ckpt = volume / "ckpt"
@@ -271,8 +284,7 @@ def test_no_surviving_checkpoint_leaves_the_session_interrupted_and_creates_noth
 
     machine_dies(workdir, session.id, disk_too=[ckpt])
     server.state.reclaim(pod.id)
-    ended = wait_for(lambda: (s := session_of(session.id)).status is Status.INTERRUPTED and s,
-                     timeout=60)
+    ended = wait_for(lambda: interrupted_for_good(session.id), timeout=120)
     assert f"no checkpoint survived pod {pod.id}" in ended.detail
     assert ended.detail.endswith(f"start over with trainctl resume {session.id} --scratch")
     assert "\n" not in ended.detail
@@ -304,8 +316,7 @@ def test_a_failed_create_leaves_the_session_interrupted_with_nothing_half_create
     machine_dies(workdir, session.id, disk_too=[])
     server.state.never_running = True  # the new pod never runs: it is terminated again
     server.state.reclaim(pod.id)
-    ended = wait_for(lambda: (s := session_of(session.id)).status is Status.INTERRUPTED and s,
-                     timeout=60)
+    ended = wait_for(lambda: interrupted_for_good(session.id), timeout=120)
     assert len(creates(server)) == 2
     assert "recreating pod" in ended.detail and "was not running with 22/tcp mapped" in \
         ended.detail and "was terminated" in ended.detail
@@ -322,8 +333,7 @@ def test_a_create_refused_for_capacity_says_so(pods, trainctl_home):
     machine_dies(workdir, session.id, disk_too=[])
     server.state.fail(f"graphql:{NO_INSTANCES}", "podRentInterruptable")
     server.state.reclaim(pod.id)
-    ended = wait_for(lambda: (s := session_of(session.id)).status is Status.INTERRUPTED and s,
-                     timeout=60)
+    ended = wait_for(lambda: interrupted_for_good(session.id), timeout=120)
     assert NO_INSTANCES in ended.detail and "\n" not in ended.detail
     assert ended.detail.endswith(f"(trainctl resume {session.id} once a pod runs)")
     assert server.state.pods == {}
@@ -337,7 +347,97 @@ def test_a_pod_terminated_by_the_user_is_not_recreated(pods, trainctl_home):
 
     machine_dies(workdir, session.id, disk_too=[])
     run(rp.RunPodCloud().terminate_instance(pod.id))
-    ended = wait_for(lambda: (s := session_of(session.id)).status is Status.INTERRUPTED and s,
-                     timeout=60)
+    ended = wait_for(lambda: interrupted_for_good(session.id), timeout=120)
     assert f"pod {pod.id} was terminated with trainctl instance terminate" in ended.detail
     assert len(creates(server)) == 1
+
+
+def test_refreshes_return_while_the_new_pod_is_created_and_start_one_recovery(
+        pods, trainctl_home, cli):
+    server, workdir = pods()
+    pod = create_pod(type="NVIDIA A40", spot=True)
+    session = launch(pod.id)  # no checkpoint dir: a new pod starts from scratch
+    folder = trainctl_home / "sessions" / session.id
+    wait_for(lambda: session_of(session.id).status is Status.RUNNING, timeout=60)
+    machine_dies(workdir, session.id, disk_too=[])
+    create = server.state.hold("podRentInterruptable")
+    server.state.reclaim(pod.id)
+
+    # While another trainctl holds the lock (deciding, or resuming), a refresh starts nothing.
+    other = recovery.take_lock(folder)
+    assert session_of(session.id).status in (Status.LOST, Status.UNREACHABLE)
+    assert rr.interruptions(session_of(session.id)) == []
+    other.release()
+
+    # Two listings at once (a TUI and a CLI, say): both return while the new pod is still
+    # being created, and only one recovery starts.
+    patched = {"PYTHONPATH": os.environ["PYTHONPATH"]}  # the CLIs see this test's patches
+    with ThreadPoolExecutor(2) as pool:
+        listings = list(pool.map(lambda _: cli("sessions", "--json", timeout=120, env=patched),
+                                 range(2)))
+    assert [r.returncode for r in listings] == [0, 0], [r.stderr for r in listings]
+    assert create.arrived.wait(60) and not create.opened.is_set()
+    running = recovery.running(folder)
+    now = session_of(session.id)
+    assert now.status is Status.INTERRUPTED
+    reason = rr.interruptions(now)[0]["reason"]
+    naming = f"(recover pid {running['pid']}, log {folder / 'recover.log'})"
+    assert now.detail == f"{reason}; creating a pod like {pod.id} {naming}"
+    rows = [next(r for r in json.loads(x.stdout)["sessions"] if r["id"] == session.id)
+            for x in listings]
+    # The listing that started it said so at once (or the recovery already said more).
+    assert {f"{reason}; resuming on a new pod like {pod.id} {naming}", now.detail} & \
+        {r["detail"] for r in rows}
+
+    create.open()
+    resumed = wait_for(lambda: (s := session_of(session.id)).status is Status.RUNNING and
+                       s.provider != f"runpod:{pod.id}" and s, timeout=120)
+    wait_recovery_done(folder)
+    new_id = resumed.host
+    assert len(creates(server)) == 2  # the first pod, and one replacement
+    assert [e["pod"] for e in rr.interruptions(resumed)] == [pod.id]
+    log = (folder / "recover.log").read_text()
+    assert log.count("resuming (recover pid") == 1
+    assert f"resuming (recover pid {running['pid']})" in log
+    assert f"creating a pod like {pod.id}" in log and f"resumed on new pod {new_id}" in log
+    assert f"session {session.id} is " in log.splitlines()[-1]
+    stop(session.id)
+
+
+def test_a_killed_recovery_frees_its_lock_says_so_and_trainctl_resume_takes_over(
+        pods, trainctl_home, cli):
+    server, workdir = pods()
+    pod = create_pod(type="NVIDIA A40", spot=True)
+    session = launch(pod.id)
+    folder = trainctl_home / "sessions" / session.id
+    wait_for(lambda: session_of(session.id).status is Status.RUNNING, timeout=60)
+    machine_dies(workdir, session.id, disk_too=[])
+    create = server.state.hold("podRentInterruptable")
+    server.state.reclaim(pod.id)
+    noticed = session_of(session.id)
+    assert noticed.status is Status.INTERRUPTED and "recover pid" in noticed.detail
+    assert create.arrived.wait(60)
+    pid = recovery.running(folder)["pid"]
+
+    os.kill(pid, signal.SIGKILL)  # mid-create: no cleanup can run
+    wait_for(lambda: not _alive(pid), timeout=30)
+    reason = rr.interruptions(noticed)[0]["reason"]
+    # The lock is free once the kernel has closed its files (its last thread may exit a
+    # moment after the process shows as dead): a refresh then says what happened.
+    ended = wait_for(lambda: "stopped before" in (s := session_of(session.id)).detail and s,
+                     timeout=30)
+    assert ended.status is Status.INTERRUPTED
+    assert ended.detail == (f"{reason}; auto-resume stopped before it finished (recover pid "
+                            f"{pid} is gone, see {folder / 'recover.log'}): trainctl resume "
+                            f"{session.id}")
+    assert recovery.running(folder) is None
+    assert "creating a pod like" in (folder / "recover.log").read_text()  # what it was doing
+
+    # The next attempt is not blocked by the dead recovery's lock.
+    create.open()  # the killed recovery's create goes through too: that pod is left over
+    result = cli("resume", session.id, timeout=180)
+    assert result.returncode == 0, result.stderr
+    resumed = wait_for(lambda: (s := session_of(session.id)).status is Status.RUNNING and
+                       s.provider != f"runpod:{pod.id}" and s, timeout=120)
+    assert len(creates(server)) == 3 and resumed.host in server.state.pods
+    stop(session.id)

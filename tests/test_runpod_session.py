@@ -11,6 +11,7 @@ import signal
 import sys
 
 import pytest
+from child_patches import patch_everywhere
 from runpod_server import runpod_server  # noqa: F401 - the fixture
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for
@@ -31,7 +32,7 @@ def pod_env(sshd_server, runpod_server, tmp_path, monkeypatch):  # noqa: F811
         f'python = "/usr/bin/python3"\nworkdir = {json.dumps(str(workdir))}\n'
         "auto_resume = true\nmax_resumes = 2\n")
     monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
-    monkeypatch.setattr(rp, "POLL_SECONDS", 0.01)
+    patch_everywhere(monkeypatch, rp, "POLL_SECONDS", 0.01)  # also in `trainctl _recover`
     monkeypatch.setattr(rp, "_TARGETS", {})
     runpod_server.state.ssh_port = sshd_server.port
     yield runpod_server, workdir
@@ -91,7 +92,7 @@ def test_training_on_a_pod_over_ssh(pod_env, trainctl_home):
 def test_an_interrupted_spot_pod_is_resumed_from_the_newest_checkpoint(pod_env, trainctl_home,
                                                                        tmp_path, monkeypatch):
     server, workdir = pod_env
-    monkeypatch.setattr(runpod_recovery, "STALE_SECONDS", 0.0)
+    patch_everywhere(monkeypatch, runpod_recovery, "STALE_SECONDS", 0.0)
     pod = run(rp.RunPodCloud().create_instance(CreateRequest(
         provider="runpod", type="NVIDIA A40", spot=True, max_price=0.2)))
     ckpt = tmp_path / "ckpt"

@@ -8,7 +8,9 @@ refresh that decides to resume takes it and hands it to the process it starts (t
 file, inherited), which holds it until it ends. The kernel frees an flock when its process
 dies, kill -9 included, so a dead recovery never blocks the next attempt. While a recovery
 runs the file names it (pid, log, the interruption it handles): a refresh that finds the file
-naming a recovery but the lock free knows that recovery died before it finished.
+naming a recovery but the lock free knows that recovery died before it finished. While the
+named process is alive (pid and start time), refreshes leave the session to it: between
+"pending on the new machine" and the runner starting there, a refresh would misread it.
 
 Stdlib only, no textual or rich.
 """
@@ -88,16 +90,14 @@ def read_marker(folder: str | Path) -> dict | None:
 
 
 def running(folder: str | Path) -> dict | None:
-    """The marker of the recovery running now, or None. Takes the lock for a moment when it
-    is free: for checks, not for a loop that runs next to refreshes."""
-    try:
-        lock = take_lock(folder)
-    except OSError:  # no session folder: nothing runs there
+    """The marker of a recovery process (not this one) that is alive now, by its pid and
+    start time, or None. Never touches the lock: a refresh may ask at any time."""
+    marker = read_marker(folder)
+    if not marker or marker.get("pid") == os.getpid():
         return None
-    if lock is not None:
-        lock.close()
-        return None
-    return read_marker(folder) or {}
+    from .runner.supervisor import pid_alive
+
+    return marker if pid_alive(marker.get("pid"), marker.get("pid_start")) else None
 
 
 def died(folder: str | Path) -> dict | None:
@@ -133,9 +133,11 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
     finally:
         os.close(out)
     try:
-        lock.mark({"pid": process.pid, "log": str(log_path), "reason": reason,
-                   "started": time.time()})
-        detail = f"{reason}; {doing} (recover pid {process.pid}, log {log_path})"
+        from .runner.supervisor import process_start_token
+
+        lock.mark({"pid": process.pid, "pid_start": process_start_token(process.pid),
+                   "log": str(log_path), "reason": reason, "started": time.time()})
+        detail = f"{reason}; {doing} {naming(process.pid, log_path)}"
         service.store.update(session.id, detail=detail, **changes)
         session.detail = detail
         for key, value in changes.items():
@@ -146,6 +148,16 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
     # Reap it when it ends: a long-lived TUI must not collect zombies.
     threading.Thread(target=process.wait, name="trainctl-recover-reaper", daemon=True).start()
     return detail
+
+
+def naming(pid: int, log_path: str | Path) -> str:
+    """How a session's detail names the recovery that works on it."""
+    return f"(recover pid {pid}, log {log_path})"
+
+
+def naming_this_process(folder: str | Path) -> str:
+    """In the recovery process: naming() of itself, for the details it writes on its way."""
+    return naming(os.getpid(), Path(folder) / LOG_NAME)
 
 
 def wait_for_go() -> None:
@@ -167,6 +179,7 @@ def log_to_stderr() -> None:
     logger = logging.getLogger("trainctl")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # the runpod SDK puts a handler on the root logger
 
 
 def _parse(data: bytes) -> dict | None:

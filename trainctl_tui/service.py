@@ -166,6 +166,10 @@ class Service:
 
     async def refresh_session(self, session: Session) -> Session:
         """Bring an active session up to date from its runner's status.json."""
+        from . import recovery
+
+        if recovery.running(session.session_dir) is not None:
+            return session  # an auto-resume (its own process) is moving it: leave it be
         if session.status is Status.INTERRUPTED:
             return self._notice_dead_recovery(session)
         if not session.status.active:

@@ -275,7 +275,8 @@ async def _replace(service, session: Session, cloud, known: dict | None, pod_id:
     else:
         try:
             recovery.log.info("creating a pod like %s", pod_id)
-            new_id = await recreate(service, session, cloud, known, reason)
+            new_id = await recreate(service, session, cloud, known, reason,
+                                    naming=recovery.naming_this_process(session.session_dir))
             recovery.log.info("resumed on new pod %s", new_id)
             return None
         except NoCheckpoint as exc:
@@ -447,11 +448,12 @@ async def resume_on_new_pod(service, session: Session, *, scratch: bool = False)
 
 
 async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
-                   scratch: bool = False) -> str:
+                   scratch: bool = False, naming: str | None = None) -> str:
     """A new pod like `old`, the checkpoint to resume from put there, the session moved to
     it and its runner started. Returns the new pod's id. Raises NoCheckpoint before creating
     anything when no checkpoint survived; a pod created here that cannot be used is
-    terminated before the error is raised."""
+    terminated before the error is raised. `naming`: the recovery process, in the detail
+    while the pod is created."""
     from ..service import atomic_write_text
     from .runpod import RunPodProvider
 
@@ -465,7 +467,8 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
         bid = max(old_bid or 0.0, await cloud.minimum_bid(spec["gpu"], spec["count"]))
     folder = Path(session.session_dir)
     old_id = old["id"]
-    service.store.update(session.id, detail=f"{reason}; creating a pod like {old_id}")
+    service.store.update(session.id, detail=f"{reason}; creating a pod like {old_id}"
+                         + (f" {naming}" if naming else ""))
     instance = await cloud.create_pod(spec, spot=spot, bid=bid)
     new_id = instance.id
     moved = False
