@@ -329,3 +329,39 @@ def test_default_session_name_is_the_script_not_its_arguments(command, name):
     from trainctl_tui.service import default_name
 
     assert default_name(command) == name
+
+
+def test_a_refresh_during_a_resume_does_not_end_the_session_with_the_last_attempts_status():
+    """While a resume starts its new runner, status.json still says how attempt 1 ended. A
+    refresh from another process (the TUI, --once) must not take that as news: it once set
+    the session back to its old end for good, so the resumed run showed as stopped."""
+    import asyncio
+
+    from uihelpers import launch_command
+
+    from trainctl_tui.models import Status
+    from trainctl_tui.service import PENDING_TIMEOUT, Service
+
+    session_id = launch_command([sys.executable, "-c", "print('step 1 loss 0.5')"], "quick")
+    service = Service()
+    try:
+        for _ in range(100):
+            ended = asyncio.run(service.get(session_id))
+            if not ended.status.active:
+                break
+            time.sleep(0.1)
+        assert ended.status is Status.SUCCEEDED and ended.attempt == 1
+
+        # What Service.resume writes before the new runner's first status.json.
+        service.store.update(session_id, status=Status.PENDING, ended=None, detail=None,
+                             heartbeat=time.time())
+        pending = asyncio.run(service.refresh_session(service.store.get(session_id)))
+        assert pending.status is Status.PENDING
+        assert service.store.get(session_id).status is Status.PENDING
+
+        # A runner that never writes is still found out, counted from the resume.
+        service.store.update(session_id, heartbeat=time.time() - PENDING_TIMEOUT - 1)
+        lost = asyncio.run(service.refresh_session(service.store.get(session_id)))
+        assert lost.status is Status.LOST and "runner never started" in lost.detail
+    finally:
+        service.close()

@@ -179,6 +179,12 @@ class Service:
         attempts = None
         try:
             status = await provider.read_status(session)
+            if status is not None and tells_of_previous_attempt(session, status):
+                # A resume is starting its runner; until that writes, the file is the last
+                # attempt's end. Applying it would end the session before it starts again.
+                if time.time() - (session.heartbeat or session.created) < PENDING_TIMEOUT:
+                    return session
+                status = None
             if status is not None:
                 changes, attempts = changes_from_status(session, status)
                 new_status = changes.get("status", session.status)
@@ -198,7 +204,8 @@ class Service:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None
             changes = {"status": Status.UNREACHABLE, "detail": str(exc)}
-        if status is None and not changes and time.time() - session.created > PENDING_TIMEOUT:
+        if status is None and not changes and \
+                time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
         if changes or attempts is not None:
@@ -673,8 +680,12 @@ class Service:
         spec = json.loads(spec_path.read_text())
         spec["resume_from"] = checkpoint
         atomic_write_text(spec_path, json.dumps(spec, indent=2))
-        self.store.update(session.id, status=Status.PENDING, ended=None, detail=None)
-        session.status = Status.PENDING
+        # The resume is this session's latest sign of life: the wait for its new runner
+        # counts from now (see refresh_session), not from when the session was created.
+        now = time.time()
+        self.store.update(session.id, status=Status.PENDING, ended=None, detail=None,
+                          heartbeat=now)
+        session.status, session.heartbeat = Status.PENDING, now
         await self._start_runner(session)
         return await self.get(session.id)
 
@@ -927,6 +938,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def tells_of_previous_attempt(session: Session, status: dict) -> bool:
+    """A pending session (a resume starting) whose status.json still tells how the attempt
+    before it ended: not news about the new one."""
+    final = not RUNNER_STATE_TO_STATUS.get(status.get("state"), Status.RUNNING).active
+    return (session.status is Status.PENDING and final
+            and (status.get("attempt") or 0) <= (session.attempt or 0))
 
 
 def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Attempt]]:
