@@ -128,3 +128,37 @@ def test_trainctl_resume_refuses_while_a_recovery_runs(trainctl_home, cli):
         holder.wait()
     service.close()
 
+
+
+def test_trainctl_resume_names_itself_while_it_works_and_forgets_it_after(
+        trainctl_home, monkeypatch):
+    """Refreshes in other processes (a TUI) leave the session alone meanwhile; a kill -9 of
+    it is reported like a killed auto-resume."""
+    service = Service()
+    session = interrupted_session(service)
+    folder = Path(session.session_dir)
+    seen = []
+
+    async def resume_on_new_machine(self, session, from_checkpoint, scratch):
+        seen.append(recovery.read_marker(folder))
+        probe = subprocess.run(  # another process asks whether a resume runs
+            [sys.executable, "-c", "import sys; from trainctl_tui import recovery; "
+             "print((recovery.running(sys.argv[1]) or {}).get('by'))", str(folder)],
+            capture_output=True, text=True, timeout=60)
+        seen.append(probe.stdout.strip())
+
+    monkeypatch.setattr(Service, "_resume_on_new_machine", resume_on_new_machine)
+    asyncio.run(service.resume(session.id))
+    marker, other = seen
+    assert (marker["pid"], marker["by"], marker["reason"]) == (
+        os.getpid(), "trainctl resume", "spot interruption (i-0abc)")
+    assert other == "trainctl resume"
+    assert recovery.read_marker(folder) is None  # done: forgotten
+
+    # Had it been killed: the next refresh says so.
+    Path(folder / recovery.LOCK_NAME).write_text(json.dumps({**marker, "pid": 2 ** 22 + 7}))
+    after = asyncio.run(service.get(session.id))
+    assert after.detail == (f"spot interruption (i-0abc); trainctl resume stopped before it "
+                            f"finished (pid {2 ** 22 + 7} is gone): trainctl resume "
+                            f"{session.id}")
+    service.close()

@@ -133,10 +133,7 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
     finally:
         os.close(out)
     try:
-        from .runner.supervisor import process_start_token
-
-        lock.mark({"pid": process.pid, "pid_start": process_start_token(process.pid),
-                   "log": str(log_path), "reason": reason, "started": time.time()})
+        lock.mark(marker_of(process.pid, reason, log_path))
         detail = f"{reason}; {doing} {naming(process.pid, log_path)}"
         service.store.update(session.id, detail=detail, **changes)
         session.detail = detail
@@ -148,6 +145,16 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
     # Reap it when it ends: a long-lived TUI must not collect zombies.
     threading.Thread(target=process.wait, name="trainctl-recover-reaper", daemon=True).start()
     return detail
+
+
+def marker_of(pid: int, reason: str, log_path: str | Path | None = None,
+              by: str = "auto-resume") -> dict:
+    """What recover.lock says while process `pid` resumes the session."""
+    from .runner.supervisor import process_start_token
+
+    return {"pid": pid, "pid_start": process_start_token(pid), "by": by,
+            "log": str(log_path) if log_path else None, "reason": reason,
+            "started": time.time()}
 
 
 def naming(pid: int, log_path: str | Path) -> str:

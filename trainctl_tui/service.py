@@ -230,14 +230,20 @@ class Service:
         return session
 
     def _notice_dead_recovery(self, session: Session) -> Session:
-        """An auto-resume that was killed before it finished (recovery.py) says so, once."""
+        """A resume (auto or trainctl resume) that was killed before it finished
+        (recovery.py) says so, once."""
         from . import recovery
 
         marker = recovery.died(session.session_dir)
         if marker is not None:
-            detail = (f"{marker.get('reason') or 'interrupted'}; auto-resume stopped before "
-                      f"it finished (recover pid {marker.get('pid')} is gone, see "
-                      f"{marker.get('log')}): trainctl resume {session.id}")
+            pid = marker.get("pid")
+            if marker.get("by") == "trainctl resume":
+                what = f"trainctl resume stopped before it finished (pid {pid} is gone)"
+            else:
+                what = (f"auto-resume stopped before it finished (recover pid {pid} is gone, "
+                        f"see {marker.get('log')})")
+            detail = (f"{marker.get('reason') or 'interrupted'}; {what}: "
+                      f"trainctl resume {session.id}")
             self.store.update(session.id, detail=detail)
             session.detail = detail
         return session
@@ -698,11 +704,18 @@ class Service:
         lock = recovery.take_lock(session.session_dir, wait=2.0)
         if lock is None:
             marker = recovery.read_marker(session.session_dir) or {}
-            who = f"recover pid {marker['pid']}, log {marker.get('log')}" if marker.get("pid") \
-                else "another trainctl"
+            if not marker.get("pid"):
+                who = "by another trainctl"  # a refresh deciding whether to start one
+            elif marker.get("by") == "trainctl resume":
+                who = f"trainctl resume pid {marker['pid']}"
+            else:
+                who = f"recover pid {marker['pid']}, log {marker.get('log')}"
             raise TrainctlError(f"session {session.id} is being resumed already ({who}); "
                                 "trainctl sessions shows when it is done")
-        lock.mark(None)  # whatever recovery it names is over
+        # This process resumes it now: refreshes elsewhere (a TUI) leave the session alone
+        # until the runner on the new machine has started.
+        lock.mark(recovery.marker_of(os.getpid(), session.detail or "interrupted",
+                                     by="trainctl resume"))
         try:
             await self._resume_on_new_machine(session, from_checkpoint, scratch)
         finally:
