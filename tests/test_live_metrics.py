@@ -28,7 +28,7 @@ def test_peek_line_says_what_a_line_would_add_and_changes_nothing():
 
     assert metrics.peek_line("\rstep 30 loss 0.7\rstep 31 loss 0.65") == (31.0, {"loss": 0.65})
     assert metrics.peek_line("Epoch 2: 50%|##   | 12/24 [00:01, v_num=0, train_loss_step=0.42]") \
-        == (20.0, {"epoch": 2.0, "loss": 0.42})  # no step of its own: the log's last one
+        == (20.0, {"epoch": 2.5, "loss": 0.42})  # no step of its own: the log's last one
     assert metrics.peek_line("loading the dataset") is None
     assert {name: (list(s.xs), list(s.ys)) for name, s in metrics.series.items()} == before
     assert (metrics.records, metrics.lines) == counts
@@ -84,5 +84,6 @@ def test_a_lightning_bar_shows_its_loss_live_before_the_epoch_line_ends(tmp_path
     monitor.close()
     final = float(redraws[-1].decode().rsplit("train_loss_step=", 1)[1].rstrip("] "))
     loss = monitor.metrics.series["loss"]
-    assert list(loss.ys) == [final] and list(loss.xs) == [0.0]  # one point: the line's end
-    assert any(live and live[0] == 0.0 for live in seen)
+    assert list(loss.ys) == [final] and list(loss.xs) == [1.0]  # one point: the line's end
+    live_x = [live[0] for live in seen if live]
+    assert live_x == sorted(live_x) and 0 < live_x[0] < 1  # the live point moves along x

@@ -100,7 +100,9 @@ def test_lightning_tqdm_bar_through_a_pipe_matches_metrics_csv():
     assert close(ys(metrics, "val_loss"), [r["val_loss"] for r in val], rel=5e-3)
     assert close(ys(metrics, "val_accuracy"), [r["val_acc"] for r in val], rel=5e-3)
     assert close(ys(metrics, "loss_epoch"), epoch_loss, rel=5e-3)
-    assert ys(metrics, "epoch") == [0, 1, 2, 3, 3]
+    # Each bar ends at 24/24: epochs done, i.e. Lightning's (step + 1) / 24 at its last step.
+    assert ys(metrics, "epoch")[:4] == [(r["step"] + 1) / 24 for r in rows
+                                        if "train_loss_step" in r and r["step"] % 24 == 23]
 
 
 def test_lightning_rich_live_display_matches_metrics_csv():
@@ -119,8 +121,18 @@ def test_lightning_rich_live_display_matches_metrics_csv():
     assert close(ys(metrics, "val_accuracy"), [r["val_acc"] for r in val], rel=5e-3)
     assert close(ys(metrics, "loss_epoch"), epoch_loss, rel=5e-3)
     assert math.isclose(ys(metrics, "loss")[-1], step_loss[95.0], rel_tol=5e-3)
-    assert ys(metrics, "epoch")[0] == 0 and ys(metrics, "epoch")[-1] == 3
+    assert ys(metrics, "epoch")[0] == 0 and ys(metrics, "epoch")[-1] == 4
     assert len(metrics.series["loss"]) > 4 * 10  # many refreshes per epoch, none repeated
+    # The refreshes spread along x by the bar's batch counter instead of stacking at the
+    # epoch; x is where Lightning logged that loss (epochs done = (step + 1) / 24), except
+    # for a frame whose counter ran one batch ahead of its postfix (rich refresh lag).
+    loss_x = xs(metrics, "loss")
+    assert loss_x == sorted(loss_x) and len(set(loss_x)) > 4 * 10
+    logged = [(y, step_loss[round(x * 24) - 1])
+              for x, y in zip(loss_x, ys(metrics, "loss"), strict=True)
+              if round(x * 24) - 1 in step_loss]
+    same = sum(math.isclose(shown, truth, rel_tol=5e-3) for shown, truth in logged)
+    assert len(logged) >= 15 and same >= len(logged) - 1
 
 
 @pytest.mark.parametrize("name", ["keras", "keras_pipe"])
@@ -249,10 +261,16 @@ FORMATS = [
     ("{'eval_loss': 0.7, 'eval_accuracy': 0.5, 'eval_runtime': 0.25, 'epoch': 1.0}",
      None, {"val_loss": 0.7, "val_accuracy": 0.5, "eval_runtime": 0.25, "epoch": 1.0}),
     # tqdm / Lightning postfixes
+    # Lightning's epoch index plus the bar's batch counter: epochs done, as HF counts them.
     ("Epoch 0:  50%|█████     | 16/32 [00:01<00:00, 12.3it/s, loss=1.23, v_num=0]",
-     None, {"epoch": 0, "loss": 1.23}),
+     None, {"epoch": 0.5, "loss": 1.23}),
     ("Epoch 2: 100%|██████████| 32/32 [00:02<00:00, train_loss_step=0.693, val_loss=0.701]",
-     None, {"epoch": 2, "loss": 0.693, "val_loss": 0.701}),
+     None, {"epoch": 3, "loss": 0.693, "val_loss": 0.701}),
+    ("Epoch 1/3  ━━━━━━━━━━━━━━━━ 6/24 0:00:01 • 0:00:00 23.43it/s v_num: 0.000 "
+     "train_loss_step: 0.455", None, {"epoch": 1.25, "loss": 0.455}),
+    ("| epoch   3 |   200/ 2983 batches | lr 20.00 | ms/batch 45.12 | loss  6.55 | ppl   697.88",
+     None, {"epoch": 3 + 200 / 2983, "lr": 20.0, "loss": 6.55, "perplexity": 697.88}),
+    ("Epoch 1/3 loss 0.4", None, {"epoch": 1, "loss": 0.4}),  # `1/3` is the epoch itself
     # nanoGPT
     ("iter 10: loss 3.1234, time 12.30ms, mfu 1.20%",
      10, {"loss": 3.1234, "time": 12.3, "mfu": 1.2}),

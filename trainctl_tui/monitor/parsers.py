@@ -221,6 +221,31 @@ _SUMMARY_KEY = "train_runtime"  # HF's end-of-training dict: its train_loss is a
 _TIMER_HEADER = "time (ms)"  # DeepSpeed wall-clock breakdown: `step: 2.41` is a duration
 
 
+# A bar's batch counter, `12/24` (not a version, date, path or time).
+_PROGRESS = re.compile(r"(?<![\w./:\-])(\d+)/ *(\d+)(?![\w/.:\-])")
+
+
+def epoch_fraction(done: float, total: float) -> float:
+    """How far into its epoch a bar at `done`/`total` is; 0 when that is no fraction."""
+    return done / total if 0 <= done <= total and total > 0 else 0.0
+
+
+def _place_in_epoch(found, text: str) -> None:
+    """`Epoch 1: 46%|... | 11/24` and `Epoch 1/3 ━━━ 12/24` (Lightning's tqdm and rich bars,
+    `epoch 3 | 120/500 batches`): the epoch becomes 1.458, as HF Trainer counts epochs, so
+    the bar's redraws and the records of one epoch spread along x instead of stacking."""
+    index = found.names.index("epoch")
+    if not found.values[index].is_integer():
+        return
+    epoch_at = found.spans[index][0]
+    bars = [m for m in _PROGRESS.finditer(text) if m.start(1) != epoch_at]  # not `Epoch 1/3`
+    if bars:
+        done, total = bars[-1].span(1), bars[-1].span(2)
+        found.values[index] += epoch_fraction(float(text[slice(*done)]),
+                                              float(text[slice(*total)]))
+        found.progress_spans = (done, total)
+
+
 @dataclass
 class ParsedLine:
     step: float | None
@@ -254,13 +279,18 @@ _MAX_PLANS = 8192
 
 
 class Plan:
-    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at")
+    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
+                 "progress_of")
 
-    def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None):
+    def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
+                 progress_at=()):
         self.names: tuple[str, ...] = names
         self.has_step = step_at is not None
+        # An epoch bar's `12/24`: its two numbers come last and move the epoch value along.
+        self.progress_of = names.index("epoch") if progress_at else None
         # One C call slices every number out of a line: the step first, then the values.
-        slices = [slice(*span) for span in ((step_at,) if step_at else ()) + tuple(value_at)]
+        slices = [slice(*span) for span in
+                  ((step_at,) if step_at else ()) + tuple(value_at) + tuple(progress_at)]
         self.doubled = len(slices) == 1  # itemgetter returns a tuple only for 2+ items
         self.take = itemgetter(*slices, *slices[:1]) if self.doubled else (
             itemgetter(*slices) if slices else None)
@@ -275,7 +305,7 @@ class _Found:
     """What the full parse of one line found, with where each number sits in the line."""
 
     __slots__ = ("step", "step_span", "names", "values", "spans", "keras", "epoch_span",
-                 "cacheable")
+                 "cacheable", "progress_spans")
 
     def __init__(self) -> None:
         self.step: float | None = None
@@ -286,6 +316,7 @@ class _Found:
         self.keras = False
         self.epoch_span: tuple[int, int] | None = None
         self.cacheable = True
+        self.progress_spans: tuple = ()  # (done, total) spans of an epoch bar's `12/24`
 
     def add(self, name: str, value: float, span: tuple[int, int]) -> None:
         self.names.append(name)
@@ -349,6 +380,9 @@ class MetricsParser:
         values = list(map(float, plan.take(line)))
         if plan.doubled:
             values.pop()
+        if plan.progress_of is not None:
+            total = values.pop()
+            values[plan.progress_of] += epoch_fraction(values.pop(), total)
         step = None
         if plan.has_step:
             step = values.pop(0)
@@ -400,6 +434,7 @@ class MetricsParser:
             value_at=tuple(to_bytes(span) for span in found.spans),
             keras=found.keras,
             epoch_context_at=to_bytes(found.epoch_span) if found.epoch_span else None,
+            progress_at=tuple(to_bytes(span) for span in found.progress_spans),
         )
 
     # -- the full parse
@@ -496,6 +531,8 @@ class MetricsParser:
         if not names or (not known and symbolic < 2) or names == ["epoch"]:
             return None
         found.keras = _KERAS.match(text) is not None
+        if "epoch" in names and found.step is None and not found.keras:
+            _place_in_epoch(found, text)
         return found
 
     def _classify(self, key: str) -> tuple[str, int]:
