@@ -17,6 +17,7 @@ from trainctl_tui.ui.plotting import Line, compact, nice_ticks, render
     (250, 1_000_000, 7, True, ["200k", "400k", "600k", "800k", "1.0M"]),
     (-3, 4, 7, False, ["-2", "0", "2", "4"]),
     (5, 5, 7, True, ["5"]),
+    (0, 14, 7, True, ["0", "5", "10"]),  # never a 2.5-step between whole steps
 ])
 def test_ticks_are_round_and_inside_the_data(low, high, count, whole, labels):
     ticks = nice_ticks(low, high, count, whole=whole)

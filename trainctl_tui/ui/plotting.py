@@ -78,9 +78,10 @@ def nice_ticks(low: float, high: float, count: int, *, whole: bool = False) -> l
         return [low]
     rough = (high - low) / max(1, count - 1)
     power = 10.0 ** math.floor(math.log10(rough))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough * (1 - 1e-9))
+    multiples = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)  # no 2.5 between steps
+    step = next(m * power for m in multiples if m * power >= rough * (1 - 1e-9))
     if whole:
-        step = max(1.0, round(step))
+        step = max(1.0, step)
     first = math.ceil(low / step - 1e-9)
     last = math.floor(high / step + 1e-9)
     return [round(i * step, 12) for i in range(first, last + 1)]
