@@ -187,6 +187,10 @@ class Service:
                 status = None
             if status is not None:
                 changes, attempts = changes_from_status(session, status)
+                if session.provider.startswith("runpod:"):
+                    from .providers.runpod_recovery import with_reasons
+
+                    attempts = with_reasons(session, attempts)
                 new_status = changes.get("status", session.status)
                 if new_status.active and not await provider.runner_alive(session, status):
                     # The runner may have written its final status and exited since we read

@@ -115,18 +115,25 @@ def _forget_pod(session: Session) -> None:
     (Path(session.session_dir) / POD_RECORD).unlink(missing_ok=True)
 
 
-def _with_reasons(session: Session) -> list | None:
-    """The session's attempts with each recorded interruption's reason on its attempt."""
+def _with_reasons(session: Session, attempts: list | None = None) -> list | None:
+    """The session's attempts (or `attempts`) with each recorded interruption's reason on its
+    attempt; None when nothing changes."""
     entries = interruptions(session)
-    if not entries or not session.attempts:
+    attempts = list(session.attempts if attempts is None else attempts)
+    if not entries or not attempts:
         return None
-    attempts = list(session.attempts)
     changed = False
     for entry in entries:
         for attempt in attempts:
             if attempt.n == entry["attempt"] and attempt.reason != entry["reason"]:
                 attempt.reason, changed = entry["reason"], True
     return attempts if changed else None
+
+
+def with_reasons(session: Session, attempts: list) -> list:
+    """`attempts` as a runner's status.json lists them, with the interruption reasons trainctl
+    recorded: written in one go, a reader never sees the runner's 'runner lost' instead."""
+    return _with_reasons(session, attempts) or attempts
 
 
 async def _reasons_now(service, session: Session) -> Session:
