@@ -187,10 +187,6 @@ class Service:
                 status = None
             if status is not None:
                 changes, attempts = changes_from_status(session, status)
-                if session.provider.startswith("runpod:"):
-                    from .providers.runpod_recovery import with_reasons
-
-                    attempts = with_reasons(session, attempts)
                 new_status = changes.get("status", session.status)
                 if new_status.active and not await provider.runner_alive(session, status):
                     # The runner may have written its final status and exited since we read
@@ -212,6 +208,10 @@ class Service:
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
+        if attempts is not None and session.provider.startswith("runpod:"):
+            from .providers.runpod_recovery import with_reasons
+
+            attempts = with_reasons(session, attempts)  # in the same write as the attempts
         if changes or attempts is not None:
             # Only over what we read: meanwhile an auto-resume (another process) may have
             # moved the session on, and a slow read (an unreachable host) must not undo that.
