@@ -649,18 +649,28 @@ def _walk_group_btree(address: int, heap: bytes, r: _Reader, links: list,
     if address in seen or depth > MAX_DEPTH:
         raise HDF5Error(f"group B-tree of {where} loops")
     seen.add(address)
-    head = r.read(address, 8 + 2 * r.O, "group B-tree node")
-    if head[:4] != b"TREE" or head[4] != 0:
-        raise HDF5Error(f"bad group B-tree node at byte {r.sb.base + address:,} ({where})")
-    level, used = head[5], struct.unpack_from("<H", head, 6)[0]
+    level, used, body = _btree_v1_node(r, address, 0, r.L, where)
     step = r.L + r.O
-    body = r.read(address + 8 + 2 * r.O, used * step + r.L, "group B-tree node")
     for i in range(used):
         child = r.addr(body, r.L + i * step)
         if level > 0:
             _walk_group_btree(child, heap, r, links, seen, depth + 1, where)
         else:
             _symbol_node(child, heap, r, links, where)
+
+
+def _btree_v1_node(r: _Reader, address: int, node_type: int, key_size: int,
+                   where: str) -> tuple[int, int, bytes]:
+    """(level, entries, keys and children) of a version-1 B-tree node: type 0 indexes a
+    group's symbol nodes, type 1 a dataset's chunks. Each child follows a `key_size` key,
+    and one more key ends the node."""
+    what = "group B-tree node" if node_type == 0 else "chunk B-tree node"
+    head = r.read(address, 8 + 2 * r.O, what)
+    if head[:4] != b"TREE" or head[4] != node_type:
+        raise HDF5Error(f"bad {what} at byte {r.sb.base + address:,} ({where})")
+    level, used = head[5], struct.unpack_from("<H", head, 6)[0]
+    body = r.read(address + 8 + 2 * r.O, used * (key_size + r.O) + key_size, what)
+    return level, used, body
 
 
 def _symbol_node(address: int, heap: bytes, r: _Reader, links: list, where: str) -> None:
@@ -833,12 +843,8 @@ def _check_chunks(address: int, dims: int, r: _Reader, path: str) -> None:
         if node in seen or depth > MAX_DEPTH:
             raise HDF5Error(f"chunk B-tree of {path} loops")
         seen.add(node)
-        head = r.read(node, 8 + 2 * r.O, "chunk B-tree node")
-        if head[:4] != b"TREE" or head[4] != 1:
-            raise HDF5Error(f"bad chunk B-tree node at byte {r.sb.base + node:,} ({path})")
-        level, used = head[5], struct.unpack_from("<H", head, 6)[0]
+        level, used, body = _btree_v1_node(r, node, 1, key_size, path)
         step = key_size + r.O
-        body = r.read(node + 8 + 2 * r.O, used * step + key_size, "chunk B-tree node")
         for i in range(used):
             (chunk_size,) = struct.unpack_from("<I", body, i * step)
             child = r.addr(body, i * step + key_size)
