@@ -163,11 +163,7 @@ class MetricSet:
             if self._previous.get(names) == values:
                 return False  # a progress bar drawing the same numbers again
             self._previous[names] = values
-            x = self._last_step
-            if x is None and "epoch" in names:
-                # No step anywhere (HF Trainer's dicts): the record's epoch lines train and
-                # eval points up on one chart, where per-series indexes would not.
-                x = values[names.index("epoch")]
+            x = self._stepless_x(names, values)
             if x is None:
                 return self._add_by_index(targets, values)
         elif step == self._last_step:
@@ -181,6 +177,14 @@ class MetricSet:
                 series.note_nonfinite()
         self.records += 1
         return True
+
+    def _stepless_x(self, names: tuple[str, ...], values: list[float]) -> float | None:
+        """x of a record without a step: the log's last step; in a log that never gives
+        one, the record's own epoch (HF Trainer's dicts: train and eval points line up on
+        one chart, where per-series indexes would not); else None (per-series index)."""
+        if self._last_step is not None:
+            return self._last_step
+        return values[names.index("epoch")] if "epoch" in names else None
 
     def _series(self, name: str) -> Series:
         found = self.series.get(name)
@@ -222,9 +226,7 @@ class MetricSet:
         if parsed is None:
             return None
         step, names, values = parsed
-        x = step if step is not None else self._last_step
-        if x is None and "epoch" in names:
-            x = values[names.index("epoch")]
+        x = step if step is not None else self._stepless_x(names, values)
         if x is None:  # a log with no step at all: the point after each series' last
             x = float(max(len(self.series[name]) if name in self.series else 0
                           for name in names))
