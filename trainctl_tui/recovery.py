@@ -29,6 +29,7 @@ from pathlib import Path
 
 LOCK_NAME = "recover.lock"
 LOG_NAME = "recover.log"
+BY_RESUME = "trainctl resume"  # a marker's "by" when `trainctl resume` holds the lock
 
 log = logging.getLogger("trainctl.recovery")
 

@@ -241,7 +241,7 @@ class Service:
         marker = recovery.died(session.session_dir)
         if marker is not None:
             pid = marker.get("pid")
-            if marker.get("by") == "trainctl resume":
+            if marker.get("by") == recovery.BY_RESUME:
                 what = f"trainctl resume stopped before it finished (pid {pid} is gone)"
             else:
                 what = (f"auto-resume stopped before it finished (recover pid {pid} is gone, "
@@ -710,7 +710,7 @@ class Service:
             marker = recovery.read_marker(session.session_dir) or {}
             if not marker.get("pid"):
                 who = "by another trainctl"  # a refresh deciding whether to start one
-            elif marker.get("by") == "trainctl resume":
+            elif marker.get("by") == recovery.BY_RESUME:
                 who = f"trainctl resume pid {marker['pid']}"
             else:
                 who = f"recover pid {marker['pid']}, log {marker.get('log')}"
@@ -719,7 +719,7 @@ class Service:
         # This process resumes it now: refreshes elsewhere (a TUI) leave the session alone
         # until the runner on the new machine has started.
         lock.mark(recovery.marker_of(os.getpid(), session.detail or "interrupted",
-                                     by="trainctl resume"))
+                                     by=recovery.BY_RESUME))
         try:
             await self._resume_on_new_machine(session, from_checkpoint, scratch)
         finally:

@@ -10,7 +10,6 @@ resume_detached. Deleting the secrets (two SSM calls) stays in the refresh."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from . import recovery
@@ -22,7 +21,7 @@ CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity",
                   "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "Unsupported",
                   "InsufficientHostCapacity", "capacity-not-available", "SSMTimeout"}
 
-log = logging.getLogger("trainctl.recovery")
+log = recovery.log  # the recover process writes it to recover.log
 
 
 async def after_status_change(service, session: Session) -> None:
