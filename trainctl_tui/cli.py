@@ -5,14 +5,19 @@ Imports stay lazy so `--version` and `sessions` start fast (no textual, boto3, r
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import TrainctlError
 
+if TYPE_CHECKING:
+    import argparse
+
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # not at the top: `trainctl --version` answers without it
+
     parser = argparse.ArgumentParser(
         prog="trainctl",
         description="Launch, watch, checkpoint and stop training runs. "
@@ -148,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"trainctl {__version__}")  # before argparse: asked for many times a day
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return run(args)
@@ -175,10 +183,11 @@ def _service():
     return Service()
 
 
-def _run(coroutine):
-    import asyncio  # ~60 ms: only for commands that talk to sessions
+def _run(coroutine, *, local: bool = False):
+    """Run a service coroutine; `local` (it never waits on a network) skips asyncio."""
+    from . import aio
 
-    return asyncio.run(coroutine)
+    return aio.run(coroutine, local=local)
 
 
 def run_tui(**kwargs) -> int:
@@ -194,7 +203,9 @@ def run_tui(**kwargs) -> int:
 def cmd_snapshot(args) -> int:
     from .snapshot import overview_json, render_overview
 
-    rows = _run(_service().overview())
+    service = _service()
+    local = service.is_local()
+    rows = _run(service.overview(), local=local)
     if args.json:
         print(overview_json(rows))
     else:
@@ -205,7 +216,9 @@ def cmd_snapshot(args) -> int:
 def cmd_sessions(args) -> int:
     from .snapshot import render_sessions, sessions_json
 
-    sessions = _run(_service().list_sessions(show_all=args.all))
+    service = _service()
+    local = service.is_local()
+    sessions = _run(service.list_sessions(show_all=args.all), local=local)
     if args.json:
         print(sessions_json(sessions))
     else:
@@ -235,6 +248,8 @@ def cmd_launch(args) -> int:
 
 def machine_request(args):
     """--type/--spot/--gpu... as the CreateRequest of the machine to create, or None."""
+    import argparse
+
     from .cli_cloud import create_request
 
     given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image,
@@ -280,9 +295,10 @@ def cmd_demo(args) -> int:
     print_launched(session)
     if args.once:
         import time
+        from types import SimpleNamespace
 
         time.sleep(2)  # let the first losses appear in the snapshot
-        return cmd_snapshot(argparse.Namespace(json=False))
+        return cmd_snapshot(SimpleNamespace(json=False))
     if not sys.stdout.isatty():
         print("no terminal: following the log instead of opening the UI (Ctrl-C detaches)",
               file=sys.stderr)
@@ -292,7 +308,8 @@ def cmd_demo(args) -> int:
 
 def cmd_stop(args) -> int:
     service = _service()
-    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait))
+    local = service.is_local(args.id)  # an unknown id fails here, before any coroutine
+    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait), local=local)
     from .snapshot import outcome
 
     how = outcome(session)
@@ -312,7 +329,8 @@ def cmd_resume(args) -> int:
 
 def cmd_logs(args) -> int:
     service = _service()
-    session = _run(service.get(args.id))
+    local = service.is_local(args.id)
+    session = _run(service.get(args.id), local=local)
     if not args.follow:
         from .monitor.tail import last_lines
 
@@ -345,7 +363,8 @@ def follow_log(service, session_id: str, lines: int) -> int:
 
     from .monitor.tail import follow, last_lines
 
-    session = _run(service.get(session_id))
+    local = service.is_local(session_id)
+    session = _run(service.get(session_id), local=local)
     path = service.log_path(session)
     size = path.stat().st_size if path.exists() else 0
     for line in last_lines(path, lines, end=size):
@@ -356,14 +375,14 @@ def follow_log(service, session_id: str, lines: int) -> int:
         if time.monotonic() - checked[0] < 1.0:
             return False
         checked[0] = time.monotonic()
-        return not _run(service.get(session_id)).status.active
+        return not _run(service.get(session_id), local=local).status.active
 
     def note(text: str) -> None:
         print(f"[trainctl] {text}", file=sys.stderr)
 
     for line in follow(path, offset=size, until=ended, on_note=note):
         print(line, flush=True)
-    final = _run(service.get(session_id))
+    final = _run(service.get(session_id), local=local)
     print(f"[trainctl] session {final.id} {final.status}", file=sys.stderr)
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -13,8 +12,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import paths
+from . import aio, paths
 from .errors import TrainctlError
+from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
 from .providers.cloud import CreateRequest
@@ -25,6 +25,8 @@ NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
 # A session whose runner never wrote status.json after this long is lost.
 PENDING_TIMEOUT = 60.0
 RECENT_ENDED_SHOWN = 20
+# What a refresh reads. Interrupted ones too: an auto-resume of theirs may have died (cheap).
+REFRESHED = [s for s in Status if s.active or s is Status.INTERRUPTED]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -100,6 +102,24 @@ class Service:
 
             self._config = load_config()
         return self._config
+
+    def settings(self, *sections: str):
+        """The config sections `sections`, validated: from the loaded config, else from the
+        cache of validated sections (config_cache.py), which spares pydantic's import."""
+        if self._config is not None:
+            return self._config
+        from .config_cache import validated_sections
+
+        return validated_sections(sections)
+
+    def is_local(self, ref: str | None = None) -> bool:
+        """Whether an action on session `ref`, or a refresh of every active session, stays on
+        this machine: then nothing it does waits on a network (the CLI skips asyncio)."""
+        if ref is not None:
+            sessions = [self.store.resolve(ref)]
+        else:
+            sessions = self.store.list(statuses=REFRESHED)
+        return not any(get_provider(s.provider).remote for s in sessions)
 
     def close(self) -> None:
         if self._store is not None:
@@ -296,10 +316,8 @@ class Service:
         return detail
 
     async def refresh(self) -> None:
-        # Interrupted ones too: an auto-resume of theirs may have died (cheap to check).
-        active = self.store.list(statuses=[s for s in Status if s.active or
-                                           s is Status.INTERRUPTED])
-        await asyncio.gather(*(self.refresh_session(s) for s in active))
+        active = self.store.list(statuses=REFRESHED)
+        await aio.gather(*(self.refresh_session(s) for s in active))
 
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
         """Active sessions and the most recent ended ones (all of them with show_all)."""
@@ -327,8 +345,8 @@ class Service:
         from .monitor.session_monitor import metrics_summary
 
         sessions = await self.list_sessions(show_all=show_all)
-        patterns = self.config.metrics.patterns
-        alerts_config = self.config.alerts
+        settings = self.settings("metrics", "alerts")
+        patterns, alerts_config = settings.metrics.patterns, settings.alerts
         rows, now = [], time.time()
         for index, session in enumerate(sessions):
             log = self.log_path(session)
@@ -382,7 +400,7 @@ class Service:
         from .providers.ssh_transport import resolve_target
 
         hosts = self.config.ssh.hosts
-        infos = await asyncio.gather(*(probe_host(resolve_target(name, hosts))
+        infos = await aio.gather(*(probe_host(resolve_target(name, hosts))
                                        for name in sorted(hosts)))
         active = self.store.list(statuses=[s for s in Status if s.active])
         for info in infos:
@@ -659,7 +677,7 @@ class Service:
             session = await self.get(session.id)
             if not session.status.active:
                 return session
-            await asyncio.sleep(0.2)
+            await aio.sleep(0.2)
         return session
 
     async def kill(self, ref: str) -> Session:
@@ -1017,17 +1035,6 @@ def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | N
         newest = newest_usable(rows)
         return newest.entry.path if newest else None
     return None
-
-
-def format_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def demo_script_path() -> Path:

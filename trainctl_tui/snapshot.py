@@ -7,8 +7,8 @@ import math
 import time
 from typing import TextIO
 
+from .formatting import format_age
 from .models import Session, Status
-from .service import format_age
 
 STATUS_STYLE = {
     Status.PENDING: "dim",
@@ -58,26 +58,18 @@ def outcome(session: Session) -> str:
 
 
 def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """`trainctl sessions`: a plain table (plain_table.py: no rich, it starts fast)."""
+    from .plain_table import render_table
 
-    console = Console(file=out, width=width, highlight=False)
     if not sessions:
-        console.print("no sessions yet — start one with: trainctl launch -- python train.py")
+        out.write("no sessions yet — start one with: trainctl launch -- python train.py\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL"):
-        table.add_column(column, no_wrap=column != "DETAIL", overflow="fold",
-                         min_width=16 if column == "DETAIL" else None)
+    headers = ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL")
     now = time.time()
-    for s in sessions:
-        attempt = str(s.attempt) if s.attempt else "-"
-        where = where_text(s)
-        table.add_row(
-            s.id, s.name, where, f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
-            attempt, elapsed(s, now), outcome(s),
-        )
-    console.print(table)
+    rows = [(s.id, s.name, where_text(s), str(s.status), str(s.attempt) if s.attempt else "-",
+             elapsed(s, now), outcome(s)) for s in sessions]
+    styles = [(None, None, None, STATUS_STYLE[s.status], None, None, None) for s in sessions]
+    render_table(headers, rows, out, styles=styles, shrink=(1, 2), width=width)
 
 
 def where_text(session: Session) -> str:

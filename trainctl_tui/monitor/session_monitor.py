@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .metrics import MetricSet
 from .tail import LogFollower
+
+if TYPE_CHECKING:
+    import asyncio
 
 SUMMARY_TAIL_BYTES = 2 << 20
 HISTORY_SLICE = 16 << 20
@@ -48,6 +51,8 @@ class SessionMonitor:
         """Updates as the log grows: the tail at once, then new lines as watchfiles (or
         polling) reports them. A long history is parsed in slices, yielding in between, so
         the caller stays responsive while the chart fills in."""
+        import asyncio  # here only: `trainctl --once` reads summaries without an event loop
+
         async for shown in self.view.updates(poll_interval=poll_interval, stop=stop):
             update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
                                    note=shown.note)

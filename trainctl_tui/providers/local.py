@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
+from .. import aio
 from ..models import Session
 from ..runner import supervisor
 from .base import ProviderError
@@ -21,6 +22,8 @@ class LocalProvider:
     remote = False
 
     async def launch(self, session: Session) -> None:
+        import asyncio  # here only: stopping and reading never need an event loop (aio.py)
+
         # --detach double-forks and returns once the runner wrote its first status.json,
         # so the runner is not our child: closing the CLI/TUI never touches it.
         process = await asyncio.create_subprocess_exec(
@@ -67,11 +70,11 @@ class LocalProvider:
         _signal_group(pgid, signal.SIGKILL if force else signal.SIGTERM)
         if force:
             return True
-        deadline = asyncio.get_running_loop().time() + session.grace_seconds
-        while asyncio.get_running_loop().time() < deadline:
+        deadline = time.monotonic() + session.grace_seconds
+        while time.monotonic() < deadline:
             if not await self.training_alive(session, status):
                 return True
-            await asyncio.sleep(0.2)
+            await aio.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
         return True
 

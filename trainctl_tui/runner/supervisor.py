@@ -21,7 +21,6 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 from __future__ import annotations
 
 import calendar
-import http.client
 import json
 import os
 import re
@@ -33,8 +32,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 
 STATUS_VERSION = 1
 LOG_PREFIX = "[trainctl] "
@@ -645,7 +642,11 @@ def parse_aws_time(text) -> float | None:
 class ImdsClient:
     """IMDSv2: a session token (PUT, cached, renewed before expiry or on 401), then GETs."""
 
+    # urllib (and the ssl it brings) only where the runner watches for spot notices: the CLI
+    # imports this module to read status files and must start fast.
     def __init__(self, base_url: str, timeout: float = IMDS_TIMEOUT_SECONDS):
+        import urllib.request
+
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.token = None
@@ -654,6 +655,8 @@ class ImdsClient:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _token(self) -> str:
+        import urllib.request
+
         if self.token is None or time.time() >= self.token_expires:
             request = urllib.request.Request(
                 self.base_url + "/latest/api/token",
@@ -668,6 +671,9 @@ class ImdsClient:
 
     def get(self, path: str):
         """(HTTP status, body) of a metadata GET; raises OSError when IMDS is unreachable."""
+        import urllib.error
+        import urllib.request
+
         for _ in range(2):
             request = urllib.request.Request(
                 self.base_url + path, headers={"X-aws-ec2-metadata-token": self._token()}
@@ -724,6 +730,8 @@ class SpotWatcher:
             self._stop.wait(self.interval)
 
     def poll_once(self) -> dict | None:
+        import http.client
+
         try:
             notice = self.client.spot_action()
         except (OSError, ValueError, http.client.HTTPException) as exc:
