@@ -11,14 +11,17 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import aio, paths
 from .errors import TrainctlError
 from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
-from .providers.cloud import CreateRequest
 from .store import Store
+
+if TYPE_CHECKING:
+    from .providers.cloud import CreateRequest
 
 MASK = "****"
 NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
@@ -322,12 +325,13 @@ class Service:
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
         """Active sessions and the most recent ended ones (all of them with show_all)."""
         await self.refresh()
-        sessions = self.store.list(with_attempts=True)
         if show_all:
-            return sessions
-        ended = [s for s in sessions if not s.status.active][:RECENT_ENDED_SHOWN]
-        keep = {s.id for s in ended}
-        return [s for s in sessions if s.status.active or s.id in keep]
+            return self.store.list(with_attempts=True)
+        # Two small queries rather than the whole store: a long-lived store holds thousands.
+        active = self.store.list(statuses=[s for s in Status if s.active], with_attempts=True)
+        ended = self.store.list(statuses=[s for s in Status if not s.active],
+                                limit=RECENT_ENDED_SHOWN, with_attempts=True)
+        return sorted(active + ended, key=lambda s: s.created, reverse=True)
 
     async def get(self, ref: str) -> Session:
         session = self.store.resolve(ref)
@@ -907,6 +911,8 @@ def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
                                 f"trainctl creates the machine: --provider aws or runpod, not "
                                 f"{request.provider}")
         return None
+    from .providers.cloud import CreateRequest  # cloud launches only
+
     create = request.machine or CreateRequest(provider=kind)
     if kind == "aws":
         create.template = create.template or request.provider.partition(":")[2] or None

@@ -112,59 +112,58 @@ def overview_json(rows) -> str:
 
 
 def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
-    """`--once`: the sessions table of the TUI, with last metrics, then open alerts."""
-    from rich.console import Console
-    from rich.table import Table
+    """`--once`: the sessions table of the TUI, with last metrics, then open alerts. A plain
+    table (plain_table.py): no rich, so a snapshot for a script starts fast."""
+    import shutil
 
+    from .plain_table import paint, render_table, wants_colour
     from .sparkline import sparkline
 
-    console = Console(file=out, width=width, highlight=False)
     if not rows:
-        console.print("no sessions yet — start one with: trainctl launch -- python train.py "
-                      "(or trainctl demo)")
+        out.write("no sessions yet — start one with: trainctl launch -- python train.py "
+                  "(or trainctl demo)\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    # At 80 columns (ssh, tmux) the less important columns go; NAME and DETAIL wrap.
-    narrow = console.width < 110
+    width = width or shutil.get_terminal_size().columns  # 80 when piped
+    # At 80 columns (ssh, tmux) the less important columns go; NAME is cut short to fit.
+    narrow = width < 110
     columns = ["", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL", "TREND",
                "ELAPSED", "DETAIL"]
     if narrow:
         columns = [c for c in columns if c not in ("WHERE", "VAL", "DETAIL")]
-    wrapping = {"NAME": 8, "DETAIL": 16}
-    for column in columns:
-        table.add_column(column, no_wrap=column not in wrapping, overflow="fold",
-                         min_width=wrapping.get(column))
     now = time.time()
+    table, styles = [], []
     for row in rows:
         s = row.session
         cells = {
-            "": "[bold red]![/]" if row.alerts else "", "ID": s.id, "NAME": s.name,
-            "WHERE": where_text(s),
-            "STATUS": f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
-            "ATT": str(s.attempt or "-"), "STEP": format_step(row.step),
-            "LOSS": format_number(row.last("loss")), "VAL": format_number(row.last("val_loss")),
-            "TREND": f"[cyan]{sparkline(row.trend('loss', 8 if narrow else 12))}[/]",
+            "": "!" if row.alerts else "", "ID": s.id, "NAME": s.name, "WHERE": where_text(s),
+            "STATUS": str(s.status), "ATT": str(s.attempt or "-"),
+            "STEP": format_step(row.step), "LOSS": format_number(row.last("loss")),
+            "VAL": format_number(row.last("val_loss")),
+            "TREND": sparkline(row.trend("loss", 8 if narrow else 12)),
             "ELAPSED": elapsed(s, now), "DETAIL": outcome(s),
         }
-        table.add_row(*(cells[c] for c in columns))
-    console.print(table)
+        style = {"": "bold red", "STATUS": STATUS_STYLE[s.status], "TREND": "cyan"}
+        table.append([cells[c] for c in columns])
+        styles.append([style.get(c) for c in columns])
+    render_table(columns, table, out, styles=styles, shrink=(columns.index("NAME"),),
+                 width=width)
+    colour = wants_colour(out)
     newest = [row for row in rows if row.newest_checkpoint is not None]
     if newest:
-        console.print()
-        console.print("[bold]newest checkpoints[/]")
+        out.write(f"\n{paint('newest checkpoints', 'bold', colour)}\n")
         for row in newest:
             entry = row.newest_checkpoint
             step = f"step {entry.step}, " if entry.step is not None else ""
-            console.print(f"  {row.session.name} ({row.session.id}): {entry.path} "
-                          f"({step}{format_age(now - entry.mtime)} ago)")
+            out.write(f"  {row.session.name} ({row.session.id}): {entry.path} "
+                      f"({step}{format_age(now - entry.mtime)} ago)\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
-        console.print()
-        console.print(f"[bold]{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}[/]")
+        title = f"{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}"
+        out.write(f"\n{paint(title, 'bold', colour)}\n")
         for alert in alerts:
             style = "red" if alert.severity == "error" else "yellow"
-            console.print(f"  [{style}]{alert.kind}[/] {alert.session_name} "
-                          f"({alert.session_id}): {alert.message}")
+            out.write(f"  {paint(alert.kind, style, colour)} {alert.session_name} "
+                      f"({alert.session_id}): {alert.message}\n")
 
 
 def render_metrics(metrics, log: str, out: TextIO) -> None:

@@ -7,7 +7,6 @@ Many processes touch it at once (the TUI, CLI calls, refreshes), so every write 
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -85,6 +84,8 @@ MUTABLE_FIELDS = frozenset(
 
 
 def new_session_id() -> str:
+    import secrets  # here only: it costs more to import than listing sessions
+
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
@@ -282,8 +283,11 @@ class Store:
         sessions = [_session_from_row(row) for row in self.db.execute(query, params)]
         if with_attempts and sessions:
             by_id = {s.id: s for s in sessions}
-            for row in self.db.execute("SELECT * FROM attempts ORDER BY session_id, n"):
-                if row["session_id"] in by_id:
+            # Only the listed sessions' attempts: a long-lived store holds thousands.
+            ids = query.replace("SELECT *", "SELECT id", 1)
+            for row in self.db.execute(f"SELECT * FROM attempts WHERE session_id IN ({ids}) "
+                                       "ORDER BY session_id, n", params):
+                if row["session_id"] in by_id:  # not one inserted since the first query
                     by_id[row["session_id"]].attempts.append(_attempt_from_row(row))
         return sessions
 

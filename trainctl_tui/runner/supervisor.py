@@ -20,7 +20,6 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 
 from __future__ import annotations
 
-import calendar
 import json
 import os
 import re
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 STATUS_VERSION = 1
 LOG_PREFIX = "[trainctl] "
@@ -631,6 +629,8 @@ def parse_aws_time(text) -> float | None:
     """Epoch seconds from IMDS times such as '2026-11-28T16:30:00Z'; None if unparsable."""
     if not isinstance(text, str):
         return None
+    import calendar  # here only: the CLI imports this module and must start fast
+
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
         try:
             return float(calendar.timegm(time.strptime(text, fmt)))
@@ -1549,6 +1549,8 @@ def run_detached(session_dir: str) -> int:
             os._exit(0)
         code = _detached_main(session_dir, base_cwd, runner_log, write_fd)
     except BaseException:  # noqa: B036 - the forked child must never return into the caller
+        import traceback
+
         traceback.print_exc()
     finally:
         try:
