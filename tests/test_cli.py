@@ -365,3 +365,18 @@ def test_a_refresh_during_a_resume_does_not_end_the_session_with_the_last_attemp
         assert lost.status is Status.LOST and "runner never started" in lost.detail
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("verb", ["rm", "logs", "stop", "metrics", "resume"])
+def test_a_name_two_sessions_share_is_refused_listing_both(trainctl_home, verb):
+    first = launch("--name", "dup", "--", sys.executable, "-c", "pass")
+    second = launch("--name", "dup", "--", sys.executable, "-c", "pass")
+    wait_for(lambda: all(session_json(s)["status"] == "succeeded" for s in (first, second)))
+    result = run_cli(verb, "dup")
+    assert result.returncode == 2
+    assert result.stderr == (f"session 'dup' is ambiguous: sessions are named so "
+                             f"({second}, {first}); use the id\n")
+    assert result.stdout == ""
+    for session_id in (first, second):
+        assert (trainctl_home / "sessions" / session_id / "spec.json").is_file()
+        assert session_json(session_id)["attempt"] == 1

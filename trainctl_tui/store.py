@@ -241,31 +241,27 @@ class Store:
         return session
 
     def resolve(self, ref: str) -> Session:
-        """Find a session by id, by name (newest wins) or by an unambiguous id prefix."""
+        """Find a session by id, by name or by an id prefix. A name or prefix that more than
+        one session shares is an error listing them: `rm dup` must never pick one."""
         ref = ref.strip()
         found = self.get(ref)
         if found:
             return found
-        row = self.db.execute(
-            "SELECT id FROM sessions WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
-        ).fetchone()
-        if row is None and len(ref) >= 2:
-            ids = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' LIMIT 6",
-                    (_like_prefix(ref),),
-                )
-            ]
-            if len(ids) > 1:
-                raise TrainctlError(
-                    f"session '{ref}' is ambiguous: matches {', '.join(ids[:5])} "
-                    "(type more of the id)"
-                )
-            row = (ids[0],) if ids else None
-        if row is None:
+        ids = [r[0] for r in self.db.execute(
+            "SELECT id FROM sessions WHERE name = ? ORDER BY created DESC LIMIT 6", (ref,))]
+        what, hint = "sessions are named so", "use the id"
+        if not ids and len(ref) >= 2:
+            ids = [r[0] for r in self.db.execute(
+                "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6",
+                (_like_prefix(ref),))]
+            what, hint = "ids start so", "give more of the id"
+        if not ids:
             raise SessionNotFound(ref)
-        return self.get(row[0])  # type: ignore[return-value]
+        if len(ids) > 1:
+            more = ", ..." if len(ids) > 5 else ""
+            raise TrainctlError(f"session '{ref}' is ambiguous: {what} ({', '.join(ids[:5])}"
+                                f"{more}); {hint}")
+        return self.get(ids[0])  # type: ignore[return-value]
 
     def list(self, *, statuses: Iterable[Status] | None = None, limit: int | None = None,
              with_attempts: bool = False) -> list[Session]:
