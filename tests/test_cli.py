@@ -204,6 +204,10 @@ def test_rm_refuses_a_running_session_then_removes_it(trainctl_home):
     (["--cwd", "/does/not/exist", "--", "true"],
      "working directory /does/not/exist does not exist"),
     (["--env", "NOEQUALS", "--", "true"], "--env expects K=V, got 'NOEQUALS'"),
+    (["--env", "DB_PASS:hunter2", "--", "true"],
+     "--env expects K=V, got 'DB_PASS' followed by ':' (the rest is not shown)\n"),
+    (["--env", "=hunter2", "--", "true"],
+     "--env expects K=V, got no name before '=' (the value is not shown)\n"),
     (["--env", "1BAD=x", "--", "true"], "bad environment variable name '1BAD' (use letters"),
     (["--resume-template=--resume", "--", "true"],
      "resume template '--resume' must contain {checkpoint}"),
@@ -253,21 +257,40 @@ def test_config_path_show_init(tmp_path):
 def test_secret_env_is_masked_everywhere_but_reaches_the_training(trainctl_home, tmp_path):
     out = tmp_path / "seen.txt"
     session_id = launch(
-        "--env", "WANDB_API_KEY=sk-very-secret-123", "--env", "PLAIN=visible", "--",
-        sys.executable, "-c",
+        "--env", "WANDB_API_KEY=sk-very-secret-123", "--env", "PLAIN=visible",
+        "--env", "DB_PASS=pw-very-secret-456", "--", sys.executable, "-c",
         f"import os; open({str(out)!r}, 'w').write(os.environ['WANDB_API_KEY'] + ' ' "
-        "+ os.environ['PLAIN'])")
+        "+ os.environ['PLAIN'] + ' ' + os.environ['DB_PASS'])")
     wait_for(lambda: session_json(session_id)["status"] == "succeeded")
-    assert out.read_text() == "sk-very-secret-123 visible"
+    assert out.read_text() == "sk-very-secret-123 visible pw-very-secret-456"
     listing = run_cli("sessions", "--json", "--all").stdout
-    assert "sk-very-secret-123" not in listing
-    assert session_json(session_id)["env"] == {"WANDB_API_KEY": "****", "PLAIN": "visible"}
+    assert "sk-very-secret-123" not in listing and "pw-very-secret-456" not in listing
+    assert session_json(session_id)["env"] == {"WANDB_API_KEY": "****", "PLAIN": "visible",
+                                               "DB_PASS": "****"}
     folder = trainctl_home / "sessions" / session_id
     for name in ("spec.json", "status.json", "train.log"):
         assert "sk-very-secret-123" not in (folder / name).read_text()
+        assert "pw-very-secret-456" not in (folder / name).read_text()
     db = sqlite3.connect(trainctl_home / "trainctl.db")
-    assert "sk-very-secret-123" not in "".join(map(str, db.execute("SELECT * FROM sessions")))
+    stored = "".join(map(str, db.execute("SELECT * FROM sessions")))
+    assert "sk-very-secret-123" not in stored and "pw-very-secret-456" not in stored
     assert (folder / "secret_env.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name", ["DB_PASS", "PASSPHRASE", "SSH_PRIVATE_KEY_FILE",
+                                  "GCP_CREDENTIALS", "GH_AUTH", "MYSQL_PWD", "PRIVATE",
+                                  "session_cookie"])
+def test_secret_looking_names_are_masked(name):
+    from trainctl_tui.models import is_secret_name
+
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["PLAIN", "BATCH_SIZE", "LR", "CUDA_VISIBLE_DEVICES"])
+def test_ordinary_names_are_shown(name):
+    from trainctl_tui.models import is_secret_name
+
+    assert not is_secret_name(name)
 
 
 def test_logs_follow_ends_when_the_session_ends(trainctl_home):

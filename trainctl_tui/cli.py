@@ -323,9 +323,22 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise TrainctlError(f"--env expects K=V, got '{pair}'")
+            raise TrainctlError(f"--env expects K=V, got {env_pair_shown(pair)}")
         env[key] = value
     return env
+
+
+def env_pair_shown(pair: str) -> str:
+    """A malformed --env in an error, without what may be its value (NAME:secret, =secret)."""
+    import re
+
+    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", pair)
+    if name and name.group() == pair:
+        return f"'{pair}'"
+    if name:
+        return f"'{name.group()}' followed by '{pair[name.end()]}' (the rest is not shown)"
+    return "no name before '=' (the value is not shown)" if pair.startswith("=") else \
+        "something that is not a name (not shown)"
 
 
 def cmd_demo(args) -> int:

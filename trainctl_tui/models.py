@@ -40,7 +40,10 @@ RUNNER_STATE_TO_STATUS = {
     "interrupted": Status.INTERRUPTED,
 }
 
-SECRET_KEY_PATTERN = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
+# Any part of the name: DB_PASS, PASSPHRASE, GCP_CREDENTIALS, GH_AUTH, SSH_PRIVATE ...
+# Masking a harmless name by mistake costs little; showing a secret does not.
+SECRET_KEY_PATTERN = re.compile(r"(KEY|TOKEN|SECRET|PASS|PWD|CREDENTIAL|AUTH|PRIVATE|COOKIE|"
+                                r"SIGNATURE|CERT)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
