@@ -403,3 +403,66 @@ def test_a_name_two_sessions_share_is_refused_listing_both(trainctl_home, verb):
     for session_id in (first, second):
         assert (trainctl_home / "sessions" / session_id / "spec.json").is_file()
         assert session_json(session_id)["attempt"] == 1
+
+
+def test_a_huge_line_count_is_one_clear_line(trainctl_home):
+    session_id = launch("--", sys.executable, "-c", "print('hello')")
+    result = run_cli("logs", "-n", "99999999999999999999", session_id)
+    assert result.returncode == 2
+    assert result.stderr == ("-n takes a number of lines from 0 to 10,000,000, "
+                             "not 99999999999999999999\n")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300"])
+def test_a_grace_that_never_ends_is_refused_and_stores_nothing(trainctl_home, value):
+    result = run_cli("launch", f"--grace-seconds={value}", "--", "true")
+    assert result.returncode == 2
+    shown = str(float(value))
+    assert result.stderr == f"grace seconds must be from 0 to 86400, not {shown}\n"
+    assert json.loads(run_cli("sessions", "--json", "--all").stdout)["sessions"] == []
+
+
+def test_checkpoint_info_of_an_empty_path_does_not_scan_the_cwd(trainctl_home):
+    Path("model.pt").write_bytes(b"not a checkpoint")
+    result = run_cli("checkpoint", "info", "")
+    assert result.returncode == 2
+    assert result.stderr == "checkpoint info needs the path of a checkpoint (got an empty one)\n"
+    assert result.stdout == ""
+
+
+def test_checkpoint_info_of_a_10000_character_path_is_one_short_line(trainctl_home):
+    path = "a" * 10_000
+    result = run_cli("checkpoint", "info", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"cannot read checkpoint {'a' * 60}...{'a' * 30} "
+                             "(10,000 characters): File name too long\n")
+
+
+@pytest.mark.parametrize("garbage", ["garbage", "", "[1, 2]", '{"command": "x"}'])
+def test_resume_with_a_garbage_spec_is_one_line_and_changes_nothing(trainctl_home, garbage):
+    session_id = launch("--", sys.executable, "-c", "pass")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    spec = trainctl_home / "sessions" / session_id / "spec.json"
+    spec.write_text(garbage)
+    result = run_cli("resume", session_id, "--scratch")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"session {session_id}'s spec.json ({spec}) is ")
+    assert result.stderr.endswith("; it cannot be resumed\n")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    info = session_json(session_id)
+    assert info["status"] == "succeeded" and info["attempt"] == 1
+    assert spec.read_text() == garbage
+
+
+@pytest.mark.parametrize("verb", ["metrics", "logs"])
+def test_reading_a_session_whose_folder_was_deleted_is_one_line(trainctl_home, verb):
+    session_id = launch("--", sys.executable, "-c", "print('loss=1.0')")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    folder = trainctl_home / "sessions" / session_id
+    import shutil
+
+    shutil.rmtree(folder)
+    result = run_cli(verb, session_id)
+    assert result.returncode == 2
+    assert result.stderr == (f"session {session_id}'s folder {folder} is gone (deleted?); "
+                             f"trainctl rm {session_id} forgets the session\n")

@@ -382,10 +382,17 @@ def cmd_resume(args) -> int:
     return 0
 
 
+MAX_LOG_LINES = 10_000_000
+
+
 def cmd_logs(args) -> int:
+    if not 0 <= args.lines <= MAX_LOG_LINES:
+        raise TrainctlError(f"-n takes a number of lines from 0 to {MAX_LOG_LINES:,}, "
+                            f"not {args.lines}")
     service = _service()
     local = service.is_local(args.id)
     session = _run(service.get(args.id), local=local)
+    require_session_folder(session)
     if not args.follow:
         from .monitor.tail import last_lines
 
@@ -394,6 +401,15 @@ def cmd_logs(args) -> int:
         print_container_log(session, args.lines)
         return 0
     return follow_log(service, session.id, args.lines)
+
+
+def require_session_folder(session) -> None:
+    """A session whose folder was deleted by hand: its log and files are gone, say so."""
+    from pathlib import Path
+
+    if not Path(session.session_dir).is_dir():
+        raise TrainctlError(f"session {session.id}'s folder {session.session_dir} is gone "
+                            f"(deleted?); trainctl rm {session.id} forgets the session")
 
 
 def print_container_log(session, lines: int) -> None:
@@ -531,7 +547,10 @@ def cmd_metrics(args) -> int:
     path = Path(args.target).expanduser()
     if not path.is_file():
         session = _run(service.get(args.target))
+        require_session_folder(session)
         path = service.log_path(session)
+        if not path.is_file():
+            raise TrainctlError(f"session {session.id} has no log yet ({path})")
     metrics = extract_file(path, service.config.metrics.patterns)
     if args.json:
         import json

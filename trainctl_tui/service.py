@@ -30,6 +30,7 @@ PENDING_TIMEOUT = 60.0
 RECENT_ENDED_SHOWN = 20
 # What a refresh reads. Interrupted ones too: an auto-resume of theirs may have died (cheap).
 REFRESHED = [s for s in Status if s.active or s is Status.INTERRUPTED]
+MAX_GRACE_SECONDS = 86400.0  # a day; a stop must end
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -557,6 +558,9 @@ class Service:
     def checkpoint_info(self, path: str, *, deep: bool = False):
         from .checkpoints.inspect import inspect_checkpoint
 
+        if not path.strip():  # Path("") is the current directory: never scan that by mistake
+            raise TrainctlError("checkpoint info needs the path of a checkpoint (got an empty "
+                                "one)")
         if is_s3(path):  # read through ranged GETs (--deep reads it all)
             from .providers import s3_checkpoints
 
@@ -564,7 +568,10 @@ class Service:
         try:
             return inspect_checkpoint(Path(path).expanduser(), deep=deep)
         except FileNotFoundError:
-            raise TrainctlError(f"no such checkpoint: {path}") from None
+            raise TrainctlError(f"no such checkpoint: {shorten(path)}") from None
+        except OSError as exc:  # a name too long, a permission
+            raise TrainctlError(f"cannot read checkpoint {shorten(path)}: "
+                                f"{exc.strerror or exc}") from None
 
     async def validate_checkpoint(self, target: str, path: str):
         """A deep check of one checkpoint of `target` (a session or directory), done where
@@ -709,7 +716,7 @@ class Service:
         else:
             checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
         spec_path = Path(session.session_dir) / "spec.json"
-        spec = json.loads(spec_path.read_text())
+        spec = read_spec(session)
         spec["resume_from"] = checkpoint
         atomic_write_text(spec_path, json.dumps(spec, indent=2))
         # The resume is this session's latest sign of life: the wait for its new runner
@@ -847,8 +854,8 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
     if max_restarts < 0:
         raise TrainctlError(f"max restarts must be 0 or more, not {max_restarts}")
     grace = request.grace_seconds if request.grace_seconds is not None else defaults.grace_seconds
-    if grace < 0:
-        raise TrainctlError(f"grace seconds must be 0 or more, not {grace}")
+    if not 0 <= grace <= MAX_GRACE_SECONDS:  # nan fails this too; inf would never stop
+        raise TrainctlError(f"grace seconds must be from 0 to {MAX_GRACE_SECONDS:g}, not {grace}")
     keep_last_n = request.keep_last_n if request.keep_last_n is not None \
         else defaults.keep_last_n
     if keep_last_n is not None and keep_last_n < 1:
@@ -970,6 +977,30 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
     }
     atomic_write_text(folder / "spec.json", json.dumps(spec, indent=2))
     (folder / "train.log").touch()
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """A user's argument in an error: a 10,000-character path must not fill the screen."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text):,} characters)"
+
+
+def read_spec(session: Session) -> dict:
+    """The session's spec.json, or one line saying it cannot be used."""
+    path = Path(session.session_dir) / "spec.json"
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainctlError(f"session {session.id} has no spec.json ({path}); it cannot be "
+                            "resumed") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is unreadable "
+                            f"({exc}); it cannot be resumed") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("command"), list):
+        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is not a trainctl "
+                            "spec (no command list); it cannot be resumed")
+    return spec
 
 
 def atomic_write_text(path: Path, text: str) -> None:
