@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `trainctl logs x | head`
         return 0
+    finally:
+        note_unsaved()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,10 +221,23 @@ def run(args: argparse.Namespace) -> int:
     return handler(args)
 
 
+_services: list = []  # the ones this command made, for note_unsaved
+
+
 def _service():
     from .service import Service
 
-    return Service()
+    service = Service()
+    _services.append(service)
+    return service
+
+
+def note_unsaved() -> None:
+    """One line when changes could not be saved (disk full, read-only home); what was shown
+    came from the session folders."""
+    reasons = {service.unsaved for service in _services if service.unsaved}
+    for reason in reasons:
+        print(f"note: not saved: {reason}", file=sys.stderr)
 
 
 def _run(coroutine, *, local: bool = False):

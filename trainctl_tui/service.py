@@ -18,7 +18,7 @@ from .errors import TrainctlError
 from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
-from .store import Store
+from .store import Store, StoreWriteError
 
 if TYPE_CHECKING:
     from .providers.cloud import CreateRequest
@@ -91,6 +91,10 @@ class Service:
     def __init__(self, store: Store | None = None, config=None):
         self._store = store
         self._config = config
+        # Why changes could not be saved (disk full, read-only home), and the sessions as
+        # refreshed in memory meanwhile: reading and stopping go on without the store.
+        self.unsaved: str | None = None
+        self._unsaved_sessions: dict[str, Session] = {}
 
     @property
     def store(self) -> Store:
@@ -128,6 +132,25 @@ class Service:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+    def _save(self, session: Session, attempts=None, **fields) -> bool:
+        """store.update; a store that cannot be written is noted (self.unsaved) and the
+        session kept in memory, so that a refresh or a stop on a full disk goes on."""
+        try:
+            return self.store.update(session.id, attempts, **fields)
+        except StoreWriteError as exc:
+            self.unsaved = str(exc)
+            fields.pop("expect", None)
+            for name, value in fields.items():
+                setattr(session, name, value)
+            if attempts is not None:
+                session.attempts = attempts
+            self._unsaved_sessions[session.id] = session
+            return True
+
+    def _stored(self, session_id: str) -> Session | None:
+        """The session as last known: the store's, or the one refreshed in memory."""
+        return self._unsaved_sessions.get(session_id) or self.store.get(session_id)
 
     # -- launch -------------------------------------------------------------------------
 
@@ -239,9 +262,8 @@ class Service:
         if changes or attempts is not None:
             # Only over what we read: meanwhile an auto-resume (another process) may have
             # moved the session on, and a slow read (an unreachable host) must not undo that.
-            if not self.store.update(session.id, attempts=attempts, **changes,
-                                     expect={"status": session.status,
-                                             "provider": session.provider}):
+            if not self._save(session, attempts=attempts, **changes,
+                              expect={"status": session.status, "provider": session.provider}):
                 return self.store.get(session.id) or session
             for key, value in changes.items():
                 setattr(session, key, value)
@@ -272,7 +294,7 @@ class Service:
                         f"see {marker.get('log')})")
             detail = (f"{marker.get('reason') or 'interrupted'}; {what}: "
                       f"trainctl resume {session.id}")
-            self.store.update(session.id, detail=detail)
+            self._save(session, detail=detail)
             session.detail = detail
         return session
 
@@ -327,17 +349,20 @@ class Service:
         """Active sessions and the most recent ended ones (all of them with show_all)."""
         await self.refresh()
         if show_all:
-            return self.store.list(with_attempts=True)
-        # Two small queries rather than the whole store: a long-lived store holds thousands.
-        active = self.store.list(statuses=[s for s in Status if s.active], with_attempts=True)
-        ended = self.store.list(statuses=[s for s in Status if not s.active],
-                                limit=RECENT_ENDED_SHOWN, with_attempts=True)
-        return sorted(active + ended, key=lambda s: s.created, reverse=True)
+            sessions = self.store.list(with_attempts=True)
+        else:
+            # Two small queries rather than the whole store: a long-lived store holds thousands.
+            active = self.store.list(statuses=[s for s in Status if s.active],
+                                     with_attempts=True)
+            ended = self.store.list(statuses=[s for s in Status if not s.active],
+                                    limit=RECENT_ENDED_SHOWN, with_attempts=True)
+            sessions = sorted(active + ended, key=lambda s: s.created, reverse=True)
+        return [self._unsaved_sessions.get(s.id, s) for s in sessions]
 
     async def get(self, ref: str) -> Session:
         session = self.store.resolve(ref)
-        await self.refresh_session(session)
-        return self.store.get(session.id)  # type: ignore[return-value]
+        await self.refresh_session(self._unsaved_sessions.get(session.id, session))
+        return self._stored(session.id)  # type: ignore[return-value]
 
     async def overview(self, *, show_all: bool = False,
                        metrics_limit: int = 50) -> list[SessionOverview]:
@@ -672,14 +697,15 @@ class Service:
             if await provider.kill_orphan(session, status, force=force):
                 detail = (f"runner pid {status.get('runner_pid')} is gone; its training "
                           f"(pid {status.get('child_pid')}) was stopped by trainctl stop")
-                self.store.update(session.id, detail=detail)
+                self._save(session, detail=detail)
+                session.detail = detail
                 return await self.get(session.id)
         if not session.status.active or status is None:
             raise TrainctlError(
                 f"session {session.id} is not running (status: {session.status})"
             )
         await provider.stop(session, status, force=force)
-        self.store.update(session.id, status=Status.STOPPING)
+        self._save(session, status=Status.STOPPING)
         if not wait:
             return await self.get(session.id)
         limit = timeout if timeout is not None else session.grace_seconds + 15

@@ -1,0 +1,139 @@
+"""Keeping control of a run when things go wrong: a full disk, a read-only home, processes
+that leave the training's process group, a bad status.json, a lost store, a frozen runner.
+Real runners, real signals, real filesystems (a small tmpfs, mounted when we are root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import kill_leftovers, run_cli
+
+SLEEPER = ["--", sys.executable, "-c",
+           "import time\nfor i in range(600):\n print('tick', i, flush=True); time.sleep(0.5)"]
+
+
+def launch(*args: str) -> str:
+    result = run_cli("launch", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def session_json(session_id: str) -> dict:
+    result = run_cli("sessions", "--json", "--all")
+    assert result.returncode == 0, result.stderr
+    return next(s for s in json.loads(result.stdout)["sessions"] if s["id"] == session_id)
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def status_of(home: Path, session_id: str) -> dict:
+    return json.loads((home / "sessions" / session_id / "status.json").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+# -- a small filesystem of our own ---------------------------------------------------------
+
+
+@pytest.fixture
+def small_home(tmp_path, monkeypatch, trainctl_home):
+    """TRAINCTL_HOME on a 2 MB tmpfs (root only); yields (home, mount point)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    home = mount / "home"
+    monkeypatch.setenv("TRAINCTL_HOME", str(home))
+    try:
+        yield home, mount
+    finally:
+        kill_leftovers(home)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(mount: Path) -> None:
+    with open(mount / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    assert os.statvfs(mount).f_bavail == 0
+
+
+def test_on_a_full_disk_sessions_logs_and_stop_work_and_say_what_was_not_saved(small_home):
+    home, mount = small_home
+    session_id = launch(*SLEEPER)
+    wait_for(lambda: "tick 2" in run_cli("logs", session_id).stdout)
+    child = status_of(home, session_id)["child_pid"]
+    store_before = (home / "trainctl.db").read_bytes()
+    fill(mount)
+    note = (f"note: not saved: the session store {home / 'trainctl.db'} cannot be changed: "
+            f"the disk holding {home} is full; free some space\n")
+
+    listed = run_cli("sessions")
+    assert listed.returncode == 0, listed.stderr
+    assert session_id in listed.stdout
+    assert listed.stderr == note
+
+    logs = run_cli("logs", session_id, "-n", "2")
+    assert logs.returncode == 0, logs.stderr
+    assert "tick" in logs.stdout and logs.stderr == note
+
+    stopped = run_cli("stop", session_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stderr.endswith(note) and "Traceback" not in stopped.stderr
+    wait_for(lambda: not alive(child))
+    assert (home / "trainctl.db").read_bytes() == store_before  # nothing half-written
+
+    (mount / "filler").unlink()
+    assert session_json(session_id)["status"] in ("stopped", "lost")
+
+
+def test_launch_on_a_full_disk_says_the_disk_is_full_not_that_the_store_is_unreadable(
+        small_home):
+    home, mount = small_home
+    run_cli("sessions")  # the store exists
+    fill(mount)
+    result = run_cli("launch", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == (f"the session store {home / 'trainctl.db'} cannot be changed: "
+                             f"the disk holding {home} is full; free some space\n")
+
+
+def test_a_read_only_home_lists_sessions_and_says_it_is_read_only(small_home):
+    home, mount = small_home
+    session_id = launch("--", sys.executable, "-c", "pass")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True)
+    assert remounted.returncode == 0
+    listed = run_cli("sessions")
+    assert listed.returncode == 0, listed.stderr
+    assert session_id in listed.stdout and "unreadable" not in listed.stderr
+    result = run_cli("launch", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == (f"the session store {home / 'trainctl.db'} cannot be changed: "
+                             f"{home} is on a read-only filesystem\n")
