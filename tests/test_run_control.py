@@ -137,3 +137,46 @@ def test_a_read_only_home_lists_sessions_and_says_it_is_read_only(small_home):
     assert result.returncode == 2
     assert result.stderr == (f"the session store {home / 'trainctl.db'} cannot be changed: "
                              f"{home} is on a read-only filesystem\n")
+
+
+# -- processes that leave the training's process group -------------------------------------
+
+ESCAPER = r"""
+import os, subprocess, sys, time
+folder = sys.argv[1]
+hold = ("import os, sys, time; open(os.path.join(sys.argv[1], str(os.getpid())), 'w'); "
+        "time.sleep(300)")
+subprocess.Popen([sys.executable, "-c", hold, folder], start_new_session=True)  # setsid
+subprocess.Popen([sys.executable, "-c", hold, folder], preexec_fn=os.setpgrp)  # new group
+middle = os.fork()
+if middle == 0:  # the classic daemon: fork, setsid, fork again
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", hold, folder])
+    os._exit(0)
+os.waitpid(middle, 0)
+while len(os.listdir(folder)) < 3:
+    time.sleep(0.05)
+print("escaped", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("how", ["stop", "stop --force", "exits"])
+def test_processes_that_left_the_process_group_do_not_survive(trainctl_home, tmp_path, how):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    hold = "0.2" if how == "exits" else "300"
+    session_id = launch("--grace-seconds", "2", "--", sys.executable, "-c", ESCAPER,
+                        str(pids_dir), hold)
+    wait_for(lambda: "escaped" in run_cli("logs", session_id).stdout)
+    escaped = [int(p.name) for p in pids_dir.iterdir()]
+    assert len(escaped) == 3 and all(alive(pid) for pid in escaped)
+    if how != "exits":
+        result = run_cli(*how.split(), session_id)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"session {session_id}: stopped")
+    else:
+        wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=5)
+    assert status_of(trainctl_home, session_id)["survivors"] == []
