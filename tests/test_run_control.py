@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +182,44 @@ def test_processes_that_left_the_process_group_do_not_survive(trainctl_home, tmp
         wait_for(lambda: session_json(session_id)["status"] == "succeeded")
     wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=5)
     assert status_of(trainctl_home, session_id)["survivors"] == []
+
+
+# -- a frozen runner -----------------------------------------------------------------------
+
+FAST_BEAT = {"TRAINCTL_DEFAULTS__HEARTBEAT_SECONDS": "0.2"}  # stale after 6 s, not 15 s
+
+
+def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_home):
+    result = run_cli("launch", "--grace-seconds", "1", *SLEEPER, env=FAST_BEAT)
+    assert result.returncode == 0, result.stderr
+    session_id = result.stdout.strip().splitlines()[-1]
+    status = status_of(trainctl_home, session_id)
+    runner, child = status["runner_pid"], status["child_pid"]
+    os.kill(runner, signal.SIGSTOP)
+    try:
+        info = wait_for(lambda: (s := session_json(session_id))["status"] == "unresponsive"
+                        and s, timeout=20)
+        assert re.fullmatch(rf"no heartbeat for \d+s from runner pid {runner} \(stopped by a "
+                            rf"signal; kill -CONT {runner} resumes it\)", info["detail"])
+
+        started = time.monotonic()
+        graceful = run_cli("stop", session_id)
+        assert graceful.returncode == 1
+        assert time.monotonic() - started < 10  # no waiting for a runner that cannot act
+        assert re.fullmatch(
+            rf"session {session_id} cannot stop gracefully: still alive: runner pid {runner} "
+            rf"\(.*supervisor\.py.*\) stopped by a signal; training pid {child} \(.*\); "
+            rf"trainctl stop --force {session_id} kills it\n", graceful.stderr), graceful.stderr
+        assert alive(child)
+
+        forced = run_cli("stop", "--force", session_id)
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout == (f"session {session_id}: stopped (SIGKILL: force-stopped by "
+                                 "trainctl: the runner was frozen (stopped by a signal))\n")
+        assert not alive(runner) and not alive(child)
+    finally:
+        if alive(runner):
+            os.kill(runner, signal.SIGCONT)
+    info = session_json(session_id)
+    assert info["status"] == "stopped" and info["attempts"][0]["ended"] is not None
+    assert run_cli("rm", session_id).returncode == 0

@@ -17,11 +17,15 @@ class Status(str, enum.Enum):
     LOST = "lost"
     INTERRUPTED = "interrupted"  # the cloud reclaimed its spot machine; resumable elsewhere
     UNREACHABLE = "unreachable"  # its host did not answer the last refresh; it may be fine
+    # Its runner is alive but silent (no heartbeat: frozen, e.g. SIGSTOP) or its status.json
+    # cannot be read: trainctl cannot tell how the run is doing.
+    UNRESPONSIVE = "unresponsive"
 
     @property
     def active(self) -> bool:
         """True while a runner may still own the session."""
-        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING, Status.UNREACHABLE)
+        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING, Status.UNREACHABLE,
+                        Status.UNRESPONSIVE)
 
     def __str__(self) -> str:
         return self.value

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import aio, paths
-from .errors import TrainctlError
+from .errors import StopFailed, TrainctlError
 from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
@@ -31,6 +31,7 @@ RECENT_ENDED_SHOWN = 20
 # What a refresh reads. Interrupted ones too: an auto-resume of theirs may have died (cheap).
 REFRESHED = [s for s in Status if s.active or s is Status.INTERRUPTED]
 MAX_GRACE_SECONDS = 86400.0  # a day; a stop must end
+FORCE_STOP_WAIT = 5.0  # for the runner to act on a force stop before trainctl kills itself
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -247,6 +248,13 @@ class Service:
                         changes.update(status=Status.LOST,
                                        detail=await self._lost_detail(session, status),
                                        ended=status.get("heartbeat") or time.time())
+                elif new_status.active:
+                    changes = self._unresponsive_changes(
+                        session, changes, await _call(provider, "unresponsive", session, status))
+            else:
+                problem = await _call(provider, "status_problem", session)
+                if problem:
+                    changes = await self._unreadable_status_changes(session, provider, problem)
         except ProviderError as exc:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None
@@ -330,6 +338,26 @@ class Service:
         if final is not None:
             recovery.log.info("session %s is %s: %s", final.id, final.status, final.detail)
         return final
+
+    @staticmethod
+    def _unresponsive_changes(session: Session, changes: dict, why: str | None) -> dict:
+        """A live runner without a heartbeat is shown as unresponsive, not running."""
+        if why is None:
+            return changes
+        changes = {**changes, "status": Status.UNRESPONSIVE, "detail": why}
+        return {k: v for k, v in changes.items() if getattr(session, k) != v}
+
+    async def _unreadable_status_changes(self, session: Session, provider,
+                                         problem: str) -> dict:
+        """status.json exists but cannot be used: say so; lost once nothing of it is alive."""
+        runners, trainings = await provider.alive_processes(session)
+        what = f"status.json is unreadable: {problem}"
+        if not runners and not trainings:
+            return {"status": Status.LOST, "detail": f"{what}; no process of it is alive",
+                    "ended": time.time()}
+        alive = ", ".join([f"runner pid {p}" for p in runners] +
+                          [f"training pid {p}" for p in trainings])
+        return {"status": Status.UNRESPONSIVE, "detail": f"{what}; alive: {alive}"}
 
     async def _lost_detail(self, session: Session, status: dict) -> str:
         beat = status.get("heartbeat")
@@ -689,7 +717,8 @@ class Service:
 
     async def stop(self, ref: str, *, force: bool = False, wait: bool = True,
                    timeout: float | None = None) -> Session:
-        """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force."""
+        """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force. A stop
+        that leaves anything of the session alive raises StopFailed naming it."""
         session = await self.get(ref)
         provider = get_provider(session.provider)
         status = await provider.read_status(session)
@@ -699,23 +728,94 @@ class Service:
                           f"(pid {status.get('child_pid')}) was stopped by trainctl stop")
                 self._save(session, detail=detail)
                 session.detail = detail
-                return await self.get(session.id)
-        if not session.status.active or status is None:
-            raise TrainctlError(
-                f"session {session.id} is not running (status: {session.status})"
-            )
+                return await self._check_nothing_left(await self.get(session.id), provider)
+        if status is None or not session.status.active:
+            return await self._stop_without_status(session, provider, force=force)
+        if await _call(provider, "runner_frozen", status):
+            return await self._stop_frozen(session, provider, force=force)
         await provider.stop(session, status, force=force)
         self._save(session, status=Status.STOPPING)
         if not wait:
             return await self.get(session.id)
         limit = timeout if timeout is not None else session.grace_seconds + 15
+        if force and hasattr(provider, "kill_all"):
+            limit = min(limit, FORCE_STOP_WAIT)  # then trainctl kills without the runner
+        session = await self._wait_until_ended(session.id, limit)
+        if session.status.active and force and hasattr(provider, "kill_all"):
+            return await self._kill_all(session, provider, f"force-stopped by trainctl: the "
+                                        f"runner did not stop within {limit:g}s")
+        if session.status.active:
+            raise StopFailed(f"session {session.id} did not stop within {limit:g}s: "
+                             f"{await self._what_is_alive(session, provider, status)}; "
+                             f"trainctl stop --force {session.id} kills it")
+        return await self._check_nothing_left(session, provider)
+
+    async def _wait_until_ended(self, session_id: str, limit: float) -> Session:
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            session = await self.get(session.id)
-            if not session.status.active:
+        while True:
+            session = await self.get(session_id)
+            if not session.status.active or time.monotonic() >= deadline:
                 return session
             await aio.sleep(0.2)
+
+    async def _stop_frozen(self, session: Session, provider, *, force: bool) -> Session:
+        """A runner stopped by a signal cannot act on a stop: --force kills everything
+        without it; a graceful stop says so at once instead of waiting for nothing."""
+        if force:
+            return await self._kill_all(session, provider, "force-stopped by trainctl: the "
+                                        "runner was frozen (stopped by a signal)")
+        status = await provider.read_status(session) or {}
+        raise StopFailed(f"session {session.id} cannot stop gracefully: "
+                         f"{await self._what_is_alive(session, provider, status)}; "
+                         f"trainctl stop --force {session.id} kills it")
+
+    async def _stop_without_status(self, session: Session, provider, *,
+                                   force: bool) -> Session:
+        """No usable status.json (unreadable, or the session has ended): what is still
+        alive of the session is found and stopped all the same."""
+        if not hasattr(provider, "alive_processes"):
+            raise TrainctlError(f"session {session.id} is not running (status: "
+                                f"{session.status})")
+        runners, trainings = await provider.alive_processes(session)
+        if not runners and not trainings:
+            raise TrainctlError(f"session {session.id} is not running (status: "
+                                f"{session.status})")
+        problem = await provider.status_problem(session)
+        why = f"status.json was unreadable: {problem}" if problem else \
+            f"status was {session.status}"
+        if not force:
+            await provider.stop_gracefully(session, runners)
+            deadline = time.monotonic() + session.grace_seconds + 15
+            while time.monotonic() < deadline and any(await provider.alive_processes(session)):
+                await aio.sleep(0.2)
+        return await self._kill_all(session, provider, f"stopped by trainctl stop ({why})")
+
+    async def _kill_all(self, session: Session, provider, reason: str) -> Session:
+        survivors = await provider.kill_all(session, reason)
+        if survivors:
+            raise StopFailed(f"session {session.id}: still alive after SIGKILL: "
+                             f"{describe_pids(survivors)}")
+        return await self.get(session.id)
+
+    async def _check_nothing_left(self, session: Session, provider) -> Session:
+        """The session ended: anything of it still alive (it left the process group and the
+        runner could not kill it) is an error that names it."""
+        if not hasattr(provider, "alive_processes"):
+            return session
+        runners, trainings = await provider.alive_processes(session)
+        if trainings:
+            raise StopFailed(f"session {session.id} is {session.status}, but still alive: "
+                             f"{describe_pids(trainings)}")
         return session
+
+    async def _what_is_alive(self, session: Session, provider, status: dict) -> str:
+        if not hasattr(provider, "alive_processes"):
+            return f"it is still {session.status}"
+        runners, trainings = await provider.alive_processes(session)
+        parts = [f"runner {describe_pids(runners)}"] if runners else []
+        if trainings:
+            parts.append(f"training {describe_pids(trainings)}")
+        return "still alive: " + "; ".join(parts) if parts else f"it is still {session.status}"
 
     async def kill(self, ref: str) -> Session:
         """SIGKILL the training now, without the grace period."""
@@ -836,6 +936,18 @@ class Service:
 
 
 # -- helpers (pure, tested directly) ------------------------------------------------------
+
+
+async def _call(provider, capability: str, *args):
+    """An optional provider capability (local only so far); None where there is none."""
+    method = getattr(provider, capability, None)
+    return await method(*args) if method is not None else None
+
+
+def describe_pids(pids: list[int]) -> str:
+    from .runner.supervisor import describe_pid
+
+    return ", ".join(f"pid {describe_pid(pid)}" for pid in pids)
 
 
 def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:

@@ -19,6 +19,7 @@ STATUS_STYLE = {
     Status.FAILED: "bold red",
     Status.LOST: "bold magenta",
     Status.UNREACHABLE: "bold yellow",
+    Status.UNRESPONSIVE: "bold red",
     Status.INTERRUPTED: "bold yellow",
 }
 SCHEMA_VERSION = 1

@@ -287,8 +287,10 @@ def process_state(pid: int) -> str | None:
 
 def describe_pid(pid: int) -> str:
     """'1234 (python train.py)' for messages about processes still alive."""
-    words = _proc_read(pid, "cmdline").split(b"\0")
-    command = " ".join(w.decode("utf-8", "replace") for w in words if w)[:60]
+    words = [w.decode("utf-8", "replace") for w in _proc_read(pid, "cmdline").split(b"\0")]
+    words = [os.path.basename(w) if i < 2 else w for i, w in enumerate(words) if w]
+    command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
+    command = command if len(command) <= 50 else command[:49] + "..."
     frozen = " stopped by a signal" if process_state(pid) == "T" else ""
     return f"{pid} ({command}){frozen}" if command else f"{pid}{frozen}"
 
