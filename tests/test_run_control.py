@@ -223,3 +223,75 @@ def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_
     info = session_json(session_id)
     assert info["status"] == "stopped" and info["attempts"][0]["ended"] is not None
     assert run_cli("rm", session_id).returncode == 0
+
+
+# -- a status.json that cannot be read -----------------------------------------------------
+
+BAD_STATUS = {
+    "wrong types": (json.dumps({"state": "running", "attempts": "many", "runner_pid": 1}),
+                    "'attempts' is a str, not a list"),
+    "deep nesting": ('{"state": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                     "it is nested too deeply"),
+    "garbled": ("\x00\x13garbage{{", "it is not valid JSON"),
+    "empty": ("", "it is empty"),
+    "half-written": ('{"version": 1, "state": "running", "runner_pid": 12', "it is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_STATUS))
+def test_read_status_says_why_a_status_cannot_be_used(tmp_path, kind):
+    from trainctl_tui.runner.supervisor import read_status, read_status_checked
+
+    text, problem = BAD_STATUS[kind]
+    (tmp_path / "status.json").write_text(text)
+    status, why = read_status_checked(str(tmp_path))
+    assert status is None and why.startswith(problem)
+    assert read_status(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_STATUS))
+def test_a_session_with_an_unreadable_status_says_so_and_can_be_stopped_and_removed(
+        trainctl_home, kind):
+    session_id = launch("--grace-seconds", "2", *SLEEPER)
+    status = status_of(trainctl_home, session_id)
+    runner, child = status["runner_pid"], status["child_pid"]
+    os.kill(runner, signal.SIGKILL)  # nothing rewrites status.json any more
+    wait_for(lambda: not alive(runner))
+    text, problem = BAD_STATUS[kind]
+    (trainctl_home / "sessions" / session_id / "status.json").write_text(text)
+
+    info = session_json(session_id)
+    assert info["status"] == "unresponsive"
+    assert info["detail"].startswith(f"status.json is unreadable: {problem}")
+    assert info["detail"].endswith(f"; alive: training pid {child}")
+    listed = run_cli("sessions")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    assert run_cli("logs", session_id).returncode == 0
+
+    stopped = run_cli("stop", session_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith(f"session {session_id}: stopped (")
+    assert f"stopped by trainctl stop (status.json was unreadable: {problem}" in stopped.stdout
+    assert not alive(child)
+    info = session_json(session_id)
+    assert info["status"] == "stopped" and len(info["attempts"]) == 1  # history kept
+    removed = run_cli("rm", session_id)
+    assert removed.returncode == 0, removed.stderr
+    assert not (trainctl_home / "sessions" / session_id).exists()
+
+
+def test_an_unreadable_status_with_nothing_alive_is_lost_and_can_be_removed(trainctl_home):
+    session_id = launch(*SLEEPER)
+    status = status_of(trainctl_home, session_id)
+    os.kill(status["runner_pid"], signal.SIGKILL)
+    os.killpg(status["child_pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(status["child_pid"]) and not alive(status["runner_pid"]))
+    (trainctl_home / "sessions" / session_id / "status.json").write_text("{")
+    info = session_json(session_id)
+    assert info["status"] == "lost"
+    assert info["detail"].startswith("status.json is unreadable: it is not valid JSON")
+    assert info["detail"].endswith("; no process of it is alive")
+    forced = run_cli("stop", "--force", session_id)
+    assert forced.returncode == 2
+    assert forced.stderr == f"session {session_id} is not running (status: lost)\n"
+    assert run_cli("rm", session_id).returncode == 0
