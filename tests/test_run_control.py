@@ -295,3 +295,41 @@ def test_an_unreadable_status_with_nothing_alive_is_lost_and_can_be_removed(trai
     assert forced.returncode == 2
     assert forced.stderr == f"session {session_id} is not running (status: lost)\n"
     assert run_cli("rm", session_id).returncode == 0
+
+
+# -- a store truncated to 0 bytes ----------------------------------------------------------
+
+
+def test_a_store_truncated_to_nothing_is_rebuilt_from_the_session_folders(trainctl_home):
+    ended = launch("--name", "done", "--env", "PLAIN=1", "--", sys.executable, "-c", "pass")
+    wait_for(lambda: session_json(ended)["status"] == "succeeded")
+    running = launch("--name", "busy", "--max-restarts", "2", *SLEEPER)
+    before = {s["id"]: s for s in json.loads(run_cli("sessions", "--json").stdout)["sessions"]}
+    (trainctl_home / "trainctl.db").write_bytes(b"")
+
+    after = {s["id"]: s for s in json.loads(run_cli("sessions", "--json").stdout)["sessions"]}
+    assert set(after) == {ended, running}
+    for session_id in (ended, running):
+        for key in ("name", "provider", "command", "cwd", "env", "status", "attempt",
+                    "max_restarts", "grace_seconds", "runner_pid", "exit_code", "created"):
+            assert after[session_id][key] == before[session_id][key], key
+        assert len(after[session_id]["attempts"]) == 1
+    assert after[running]["status"] == "running"
+
+    child = status_of(trainctl_home, running)["child_pid"]
+    stopped = run_cli("stop", "busy")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith(f"session {running}: stopped")
+    wait_for(lambda: not alive(child))
+    assert run_cli("rm", "done").returncode == 0
+    assert [s["id"] for s in json.loads(run_cli("sessions", "--json").stdout)["sessions"]] \
+        == [running]
+
+
+def test_a_folder_the_store_lost_is_found_by_its_id(trainctl_home):
+    session_id = launch("--", sys.executable, "-c", "print('hello')")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    (trainctl_home / "trainctl.db").write_bytes(b"")
+    result = run_cli("logs", session_id)
+    assert result.returncode == 0, result.stderr
+    assert "hello" in result.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import aio, paths
-from .errors import StopFailed, TrainctlError
+from .errors import SessionNotFound, StopFailed, TrainctlError
 from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
@@ -373,8 +373,30 @@ class Service:
         active = self.store.list(statuses=REFRESHED)
         await aio.gather(*(self.refresh_session(s) for s in active))
 
+    def restore_session_folders(self) -> list[str]:
+        """The session folders are the record: those the store does not know (it was lost,
+        truncated or replaced) are added back, running ones included. Returns their ids."""
+        root = paths.sessions_dir()
+        try:
+            names = {name for name in os.listdir(root) if not name.startswith(".")}
+        except OSError:
+            return []
+        restored = []
+        for name in sorted(names - self.store.ids()):
+            session = session_from_folder(root / name)
+            if session is None:
+                continue
+            try:
+                if self.store.restore(session):
+                    restored.append(session.id)
+            except StoreWriteError as exc:
+                self.unsaved = str(exc)
+                break
+        return restored
+
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
         """Active sessions and the most recent ended ones (all of them with show_all)."""
+        self.restore_session_folders()
         await self.refresh()
         if show_all:
             sessions = self.store.list(with_attempts=True)
@@ -388,7 +410,12 @@ class Service:
         return [self._unsaved_sessions.get(s.id, s) for s in sessions]
 
     async def get(self, ref: str) -> Session:
-        session = self.store.resolve(ref)
+        try:
+            session = self.store.resolve(ref)
+        except SessionNotFound:
+            if not self.restore_session_folders():
+                raise
+            session = self.store.resolve(ref)
         await self.refresh_session(self._unsaved_sessions.get(session.id, session))
         return self._stored(session.id)  # type: ignore[return-value]
 
@@ -930,8 +957,20 @@ class Service:
             from .providers.aws_sessions import delete_secrets
 
             await delete_secrets(session.id)
-        self.store.delete(session.id)
-        shutil.rmtree(session.session_dir, ignore_errors=True)
+        # Out of sight first: a listing meanwhile must not restore it from its folder.
+        folder = Path(session.session_dir)
+        doomed = folder.with_name(f".{folder.name}.removing")
+        try:
+            folder.rename(doomed)
+        except OSError:
+            doomed = folder  # already gone
+        try:
+            self.store.delete(session.id)
+        except StoreWriteError:
+            if doomed != folder:
+                doomed.rename(folder)
+            raise
+        shutil.rmtree(doomed, ignore_errors=True)
         return session
 
 
@@ -1112,6 +1151,11 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
         "grace_seconds": session.grace_seconds,
         "heartbeat_seconds": defaults.heartbeat_seconds,
         "resume_from": None,
+        # Not for the runner: what rebuilding the store from this folder needs.
+        "provider": session.provider,
+        "host": session.host,
+        "keep_last_n": session.keep_last_n,
+        "created": session.created,
     }
     atomic_write_text(folder / "spec.json", json.dumps(spec, indent=2))
     (folder / "train.log").touch()
@@ -1139,6 +1183,42 @@ def read_spec(session: Session) -> dict:
         raise TrainctlError(f"session {session.id}'s spec.json ({path}) is not a trainctl "
                             "spec (no command list); it cannot be resumed")
     return spec
+
+
+def session_from_folder(folder: Path) -> Session | None:
+    """A session rebuilt from its folder (spec.json, and status.json if readable), or None if
+    the folder holds no usable spec.json of its own."""
+    from .runner.supervisor import read_status
+
+    try:
+        spec = json.loads((folder / "spec.json").read_text())
+        created = (folder / "spec.json").stat().st_mtime
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(spec, dict) or spec.get("id") != folder.name or not isinstance(
+            spec.get("command"), list) or not isinstance(spec.get("env") or {}, dict):
+        return None
+    try:
+        session = Session(
+            id=folder.name, name=str(spec.get("name") or folder.name),
+            provider=str(spec.get("provider") or "local"), host=spec.get("host"),
+            command=[str(word) for word in spec["command"]], cwd=str(spec.get("cwd") or ""),
+            session_dir=str(folder), env={str(k): str(v) for k, v in (spec.get("env") or
+                                                                       {}).items()},
+            checkpoint_dir=spec.get("checkpoint_dir"), resume_template=spec.get(
+                "resume_template"), max_restarts=int(spec.get("max_restarts") or 0),
+            grace_seconds=float(spec.get("grace_seconds") or 30.0),
+            keep_last_n=spec.get("keep_last_n"), created=float(spec.get("created") or created),
+            status=Status.PENDING, heartbeat=created,
+        )
+    except (TypeError, ValueError):
+        return None
+    status = read_status(str(folder))
+    if status is not None:
+        changes, session.attempts = changes_from_status(session, status)
+        for name, value in changes.items():
+            setattr(session, name, value)
+    return session
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -229,6 +229,24 @@ class Store:
                 continue
         raise RuntimeError("could not find a free session id")
 
+    def restore(self, session: Session) -> bool:
+        """Store a session found in its folder (the store lost it), keeping its id. False if
+        the id is taken by now (another process restored it first)."""
+        row = _session_row(session)
+        with self._write():
+            cursor = self.db.execute(
+                f"INSERT OR IGNORE INTO sessions ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            if cursor.rowcount:
+                self.db.executemany(
+                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(session.id, a.n, a.started, a.ended, a.exit_code, a.signal,
+                      a.resumed_from, a.reason) for a in session.attempts])
+        return bool(cursor.rowcount)
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM sessions")}
+
     def update(self, session_id: str, attempts: Iterable[Attempt] | None = None, *,
                expect: dict | None = None, **fields) -> bool:
         """Set `fields` (and replace the attempts). With `expect` ({"status": ..., ...}) only
