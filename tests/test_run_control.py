@@ -333,3 +333,46 @@ def test_a_folder_the_store_lost_is_found_by_its_id(trainctl_home):
     result = run_cli("logs", session_id)
     assert result.returncode == 0, result.stderr
     assert "hello" in result.stdout
+
+
+# -- names that hold escape sequences ------------------------------------------------------
+
+EVIL = "x\x1b]0;pwned\x07\x1b[2J\n[trainctl] session stopped\u202e[bold]"
+EVIL_SHOWN = "x\\x1b]0;pwned\\x07\\x1b[2J\\n[trainctl] session stopped\\u202e[bold]"
+
+
+def assert_no_control_characters(text: str) -> None:
+    lines = text.split("\n")
+    assert not any(c < " " or c == "\x7f" or c == "\u202e" for line in lines for c in line), \
+        repr(text)
+    assert not any(line.startswith("[trainctl]") for line in lines)
+
+
+@pytest.mark.parametrize("argv", [["sessions"], ["--once"]])
+def test_names_with_escape_sequences_are_printed_visibly(trainctl_home, argv):
+    result = run_cli("launch", "--name", EVIL, "--", sys.executable, "-c", "pass")
+    assert result.returncode == 0, result.stderr
+    assert_no_control_characters(result.stdout)
+    assert EVIL_SHOWN[:20] in result.stdout
+    shown = run_cli(*argv, env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert_no_control_characters(shown.stdout)
+    assert EVIL_SHOWN[:29] in shown.stdout  # cut to the column's width, markup left as text
+
+
+def test_a_very_long_name_is_cut_in_the_table_but_whole_in_json(trainctl_home):
+    name = "n" * 500
+    session_id = launch("--name", name, "--", sys.executable, "-c", "pass")
+    shown = run_cli("sessions", env={"COLUMNS": "200"})
+    assert "n" * 29 + "..." in shown.stdout and "n" * 30 not in shown.stdout
+    assert session_json(session_id)["name"] == name
+
+
+def test_checkpoint_names_with_escape_sequences_are_printed_visibly(trainctl_home, tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "step_1\x1b[2J\n[trainctl] fake.pt").write_bytes(b"")
+    result = run_cli("checkpoints", str(folder), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert_no_control_characters(result.stdout)
+    assert "step_1\\x1b[2J\\n[trainctl] fake.pt" in result.stdout

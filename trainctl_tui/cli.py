@@ -326,7 +326,9 @@ def machine_request(args):
 
 
 def print_launched(session) -> None:
-    print(f"launched {session.name} as session {session.id} ({session.status}, "
+    from .formatting import visible
+
+    print(f"launched {visible(session.name)} as session {session.id} ({session.status}, "
           f"runner pid {session.runner_pid})")
     print(f"  follow:  trainctl logs {session.id} -f")
     print(f"  stop:    trainctl stop {session.id}")
@@ -476,7 +478,9 @@ def follow_log(service, session_id: str, lines: int) -> int:
 def cmd_rm(args) -> int:
     session = _run(_service().remove(args.id))
     kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
-    print(f"removed session {session.id} ({session.name}){kept}")
+    from .formatting import visible
+
+    print(f"removed session {session.id} ({visible(session.name)}){visible(kept)}")
     return 0
 
 
