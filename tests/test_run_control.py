@@ -168,7 +168,7 @@ time.sleep(float(sys.argv[2]))
 def test_processes_that_left_the_process_group_do_not_survive(trainctl_home, tmp_path, how):
     pids_dir = tmp_path / "pids"
     pids_dir.mkdir()
-    hold = "0.2" if how == "exits" else "300"
+    hold = "3" if how == "exits" else "300"
     session_id = launch("--grace-seconds", "2", "--", sys.executable, "-c", ESCAPER,
                         str(pids_dir), hold)
     wait_for(lambda: "escaped" in run_cli("logs", session_id).stdout)
@@ -376,3 +376,34 @@ def test_checkpoint_names_with_escape_sequences_are_printed_visibly(trainctl_hom
     assert result.returncode == 0, result.stderr
     assert_no_control_characters(result.stdout)
     assert "step_1\\x1b[2J\\n[trainctl] fake.pt" in result.stdout
+
+
+# -- what SIGKILL could not end is reported ------------------------------------------------
+
+
+def test_the_runner_reports_processes_that_survive_sigkill(monkeypatch, tmp_path):
+    from trainctl_tui.runner import supervisor
+
+    session_dir = tmp_path / "s"
+    session_dir.mkdir()
+    marked = {**os.environ, "TRAINCTL_SESSION_ID": "t-survivor"}
+    stubborn = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                env=marked, start_new_session=True)
+    try:
+        wait_for(lambda: stubborn.pid in supervisor.marked_pids("t-survivor"))
+        real_kill = os.kill
+
+        def kill_all_but_stubborn(pid, signum):  # stands in for a process SIGKILL cannot end
+            if pid != stubborn.pid:
+                real_kill(pid, signum)
+
+        monkeypatch.setattr(os, "kill", kill_all_but_stubborn)
+        runner = supervisor.Supervisor(str(session_dir), {**supervisor.SPEC_DEFAULTS,
+                                                          "id": "t-survivor", "command": ["x"]},
+                                       {})
+        assert runner.kill_leftovers(stubborn.pid + 10**6, wait=0.3) == [stubborn.pid]
+    finally:
+        monkeypatch.undo()
+        stubborn.kill()
+        stubborn.wait()
+    assert supervisor.marked_pids("t-survivor") == []

@@ -827,7 +827,12 @@ class Service:
     async def _check_nothing_left(self, session: Session, provider) -> Session:
         """The session ended: anything of it still alive (it left the process group and the
         runner could not kill it) is an error that names it."""
-        if not hasattr(provider, "alive_processes"):
+        if not hasattr(provider, "alive_processes"):  # a remote runner: its own record
+            status = await provider.read_status(session) or {}
+            if status.get("survivors"):
+                raise StopFailed(f"session {session.id} is {session.status}, but still alive "
+                                 f"on {session.host}: pids "
+                                 f"{', '.join(map(str, status['survivors']))}")
             return session
         runners, trainings = await provider.alive_processes(session)
         if trainings:
