@@ -125,8 +125,9 @@ class Service:
         """Whether an action on session `ref`, or a refresh of every active session, stays on
         this machine: then nothing it does waits on a network (the CLI skips asyncio)."""
         if ref is not None:
-            sessions = [self.store.resolve(ref)]
+            sessions = [self._resolve(ref)]
         else:
+            self.restore_session_folders()  # restored sessions are refreshed too
             sessions = self.store.list(statuses=REFRESHED)
         return not any(get_provider(s.provider).remote for s in sessions)
 
@@ -409,13 +410,17 @@ class Service:
             sessions = sorted(active + ended, key=lambda s: s.created, reverse=True)
         return [self._unsaved_sessions.get(s.id, s) for s in sessions]
 
-    async def get(self, ref: str) -> Session:
+    def _resolve(self, ref: str) -> Session:
+        """store.resolve; a session the store lost is looked for in the session folders."""
         try:
-            session = self.store.resolve(ref)
+            return self.store.resolve(ref)
         except SessionNotFound:
             if not self.restore_session_folders():
                 raise
-            session = self.store.resolve(ref)
+            return self.store.resolve(ref)
+
+    async def get(self, ref: str) -> Session:
+        session = self._resolve(ref)
         await self.refresh_session(self._unsaved_sessions.get(session.id, session))
         return self._stored(session.id)  # type: ignore[return-value]
 
