@@ -407,3 +407,19 @@ def test_the_runner_reports_processes_that_survive_sigkill(monkeypatch, tmp_path
         stubborn.kill()
         stubborn.wait()
     assert supervisor.marked_pids("t-survivor") == []
+
+
+def test_stopping_a_lost_session_ends_what_left_the_process_group(trainctl_home, tmp_path):
+    pids_dir = tmp_path / "pids"
+    pids_dir.mkdir()
+    session_id = launch("--grace-seconds", "2", "--", sys.executable, "-c", ESCAPER,
+                        str(pids_dir), "300")
+    wait_for(lambda: "escaped" in run_cli("logs", session_id).stdout)
+    status = status_of(trainctl_home, session_id)
+    os.kill(status["runner_pid"], signal.SIGKILL)
+    wait_for(lambda: session_json(session_id)["status"] == "lost")
+    escaped = [int(p.name) for p in pids_dir.iterdir()]
+    result = run_cli("stop", session_id)
+    assert result.returncode == 0, result.stderr
+    assert not alive(status["child_pid"])
+    assert not any(alive(pid) for pid in escaped)

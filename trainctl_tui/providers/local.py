@@ -71,14 +71,19 @@ class LocalProvider:
             return False
         pgid = status["child_pid"]  # the child leads its own process group
         _signal_group(pgid, signal.SIGKILL if force else signal.SIGTERM)
+        # and what left the group (setsid, double fork) but carries the session's mark
+        supervisor.signal_training(None, session.id, signal.SIGKILL if force else
+                                   signal.SIGTERM)
         if force:
             return True
         deadline = time.monotonic() + session.grace_seconds
         while time.monotonic() < deadline:
-            if not await self.training_alive(session, status):
+            if not await self.training_alive(session, status) and \
+                    not supervisor.marked_pids(session.id):
                 return True
             await aio.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
+        supervisor.signal_training(None, session.id, signal.SIGKILL)
         return True
 
 

@@ -295,6 +295,21 @@ def describe_pid(pid: int) -> str:
     return f"{pid} ({command}){frozen}" if command else f"{pid}{frozen}"
 
 
+def signal_training(pgid: int | None, session_id: str, signum: int) -> None:
+    """`signum` to the training's process group and to every process it started that left
+    the group (setsid, double fork, setpgid) but still carries the session's mark."""
+    if pgid:
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
+    for pid in marked_pids(session_id):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+
 def _quote_command(command: list[str]) -> str:
     # shlex.join needs Python 3.8; some hosts (Amazon Linux 2) still ship 3.7.
     return " ".join(shlex.quote(tok) for tok in command)
@@ -1356,14 +1371,7 @@ class Supervisor:
             pass
 
     def signal_training(self, pgid: int, signum: int) -> None:
-        """`signum` to the training's process group and to every process it started that
-        left the group (setsid, double fork, setpgid) but still carries the session's mark."""
-        self.kill_group(pgid, signum)
-        for pid in marked_pids(self.spec["id"]):
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass
+        signal_training(pgid, self.spec["id"], signum)
 
     def kill_leftovers(self, pgid: int, wait: float = LEFTOVER_WAIT_SECONDS) -> list[int]:
         """SIGKILL what the training left behind; the pids still alive after `wait`."""
@@ -1773,18 +1781,20 @@ def stop(session_dir: str, force: bool) -> str:
         os.kill(status["runner_pid"], signal.SIGUSR1 if force else signal.SIGTERM)
         return "runner signalled"
     child, token = status.get("child_pid"), status.get("child_start")
+    session_id = str(status.get("session_id") or os.path.basename(session_dir))
     if not pid_alive(child, token):
-        return "not running"
-    os.killpg(child, signal.SIGKILL if force else signal.SIGTERM)
+        child = None
+        if not marked_pids(session_id):
+            return "not running"
+    signal_training(child, session_id, signal.SIGKILL if force else signal.SIGTERM)
     try:
         grace = float(load_spec(session_dir).get("grace_seconds", 30))
     except SpecError:
         grace = 30.0
     deadline = time.time() + (0 if force else grace)
-    while time.time() < deadline and pid_alive(child, token):
+    while time.time() < deadline and (pid_alive(child, token) or marked_pids(session_id)):
         time.sleep(0.2)
-    if pid_alive(child, token):
-        os.killpg(child, signal.SIGKILL)
+    signal_training(child if pid_alive(child, token) else None, session_id, signal.SIGKILL)
     return "orphaned training stopped"
 
 
