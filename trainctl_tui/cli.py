@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `trainctl logs x | head`
         return 0
+    finally:
+        note_unsaved()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,10 +223,23 @@ def run(args: argparse.Namespace) -> int:
     return handler(args)
 
 
+_services: list = []  # the ones this command made, for note_unsaved
+
+
 def _service():
     from .service import Service
 
-    return Service()
+    service = Service()
+    _services.append(service)
+    return service
+
+
+def note_unsaved() -> None:
+    """One line when changes could not be saved (disk full, read-only home); what was shown
+    came from the session folders."""
+    reasons = {service.unsaved for service in _services if service.unsaved}
+    for reason in reasons:
+        print(f"note: not saved: {reason}", file=sys.stderr)
 
 
 def _run(coroutine, *, local: bool = False):
@@ -313,7 +328,9 @@ def machine_request(args):
 
 
 def print_launched(session) -> None:
-    print(f"launched {session.name} as session {session.id} ({session.status}, "
+    from .formatting import visible
+
+    print(f"launched {visible(session.name)} as session {session.id} ({session.status}, "
           f"runner pid {session.runner_pid})")
     print(f"  follow:  trainctl logs {session.id} -f")
     print(f"  stop:    trainctl stop {session.id}")
@@ -325,9 +342,22 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise TrainctlError(f"--env expects K=V, got '{pair}'")
+            raise TrainctlError(f"--env expects K=V, got {env_pair_shown(pair)}")
         env[key] = value
     return env
+
+
+def env_pair_shown(pair: str) -> str:
+    """A malformed --env in an error, without what may be its value (NAME:secret, =secret)."""
+    import re
+
+    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", pair)
+    if name and name.group() == pair:
+        return f"'{pair}'"
+    if name:
+        return f"'{name.group()}' followed by '{pair[name.end()]}' (the rest is not shown)"
+    return "no name before '=' (the value is not shown)" if pair.startswith("=") else \
+        "something that is not a name (not shown)"
 
 
 def cmd_demo(args) -> int:
@@ -371,10 +401,17 @@ def cmd_resume(args) -> int:
     return 0
 
 
+MAX_LOG_LINES = 10_000_000
+
+
 def cmd_logs(args) -> int:
+    if not 0 <= args.lines <= MAX_LOG_LINES:
+        raise TrainctlError(f"-n takes a number of lines from 0 to {MAX_LOG_LINES:,}, "
+                            f"not {args.lines}")
     service = _service()
     local = service.is_local(args.id)
     session = _run(service.get(args.id), local=local)
+    require_session_folder(session)
     if not args.follow:
         from .monitor.tail import last_lines
 
@@ -383,6 +420,15 @@ def cmd_logs(args) -> int:
         print_container_log(session, args.lines)
         return 0
     return follow_log(service, session.id, args.lines)
+
+
+def require_session_folder(session) -> None:
+    """A session whose folder was deleted by hand: its log and files are gone, say so."""
+    from pathlib import Path
+
+    if not Path(session.session_dir).is_dir():
+        raise TrainctlError(f"session {session.id}'s folder {session.session_dir} is gone "
+                            f"(deleted?); trainctl rm {session.id} forgets the session")
 
 
 def print_container_log(session, lines: int) -> None:
@@ -434,7 +480,9 @@ def follow_log(service, session_id: str, lines: int) -> int:
 def cmd_rm(args) -> int:
     session = _run(_service().remove(args.id))
     kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
-    print(f"removed session {session.id} ({session.name}){kept}")
+    from .formatting import visible
+
+    print(f"removed session {session.id} ({visible(session.name)}){visible(kept)}")
     return 0
 
 
@@ -520,7 +568,10 @@ def cmd_metrics(args) -> int:
     path = Path(args.target).expanduser()
     if not path.is_file():
         session = _run(service.get(args.target))
+        require_session_folder(session)
         path = service.log_path(session)
+        if not path.is_file():
+            raise TrainctlError(f"session {session.id} has no log yet ({path})")
     metrics = extract_file(path, service.config.metrics.patterns)
     if args.json:
         import json

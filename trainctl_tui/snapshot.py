@@ -7,7 +7,7 @@ import math
 import time
 from typing import TextIO
 
-from .formatting import format_age
+from .formatting import format_age, visible
 from .models import Session, Status
 
 STATUS_STYLE = {
@@ -19,9 +19,19 @@ STATUS_STYLE = {
     Status.FAILED: "bold red",
     Status.LOST: "bold magenta",
     Status.UNREACHABLE: "bold yellow",
+    Status.UNRESPONSIVE: "bold red",
     Status.INTERRUPTED: "bold yellow",
 }
 SCHEMA_VERSION = 1
+NAME_WIDTH = 32  # a session name longer than this is cut in tables (--json has it whole)
+CHECKPOINT_NAME_WIDTH = 60
+
+
+def cell(text, limit: int | None = None) -> str:
+    """A value for a rich table or line: made visible and not read as [markup]."""
+    from rich.markup import escape
+
+    return escape(visible(text, limit))
 
 
 def sessions_json(sessions: list[Session]) -> str:
@@ -66,8 +76,9 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
         return
     headers = ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL")
     now = time.time()
-    rows = [(s.id, s.name, where_text(s), str(s.status), str(s.attempt) if s.attempt else "-",
-             elapsed(s, now), outcome(s)) for s in sessions]
+    rows = [(s.id, visible(s.name, NAME_WIDTH), visible(where_text(s)), str(s.status),
+             str(s.attempt) if s.attempt else "-", elapsed(s, now), visible(outcome(s)))
+            for s in sessions]
     styles = [(None, None, None, STATUS_STYLE[s.status], None, None, None) for s in sessions]
     render_table(headers, rows, out, styles=styles, shrink=(1, 2), width=width)
 
@@ -135,12 +146,13 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
     for row in rows:
         s = row.session
         cells = {
-            "": "!" if row.alerts else "", "ID": s.id, "NAME": s.name, "WHERE": where_text(s),
+            "": "!" if row.alerts else "", "ID": s.id, "NAME": visible(s.name, NAME_WIDTH),
+            "WHERE": visible(where_text(s)),
             "STATUS": str(s.status), "ATT": str(s.attempt or "-"),
             "STEP": format_step(row.step), "LOSS": format_number(row.last("loss")),
             "VAL": format_number(row.last("val_loss")),
             "TREND": sparkline(row.trend("loss", 8 if narrow else 12)),
-            "ELAPSED": elapsed(s, now), "DETAIL": outcome(s),
+            "ELAPSED": elapsed(s, now), "DETAIL": visible(outcome(s)),
         }
         style = {"": "bold red", "STATUS": STATUS_STYLE[s.status], "TREND": "cyan"}
         table.append([cells[c] for c in columns])
@@ -154,7 +166,8 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
         for row in newest:
             entry = row.newest_checkpoint
             step = f"step {entry.step}, " if entry.step is not None else ""
-            out.write(f"  {row.session.name} ({row.session.id}): {entry.path} "
+            out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
+                      f"{visible(entry.path)} "
                       f"({step}{format_age(now - entry.mtime)} ago)\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
@@ -162,8 +175,9 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
         out.write(f"\n{paint(title, 'bold', colour)}\n")
         for alert in alerts:
             style = "red" if alert.severity == "error" else "yellow"
-            out.write(f"  {paint(alert.kind, style, colour)} {alert.session_name} "
-                      f"({alert.session_id}): {alert.message}\n")
+            out.write(f"  {paint(alert.kind, style, colour)} "
+                      f"{visible(alert.session_name, NAME_WIDTH)} ({alert.session_id}): "
+                      f"{visible(alert.message)}\n")
 
 
 def render_metrics(metrics, log: str, out: TextIO) -> None:
@@ -206,9 +220,9 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
 
     console = Console(file=out, highlight=False)
     if not rows:
-        console.print(f"no checkpoints in {directory}")
+        console.print(f"no checkpoints in {cell(directory)}")
     else:
-        table = Table(box=None, pad_edge=False, header_style="bold", title=directory,
+        table = Table(box=None, pad_edge=False, header_style="bold", title=cell(directory),
                       title_justify="left")
         columns = ["STEP", "NAME", "SIZE", "AGE", "STATUS", "FORMAT", "LOSS", "PARAMS"]
         if console.width < 110:  # 80 columns: the name matters more than these
@@ -223,10 +237,11 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
             note = (info.reason if info and info.reason else row.entry.note)
             if note:
                 notes.append(f"[{CHECKPOINT_STATUS_STYLE.get(row.status, '')}]"
-                             f"{row.entry.name}[/]: {note}")
+                             f"{cell(row.entry.name, CHECKPOINT_NAME_WIDTH)}[/]: {cell(note)}")
             style = CHECKPOINT_STATUS_STYLE.get(row.status, "")
             cells = {
-                "STEP": format_step(row.step), "NAME": row.entry.name,
+                "STEP": format_step(row.step),
+                "NAME": cell(row.entry.name, CHECKPOINT_NAME_WIDTH),
                 "SIZE": format_size(row.entry.size), "AGE": format_age(now - row.entry.mtime),
                 "STATUS": f"[{style}]{row.status}[/]", "FORMAT": info.format if info else "-",
                 "LOSS": format_number(row.loss),
@@ -237,7 +252,7 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
         for note in notes:
             console.print(f"  {note}")
     for path, reason in skipped:
-        console.print(f"[yellow]skipped[/] {path}: {reason}")
+        console.print(f"[yellow]skipped[/] {cell(path)}: {cell(reason)}")
 
 
 def render_checkpoint_info(info, out: TextIO) -> None:
