@@ -91,7 +91,7 @@ def run_once(argv: list[str], env: dict) -> tuple[float, float]:
 def median_seconds(argv: list[str], env: dict, runs: int) -> tuple[float, float]:
     """Median wall and median CPU seconds over `runs` runs (after one to warm the cache)."""
     run_once(argv, env)
-    walls, cpus = zip(*(run_once(argv, env) for _ in range(runs)))
+    walls, cpus = zip(*(run_once(argv, env) for _ in range(runs)), strict=True)
     return statistics.median(walls), statistics.median(cpus)
 
 
