@@ -1,0 +1,190 @@
+"""Issue 12, code execution through resume: the allow-list of pickle globals and the bounds on
+what the inspector inflates. Hostile files are written here byte by byte: nothing is ever
+unpickled for real, and no test needs torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspect_checkpoint
+
+GiB = 1 << 30
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache_clear()
+    yield
+    cache_clear()
+
+
+def call_global(module: str, name: str, arg: str = "id") -> bytes:
+    """Protocol 2: module.name(arg), the shape of every `__reduce__` payload."""
+    text = arg.encode()
+    return (b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X" + struct.pack("<I", len(text))
+            + text + b"\x85R.")
+
+
+def torch_zip(path: Path, pickle_bytes: bytes, compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("archive/data.pkl", pickle_bytes)
+        zf.writestr("archive/version", "3\n")
+    return path
+
+
+@pytest.mark.parametrize("module, name", [
+    ("platform", "popen"), ("pydoc", "pipepager"), ("pydoc", "tempfilepager"),
+    ("builtins", "print"), ("uuid", "_popen"), ("__main__", "TrainConfig"),
+])
+@pytest.mark.parametrize("container", ["zip", "plain"])
+def test_globals_off_the_allow_list_are_suspicious_and_named(tmp_path, module, name,
+                                                             container):
+    payload = call_global(module, name)
+    path = tmp_path / "step_400.pt"
+    if container == "zip":
+        torch_zip(path, payload)
+    else:
+        path.write_bytes(payload)
+    info = inspect_checkpoint(path)
+    assert info.status == "suspicious"
+    assert info.reason == (f"unknown global {module}.{name} (not on the allow-list: loading it "
+                           "may run code)")
+    assert info.unknown_globals == [f"{module}.{name}"]
+
+
+def test_a_hugging_face_class_called_instead_of_rebuilt_is_suspicious(tmp_path):
+    """TrainingArguments is known as pickle writes it (NEWOBJ + BUILD); a REDUCE runs its
+    __init__, which Hugging Face never writes."""
+    cls = b"ctransformers.training_args\nTrainingArguments\n"
+    rebuilt = (b"\x80\x02ccopyreg\n__newobj__\n" + cls + b"\x85R}X\x02\x00\x00\x00lrG?\xb9"
+               b"\x99\x99\x99\x99\x99\x9as" + b"b.")
+    ok = inspect_checkpoint(torch_zip(tmp_path / "args_ok.bin", rebuilt))
+    assert (ok.status, ok.unknown_globals, ok.hparams) == ("ok", [], {"lr": 0.1})
+    called = inspect_checkpoint(torch_zip(tmp_path / "args_called.bin",
+                                          call_global("transformers.training_args",
+                                                      "TrainingArguments", "/tmp/x")))
+    assert called.status == "suspicious"
+    assert called.unknown_globals == ["transformers.training_args.TrainingArguments (called)"]
+
+
+def test_known_dangerous_global_keeps_its_sharper_reason(tmp_path):
+    info = inspect_checkpoint(torch_zip(tmp_path / "x.pt", call_global("os", "system")))
+    assert (info.status, info.reason) == (
+        "suspicious", "dangerous global os.system (can run code when loaded)")
+
+
+# -- zip bombs and huge declared lengths ------------------------------------------------------
+
+
+def write_zip_bomb(path: Path, member: str, inflated: int, head: bytes = b"",
+                   others: dict[str, bytes] | None = None) -> Path:
+    """A zip whose `member` is `head` and zeros up to `inflated` bytes, deflated ~1000:1."""
+    chunk = b"\0" * (16 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, data in (others or {}).items():
+            zf.writestr(name, data)
+        with zf.open(member, "w") as out:
+            out.write(head)
+            left = inflated - len(head)
+            while left > 0:
+                out.write(chunk[:left])
+                left -= len(chunk)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bombs")
+    # data.pkl: a pickle declaring a 1 GiB bytes object, its bytes all there (1 GiB inflated)
+    head = b"\x80\x04\x8e" + struct.pack("<Q", GiB - 12)
+    pt = write_zip_bomb(folder / "step_100.pt", "archive/data.pkl", GiB, head,
+                        {"archive/version": b"3\n"})
+    keras = write_zip_bomb(folder / "model.keras", "config.json", 512 << 20, b'{"a": "',
+                           {"metadata.json": b"{}"})
+    for n in (200, 300):  # more of the same: a directory of bombs
+        (folder / f"step_{n}.pt").hardlink_to(pt)
+    return folder, pt, keras
+
+
+def test_a_zip_bomb_pickle_is_too_large_to_inspect(bombs):
+    _, pt, _ = bombs
+    assert pt.stat().st_size < 2 << 20
+    info = inspect_checkpoint(pt)
+    assert info.status == "unknown"
+    assert info.reason == (f"archive/data.pkl ({GiB:,} bytes inflated) too large to inspect "
+                           "(over 16 MiB; metadata is never that big)")
+
+
+def test_a_keras_file_with_a_huge_config_is_too_large_to_inspect(bombs):
+    _, _, keras = bombs
+    info = inspect_checkpoint(keras)
+    assert info.status == "unknown"
+    assert info.reason.startswith(f"config.json ({512 << 20:,} bytes inflated) too large")
+
+
+def test_a_small_member_that_inflates_past_what_it_declares_is_corrupt(tmp_path):
+    """The central directory says 1 KB, the deflate stream holds 64 MiB: zipfile stops at the
+    declared size, so nothing past it is inflated, and the CRC gives it away."""
+    path = torch_zip(tmp_path / "liar.pt", b"\x80\x04\x8e" + struct.pack("<Q", 64 << 20)
+                     + b"\0" * (64 << 20) + b".", zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 1 << 20
+    raw = bytearray(path.read_bytes())
+    entry = raw.index(b"PK\x01\x02")  # data.pkl's central directory entry
+    raw[entry + 24:entry + 28] = struct.pack("<I", 1024)  # its uncompressed size
+    path.write_bytes(bytes(raw))
+    info = inspect_checkpoint(path)
+    assert info.status == "corrupt", info.reason
+
+
+@pytest.mark.parametrize("opcode", [b"\x8e", b"\x96", b"\x8d"],
+                         ids=["BINBYTES8", "BYTEARRAY8", "BINUNICODE8"])
+def test_a_pickle_declaring_a_huge_object_is_refused_before_it_is_allocated(tmp_path, opcode):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"\x80\x05" + opcode + struct.pack("<Q", 1 << 40) + b"...")
+    info = inspect_checkpoint(path)
+    assert info.status == "corrupt"
+    assert info.reason == ("pickle error in pickle: it needs 1,099,511,627,776 more bytes, "
+                           "3 are left")
+
+
+def test_a_big_inline_pickle_is_too_large_not_read(tmp_path):
+    path = tmp_path / "big.pkl.pt"
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", METADATA_LIMIT + 1)
+                     + b"\0" * (METADATA_LIMIT + 1) + b".")
+    info = inspect_checkpoint(path)
+    assert (info.status, info.reason) == (
+        "unknown", "pickle too large to inspect (over 16 MiB; metadata is never that big)")
+
+
+def peak_rss_mb(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """`trainctl ARGS` as the only child of a small Python that reports its peak RSS."""
+    code = ("import json, resource, subprocess, sys\n"
+            "r = subprocess.run([sys.executable, '-m', 'trainctl_tui', *sys.argv[1:]],"
+            " capture_output=True, text=True)\n"
+            "kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+            "print(json.dumps([r.returncode, kb, r.stdout, r.stderr]))\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    rc, kb, out, err = json.loads(result.stdout)
+    return kb / 1024, subprocess.CompletedProcess(args, rc, out, err)
+
+
+def test_checkpoints_of_a_directory_of_bombs_stays_under_100_mb(bombs, trainctl_home):
+    folder, _, _ = bombs
+    peak, result = peak_rss_mb("checkpoints", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)["checkpoints"]
+    assert {c["name"]: c["status"] for c in listed} == {
+        "step_100.pt": "unknown", "step_200.pt": "unknown", "step_300.pt": "unknown",
+        "model.keras": "unknown"}
+    print(f"peak RSS of `trainctl checkpoints DIR` on 4 bombs: {peak:.1f} MB")
+    assert peak < 100
