@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from test_runner import SUPERVISOR, py, run_foreground, safetensors_file, sv
+from test_runner import session as runner_session  # noqa: F401  (the `session` fixture)
 
 from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspect_checkpoint
 
@@ -188,3 +191,136 @@ def test_checkpoints_of_a_directory_of_bombs_stays_under_100_mb(bombs, trainctl_
         "model.keras": "unknown"}
     print(f"peak RSS of `trainctl checkpoints DIR` on 4 bombs: {peak:.1f} MB")
     assert peak < 100
+
+
+# -- the runner: one rule for every restart and start -----------------------------------------
+
+# A trainer that, like torch.load(weights_only=False), unpickles what it resumes from: a
+# dangerous checkpoint handed to it runs its payload.
+TRAINER = (
+    "import pickle, sys\n"
+    "args = sys.argv[1:]\n"
+    "if '--resume' not in args: sys.exit(1)\n"
+    "path = args[args.index('--resume') + 1]\n"
+    "if path.endswith('.pt'):\n"
+    "    pickle.load(open(path, 'rb'))\n"
+    "print('resumed from', path)\n"
+)
+
+
+def hostile_folder(folder: Path, marker: Path) -> dict[str, Path]:
+    """Newest first: what the runner must pass over, then the one it must take."""
+    made = {
+        "evil": folder / "step_400.pt",
+        "empty": folder / "step_350.pt",
+        "one_byte": folder / "step_300.pt",
+        "popen": folder / "step_250.pt",
+        "unfinished": folder / "step_225.keras",
+        "sound": folder / "step_100.safetensors",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    made["evil"].write_bytes(call_global("os", "system", f"touch {marker}"))
+    made["empty"].write_bytes(b"")
+    made["one_byte"].write_bytes(b"\x80")
+    made["popen"].write_bytes(call_global("platform", "popen", f"touch {marker}"))
+    made["unfinished"].write_bytes(b"PK\x03\x04" + b"\0" * 100)  # no end record yet
+    safetensors_file(made["sound"])
+    for path in made.values():
+        os.utime(path, (1e9, 1e9))
+    return made
+
+
+def skipped_reasons(made: dict[str, Path]) -> list[dict]:
+    return [
+        {"path": str(made["evil"]),
+         "reason": "suspicious: dangerous global os.system (can run code when loaded)"},
+        {"path": str(made["empty"]), "reason": "corrupt: empty file (0 bytes)"},
+        {"path": str(made["one_byte"]),
+         "reason": "corrupt: pickle error in pickle: it needs 1 more bytes, 0 are left"},
+        {"path": str(made["popen"]),
+         "reason": "suspicious: unknown global platform.popen (not on the allow-list: loading "
+                   "it may run code)"},
+        {"path": str(made["unfinished"]), "reason": "still being written (zip not finished: "
+                                                    "no end-of-central-directory record)"},
+    ]
+
+
+def test_a_restart_resumes_from_the_newest_sound_checkpoint_only(session, tmp_path):
+    marker = tmp_path / "pwned"
+    made = hostile_folder(tmp_path / "ckpt", marker)
+    folder = session(py(TRAINER), checkpoint_dir="ckpt", max_restarts=1,
+                     resume_template="--resume {checkpoint}")
+    run_foreground(folder)
+    status = sv.read_status(str(folder))
+    assert status["state"] == "succeeded", status
+    first, second = status["attempts"]
+    assert first["resumed_from"] is None and "skipped_checkpoints" not in first
+    assert second["resumed_from"] == str(made["sound"])
+    assert second["skipped_checkpoints"] == skipped_reasons(made)
+    assert not marker.exists()
+    log = (folder / "train.log").read_text()
+    assert (f"[trainctl] skipped checkpoint {made['evil']}: suspicious: dangerous global "
+            "os.system (can run code when loaded)") in log
+    assert f"resumed from {made['sound']}" in log
+
+
+def test_a_start_from_newest_uses_the_same_rule(session, tmp_path):
+    marker = tmp_path / "pwned"
+    made = hostile_folder(tmp_path / "ckpt", marker)
+    folder = session(py(TRAINER), checkpoint_dir="ckpt", resume_from="newest",
+                     resume_template="--resume {checkpoint}")
+    run_foreground(folder)
+    [attempt] = sv.read_status(str(folder))["attempts"]
+    assert attempt["resumed_from"] == str(made["sound"]) and attempt["exit_code"] == 0
+    assert attempt["skipped_checkpoints"] == skipped_reasons(made)
+    assert not marker.exists()
+
+
+def test_a_named_checkpoint_that_is_not_sound_never_reaches_the_trainer(session, tmp_path):
+    marker = tmp_path / "pwned"
+    made = hostile_folder(tmp_path / "ckpt", marker)
+    folder = session(py(TRAINER), checkpoint_dir="ckpt", resume_from=str(made["popen"]),
+                     resume_template="--resume {checkpoint}", max_restarts=2)
+    run_foreground(folder)
+    status = sv.read_status(str(folder))
+    reason = (f"not resuming from {made['popen']}: suspicious: unknown global platform.popen "
+              "(not on the allow-list: loading it may run code)")
+    assert (status["state"], status["reason"]) == ("failed", reason)
+    [attempt] = status["attempts"]
+    assert attempt["command"] is None and attempt["reason"] == reason
+    assert not marker.exists()
+
+
+def test_trusted_globals_admit_only_what_was_trusted(session, tmp_path):
+    """`resume --trust` records the unknown globals it accepted; a later checkpoint with
+    another unknown global is still passed over."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    trusted = ckpt / "step_10.pt"
+    trusted.write_bytes(call_global("fractions", "Fraction", "1/3"))
+    newer = ckpt / "step_20.pt"
+    newer.write_bytes(call_global("platform", "popen", "true"))
+    for path in (trusted, newer):
+        os.utime(path, (1e9, 1e9))
+    folder = session(py(TRAINER), checkpoint_dir="ckpt", resume_from="newest",
+                     resume_template="--resume {checkpoint}",
+                     trusted_globals=["fractions.Fraction"])
+    run_foreground(folder)
+    [attempt] = sv.read_status(str(folder))["attempts"]
+    assert attempt["resumed_from"] == str(trusted) and attempt["exit_code"] == 0
+    assert [s["path"] for s in attempt["skipped_checkpoints"]] == [str(newer)]
+
+
+def test_a_runner_without_its_inspector_trusts_no_checkpoint(session, tmp_path):
+    alone = tmp_path / "runner" / "supervisor.py"
+    alone.parent.mkdir()
+    shutil.copy(SUPERVISOR, alone)
+    made = hostile_folder(tmp_path / "ckpt", tmp_path / "pwned")
+    folder = session(py(TRAINER), checkpoint_dir="ckpt", resume_from="newest",
+                     resume_template="--resume {checkpoint}")
+    subprocess.run([sys.executable, str(alone), str(folder)], capture_output=True, timeout=60)
+    [attempt] = sv.read_status(str(folder))["attempts"]
+    assert attempt["resumed_from"] is None
+    sound = attempt["skipped_checkpoints"][-1]
+    assert sound == {"path": str(made["sound"]), "reason": "unknown: the checkpoint inspector "
+                     "(ckpt_inspect.py) is not beside the runner"}

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 __all__ = ["CheckpointInfo", "TensorInfo", "cache_clear", "cache_stats", "inspect_checkpoint",
-           "inspect_dir_files", "inspect_fileobj", "main"]
+           "inspect_dir_files", "inspect_fileobj", "main", "trust_problem", "unsound_reason"]
 
 TENSOR_LIST_CAP = 200
 CACHE_SIZE = 512
@@ -1827,12 +1827,35 @@ def _apply_findings(info: CheckpointInfo, findings: _Findings) -> None:
         plural = "s" if len(info.dangerous_globals) > 1 else ""
         info.status = "suspicious"
         info.reason = f"dangerous global{plural} {names} (can run code when loaded)"
-    elif info.unknown_globals:
+    elif info.unknown_globals and info.status == "ok":  # damage says more, and is never trusted
         names = ", ".join(info.unknown_globals)
         plural = "s" if len(info.unknown_globals) > 1 else ""
         info.status = "suspicious"
         info.reason = (f"unknown global{plural} {names} (not on the allow-list: loading it "
                        "may run code)")
+
+
+def unsound_reason(info: CheckpointInfo, trusted_globals: Any = ()) -> str | None:
+    """The one rule for resuming: None when `info` may be resumed from, else "status: why".
+    Sound = `ok`, or `suspicious` only through unknown globals that are all in
+    `trusted_globals` (`trainctl resume --from PATH --trust`); a global known to run code,
+    damage and "too large to inspect" are never trusted."""
+    if info.status == "ok" or trust_problem(info, trusted_globals) is None:
+        return None
+    return f"{info.status}: {info.reason}"
+
+
+def trust_problem(info: CheckpointInfo, trusted_globals: Any) -> str | None:
+    """None when trusting `trusted_globals` makes `info` sound, else why it does not."""
+    if info.status != "suspicious":
+        return f"it is {info.status}" + (f": {info.reason}" if info.reason else "")
+    if info.dangerous_globals:
+        return (f"{', '.join(info.dangerous_globals)} can run code when loaded; --trust only "
+                "covers globals that are merely unknown")
+    untrusted = [name for name in info.unknown_globals if name not in set(trusted_globals)]
+    if untrusted:
+        return f"not trusted: {', '.join(untrusted)}"
+    return None
 
 
 def _read_any(info: CheckpointInfo, fp: Any, size: int, deep: bool,
@@ -2008,7 +2031,8 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
             entry.update(_file_entry(sub))
             _merge_globals(info, sub)
             if sub.status != "ok":
-                problems.append((sub.status, f"{name}: {sub.reason}"))
+                kind = "dangerous" if sub.dangerous_globals else sub.status
+                problems.append((kind, f"{name}: {sub.reason}"))
             if role == "weights":
                 weights.append(sub)
             if role == "optimizer":
@@ -2139,10 +2163,12 @@ def _check_index(name: str, index: dict, names: list[str],
 
 
 def _dir_status(info: CheckpointInfo, problems: list[tuple[str, str]]) -> None:
-    for status in ("suspicious", "corrupt"):
-        reasons = [reason for s, reason in problems if s == status]
+    """The worst problem first: code that runs, damage, unread, then globals merely unknown
+    (the only ones `--trust` may accept, so they must not hide the others)."""
+    for kind in ("dangerous", "corrupt", "unknown", "suspicious"):
+        reasons = [reason for s, reason in problems if s == kind]
         if reasons:
-            info.status = status
+            info.status = "suspicious" if kind == "dangerous" else kind
             info.reason = reasons[0] if len(reasons) == 1 else (
                 f"{reasons[0]} (and {len(reasons) - 1} more)")
             return
