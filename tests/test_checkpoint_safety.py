@@ -14,13 +14,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import test_runner
 from conftest import ROOT
 from test_runner import SUPERVISOR, py, run_foreground, safetensors_file, sv
-from test_runner import session as runner_session  # noqa: F401  (the `session` fixture)
 
 from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspect_checkpoint
 
 GiB = 1 << 30
+session = test_runner.session  # the runner tests' session-folder fixture
 
 
 @pytest.fixture(autouse=True)
