@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import test_runner
-from conftest import ROOT
+from conftest import ROOT, run_cli
+from test_cli import launch, session_json, wait_for
 from test_runner import SUPERVISOR, py, run_foreground, safetensors_file, sv
 
 from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspect_checkpoint
@@ -325,3 +326,60 @@ def test_a_runner_without_its_inspector_trusts_no_checkpoint(session, tmp_path):
     sound = attempt["skipped_checkpoints"][-1]
     assert sound == {"path": str(made["sound"]), "reason": "unknown: the checkpoint inspector "
                      "(ckpt_inspect.py) is not beside the runner"}
+
+
+# -- trainctl resume: the same rule, and --trust -----------------------------------------------
+
+
+def test_resume_skips_unknown_globals_and_trusts_them_only_when_told(trainctl_home, tmp_path):
+    folder = tmp_path / "ckpt"
+    session_id = launch("--checkpoint-dir", str(folder), "--resume-template",
+                        "--resume {checkpoint}", "--", sys.executable, "-c", "pass")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    sound = safetensors_file(folder / "step_5.safetensors")
+    custom = folder / "step_10.pt"
+    custom.write_bytes(call_global("fractions", "Fraction", "1/3"))
+    evil = folder / "step_20.pt"
+    evil.write_bytes(call_global("os", "system", "true"))
+    for path in (custom, evil):
+        os.utime(path, (1e9, 1e9))
+    status_path = trainctl_home / "sessions" / session_id / "status.json"
+    spec_path = trainctl_home / "sessions" / session_id / "spec.json"
+
+    resumed = run_cli("resume", session_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"as attempt 2 from {sound}" in resumed.stdout
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    second = json.loads(status_path.read_text())["attempts"][1]
+    assert second["skipped_checkpoints"] == [
+        {"path": str(evil),
+         "reason": "suspicious: dangerous global os.system (can run code when loaded)"},
+        {"path": str(custom),
+         "reason": "suspicious: unknown global fractions.Fraction (not on the allow-list: "
+                   "loading it may run code)"}]
+
+    refused = run_cli("resume", session_id, "--from", str(custom))
+    assert (refused.returncode, refused.stderr) == (2, (
+        f"checkpoint {custom} is suspicious: unknown global fractions.Fraction (not on the "
+        f"allow-list: loading it may run code); pick another (trainctl checkpoints "
+        f"{session_id}); if you trust where it came from: trainctl resume {session_id} "
+        f"--from {custom} --trust\n"))
+    no_path = run_cli("resume", session_id, "--trust")
+    assert (no_path.returncode, no_path.stderr) == (2, (
+        "--trust needs --from PATH: trust is given to one checkpoint you name, never to "
+        "whichever is newest\n"))
+    never = run_cli("resume", session_id, "--from", str(evil), "--trust")
+    assert (never.returncode, never.stderr) == (2, (
+        f"cannot trust {evil}: os.system can run code when loaded; --trust only covers "
+        "globals that are merely unknown\n"))
+    assert "trusted_globals" not in json.loads(spec_path.read_text())
+    assert session_json(session_id)["attempt"] == 2
+
+    trusted = run_cli("resume", session_id, "--from", str(custom), "--trust")
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.stdout.splitlines()[0] == (
+        f"trusting {custom}: its unknown global fractions.Fraction may run code when it is "
+        f"loaded; session {session_id} accepts them in every checkpoint from now on "
+        "(restarts too)")
+    assert f"as attempt 3 from {custom}" in trusted.stdout
+    assert json.loads(spec_path.read_text())["trusted_globals"] == ["fractions.Fraction"]

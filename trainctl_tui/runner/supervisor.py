@@ -1218,7 +1218,10 @@ class Supervisor:
         wanted = self.spec["resume_from"]
         if wanted == NEWEST:
             return self.choose_checkpoint()
-        return wanted, list(self.spec["resume_skipped"])
+        skipped = [item for item in self.spec["resume_skipped"] if isinstance(item, dict)]
+        for item in skipped:
+            self.log_line(f"skipped checkpoint {item.get('path')}: {item.get('reason')}")
+        return wanted, skipped
 
     def refuse_unsound(self, checkpoint: str | None) -> str | None:
         """A checkpoint named in the spec (or downloaded from S3) is checked like a chosen one:
