@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import test_runner
+import test_s3_checkpoints
 from conftest import ROOT, run_cli
+from moto_aws import aws, moto_server  # noqa: F401  (fixtures)
 from test_cli import launch, session_json, wait_for
 from test_runner import SUPERVISOR, py, run_foreground, safetensors_file, sv
 
@@ -23,6 +25,7 @@ from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspec
 
 GiB = 1 << 30
 session = test_runner.session  # the runner tests' session-folder fixture
+s3 = test_s3_checkpoints.s3  # a bucket in moto's server
 
 
 @pytest.fixture(autouse=True)
@@ -383,3 +386,29 @@ def test_resume_skips_unknown_globals_and_trusts_them_only_when_told(trainctl_ho
         "(restarts too)")
     assert f"as attempt 3 from {custom}" in trusted.stdout
     assert json.loads(spec_path.read_text())["trusted_globals"] == ["fractions.Fraction"]
+
+
+# -- auto-resume after a spot interruption: the newest sound checkpoint in S3 ------------------
+
+
+def test_auto_resume_from_s3_takes_the_newest_sound_checkpoint(s3, tmp_path):
+    import asyncio
+
+    from test_s3_checkpoints import BUCKET, PREFIX, URI, put_file
+
+    from trainctl_tui.spot_recovery import newest_s3_checkpoint
+
+    put_file(s3, safetensors_file(tmp_path / "a.safetensors"), "step_100.safetensors")
+    popen = tmp_path / "popen.pt"
+    popen.write_bytes(call_global("platform", "popen", "true"))
+    put_file(s3, popen, "step_200.pt")
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "step_300.pt", Body=b"")  # no marker yet
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "step_250.pt", Body=b"\x80")
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "step_250.pt.trainctl-complete", Body=b"")
+    uri, skipped = asyncio.run(newest_s3_checkpoint(URI))
+    assert uri == URI + "step_100.safetensors"
+    assert [(s["path"], s["reason"].split(":")[0]) for s in skipped] == [
+        (URI + "step_300.pt", "still being written (no completion marker yet (uploading))"),
+        (URI + "step_250.pt", "corrupt"), (URI + "step_200.pt", "suspicious")]
+    trusting = asyncio.run(newest_s3_checkpoint(URI, ["platform.popen"]))
+    assert trusting[0] == URI + "step_200.pt"

@@ -464,6 +464,10 @@ class Service:
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir (launch it with "
                                 "--checkpoint-dir, or give a directory)")
+        if get_provider(session.provider).remote:
+            from .providers.ssh import remote_checkpoint_dir
+
+            return remote_checkpoint_dir(session), session
         return session.checkpoint_dir, session
 
     async def checkpoints(self, target: str, *, inspect: bool = True):
@@ -502,11 +506,14 @@ class Service:
                                 f"are already here ({where})")
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir to pull from")
+        from .providers.ssh import remote_checkpoint_dir
+
+        folder = remote_checkpoint_dir(session)
         rows = await provider.list_checkpoints(session)
         if checkpoint:
             row = next((r for r in rows if checkpoint in (r.entry.path, r.entry.name)), None)
             if row is None:
-                raise TrainctlError(f"no checkpoint '{checkpoint}' in {session.checkpoint_dir} "
+                raise TrainctlError(f"no checkpoint '{checkpoint}' in {folder} "
                                     f"on {session.host} (see trainctl checkpoints {session.id})")
             if row.entry.writing:
                 raise TrainctlError(f"{row.entry.name} is still being written; try again soon")
@@ -515,7 +522,7 @@ class Service:
 
             row = newest_usable(rows)
             if row is None:
-                raise TrainctlError(f"no finished, sound checkpoint in {session.checkpoint_dir} "
+                raise TrainctlError(f"no finished, sound checkpoint in {folder} "
                                     f"on {session.host} yet")
         local = Path(to or f"{session.name}-{session.id}").expanduser().resolve() / row.entry.name
         size = await provider.download(row.entry.path, local, kind=row.entry.kind,

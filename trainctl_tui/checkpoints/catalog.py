@@ -57,8 +57,10 @@ def list_checkpoints(directory: str, *, inspect: bool = True,
         if inspect and not entry.writing:
             try:
                 info = inspect_checkpoint(entry.path)
-            except OSError:  # removed between the scan and the read
+            except FileNotFoundError:  # removed between the scan and the read
                 continue
+            except OSError as exc:  # listed as what it is: unknown, and why
+                entry.note = f"cannot read: {exc.strerror or exc}"
         rows.append(CheckpointRow(entry, info))
     return entries, rows
 

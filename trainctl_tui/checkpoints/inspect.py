@@ -1927,17 +1927,32 @@ _TENSOR_FILE = re.compile(r".*\.(safetensors|bin|pt|pth|ckpt)$")
 
 
 def _dir_files(path: str) -> list[str]:
-    """Files of a checkpoint dir, and of its sub-folders one level down (DeepSpeed's
-    global_stepN/), as relative paths."""
+    """Files of a checkpoint dir, and of its real sub-folders one level down (DeepSpeed's
+    global_stepN/), as relative paths. Symlinked folders (`up -> ..`) are not entered;
+    entries that cannot be looked at (a symlink loop) are left out."""
     out = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        if entry.is_file():
+        if _is_file(entry):
             out.append(entry.name)
-        elif entry.is_dir():
-            out.extend(f"{entry.name}/{e.name}" for e in sorted(os.scandir(entry.path),
-                                                              key=lambda e: e.name)
-                       if e.is_file())
+        elif _is_real_dir(entry):
+            with os.scandir(entry.path) as inner:
+                out.extend(f"{entry.name}/{e.name}" for e in sorted(inner, key=lambda e: e.name)
+                           if _is_file(e))
     return out
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _is_real_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _role(name: str) -> str:
@@ -1967,7 +1982,10 @@ def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
 
     def read_file(name: str) -> bytes:
         with open(os.path.join(path, name), "rb") as fp:
-            return fp.read()
+            data = fp.read(METADATA_LIMIT + 1)
+        if len(data) > METADATA_LIMIT:
+            raise _too_large(name)
+        return data
 
     info = inspect_dir_files(
         path, files, lambda name: inspect_checkpoint(os.path.join(path, name), deep=deep),
@@ -2042,7 +2060,8 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
             if role == "rng_state" and sub.step:  # Accelerate keeps its step counter there
                 info.metadata.setdefault("accelerator_step", sub.step)
         info.files.append(entry)
-    _read_dir_json(info, path, names, problems, read_file)
+    sizes = {name: size for name, size, _mtime in files}
+    _read_dir_json(info, path, names, problems, lambda name: _read_small(name, sizes, read_file))
     _merge_weights(info, weights)
     _dir_layout(info, path, names)
     if not any(e["role"] in ("weights", "trainer_state", "optimizer") for e in info.files):
@@ -2102,6 +2121,14 @@ def _merge_weights(info: CheckpointInfo, weights: list[CheckpointInfo]) -> None:
     info.tensors = sorted(tensors, key=lambda t: (-t.nbytes, t.name))[:TENSOR_LIST_CAP]
 
 
+def _read_small(name: str, sizes: dict[str, int], read_file: Callable[[str], bytes]) -> bytes:
+    """A JSON side file, unless its listed size is past METADATA_LIMIT (an S3 read would fetch
+    all of it)."""
+    if sizes.get(name, 0) > METADATA_LIMIT:
+        raise _too_large(f"{name} ({sizes[name]:,} bytes)")
+    return read_file(name)
+
+
 def _read_dir_json(info: CheckpointInfo, path: str, names: list[str],
                    problems: list[tuple[str, str]], read_file: Callable[[str], bytes]) -> None:
     for name in names:
@@ -2112,6 +2139,9 @@ def _read_dir_json(info: CheckpointInfo, path: str, names: list[str],
             data = json.loads(read_file(name))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             problems.append(("corrupt", f"{name}: invalid JSON ({exc})"))
+            continue
+        except _TooLarge as exc:  # its numbers are not needed to resume: noted, not fatal
+            info.unverified.append(str(exc))
             continue
         except OSError:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,15 @@ def remote_path(workdir: str, *parts: str) -> str:
     so no remote shell has to expand `~` (paths are always passed quoted)."""
     base = workdir[2:] if workdir.startswith("~/") else ("." if workdir == "~" else workdir)
     return "/".join([base.rstrip("/"), *parts])
+
+
+def remote_checkpoint_dir(session: Session) -> str | None:
+    """Where the runner looks for a session's checkpoints: a relative checkpoint dir is under
+    the session's cwd (itself relative to the login dir), as the runner resolves it."""
+    folder = session.checkpoint_dir
+    if not folder or posixpath.isabs(folder) or folder.startswith("s3://"):
+        return folder
+    return posixpath.normpath(posixpath.join(session.cwd or ".", folder))
 
 
 class RemoteRunnerProvider:
@@ -120,7 +130,7 @@ class RemoteRunnerProvider:
         """The checkpoints on the host, inspected there; rows like the local catalog's."""
         from .remote_checkpoints import listing_command, parse_listing, rows_from_listing
 
-        directory = directory or session.checkpoint_dir
+        directory = directory or remote_checkpoint_dir(session)
         runner = await self._install_runner()
         result = await self.transport.run(
             listing_command(self.python, runner, directory), timeout=120)
