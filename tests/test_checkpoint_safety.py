@@ -10,12 +10,15 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import sshd
 import test_runner
 import test_s3_checkpoints
+import test_ssh_provider
 from conftest import ROOT, run_cli
 from moto_aws import aws, moto_server  # noqa: F401  (fixtures)
 from test_cli import launch, session_json, wait_for
@@ -26,6 +29,7 @@ from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspec
 GiB = 1 << 30
 session = test_runner.session  # the runner tests' session-folder fixture
 s3 = test_s3_checkpoints.s3  # a bucket in moto's server
+sshd_server, ssh_env = sshd.sshd_server, test_ssh_provider.ssh_env  # a real sshd, a host "box"
 
 
 @pytest.fixture(autouse=True)
@@ -412,3 +416,80 @@ def test_auto_resume_from_s3_takes_the_newest_sound_checkpoint(s3, tmp_path):
         (URI + "step_250.pt", "corrupt"), (URI + "step_200.pt", "suspicious")]
     trusting = asyncio.run(newest_s3_checkpoint(URI, ["platform.popen"]))
     assert trusting[0] == URI + "step_200.pt"
+
+
+# -- odd checkpoint folders: listed, never fatal, never walked out of --------------------------
+
+
+def odd_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "loopA").symlink_to("loopB")
+    (folder / "loopB").symlink_to("loopA")
+    (folder / "step_9.pt").symlink_to("step_9.pt")
+    safetensors_file(folder / "step_5" / "model.safetensors")
+    (folder / "step_5" / "up").symlink_to("..")  # a dir holding `up -> ..`
+    deep = folder / "checkpoint-7"
+    safetensors_file(deep / "model.safetensors")
+    (deep / "trainer_state.json").write_text('{"log_history": ' + "[" * 100_000 + "]" * 100_000
+                                             + "}")
+    (folder / "step_8").symlink_to("/")
+    (folder / "x.pt").symlink_to("/")
+    for path in (deep / "trainer_state.json", deep, folder / "step_5"):
+        os.utime(path, (1e9, 1e9))
+    return folder
+
+
+def test_odd_checkpoint_folders_are_listed_not_fatal(trainctl_home, tmp_path):
+    folder = odd_folder(tmp_path / "ckpt")
+    result = run_cli("checkpoints", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = {Path(c["path"]).name: c for c in data["checkpoints"]}
+    assert sorted(rows) == ["checkpoint-7", "step_5"]
+    assert rows["step_5"]["status"] == "ok"  # `up -> ..` was not entered
+    assert [f["name"] for f in rows["step_5"]["info"]["files"]] == ["model.safetensors"]
+    assert rows["checkpoint-7"]["status"] == "corrupt"
+    assert rows["checkpoint-7"]["reason"].startswith(
+        "trainer_state.json: invalid JSON (maximum recursion depth exceeded")
+    assert {Path(s["path"]).name: s["reason"] for s in data["skipped"]} == {
+        "step_8": "symlink -> / (outside the directory): a folder outside the checkpoint "
+                  "dir, not followed",
+        "step_9.pt": "broken symlink -> step_9.pt"}
+    assert sv.choose_checkpoint(str(folder)) == (str(folder / "step_5"), [{
+        "path": str(folder / "checkpoint-7"),
+        "reason": "corrupt: trainer_state.json: invalid JSON (maximum recursion depth exceeded "
+                  "while decoding a JSON array from a unicode string)"}])
+
+
+# -- over SSH: the session's cwd, and a lister that never walks out ----------------------------
+
+
+def test_ssh_checkpoints_and_pull_look_under_the_sessions_cwd(ssh_env, trainctl_home,
+                                                              tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    session_id = test_ssh_provider.launch_on_box(
+        "--cwd", str(project), "--checkpoint-dir", "ckpt", "--", sys.executable,
+        test_ssh_provider.DEMO, "--steps", "20", "--step-time", "0.001", "--ckpt-every", "10")
+    wait_for(lambda: test_ssh_provider.info(session_id)["status"] == "succeeded")
+    ckpt = project / "ckpt"
+    (ckpt / "x.pt").symlink_to("/")
+    (ckpt / "loop.pt").symlink_to("loop.pt")
+    time.sleep(2.1)
+    listed = run_cli("checkpoints", session_id, "--json", timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["checkpoints"]}
+    assert sorted(rows) == ["loop.pt", "step_000010.safetensors", "step_000020.safetensors",
+                            "x.pt"]
+    assert rows["step_000020.safetensors"]["path"] == str(ckpt / "step_000020.safetensors")
+    assert rows["step_000020.safetensors"]["status"] == "ok"
+    assert (rows["x.pt"]["status"], rows["x.pt"]["reason"]) == (
+        "unknown", "symlink -> /: not followed (outside the checkpoint dir)")
+    assert (rows["loop.pt"]["status"], rows["loop.pt"]["reason"]) == (
+        "unknown", "symlink -> loop.pt: not followed (broken)")
+
+    dest = tmp_path / "home copy"
+    pulled = run_cli("pull", session_id, "--to", str(dest))
+    assert pulled.returncode == 0, pulled.stderr
+    local = dest / "step_000020.safetensors"
+    assert local.read_bytes() == (ckpt / "step_000020.safetensors").read_bytes()
