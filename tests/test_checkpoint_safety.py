@@ -493,3 +493,19 @@ def test_ssh_checkpoints_and_pull_look_under_the_sessions_cwd(ssh_env, trainctl_
     assert pulled.returncode == 0, pulled.stderr
     local = dest / "step_000020.safetensors"
     assert local.read_bytes() == (ckpt / "step_000020.safetensors").read_bytes()
+
+
+def test_runpod_home_copies_keep_the_newest_sound_one(tmp_path):
+    """Copies pulled home from a pod: the newest HOME_KEEP stay, and so does the newest sound
+    one, however many newer copies are not sound."""
+    from trainctl_tui.providers.runpod_recovery import _prune_home
+
+    home = tmp_path / "checkpoints-home"
+    safetensors_file(home / "step_1.safetensors")
+    safetensors_file(home / "step_2.safetensors")
+    for n in (3, 4):
+        (home / f"step_{n}.pt").write_bytes(call_global("os", "system", "true"))
+        os.utime(home / f"step_{n}.pt", (1e9, 1e9))
+    _prune_home(home)
+    assert sorted(p.name for p in home.iterdir()) == [
+        "step_2.safetensors", "step_3.pt", "step_4.pt"]

@@ -27,7 +27,14 @@ PROBE_TTL = 1.0  # seconds a probe answers read_status/runner_alive/training_ali
 
 
 def runner_version() -> str:
-    return hashlib.sha256(SUPERVISOR_PATH.read_bytes()).hexdigest()[:12]
+    """Names the remote runner folder: the runner and the inspector it judges checkpoints
+    with are shipped together, so a change to any of them is a new folder."""
+    from .remote_checkpoints import HDF5_PATH, INSPECT_PATH
+
+    digest = hashlib.sha256()
+    for path in (SUPERVISOR_PATH, INSPECT_PATH, HDF5_PATH):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def remote_path(workdir: str, *parts: str) -> str:
