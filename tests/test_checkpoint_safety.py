@@ -509,3 +509,29 @@ def test_runpod_home_copies_keep_the_newest_sound_one(tmp_path):
     _prune_home(home)
     assert sorted(p.name for p in home.iterdir()) == [
         "step_2.safetensors", "step_3.pt", "step_4.pt"]
+
+
+def test_ssh_resume_takes_the_newest_sound_checkpoint_on_the_host(ssh_env, trainctl_home,
+                                                                  tmp_path):
+    """The runner on the host judges with the inspector shipped beside it (ckpt_inspect.py)."""
+    _server, workdir = ssh_env
+    project = tmp_path / "project"
+    project.mkdir()
+    trainer = project / "train.py"
+    trainer.write_text(TRAINER.replace("sys.exit(1)", "sys.exit(0)"))
+    session_id = test_ssh_provider.launch_on_box(
+        "--cwd", str(project), "--checkpoint-dir", "ckpt", "--resume-template",
+        "--resume {checkpoint}", "--", sys.executable, str(trainer))
+    wait_for(lambda: test_ssh_provider.info(session_id)["status"] == "succeeded")
+    marker = tmp_path / "pwned"
+    made = hostile_folder(project / "ckpt", marker)
+    resumed = run_cli("resume", session_id)
+    assert resumed.returncode == 0, resumed.stderr
+    done = wait_for(lambda: (s := test_ssh_provider.info(session_id))["status"] == "succeeded"
+                    and s["attempt"] == 2 and s)
+    assert done["attempts"][1]["resumed_from"] == str(made["sound"])
+    remote_status = json.loads((workdir / "sessions" / session_id / "status.json").read_text())
+    assert remote_status["attempts"][1]["skipped_checkpoints"] == skipped_reasons(made)
+    assert not marker.exists()
+    runner_dir = next((workdir / "runner").iterdir())
+    assert (runner_dir / "ckpt_inspect.py").is_file()
