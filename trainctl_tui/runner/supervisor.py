@@ -528,9 +528,11 @@ def checkpoint_problem(path: str, trusted_globals=()) -> str | None:
         return f"unknown: {inspector}"
     try:
         info = inspector.inspect_checkpoint(path)
+        return inspector.unsound_reason(info, trusted_globals)
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
-    return inspector.unsound_reason(info, trusted_globals)
+    except Exception as exc:  # a bug, or a Python the inspector does not know: never resume
+        return f"unknown: the inspector failed on it ({type(exc).__name__}: {exc})"
 
 
 def choose_checkpoint(directory: str | None, trusted_globals=()) -> tuple:
