@@ -535,3 +535,11 @@ def test_ssh_resume_takes_the_newest_sound_checkpoint_on_the_host(ssh_env, train
     assert not marker.exists()
     runner_dir = next((workdir / "runner").iterdir())
     assert (runner_dir / "ckpt_inspect.py").is_file()
+    # a checkpoint named relative to the session's cwd is judged on the host first
+    refused = run_cli("resume", session_id, "--from", "ckpt/step_250.pt")
+    assert (refused.returncode, refused.stderr) == (2, (
+        f"checkpoint {made['popen']} is suspicious: unknown global platform.popen (not on the "
+        f"allow-list: loading it may run code); pick another (trainctl checkpoints "
+        f"{session_id}); if you trust where it came from: trainctl resume {session_id} --from "
+        f"{made['popen']} --trust\n"))
+    assert test_ssh_provider.info(session_id)["attempt"] == 2
