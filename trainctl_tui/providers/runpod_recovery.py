@@ -501,6 +501,7 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
         spec_path = folder / "spec.json"
         run_spec = json.loads(spec_path.read_text())
         run_spec["resume_from"] = resume_from
+        run_spec["resume_skipped"] = []  # not a `trainctl resume`'s: nothing it passed over
         atomic_write_text(spec_path, json.dumps(run_spec, indent=2))
         (folder / "remote.json").unlink(missing_ok=True)
         atomic_write_text(folder / "remote.offset", "0")  # the new pod's train.log is new

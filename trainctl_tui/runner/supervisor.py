@@ -411,7 +411,7 @@ def _candidates(directory: str | None) -> list:
             continue  # never followed: it could point at / (and a walk of everything)
         kind = _is_candidate(entry)
         unfinished = None
-        if kind is None or kind:  # a file, or not (yet) a checkpoint by its name
+        if kind is not False:  # a file, or not (yet) a checkpoint by its name
             unfinished = _unfinished_reason(entry)
             if kind is None and unfinished is None:
                 continue
