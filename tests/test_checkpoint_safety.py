@@ -543,3 +543,22 @@ def test_ssh_resume_takes_the_newest_sound_checkpoint_on_the_host(ssh_env, train
         f"{session_id}); if you trust where it came from: trainctl resume {session_id} --from "
         f"{made['popen']} --trust\n"))
     assert test_ssh_provider.info(session_id)["attempt"] == 2
+
+
+def test_trust_in_a_checkpoint_folder_never_hides_damage(tmp_path):
+    from trainctl_tui.checkpoints.inspect import unsound_reason
+
+    folder = tmp_path / "checkpoint-10"
+    safetensors_file(folder / "model.safetensors")
+    (folder / "trainer_state.json").write_text('{"global_step": 10}')
+    (folder / "training_args.bin").write_bytes(call_global("__main__", "MyArgs"))
+    info = inspect_checkpoint(folder)
+    assert (info.status, info.unknown_globals) == ("suspicious", ["__main__.MyArgs"])
+    assert unsound_reason(info, ["__main__.MyArgs"]) is None
+    assert unsound_reason(info, ["__main__.Other"]).startswith(
+        "suspicious: training_args.bin: unknown global __main__.MyArgs")
+    (folder / "optimizer.pt").write_bytes(b"\x80")  # damage ranks above the unknown global
+    cache_clear()
+    damaged = inspect_checkpoint(folder)
+    assert damaged.status == "corrupt"
+    assert unsound_reason(damaged, ["__main__.MyArgs"]).startswith("corrupt: optimizer.pt: ")
