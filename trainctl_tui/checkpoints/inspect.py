@@ -1821,13 +1821,15 @@ def inspect_fileobj(fp: Any, path: str, size: int, mtime: float = 0.0, *,
 def _apply_findings(info: CheckpointInfo, findings: _Findings) -> None:
     info.unknown_globals = sorted(findings.unknown)
     info.dangerous_globals = sorted(findings.dangerous)
-    # Both outrank corrupt: the file must never be loaded, whatever else is wrong with it.
+    # A global known to run code outranks damage: the file must never be loaded. A merely
+    # unknown one only marks an otherwise sound file (damage says more, and --trust must
+    # never hide it).
     if info.dangerous_globals:
         names = ", ".join(info.dangerous_globals)
         plural = "s" if len(info.dangerous_globals) > 1 else ""
         info.status = "suspicious"
         info.reason = f"dangerous global{plural} {names} (can run code when loaded)"
-    elif info.unknown_globals and info.status == "ok":  # damage says more, and is never trusted
+    elif info.unknown_globals and info.status == "ok":
         names = ", ".join(info.unknown_globals)
         plural = "s" if len(info.unknown_globals) > 1 else ""
         info.status = "suspicious"
