@@ -7,13 +7,14 @@
 - d. a backend's name ("aws", "runpod", "ssh", "slurm") appears in code only inside that
   backend's module(s) and the registry.
 
-Today's violations of a-d are listed in tests/architecture_debt.toml. A violation that is not
-listed fails the test, and so does a listed one that is gone: the list only shrinks. After a
-merge, refresh it with
+Today's violations of a-d are listed in tests/architecture_debt.toml, today's exceptions to the
+target contracts in their ignore_imports. A violation that is not listed fails the test, and
+so does a listed one that is gone: the lists only shrink. After fixing some, or after a merge,
+rewrite both with
 
-    python tests/test_architecture.py --print-debt > tests/architecture_debt.toml
+    python tests/test_architecture.py --refresh
 
-and review the diff: it may only remove lines.
+and review `git diff`: it may only remove lines (``--print-debt`` prints the debt file alone).
 """
 
 from __future__ import annotations
@@ -333,8 +334,8 @@ def render_debt(files: dict[str, str]) -> str:
     cycles, privates = cycle_edges(files), private_imports(files)
     lines = [
         "# Today's violations of the architecture checks in tests/test_architecture.py (issue 14).",
-        "# This list may only shrink. Written by:",
-        "#   python tests/test_architecture.py --print-debt > tests/architecture_debt.toml",
+        "# This list may only shrink. Written by `python tests/test_architecture.py --refresh`",
+        "# (which also rewrites the ignore_imports of the contracts in pyproject.toml).",
         "",
         "# a. import edges on a cycle (imports inside functions count). The cycles:",
     ]
@@ -351,6 +352,61 @@ def render_debt(files: dict[str, str]) -> str:
         detail = ", ".join(f"{w} {n}" for w, n in sorted(counts.items()))
         lines.append(f'"{path}" = [{words}]  # {detail}')
     return "\n".join(lines) + "\n"
+
+
+# --- today's exceptions to the import-linter contracts --------------------------------------
+
+
+def contracts(pyproject_text: str) -> list[dict]:
+    return tomllib.loads(pyproject_text)["tool"]["importlinter"]["contracts"]
+
+
+def contract_exceptions(contract: dict, graph: dict[str, set[str]]) -> set[str]:
+    """The direct imports that break a contract, i.e. what its ignore_imports must list. For
+    the contract types with ignore_imports here: forbidden with allow_indirect_imports, layers
+    (every import from a layer up, or across a "|" layer) and independence (direct imports)."""
+
+    def owner(module: str, candidates) -> str | None:
+        return next((c for c in candidates if module == c or module.startswith(c + ".")), None)
+
+    edges = [(a, b) for a in graph for b in graph[a]]
+    found = set()
+    if contract["type"] == "forbidden":
+        assert contract.get("allow_indirect_imports"), "only direct imports are listed here"
+        found = {(a, b) for a, b in edges if owner(a, contract["source_modules"])
+                 and owner(b, contract["forbidden_modules"])}
+    elif contract["type"] == "layers":
+        layers = [[m.strip() for m in re.split(r"[|:]", layer)] for layer in contract["layers"]]
+        level = {m: n for n, layer in enumerate(layers) for m in layer}
+        independent = {m for layer in contract["layers"] if "|" in layer
+                       for m in re.split(r"[|]", layer.replace(" ", ""))}
+        for a, b in edges:
+            la, lb = owner(a, level), owner(b, level)
+            if la and lb and (level[la] > level[lb] or (
+                    la != lb and level[la] == level[lb] and la in independent)):
+                found.add((a, b))
+    elif contract["type"] == "independence":
+        found = {(a, b) for a, b in edges if owner(a, contract["modules"])
+                 and owner(b, contract["modules"])
+                 and owner(a, contract["modules"]) != owner(b, contract["modules"])}
+    return {f"{a} -> {b}" for a, b in found}
+
+
+def rewrite_ignores(pyproject_text: str, files: dict[str, str] | None = None) -> str:
+    """pyproject.toml with each contract's ignore_imports set to today's exceptions. Only
+    contracts that already have ignore_imports are touched: the others must stay kept."""
+    graph = import_graph(files or read_package())
+    by_id = {c["id"]: c for c in contracts(pyproject_text)}
+    marker = "[[tool.importlinter.contracts]]"
+    head, *blocks = pyproject_text.split(marker)
+    for n, block in enumerate(blocks):
+        contract = by_id[re.search(r'^id = "([^"]+)"', block, re.M).group(1)]
+        if "ignore_imports" in contract:
+            lines = "".join(f'  "{e}",\n' for e in sorted(contract_exceptions(contract, graph)))
+            new = f"ignore_imports = [\n{lines}]\n"
+            blocks[n] = re.sub(r"^ignore_imports = \[.*?\]\n", lambda _, new=new: new, block,
+                               flags=re.M | re.S)
+    return marker.join([head, *blocks])
 
 
 # --- the tests of trainctl_tui -------------------------------------------------------------
@@ -370,9 +426,19 @@ def test_debt_only_shrinks():
     found, listed = current_debt(read_package()), listed_debt()
     problems = [m for key in found for m in ratchet(key, found[key], listed[key])]
     assert not problems, "\n\n".join(problems) + (
-        "\n\nAfter fixing debt, refresh the list with "
-        "`python tests/test_architecture.py --print-debt > tests/architecture_debt.toml`."
+        "\n\nAfter fixing debt, refresh the list: `python tests/test_architecture.py --refresh`."
     )
+
+
+def test_ignore_imports_are_todays_exceptions():
+    """--refresh would write exactly the ignore_imports pyproject.toml has (so it can be
+    trusted after a merge); lint-imports itself fails on a new or on a stale exception."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    graph = import_graph(read_package())
+    for contract in contracts(text):
+        if "ignore_imports" in contract:
+            assert set(contract["ignore_imports"]) == contract_exceptions(contract, graph), (
+                f"{contract['id']}: run `python tests/test_architecture.py --refresh`")
 
 
 def test_our_import_graph_is_grimps():
@@ -466,6 +532,29 @@ def test_backend_words_outside_their_backend():
     }
 
 
+def test_refresh_rewrites_ignore_imports_to_todays_exceptions():
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/ui.py": "",
+        "pkg/app.py": "def f():\n    from . import ui\n",
+        "pkg/core.py": "import pkg.app\n",
+        "pkg/aws.py": "",
+        "pkg/ssh.py": "from .aws import x\n",
+    }
+    pyproject = (
+        "[tool.importlinter]\nroot_package = \"pkg\"\n\n"
+        "[[tool.importlinter.contracts]]\nid = \"layers\"\ntype = \"layers\"\n"
+        "layers = [\"pkg.ui\", \"pkg.app\", \"pkg.core\"]\n"
+        "ignore_imports = [\"pkg.core -> pkg.gone\"]\n\n"
+        "[[tool.importlinter.contracts]]\nid = \"kept\"\ntype = \"independence\"\n"
+        "modules = [\"pkg.aws\", \"pkg.ssh\"]\n"
+    )
+    layers, kept = contracts(rewrite_ignores(pyproject, files))
+    assert layers["ignore_imports"] == ["pkg.app -> pkg.ui", "pkg.core -> pkg.app"]
+    assert "ignore_imports" not in kept  # a contract kept today gets no exceptions
+    assert contract_exceptions(kept, import_graph(files)) == {"pkg.ssh -> pkg.aws"}
+
+
 def test_ratchet_fails_on_new_and_on_fixed_but_listed():
     assert ratchet("x", {"a", "b"}, {"a", "b"}) == []
     new, = ratchet("x", {"a", "b"}, {"a"})
@@ -477,5 +566,12 @@ def test_ratchet_fails_on_new_and_on_fixed_but_listed():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--print-debt"]:
         sys.stdout.write(render_debt(read_package()))
+    elif sys.argv[1:] == ["--refresh"]:
+        DEBT_FILE.write_text(render_debt(read_package()), encoding="utf-8")
+        pyproject = ROOT / "pyproject.toml"
+        pyproject.write_text(rewrite_ignores(pyproject.read_text(encoding="utf-8")),
+                             encoding="utf-8")
+        print(f"rewrote {DEBT_FILE.relative_to(ROOT)} and the ignore_imports of pyproject.toml;"
+              " check with `git diff` that they only lost lines")
     else:
-        sys.exit("usage: python tests/test_architecture.py --print-debt")
+        sys.exit("usage: python tests/test_architecture.py --print-debt | --refresh")
