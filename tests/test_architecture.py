@@ -92,20 +92,20 @@ def known_prefix(name: str, modules: set[str]) -> str | None:
 
 
 def imports(path: str, tree: ast.AST, modules: set[str]):
-    """(line, imported module, names taken from it) for every import of one of our modules,
+    """(imported module, names taken from it) for every import of one of our modules,
     at any depth (inside functions, under TYPE_CHECKING), the way grimp counts them."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if target := known_prefix(alias.name, modules):
-                    yield node.lineno, target, ()
+                    yield target, ()
         elif isinstance(node, ast.ImportFrom):
             base = resolve_from(path, node)
             for alias in node.names:
                 if f"{base}.{alias.name}" in modules:  # from pkg import submodule
-                    yield node.lineno, f"{base}.{alias.name}", ()
+                    yield f"{base}.{alias.name}", ()
                 elif target := known_prefix(base, modules):
-                    yield node.lineno, target, (alias.name,)
+                    yield target, (alias.name,)
 
 
 def import_graph(files: dict[str, str]) -> dict[str, set[str]]:
@@ -113,7 +113,7 @@ def import_graph(files: dict[str, str]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for path, source in files.items():
         me = module_name(path)
-        for _, target, _ in imports(path, ast.parse(source), modules):
+        for target, _ in imports(path, ast.parse(source), modules):
             if target != me:
                 graph[me].add(target)
     return graph
@@ -180,13 +180,31 @@ def is_private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
+def defined_privates(tree: ast.AST) -> set[str]:
+    """The private names a module defines: functions, classes, methods, variables and
+    attributes it assigns (``self._x = ...``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return {n for n in names if is_private(n)}
+
+
 def private_imports(files: dict[str, str]) -> set[str]:
-    """"importer -> module._name" for ``from module import _name`` and for ``m._name`` where
-    ``m`` is one of our modules bound by an import."""
+    """"importer -> module._name" for each private name of one of our modules that another
+    takes: ``from module import _name``, ``module._name`` on an imported module, and
+    ``obj._name`` (obj not self or cls) where only other modules define ``_name``, e.g. a
+    private method called on another module's object (``service._start_runner(...)``)."""
     modules = {module_name(p) for p in files}
+    trees = {module_name(p): ast.parse(source) for p, source in files.items()}
+    defined = {m: defined_privates(tree) for m, tree in trees.items()}
     found = set()
-    for path, source in files.items():
-        me, tree = module_name(path), ast.parse(source)
+    for path in files:
+        me, tree = module_name(path), trees[module_name(path)]
         bound: dict[str, str] = {}  # local dotted name -> our module
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -203,13 +221,18 @@ def private_imports(files: dict[str, str]) -> set[str]:
                 for alias in node.names:
                     if f"{base}.{alias.name}" in modules:
                         bound[alias.asname or alias.name] = f"{base}.{alias.name}"
-        for _, target, names in imports(path, tree, modules):
+        for target, names in imports(path, tree, modules):
             found |= {f"{me} -> {target}.{n}" for n in names if is_private(n) and target != me}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and is_private(node.attr):
-                target = bound.get(dotted(node.value) or "")
-                if target and target != me:
+            if not (isinstance(node, ast.Attribute) and is_private(node.attr)):
+                continue
+            if target := bound.get(dotted(node.value) or ""):
+                if target != me:
                     found.add(f"{me} -> {target}.{node.attr}")
+            elif dotted(node.value) not in ("self", "cls") and node.attr not in defined[me]:
+                owners = sorted(m for m in modules if node.attr in defined[m])
+                if owners:
+                    found.add(f"{me} -> {'|'.join(owners)}.{node.attr}")
     return found
 
 
@@ -486,19 +509,22 @@ def test_private_names_taken_from_another_module():
     files = {
         "pkg/__init__.py": "",
         "pkg/scan.py": "def _temp(): pass\ndef _own(): pass\nx = _own()\n",
-        "pkg/ssh.py": "_backoff = 1\n__all__ = []\n",
+        "pkg/ssh.py": "_backoff = 1\n__all__ = []\nclass S:\n    def _start(self): pass\n",
         "pkg/user.py": (
             "from .scan import _temp, public\n"
             "from . import ssh\n"
             "import pkg.scan as sc\n"
             "from .ssh import __all__\n"
-            "def f(obj):\n"
-            "    return ssh._backoff, sc._other, obj._private\n"
+            "class Mine:\n"
+            "    def _own(self): return self._start, os._exit\n"
+            "def f(obj, service):\n"
+            "    service._start()\n"
+            "    return ssh._backoff, sc._other, obj._private, obj._own\n"
         ),
     }
     assert private_imports(files) == {
         "pkg.user -> pkg.scan._temp", "pkg.user -> pkg.ssh._backoff",
-        "pkg.user -> pkg.scan._other",
+        "pkg.user -> pkg.scan._other", "pkg.user -> pkg.ssh._start",
     }
 
 
