@@ -111,7 +111,7 @@ class CheckpointsScreen(Screen):
         owner = f"{session.name} ({session.id}) · " if session else ""
         bad = sum(1 for row in self.rows if row.status in ("corrupt", "suspicious", "unknown"))
         header = Text.assemble((f"{owner}", "bold"), self.directory,
-                               f"  {len(self.rows)} checkpoints")
+                               f"  {len(self.rows)} checkpoint{'' if len(self.rows) == 1 else 's'}")
         if bad:
             header.append(f" · {bad} unusable", style="bold red")
         if skipped:

@@ -75,7 +75,8 @@ class PruneScreen(ModalScreen[bool]):
         result = await self.app.backend.call("apply_prune", self.plan)
         skipped = f", {len(result.skipped)} skipped (changed since the preview)" \
             if result.skipped else ""
-        self.notify(f"moved {len(result)} checkpoints to the trash{skipped}")
+        plural = "" if len(result) == 1 else "s"
+        self.notify(f"moved {len(result)} checkpoint{plural} to the trash{skipped}")
         self.dismiss(True)
 
     def action_cancel(self) -> None:
