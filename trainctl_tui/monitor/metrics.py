@@ -25,14 +25,19 @@ from collections.abc import Iterable, Sequence
 
 from .parsers import (
     DIGIT_MARKS,
+    KERAS_FRAME,
     MAX_LINE,
     NOTHING,
     MetricsParser,
     ParsedLine,
+    bar_counter,
+    bar_frames,
     canonical_name,
     line_states,
     reduce_line,
+    split_glued,
     strip_ansi,
+    tqdm_position,
 )
 from .series import Series, downsample, first_nonfinite
 
@@ -55,6 +60,7 @@ class MetricSet:
         self._last_step: float | None = None
         self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
+        self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
 
     # -- feeding
 
@@ -87,13 +93,11 @@ class MetricSet:
         count = found = 0
         for raw in lines:
             count += 1
-            if b"\r" in raw:  # a progress bar: only its last state matters
-                tail = raw[raw.rfind(b"\r") + 1 :]
-                if (b"\r\x1b[" in raw or len(tail) > MAX_LINE or not tail.strip()
-                        or b"\x1b" in tail or b"\x08" in tail or b"\x00" in tail):
-                    found += self._feed_new(raw)  # a multi-row redraw or an escaped state
+            if b"\r" in raw:
+                if raw.find(b"\r") < len(raw) - 1:  # a progress bar: each of its frames
+                    found += self._feed_frames(raw)
                     continue
-                raw = tail  # a clean last state: on like any line
+                raw = raw[:-1]  # only a CRLF ending (a terminal's log): on like any line
             # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
             plan = plans.get(raw.translate(marks))
             if plan is None:
@@ -139,9 +143,68 @@ class MetricSet:
         count = found = 0
         for raw in lines:
             count += 1
-            found += self._feed_new(raw)
+            found += self._feed_frames(raw) if b"\r" in raw else self._feed_new(raw)
         self.lines += count
         return found
+
+    def _feed_frames(self, raw: bytes, line_ends: bool = True) -> bool:
+        """A line of `\r` redraws (tqdm, Lightning, rich or Keras bars written to a file).
+
+        Each frame whose bar counter advanced is a record; of consecutive frames showing the
+        same counter the last one is (Lightning draws each batch twice: the new counter with
+        the old postfix, then the new postfix). Keras frames hold running averages: only the
+        line's last one counts. A print glued to a tqdm frame is a record of its own, and
+        that frame's values were only live. A tqdm frame with neither step nor epoch stands
+        at its counter (`9/100` -> x 9). `line_ends=False`: the line goes on in the next
+        call (a bar that redraws for megabytes without a newline is read in pieces)."""
+        hit = False
+        # (counter, record) of the newest frame: a point once the bar moves on
+        pending, self._bar_pending = self._bar_pending, None
+        for frame in bar_frames(raw):
+            bar, glued = split_glued(frame)
+            counter = bar_counter(bar)
+            if pending is not None and counter != pending[0]:
+                hit = self._add_frame(*pending) or hit
+            pending = None
+            if glued:
+                hit = self._feed_new(glued) or hit
+                continue
+            parsed = self.parser.parse_bytes(bar)
+            if parsed is not None:
+                pending = (counter, self._at_tqdm_position(bar, parsed))
+        if not line_ends:
+            self._bar_pending = pending
+        elif pending is not None:
+            hit = self._add_frame(*pending) or hit
+        return hit
+
+    def _add_frame(self, counter: bytes | None, record: tuple) -> bool:
+        """A frame's record. A bar's frame without a step adds only the values it changed:
+        a postfix keeps showing the last val_loss for a whole epoch, and Lightning draws its
+        bar again after validation with the same loss. Other frames (a step's, an HF dict
+        printed over the bar, Keras' last frame) are records like any line."""
+        step, names, values = record
+        if counter is None or counter == KERAS_FRAME or step is not None:
+            return self._add(step, names, values)
+        targets = self._targets.get(names)
+        if targets is None:
+            targets = self._targets[names] = [self._series(name) for name in names]
+        x = self._stepless_x(names, values)
+        added = False
+        for series, value in zip(targets, values, strict=True):
+            if len(series.ys) and series.ys[-1] == value:
+                continue
+            series.append(len(series.ys) if x is None else x, value)
+            added = True
+        self.records += added
+        return added
+
+    @staticmethod
+    def _at_tqdm_position(frame: bytes, parsed: tuple) -> tuple:
+        step, names, values = parsed
+        if step is None and "epoch" not in names:
+            step = tqdm_position(frame)
+        return step, names, values
 
     def _feed_new(self, raw: bytes) -> bool:
         if len(raw) > MAX_LINE or b"\r" in raw or b"\x1b" in raw or b"\x08" in raw:
@@ -220,7 +283,7 @@ class MetricSet:
         try:
             parsed = None
             for state in reduce_line(line.encode("utf-8", "surrogateescape")):
-                parsed = parser.parse_bytes(state) or parsed
+                parsed = parser.parse_bytes(state, live=True) or parsed
         finally:
             parser._epoch = epoch
         if parsed is None:
@@ -277,7 +340,7 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
                 break
             end = block.rfind(b"\n")
             if end < 0:
-                pending = _cap(pending + block)
+                pending = _feed_long_line(metrics, pending + block)
                 continue
             data = pending + block[: end + 1] if pending else block[: end + 1]
             pending = block[end + 1 :]
@@ -289,7 +352,13 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
     return metrics
 
 
-def _cap(pending: bytes) -> bytes:
-    # A line with no newline for megabytes is a progress bar redrawing with \r: only its
-    # end matters, and keeping all of it would let one line eat memory.
-    return pending[-MAX_LINE:] if len(pending) > 2 * MAX_LINE else pending
+def _feed_long_line(metrics: MetricSet, pending: bytes) -> bytes:
+    """A line with no newline for megabytes is a progress bar redrawing with \r: its
+    complete frames are read now, so one line cannot eat memory; the rest is returned."""
+    if len(pending) <= 2 * MAX_LINE:
+        return pending
+    cut = pending.rfind(b"\r")
+    if cut <= 0:
+        return pending[-MAX_LINE:]  # no frame ends here: keep the end, as a terminal would
+    metrics._feed_frames(pending[:cut], line_ends=False)
+    return pending[cut:]

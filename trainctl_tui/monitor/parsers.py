@@ -104,13 +104,67 @@ def _last_state_bytes(line: bytes) -> bytes:
         end = start - 1
 
 
+# --------------------------------------------------------------------------- bar frames
+#
+# A progress bar written to a file redraws with `\r` inside one long line: every frame of it
+# is there, not only the last. These helpers cut such a line into its frames and read the
+# bar's counter, so `MetricSet` can keep a point for each frame whose counter advanced.
+
+# A tqdm frame ends with its `12/24 [00:01<00:02, 9.1it/s, loss=0.5]` (elapsed time first,
+# unlike Keras' `12/32 [===>...]`); text after it is a print glued to the frame.
+_TQDM_COUNTER = re.compile(rb"(?<![\w./:\-])(\d+)/(?:\d+|\?) \[\d[^\]]*\]")
+_COUNTER = re.compile(rb"(?<![\w./:\-])\d+/ *(?:\d+|\?)(?![\w/.:\-])")
+KERAS_FRAME = b"keras"  # the counter of every Keras frame: only a line's last one counts
+
+
+def bar_frames(line: bytes) -> list[bytes]:
+    """The frames of a line redrawn with `\r`, in order, cleaned of escapes; blank ones
+    (a bar erased before a print) dropped."""
+    frames = []
+    for segment in line.split(b"\r"):
+        if b"\x1b" in segment or b"\x08" in segment or b"\x00" in segment:
+            segment = _ANSI_B.sub(b"", segment)
+        if segment.strip():
+            frames.append(segment[-MAX_LINE:])
+    return frames
+
+
+def split_glued(frame: bytes) -> tuple[bytes, bytes]:
+    """(the tqdm frame, the print glued after it), or (frame, b"") when nothing is glued."""
+    if b"]" not in frame or frame.rstrip().endswith(b"]"):
+        return frame, b""
+    match = None
+    for match in _TQDM_COUNTER.finditer(frame):  # noqa: B007 - the last one
+        pass
+    if match is None or not frame[match.end():].strip():
+        return frame, b""
+    return frame[: match.end()], frame[match.end():]
+
+
+def bar_counter(frame: bytes) -> bytes | None:
+    """What says how far a bar is (`12/24`), or None for a frame that is no bar. All Keras
+    frames share one counter: their values are running averages, only the last one counts."""
+    if b"/step" in frame or b"ETA: " in frame:
+        return KERAS_FRAME
+    found = None
+    for found in _COUNTER.finditer(frame):  # noqa: B007 - the last one
+        pass
+    return found.group() if found is not None else None
+
+
+def tqdm_position(frame: bytes) -> float | None:
+    """n of a tqdm frame's `n/total [`: how many iterations the bar has counted."""
+    match = _TQDM_COUNTER.search(frame)
+    return float(match.group(1)) if match is not None else None
+
+
 # --------------------------------------------------------------------------- names
 
 STEP, EPOCH, IGNORED, KNOWN, OTHER = range(5)
 
 STEP_KEYS = ("step", "global_step", "iter", "iteration", "it", "trainer/global_step")
 IGNORED_KEYS = ("v_num", "rank", "local_rank", "world_size", "pid", "seed", "port", "line",
-                "version")
+                "version", "eta")
 
 _TRAIN_PREFIXES = ("", "train_", "train/", "training_", "training/")
 _VAL_PREFIXES = ("val_", "val/", "eval_", "eval/", "valid_", "valid/", "validation_",
@@ -216,6 +270,9 @@ _NOISE = re.compile(
 _OBJECT_REPR = re.compile(r"\b[A-Z]\w*\(\w+=")
 _EPOCH_ONLY = re.compile(r"\s*Epoch\s+(\d+)\s*/\s*\d+\s*$", re.IGNORECASE)
 _KERAS = re.compile(r"\s*\d+/\d+\s.*?\d\s*[mun\u00b5]?s/step\s")
+# Keras 2's bar before the end of its epoch (`12/32 [====>....] - ETA: 1s - loss: 0.69`):
+# running averages, live values only; the finalised bar (`... 17ms/step - loss`) is the record.
+_KERAS_RUNNING = re.compile(r"\s*\d+/\d+ \[[=>.]*\] - ETA: ")
 _TORCHTUNE = re.compile(rf"\s*(\d+)\|(\d+)\|Loss:\s*({_NUM})")
 _SUMMARY_KEY = "train_runtime"  # HF's end-of-training dict: its train_loss is a run average
 _TIMER_HEADER = "time (ms)"  # DeepSpeed wall-clock breakdown: `step: 2.41` is a duration
@@ -280,10 +337,10 @@ _MAX_PLANS = 8192
 
 class Plan:
     __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
-                 "progress_of")
+                 "progress_of", "live_only")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
-                 progress_at=()):
+                 progress_at=(), live_only=False):
         self.names: tuple[str, ...] = names
         self.has_step = step_at is not None
         # An epoch bar's `12/24`: its two numbers come last and move the epoch value along.
@@ -296,6 +353,7 @@ class Plan:
             itemgetter(*slices) if slices else None)
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
+        self.live_only = live_only  # Keras 2's running averages: shown live, never a point
 
 
 NOTHING = Plan()  # lines of this template give no metrics
@@ -305,7 +363,7 @@ class _Found:
     """What the full parse of one line found, with where each number sits in the line."""
 
     __slots__ = ("step", "step_span", "names", "values", "spans", "keras", "epoch_span",
-                 "cacheable", "progress_spans")
+                 "cacheable", "progress_spans", "live_only")
 
     def __init__(self) -> None:
         self.step: float | None = None
@@ -317,6 +375,7 @@ class _Found:
         self.epoch_span: tuple[int, int] | None = None
         self.cacheable = True
         self.progress_spans: tuple = ()  # (done, total) spans of an epoch bar's `12/24`
+        self.live_only = False
 
     def add(self, name: str, value: float, span: tuple[int, int]) -> None:
         self.names.append(name)
@@ -345,8 +404,10 @@ class MetricsParser:
         step, names, values = parsed
         return ParsedLine(step, dict(zip(names, values, strict=True)))
 
-    def parse_bytes(self, line: bytes) -> tuple[float | None, tuple[str, ...], list] | None:
-        """(step, names, values) of one reduced line (see `reduce_line`), or None."""
+    def parse_bytes(self, line: bytes, live: bool = False
+                    ) -> tuple[float | None, tuple[str, ...], list] | None:
+        """(step, names, values) of one reduced line (see `reduce_line`), or None. With
+        `live`, also the values a bar shows only while it runs (Keras 2's running averages)."""
         if self.patterns:
             found = self._parse_custom(line.decode("utf-8", "replace"))
             if found is not None:
@@ -354,25 +415,27 @@ class MetricsParser:
         template = line.translate(DIGIT_MARKS)
         if template == line:  # no digit: only a bare `loss: nan` can still be a metric
             if b"nan" in line or b"NaN" in line or b"inf" in line or b"Inf" in line:
-                return self._finish(self._parse_full(line.decode("utf-8", "replace")))
+                return self._finish(self._parse_full(line.decode("utf-8", "replace")), live)
             return None
         plan = self.plans.get(template)
         if plan is not None:
             if plan is NOTHING:
                 return None
             try:
-                return self.apply(plan, line)
+                return self.apply(plan, line, live)
             except ValueError:
                 pass  # a slice of this line is no number: parse it in full
         text = line.decode("utf-8", "replace")
         found = self._parse_full(text)
         if plan is None:
             self._remember_plan(template, line, text, found)
-        return self._finish(found)
+        return self._finish(found, live)
 
-    def apply(self, plan: Plan, line: bytes):
+    def apply(self, plan: Plan, line: bytes, live: bool = False):
         """The metrics of a line whose template has `plan`. Raises ValueError when a slice
         is no number."""
+        if plan.live_only and not live:
+            return None
         if plan.epoch_context_at is not None:
             start, stop = plan.epoch_context_at
             self._epoch = float(line[start:stop])
@@ -400,8 +463,8 @@ class MetricsParser:
                 values.append(step)
         return step, names, values
 
-    def _finish(self, found: _Found | None):
-        if found is None:
+    def _finish(self, found: _Found | None, live: bool = False):
+        if found is None or (found.live_only and not live):
             return None
         if found.epoch_span is not None:
             self._epoch = found.step
@@ -435,6 +498,7 @@ class MetricsParser:
             keras=found.keras,
             epoch_context_at=to_bytes(found.epoch_span) if found.epoch_span else None,
             progress_at=tuple(to_bytes(span) for span in found.progress_spans),
+            live_only=found.live_only,
         )
 
     # -- the full parse
@@ -480,7 +544,7 @@ class MetricsParser:
                 return found
         if "(" in text and _OBJECT_REPR.search(text):
             return None  # Namespace(lr=0.1, ...), TrainingArguments(...): settings
-        if "...." in text:
+        if "...." in text and not _KERAS_RUNNING.match(text):  # not Keras' `[==>.....]`
             return None  # `name ........ value` tables of settings (DeepSpeed, Megatron)
         return self._parse_pairs(text)
 
@@ -530,7 +594,8 @@ class MetricsParser:
         names = found.names
         if not names or (not known and symbolic < 2) or names == ["epoch"]:
             return None
-        found.keras = _KERAS.match(text) is not None
+        found.live_only = "ETA" in text and _KERAS_RUNNING.match(text) is not None
+        found.keras = found.live_only or _KERAS.match(text) is not None
         if "epoch" in names and found.step is None and not found.keras:
             _place_in_epoch(found, text)
         return found

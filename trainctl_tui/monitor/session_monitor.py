@@ -39,7 +39,7 @@ class SessionMonitor:
         self.log_path = Path(log_path)
         self.patterns = tuple(patterns)
         self.view = LogFollower(self.log_path, start="tail", initial_lines=initial_lines)
-        self.history = LogFollower(self.log_path, start="beginning")
+        self.history = LogFollower(self.log_path, start="beginning", raw_lines=True)
         self.metrics = MetricSet(self.patterns)
         self.live: Live | None = None  # the metrics of a progress bar still redrawing
 
