@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("path", help="a training log (need not be from trainctl)")
 
     metrics = commands.add_parser("metrics", help="the metric series found in a session's log")
-    metrics.add_argument("target", help="session id/name, or a log file")
+    metrics.add_argument("target", help="session id/name, a log file, or "
+                         "ssh://[user@]host[:port]/path/to/train.log")
     metrics.add_argument("--json", action="store_true", help="every point, as JSON")
 
     checkpoints = commands.add_parser(
@@ -448,24 +449,57 @@ def watch_remote(url: str) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from pathlib import Path
-
     from .monitor.metrics import extract_file
     from .snapshot import render_metrics
 
     service = _service()
-    path = Path(args.target).expanduser()
-    if not path.is_file():
-        session = _run(service.get(args.target))
-        path = service.log_path(session)
+    path, label = metrics_source(service, args.target)
     metrics = extract_file(path, service.config.metrics.patterns)
     if args.json:
         import json
 
-        print(json.dumps({"version": 1, "log": str(path), **metrics.to_json(all_points=True)}))
+        print(json.dumps({"version": 1, "log": label, **metrics.to_json(all_points=True)}))
     else:
-        render_metrics(metrics, str(path), sys.stdout)
+        render_metrics(metrics, label, sys.stdout)
     return 0
+
+
+def metrics_source(service, target: str):
+    """(local file, name to show) of what `trainctl metrics` reads: every source
+    `trainctl watch` takes, with its errors (a log file, ssh://[user@]host[:port]/path), or
+    a session id/name."""
+    from pathlib import Path
+
+    from .errors import SessionNotFound
+
+    if target.startswith("ssh://"):
+        from .providers.ssh import mirror_for_url
+
+        mirror = mirror_for_url(target, service.config.ssh.hosts)
+        _run(mirror_whole_log(mirror))
+        return mirror.local, target
+    path = Path(target).expanduser()
+    if path.is_file():
+        return path, str(path)
+    if path.is_dir():
+        raise TrainctlError(f"{path} is a directory; give the log file inside it")
+    try:
+        session = _run(service.get(target))
+    except SessionNotFound:
+        if "/" in target or target.startswith((".", "~")) or path.suffix:
+            raise TrainctlError(f"no such log file: {path}") from None  # as `watch` says
+        raise
+    log = service.log_path(session)
+    return log, str(log)
+
+
+async def mirror_whole_log(mirror) -> None:
+    """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
+    a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
+    from .providers.ssh import LOG_CHUNK
+
+    while await mirror.sync() >= LOG_CHUNK:
+        pass
 
 
 def cmd_checkpoints(args) -> int:
