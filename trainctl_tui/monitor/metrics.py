@@ -25,19 +25,16 @@ from collections.abc import Iterable, Sequence
 
 from .parsers import (
     DIGIT_MARKS,
-    KERAS_FRAME,
     MAX_LINE,
     NOTHING,
     MetricsParser,
     ParsedLine,
-    bar_counter,
-    bar_frames,
     canonical_name,
+    frame_shape,
     line_states,
     reduce_line,
-    split_glued,
     strip_ansi,
-    tqdm_position,
+    strip_escapes,
 )
 from .series import Series, downsample, first_nonfinite
 
@@ -61,6 +58,7 @@ class MetricSet:
         self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
+        self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
 
     # -- feeding
 
@@ -150,33 +148,68 @@ class MetricSet:
     def _feed_frames(self, raw: bytes, line_ends: bool = True) -> bool:
         """A line of `\r` redraws (tqdm, Lightning, rich or Keras bars written to a file).
 
-        Each frame whose bar counter advanced is a record; of consecutive frames showing the
-        same counter the last one is (Lightning draws each batch twice: the new counter with
+        Each frame whose bar counter advanced is a record: of frames with records showing the
+        same counter, the last one is (Lightning draws each batch twice: the new counter with
         the old postfix, then the new postfix). Keras frames hold running averages: only the
         line's last one counts. A print glued to a tqdm frame is a record of its own, and
         that frame's values were only live. A tqdm frame with neither step nor epoch stands
         at its counter (`9/100` -> x 9). `line_ends=False`: the line goes on in the next
-        call (a bar that redraws for megabytes without a newline is read in pieces)."""
+        call (a bar that redraws for megabytes without a newline is read in pieces).
+
+        Frames of one template share their shape (where the counter is, whether a print is
+        glued), found once, so a frame costs what a line costs: a translate, two lookups."""
+        body = raw.rstrip(b"\r ")
+        last = body[body.rfind(b"\r") + 1 :]
+        if line_ends and (b"/step" in last or b"ETA: " in last):
+            return self._feed_new(raw)  # a Keras bar: only its last frame counts, as before
         hit = False
         # (counter, record) of the newest frame: a point once the bar moves on
         pending, self._bar_pending = self._bar_pending, None
-        for frame in bar_frames(raw):
-            bar, glued = split_glued(frame)
-            counter = bar_counter(bar)
+        plans, shapes, marks = self.parser.plans, self._frame_shapes, DIGIT_MARKS
+        for frame in raw.split(b"\r"):
+            if b"\x1b" in frame or b"\x08" in frame or b"\x00" in frame:
+                frame = strip_escapes(frame)
+            template = frame.translate(marks)
+            plan = plans.get(template)
+            if plan is NOTHING or not frame.strip():
+                continue
+            shape = shapes.get(template)
+            if shape is None:
+                shape = self._frame_shape(template, frame)
+            counter_at, glued_at, position_at = shape
+            if glued_at is not None:  # the print is the record; the frame was only live
+                if pending is not None and frame[counter_at[0]:counter_at[1]] != pending[0]:
+                    hit = self._add_frame(*pending) or hit
+                pending = None
+                hit = self._feed_new(frame[glued_at:]) or hit
+                continue
+            record = None
+            if plan is not None:
+                try:
+                    record = self.parser.apply(plan, frame)
+                except ValueError:
+                    plan = None
+            if plan is None:
+                record = self.parser.parse_bytes(frame)
+            if record is None:
+                continue
+            counter = frame[counter_at[0]:counter_at[1]] if counter_at else None
             if pending is not None and counter != pending[0]:
                 hit = self._add_frame(*pending) or hit
-            pending = None
-            if glued:
-                hit = self._feed_new(glued) or hit
-                continue
-            parsed = self.parser.parse_bytes(bar)
-            if parsed is not None:
-                pending = (counter, self._at_tqdm_position(bar, parsed))
+            if position_at is not None and record[0] is None and "epoch" not in record[1]:
+                record = (float(frame[position_at[0]:position_at[1]]), *record[1:])
+            pending = (counter, record)
         if not line_ends:
             self._bar_pending = pending
         elif pending is not None:
             hit = self._add_frame(*pending) or hit
         return hit
+
+    def _frame_shape(self, template: bytes, frame: bytes) -> tuple:
+        if len(self._frame_shapes) >= 8192:
+            self._frame_shapes.clear()  # endless one-off shapes: start over, stay bounded
+        shape = self._frame_shapes[template] = frame_shape(frame)
+        return shape
 
     def _add_frame(self, counter: bytes | None, record: tuple) -> bool:
         """A frame's record. A bar's frame without a step adds only the values it changed:
@@ -184,7 +217,7 @@ class MetricSet:
         bar again after validation with the same loss. Other frames (a step's, an HF dict
         printed over the bar, Keras' last frame) are records like any line."""
         step, names, values = record
-        if counter is None or counter == KERAS_FRAME or step is not None:
+        if counter is None or step is not None:
             return self._add(step, names, values)
         targets = self._targets.get(names)
         if targets is None:
@@ -192,19 +225,16 @@ class MetricSet:
         x = self._stepless_x(names, values)
         added = False
         for series, value in zip(targets, values, strict=True):
-            if len(series.ys) and series.ys[-1] == value:
+            ys = series.ys
+            if ys and ys[-1] == value:
                 continue
-            series.append(len(series.ys) if x is None else x, value)
+            series.xs.append(len(ys) if x is None else x)
+            ys.append(value)
+            if value - value:  # nan or inf
+                series.note_nonfinite()
             added = True
         self.records += added
         return added
-
-    @staticmethod
-    def _at_tqdm_position(frame: bytes, parsed: tuple) -> tuple:
-        step, names, values = parsed
-        if step is None and "epoch" not in names:
-            step = tqdm_position(frame)
-        return step, names, values
 
     def _feed_new(self, raw: bytes) -> bool:
         if len(raw) > MAX_LINE or b"\r" in raw or b"\x1b" in raw or b"\x08" in raw:

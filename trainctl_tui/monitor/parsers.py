@@ -107,55 +107,37 @@ def _last_state_bytes(line: bytes) -> bytes:
 # --------------------------------------------------------------------------- bar frames
 #
 # A progress bar written to a file redraws with `\r` inside one long line: every frame of it
-# is there, not only the last. These helpers cut such a line into its frames and read the
-# bar's counter, so `MetricSet` can keep a point for each frame whose counter advanced.
+# is there, not only the last. `frame_shape` says where a frame's counter is, so `MetricSet`
+# can keep a point for each frame whose counter advanced.
 
 # A tqdm frame ends with its `12/24 [00:01<00:02, 9.1it/s, loss=0.5]` (elapsed time first,
 # unlike Keras' `12/32 [===>...]`); text after it is a print glued to the frame.
 _TQDM_COUNTER = re.compile(rb"(?<![\w./:\-])(\d+)/(?:\d+|\?) \[\d[^\]]*\]")
 _COUNTER = re.compile(rb"(?<![\w./:\-])\d+/ *(?:\d+|\?)(?![\w/.:\-])")
-KERAS_FRAME = b"keras"  # the counter of every Keras frame: only a line's last one counts
 
 
-def bar_frames(line: bytes) -> list[bytes]:
-    """The frames of a line redrawn with `\r`, in order, cleaned of escapes; blank ones
-    (a bar erased before a print) dropped."""
-    frames = []
-    for segment in line.split(b"\r"):
-        if b"\x1b" in segment or b"\x08" in segment or b"\x00" in segment:
-            segment = _ANSI_B.sub(b"", segment)
-        if segment.strip():
-            frames.append(segment[-MAX_LINE:])
-    return frames
+def strip_escapes(frame: bytes) -> bytes:
+    """`frame` without ANSI escapes, backspaces and NULs."""
+    return _ANSI_B.sub(b"", frame)
 
 
-def split_glued(frame: bytes) -> tuple[bytes, bytes]:
-    """(the tqdm frame, the print glued after it), or (frame, b"") when nothing is glued."""
-    if b"]" not in frame or frame.rstrip().endswith(b"]"):
-        return frame, b""
-    match = None
-    for match in _TQDM_COUNTER.finditer(frame):  # noqa: B007 - the last one
+def frame_shape(frame: bytes) -> tuple:
+    """(counter span, glued print offset, tqdm position span) of one cleaned bar frame; the
+    same for every frame of its template (digits at the same places).
+
+    The counter is the bar's last `12/24` (rich's `Epoch 1/3 ━━ 12/24`), None in a frame
+    that is no bar. A print glued after a tqdm frame's `]` starts at the offset given. The
+    tqdm position is the `12` of `12/24 [`: the x of a frame with neither step nor epoch."""
+    counter = None
+    for counter in _COUNTER.finditer(frame):  # noqa: B007 - the last one
         pass
-    if match is None or not frame[match.end():].strip():
-        return frame, b""
-    return frame[: match.end()], frame[match.end():]
-
-
-def bar_counter(frame: bytes) -> bytes | None:
-    """What says how far a bar is (`12/24`), or None for a frame that is no bar. All Keras
-    frames share one counter: their values are running averages, only the last one counts."""
-    if b"/step" in frame or b"ETA: " in frame:
-        return KERAS_FRAME
-    found = None
-    for found in _COUNTER.finditer(frame):  # noqa: B007 - the last one
+    tqdm = None
+    for tqdm in _TQDM_COUNTER.finditer(frame):  # noqa: B007 - the last one
         pass
-    return found.group() if found is not None else None
-
-
-def tqdm_position(frame: bytes) -> float | None:
-    """n of a tqdm frame's `n/total [`: how many iterations the bar has counted."""
-    match = _TQDM_COUNTER.search(frame)
-    return float(match.group(1)) if match is not None else None
+    glued = None
+    if tqdm is not None and frame[tqdm.end():].strip():
+        glued = tqdm.end()
+    return (counter.span() if counter else None, glued, tqdm.span(1) if tqdm else None)
 
 
 # --------------------------------------------------------------------------- names
