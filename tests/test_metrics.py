@@ -532,7 +532,7 @@ def test_series_are_compact_arrays():
 
 
 def test_monitor_imports_no_ui_library_and_no_numpy():
-    code = ("import sys, trainctl_tui.monitor.metrics as m; m.extract_file; "
+    code = ("import sys, trainctl_tui.monitor.metrics as m, trainctl_tui.monitor.index; "
             "print(sorted(k for k in ('textual', 'rich', 'numpy') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)

@@ -93,3 +93,56 @@ def test_a_bad_ssh_source_fails_as_watch_fails(ssh_env, url):
     assert metrics.stderr == watch.stderr and metrics.stderr.count("\n") == 1
     if url == "ssh://box/nope/train.log":
         assert metrics.stderr.strip() == "ssh box: no such file /nope/train.log"
+
+
+def run_with_stderr_in_a_terminal(code: str, *args: str) -> tuple[int, str, bytes]:
+    """(exit code, stdout (a file: no terminal), what a terminal on stderr received)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import tempfile
+
+    leader, follower = pty.openpty()
+    stdout = tempfile.TemporaryFile()  # a file, not a pipe nobody reads while we read stderr
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=stdout,
+                            stderr=follower, env={**os.environ, "TERM": "xterm"})
+    os.close(follower)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    code = proc.wait()
+    os.close(leader)
+    stdout.seek(0)
+    return code, stdout.read().decode(), received
+
+
+SLOW_PARSE = ("import sys, time; import trainctl_tui.cli as cli; "
+              "from trainctl_tui.monitor import index; load = index.load_metrics\n"
+              "def slow(*a, progress=None, **k):\n"
+              "    return load(*a, progress=lambda d, t: (time.sleep(0.5), progress(d, t)), **k)\n"
+              "index.load_metrics = slow; cli.ParseProgress.DELAY = {delay}\n"
+              "sys.exit(cli.main(sys.argv[1:]))")
+
+
+def test_a_long_parse_shows_a_progress_bar_on_stderr_when_stdout_is_no_terminal(trainctl_home,
+                                                                            tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 200_001)))
+    assert log.stat().st_size > 4 << 20  # several blocks, so the bar moves
+
+    code, out, terminal = run_with_stderr_in_a_terminal(SLOW_PARSE.format(delay=0.2),
+                                                        "metrics", str(log), "--json")
+    assert code == 0 and len(json.loads(out)["series"]["loss"]["x"]) == 200_000
+    assert b"parsing the log" in terminal  # drawn, then erased (transient)
+
+    (log.parent / "train.log.again").write_bytes(log.read_bytes())
+    code, out, terminal = run_with_stderr_in_a_terminal(SLOW_PARSE.format(delay=60),
+                                                        "metrics", str(log) + ".again")
+    assert code == 0 and b"parsing the log" not in terminal  # quicker than the delay

@@ -449,12 +449,16 @@ def watch_remote(url: str) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from .monitor.metrics import extract_file
+    from .monitor.index import load_metrics
     from .snapshot import render_metrics
 
     service = _service()
     path, label = metrics_source(service, args.target)
-    metrics = extract_file(path, service.config.metrics.patterns)
+    progress = ParseProgress(show=not sys.stdout.isatty())
+    try:
+        metrics = load_metrics(path, service.config.metrics.patterns, progress=progress)
+    finally:
+        progress.stop()
     if args.json:
         import json
 
@@ -462,6 +466,38 @@ def cmd_metrics(args) -> int:
     else:
         render_metrics(metrics, label, sys.stdout)
     return 0
+
+
+class ParseProgress:
+    """A bar on stderr for a parse that takes more than a second (a big log's first open),
+    when stdout goes to a file or a pipe; nothing for a quick one."""
+
+    DELAY = 1.0
+
+    def __init__(self, show: bool) -> None:
+        import time
+
+        self.show, self.started, self.bar, self.task = show, time.monotonic(), None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if not self.show or time.monotonic() - self.started < self.DELAY:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("parsing the log", BarColumn(), DownloadColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("parse", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def metrics_source(service, target: str):

@@ -361,25 +361,38 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
     """Every metric of a log file, read in `chunk`-byte blocks (memory stays flat for any
     size). Invalid UTF-8 is replaced; a line longer than 64 KiB keeps its last 64 KiB."""
     metrics = MetricSet(patterns)
+    with open(path, "rb") as handle:
+        extract_range(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
+    return metrics
+
+
+def extract_range(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,
+                  progress=None) -> None:
+    """Feed the bytes [start, end) of an open log to `metrics`; a last line without its
+    newline is fed too (call with `end` just past a newline to stop at a line's end).
+    `progress(done_bytes)` is called after each block."""
     feed = metrics.feed_bytes
     pending = b""
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            end = block.rfind(b"\n")
-            if end < 0:
-                pending = _feed_long_line(metrics, pending + block)
-                continue
-            data = pending + block[: end + 1] if pending else block[: end + 1]
-            pending = block[end + 1 :]
-            lines = data.split(b"\n")
-            lines.pop()
-            feed(lines)
+    handle.seek(start)
+    left = end - start
+    while left > 0:
+        block = handle.read(min(chunk, left))
+        if not block:
+            break
+        left -= len(block)
+        if progress is not None:
+            progress(end - start - left)
+        newline = block.rfind(b"\n")
+        if newline < 0:
+            pending = _feed_long_line(metrics, pending + block)
+            continue
+        data = pending + block[: newline + 1] if pending else block[: newline + 1]
+        pending = block[newline + 1 :]
+        lines = data.split(b"\n")
+        lines.pop()
+        feed(lines)
     if pending:
         feed([pending])
-    return metrics
 
 
 def _feed_long_line(metrics: MetricSet, pending: bytes) -> bytes:

@@ -1,0 +1,191 @@
+"""The metrics index: a reopened log parses only what was appended, and any doubt about the
+index (log truncated, rotated or rewritten, another parser or pattern, a damaged file) means
+a parse from the start — the result always equals `extract_file` on the whole log."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from test_metrics_golden import adversarial_log, mixed_logs
+
+from trainctl_tui.monitor import index as index_module
+from trainctl_tui.monitor.index import (
+    INDEX_NAME,
+    MAGIC,
+    cache_dir,
+    index_path,
+    load_metrics,
+    prune_cache,
+)
+from trainctl_tui.monitor.metrics import extract_file
+
+LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
+
+
+def as_json(metrics) -> str:
+    return json.dumps(metrics.to_json(all_points=True), sort_keys=True)
+
+
+def parsed_bytes(log: Path, index: Path, patterns=()) -> tuple[object, int]:
+    """(metrics, bytes the call parsed)."""
+    seen = [0]
+
+    def progress(done, total):
+        seen[0] = max(seen[0], done)
+
+    return load_metrics(log, patterns, index=index, progress=progress), seen[0]
+
+
+def sample_logs() -> dict[str, bytes]:
+    logs = {p.stem: p.read_bytes() for p in sorted(LOGS.glob("*.log"))}
+    logs["adversarial"] = adversarial_log(11, lines=3000)
+    logs["mixed"] = mixed_logs()["mixed_seed7"]
+    return logs
+
+
+@pytest.mark.parametrize("name", sorted(sample_logs()))
+def test_a_log_grown_in_pieces_gives_what_a_whole_parse_gives(name, tmp_path):
+    data = sample_logs()[name]
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    rng = random.Random(name)
+    cuts = sorted(rng.sample(range(1, len(data)), 4)) + [len(data)]  # mid-line cuts too
+    for cut in cuts:
+        log.write_bytes(data[:cut])
+        got, _ = parsed_bytes(log, index)
+        assert as_json(got) == as_json(extract_file(log)), cut
+    assert index.read_bytes().startswith(MAGIC)
+
+
+def test_a_reopen_parses_only_the_bytes_appended_since(tmp_path):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 5001)))
+    first, parsed = parsed_bytes(log, index)
+    assert parsed == log.stat().st_size and len(first.series["loss"]) == 5000
+    again, parsed = parsed_bytes(log, index)
+    assert parsed == 0 and as_json(again) == as_json(first)
+    added = "".join(f"step {i} loss {1 / i:.5f}\n" for i in range(5001, 5101))
+    with open(log, "a") as out:
+        out.write(added + "step 5101 loss 0.0")  # an unfinished last line: parsed, not kept
+    grown, parsed = parsed_bytes(log, index)
+    assert parsed == len(added) + len("step 5101 loss 0.0")
+    assert grown.series["loss"].xs[-1] == 5101 and as_json(grown) == as_json(extract_file(log))
+
+
+def change_truncate(log: Path) -> None:
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) // 2])
+
+
+def change_rewrite_in_place(log: Path) -> None:
+    data = bytearray(log.read_bytes())
+    at = len(data) - 100  # just before the offset the index reached: same size, new bytes
+    data[at:at + 5] = b"99999"
+    log.write_bytes(bytes(data) + b"step 9999 loss 0.5\n")
+
+
+def change_rotate(log: Path) -> None:
+    data = log.read_bytes()
+    log.rename(log.with_name("train.log.1"))
+    log.write_bytes(data[:2000] + b"step 1 loss 7.0\n" * 3000)  # same head, other run
+
+
+def change_truncate_and_regrow(log: Path) -> None:
+    data = log.read_bytes()
+    log.write_bytes(data[:3000] + b"step 77 loss 0.25\n" * (len(data) // 18))
+
+
+@pytest.mark.parametrize("change", [change_truncate, change_rewrite_in_place, change_rotate,
+                                    change_truncate_and_regrow])
+def test_a_changed_log_is_parsed_again_from_its_start(change, tmp_path):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 3001)))
+    load_metrics(log, index=index)
+    change(log)
+    got, parsed = parsed_bytes(log, index)
+    assert parsed == log.stat().st_size  # from the start
+    assert as_json(got) == as_json(extract_file(log))
+
+
+def damage_flip_a_point(index: Path) -> None:
+    data = bytearray(index.read_bytes())
+    data[-3] ^= 0xFF
+    index.write_bytes(bytes(data))
+
+
+def damage_cut(index: Path) -> None:
+    index.write_bytes(index.read_bytes()[:-40])
+
+
+def damage_garbage(index: Path) -> None:
+    index.write_bytes(os.urandom(500))
+
+
+def damage_header(index: Path) -> None:
+    data = index.read_bytes()
+    index.write_bytes(data.replace(b'"offset": ', b'"offset": 1', 1))
+
+
+def damage_empty(index: Path) -> None:
+    index.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [damage_flip_a_point, damage_cut, damage_garbage,
+                                    damage_header, damage_empty])
+def test_a_damaged_index_is_rebuilt_and_no_wrong_point_is_shown(damage, tmp_path):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 3001)))
+    load_metrics(log, index=index)
+    damage(index)
+    got, parsed = parsed_bytes(log, index)
+    assert parsed == log.stat().st_size and as_json(got) == as_json(extract_file(log))
+    assert parsed_bytes(log, index)[1] == 0  # rebuilt: the next open uses it again
+
+
+def test_other_patterns_or_another_parser_do_not_use_the_index(tmp_path, monkeypatch):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"iter {i} score={i / 7:.3f}\n" for i in range(1, 2001)))
+    plain = load_metrics(log, index=index)
+    assert "score" not in plain.series
+    patterns = (r"score=(?P<score>[\d.]+)",)
+    custom, parsed = parsed_bytes(log, index, patterns)
+    assert parsed == log.stat().st_size and len(custom.series["score"]) == 2000
+    monkeypatch.setattr(index_module, "VERSION", index_module.VERSION + 1)  # a new parser
+    again, parsed = parsed_bytes(log, index, patterns)
+    assert parsed == log.stat().st_size and as_json(again) == as_json(custom)
+
+
+def test_an_index_beside_a_session_else_in_the_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    session = tmp_path / "sessions" / "abc123"
+    session.mkdir(parents=True)
+    (session / "spec.json").write_text("{}")
+    assert index_path(session / "train.log") == session / INDEX_NAME
+    other = index_path(tmp_path / "elsewhere" / "train.log")
+    assert other.parent == cache_dir() == tmp_path / "home" / "cache" / "metrics"
+    assert other != index_path(tmp_path / "elsewhere2" / "train.log")
+
+
+def test_the_index_is_bounded_and_the_cache_dir_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 3001)))
+    load_metrics(log)
+    written = index_path(log)
+    assert written.exists() and not list(written.parent.glob("*.tmp"))
+    monkeypatch.setattr(index_module, "MAX_INDEX_BYTES", 1000)  # 3000 points do not fit
+    with open(log, "a") as out:
+        out.write("step 3001 loss 0.1\n")
+    assert len(load_metrics(log).series["loss"]) == 3001
+    assert not written.exists()  # too big: no index, not even the stale one
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for n in range(5):
+        (folder / f"{n}.index").write_bytes(b"x" * 1000)
+        os.utime(folder / f"{n}.index", (n, n))
+    prune_cache(folder, limit=2500)
+    assert sorted(p.name for p in folder.glob("*.index")) == ["3.index", "4.index"]
