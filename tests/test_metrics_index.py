@@ -26,6 +26,12 @@ from trainctl_tui.monitor.metrics import extract_file
 LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
 
 
+@pytest.fixture(autouse=True)
+def index_small_logs(monkeypatch):
+    """The tests' logs are small; trainctl indexes only logs of 4 MB and more."""
+    monkeypatch.setattr(index_module, "MIN_LOG_BYTES", 1)
+
+
 def as_json(metrics) -> str:
     return json.dumps(metrics.to_json(all_points=True), sort_keys=True)
 
@@ -176,6 +182,7 @@ def test_the_index_is_bounded_and_the_cache_dir_too(tmp_path, monkeypatch):
     load_metrics(log)
     written = index_path(log)
     assert written.exists() and not list(written.parent.glob("*.tmp"))
+    monkeypatch.setattr(index_module, "REWRITE_BYTES", 1)
     monkeypatch.setattr(index_module, "MAX_INDEX_BYTES", 1000)  # 3000 points do not fit
     with open(log, "a") as out:
         out.write("step 3001 loss 0.1\n")
@@ -189,3 +196,104 @@ def test_the_index_is_bounded_and_the_cache_dir_too(tmp_path, monkeypatch):
         os.utime(folder / f"{n}.index", (n, n))
     prune_cache(folder, limit=2500)
     assert sorted(p.name for p in folder.glob("*.index")) == ["3.index", "4.index"]
+
+
+def test_a_small_append_is_parsed_without_rewriting_a_big_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_module, "REWRITE_BYTES", 3000)
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 2001)))
+    load_metrics(log, index=index)
+    written = index.read_bytes()
+    appended = 0
+    for step in range(2001, 2301):  # 300 lines of about 20 bytes, one open after each
+        line = f"step {step} loss 0.25\n"
+        with open(log, "a") as out:
+            out.write(line)
+        appended += len(line)
+        got, parsed = parsed_bytes(log, index)
+        assert got.series["loss"].xs[-1] == step
+        if index.read_bytes() != written:  # rewritten once 3000 bytes were past it
+            assert appended >= 3000 and parsed == appended
+            break
+        assert parsed == appended < 3000
+    else:
+        raise AssertionError("never rewritten")
+    assert parsed_bytes(log, index)[1] == 0
+    assert as_json(load_metrics(log, index=index)) == as_json(extract_file(log))
+
+
+def follow_until_caught_up(monitor) -> list:
+    import asyncio
+
+    updates = []
+
+    async def follow():
+        async for update in monitor.updates(poll_interval=0.1):
+            updates.append(update)
+            if not update.catching_up:
+                return
+
+    asyncio.run(follow())
+    return updates
+
+
+def test_the_session_screen_starts_from_the_index_and_keeps_it_current(tmp_path, monkeypatch):
+    from trainctl_tui.monitor import session_monitor
+    from trainctl_tui.monitor.session_monitor import SessionMonitor
+
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(session_monitor, "HISTORY_SLICE", 1 << 20)
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i} loss {1 / i:.6f} lr 3.0e-4\n" for i in range(1, 150_001)))
+    monkeypatch.setattr(index_module, "MIN_LOG_BYTES", 4 << 20)
+    assert log.stat().st_size > index_module.MIN_LOG_BYTES
+
+    first = SessionMonitor(log)
+    updates = follow_until_caught_up(first)
+    first.close()
+    assert [u.history for u in updates if u.catching_up][0][1] == log.stat().st_size
+    assert index_path(log).exists()  # written once the history was parsed
+
+    with open(log, "a") as out:
+        out.write("step 150001 loss 0.000001 lr 3.0e-4\n")
+    again = SessionMonitor(log)
+    updates = follow_until_caught_up(again)
+    again.close()
+    assert updates[0].metrics_changed and not any(u.catching_up for u in updates)
+    assert again.history.bytes_read < 1000  # only the line appended since
+    assert as_json(again.metrics) == as_json(extract_file(log))
+
+    log.rename(tmp_path / "train.log.1")  # rotated: a new run with the same head
+    log.write_text("step 1 loss 0.500000 lr 3.0e-4\n" * 3 + "step 4 loss 9.0 lr 3.0e-4\n")
+    fresh = SessionMonitor(log)
+    follow_until_caught_up(fresh)
+    fresh.close()
+    assert as_json(fresh.metrics) == as_json(extract_file(log))
+    assert fresh.metrics.series["loss"].ys.tolist() == [0.5, 9.0]
+
+
+def test_a_log_replaced_between_the_index_check_and_the_follow_is_read_whole(tmp_path,
+                                                                           monkeypatch):
+    from trainctl_tui.monitor import session_monitor
+    from trainctl_tui.monitor.session_monitor import SessionMonitor
+
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    log = tmp_path / "train.log"
+    text = "".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 2001))
+    log.write_text(text)
+    follow_until_caught_up(SessionMonitor(log))
+    real_restore = session_monitor.restore
+
+    def restore_then_replace(*args):
+        found = real_restore(*args)
+        log.rename(tmp_path / "old.log")  # a new file as long, with other losses
+        log.write_text(text.replace("loss 0.", "loss 7.") + "step 2001 loss 5.0\n")
+        return found
+
+    monkeypatch.setattr(session_monitor, "restore", restore_then_replace)
+    monitor = SessionMonitor(log)
+    follow_until_caught_up(monitor)
+    monitor.close()
+    assert monitor.history.bytes_read >= log.stat().st_size  # read from its start
+    assert as_json(monitor.metrics) == as_json(extract_file(log))
+    assert min(monitor.metrics.series["loss"].ys) == 1.0  # step 1; no old point is shown

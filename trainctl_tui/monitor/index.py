@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,10 @@ MAGIC = b"trainctl metrics index\n"
 VERSION = 1
 CHECK_BYTES = 64 * 1024  # hashed at the log's head and just before the offset
 MAX_INDEX_BYTES = 256 << 20  # 16 M points; a bigger index is not written
+MIN_LOG_BYTES = 4 << 20  # a smaller log parses in well under a second: no index for it
+# An index is rewritten once this much was parsed past it: a reopen after a small append
+# parses the few new megabytes instead of writing the whole index again.
+REWRITE_BYTES = 32 << 20
 CACHE_LIMIT_BYTES = 1 << 30
 INDEX_NAME = ".metrics-index"
 _PARSER_FILES = ("parsers.py", "metrics.py", "series.py", "index.py")
@@ -83,8 +88,8 @@ def load_metrics(log: str | os.PathLike, patterns: Sequence[str] = (), *,
             return None if progress is None else (lambda done: progress(at + done, size - start))
 
         extract_range(metrics, handle, start, end, progress=report(0))
-        if end > start:
-            write_index(index, metrics, handle, end, print_)
+        if end >= MIN_LOG_BYTES and end - start >= (REWRITE_BYTES if start else 1):
+            write_index(index, metrics, handle.fileno(), end, print_)
         # an unfinished last line: parsed, not indexed (it may still change)
         extract_range(metrics, handle, end, size, progress=report(end - start))
     return metrics
@@ -104,18 +109,30 @@ def _line_boundary(handle, start: int, size: int) -> int:
     return start
 
 
-def _hash_range(handle, begin: int, end: int) -> str:
-    handle.seek(begin)
-    return hashlib.sha256(handle.read(end - begin)).hexdigest()
+def _log_checks(fd: int, offset: int) -> dict:
+    """What must still hold for an index reaching `offset` of the log open as `fd`."""
+    def digest(begin: int, end: int) -> str:
+        return hashlib.sha256(os.pread(fd, end - begin, begin)).hexdigest()
 
-
-def _log_checks(handle, offset: int) -> dict:
-    return {"offset": offset,
-            "head": _hash_range(handle, 0, min(CHECK_BYTES, offset)),
-            "before": _hash_range(handle, max(0, offset - CHECK_BYTES), offset)}
+    return {"offset": offset, "head": digest(0, min(CHECK_BYTES, offset)),
+            "before": digest(max(0, offset - CHECK_BYTES), offset)}
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def restore(log: Path, patterns: Sequence[str], index: Path
+            ) -> tuple[MetricSet, int, tuple[int, int] | None]:
+    """(metrics from the index, offset they cover, (st_dev, st_ino) of the log they were
+    checked against); (empty, 0, None) when the index cannot be used."""
+    try:
+        with open(log, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            metrics, offset = read_index(index, handle, stat.st_size, fingerprint(patterns),
+                                         patterns)
+    except OSError:
+        return MetricSet(patterns), 0, None
+    return metrics, offset, (stat.st_dev, stat.st_ino)
 
 
 def read_index(index: Path, handle, size: int, print_: str,
@@ -139,7 +156,7 @@ def _read_file(index: Path) -> tuple[dict, bytes]:
     length = int.from_bytes(data[at:at + 8], "little")
     header = json.loads(data[at + 8:at + 8 + length])
     body = data[at + 8 + length:]
-    if header.get("version") != VERSION or hashlib.sha256(body).hexdigest() != header["body"]:
+    if header.get("version") != VERSION or zlib.crc32(body) != header["body"]:
         raise ValueError("damaged")
     return header, body
 
@@ -148,7 +165,7 @@ def _still_matches(checks: dict, handle, size: int) -> bool:
     offset = checks["offset"]
     if not isinstance(offset, int) or not 0 < offset <= size:
         return False  # truncated below what was parsed
-    return _log_checks(handle, offset) == checks
+    return _log_checks(handle.fileno(), offset) == checks
 
 
 def _restore(header: dict, body: bytes, patterns: Sequence[str]) -> MetricSet:
@@ -177,22 +194,22 @@ def _restore(header: dict, body: bytes, patterns: Sequence[str]) -> MetricSet:
 # --------------------------------------------------------------------------- writing
 
 
-def write_index(index: Path, metrics: MetricSet, handle, offset: int, print_: str) -> bool:
-    """Write the index of `metrics` (which covers the log up to `offset`, a line's end)
-    atomically; False when it would be too big or cannot be written (a cache may fail)."""
+def write_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: str) -> bool:
+    """Write the index of `metrics`, which covers the log open as `fd` up to `offset` (a
+    line's end), atomically; False when too big or not writable (a cache may fail)."""
     points = sum(len(s) for s in metrics.series.values())
     if points * 16 > MAX_INDEX_BYTES:
         _remove(index)  # an older, smaller index would only be stale
         return False
     body = b"".join(s.xs.tobytes() + s.ys.tobytes() for s in metrics.series.values())
     header = {
-        "version": VERSION, "fingerprint": print_, "log": _log_checks(handle, offset),
+        "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
         "state": {"lines": metrics.lines, "records": metrics.records,
                   "last_step": metrics._last_step, "epoch": metrics.parser._epoch,
                   "previous": [[list(k), v] for k, v in metrics._previous.items()]},
         "series": [{"name": s.name, "count": len(s), "nonfinite": s.nonfinite,
                     "first_bad": s._first_bad} for s in metrics.series.values()],
-        "body": hashlib.sha256(body).hexdigest(),
+        "body": zlib.crc32(body),  # damage, not tampering: a cache the user owns
     }
     encoded = json.dumps(header).encode()
     try:
@@ -206,13 +223,12 @@ def write_index(index: Path, metrics: MetricSet, handle, offset: int, print_: st
 
 
 def _atomic_write(path: Path, parts: list[bytes]) -> None:
+    # No fsync: a file cut short by a crash fails its checksum and is rebuilt, like any cache.
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as out:
             for part in parts:
                 out.write(part)
-            out.flush()
-            os.fsync(out.fileno())
         os.replace(tmp, path)
     finally:
         _remove(tmp)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import index as index_module
+from .index import fingerprint, index_path, restore, write_index
 from .metrics import MetricSet
 from .tail import LogFollower
 
@@ -16,6 +20,7 @@ SUMMARY_TAIL_BYTES = 2 << 20
 HISTORY_SLICE = 16 << 20
 _summary_cache: OrderedDict[tuple, LogSummary] = OrderedDict()
 SUMMARY_CACHE_SIZE = 256
+INDEX_EVERY = 60.0  # seconds between index writes of a live run
 
 
 @dataclass
@@ -26,22 +31,29 @@ class MonitorUpdate:
     note: str | None = None
     metrics_changed: bool = False
     catching_up: bool = False  # older history still being parsed into the metrics
+    history: tuple[int, int] | None = None  # (bytes parsed, bytes in all) while catching up
 
 
 Live = tuple[float, dict[str, float]]  # x and values of the unfinished last line
 
 
 class SessionMonitor:
-    """Follows a log twice: from the tail for the view, from the start for the metrics."""
+    """Follows a log twice: from the tail for the view, from the start for the metrics.
+
+    The metrics start from the log's index (see `index`) when it is current, so a big log's
+    chart is there at once; the index is brought up to date once the history is parsed."""
 
     def __init__(self, log_path: Path, patterns: Sequence[str] = (), *,
-                 initial_lines: int = 2000):
+                 initial_lines: int = 2000, use_index: bool = True):
         self.log_path = Path(log_path)
         self.patterns = tuple(patterns)
         self.view = LogFollower(self.log_path, start="tail", initial_lines=initial_lines)
-        self.history = LogFollower(self.log_path, start="beginning", raw_lines=True)
+        self.history: LogFollower | None = None  # opened by the first parse, in a thread
         self.metrics = MetricSet(self.patterns)
         self.live: Live | None = None  # the metrics of a progress bar still redrawing
+        self.index = index_path(self.log_path) if use_index else None
+        self._indexed = (0, -math.inf)  # offset and time of the last index written or read
+        self._expected_identity: tuple[int, int] | None = None
 
     async def updates(self, *, stop: asyncio.Event | None = None,
                       poll_interval: float = 0.5) -> AsyncIterator[MonitorUpdate]:
@@ -60,7 +72,11 @@ class SessionMonitor:
             yield update
 
     def _parse_history(self, update: MonitorUpdate, max_bytes: int) -> None:
+        if self.history is None:
+            self._start_history(update)
         parsed = self.history.poll(max_bytes=max_bytes)
+        if self._expected_identity is not None:
+            parsed = self._check_identity(parsed, update, max_bytes)
         if parsed.reset:
             self.metrics = MetricSet(self.patterns)
             update.metrics_changed = True
@@ -68,6 +84,11 @@ class SessionMonitor:
             if self.metrics.feed_line(line):
                 update.metrics_changed = True
         update.catching_up = self.history.pending_bytes > 0
+        if update.catching_up:
+            update.history = (self.history.offset, self.history.offset +
+                              self.history.pending_bytes)
+        else:
+            self._save_index()
         live = None
         if parsed.partial and not update.catching_up:
             live = self.metrics.peek_line(parsed.partial)
@@ -75,9 +96,47 @@ class SessionMonitor:
             self.live = live
             update.metrics_changed = True
 
+    def _start_history(self, update: MonitorUpdate) -> None:
+        """Start from the index when it is current (checked against the file the follower
+        then opens: a log replaced in between is parsed from its start)."""
+        offset, identity = 0, None
+        if self.index is not None:
+            metrics, offset, identity = restore(self.log_path, self.patterns, self.index)
+            if offset:
+                self.metrics, update.metrics_changed = metrics, True
+                self._indexed = (offset, time.monotonic())
+        self.history = LogFollower(self.log_path, start="beginning", raw_lines=True,
+                                   offset=offset or None)
+        self._expected_identity = identity if offset else None
+
+    def _check_identity(self, parsed, update: MonitorUpdate, max_bytes: int):
+        """The follower's first read must be of the file the index was checked against."""
+        fd, expected = self.history.fileno(), self._expected_identity
+        self._expected_identity = None
+        if fd is not None and (os.fstat(fd).st_dev, os.fstat(fd).st_ino) == expected:
+            return parsed
+        self.history.close()  # replaced in between: its start, without the index
+        self.history = LogFollower(self.log_path, start="beginning", raw_lines=True)
+        self.metrics, self._indexed = MetricSet(self.patterns), (0, -math.inf)
+        update.metrics_changed = True
+        return self.history.poll(max_bytes=max_bytes)
+
+    def _save_index(self) -> None:
+        """Write the index once the history is parsed, when enough is new since the last one
+        (a live run rewrites it at most every INDEX_EVERY seconds)."""
+        offset, fd = self.history.line_offset, self.history.fileno()
+        done_offset, done_at = self._indexed
+        if (self.index is None or fd is None or offset < index_module.MIN_LOG_BYTES
+                or offset - done_offset < (index_module.REWRITE_BYTES if done_offset else 1)
+                or time.monotonic() - done_at < INDEX_EVERY):
+            return
+        write_index(self.index, self.metrics, fd, offset, fingerprint(self.patterns))
+        self._indexed = (offset, time.monotonic())
+
     def close(self) -> None:
         self.view.close()
-        self.history.close()
+        if self.history is not None:
+            self.history.close()
 
 
 @dataclass

@@ -321,6 +321,16 @@ class LogFollower:
         return self._offset
 
     @property
+    def line_offset(self) -> int:
+        """Offset where the unfinished line starts (raw_lines followers): all before it was
+        handed out as lines."""
+        return self._offset - len(getattr(self._assembler, "_kept", b""))
+
+    def fileno(self) -> int | None:
+        """The descriptor of the file followed now, or None before it is open."""
+        return self._handle.fileno() if self._handle is not None else None
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes known to be waiting: call poll() again while this is not 0 (a pending
         truncation or replacement counts as at least 1, so its reset is not missed)."""
