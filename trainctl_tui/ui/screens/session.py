@@ -86,6 +86,7 @@ class SessionScreen(Screen):
         self.monitor: SessionMonitor | None = None
         self.chart_index = 0
         self.query_text = ""
+        self.history_progress: tuple[int, int] | None = None  # (bytes read, bytes in all)
 
     @property
     def selected_id(self) -> str | None:
@@ -160,7 +161,8 @@ class SessionScreen(Screen):
             progress.display = bool(update.partial)
             if update.partial:
                 progress.update(Text(update.partial[-400:], style="dim"))
-            if update.metrics_changed:
+            if update.metrics_changed or update.history != self.history_progress:
+                self.history_progress = update.history
                 self.render_chart()
                 self.render_side()
 
@@ -210,6 +212,9 @@ class SessionScreen(Screen):
         legend = Text.assemble((title, "bold"),
                                (f" {self.chart_index % len(charts) + 1}/{len(charts)}  ", "dim"))
         legend.append_text(plot.legend())
+        if self.history_progress is not None:  # a long log's first parse, still going
+            done, total = self.history_progress
+            legend.append(f"  reading history {100 * done // max(total, 1)}%", style="yellow")
         self.query_one("#chart-legend", Static).update(legend)
 
     def render_side(self) -> None:
