@@ -155,7 +155,7 @@ def _read_file(index: Path) -> tuple[dict, bytes]:
     at = len(MAGIC)
     length = int.from_bytes(data[at:at + 8], "little")
     header = json.loads(data[at + 8:at + 8 + length])
-    body = data[at + 8 + length:]
+    body = memoryview(data)[at + 8 + length:]  # no copy of what may be 100 MB
     if header.get("version") != VERSION or zlib.crc32(body) != header["body"]:
         raise ValueError("damaged")
     return header, body
