@@ -297,3 +297,21 @@ def test_a_log_replaced_between_the_index_check_and_the_follow_is_read_whole(tmp
     assert monitor.history.bytes_read >= log.stat().st_size  # read from its start
     assert as_json(monitor.metrics) == as_json(extract_file(log))
     assert min(monitor.metrics.series["loss"].ys) == 1.0  # step 1; no old point is shown
+
+
+def test_a_big_logs_end_is_charted_first_only_where_its_x_needs_no_start(tmp_path,
+                                                                        monkeypatch):
+    from trainctl_tui.monitor import session_monitor
+    from trainctl_tui.monitor.session_monitor import tail_preview
+
+    monkeypatch.setattr(session_monitor, "PREVIEW_AFTER", 100_000)
+    monkeypatch.setattr(session_monitor, "PREVIEW_BYTES", 10_000)
+    stepped, counted = tmp_path / "stepped.log", tmp_path / "counted.log"
+    stepped.write_text("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 20001)))
+    counted.write_text("".join(f"loss={1 / i:.6f} acc={i % 7 / 7:.4f}\n"
+                               for i in range(1, 20001)))
+    preview = tail_preview(stepped, ())
+    assert preview.series["loss"].xs[-1] == 20000 and len(preview.series["loss"]) < 1000
+    assert tail_preview(counted, ()) is None  # x is the record's number: needs the start
+    stepped.write_text("step 1 loss 0.5\n")
+    assert tail_preview(stepped, ()) is None  # small: parsed whole at once

@@ -35,6 +35,8 @@ def open_watch(log, check) -> None:
 def test_a_big_log_shows_its_tail_then_fills_the_chart_then_opens_from_its_index(
         trainctl_home, tmp_path, monkeypatch):
     monkeypatch.setattr(session_monitor, "HISTORY_SLICE", 256 << 10)
+    monkeypatch.setattr(session_monitor, "PREVIEW_AFTER", 1 << 20)
+    monkeypatch.setattr(session_monitor, "PREVIEW_BYTES", 256 << 10)
     log = tmp_path / "train.log"
     with open(log, "w") as out:
         out.writelines(f"step {i} loss {1 / i:.6f} lr 3.0e-4\n" for i in range(1, STEPS + 1))
@@ -44,10 +46,13 @@ def test_a_big_log_shows_its_tail_then_fills_the_chart_then_opens_from_its_index
         view = screen.query_one(LogView)
         await wait_until(pilot, lambda: "reading history" in legend(screen),
                          what="the history progress note")
-        # while the history is read, the log's tail is already there
+        # while the history is read, the log's tail is there, and the chart's newest part
         assert any(last_line in line for line in view.lines[-3:])
         loss = screen.monitor.metrics.series.get("loss")
         assert loss is None or len(loss) < STEPS
+        shown = screen.monitor.shown.series["loss"]
+        assert shown.xs[-1] == STEPS and shown.ys[-1] == round(1 / STEPS, 6)
+        assert 5000 < len(shown) < STEPS / 2  # the log's last 256 KiB
         await wait_until(pilot, lambda: "reading history" not in legend(screen), timeout=120,
                          what="the end of the history")
         assert len(screen.monitor.metrics.series["loss"]) == STEPS

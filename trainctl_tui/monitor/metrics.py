@@ -59,6 +59,8 @@ class MetricSet:
         self._targets: dict[tuple[str, ...], list[Series]] = {}
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
         self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
+        # Some x is a record's index in its series: right only when the log was fed whole.
+        self.indexed_x = False
 
     # -- feeding
 
@@ -223,6 +225,7 @@ class MetricSet:
         if targets is None:
             targets = self._targets[names] = [self._series(name) for name in names]
         x = self._stepless_x(names, values)
+        self.indexed_x = self.indexed_x or x is None
         added = False
         for series, value in zip(targets, values, strict=True):
             ys = series.ys
@@ -286,6 +289,7 @@ class MetricSet:
         return found
 
     def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
+        self.indexed_x = True
         for series, value in zip(targets, values, strict=True):
             series.append(len(series.ys), value)
         self.records += 1

@@ -21,6 +21,8 @@ HISTORY_SLICE = 16 << 20
 _summary_cache: OrderedDict[tuple, LogSummary] = OrderedDict()
 SUMMARY_CACHE_SIZE = 256
 INDEX_EVERY = 60.0  # seconds between index writes of a live run
+PREVIEW_AFTER = 2 * HISTORY_SLICE  # a log this big gets its end charted first
+PREVIEW_BYTES = 4 << 20
 
 
 @dataclass
@@ -54,6 +56,13 @@ class SessionMonitor:
         self.index = index_path(self.log_path) if use_index else None
         self._indexed = (0, -math.inf)  # offset and time of the last index written or read
         self._expected_identity: tuple[int, int] | None = None
+        self.preview: MetricSet | None = None  # the log's end, shown while its start is read
+
+    @property
+    def shown(self) -> MetricSet:
+        """What the chart draws: on a big log's first open, the series of its last few
+        megabytes until the history is parsed (so the newest part shows at once)."""
+        return self.preview if self.preview is not None else self.metrics
 
     async def updates(self, *, stop: asyncio.Event | None = None,
                       poll_interval: float = 0.5) -> AsyncIterator[MonitorUpdate]:
@@ -63,6 +72,12 @@ class SessionMonitor:
         async for shown in self.view.updates(poll_interval=poll_interval, stop=stop):
             update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
                                    note=shown.note)
+            if self.history is None:  # the first look: the index, or a big log's end first
+                await asyncio.to_thread(self._start_history, update)
+                if self.preview is not None:
+                    update.catching_up, update.history = True, (0, self.history.pending_bytes)
+                    yield update
+                    update = MonitorUpdate()
             while True:
                 await asyncio.to_thread(self._parse_history, update, HISTORY_SLICE)
                 if not update.catching_up:
@@ -84,6 +99,8 @@ class SessionMonitor:
             if self.metrics.feed_line(line):
                 update.metrics_changed = True
         update.catching_up = self.history.pending_bytes > 0
+        if not update.catching_up and self.preview is not None:
+            self.preview, update.metrics_changed = None, True
         if update.catching_up:
             update.history = (self.history.offset, self.history.offset +
                               self.history.pending_bytes)
@@ -108,6 +125,9 @@ class SessionMonitor:
         self.history = LogFollower(self.log_path, start="beginning", raw_lines=True,
                                    offset=offset or None)
         self._expected_identity = identity if offset else None
+        if not offset:
+            self.preview = tail_preview(self.log_path, self.patterns)
+            update.metrics_changed = self.preview is not None
 
     def _check_identity(self, parsed, update: MonitorUpdate, max_bytes: int):
         """The follower's first read must be of the file the index was checked against."""
@@ -137,6 +157,25 @@ class SessionMonitor:
         self.view.close()
         if self.history is not None:
             self.history.close()
+
+
+def tail_preview(log_path: Path, patterns: Sequence[str]) -> MetricSet | None:
+    """The metrics of a big log's last PREVIEW_BYTES, or None when the log is small enough to
+    parse at once or the tail alone cannot place its points (an x that is a record's index
+    counts from the start of the log)."""
+    try:
+        size = os.stat(log_path).st_size
+        if size <= PREVIEW_AFTER:
+            return None
+        with open(log_path, "rb") as handle:
+            handle.seek(size - PREVIEW_BYTES)
+            data = handle.read(PREVIEW_BYTES)
+    except OSError:
+        return None
+    lines = data.split(b"\n")[1:-1]  # whole lines only: not the cut first, not the unfinished
+    preview = MetricSet(tuple(patterns))
+    preview.feed_bytes(lines)
+    return None if preview.indexed_x or not preview.series else preview
 
 
 @dataclass

@@ -193,7 +193,7 @@ class SessionScreen(Screen):
         header.update(text)
 
     def available_charts(self) -> list[tuple[str, tuple[str, ...]]]:
-        series = self.monitor.metrics.series if self.monitor else {}
+        series = self.monitor.shown.series if self.monitor else {}
         charts = [(title, names) for title, names in PLOT_GROUPS
                   if any(name in series and len(series[name]) for name in names)]
         grouped = {name for _, names in PLOT_GROUPS for name in names}
@@ -204,7 +204,7 @@ class SessionScreen(Screen):
     def render_chart(self) -> None:
         charts = self.available_charts()
         title, names = charts[self.chart_index % len(charts)]
-        series = self.monitor.metrics.series
+        series = self.monitor.shown.series
         data = [(name, series.get(name)) for name in names]
         x, values = self.monitor.live or (0.0, {})
         plot = self.query_one(PlotView)
@@ -221,7 +221,7 @@ class SessionScreen(Screen):
         side = Table.grid(padding=(0, 1))
         side.add_column(style="bold")
         side.add_column(justify="right")
-        metrics = self.monitor.metrics if self.monitor else None
+        metrics = self.monitor.shown if self.monitor else None
         if metrics is not None:
             # A progress bar still redrawing has the newest numbers (shown in italics).
             live_x, live = self.monitor.live or (None, {})
