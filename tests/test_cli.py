@@ -204,6 +204,10 @@ def test_rm_refuses_a_running_session_then_removes_it(trainctl_home):
     (["--cwd", "/does/not/exist", "--", "true"],
      "working directory /does/not/exist does not exist"),
     (["--env", "NOEQUALS", "--", "true"], "--env expects K=V, got 'NOEQUALS'"),
+    (["--env", "DB_PASS:hunter2", "--", "true"],
+     "--env expects K=V, got 'DB_PASS' followed by ':' (the rest is not shown)\n"),
+    (["--env", "=hunter2", "--", "true"],
+     "--env expects K=V, got no name before '=' (the value is not shown)\n"),
     (["--env", "1BAD=x", "--", "true"], "bad environment variable name '1BAD' (use letters"),
     (["--resume-template=--resume", "--", "true"],
      "resume template '--resume' must contain {checkpoint}"),
@@ -253,21 +257,40 @@ def test_config_path_show_init(tmp_path):
 def test_secret_env_is_masked_everywhere_but_reaches_the_training(trainctl_home, tmp_path):
     out = tmp_path / "seen.txt"
     session_id = launch(
-        "--env", "WANDB_API_KEY=sk-very-secret-123", "--env", "PLAIN=visible", "--",
-        sys.executable, "-c",
+        "--env", "WANDB_API_KEY=sk-very-secret-123", "--env", "PLAIN=visible",
+        "--env", "DB_PASS=pw-very-secret-456", "--", sys.executable, "-c",
         f"import os; open({str(out)!r}, 'w').write(os.environ['WANDB_API_KEY'] + ' ' "
-        "+ os.environ['PLAIN'])")
+        "+ os.environ['PLAIN'] + ' ' + os.environ['DB_PASS'])")
     wait_for(lambda: session_json(session_id)["status"] == "succeeded")
-    assert out.read_text() == "sk-very-secret-123 visible"
+    assert out.read_text() == "sk-very-secret-123 visible pw-very-secret-456"
     listing = run_cli("sessions", "--json", "--all").stdout
-    assert "sk-very-secret-123" not in listing
-    assert session_json(session_id)["env"] == {"WANDB_API_KEY": "****", "PLAIN": "visible"}
+    assert "sk-very-secret-123" not in listing and "pw-very-secret-456" not in listing
+    assert session_json(session_id)["env"] == {"WANDB_API_KEY": "****", "PLAIN": "visible",
+                                               "DB_PASS": "****"}
     folder = trainctl_home / "sessions" / session_id
     for name in ("spec.json", "status.json", "train.log"):
         assert "sk-very-secret-123" not in (folder / name).read_text()
+        assert "pw-very-secret-456" not in (folder / name).read_text()
     db = sqlite3.connect(trainctl_home / "trainctl.db")
-    assert "sk-very-secret-123" not in "".join(map(str, db.execute("SELECT * FROM sessions")))
+    stored = "".join(map(str, db.execute("SELECT * FROM sessions")))
+    assert "sk-very-secret-123" not in stored and "pw-very-secret-456" not in stored
     assert (folder / "secret_env.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name", ["DB_PASS", "PASSPHRASE", "SSH_PRIVATE_KEY_FILE",
+                                  "GCP_CREDENTIALS", "GH_AUTH", "MYSQL_PWD", "PRIVATE",
+                                  "session_cookie"])
+def test_secret_looking_names_are_masked(name):
+    from trainctl_tui.models import is_secret_name
+
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["PLAIN", "BATCH_SIZE", "LR", "CUDA_VISIBLE_DEVICES"])
+def test_ordinary_names_are_shown(name):
+    from trainctl_tui.models import is_secret_name
+
+    assert not is_secret_name(name)
 
 
 def test_logs_follow_ends_when_the_session_ends(trainctl_home):
@@ -365,3 +388,81 @@ def test_a_refresh_during_a_resume_does_not_end_the_session_with_the_last_attemp
         assert lost.status is Status.LOST and "runner never started" in lost.detail
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("verb", ["rm", "logs", "stop", "metrics", "resume"])
+def test_a_name_two_sessions_share_is_refused_listing_both(trainctl_home, verb):
+    first = launch("--name", "dup", "--", sys.executable, "-c", "pass")
+    second = launch("--name", "dup", "--", sys.executable, "-c", "pass")
+    wait_for(lambda: all(session_json(s)["status"] == "succeeded" for s in (first, second)))
+    result = run_cli(verb, "dup")
+    assert result.returncode == 2
+    assert result.stderr == (f"session 'dup' is ambiguous: sessions are named so "
+                             f"({second}, {first}); use the id\n")
+    assert result.stdout == ""
+    for session_id in (first, second):
+        assert (trainctl_home / "sessions" / session_id / "spec.json").is_file()
+        assert session_json(session_id)["attempt"] == 1
+
+
+def test_a_huge_line_count_is_one_clear_line(trainctl_home):
+    session_id = launch("--", sys.executable, "-c", "print('hello')")
+    result = run_cli("logs", "-n", "99999999999999999999", session_id)
+    assert result.returncode == 2
+    assert result.stderr == ("-n takes a number of lines from 0 to 10,000,000, "
+                             "not 99999999999999999999\n")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300"])
+def test_a_grace_that_never_ends_is_refused_and_stores_nothing(trainctl_home, value):
+    result = run_cli("launch", f"--grace-seconds={value}", "--", "true")
+    assert result.returncode == 2
+    shown = str(float(value))
+    assert result.stderr == f"grace seconds must be from 0 to 86400, not {shown}\n"
+    assert json.loads(run_cli("sessions", "--json", "--all").stdout)["sessions"] == []
+
+
+def test_checkpoint_info_of_an_empty_path_does_not_scan_the_cwd(trainctl_home):
+    Path("model.pt").write_bytes(b"not a checkpoint")
+    result = run_cli("checkpoint", "info", "")
+    assert result.returncode == 2
+    assert result.stderr == "checkpoint info needs the path of a checkpoint (got an empty one)\n"
+    assert result.stdout == ""
+
+
+def test_checkpoint_info_of_a_10000_character_path_is_one_short_line(trainctl_home):
+    path = "a" * 10_000
+    result = run_cli("checkpoint", "info", path)
+    assert result.returncode == 2
+    assert result.stderr == (f"cannot read checkpoint {'a' * 60}...{'a' * 30} "
+                             "(10,000 characters): File name too long\n")
+
+
+@pytest.mark.parametrize("garbage", ["garbage", "", "[1, 2]", '{"command": "x"}'])
+def test_resume_with_a_garbage_spec_is_one_line_and_changes_nothing(trainctl_home, garbage):
+    session_id = launch("--", sys.executable, "-c", "pass")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    spec = trainctl_home / "sessions" / session_id / "spec.json"
+    spec.write_text(garbage)
+    result = run_cli("resume", session_id, "--scratch")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"session {session_id}'s spec.json ({spec}) is ")
+    assert result.stderr.endswith("; it cannot be resumed\n")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    info = session_json(session_id)
+    assert info["status"] == "succeeded" and info["attempt"] == 1
+    assert spec.read_text() == garbage
+
+
+@pytest.mark.parametrize("verb", ["metrics", "logs"])
+def test_reading_a_session_whose_folder_was_deleted_is_one_line(trainctl_home, verb):
+    session_id = launch("--", sys.executable, "-c", "print('loss=1.0')")
+    wait_for(lambda: session_json(session_id)["status"] == "succeeded")
+    folder = trainctl_home / "sessions" / session_id
+    import shutil
+
+    shutil.rmtree(folder)
+    result = run_cli(verb, session_id)
+    assert result.returncode == 2
+    assert result.stderr == (f"session {session_id}'s folder {folder} is gone (deleted?); "
+                             f"trainctl rm {session_id} forgets the session\n")

@@ -274,7 +274,6 @@ def test_the_session_screen_starts_from_the_index_and_keeps_it_current(tmp_path,
 
 def test_a_log_replaced_between_the_index_check_and_the_follow_is_read_whole(tmp_path,
                                                                            monkeypatch):
-    from trainctl_tui.monitor import session_monitor
     from trainctl_tui.monitor.session_monitor import SessionMonitor
 
     monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
@@ -282,7 +281,7 @@ def test_a_log_replaced_between_the_index_check_and_the_follow_is_read_whole(tmp
     text = "".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 2001))
     log.write_text(text)
     follow_until_caught_up(SessionMonitor(log))
-    real_restore = session_monitor.restore
+    real_restore = index_module.restore
 
     def restore_then_replace(*args):
         found = real_restore(*args)
@@ -290,7 +289,7 @@ def test_a_log_replaced_between_the_index_check_and_the_follow_is_read_whole(tmp
         log.write_text(text.replace("loss 0.", "loss 7.") + "step 2001 loss 5.0\n")
         return found
 
-    monkeypatch.setattr(session_monitor, "restore", restore_then_replace)
+    monkeypatch.setattr(index_module, "restore", restore_then_replace)
     monitor = SessionMonitor(log)
     follow_until_caught_up(monitor)
     monitor.close()

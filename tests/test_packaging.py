@@ -4,13 +4,34 @@ venv, and run it from outside the source tree."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+
+
+def dependency_dirs() -> list[str]:
+    """Where this environment's packages live: a venv's own site-packages (not the base
+    interpreter's), or the system's when the tests run without a venv."""
+    dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    if site.ENABLE_USER_SITE:
+        dirs.add(site.getusersitepackages())
+    return sorted(d for d in dirs if Path(d).is_dir())
+
+
+def make_venv_borrowing_dependencies(venv: Path) -> None:
+    """A fresh venv that holds only what is installed into it, and finds the dependencies
+    (textual, rich, ...) in the current environment without a network: a `.pth` appends the
+    current site-packages *after* the venv's own. A plain path line in a .pth does not run the
+    .pth files of that directory, so an editable install of trainctl there stays invisible."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (own,) = (venv / "lib").glob("python3*/site-packages")
+    (own / "zz_borrowed_dependencies.pth").write_text("\n".join(dependency_dirs()) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +59,7 @@ def test_wheel_contains_styles_demo_and_runner(wheel):
 
 def test_installed_wheel_runs_from_a_fresh_venv(wheel, tmp_path):
     venv = tmp_path / "venv"
-    # System site-packages supply the dependencies (no network needed); the venv's own
-    # site-packages, holding only our wheel, come first on sys.path.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True, timeout=120)
+    make_venv_borrowing_dependencies(venv)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
            "--no-index", str(wheel)]
     subprocess.run(pip, check=True, capture_output=True, timeout=300)

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 
 import pytest
-from sshd import free_port, sshd_server  # noqa: F401  (the fixture)
+from sshd import free_port, missing, sshd_server  # noqa: F401  (the fixture)
 
 from trainctl_tui.config import SshHost
 from trainctl_tui.providers.ssh_transport import (
@@ -253,7 +253,7 @@ def test_download_uses_rsync_when_both_sides_have_it(transport, tmp_path, monkey
 
     real = sh.which("rsync")
     if real is None:
-        pytest.skip("rsync is not installed (apt-get install rsync)")
+        missing("rsync is not installed (apt-get install rsync)")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "rsync-calls"

@@ -69,7 +69,8 @@ def test_resolve_by_id_name_and_prefix(store):
     first = store.insert(make_session("alpha", created=1.0))
     second = store.insert(make_session("alpha", created=2.0))
     assert store.resolve(first.id).id == first.id
-    assert store.resolve("alpha").id == second.id  # the newest of that name
+    only = store.insert(make_session("beta"))
+    assert store.resolve("beta").id == only.id
     assert store.resolve(first.id[:4]).id == first.id or first.id[:4] == second.id[:4]
     with pytest.raises(SessionNotFound) as err:
         store.resolve("nope!")
@@ -85,8 +86,20 @@ def test_ambiguous_prefix_names_the_candidates(store):
         len(v) > 1 for v in by_letter.values()) else (None, None)
     if prefix is None:
         pytest.skip("no shared two-letter prefix in this draw")
-    with pytest.raises(TrainctlError, match=f"session '{prefix}' is ambiguous: matches"):
+    with pytest.raises(TrainctlError) as err:
         store.resolve(prefix)
+    listed = ", ".join(sorted(ids)[:5]) + (", ..." if len(ids) > 5 else "")
+    assert str(err.value) == (f"session '{prefix}' is ambiguous: ids start so ({listed}); "
+                              "give more of the id")
+
+
+def test_a_name_two_sessions_share_is_an_error_listing_both(store):
+    older = store.insert(make_session("dup", created=1.0))
+    newer = store.insert(make_session("dup", created=2.0))
+    with pytest.raises(TrainctlError) as err:
+        store.resolve("dup")
+    assert str(err.value) == (f"session 'dup' is ambiguous: sessions are named so "
+                              f"({newer.id}, {older.id}); use the id")
 
 
 def test_like_wildcards_in_a_reference_are_literal(store):

@@ -5,14 +5,59 @@ Imports stay lazy so `--version` and `sessions` start fast (no textual, boto3, r
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import TrainctlError
 
+if TYPE_CHECKING:
+    import argparse
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `argv` naming a command, one with only that command's
+    subparser filled in: building all of them costs a third of `trainctl sessions`."""
+    wanted = command_word(argv)
+    parser = _build_parser(wanted)
+    if wanted is not None and wanted not in parser.commands_built:  # not a command: say so
+        parser = _build_parser(None)
+    return parser
+
+
+def command_word(argv: list[str] | None) -> str | None:
+    """The command `argv` runs: its first word, unless help comes before it."""
+    for word in argv or []:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+class _SubsetOfCommands:
+    """The subparsers action, passing on only the command that runs (all with None); the
+    others get a stand-in that accepts their arguments and keeps nothing."""
+
+    def __init__(self, commands, wanted: str | None, built: set[str]):
+        self.commands, self.wanted, self.built = commands, wanted, built
+
+    def add_parser(self, name: str, **kwargs):
+        names = {name, *kwargs.get("aliases", ())}
+        if self.wanted is not None and self.wanted not in names:
+            return _NotBuilt()
+        self.built.update(names)
+        return self.commands.add_parser(name, **kwargs)
+
+
+class _NotBuilt:
+    def __getattr__(self, _name: str):
+        return lambda *args, **kwargs: self
+
+
+def _build_parser(wanted: str | None) -> argparse.ArgumentParser:
+    import argparse  # not at the top: `trainctl --version` answers without it
+
     parser = argparse.ArgumentParser(
         prog="trainctl",
         description="Launch, watch, checkpoint and stop training runs. "
@@ -22,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true",
                         help="print a snapshot of all sessions and exit")
     parser.add_argument("--json", action="store_true", help="with --once: print JSON")
-    commands = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    parser.commands_built = set()
+    commands = _SubsetOfCommands(parser.add_subparsers(dest="cmd", metavar="COMMAND"), wanted,
+                                 parser.commands_built)
 
     demo = commands.add_parser("demo", help="launch the bundled toy trainer as a session")
     demo.add_argument("--once", action="store_true",
@@ -149,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"trainctl {__version__}")  # before argparse: asked for many times a day
+        return 0
+    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     try:
         return run(args)
     except TrainctlError as exc:
@@ -159,27 +209,45 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `trainctl logs x | head`
         return 0
+    finally:
+        note_unsaved()
 
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd is None:
         return cmd_snapshot(args) if args.once or args.json else run_tui()
-    from . import cli_cloud
+    handler = COMMANDS.get(args.cmd)
+    if handler is None:
+        from . import cli_cloud
 
-    handler = COMMANDS.get(args.cmd) or cli_cloud.COMMANDS[args.cmd]
+        handler = cli_cloud.COMMANDS[args.cmd]
     return handler(args)
+
+
+_services: list = []  # the ones this command made, for note_unsaved
 
 
 def _service():
     from .service import Service
 
-    return Service()
+    service = Service()
+    _services.append(service)
+    return service
 
 
-def _run(coroutine):
-    import asyncio  # ~60 ms: only for commands that talk to sessions
+def note_unsaved() -> None:
+    """One line when changes could not be saved (disk full, read-only home); what was shown
+    came from the session folders."""
+    reasons = {service.unsaved for service in _services if service.unsaved}
+    for reason in reasons:
+        print(f"note: not saved: {reason}", file=sys.stderr)
 
-    return asyncio.run(coroutine)
+
+def _run(coroutine, *, local: bool = False):
+    """Run a service coroutine; `local` (it never waits on a network) skips asyncio."""
+    from . import aio
+
+    return aio.run(coroutine, local=local)
 
 
 def run_tui(**kwargs) -> int:
@@ -195,7 +263,9 @@ def run_tui(**kwargs) -> int:
 def cmd_snapshot(args) -> int:
     from .snapshot import overview_json, render_overview
 
-    rows = _run(_service().overview())
+    service = _service()
+    local = service.is_local()
+    rows = _run(service.overview(), local=local)
     if args.json:
         print(overview_json(rows))
     else:
@@ -206,7 +276,9 @@ def cmd_snapshot(args) -> int:
 def cmd_sessions(args) -> int:
     from .snapshot import render_sessions, sessions_json
 
-    sessions = _run(_service().list_sessions(show_all=args.all))
+    service = _service()
+    local = service.is_local()
+    sessions = _run(service.list_sessions(show_all=args.all), local=local)
     if args.json:
         print(sessions_json(sessions))
     else:
@@ -236,6 +308,8 @@ def cmd_launch(args) -> int:
 
 def machine_request(args):
     """--type/--spot/--gpu... as the CreateRequest of the machine to create, or None."""
+    import argparse
+
     from .cli_cloud import create_request
 
     given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image,
@@ -255,7 +329,9 @@ def machine_request(args):
 
 
 def print_launched(session) -> None:
-    print(f"launched {session.name} as session {session.id} ({session.status}, "
+    from .formatting import visible
+
+    print(f"launched {visible(session.name)} as session {session.id} ({session.status}, "
           f"runner pid {session.runner_pid})")
     print(f"  follow:  trainctl logs {session.id} -f")
     print(f"  stop:    trainctl stop {session.id}")
@@ -267,9 +343,22 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise TrainctlError(f"--env expects K=V, got '{pair}'")
+            raise TrainctlError(f"--env expects K=V, got {env_pair_shown(pair)}")
         env[key] = value
     return env
+
+
+def env_pair_shown(pair: str) -> str:
+    """A malformed --env in an error, without what may be its value (NAME:secret, =secret)."""
+    import re
+
+    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", pair)
+    if name and name.group() == pair:
+        return f"'{pair}'"
+    if name:
+        return f"'{name.group()}' followed by '{pair[name.end()]}' (the rest is not shown)"
+    return "no name before '=' (the value is not shown)" if pair.startswith("=") else \
+        "something that is not a name (not shown)"
 
 
 def cmd_demo(args) -> int:
@@ -281,9 +370,10 @@ def cmd_demo(args) -> int:
     print_launched(session)
     if args.once:
         import time
+        from types import SimpleNamespace
 
         time.sleep(2)  # let the first losses appear in the snapshot
-        return cmd_snapshot(argparse.Namespace(json=False))
+        return cmd_snapshot(SimpleNamespace(json=False))
     if not sys.stdout.isatty():
         print("no terminal: following the log instead of opening the UI (Ctrl-C detaches)",
               file=sys.stderr)
@@ -293,7 +383,8 @@ def cmd_demo(args) -> int:
 
 def cmd_stop(args) -> int:
     service = _service()
-    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait))
+    local = service.is_local(args.id)  # an unknown id fails here, before any coroutine
+    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait), local=local)
     from .snapshot import outcome
 
     how = outcome(session)
@@ -311,9 +402,17 @@ def cmd_resume(args) -> int:
     return 0
 
 
+MAX_LOG_LINES = 10_000_000
+
+
 def cmd_logs(args) -> int:
+    if not 0 <= args.lines <= MAX_LOG_LINES:
+        raise TrainctlError(f"-n takes a number of lines from 0 to {MAX_LOG_LINES:,}, "
+                            f"not {args.lines}")
     service = _service()
-    session = _run(service.get(args.id))
+    local = service.is_local(args.id)
+    session = _run(service.get(args.id), local=local)
+    require_session_folder(session)
     if not args.follow:
         from .monitor.tail import last_lines
 
@@ -322,6 +421,15 @@ def cmd_logs(args) -> int:
         print_container_log(session, args.lines)
         return 0
     return follow_log(service, session.id, args.lines)
+
+
+def require_session_folder(session) -> None:
+    """A session whose folder was deleted by hand: its log and files are gone, say so."""
+    from pathlib import Path
+
+    if not Path(session.session_dir).is_dir():
+        raise TrainctlError(f"session {session.id}'s folder {session.session_dir} is gone "
+                            f"(deleted?); trainctl rm {session.id} forgets the session")
 
 
 def print_container_log(session, lines: int) -> None:
@@ -346,7 +454,8 @@ def follow_log(service, session_id: str, lines: int) -> int:
 
     from .monitor.tail import follow, last_lines
 
-    session = _run(service.get(session_id))
+    local = service.is_local(session_id)
+    session = _run(service.get(session_id), local=local)
     path = service.log_path(session)
     size = path.stat().st_size if path.exists() else 0
     for line in last_lines(path, lines, end=size):
@@ -357,14 +466,14 @@ def follow_log(service, session_id: str, lines: int) -> int:
         if time.monotonic() - checked[0] < 1.0:
             return False
         checked[0] = time.monotonic()
-        return not _run(service.get(session_id)).status.active
+        return not _run(service.get(session_id), local=local).status.active
 
     def note(text: str) -> None:
         print(f"[trainctl] {text}", file=sys.stderr)
 
     for line in follow(path, offset=size, until=ended, on_note=note):
         print(line, flush=True)
-    final = _run(service.get(session_id))
+    final = _run(service.get(session_id), local=local)
     print(f"[trainctl] session {final.id} {final.status}", file=sys.stderr)
     return 0
 
@@ -372,7 +481,9 @@ def follow_log(service, session_id: str, lines: int) -> int:
 def cmd_rm(args) -> int:
     session = _run(_service().remove(args.id))
     kept = f"; checkpoints kept in {session.checkpoint_dir}" if session.checkpoint_dir else ""
-    print(f"removed session {session.id} ({session.name}){kept}")
+    from .formatting import visible
+
+    print(f"removed session {session.id} ({visible(session.name)}){visible(kept)}")
     return 0
 
 
@@ -525,7 +636,10 @@ def metrics_source(service, target: str):
         if "/" in target or target.startswith((".", "~")) or path.suffix:
             raise TrainctlError(f"no such log file: {path}") from None  # as `watch` says
         raise
+    require_session_folder(session)
     log = service.log_path(session)
+    if not log.is_file():
+        raise TrainctlError(f"session {session.id} has no log yet ({log})")
     return log, str(log)
 
 

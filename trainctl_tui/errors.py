@@ -15,3 +15,9 @@ class SessionNotFound(TrainctlError):
     def __init__(self, ref: str):
         super().__init__(f"no session '{ref}' (see trainctl sessions)")
         self.ref = ref
+
+
+class StopFailed(TrainctlError):
+    """A stop was sent but something of the session is still alive; the message lists it."""
+
+    exit_code = 1

@@ -17,11 +17,15 @@ class Status(str, enum.Enum):
     LOST = "lost"
     INTERRUPTED = "interrupted"  # the cloud reclaimed its spot machine; resumable elsewhere
     UNREACHABLE = "unreachable"  # its host did not answer the last refresh; it may be fine
+    # Its runner is alive but silent (no heartbeat: frozen, e.g. SIGSTOP) or its status.json
+    # cannot be read: trainctl cannot tell how the run is doing.
+    UNRESPONSIVE = "unresponsive"
 
     @property
     def active(self) -> bool:
         """True while a runner may still own the session."""
-        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING, Status.UNREACHABLE)
+        return self in (Status.PENDING, Status.RUNNING, Status.STOPPING, Status.UNREACHABLE,
+                        Status.UNRESPONSIVE)
 
     def __str__(self) -> str:
         return self.value
@@ -40,7 +44,10 @@ RUNNER_STATE_TO_STATUS = {
     "interrupted": Status.INTERRUPTED,
 }
 
-SECRET_KEY_PATTERN = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
+# Any part of the name: DB_PASS, PASSPHRASE, GCP_CREDENTIALS, GH_AUTH, SSH_PRIVATE ...
+# Masking a harmless name by mistake costs little; showing a secret does not.
+SECRET_KEY_PATTERN = re.compile(r"(KEY|TOKEN|SECRET|PASS|PWD|CREDENTIAL|AUTH|PRIVATE|COOKIE|"
+                                r"SIGNATURE|CERT)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
@@ -50,6 +57,8 @@ def is_secret_name(name: str) -> bool:
 
 @dataclass
 class Attempt:
+    """One run of the training command within a session (restarts and resumes add more)."""
+
     n: int
     started: float | None = None
     ended: float | None = None
@@ -61,6 +70,8 @@ class Attempt:
 
 @dataclass
 class Session:
+    """A training run trainctl manages: where it runs, what it runs, how it is going."""
+
     id: str
     name: str
     provider: str

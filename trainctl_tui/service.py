@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -12,19 +11,27 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import paths
-from .errors import TrainctlError
+from . import aio, paths
+from .errors import SessionNotFound, StopFailed, TrainctlError
+from .formatting import format_age
 from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
-from .providers.cloud import CreateRequest
-from .store import Store
+from .store import Store, StoreWriteError
+
+if TYPE_CHECKING:
+    from .providers.cloud import CreateRequest
 
 MASK = "****"
 NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
 # A session whose runner never wrote status.json after this long is lost.
 PENDING_TIMEOUT = 60.0
 RECENT_ENDED_SHOWN = 20
+# What a refresh reads. Interrupted ones too: an auto-resume of theirs may have died (cheap).
+REFRESHED = [s for s in Status if s.active or s is Status.INTERRUPTED]
+MAX_GRACE_SECONDS = 86400.0  # a day; a stop must end
+FORCE_STOP_WAIT = 5.0  # for the runner to act on a force stop before trainctl kills itself
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -85,6 +92,10 @@ class Service:
     def __init__(self, store: Store | None = None, config=None):
         self._store = store
         self._config = config
+        # Why changes could not be saved (disk full, read-only home), and the sessions as
+        # refreshed in memory meanwhile: reading and stopping go on without the store.
+        self.unsaved: str | None = None
+        self._unsaved_sessions: dict[str, Session] = {}
 
     @property
     def store(self) -> Store:
@@ -101,9 +112,47 @@ class Service:
             self._config = load_config()
         return self._config
 
+    def settings(self, *sections: str):
+        """The config sections `sections`, validated: from the loaded config, else from the
+        cache of validated sections (config_cache.py), which spares pydantic's import."""
+        if self._config is not None:
+            return self._config
+        from .config_cache import validated_sections
+
+        return validated_sections(sections)
+
+    def is_local(self, ref: str | None = None) -> bool:
+        """Whether an action on session `ref`, or a refresh of every active session, stays on
+        this machine: then nothing it does waits on a network (the CLI skips asyncio)."""
+        if ref is not None:
+            sessions = [self._resolve(ref)]
+        else:
+            self.restore_session_folders()  # restored sessions are refreshed too
+            sessions = self.store.list(statuses=REFRESHED)
+        return not any(get_provider(s.provider).remote for s in sessions)
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+    def _save(self, session: Session, attempts=None, **fields) -> bool:
+        """store.update; a store that cannot be written is noted (self.unsaved) and the
+        session kept in memory, so that a refresh or a stop on a full disk goes on."""
+        try:
+            return self.store.update(session.id, attempts, **fields)
+        except StoreWriteError as exc:
+            self.unsaved = str(exc)
+            fields.pop("expect", None)
+            for name, value in fields.items():
+                setattr(session, name, value)
+            if attempts is not None:
+                session.attempts = attempts
+            self._unsaved_sessions[session.id] = session
+            return True
+
+    def _stored(self, session_id: str) -> Session | None:
+        """The session as last known: the store's, or the one refreshed in memory."""
+        return self._unsaved_sessions.get(session_id) or self.store.get(session_id)
 
     # -- launch -------------------------------------------------------------------------
 
@@ -200,6 +249,13 @@ class Service:
                         changes.update(status=Status.LOST,
                                        detail=await self._lost_detail(session, status),
                                        ended=status.get("heartbeat") or time.time())
+                elif new_status.active:
+                    changes = self._unresponsive_changes(
+                        session, changes, await _call(provider, "unresponsive", session, status))
+            else:
+                problem = await _call(provider, "status_problem", session)
+                if problem:
+                    changes = await self._unreadable_status_changes(session, provider, problem)
         except ProviderError as exc:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None
@@ -215,9 +271,8 @@ class Service:
         if changes or attempts is not None:
             # Only over what we read: meanwhile an auto-resume (another process) may have
             # moved the session on, and a slow read (an unreachable host) must not undo that.
-            if not self.store.update(session.id, attempts=attempts, **changes,
-                                     expect={"status": session.status,
-                                             "provider": session.provider}):
+            if not self._save(session, attempts=attempts, **changes,
+                              expect={"status": session.status, "provider": session.provider}):
                 return self.store.get(session.id) or session
             for key, value in changes.items():
                 setattr(session, key, value)
@@ -248,7 +303,7 @@ class Service:
                         f"see {marker.get('log')})")
             detail = (f"{marker.get('reason') or 'interrupted'}; {what}: "
                       f"trainctl resume {session.id}")
-            self.store.update(session.id, detail=detail)
+            self._save(session, detail=detail)
             session.detail = detail
         return session
 
@@ -285,6 +340,26 @@ class Service:
             recovery.log.info("session %s is %s: %s", final.id, final.status, final.detail)
         return final
 
+    @staticmethod
+    def _unresponsive_changes(session: Session, changes: dict, why: str | None) -> dict:
+        """A live runner without a heartbeat is shown as unresponsive, not running."""
+        if why is None:
+            return changes
+        changes = {**changes, "status": Status.UNRESPONSIVE, "detail": why}
+        return {k: v for k, v in changes.items() if getattr(session, k) != v}
+
+    async def _unreadable_status_changes(self, session: Session, provider,
+                                         problem: str) -> dict:
+        """status.json exists but cannot be used: say so; lost once nothing of it is alive."""
+        runners, trainings = await provider.alive_processes(session)
+        what = f"status.json is unreadable: {problem}"
+        if not runners and not trainings:
+            return {"status": Status.LOST, "detail": f"{what}; no process of it is alive",
+                    "ended": time.time()}
+        alive = ", ".join([f"runner pid {p}" for p in runners] +
+                          [f"training pid {p}" for p in trainings])
+        return {"status": Status.UNRESPONSIVE, "detail": f"{what}; alive: {alive}"}
+
     async def _lost_detail(self, session: Session, status: dict) -> str:
         beat = status.get("heartbeat")
         ago = f"; last heartbeat {format_age(time.time() - beat)} ago" if beat else ""
@@ -296,25 +371,58 @@ class Service:
         return detail
 
     async def refresh(self) -> None:
-        # Interrupted ones too: an auto-resume of theirs may have died (cheap to check).
-        active = self.store.list(statuses=[s for s in Status if s.active or
-                                           s is Status.INTERRUPTED])
-        await asyncio.gather(*(self.refresh_session(s) for s in active))
+        active = self.store.list(statuses=REFRESHED)
+        await aio.gather(*(self.refresh_session(s) for s in active))
+
+    def restore_session_folders(self) -> list[str]:
+        """The session folders are the record: those the store does not know (it was lost,
+        truncated or replaced) are added back, running ones included. Returns their ids."""
+        root = paths.sessions_dir()
+        try:
+            names = {name for name in os.listdir(root) if not name.startswith(".")}
+        except OSError:
+            return []
+        restored = []
+        for name in sorted(names - self.store.ids()):
+            session = session_from_folder(root / name)
+            if session is None:
+                continue
+            try:
+                if self.store.restore(session):
+                    restored.append(session.id)
+            except StoreWriteError as exc:
+                self.unsaved = str(exc)
+                break
+        return restored
 
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
         """Active sessions and the most recent ended ones (all of them with show_all)."""
+        self.restore_session_folders()
         await self.refresh()
-        sessions = self.store.list(with_attempts=True)
         if show_all:
-            return sessions
-        ended = [s for s in sessions if not s.status.active][:RECENT_ENDED_SHOWN]
-        keep = {s.id for s in ended}
-        return [s for s in sessions if s.status.active or s.id in keep]
+            sessions = self.store.list(with_attempts=True)
+        else:
+            # Two small queries rather than the whole store: a long-lived store holds thousands.
+            active = self.store.list(statuses=[s for s in Status if s.active],
+                                     with_attempts=True)
+            ended = self.store.list(statuses=[s for s in Status if not s.active],
+                                    limit=RECENT_ENDED_SHOWN, with_attempts=True)
+            sessions = sorted(active + ended, key=lambda s: s.created, reverse=True)
+        return [self._unsaved_sessions.get(s.id, s) for s in sessions]
+
+    def _resolve(self, ref: str) -> Session:
+        """store.resolve; a session the store lost is looked for in the session folders."""
+        try:
+            return self.store.resolve(ref)
+        except SessionNotFound:
+            if not self.restore_session_folders():
+                raise
+            return self.store.resolve(ref)
 
     async def get(self, ref: str) -> Session:
-        session = self.store.resolve(ref)
-        await self.refresh_session(session)
-        return self.store.get(session.id)  # type: ignore[return-value]
+        session = self._resolve(ref)
+        await self.refresh_session(self._unsaved_sessions.get(session.id, session))
+        return self._stored(session.id)  # type: ignore[return-value]
 
     async def overview(self, *, show_all: bool = False,
                        metrics_limit: int = 50) -> list[SessionOverview]:
@@ -327,8 +435,8 @@ class Service:
         from .monitor.session_monitor import metrics_summary
 
         sessions = await self.list_sessions(show_all=show_all)
-        patterns = self.config.metrics.patterns
-        alerts_config = self.config.alerts
+        settings = self.settings("metrics", "alerts")
+        patterns, alerts_config = settings.metrics.patterns, settings.alerts
         rows, now = [], time.time()
         for index, session in enumerate(sessions):
             log = self.log_path(session)
@@ -382,7 +490,7 @@ class Service:
         from .providers.ssh_transport import resolve_target
 
         hosts = self.config.ssh.hosts
-        infos = await asyncio.gather(*(probe_host(resolve_target(name, hosts))
+        infos = await aio.gather(*(probe_host(resolve_target(name, hosts))
                                        for name in sorted(hosts)))
         active = self.store.list(statuses=[s for s in Status if s.active])
         for info in infos:
@@ -535,6 +643,9 @@ class Service:
     def checkpoint_info(self, path: str, *, deep: bool = False):
         from .checkpoints.inspect import inspect_checkpoint
 
+        if not path.strip():  # Path("") is the current directory: never scan that by mistake
+            raise TrainctlError("checkpoint info needs the path of a checkpoint (got an empty "
+                                "one)")
         if is_s3(path):  # read through ranged GETs (--deep reads it all)
             from .providers import s3_checkpoints
 
@@ -542,7 +653,10 @@ class Service:
         try:
             return inspect_checkpoint(Path(path).expanduser(), deep=deep)
         except FileNotFoundError:
-            raise TrainctlError(f"no such checkpoint: {path}") from None
+            raise TrainctlError(f"no such checkpoint: {shorten(path)}") from None
+        except OSError as exc:  # a name too long, a permission
+            raise TrainctlError(f"cannot read checkpoint {shorten(path)}: "
+                                f"{exc.strerror or exc}") from None
 
     async def validate_checkpoint(self, target: str, path: str):
         """A deep check of one checkpoint of `target` (a session or directory), done where
@@ -635,7 +749,8 @@ class Service:
 
     async def stop(self, ref: str, *, force: bool = False, wait: bool = True,
                    timeout: float | None = None) -> Session:
-        """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force."""
+        """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force. A stop
+        that leaves anything of the session alive raises StopFailed naming it."""
         session = await self.get(ref)
         provider = get_provider(session.provider)
         status = await provider.read_status(session)
@@ -643,24 +758,101 @@ class Service:
             if await provider.kill_orphan(session, status, force=force):
                 detail = (f"runner pid {status.get('runner_pid')} is gone; its training "
                           f"(pid {status.get('child_pid')}) was stopped by trainctl stop")
-                self.store.update(session.id, detail=detail)
-                return await self.get(session.id)
-        if not session.status.active or status is None:
-            raise TrainctlError(
-                f"session {session.id} is not running (status: {session.status})"
-            )
+                self._save(session, detail=detail)
+                session.detail = detail
+                return await self._check_nothing_left(await self.get(session.id), provider)
+        if status is None or not session.status.active:
+            return await self._stop_without_status(session, provider, force=force)
+        if await _call(provider, "runner_frozen", status):
+            return await self._stop_frozen(session, provider, force=force)
         await provider.stop(session, status, force=force)
-        self.store.update(session.id, status=Status.STOPPING)
+        self._save(session, status=Status.STOPPING)
         if not wait:
             return await self.get(session.id)
         limit = timeout if timeout is not None else session.grace_seconds + 15
+        if force and hasattr(provider, "kill_all"):
+            limit = min(limit, FORCE_STOP_WAIT)  # then trainctl kills without the runner
+        session = await self._wait_until_ended(session.id, limit)
+        if session.status.active and force and hasattr(provider, "kill_all"):
+            return await self._kill_all(session, provider, f"force-stopped by trainctl: the "
+                                        f"runner did not stop within {limit:g}s")
+        if session.status.active:
+            raise StopFailed(f"session {session.id} did not stop within {limit:g}s: "
+                             f"{await self._what_is_alive(session, provider, status)}; "
+                             f"trainctl stop --force {session.id} kills it")
+        return await self._check_nothing_left(session, provider)
+
+    async def _wait_until_ended(self, session_id: str, limit: float) -> Session:
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            session = await self.get(session.id)
-            if not session.status.active:
+        while True:
+            session = await self.get(session_id)
+            if not session.status.active or time.monotonic() >= deadline:
                 return session
-            await asyncio.sleep(0.2)
+            await aio.sleep(0.2)
+
+    async def _stop_frozen(self, session: Session, provider, *, force: bool) -> Session:
+        """A runner stopped by a signal cannot act on a stop: --force kills everything
+        without it; a graceful stop says so at once instead of waiting for nothing."""
+        if force:
+            return await self._kill_all(session, provider, "force-stopped by trainctl: the "
+                                        "runner was frozen (stopped by a signal)")
+        status = await provider.read_status(session) or {}
+        raise StopFailed(f"session {session.id} cannot stop gracefully: "
+                         f"{await self._what_is_alive(session, provider, status)}; "
+                         f"trainctl stop --force {session.id} kills it")
+
+    async def _stop_without_status(self, session: Session, provider, *,
+                                   force: bool) -> Session:
+        """No usable status.json (unreadable, or the session has ended): what is still
+        alive of the session is found and stopped all the same."""
+        if not hasattr(provider, "alive_processes"):
+            raise TrainctlError(f"session {session.id} is not running (status: "
+                                f"{session.status})")
+        runners, trainings = await provider.alive_processes(session)
+        if not runners and not trainings:
+            raise TrainctlError(f"session {session.id} is not running (status: "
+                                f"{session.status})")
+        problem = await provider.status_problem(session)
+        why = f"status.json was unreadable: {problem}" if problem else \
+            f"status was {session.status}"
+        if not force:
+            await provider.stop_gracefully(session, runners)
+            deadline = time.monotonic() + session.grace_seconds + 15
+            while time.monotonic() < deadline and any(await provider.alive_processes(session)):
+                await aio.sleep(0.2)
+        return await self._kill_all(session, provider, f"stopped by trainctl stop ({why})")
+
+    async def _kill_all(self, session: Session, provider, reason: str) -> Session:
+        survivors = await provider.kill_all(session, reason)
+        if survivors:
+            raise StopFailed(f"session {session.id}: still alive after SIGKILL: "
+                             f"{describe_pids(survivors)}")
+        return await self.get(session.id)
+
+    async def _check_nothing_left(self, session: Session, provider) -> Session:
+        """The session ended: anything of it still alive (it left the process group and the
+        runner could not kill it) is an error that names it."""
+        if not hasattr(provider, "alive_processes"):  # a remote runner: its own record
+            status = await provider.read_status(session) or {}
+            if status.get("survivors"):
+                raise StopFailed(f"session {session.id} is {session.status}, but still alive "
+                                 f"on {session.host}: pids "
+                                 f"{', '.join(map(str, status['survivors']))}")
+            return session
+        runners, trainings = await provider.alive_processes(session)
+        if trainings:
+            raise StopFailed(f"session {session.id} is {session.status}, but still alive: "
+                             f"{describe_pids(trainings)}")
         return session
+
+    async def _what_is_alive(self, session: Session, provider, status: dict) -> str:
+        if not hasattr(provider, "alive_processes"):
+            return f"it is still {session.status}"
+        runners, trainings = await provider.alive_processes(session)
+        parts = [f"runner {describe_pids(runners)}"] if runners else []
+        if trainings:
+            parts.append(f"training {describe_pids(trainings)}")
+        return "still alive: " + "; ".join(parts) if parts else f"it is still {session.status}"
 
     async def kill(self, ref: str) -> Session:
         """SIGKILL the training now, without the grace period."""
@@ -687,7 +879,7 @@ class Service:
         else:
             checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
         spec_path = Path(session.session_dir) / "spec.json"
-        spec = json.loads(spec_path.read_text())
+        spec = read_spec(session)
         spec["resume_from"] = checkpoint
         atomic_write_text(spec_path, json.dumps(spec, indent=2))
         # The resume is this session's latest sign of life: the wait for its new runner
@@ -775,12 +967,36 @@ class Service:
             from .providers.aws_sessions import delete_secrets
 
             await delete_secrets(session.id)
-        self.store.delete(session.id)
-        shutil.rmtree(session.session_dir, ignore_errors=True)
+        # Out of sight first: a listing meanwhile must not restore it from its folder.
+        folder = Path(session.session_dir)
+        doomed = folder.with_name(f".{folder.name}.removing")
+        try:
+            folder.rename(doomed)
+        except OSError:
+            doomed = folder  # already gone
+        try:
+            self.store.delete(session.id)
+        except StoreWriteError:
+            if doomed != folder:
+                doomed.rename(folder)
+            raise
+        shutil.rmtree(doomed, ignore_errors=True)
         return session
 
 
 # -- helpers (pure, tested directly) ------------------------------------------------------
+
+
+async def _call(provider, capability: str, *args):
+    """An optional provider capability (local only so far); None where there is none."""
+    method = getattr(provider, capability, None)
+    return await method(*args) if method is not None else None
+
+
+def describe_pids(pids: list[int]) -> str:
+    from .runner.supervisor import describe_pid
+
+    return ", ".join(f"pid {describe_pid(pid)}" for pid in pids)
 
 
 def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:
@@ -825,8 +1041,8 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
     if max_restarts < 0:
         raise TrainctlError(f"max restarts must be 0 or more, not {max_restarts}")
     grace = request.grace_seconds if request.grace_seconds is not None else defaults.grace_seconds
-    if grace < 0:
-        raise TrainctlError(f"grace seconds must be 0 or more, not {grace}")
+    if not 0 <= grace <= MAX_GRACE_SECONDS:  # nan fails this too; inf would never stop
+        raise TrainctlError(f"grace seconds must be from 0 to {MAX_GRACE_SECONDS:g}, not {grace}")
     keep_last_n = request.keep_last_n if request.keep_last_n is not None \
         else defaults.keep_last_n
     if keep_last_n is not None and keep_last_n < 1:
@@ -889,6 +1105,8 @@ def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
                                 f"trainctl creates the machine: --provider aws or runpod, not "
                                 f"{request.provider}")
         return None
+    from .providers.cloud import CreateRequest  # cloud launches only
+
     create = request.machine or CreateRequest(provider=kind)
     if kind == "aws":
         create.template = create.template or request.provider.partition(":")[2] or None
@@ -943,9 +1161,74 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
         "grace_seconds": session.grace_seconds,
         "heartbeat_seconds": defaults.heartbeat_seconds,
         "resume_from": None,
+        # Not for the runner: what rebuilding the store from this folder needs.
+        "provider": session.provider,
+        "host": session.host,
+        "keep_last_n": session.keep_last_n,
+        "created": session.created,
     }
     atomic_write_text(folder / "spec.json", json.dumps(spec, indent=2))
     (folder / "train.log").touch()
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """A user's argument in an error: a 10,000-character path must not fill the screen."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text):,} characters)"
+
+
+def read_spec(session: Session) -> dict:
+    """The session's spec.json, or one line saying it cannot be used."""
+    path = Path(session.session_dir) / "spec.json"
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainctlError(f"session {session.id} has no spec.json ({path}); it cannot be "
+                            "resumed") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is unreadable "
+                            f"({exc}); it cannot be resumed") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("command"), list):
+        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is not a trainctl "
+                            "spec (no command list); it cannot be resumed")
+    return spec
+
+
+def session_from_folder(folder: Path) -> Session | None:
+    """A session rebuilt from its folder (spec.json, and status.json if readable), or None if
+    the folder holds no usable spec.json of its own."""
+    from .runner.supervisor import read_status
+
+    try:
+        spec = json.loads((folder / "spec.json").read_text())
+        created = (folder / "spec.json").stat().st_mtime
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(spec, dict) or spec.get("id") != folder.name or not isinstance(
+            spec.get("command"), list) or not isinstance(spec.get("env") or {}, dict):
+        return None
+    try:
+        session = Session(
+            id=folder.name, name=str(spec.get("name") or folder.name),
+            provider=str(spec.get("provider") or "local"), host=spec.get("host"),
+            command=[str(word) for word in spec["command"]], cwd=str(spec.get("cwd") or ""),
+            session_dir=str(folder), env={str(k): str(v) for k, v in (spec.get("env") or
+                                                                       {}).items()},
+            checkpoint_dir=spec.get("checkpoint_dir"), resume_template=spec.get(
+                "resume_template"), max_restarts=int(spec.get("max_restarts") or 0),
+            grace_seconds=float(spec.get("grace_seconds") or 30.0),
+            keep_last_n=spec.get("keep_last_n"), created=float(spec.get("created") or created),
+            status=Status.PENDING, heartbeat=created,
+        )
+    except (TypeError, ValueError):
+        return None
+    status = read_status(str(folder))
+    if status is not None:
+        changes, session.attempts = changes_from_status(session, status)
+        for name, value in changes.items():
+            setattr(session, name, value)
+    return session
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -1017,17 +1300,6 @@ def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | N
         newest = newest_usable(rows)
         return newest.entry.path if newest else None
     return None
-
-
-def format_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def demo_script_path() -> Path:

@@ -7,8 +7,8 @@ import math
 import time
 from typing import TextIO
 
+from .formatting import format_age, visible
 from .models import Session, Status
-from .service import format_age
 
 STATUS_STYLE = {
     Status.PENDING: "dim",
@@ -19,9 +19,19 @@ STATUS_STYLE = {
     Status.FAILED: "bold red",
     Status.LOST: "bold magenta",
     Status.UNREACHABLE: "bold yellow",
+    Status.UNRESPONSIVE: "bold red",
     Status.INTERRUPTED: "bold yellow",
 }
 SCHEMA_VERSION = 1
+NAME_WIDTH = 32  # a session name longer than this is cut in tables (--json has it whole)
+CHECKPOINT_NAME_WIDTH = 60
+
+
+def cell(text, limit: int | None = None) -> str:
+    """A value for a rich table or line: made visible and not read as [markup]."""
+    from rich.markup import escape
+
+    return escape(visible(text, limit))
 
 
 def sessions_json(sessions: list[Session]) -> str:
@@ -58,26 +68,19 @@ def outcome(session: Session) -> str:
 
 
 def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """`trainctl sessions`: a plain table (plain_table.py: no rich, it starts fast)."""
+    from .plain_table import render_table
 
-    console = Console(file=out, width=width, highlight=False)
     if not sessions:
-        console.print("no sessions yet — start one with: trainctl launch -- python train.py")
+        out.write("no sessions yet — start one with: trainctl launch -- python train.py\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL"):
-        table.add_column(column, no_wrap=column != "DETAIL", overflow="fold",
-                         min_width=16 if column == "DETAIL" else None)
+    headers = ("ID", "NAME", "PROVIDER", "STATUS", "ATTEMPT", "ELAPSED", "DETAIL")
     now = time.time()
-    for s in sessions:
-        attempt = str(s.attempt) if s.attempt else "-"
-        where = where_text(s)
-        table.add_row(
-            s.id, s.name, where, f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
-            attempt, elapsed(s, now), outcome(s),
-        )
-    console.print(table)
+    rows = [(s.id, visible(s.name, NAME_WIDTH), visible(where_text(s)), str(s.status),
+             str(s.attempt) if s.attempt else "-", elapsed(s, now), visible(outcome(s)))
+            for s in sessions]
+    styles = [(None, None, None, STATUS_STYLE[s.status], None, None, None) for s in sessions]
+    render_table(headers, rows, out, styles=styles, shrink=(1, 2), width=width)
 
 
 def where_text(session: Session) -> str:
@@ -120,59 +123,61 @@ def overview_json(rows) -> str:
 
 
 def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
-    """`--once`: the sessions table of the TUI, with last metrics, then open alerts."""
-    from rich.console import Console
-    from rich.table import Table
+    """`--once`: the sessions table of the TUI, with last metrics, then open alerts. A plain
+    table (plain_table.py): no rich, so a snapshot for a script starts fast."""
+    import shutil
 
+    from .plain_table import paint, render_table, wants_colour
     from .sparkline import sparkline
 
-    console = Console(file=out, width=width, highlight=False)
     if not rows:
-        console.print("no sessions yet — start one with: trainctl launch -- python train.py "
-                      "(or trainctl demo)")
+        out.write("no sessions yet — start one with: trainctl launch -- python train.py "
+                  "(or trainctl demo)\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    # At 80 columns (ssh, tmux) the less important columns go; NAME and DETAIL wrap.
-    narrow = console.width < 110
+    width = width or shutil.get_terminal_size().columns  # 80 when piped
+    # At 80 columns (ssh, tmux) the less important columns go; NAME is cut short to fit.
+    narrow = width < 110
     columns = ["", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL", "TREND",
                "ELAPSED", "DETAIL"]
     if narrow:
         columns = [c for c in columns if c not in ("WHERE", "VAL", "DETAIL")]
-    wrapping = {"NAME": 8, "DETAIL": 16}
-    for column in columns:
-        table.add_column(column, no_wrap=column not in wrapping, overflow="fold",
-                         min_width=wrapping.get(column))
     now = time.time()
+    table, styles = [], []
     for row in rows:
         s = row.session
         cells = {
-            "": "[bold red]![/]" if row.alerts else "", "ID": s.id, "NAME": s.name,
-            "WHERE": where_text(s),
-            "STATUS": f"[{STATUS_STYLE[s.status]}]{s.status}[/]",
-            "ATT": str(s.attempt or "-"), "STEP": format_step(row.step),
-            "LOSS": format_number(row.last("loss")), "VAL": format_number(row.last("val_loss")),
-            "TREND": f"[cyan]{sparkline(row.trend('loss', 8 if narrow else 12))}[/]",
-            "ELAPSED": elapsed(s, now), "DETAIL": outcome(s),
+            "": "!" if row.alerts else "", "ID": s.id, "NAME": visible(s.name, NAME_WIDTH),
+            "WHERE": visible(where_text(s)),
+            "STATUS": str(s.status), "ATT": str(s.attempt or "-"),
+            "STEP": format_step(row.step), "LOSS": format_number(row.last("loss")),
+            "VAL": format_number(row.last("val_loss")),
+            "TREND": sparkline(row.trend("loss", 8 if narrow else 12)),
+            "ELAPSED": elapsed(s, now), "DETAIL": visible(outcome(s)),
         }
-        table.add_row(*(cells[c] for c in columns))
-    console.print(table)
+        style = {"": "bold red", "STATUS": STATUS_STYLE[s.status], "TREND": "cyan"}
+        table.append([cells[c] for c in columns])
+        styles.append([style.get(c) for c in columns])
+    render_table(columns, table, out, styles=styles, shrink=(columns.index("NAME"),),
+                 width=width)
+    colour = wants_colour(out)
     newest = [row for row in rows if row.newest_checkpoint is not None]
     if newest:
-        console.print()
-        console.print("[bold]newest checkpoints[/]")
+        out.write(f"\n{paint('newest checkpoints', 'bold', colour)}\n")
         for row in newest:
             entry = row.newest_checkpoint
             step = f"step {entry.step}, " if entry.step is not None else ""
-            console.print(f"  {row.session.name} ({row.session.id}): {entry.path} "
-                          f"({step}{format_age(now - entry.mtime)} ago)")
+            out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
+                      f"{visible(entry.path)} "
+                      f"({step}{format_age(now - entry.mtime)} ago)\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
-        console.print()
-        console.print(f"[bold]{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}[/]")
+        title = f"{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}"
+        out.write(f"\n{paint(title, 'bold', colour)}\n")
         for alert in alerts:
             style = "red" if alert.severity == "error" else "yellow"
-            console.print(f"  [{style}]{alert.kind}[/] {alert.session_name} "
-                          f"({alert.session_id}): {alert.message}")
+            out.write(f"  {paint(alert.kind, style, colour)} "
+                      f"{visible(alert.session_name, NAME_WIDTH)} ({alert.session_id}): "
+                      f"{visible(alert.message)}\n")
 
 
 def render_metrics(metrics, log: str, out: TextIO) -> None:
@@ -215,9 +220,9 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
 
     console = Console(file=out, highlight=False)
     if not rows:
-        console.print(f"no checkpoints in {directory}")
+        console.print(f"no checkpoints in {cell(directory)}")
     else:
-        table = Table(box=None, pad_edge=False, header_style="bold", title=directory,
+        table = Table(box=None, pad_edge=False, header_style="bold", title=cell(directory),
                       title_justify="left")
         columns = ["STEP", "NAME", "SIZE", "AGE", "STATUS", "FORMAT", "LOSS", "PARAMS"]
         if console.width < 110:  # 80 columns: the name matters more than these
@@ -232,10 +237,11 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
             note = (info.reason if info and info.reason else row.entry.note)
             if note:
                 notes.append(f"[{CHECKPOINT_STATUS_STYLE.get(row.status, '')}]"
-                             f"{row.entry.name}[/]: {note}")
+                             f"{cell(row.entry.name, CHECKPOINT_NAME_WIDTH)}[/]: {cell(note)}")
             style = CHECKPOINT_STATUS_STYLE.get(row.status, "")
             cells = {
-                "STEP": format_step(row.step), "NAME": row.entry.name,
+                "STEP": format_step(row.step),
+                "NAME": cell(row.entry.name, CHECKPOINT_NAME_WIDTH),
                 "SIZE": format_size(row.entry.size), "AGE": format_age(now - row.entry.mtime),
                 "STATUS": f"[{style}]{row.status}[/]", "FORMAT": info.format if info else "-",
                 "LOSS": format_number(row.loss),
@@ -246,7 +252,7 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
         for note in notes:
             console.print(f"  {note}")
     for path, reason in skipped:
-        console.print(f"[yellow]skipped[/] {path}: {reason}")
+        console.print(f"[yellow]skipped[/] {cell(path)}: {cell(reason)}")
 
 
 def render_checkpoint_info(info, out: TextIO) -> None:

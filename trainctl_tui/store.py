@@ -7,7 +7,6 @@ Many processes touch it at once (the TUI, CLI calls, refreshes), so every write 
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -85,24 +84,67 @@ MUTABLE_FIELDS = frozenset(
 
 
 def new_session_id() -> str:
+    import secrets  # here only: it costs more to import than listing sessions
+
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+class StoreWriteError(TrainctlError):
+    """A change could not be saved (disk full, read-only home); the store itself is intact."""
 
 
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only: str | None = None  # why writes are impossible, when they are
+        self.db: sqlite3.Connection | None = None
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise TrainctlError(f"cannot open session store {self.path}: {exc}") from None
-        self.db.row_factory = sqlite3.Row
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainctlError(f"cannot create {self.path.parent} for the session store: "
+                                f"{exc.strerror or exc}") from None
         try:
+            self.db = self._connect(self.path)
             self._prepare()
         except sqlite3.DatabaseError as exc:
-            self.db.close()
-            raise TrainctlError(f"session store {self.path} is unreadable ({exc}); move it "
-                                "away to start a new one (your runs' folders are kept)") from None
+            self.close()
+            problem = unwritable_reason(self.path.parent)
+            if problem is None or not self.path.exists():
+                raise self._open_error(exc, problem) from None
+            # Disk full or read-only: reading (sessions, logs, stop) must still work.
+            self.db = self._open_read_only()
+            self.read_only = problem
+
+    @staticmethod
+    def _connect(target, **kwargs) -> sqlite3.Connection:
+        db = sqlite3.connect(target, timeout=30, isolation_level=None, **kwargs)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Without a working -shm file a WAL database cannot be opened where nothing can be
+        written; with an empty or no -wal file the database file is the whole store, so it is
+        read as immutable."""
+        uri = self.path.resolve().as_uri()
+        wal = Path(f"{self.path}-wal")
+        mode = "ro" if wal.exists() and wal.stat().st_size else "ro&immutable=1"
+        try:
+            db = self._connect(f"{uri}?mode={mode}", uri=True)
+            db.execute("SELECT COUNT(*) FROM sessions").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            raise self._open_error(exc, unwritable_reason(self.path.parent)) from None
+
+    def _open_error(self, exc: Exception, problem: str | None) -> TrainctlError:
+        if problem is not None and not self.path.exists():
+            return TrainctlError(f"cannot create the session store {self.path}: {problem}")
+        if problem is not None:
+            return TrainctlError(f"cannot open the session store {self.path}: {problem} "
+                                 f"({exc}); the store itself is not damaged")
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            return TrainctlError(f"session store {self.path} is unreadable ({exc}); move it "
+                                 "away to start a new one (your runs' folders are kept)")
+        return TrainctlError(f"cannot open the session store {self.path}: {exc}")
 
     def _prepare(self) -> None:
         """Settings and migrations. Switching a new database to WAL fails at once (no busy
@@ -122,7 +164,8 @@ class Store:
         self._migrate()
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -157,7 +200,10 @@ class Store:
         return row[0] if row else 0
 
     def _write(self):
-        return _Transaction(self.db)
+        if self.read_only:
+            raise StoreWriteError(f"the session store {self.path} cannot be changed: "
+                                  f"{self.read_only}")
+        return _Transaction(self.db, self.path)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -182,6 +228,24 @@ class Store:
             except sqlite3.IntegrityError:
                 continue
         raise RuntimeError("could not find a free session id")
+
+    def restore(self, session: Session) -> bool:
+        """Store a session found in its folder (the store lost it), keeping its id. False if
+        the id is taken by now (another process restored it first)."""
+        row = _session_row(session)
+        with self._write():
+            cursor = self.db.execute(
+                f"INSERT OR IGNORE INTO sessions ({', '.join(row)}) "
+                f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            if cursor.rowcount:
+                self.db.executemany(
+                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(session.id, a.n, a.started, a.ended, a.exit_code, a.signal,
+                      a.resumed_from, a.reason) for a in session.attempts])
+        return bool(cursor.rowcount)
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT id FROM sessions")}
 
     def update(self, session_id: str, attempts: Iterable[Attempt] | None = None, *,
                expect: dict | None = None, **fields) -> bool:
@@ -240,31 +304,27 @@ class Store:
         return session
 
     def resolve(self, ref: str) -> Session:
-        """Find a session by id, by name (newest wins) or by an unambiguous id prefix."""
+        """Find a session by id, by name or by an id prefix. A name or prefix that more than
+        one session shares is an error listing them: `rm dup` must never pick one."""
         ref = ref.strip()
         found = self.get(ref)
         if found:
             return found
-        row = self.db.execute(
-            "SELECT id FROM sessions WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
-        ).fetchone()
-        if row is None and len(ref) >= 2:
-            ids = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' LIMIT 6",
-                    (_like_prefix(ref),),
-                )
-            ]
-            if len(ids) > 1:
-                raise TrainctlError(
-                    f"session '{ref}' is ambiguous: matches {', '.join(ids[:5])} "
-                    "(type more of the id)"
-                )
-            row = (ids[0],) if ids else None
-        if row is None:
+        ids = [r[0] for r in self.db.execute(
+            "SELECT id FROM sessions WHERE name = ? ORDER BY created DESC LIMIT 6", (ref,))]
+        what, hint = "sessions are named so", "use the id"
+        if not ids and len(ref) >= 2:
+            ids = [r[0] for r in self.db.execute(
+                "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6",
+                (_like_prefix(ref),))]
+            what, hint = "ids start so", "give more of the id"
+        if not ids:
             raise SessionNotFound(ref)
-        return self.get(row[0])  # type: ignore[return-value]
+        if len(ids) > 1:
+            more = ", ..." if len(ids) > 5 else ""
+            raise TrainctlError(f"session '{ref}' is ambiguous: {what} ({', '.join(ids[:5])}"
+                                f"{more}); {hint}")
+        return self.get(ids[0])  # type: ignore[return-value]
 
     def list(self, *, statuses: Iterable[Status] | None = None, limit: int | None = None,
              with_attempts: bool = False) -> list[Session]:
@@ -282,8 +342,11 @@ class Store:
         sessions = [_session_from_row(row) for row in self.db.execute(query, params)]
         if with_attempts and sessions:
             by_id = {s.id: s for s in sessions}
-            for row in self.db.execute("SELECT * FROM attempts ORDER BY session_id, n"):
-                if row["session_id"] in by_id:
+            # Only the listed sessions' attempts: a long-lived store holds thousands.
+            ids = query.replace("SELECT *", "SELECT id", 1)
+            for row in self.db.execute(f"SELECT * FROM attempts WHERE session_id IN ({ids}) "
+                                       "ORDER BY session_id, n", params):
+                if row["session_id"] in by_id:  # not one inserted since the first query
                     by_id[row["session_id"]].attempts.append(_attempt_from_row(row))
         return sessions
 
@@ -306,16 +369,51 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT: concurrent writers queue on the lock, never deadlock."""
+    """BEGIN IMMEDIATE ... COMMIT: concurrent writers queue on the lock, never deadlock.
+    A write the disk refuses becomes a StoreWriteError that says why."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, path: Path):
         self.db = db
+        self.path = path
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._refused(exc) from None
 
-    def __exit__(self, exc_type, *_):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type, exc, _tb):
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.OperationalError as error:
+            if exc_type is None:
+                raise self._refused(error) from None
+        if exc_type is sqlite3.OperationalError:
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: Exception) -> Exception:
+        problem = unwritable_reason(self.path.parent)
+        if problem is None:
+            return exc  # locked for 30 s, or a bug: not the user's to fix
+        return StoreWriteError(f"the session store {self.path} cannot be changed: {problem}")
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why nothing can be written in `folder` ("the disk ... is full", "... read-only"),
+    or None if writing there looks possible."""
+    import os
+
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    if stats.f_flag & os.ST_RDONLY:
+        return f"{folder} is on a read-only filesystem"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable by you"
+    if stats.f_bavail * stats.f_frsize < 64 * 1024:
+        return f"the disk holding {folder} is full; free some space"
+    return None
 
 
 def _like_prefix(text: str) -> str:

@@ -18,9 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping, MutableSet, Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
@@ -459,6 +457,10 @@ class Notifier:
 
     def _post_once(self, url: str, data: bytes) -> tuple[str | None, bool]:
         """(error or None, worth retrying)."""
+        # Here only: urllib.request brings http.client and ssl, which `trainctl --once` skips.
+        import urllib.error
+        import urllib.request
+
         where = f"webhook ({_host(url)})"
         request = urllib.request.Request(
             url,

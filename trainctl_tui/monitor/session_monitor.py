@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
@@ -10,11 +9,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import index as index_module
-from .index import fingerprint, index_path, restore, write_index
 from .metrics import MetricSet
 from .tail import LogFollower
+
+if TYPE_CHECKING:
+    import asyncio
 
 SUMMARY_TAIL_BYTES = 2 << 20
 HISTORY_SLICE = 16 << 20
@@ -53,7 +54,11 @@ class SessionMonitor:
         self.history: LogFollower | None = None  # opened by the first parse, in a thread
         self.metrics = MetricSet(self.patterns)
         self.live: Live | None = None  # the metrics of a progress bar still redrawing
-        self.index = index_path(self.log_path) if use_index else None
+        self.index = None
+        if use_index:
+            from .index import index_path  # here only: summaries for --once need no index
+
+            self.index = index_path(self.log_path)
         self._indexed = (0, -math.inf)  # offset and time of the last index written or read
         self._expected_identity: tuple[int, int] | None = None
         self.preview: MetricSet | None = None  # the log's end, shown while its start is read
@@ -69,6 +74,8 @@ class SessionMonitor:
         """Updates as the log grows: the tail at once, then new lines as watchfiles (or
         polling) reports them. A long history is parsed in slices, yielding in between, so
         the caller stays responsive while the chart fills in."""
+        import asyncio  # here only: `trainctl --once` reads summaries without an event loop
+
         async for shown in self.view.updates(poll_interval=poll_interval, stop=stop):
             update = MonitorUpdate(lines=shown.lines, partial=shown.partial, reset=shown.reset,
                                    note=shown.note)
@@ -116,9 +123,11 @@ class SessionMonitor:
     def _start_history(self, update: MonitorUpdate) -> None:
         """Start from the index when it is current (checked against the file the follower
         then opens: a log replaced in between is parsed from its start)."""
+        from . import index
+
         offset, identity = 0, None
         if self.index is not None:
-            metrics, offset, identity = restore(self.log_path, self.patterns, self.index)
+            metrics, offset, identity = index.restore(self.log_path, self.patterns, self.index)
             if offset:
                 self.metrics, update.metrics_changed = metrics, True
                 self._indexed = (offset, time.monotonic())
@@ -144,13 +153,15 @@ class SessionMonitor:
     def _save_index(self) -> None:
         """Write the index once the history is parsed, when enough is new since the last one
         (a live run rewrites it at most every INDEX_EVERY seconds)."""
+        from . import index
+
         offset, fd = self.history.line_offset, self.history.fileno()
         done_offset, done_at = self._indexed
-        if (self.index is None or fd is None or offset < index_module.MIN_LOG_BYTES
-                or offset - done_offset < (index_module.REWRITE_BYTES if done_offset else 1)
+        if (self.index is None or fd is None or offset < index.MIN_LOG_BYTES
+                or offset - done_offset < (index.REWRITE_BYTES if done_offset else 1)
                 or time.monotonic() - done_at < INDEX_EVERY):
             return
-        write_index(self.index, self.metrics, fd, offset, fingerprint(self.patterns))
+        index.write_index(self.index, self.metrics, fd, offset, index.fingerprint(self.patterns))
         self._indexed = (offset, time.monotonic())
 
     def close(self) -> None:

@@ -4,12 +4,12 @@
 what was appended, and turns bytes into display lines with `LineAssembler` (a `\\r` keeps the
 last state of a progress bar, invalid UTF-8 becomes U+FFFD, very long lines are capped).
 Truncation and rotation are detected; the follower then starts over and says so in a note.
-`last_lines` and `follow` are the small synchronous helpers the CLI uses.
+`last_lines` and `follow` are the small synchronous helpers the CLI uses; asyncio is imported
+only by the async parts (the TUI's), so `trainctl logs` starts without it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import os
 import time
@@ -17,7 +17,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import asyncio
 
 BLOCK = 64 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -489,6 +492,8 @@ class LogFollower:
         self._assembler.clear()
 
     async def _poll_async(self) -> TailUpdate:
+        import asyncio
+
         if self.pending_bytes > THREAD_POLL_BYTES:
             return await asyncio.to_thread(self.poll)
         return self.poll()
@@ -501,6 +506,8 @@ class LogFollower:
         least every `poll_interval` anyway; polls every FALLBACK_POLL_INTERVAL (or
         poll_interval if shorter) when watchfiles is missing or fails. The file may not exist
         yet."""
+        import asyncio
+
         if stop is None:
             stop = asyncio.Event()
         self._waker = waker = _Waker(self.path, poll_interval, use_watchfiles, stop)
@@ -522,6 +529,8 @@ class _Waker:
 
     def __init__(self, path: Path, interval: float, use_watchfiles: bool,
                  stop: asyncio.Event) -> None:
+        import asyncio
+
         self.path = path
         self.interval = interval
         self.mode = "watchfiles" if use_watchfiles else "polling"
@@ -538,6 +547,8 @@ class _Waker:
         self._changed.set()
 
     async def wait(self) -> None:
+        import asyncio
+
         self._ensure_watching()
         watching = self.mode == "watchfiles" and self._watch_task is not None
         warm = time.monotonic() - self._watch_since >= WATCH_WARMUP
@@ -555,9 +566,11 @@ class _Waker:
         if not self.path.parent.is_dir():
             return  # nothing to watch yet: poll until the directory exists
         self._watch_since = time.monotonic()
-        self._watch_task = asyncio.ensure_future(self._watch())
+        self._watch_task = self._stop_task.get_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
+        import asyncio
+
         try:
             from watchfiles import awatch
         except ImportError as exc:
@@ -584,6 +597,8 @@ class _Waker:
         self._changed.set()  # poll now rather than after a full interval
 
     async def close(self) -> None:
+        import asyncio
+
         self._halt.set()
         self._stop_task.cancel()
         tasks = [task for task in (self._watch_task, self._stop_task) if task is not None]

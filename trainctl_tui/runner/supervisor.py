@@ -20,8 +20,6 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 
 from __future__ import annotations
 
-import calendar
-import http.client
 import json
 import os
 import re
@@ -32,9 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
-import urllib.error
-import urllib.request
 
 STATUS_VERSION = 1
 LOG_PREFIX = "[trainctl] "
@@ -66,6 +61,7 @@ SPEC_DEFAULTS = {
 # Exit codes a shell uses for "cannot execute" / "not found": retrying them is pointless.
 NO_RETRY_EXIT_CODES = (126, 127)
 NEWEST = "newest"  # spec resume_from: the newest checkpoint in checkpoint_dir at start
+LEFTOVER_WAIT_SECONDS = 2.0  # for SIGKILLed leftovers to disappear before calling them survivors
 
 
 class SpecError(Exception):
@@ -101,14 +97,76 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def read_status(session_dir: str) -> dict | None:
-    """The session's status.json as a dict, or None if missing, unreadable or invalid."""
+NUMBER = (int, float)
+# status.json fields trainctl relies on, with their types (None is always allowed).
+STATUS_FIELD_TYPES = {
+    "state": str, "reason": str, "runner_start": str, "child_start": str,
+    "runner_pid": int, "child_pid": int, "attempt": int, "exit_code": int, "signal": int,
+    "heartbeat": NUMBER, "started": NUMBER, "ended": NUMBER, "next_restart_at": NUMBER,
+    "attempts": list, "survivors": list,
+}
+ATTEMPT_FIELD_TYPES = {
+    "n": int, "exit_code": int, "signal": int, "started": NUMBER, "ended": NUMBER,
+    "resumed_from": str, "reason": str,
+}
+
+
+def _field_problem(data: dict, types: dict, where: str) -> str | None:
+    for name, kind in types.items():
+        value = data.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{where}'{name}' is a {type(value).__name__}, not a {_kind_name(kind)}"
+    return None
+
+
+def _kind_name(kind) -> str:
+    return "number" if kind is NUMBER else {"str": "string", "int": "whole number"}.get(
+        kind.__name__, kind.__name__)
+
+
+def status_problem(data) -> str | None:
+    """Why a parsed status.json cannot be trusted (wrong types), or None if it can."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    problem = _field_problem(data, STATUS_FIELD_TYPES, "")
+    if problem:
+        return problem
+    for i, attempt in enumerate(data.get("attempts") or []):
+        if not isinstance(attempt, dict):
+            return f"attempt {i + 1} is a {type(attempt).__name__}, not an object"
+        problem = _field_problem(attempt, ATTEMPT_FIELD_TYPES, f"attempt {i + 1}: ")
+        if problem:
+            return problem
+    if not all(isinstance(pid, int) for pid in data.get("survivors") or []):
+        return "'survivors' holds something other than pids"
+    return None
+
+
+def read_status_checked(session_dir: str) -> tuple[dict | None, str | None]:
+    """(status, None), (None, None) if there is no status.json, or (None, why it is unusable):
+    empty, half-written, garbled, nested too deep, or fields of the wrong type."""
     try:
         with open(os.path.join(session_dir, "status.json"), "rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+            raw = fh.read()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    if not raw.strip():
+        return None, "it is empty"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        return None, "it is nested too deeply"
+    except ValueError as exc:
+        return None, f"it is not valid JSON ({exc})"
+    problem = status_problem(data)
+    return (None, problem) if problem else (data, None)
+
+
+def read_status(session_dir: str) -> dict | None:
+    """The session's status.json as a dict, or None if missing, unreadable or invalid."""
+    return read_status_checked(session_dir)[0]
 
 
 # --------------------------------------------------------------------------- processes
@@ -176,6 +234,80 @@ def pid_alive(pid: int | None, token: str | None) -> bool:
     if current is None:
         return False
     return token is None or current == token
+
+
+SESSION_ENV = "TRAINCTL_SESSION_ID"  # marks every process a session's training starts
+
+
+def _proc_read(pid: int, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _all_pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []  # no /proc (macOS): only the process group can be found
+
+
+def marked_pids(session_id: str) -> list[int]:
+    """Live processes whose environment carries this session's mark: the training and all
+    it started, including those that left its process group (setsid, double fork) but not
+    those that cleared their environment. Zombies have an empty environ and are left out."""
+    mark = f"{SESSION_ENV}={session_id}".encode()
+    own = os.getpid()
+    return [pid for pid in _all_pids()
+            if pid != own and mark in _proc_read(pid, "environ").split(b"\0")]
+
+
+def runner_pids(session_dir: str) -> list[int]:
+    """Live runners of this session folder (found by their command line: the runner itself
+    does not carry the mark)."""
+    folder = os.path.abspath(session_dir).encode()
+    found = []
+    for pid in _all_pids():
+        args = _proc_read(pid, "cmdline").split(b"\0")
+        if pid != os.getpid() and folder in args and any(
+                arg.endswith(b"supervisor.py") for arg in args):
+            found.append(pid)
+    return found
+
+
+def process_state(pid: int) -> str | None:
+    """'R', 'S', 'T' (stopped, e.g. by SIGSTOP), 'D' ...; None if it is gone or a zombie."""
+    info = _proc_state_and_start(pid)
+    if info is None or info[0].startswith("Z"):
+        return None
+    return info[0][:1]
+
+
+def describe_pid(pid: int) -> str:
+    """'1234 (python train.py)' for messages about processes still alive."""
+    words = [w.decode("utf-8", "replace") for w in _proc_read(pid, "cmdline").split(b"\0")]
+    words = [os.path.basename(w) if i < 2 else w for i, w in enumerate(words) if w]
+    command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
+    command = command if len(command) <= 50 else command[:49] + "..."
+    frozen = " stopped by a signal" if process_state(pid) == "T" else ""
+    return f"{pid} ({command}){frozen}" if command else f"{pid}{frozen}"
+
+
+def signal_training(pgid: int | None, session_id: str, signum: int) -> None:
+    """`signum` to the training's process group and to every process it started that left
+    the group (setsid, double fork, setpgid) but still carries the session's mark."""
+    if pgid:
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
+    for pid in marked_pids(session_id):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
 
 
 def _quote_command(command: list[str]) -> str:
@@ -634,6 +766,8 @@ def parse_aws_time(text) -> float | None:
     """Epoch seconds from IMDS times such as '2026-11-28T16:30:00Z'; None if unparsable."""
     if not isinstance(text, str):
         return None
+    import calendar  # here only: the CLI imports this module and must start fast
+
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
         try:
             return float(calendar.timegm(time.strptime(text, fmt)))
@@ -645,7 +779,11 @@ def parse_aws_time(text) -> float | None:
 class ImdsClient:
     """IMDSv2: a session token (PUT, cached, renewed before expiry or on 401), then GETs."""
 
+    # urllib (and the ssl it brings) only where the runner watches for spot notices: the CLI
+    # imports this module to read status files and must start fast.
     def __init__(self, base_url: str, timeout: float = IMDS_TIMEOUT_SECONDS):
+        import urllib.request
+
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.token = None
@@ -654,6 +792,8 @@ class ImdsClient:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _token(self) -> str:
+        import urllib.request
+
         if self.token is None or time.time() >= self.token_expires:
             request = urllib.request.Request(
                 self.base_url + "/latest/api/token",
@@ -668,6 +808,9 @@ class ImdsClient:
 
     def get(self, path: str):
         """(HTTP status, body) of a metadata GET; raises OSError when IMDS is unreachable."""
+        import urllib.error
+        import urllib.request
+
         for _ in range(2):
             request = urllib.request.Request(
                 self.base_url + path, headers={"X-aws-ec2-metadata-token": self._token()}
@@ -724,6 +867,8 @@ class SpotWatcher:
             self._stop.wait(self.interval)
 
     def poll_once(self) -> dict | None:
+        import http.client
+
         try:
             notice = self.client.spot_action()
         except (OSError, ValueError, http.client.HTTPException) as exc:
@@ -895,6 +1040,7 @@ class Supervisor:
             "checkpoint": None,
             "started": time.time(),
             "ended": None,
+            "survivors": [],  # pids the last attempt left alive even after SIGKILL
             "attempts": attempts if isinstance(attempts, list) else [],
         }
         for old in self.status["attempts"]:
@@ -1158,13 +1304,17 @@ class Supervisor:
         child = self.proc
         self.set_state("running", child_pid=child.pid, child_start=process_start_token(child.pid))
         rc, reason = self.wait_child(child)
-        self.kill_group(child.pid, signal.SIGKILL)  # leftovers (e.g. dataloader workers)
+        survivors = self.kill_leftovers(child.pid)  # dataloader workers, daemons it started
         self.proc = None
-        self.status.update(child_pid=None, child_start=None)
+        self.status.update(child_pid=None, child_start=None, survivors=survivors)
         if rc < 0:
             self.log_line(f"killed by {_signal_name(-rc)}")
         else:
             self.log_line(f"exited with code {rc}")
+        if survivors:
+            alive = ", ".join(describe_pid(pid) for pid in survivors)
+            self.log_line(f"still alive after SIGKILL: {alive}")
+            reason = "; ".join(part for part in (reason, f"still alive: {alive}") if part)
         self.end_attempt(attempt, rc, reason)
         return rc, reason
 
@@ -1188,7 +1338,7 @@ class Supervisor:
                 self.set_state("stopping", interruption=self.interruption)
                 self.log_line(f"{reason}: SIGTERM to the process group, "
                               f"{max(0.0, kill_at - now):.0f}s to save a checkpoint")
-                self.kill_group(child.pid, signal.SIGTERM)
+                self.signal_training(child.pid, signal.SIGTERM)
             if self.stop_requested and not term_sent:
                 term_sent = True
                 name = _signal_name(self.stop_signal) if self.stop_signal else "request"
@@ -1196,7 +1346,7 @@ class Supervisor:
                 kill_at = now + grace
                 self.set_state("stopping", stop_requested=True)
                 self.log_line(f"stopping: SIGTERM to the process group, grace {grace:g}s")
-                self.kill_group(child.pid, signal.SIGTERM)
+                self.signal_training(child.pid, signal.SIGTERM)
             if term_sent and not kill_sent and (self.force_stop or now >= kill_at):
                 kill_sent = True
                 if self.force_stop:
@@ -1206,7 +1356,7 @@ class Supervisor:
                 else:
                     reason = f"did not exit within {grace:g}s of SIGTERM; killed"
                 self.log_line(reason)
-                self.kill_group(child.pid, signal.SIGKILL)
+                self.signal_training(child.pid, signal.SIGKILL)
             if now >= next_beat or self._status_dirty:
                 self.write_status()
                 next_beat = now + heartbeat
@@ -1219,6 +1369,19 @@ class Supervisor:
             os.killpg(pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def signal_training(self, pgid: int, signum: int) -> None:
+        signal_training(pgid, self.spec["id"], signum)
+
+    def kill_leftovers(self, pgid: int, wait: float = LEFTOVER_WAIT_SECONDS) -> list[int]:
+        """SIGKILL what the training left behind; the pids still alive after `wait`."""
+        self.signal_training(pgid, signal.SIGKILL)
+        deadline = time.time() + wait
+        while True:
+            alive = marked_pids(self.spec["id"])
+            if not alive or time.time() >= deadline:
+                return alive
+            time.sleep(0.05)
 
     def end_attempt(self, attempt: dict, rc: int, reason: str | None) -> None:
         exit_code, sig = (None, -rc) if rc < 0 else (rc, None)
@@ -1541,6 +1704,8 @@ def run_detached(session_dir: str) -> int:
             os._exit(0)
         code = _detached_main(session_dir, base_cwd, runner_log, write_fd)
     except BaseException:  # noqa: B036 - the forked child must never return into the caller
+        import traceback
+
         traceback.print_exc()
     finally:
         try:
@@ -1616,18 +1781,20 @@ def stop(session_dir: str, force: bool) -> str:
         os.kill(status["runner_pid"], signal.SIGUSR1 if force else signal.SIGTERM)
         return "runner signalled"
     child, token = status.get("child_pid"), status.get("child_start")
+    session_id = str(status.get("session_id") or os.path.basename(session_dir))
     if not pid_alive(child, token):
-        return "not running"
-    os.killpg(child, signal.SIGKILL if force else signal.SIGTERM)
+        child = None
+        if not marked_pids(session_id):
+            return "not running"
+    signal_training(child, session_id, signal.SIGKILL if force else signal.SIGTERM)
     try:
         grace = float(load_spec(session_dir).get("grace_seconds", 30))
     except SpecError:
         grace = 30.0
     deadline = time.time() + (0 if force else grace)
-    while time.time() < deadline and pid_alive(child, token):
+    while time.time() < deadline and (pid_alive(child, token) or marked_pids(session_id)):
         time.sleep(0.2)
-    if pid_alive(child, token):
-        os.killpg(child, signal.SIGKILL)
+    signal_training(child if pid_alive(child, token) else None, session_id, signal.SIGKILL)
     return "orphaned training stopped"
 
 

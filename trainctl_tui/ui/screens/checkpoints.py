@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ...checkpoints.catalog import CheckpointRow
 from ...errors import TrainctlError
-from ...service import format_age
+from ...formatting import format_age
 from ...snapshot import CHECKPOINT_STATUS_STYLE, format_number, format_size, format_step
 from ..screen_work import screen_work
 from .confirm import ConfirmScreen

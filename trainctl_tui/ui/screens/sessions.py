@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ...service import SessionOverview
-from ...snapshot import elapsed, outcome
+from ...snapshot import NAME_WIDTH, elapsed, outcome, visible
 from ...sparkline import sparkline
 from ..columns import ColumnLayout
 from ..format import STATUS_STYLE, number, step
@@ -166,7 +166,7 @@ class SessionsScreen(Screen):
         detail = "; ".join(a.message for a in row.alerts) if row.alerts else outcome(s)
         return {
             "alert": Text("!", style="bold red") if row.alerts else Text(" "),
-            "name": Text(s.name, style="bold red" if row.alerts else ""),
+            "name": Text(visible(s.name, NAME_WIDTH), style="bold red" if row.alerts else ""),
             "id": s.id,
             "where": s.provider if not s.host else s.host,
             "status": Text(str(s.status), style=STATUS_STYLE[s.status]),
@@ -176,7 +176,7 @@ class SessionsScreen(Screen):
             "trend": Text(sparkline(row.trend("loss", 12), 12), style="cyan", overflow="crop"),
             "elapsed": elapsed(s, now),
             "cost": "-",
-            "detail": detail,
+            "detail": Text(visible(detail)),
         }
 
     def _matches(self, row: SessionOverview) -> bool:

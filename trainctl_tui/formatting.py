@@ -1,0 +1,33 @@
+"""Formatters shared by every front end. Stdlib only, cheap to import."""
+
+from __future__ import annotations
+
+
+def format_age(seconds: float) -> str:
+    """A duration as people read it: 45s, 12m05s, 3h07m, 2d04h."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str, limit: int | None = None) -> str:
+    """`text` safe to print: control characters (escape sequences, newlines, bidi overrides)
+    shown as \\x1b, \\n, \\u202e ..., so a name cannot retitle or clear the terminal or
+    fake a line; cut to `limit` characters with '...'."""
+    import unicodedata
+
+    shown = "".join(
+        _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in str(text))
+    if limit is not None and len(shown) > limit:
+        shown = shown[:limit - 3] + "..."
+    return shown
