@@ -182,3 +182,16 @@ def test_the_session_screen_reads_the_same_points_as_trainctl_metrics(name, tmp_
     assert set(monitor.metrics.series) == set(whole.series)
     for series_name in whole.series:
         assert points(monitor.metrics, series_name) == points(whole, series_name)
+
+
+def test_a_keras_bar_read_in_pieces_still_keeps_only_its_last_frame(tmp_path):
+    # Keras 3 to a file: a long epoch redraws for more than a read block without a newline
+    frames = [f"\r{n:4d}/3000 \x1b[32m━━━\x1b[0m 0s 2ms/step - loss: {1 - n / 6000:.4f}"
+              for n in range(1, 3001)]
+    log = tmp_path / "train.log"
+    log.write_text("Epoch 1/2\n" + "".join(frames) + " - val_loss: 0.4000\nEpoch 2/2\n")
+    assert log.stat().st_size > 2 * 64 * 1024
+    for chunk in (4093, 1 << 20):
+        metrics = extract_file(log, chunk=chunk)
+        assert points(metrics, "loss") == [(1.0, 0.5)], chunk
+        assert points(metrics, "val_loss") == [(1.0, 0.4)]

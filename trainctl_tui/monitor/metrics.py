@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 
 from .parsers import (
     DIGIT_MARKS,
+    KERAS_FRAME,
     MAX_LINE,
     NOTHING,
     MetricsParser,
@@ -180,7 +181,7 @@ class MetricSet:
                 shape = self._frame_shape(template, frame)
             counter_at, glued_at, position_at = shape
             if glued_at is not None:  # the print is the record; the frame was only live
-                if pending is not None and frame[counter_at[0]:counter_at[1]] != pending[0]:
+                if pending is not None and self._counter(frame, counter_at) != pending[0]:
                     hit = self._add_frame(*pending) or hit
                 pending = None
                 hit = self._feed_new(frame[glued_at:]) or hit
@@ -195,7 +196,7 @@ class MetricSet:
                 record = self.parser.parse_bytes(frame)
             if record is None:
                 continue
-            counter = frame[counter_at[0]:counter_at[1]] if counter_at else None
+            counter = self._counter(frame, counter_at)
             if pending is not None and counter != pending[0]:
                 hit = self._add_frame(*pending) or hit
             if position_at is not None and record[0] is None and "epoch" not in record[1]:
@@ -206,6 +207,12 @@ class MetricSet:
         elif pending is not None:
             hit = self._add_frame(*pending) or hit
         return hit
+
+    @staticmethod
+    def _counter(frame: bytes, counter_at) -> bytes | str | None:
+        if counter_at is None or counter_at == KERAS_FRAME:
+            return counter_at
+        return frame[counter_at[0]:counter_at[1]]
 
     def _frame_shape(self, template: bytes, frame: bytes) -> tuple:
         if len(self._frame_shapes) >= 8192:
@@ -219,7 +226,7 @@ class MetricSet:
         bar again after validation with the same loss. Other frames (a step's, an HF dict
         printed over the bar, Keras' last frame) are records like any line."""
         step, names, values = record
-        if counter is None or step is not None:
+        if counter is None or counter == KERAS_FRAME or step is not None:
             return self._add(step, names, values)
         targets = self._targets.get(names)
         if targets is None:

@@ -114,6 +114,7 @@ def _last_state_bytes(line: bytes) -> bytes:
 # unlike Keras' `12/32 [===>...]`); text after it is a print glued to the frame.
 _TQDM_COUNTER = re.compile(rb"(?<![\w./:\-])(\d+)/(?:\d+|\?) \[\d[^\]]*\]")
 _COUNTER = re.compile(rb"(?<![\w./:\-])\d+/ *(?:\d+|\?)(?![\w/.:\-])")
+KERAS_FRAME = "keras"  # the counter of every Keras frame
 
 
 def strip_escapes(frame: bytes) -> bytes:
@@ -126,8 +127,11 @@ def frame_shape(frame: bytes) -> tuple:
     same for every frame of its template (digits at the same places).
 
     The counter is the bar's last `12/24` (rich's `Epoch 1/3 ━━ 12/24`), None in a frame
-    that is no bar. A print glued after a tqdm frame's `]` starts at the offset given. The
-    tqdm position is the `12` of `12/24 [`: the x of a frame with neither step nor epoch."""
+    that is no bar, KERAS_FRAME for all of Keras' (running averages: only the last of them
+    counts). A print glued after a tqdm frame's `]` starts at the offset given. The tqdm
+    position is the `12` of `12/24 [`: the x of a frame with neither step nor epoch."""
+    if b"/step" in frame or b"ETA: " in frame:
+        return KERAS_FRAME, None, None
     counter = None
     for counter in _COUNTER.finditer(frame):  # noqa: B007 - the last one
         pass
