@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,7 +63,7 @@ def index_path(log: Path) -> Path:
 def fingerprint(patterns: Sequence[str]) -> str:
     """Changes with the parser's code and the user's patterns: an index of another parser
     may hold other points."""
-    digest = hashlib.sha256(f"{VERSION}\0".encode())
+    digest = hashlib.sha256(f"{VERSION}\0{sys.byteorder}\0".encode())  # raw doubles
     folder = Path(__file__).resolve().parent
     for name in _PARSER_FILES:
         digest.update((folder / name).read_bytes())
