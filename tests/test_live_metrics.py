@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from trainctl_tui.monitor.metrics import MetricSet
+from trainctl_tui.monitor.metrics import MetricSet, extract_file
 from trainctl_tui.monitor.session_monitor import SessionMonitor
 
 LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
@@ -84,6 +84,9 @@ def test_a_lightning_bar_shows_its_loss_live_before_the_epoch_line_ends(tmp_path
     monitor.close()
     final = float(redraws[-1].decode().rsplit("train_loss_step=", 1)[1].rstrip("] "))
     loss = monitor.metrics.series["loss"]
-    assert list(loss.ys) == [final] and list(loss.xs) == [1.0]  # one point: the line's end
+    # once the line ends, a point per batch, as `trainctl metrics` reads the same file
+    whole = extract_file(log).series["loss"]
+    assert len(loss) == 24 and (loss.xs, loss.ys) == (whole.xs, whole.ys)
+    assert loss.ys[-1] == final and loss.xs[-1] == 1.0
     live_x = [live[0] for live in seen if live]
     assert live_x == sorted(live_x) and 0 < live_x[0] < 1  # the live point moves along x

@@ -91,18 +91,18 @@ def test_lightning_tqdm_bar_through_a_pipe_matches_metrics_csv():
     rows = truth["metrics"]
     val = [r for r in rows if "val_loss" in r]
     epoch_loss = [r["train_loss_epoch"] for r in rows if "train_loss_epoch" in r]
-    last_step_loss = [r["train_loss_step"] for r in rows
-                      if "train_loss_step" in r and r["step"] % 24 == 23]
+    step_loss = {r["step"]: r["train_loss_step"] for r in rows if "train_loss_step" in r}
 
     assert set(metrics.series) == {"epoch", "loss", "val_loss", "val_accuracy", "loss_epoch"}
-    # one bar line per epoch, kept at its last state; the bar rounds to 3 significant digits
-    assert close(ys(metrics, "loss")[:4], last_step_loss, rel=5e-3)
+    # a point per batch at epochs done, (step + 1) / 24; the bar rounds to 3 significant digits
+    loss = {round(x, 9): y for x, y in zip(xs(metrics, "loss"), ys(metrics, "loss"), strict=True)}
+    assert len(loss) == len(metrics.series["loss"]) == 4 * 24
+    assert close([loss[round((step + 1) / 24, 9)] for step in step_loss],
+                 list(step_loss.values()), rel=5e-3)
     assert close(ys(metrics, "val_loss"), [r["val_loss"] for r in val], rel=5e-3)
     assert close(ys(metrics, "val_accuracy"), [r["val_acc"] for r in val], rel=5e-3)
     assert close(ys(metrics, "loss_epoch"), epoch_loss, rel=5e-3)
-    # Each bar ends at 24/24: epochs done, i.e. Lightning's (step + 1) / 24 at its last step.
-    assert ys(metrics, "epoch")[:4] == [(r["step"] + 1) / 24 for r in rows
-                                        if "train_loss_step" in r and r["step"] % 24 == 23]
+    assert close(ys(metrics, "epoch")[:4 * 24], [(step + 1) / 24 for step in range(4 * 24)])
 
 
 def test_lightning_rich_live_display_matches_metrics_csv():
@@ -191,10 +191,10 @@ def test_torchtune_bar_description_matches_disk_logger():
     logged = {m["step"]: m["loss"] for m in truth["disk_logger"]}
 
     assert set(metrics.series) == {"loss", "epoch"}
-    # epoch 1 redrew one line (last state: step 12); epoch 2's bar gave a line per step
-    assert xs(metrics, "loss") == [12, *range(13, 25)]
+    # epoch 1 redrew one line (a frame per step); epoch 2's bar gave a line per step
+    assert xs(metrics, "loss") == sorted(logged) == list(range(1, 25))
     assert ys(metrics, "loss") == [logged[x] for x in xs(metrics, "loss")]
-    assert ys(metrics, "epoch") == [1] + [2] * 12
+    assert ys(metrics, "epoch") == [1] * 12 + [2] * 12
 
 
 def test_demo_log_matches_its_checkpoint_metadata():
@@ -390,12 +390,13 @@ def test_names_are_normalised_so_train_and_eval_share_a_chart():
 # --------------------------------------------------------------------------- MetricSet
 
 
-def test_carriage_return_bars_keep_the_last_state_of_a_line():
+def test_carriage_return_bars_give_a_point_per_frame_whose_counter_advanced():
     metrics = MetricSet()
     line = "".join(f"\rEpoch 0: {i * 10:3d}%|{'█' * i}| {i}/10 [00:0{i}<00:00, "
                    f"loss={1 - i / 20:.2f}]" for i in range(1, 11))
     assert metrics.feed_line(line + "\r\n")
-    assert ys(metrics, "loss") == [0.5]
+    assert ys(metrics, "loss") == [round(1 - i / 20, 2) for i in range(1, 11)]
+    assert xs(metrics, "loss") == [i / 10 for i in range(1, 11)]
     assert metrics.parser.parse_line("loss=0.3\r   \r") .values == {"loss": 0.3}
 
 
@@ -474,7 +475,8 @@ def test_a_file_without_newlines_at_all_is_read_in_bounded_memory(tmp_path):
         for i in range(200_000):
             handle.write(f"\r{i}/200000 loss={i}")
     metrics = extract_file(log, chunk=4096)
-    assert ys(metrics, "loss") == [199_999]
+    # read in pieces, every frame still counts once (the counter advanced each time)
+    assert ys(metrics, "loss") == list(range(200_000))
 
 
 def test_step_carries_to_lines_without_one_and_order_is_used_when_never_given():
@@ -530,7 +532,7 @@ def test_series_are_compact_arrays():
 
 
 def test_monitor_imports_no_ui_library_and_no_numpy():
-    code = ("import sys, trainctl_tui.monitor.metrics as m; m.extract_file; "
+    code = ("import sys, trainctl_tui.monitor.metrics as m, trainctl_tui.monitor.index; "
             "print(sorted(k for k in ('textual', 'rich', 'numpy') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)

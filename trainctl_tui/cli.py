@@ -155,7 +155,8 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     watch.add_argument("path", help="a training log (need not be from trainctl)")
 
     metrics = commands.add_parser("metrics", help="the metric series found in a session's log")
-    metrics.add_argument("target", help="session id/name, or a log file")
+    metrics.add_argument("target", help="session id/name, a log file, or "
+                         "ssh://[user@]host[:port]/path/to/train.log")
     metrics.add_argument("--json", action="store_true", help="every point, as JSON")
 
     checkpoints = commands.add_parser(
@@ -564,27 +565,96 @@ def watch_remote(url: str) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from pathlib import Path
-
-    from .monitor.metrics import extract_file
+    from .monitor.index import load_metrics
     from .snapshot import render_metrics
 
     service = _service()
-    path = Path(args.target).expanduser()
-    if not path.is_file():
-        session = _run(service.get(args.target))
-        require_session_folder(session)
-        path = service.log_path(session)
-        if not path.is_file():
-            raise TrainctlError(f"session {session.id} has no log yet ({path})")
-    metrics = extract_file(path, service.config.metrics.patterns)
+    path, label = metrics_source(service, args.target)
+    progress = ParseProgress(show=not sys.stdout.isatty())
+    try:
+        metrics = load_metrics(path, service.config.metrics.patterns, progress=progress)
+    finally:
+        progress.stop()
     if args.json:
         import json
 
-        print(json.dumps({"version": 1, "log": str(path), **metrics.to_json(all_points=True)}))
+        print(json.dumps({"version": 1, "log": label, **metrics.to_json(all_points=True)}))
     else:
-        render_metrics(metrics, str(path), sys.stdout)
+        render_metrics(metrics, label, sys.stdout)
     return 0
+
+
+class ParseProgress:
+    """A bar on stderr for a parse that takes more than a second (a big log's first open),
+    when stdout goes to a file or a pipe; nothing for a quick one."""
+
+    DELAY = 1.0
+
+    def __init__(self, show: bool) -> None:
+        import time
+
+        self.show, self.started, self.bar, self.task = show, time.monotonic(), None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if not self.show or time.monotonic() - self.started < self.DELAY:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("parsing the log", BarColumn(), DownloadColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("parse", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def metrics_source(service, target: str):
+    """(local file, name to show) of what `trainctl metrics` reads: every source
+    `trainctl watch` takes, with its errors (a log file, ssh://[user@]host[:port]/path), or
+    a session id/name."""
+    from pathlib import Path
+
+    from .errors import SessionNotFound
+
+    if target.startswith("ssh://"):
+        from .providers.ssh import mirror_for_url
+
+        mirror = mirror_for_url(target, service.config.ssh.hosts)
+        _run(mirror_whole_log(mirror))
+        return mirror.local, target
+    path = Path(target).expanduser()
+    if path.is_file():
+        return path, str(path)
+    if path.is_dir():
+        raise TrainctlError(f"{path} is a directory; give the log file inside it")
+    try:
+        session = _run(service.get(target))
+    except SessionNotFound:
+        if "/" in target or target.startswith((".", "~")) or path.suffix:
+            raise TrainctlError(f"no such log file: {path}") from None  # as `watch` says
+        raise
+    require_session_folder(session)
+    log = service.log_path(session)
+    if not log.is_file():
+        raise TrainctlError(f"session {session.id} has no log yet ({log})")
+    return log, str(log)
+
+
+async def mirror_whole_log(mirror) -> None:
+    """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
+    a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
+    from .providers.ssh import LOG_CHUNK
+
+    while await mirror.sync() >= LOG_CHUNK:
+        pass
 
 
 def cmd_checkpoints(args) -> int:

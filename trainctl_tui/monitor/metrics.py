@@ -25,14 +25,17 @@ from collections.abc import Iterable, Sequence
 
 from .parsers import (
     DIGIT_MARKS,
+    KERAS_FRAME,
     MAX_LINE,
     NOTHING,
     MetricsParser,
     ParsedLine,
     canonical_name,
+    frame_shape,
     line_states,
     reduce_line,
     strip_ansi,
+    strip_escapes,
 )
 from .series import Series, downsample, first_nonfinite
 
@@ -55,6 +58,10 @@ class MetricSet:
         self._last_step: float | None = None
         self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
+        self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
+        self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
+        # Some x is a record's index in its series: right only when the log was fed whole.
+        self.indexed_x = False
 
     # -- feeding
 
@@ -87,13 +94,11 @@ class MetricSet:
         count = found = 0
         for raw in lines:
             count += 1
-            if b"\r" in raw:  # a progress bar: only its last state matters
-                tail = raw[raw.rfind(b"\r") + 1 :]
-                if (b"\r\x1b[" in raw or len(tail) > MAX_LINE or not tail.strip()
-                        or b"\x1b" in tail or b"\x08" in tail or b"\x00" in tail):
-                    found += self._feed_new(raw)  # a multi-row redraw or an escaped state
+            if b"\r" in raw:
+                if raw.find(b"\r") < len(raw) - 1:  # a progress bar: each of its frames
+                    found += self._feed_frames(raw)
                     continue
-                raw = tail  # a clean last state: on like any line
+                raw = raw[:-1]  # only a CRLF ending (a terminal's log): on like any line
             # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
             plan = plans.get(raw.translate(marks))
             if plan is None:
@@ -139,9 +144,107 @@ class MetricSet:
         count = found = 0
         for raw in lines:
             count += 1
-            found += self._feed_new(raw)
+            found += self._feed_frames(raw) if b"\r" in raw else self._feed_new(raw)
         self.lines += count
         return found
+
+    def _feed_frames(self, raw: bytes, line_ends: bool = True) -> bool:
+        """A line of `\r` redraws (tqdm, Lightning, rich or Keras bars written to a file).
+
+        Each frame whose bar counter advanced is a record: of frames with records showing the
+        same counter, the last one is (Lightning draws each batch twice: the new counter with
+        the old postfix, then the new postfix). Keras frames hold running averages: only the
+        line's last one counts. A print glued to a tqdm frame is a record of its own, and
+        that frame's values were only live. A tqdm frame with neither step nor epoch stands
+        at its counter (`9/100` -> x 9). `line_ends=False`: the line goes on in the next
+        call (a bar that redraws for megabytes without a newline is read in pieces).
+
+        Frames of one template share their shape (where the counter is, whether a print is
+        glued), found once, so a frame costs what a line costs: a translate, two lookups."""
+        body = raw.rstrip(b"\r ")
+        last = body[body.rfind(b"\r") + 1 :]
+        if line_ends and (b"/step" in last or b"ETA: " in last):
+            return self._feed_new(raw)  # a Keras bar: only its last frame counts, as before
+        hit = False
+        # (counter, record) of the newest frame: a point once the bar moves on
+        pending, self._bar_pending = self._bar_pending, None
+        plans, shapes, marks = self.parser.plans, self._frame_shapes, DIGIT_MARKS
+        for frame in raw.split(b"\r"):
+            if b"\x1b" in frame or b"\x08" in frame or b"\x00" in frame:
+                frame = strip_escapes(frame)
+            template = frame.translate(marks)
+            plan = plans.get(template)
+            if plan is NOTHING or not frame.strip():
+                continue
+            shape = shapes.get(template)
+            if shape is None:
+                shape = self._frame_shape(template, frame)
+            counter_at, glued_at, position_at = shape
+            if glued_at is not None:  # the print is the record; the frame was only live
+                if pending is not None and self._counter(frame, counter_at) != pending[0]:
+                    hit = self._add_frame(*pending) or hit
+                pending = None
+                hit = self._feed_new(frame[glued_at:]) or hit
+                continue
+            record = None
+            if plan is not None:
+                try:
+                    record = self.parser.apply(plan, frame)
+                except ValueError:
+                    plan = None
+            if plan is None:
+                record = self.parser.parse_bytes(frame)
+            if record is None:
+                continue
+            counter = self._counter(frame, counter_at)
+            if pending is not None and counter != pending[0]:
+                hit = self._add_frame(*pending) or hit
+            if position_at is not None and record[0] is None and "epoch" not in record[1]:
+                record = (float(frame[position_at[0]:position_at[1]]), *record[1:])
+            pending = (counter, record)
+        if not line_ends:
+            self._bar_pending = pending
+        elif pending is not None:
+            hit = self._add_frame(*pending) or hit
+        return hit
+
+    @staticmethod
+    def _counter(frame: bytes, counter_at) -> bytes | str | None:
+        if counter_at is None or counter_at == KERAS_FRAME:
+            return counter_at
+        return frame[counter_at[0]:counter_at[1]]
+
+    def _frame_shape(self, template: bytes, frame: bytes) -> tuple:
+        if len(self._frame_shapes) >= 8192:
+            self._frame_shapes.clear()  # endless one-off shapes: start over, stay bounded
+        shape = self._frame_shapes[template] = frame_shape(frame)
+        return shape
+
+    def _add_frame(self, counter: bytes | None, record: tuple) -> bool:
+        """A frame's record. A bar's frame without a step adds only the values it changed:
+        a postfix keeps showing the last val_loss for a whole epoch, and Lightning draws its
+        bar again after validation with the same loss. Other frames (a step's, an HF dict
+        printed over the bar, Keras' last frame) are records like any line."""
+        step, names, values = record
+        if counter is None or counter == KERAS_FRAME or step is not None:
+            return self._add(step, names, values)
+        targets = self._targets.get(names)
+        if targets is None:
+            targets = self._targets[names] = [self._series(name) for name in names]
+        x = self._stepless_x(names, values)
+        self.indexed_x = self.indexed_x or x is None
+        added = False
+        for series, value in zip(targets, values, strict=True):
+            ys = series.ys
+            if ys and ys[-1] == value:
+                continue
+            series.xs.append(len(ys) if x is None else x)
+            ys.append(value)
+            if value - value:  # nan or inf
+                series.note_nonfinite()
+            added = True
+        self.records += added
+        return added
 
     def _feed_new(self, raw: bytes) -> bool:
         if len(raw) > MAX_LINE or b"\r" in raw or b"\x1b" in raw or b"\x08" in raw:
@@ -193,6 +296,7 @@ class MetricSet:
         return found
 
     def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
+        self.indexed_x = True
         for series, value in zip(targets, values, strict=True):
             series.append(len(series.ys), value)
         self.records += 1
@@ -220,7 +324,7 @@ class MetricSet:
         try:
             parsed = None
             for state in reduce_line(line.encode("utf-8", "surrogateescape")):
-                parsed = parser.parse_bytes(state) or parsed
+                parsed = parser.parse_bytes(state, live=True) or parsed
         finally:
             parser._epoch = epoch
         if parsed is None:
@@ -268,28 +372,47 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
     """Every metric of a log file, read in `chunk`-byte blocks (memory stays flat for any
     size). Invalid UTF-8 is replaced; a line longer than 64 KiB keeps its last 64 KiB."""
     metrics = MetricSet(patterns)
-    feed = metrics.feed_bytes
-    pending = b""
     with open(path, "rb") as handle:
-        while True:
-            block = handle.read(chunk)
-            if not block:
-                break
-            end = block.rfind(b"\n")
-            if end < 0:
-                pending = _cap(pending + block)
-                continue
-            data = pending + block[: end + 1] if pending else block[: end + 1]
-            pending = block[end + 1 :]
-            lines = data.split(b"\n")
-            lines.pop()
-            feed(lines)
-    if pending:
-        feed([pending])
+        extract_range(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
     return metrics
 
 
-def _cap(pending: bytes) -> bytes:
-    # A line with no newline for megabytes is a progress bar redrawing with \r: only its
-    # end matters, and keeping all of it would let one line eat memory.
-    return pending[-MAX_LINE:] if len(pending) > 2 * MAX_LINE else pending
+def extract_range(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,
+                  progress=None) -> None:
+    """Feed the bytes [start, end) of an open log to `metrics`; a last line without its
+    newline is fed too (call with `end` just past a newline to stop at a line's end).
+    `progress(done_bytes)` is called after each block."""
+    feed = metrics.feed_bytes
+    pending = b""
+    handle.seek(start)
+    left = end - start
+    while left > 0:
+        block = handle.read(min(chunk, left))
+        if not block:
+            break
+        left -= len(block)
+        if progress is not None:
+            progress(end - start - left)
+        newline = block.rfind(b"\n")
+        if newline < 0:
+            pending = _feed_long_line(metrics, pending + block)
+            continue
+        data = pending + block[: newline + 1] if pending else block[: newline + 1]
+        pending = block[newline + 1 :]
+        lines = data.split(b"\n")
+        lines.pop()
+        feed(lines)
+    if pending:
+        feed([pending])
+
+
+def _feed_long_line(metrics: MetricSet, pending: bytes) -> bytes:
+    """A line with no newline for megabytes is a progress bar redrawing with \r: its
+    complete frames are read now, so one line cannot eat memory; the rest is returned."""
+    if len(pending) <= 2 * MAX_LINE:
+        return pending
+    cut = pending.rfind(b"\r")
+    if cut <= 0:
+        return pending[-MAX_LINE:]  # no frame ends here: keep the end, as a terminal would
+    metrics._feed_frames(pending[:cut], line_ends=False)
+    return pending[cut:]

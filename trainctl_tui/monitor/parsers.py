@@ -104,13 +104,53 @@ def _last_state_bytes(line: bytes) -> bytes:
         end = start - 1
 
 
+# --------------------------------------------------------------------------- bar frames
+#
+# A progress bar written to a file redraws with `\r` inside one long line: every frame of it
+# is there, not only the last. `frame_shape` says where a frame's counter is, so `MetricSet`
+# can keep a point for each frame whose counter advanced.
+
+# A tqdm frame ends with its `12/24 [00:01<00:02, 9.1it/s, loss=0.5]` (elapsed time first,
+# unlike Keras' `12/32 [===>...]`); text after it is a print glued to the frame.
+_TQDM_COUNTER = re.compile(rb"(?<![\w./:\-])(\d+)/(?:\d+|\?) \[\d[^\]]*\]")
+_COUNTER = re.compile(rb"(?<![\w./:\-])\d+/ *(?:\d+|\?)(?![\w/.:\-])")
+KERAS_FRAME = "keras"  # the counter of every Keras frame
+
+
+def strip_escapes(frame: bytes) -> bytes:
+    """`frame` without ANSI escapes, backspaces and NULs."""
+    return _ANSI_B.sub(b"", frame)
+
+
+def frame_shape(frame: bytes) -> tuple:
+    """(counter span, glued print offset, tqdm position span) of one cleaned bar frame; the
+    same for every frame of its template (digits at the same places).
+
+    The counter is the bar's last `12/24` (rich's `Epoch 1/3 ━━ 12/24`), None in a frame
+    that is no bar, KERAS_FRAME for all of Keras' (running averages: only the last of them
+    counts). A print glued after a tqdm frame's `]` starts at the offset given. The tqdm
+    position is the `12` of `12/24 [`: the x of a frame with neither step nor epoch."""
+    if b"/step" in frame or b"ETA: " in frame:
+        return KERAS_FRAME, None, None
+    counter = None
+    for counter in _COUNTER.finditer(frame):  # noqa: B007 - the last one
+        pass
+    tqdm = None
+    for tqdm in _TQDM_COUNTER.finditer(frame):  # noqa: B007 - the last one
+        pass
+    glued = None
+    if tqdm is not None and frame[tqdm.end():].strip():
+        glued = tqdm.end()
+    return (counter.span() if counter else None, glued, tqdm.span(1) if tqdm else None)
+
+
 # --------------------------------------------------------------------------- names
 
 STEP, EPOCH, IGNORED, KNOWN, OTHER = range(5)
 
 STEP_KEYS = ("step", "global_step", "iter", "iteration", "it", "trainer/global_step")
 IGNORED_KEYS = ("v_num", "rank", "local_rank", "world_size", "pid", "seed", "port", "line",
-                "version")
+                "version", "eta")
 
 _TRAIN_PREFIXES = ("", "train_", "train/", "training_", "training/")
 _VAL_PREFIXES = ("val_", "val/", "eval_", "eval/", "valid_", "valid/", "validation_",
@@ -216,6 +256,9 @@ _NOISE = re.compile(
 _OBJECT_REPR = re.compile(r"\b[A-Z]\w*\(\w+=")
 _EPOCH_ONLY = re.compile(r"\s*Epoch\s+(\d+)\s*/\s*\d+\s*$", re.IGNORECASE)
 _KERAS = re.compile(r"\s*\d+/\d+\s.*?\d\s*[mun\u00b5]?s/step\s")
+# Keras 2's bar before the end of its epoch (`12/32 [====>....] - ETA: 1s - loss: 0.69`):
+# running averages, live values only; the finalised bar (`... 17ms/step - loss`) is the record.
+_KERAS_RUNNING = re.compile(r"\s*\d+/\d+ \[[=>.]*\] - ETA: ")
 _TORCHTUNE = re.compile(rf"\s*(\d+)\|(\d+)\|Loss:\s*({_NUM})")
 _SUMMARY_KEY = "train_runtime"  # HF's end-of-training dict: its train_loss is a run average
 _TIMER_HEADER = "time (ms)"  # DeepSpeed wall-clock breakdown: `step: 2.41` is a duration
@@ -280,10 +323,10 @@ _MAX_PLANS = 8192
 
 class Plan:
     __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
-                 "progress_of")
+                 "progress_of", "live_only")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
-                 progress_at=()):
+                 progress_at=(), live_only=False):
         self.names: tuple[str, ...] = names
         self.has_step = step_at is not None
         # An epoch bar's `12/24`: its two numbers come last and move the epoch value along.
@@ -296,6 +339,7 @@ class Plan:
             itemgetter(*slices) if slices else None)
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
+        self.live_only = live_only  # Keras 2's running averages: shown live, never a point
 
 
 NOTHING = Plan()  # lines of this template give no metrics
@@ -305,7 +349,7 @@ class _Found:
     """What the full parse of one line found, with where each number sits in the line."""
 
     __slots__ = ("step", "step_span", "names", "values", "spans", "keras", "epoch_span",
-                 "cacheable", "progress_spans")
+                 "cacheable", "progress_spans", "live_only")
 
     def __init__(self) -> None:
         self.step: float | None = None
@@ -317,6 +361,7 @@ class _Found:
         self.epoch_span: tuple[int, int] | None = None
         self.cacheable = True
         self.progress_spans: tuple = ()  # (done, total) spans of an epoch bar's `12/24`
+        self.live_only = False
 
     def add(self, name: str, value: float, span: tuple[int, int]) -> None:
         self.names.append(name)
@@ -345,8 +390,10 @@ class MetricsParser:
         step, names, values = parsed
         return ParsedLine(step, dict(zip(names, values, strict=True)))
 
-    def parse_bytes(self, line: bytes) -> tuple[float | None, tuple[str, ...], list] | None:
-        """(step, names, values) of one reduced line (see `reduce_line`), or None."""
+    def parse_bytes(self, line: bytes, live: bool = False
+                    ) -> tuple[float | None, tuple[str, ...], list] | None:
+        """(step, names, values) of one reduced line (see `reduce_line`), or None. With
+        `live`, also the values a bar shows only while it runs (Keras 2's running averages)."""
         if self.patterns:
             found = self._parse_custom(line.decode("utf-8", "replace"))
             if found is not None:
@@ -354,25 +401,27 @@ class MetricsParser:
         template = line.translate(DIGIT_MARKS)
         if template == line:  # no digit: only a bare `loss: nan` can still be a metric
             if b"nan" in line or b"NaN" in line or b"inf" in line or b"Inf" in line:
-                return self._finish(self._parse_full(line.decode("utf-8", "replace")))
+                return self._finish(self._parse_full(line.decode("utf-8", "replace")), live)
             return None
         plan = self.plans.get(template)
         if plan is not None:
             if plan is NOTHING:
                 return None
             try:
-                return self.apply(plan, line)
+                return self.apply(plan, line, live)
             except ValueError:
                 pass  # a slice of this line is no number: parse it in full
         text = line.decode("utf-8", "replace")
         found = self._parse_full(text)
         if plan is None:
             self._remember_plan(template, line, text, found)
-        return self._finish(found)
+        return self._finish(found, live)
 
-    def apply(self, plan: Plan, line: bytes):
+    def apply(self, plan: Plan, line: bytes, live: bool = False):
         """The metrics of a line whose template has `plan`. Raises ValueError when a slice
         is no number."""
+        if plan.live_only and not live:
+            return None
         if plan.epoch_context_at is not None:
             start, stop = plan.epoch_context_at
             self._epoch = float(line[start:stop])
@@ -400,8 +449,8 @@ class MetricsParser:
                 values.append(step)
         return step, names, values
 
-    def _finish(self, found: _Found | None):
-        if found is None:
+    def _finish(self, found: _Found | None, live: bool = False):
+        if found is None or (found.live_only and not live):
             return None
         if found.epoch_span is not None:
             self._epoch = found.step
@@ -435,6 +484,7 @@ class MetricsParser:
             keras=found.keras,
             epoch_context_at=to_bytes(found.epoch_span) if found.epoch_span else None,
             progress_at=tuple(to_bytes(span) for span in found.progress_spans),
+            live_only=found.live_only,
         )
 
     # -- the full parse
@@ -480,7 +530,7 @@ class MetricsParser:
                 return found
         if "(" in text and _OBJECT_REPR.search(text):
             return None  # Namespace(lr=0.1, ...), TrainingArguments(...): settings
-        if "...." in text:
+        if "...." in text and not _KERAS_RUNNING.match(text):  # not Keras' `[==>.....]`
             return None  # `name ........ value` tables of settings (DeepSpeed, Megatron)
         return self._parse_pairs(text)
 
@@ -530,7 +580,8 @@ class MetricsParser:
         names = found.names
         if not names or (not known and symbolic < 2) or names == ["epoch"]:
             return None
-        found.keras = _KERAS.match(text) is not None
+        found.live_only = "ETA" in text and _KERAS_RUNNING.match(text) is not None
+        found.keras = found.live_only or _KERAS.match(text) is not None
         if "epoch" in names and found.step is None and not found.keras:
             _place_in_epoch(found, text)
         return found

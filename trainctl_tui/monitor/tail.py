@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 BLOCK = 64 * 1024
 MAX_LINE_BYTES = 64 * 1024
+RAW_MAX_LINE_BYTES = 16 << 20  # a raw line (every frame of a bar) for the metrics parser
 # The first look at a big log reads at most this much from its end, however few lines it holds.
 TAIL_WINDOW = 2 << 20
 # Bytes before the offset compared on every read, to notice a file truncated and rewritten
@@ -160,6 +161,58 @@ class LineAssembler:
         return self._render(kept, cut)
 
 
+class RawLineAssembler:
+    """Bytes in, whole raw lines out, `\r` redraws and escapes kept (decoded with
+    surrogateescape, so encoding gives the bytes back): what the metrics parser needs to
+    turn every frame of a progress bar into a point. A line keeps its last `max_line_bytes`
+    from a frame boundary on, so a bar redrawing for hours without a newline stays bounded."""
+
+    def __init__(self, max_line_bytes: int = RAW_MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max(1, max_line_bytes)
+        self.cut_lines = 0
+        self.clear()
+
+    def clear(self) -> None:
+        self._kept = b""
+        self._cut = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._kept)
+
+    def feed(self, data: bytes) -> list[str]:
+        *complete, rest = data.split(b"\n")
+        lines = []
+        for part in complete:
+            if self._kept:
+                part, self._kept = self._kept + part, b""
+            lines.append(self._finish(self._bounded(part)))
+        self._kept = self._bounded(self._kept + rest) if rest else self._kept
+        return lines
+
+    def partial(self) -> str | None:
+        return self._kept.decode("utf-8", "surrogateescape") if self._kept else None
+
+    def flush(self) -> str | None:
+        if not self._kept:
+            return None
+        line, self._kept = self._kept, b""
+        return self._finish(line)
+
+    def _bounded(self, line: bytes) -> bytes:
+        if len(line) <= self.max_line_bytes:
+            return line
+        self._cut = True
+        line = line[-self.max_line_bytes:]
+        frame = line.find(b"\r")
+        return line[frame:] if frame >= 0 else line
+
+    def _finish(self, line: bytes) -> str:
+        self.cut_lines += self._cut
+        self._cut = False
+        return line.decode("utf-8", "surrogateescape")
+
+
 def _scan_back(handle: BinaryIO, end: int, n: int, limit: int | None = None) -> tuple[int, int]:
     """(offset where the last `n` lines before byte `end` start, bytes read to find it).
 
@@ -246,7 +299,7 @@ class LogFollower:
 
     def __init__(self, path: str | os.PathLike, *, start: str = "tail",
                  initial_lines: int = 1000, max_line_bytes: int = MAX_LINE_BYTES,
-                 offset: int | None = None) -> None:
+                 offset: int | None = None, raw_lines: bool = False) -> None:
         if start not in ("tail", "beginning", "end"):
             raise ValueError(f"start must be 'tail', 'beginning' or 'end', not {start!r}")
         self.path = Path(path)
@@ -254,7 +307,8 @@ class LogFollower:
         self.initial_lines = initial_lines
         self.bytes_read = 0  # everything read from disk, for benchmarks and tests
         self._start_offset = offset
-        self._assembler = LineAssembler(max_line_bytes)
+        # raw_lines: each line whole, with its \r frames (for metrics), not as displayed
+        self._assembler = (RawLineAssembler() if raw_lines else LineAssembler(max_line_bytes))
         self._handle: BinaryIO | None = None
         self._identity: tuple[int, int] | None = None
         self._offset = 0
@@ -268,6 +322,16 @@ class LogFollower:
     def offset(self) -> int:
         """Byte offset of the next read in the file currently followed."""
         return self._offset
+
+    @property
+    def line_offset(self) -> int:
+        """Offset where the unfinished line starts (raw_lines followers): all before it was
+        handed out as lines."""
+        return self._offset - len(getattr(self._assembler, "_kept", b""))
+
+    def fileno(self) -> int | None:
+        """The descriptor of the file followed now, or None before it is open."""
+        return self._handle.fileno() if self._handle is not None else None
 
     @property
     def pending_bytes(self) -> int:

@@ -86,6 +86,7 @@ class SessionScreen(Screen):
         self.monitor: SessionMonitor | None = None
         self.chart_index = 0
         self.query_text = ""
+        self.history_progress: tuple[int, int] | None = None  # (bytes read, bytes in all)
 
     @property
     def selected_id(self) -> str | None:
@@ -160,7 +161,8 @@ class SessionScreen(Screen):
             progress.display = bool(update.partial)
             if update.partial:
                 progress.update(Text(update.partial[-400:], style="dim"))
-            if update.metrics_changed:
+            if update.metrics_changed or update.history != self.history_progress:
+                self.history_progress = update.history
                 self.render_chart()
                 self.render_side()
 
@@ -191,7 +193,7 @@ class SessionScreen(Screen):
         header.update(text)
 
     def available_charts(self) -> list[tuple[str, tuple[str, ...]]]:
-        series = self.monitor.metrics.series if self.monitor else {}
+        series = self.monitor.shown.series if self.monitor else {}
         charts = [(title, names) for title, names in PLOT_GROUPS
                   if any(name in series and len(series[name]) for name in names)]
         grouped = {name for _, names in PLOT_GROUPS for name in names}
@@ -202,7 +204,7 @@ class SessionScreen(Screen):
     def render_chart(self) -> None:
         charts = self.available_charts()
         title, names = charts[self.chart_index % len(charts)]
-        series = self.monitor.metrics.series
+        series = self.monitor.shown.series
         data = [(name, series.get(name)) for name in names]
         x, values = self.monitor.live or (0.0, {})
         plot = self.query_one(PlotView)
@@ -210,13 +212,16 @@ class SessionScreen(Screen):
         legend = Text.assemble((title, "bold"),
                                (f" {self.chart_index % len(charts) + 1}/{len(charts)}  ", "dim"))
         legend.append_text(plot.legend())
+        if self.history_progress is not None:  # a long log's first parse, still going
+            done, total = self.history_progress
+            legend.append(f"  reading history {100 * done // max(total, 1)}%", style="yellow")
         self.query_one("#chart-legend", Static).update(legend)
 
     def render_side(self) -> None:
         side = Table.grid(padding=(0, 1))
         side.add_column(style="bold")
         side.add_column(justify="right")
-        metrics = self.monitor.metrics if self.monitor else None
+        metrics = self.monitor.shown if self.monitor else None
         if metrics is not None:
             # A progress bar still redrawing has the newest numbers (shown in italics).
             live_x, live = self.monitor.live or (None, {})
