@@ -215,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.cmd is None:
         return cmd_snapshot(args) if args.once or args.json else run_tui()
-    from . import cli_cloud
+    handler = COMMANDS.get(args.cmd)
+    if handler is None:
+        from . import cli_cloud
 
-    handler = COMMANDS.get(args.cmd) or cli_cloud.COMMANDS[args.cmd]
+        handler = cli_cloud.COMMANDS[args.cmd]
     return handler(args)
 
 

@@ -57,6 +57,8 @@ def is_secret_name(name: str) -> bool:
 
 @dataclass
 class Attempt:
+    """One run of the training command within a session (restarts and resumes add more)."""
+
     n: int
     started: float | None = None
     ended: float | None = None
@@ -68,6 +70,8 @@ class Attempt:
 
 @dataclass
 class Session:
+    """A training run trainctl manages: where it runs, what it runs, how it is going."""
+
     id: str
     name: str
     provider: str

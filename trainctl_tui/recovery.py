@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -31,7 +30,15 @@ LOCK_NAME = "recover.lock"
 LOG_NAME = "recover.log"
 BY_RESUME = "trainctl resume"  # a marker's "by" when `trainctl resume` holds the lock
 
-log = logging.getLogger("trainctl.recovery")
+
+def __getattr__(name: str):
+    """`recovery.log`, the recover process's logger, made on first use: refreshes import this
+    module on every `trainctl sessions`, and logging costs more than the rest of it."""
+    if name == "log":
+        import logging
+
+        return logging.getLogger("trainctl.recovery")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RecoveryLock:
@@ -182,6 +189,8 @@ def adopt(folder: str | Path, fd: int) -> RecoveryLock:
 
 def log_to_stderr() -> None:
     """In the recovery process: what it does, with times, into recover.log."""
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     logger = logging.getLogger("trainctl")
