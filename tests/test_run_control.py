@@ -111,6 +111,12 @@ def test_on_a_full_disk_sessions_logs_and_stop_work_and_say_what_was_not_saved(s
     wait_for(lambda: not alive(child))
     assert (home / "trainctl.db").read_bytes() == store_before  # nothing half-written
 
+    refused = run_cli("rm", session_id)  # forgetting it is a write: refused, nothing lost
+    assert refused.returncode == 2
+    assert refused.stderr == (f"the session store {home / 'trainctl.db'} cannot be changed: "
+                              f"the disk holding {home} is full; free some space\n")
+    assert (home / "sessions" / session_id / "spec.json").is_file()
+
     (mount / "filler").unlink()
     assert session_json(session_id)["status"] in ("stopped", "lost")
 
@@ -423,3 +429,16 @@ def test_stopping_a_lost_session_ends_what_left_the_process_group(trainctl_home,
     assert result.returncode == 0, result.stderr
     assert not alive(status["child_pid"])
     assert not any(alive(pid) for pid in escaped)
+
+
+def test_an_old_folder_that_does_not_say_where_it_ran_is_restored_only_if_it_ran_here(tmp_path):
+    from trainctl_tui.service import session_from_folder
+
+    folder = tmp_path / "abc234"
+    folder.mkdir()
+    (folder / "spec.json").write_text(json.dumps({"id": "abc234", "name": "old",
+                                                  "command": ["python", "t.py"], "cwd": "/"}))
+    assert session_from_folder(folder) is None  # perhaps a remote one: not guessed
+    (folder / "runner.log").write_text("runner started\n")
+    restored = session_from_folder(folder)
+    assert (restored.id, restored.name, restored.provider) == ("abc234", "old", "local")

@@ -1208,10 +1208,14 @@ def session_from_folder(folder: Path) -> Session | None:
     if not isinstance(spec, dict) or spec.get("id") != folder.name or not isinstance(
             spec.get("command"), list) or not isinstance(spec.get("env") or {}, dict):
         return None
+    # Older folders do not say where they ran: only a local runner leaves runner.log here.
+    provider = spec.get("provider") or ("local" if (folder / "runner.log").exists() else None)
+    if not isinstance(provider, str):
+        return None
     try:
         session = Session(
             id=folder.name, name=str(spec.get("name") or folder.name),
-            provider=str(spec.get("provider") or "local"), host=spec.get("host"),
+            provider=provider, host=spec.get("host"),
             command=[str(word) for word in spec["command"]], cwd=str(spec.get("cwd") or ""),
             session_dir=str(folder), env={str(k): str(v) for k, v in (spec.get("env") or
                                                                        {}).items()},
