@@ -442,3 +442,32 @@ def test_an_old_folder_that_does_not_say_where_it_ran_is_restored_only_if_it_ran
     (folder / "runner.log").write_text("runner started\n")
     restored = session_from_folder(folder)
     assert (restored.id, restored.name, restored.provider) == ("abc234", "old", "local")
+
+
+def test_a_frozen_runner_with_an_unreadable_status_is_still_stopped_by_force(trainctl_home):
+    session_id = launch("--grace-seconds", "1", *SLEEPER)
+    status = status_of(trainctl_home, session_id)
+    runner, child = status["runner_pid"], status["child_pid"]
+    os.kill(runner, signal.SIGSTOP)
+    try:
+        (trainctl_home / "sessions" / session_id / "status.json").write_text('{"state": ')
+        info = session_json(session_id)
+        assert info["status"] == "unresponsive"
+        assert info["detail"] == ("status.json is unreadable: it is not valid JSON (Expecting "
+                                  "value: line 1 column 11 (char 10)); alive: runner pid "
+                                  f"{runner}, training pid {child}")
+        graceful = run_cli("stop", session_id)
+        assert graceful.returncode == 1
+        assert graceful.stderr.startswith(f"session {session_id} cannot stop gracefully: "
+                                          f"still alive: runner pid {runner} (")
+        forced = run_cli("stop", "--force", session_id)
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.startswith(f"session {session_id}: stopped (SIGKILL: stopped by "
+                                        "trainctl stop (status.json was unreadable: it is not "
+                                        "valid JSON")
+        assert not alive(runner) and not alive(child)
+    finally:
+        if alive(runner):
+            os.kill(runner, signal.SIGCONT)
+    info = session_json(session_id)
+    assert info["status"] == "stopped" and len(info["attempts"]) == 1

@@ -816,6 +816,8 @@ class Service:
         why = f"status.json was unreadable: {problem}" if problem else \
             f"status was {session.status}"
         if not force:
+            if await provider.any_frozen(runners):  # as with a readable status: --force only
+                return await self._stop_frozen(session, provider, force=False)
             await provider.stop_gracefully(session, runners)
             deadline = time.monotonic() + session.grace_seconds + 15
             while time.monotonic() < deadline and any(await provider.alive_processes(session)):

@@ -115,11 +115,13 @@ class LocalProvider:
         pid = status.get("runner_pid")
         return bool(pid) and supervisor.process_state(pid) == "T"
 
+    async def any_frozen(self, pids: list[int]) -> bool:
+        return any(supervisor.process_state(pid) == "T" for pid in pids)
+
     async def stop_gracefully(self, session: Session, runners: list[int]) -> None:
-        """SIGTERM to a runner that can act on it (it owns the grace period), else to the
-        training processes themselves."""
-        working = [pid for pid in runners if supervisor.process_state(pid) != "T"]
-        for pid in working or supervisor.marked_pids(session.id):
+        """SIGTERM to the runner (it owns the grace period), else to the training processes
+        themselves."""
+        for pid in runners or supervisor.marked_pids(session.id):
             _signal_quietly(pid, signal.SIGTERM)
 
     async def kill_all(self, session: Session, reason: str) -> list[int]:
