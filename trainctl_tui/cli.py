@@ -19,9 +19,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `argv` naming a command, one with only that command's
     subparser filled in: building all of them costs a third of `trainctl sessions`."""
     wanted = command_word(argv)
-    parser = _build_parser(wanted)
-    if wanted is not None and wanted not in parser.commands_built:  # not a command: say so
-        parser = _build_parser(None)
+    parser, built = _build_parser(wanted)
+    if wanted is not None and wanted not in built:  # not a command: the full list says so
+        parser, _ = _build_parser(None)
     return parser
 
 
@@ -55,7 +55,9 @@ class _NotBuilt:
         return lambda *args, **kwargs: self
 
 
-def _build_parser(wanted: str | None) -> argparse.ArgumentParser:
+def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The parser with the subparser of `wanted` (of every command with None), and the names
+    of the commands it has."""
     import argparse  # not at the top: `trainctl --version` answers without it
 
     parser = argparse.ArgumentParser(
@@ -67,9 +69,9 @@ def _build_parser(wanted: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true",
                         help="print a snapshot of all sessions and exit")
     parser.add_argument("--json", action="store_true", help="with --once: print JSON")
-    parser.commands_built = set()
+    built: set[str] = set()
     commands = _SubsetOfCommands(parser.add_subparsers(dest="cmd", metavar="COMMAND"), wanted,
-                                 parser.commands_built)
+                                 built)
 
     demo = commands.add_parser("demo", help="launch the bundled toy trainer as a session")
     demo.add_argument("--once", action="store_true",
@@ -191,7 +193,7 @@ def _build_parser(wanted: str | None) -> argparse.ArgumentParser:
     from . import cli_cloud
 
     cli_cloud.add_parsers(commands)
-    return parser
+    return parser, built
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1345,7 +1345,7 @@ class Supervisor:
                 reason = f"stopped by {name}"
                 kill_at = now + grace
                 self.set_state("stopping", stop_requested=True)
-                if not self.force_stop:  # a force stop is SIGKILL only, just below
+                if not self.force_stop:  # a force stop is SIGKILL alone, just below
                     self.log_line(f"stopping: SIGTERM to the process group, grace {grace:g}s")
                     self.signal_training(child.pid, signal.SIGTERM)
             if term_sent and not kill_sent and (self.force_stop or now >= kill_at):
