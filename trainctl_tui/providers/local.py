@@ -86,7 +86,6 @@ class LocalProvider:
         supervisor.signal_training(None, session.id, signal.SIGKILL)
         return True
 
-
     # -- control without the runner's help: its status.json is unreadable, or it is frozen
 
     async def status_problem(self, session: Session) -> str | None:
