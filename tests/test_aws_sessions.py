@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import pickle
 import sys
 import threading
 import time
@@ -30,17 +31,17 @@ from trainctl_tui.service import LaunchRequest, Service
 SECRET = "hf-very-secret-value-123"
 
 TRAIN = r"""
-import os, signal, sys, time
+import os, pickle, signal, sys, time
 steps, every, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 start = 0
-if "--resume" in sys.argv:
-    start = int(open(sys.argv[sys.argv.index("--resume") + 1]).read())
+if "--resume" in sys.argv:  # a checkpoint is a pickle of the step: sound to the inspector
+    start = pickle.load(open(sys.argv[sys.argv.index("--resume") + 1], "rb"))
     print(f"resumed from step {start}", flush=True)
 os.makedirs("ckpt", exist_ok=True)
 step = start
 def save():
-    with open(f"ckpt/step_{step:06d}.pt.tmp", "w") as fh:
-        fh.write(str(step))
+    with open(f"ckpt/step_{step:06d}.pt.tmp", "wb") as fh:
+        pickle.dump(step, fh, protocol=2)
     os.replace(f"ckpt/step_{step:06d}.pt.tmp", f"ckpt/step_{step:06d}.pt")
 def on_term(*_):
     save()
@@ -169,7 +170,7 @@ def test_stop_gracefully_resume_and_kill(ssm, ec2, trainctl_home):  # noqa: F811
     resumed = run(service.resume(session.id))
     assert resumed.attempt == 2
     state = run(wait_status(service, session.id,
-                            lambda s: f"resumed from step {int(newest.read_text())}"
+                            lambda s: f"resumed from step {pickle.loads(newest.read_bytes())}"
                             in local_log.read_text()))
     assert state.attempts[1].resumed_from == str(newest)
     killed = run(service.kill(session.id))

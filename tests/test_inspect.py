@@ -70,12 +70,15 @@ def test_legacy_torch_file():
     assert info.metrics["loss"] == EXPECTED["legacy.pt"]["loss"]
 
 
-def test_custom_classes_namespace_allowed_user_class_unknown():
+def test_custom_classes_namespace_allowed_user_class_makes_it_suspicious():
     exp = EXPECTED["custom_classes.pt"]
     info = inspect_checkpoint(FIX / "custom_classes.pt")
     assert_matches(info, exp, TORCH_FIELDS + ("hparams",))
     assert info.unknown_globals == ["__main__.TrainConfig"]  # shown, never imported
-    assert info.status == "ok" and info.loss == 0.8125  # a numpy float64, decoded
+    assert info.status == "suspicious"  # off the allow-list: never ok
+    assert info.reason == ("unknown global __main__.TrainConfig (not on the allow-list: "
+                           "loading it may run code)")
+    assert info.loss == 0.8125  # a numpy float64, decoded: the summary is still there
 
 
 def test_dtypes_views_parameters_and_scalar_tensors():
@@ -112,8 +115,9 @@ def test_hf_checkpoint_dir():
     assert roles["model.safetensors"] == "weights" and roles["optimizer.pt"] == "optimizer"
     optimizer = next(f for f in info.files if f["name"] == "optimizer.pt")
     assert optimizer["param_count"] == 0 and optimizer["tensor_count"] > 0
-    # TrainingArguments is an unknown global: its plain fields are shown, nothing is built
-    assert "transformers.training_args.TrainingArguments" in info.unknown_globals
+    # TrainingArguments and its enums are on the allow-list as Hugging Face writes them
+    # (rebuilt without a call): its plain fields are shown, nothing is built
+    assert info.unknown_globals == [] and info.dangerous_globals == []
     assert info.hparams["learning_rate"] == exp["training_args_learning_rate"]
     assert info.model_args["n_embd"] == 16
     assert info.size == sum(f["size"] for f in info.files)
@@ -222,8 +226,7 @@ def test_flipped_storage_byte_only_caught_by_deep():
 
 
 @pytest.mark.parametrize("name", ["nanogpt_ckpt.pt", "legacy.pt", "lightning.ckpt",
-                                  "custom_classes.pt", "model.safetensors", "hf_run/checkpoint-6",
-                                  "hf_sharded_bin"])
+                                  "model.safetensors", "hf_run/checkpoint-6", "hf_sharded_bin"])
 def test_deep_check_passes_on_intact_checkpoints(name):
     info = inspect_checkpoint(FIX / name, deep=True)
     assert (info.status, info.reason) == ("ok", None)

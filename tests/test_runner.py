@@ -64,6 +64,16 @@ def session(tmp_path):
             os.killpg(status["child_pid"], signal.SIGKILL)
 
 
+def safetensors_file(path: Path, age: float = 100.0) -> Path:
+    """A small sound checkpoint (one float32), older than the "still being written" look."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0\0\x80?")
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
 def launch(folder: Path) -> dict:
     """Start a detached runner the way the launcher does; return the first status."""
     result = subprocess.run(
@@ -323,7 +333,8 @@ def test_backoff_delay_doubles_up_to_the_cap():
     assert sv.backoff_delay(spec, 10_000) == 30.0
 
 
-def test_resume_of_ended_session_keeps_attempt_history(session):
+def test_resume_of_ended_session_keeps_attempt_history(session, tmp_path):
+    ckpt = str(safetensors_file(tmp_path / "ckpts" / "ckpt-7.safetensors"))
     folder = session(py("import sys; sys.exit(4)"))
     run_foreground(folder)
     first = sv.read_status(str(folder))
@@ -332,7 +343,7 @@ def test_resume_of_ended_session_keeps_attempt_history(session):
     code = "import os, sys; print('argv', sys.argv[1:], 'attempt', os.environ['TRAINCTL_ATTEMPT'])"
     spec = json.loads((folder / "spec.json").read_text())
     spec.update(
-        command=py(code), resume_from="/ckpts/ckpt-7.pt", resume_template="--resume {checkpoint}"
+        command=py(code), resume_from=ckpt, resume_template="--resume {checkpoint}"
     )
     (folder / "spec.json").write_text(json.dumps(spec))
     run_foreground(folder)
@@ -342,9 +353,9 @@ def test_resume_of_ended_session_keeps_attempt_history(session):
     assert [a["n"] for a in second["attempts"]] == [1, 2]
     assert second["attempts"][0] == first["attempts"][0]
     resumed = second["attempts"][1]
-    assert resumed["command"] == py(code) + ["--resume", "/ckpts/ckpt-7.pt"]
-    assert resumed["resumed_from"] == "/ckpts/ckpt-7.pt"
-    assert "argv ['--resume', '/ckpts/ckpt-7.pt'] attempt 2" in (folder / "train.log").read_text()
+    assert resumed["command"] == py(code) + ["--resume", ckpt]
+    assert resumed["resumed_from"] == ckpt
+    assert f"argv ['--resume', '{ckpt}'] attempt 2" in (folder / "train.log").read_text()
 
     # Without a template the checkpoint is recorded but nothing is appended.
     spec["resume_template"] = None
@@ -353,8 +364,8 @@ def test_resume_of_ended_session_keeps_attempt_history(session):
     third = sv.read_status(str(folder))
     assert [a["n"] for a in third["attempts"]] == [1, 2, 3]
     assert third["attempts"][2]["command"] == py(code)
-    assert third["attempts"][2]["resumed_from"] == "/ckpts/ckpt-7.pt"
-    assert "[trainctl] attempt 3/3 resuming from /ckpts/ckpt-7.pt: " in trainctl_lines(folder)[-3]
+    assert third["attempts"][2]["resumed_from"] == ckpt
+    assert f"[trainctl] attempt 3/3 resuming from {ckpt}: " in trainctl_lines(folder)[-3]
 
 
 # --------------------------------------------------------------------------- stopping

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ needs_aws_cli = pytest.mark.skipif(AWS_CLI is None, reason="the aws CLI is not i
 # A torch-free training: `step N loss X` lines, checkpoints ckpt-<step>.pt written through a
 # temporary name, one more checkpoint on SIGTERM.
 TRAIN = r'''
-import argparse, os, signal, sys, time
+import argparse, os, pickle, signal, sys, time
 p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=100000)
 p.add_argument("--every", type=int, default=0)
@@ -59,8 +60,8 @@ ckdir = os.environ.get("TRAINCTL_CHECKPOINT_DIR", "ckpts")
 os.makedirs(ckdir, exist_ok=True)
 step, saved = 0, 0
 
-def payload(n):
-    return b"ckpt:%d:" % n + bytes(range(256)) * 8
+def payload(n):  # a pickle of plain data: a sound checkpoint to the inspector
+    return pickle.dumps({"step": n, "weights": bytes(range(256)) * 8}, protocol=2)
 
 def save(n):
     path = os.path.join(ckdir, "ckpt-%d.pt" % n)
@@ -82,7 +83,7 @@ if a.resume:
         print("resumed from dir %s files %s" % (a.resume, sorted(os.listdir(a.resume))), flush=True)
     else:
         with open(a.resume, "rb") as fh:
-            step = int(fh.read().split(b":")[1])
+            step = pickle.load(fh)["step"]
         print("resumed from %s at step %d" % (a.resume, step), flush=True)
 if a.partial:
     with open(os.path.join(ckdir, "ckpt-999.pt.tmp"), "wb") as fh:
@@ -430,7 +431,7 @@ def test_missing_aws_cli_is_a_sync_failure_not_a_training_failure(session):
 @needs_aws_cli
 def test_resume_from_an_s3_checkpoint_downloads_it_first(s3, session, tmp_path):
     # As after a spot interruption: the checkpoint is in the session's own S3 prefix.
-    payload = b"ckpt:7:" + b"weights" * 100
+    payload = pickle.dumps({"step": 7, "weights": b"weights" * 100}, protocol=2)
     s3.put_object(Bucket=BUCKET, Key="runs/sess/checkpoints/ckpt-7.pt", Body=payload)
     folder = session("--steps", "3", "--sleep", "0.01", **s3_cloud(),
                      resume_from=PREFIX + "ckpt-7.pt", resume_template="--resume {checkpoint}")
@@ -449,8 +450,11 @@ def test_resume_from_an_s3_checkpoint_downloads_it_first(s3, session, tmp_path):
 
 @needs_aws_cli
 def test_resume_from_an_s3_folder_checkpoint(s3, session, tmp_path):
-    for name in ("trainer_state.json", "model.safetensors"):
-        s3.put_object(Bucket=BUCKET, Key=f"old/checkpoint-5/{name}", Body=b"{}")
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    files = {"trainer_state.json": b"{}",
+             "model.safetensors": len(header).to_bytes(8, "little") + header + b"\0\0\x80?"}
+    for name, body in files.items():
+        s3.put_object(Bucket=BUCKET, Key=f"old/checkpoint-5/{name}", Body=body)
     s3.put_object(Bucket=BUCKET, Key=f"old/checkpoint-5/{sv.S3_MARKER_SUFFIX}", Body=b"{}")
     folder = session("--steps", "2", "--sleep", "0.01", aws_cli=[AWS_CLI],
                      resume_from=f"s3://{BUCKET}/old/checkpoint-5/",

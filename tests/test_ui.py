@@ -141,6 +141,9 @@ def test_stop_resume_kill_and_delete_from_the_keyboard(tmp_path):
             assert newest.name in str(options.get_option_at_index(0).prompt)
             assert "(newest)" in str(options.get_option_at_index(0).prompt)
             await pilot.press("enter")
+            # the runner judges the checkpoint before it records the attempt and starts it
+            await wait_until(pilot, lambda: any("as attempt 2" in n for n in notifications(app)),
+                             what="resumed")
             await wait_for_status(pilot, session_id, {"running"})
             resumed = (await status_of(session_id))
             assert resumed.attempt == 2

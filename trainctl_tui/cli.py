@@ -127,9 +127,12 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     resume.add_argument("id")
     origin = resume.add_mutually_exclusive_group()
     origin.add_argument("--from", dest="checkpoint",
-                        help="checkpoint to resume from (default: the newest)")
+                        help="checkpoint to resume from (default: the newest sound one)")
     origin.add_argument("--scratch", action="store_true",
                         help="start over without a checkpoint")
+    resume.add_argument("--trust", action="store_true",
+                        help="with --from: accept that checkpoint's unknown pickle globals "
+                             "for this session (they may run code when loaded)")
 
     logs = commands.add_parser("logs", help="print a session's training log")
     logs.add_argument("id")
@@ -397,7 +400,7 @@ def cmd_stop(args) -> int:
 
 def cmd_resume(args) -> int:
     session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint,
-                                     scratch=args.scratch))
+                                     scratch=args.scratch, trust=args.trust, note=print))
     last = session.attempts[-1] if session.attempts else None
     source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint)"
     print(f"resumed session {session.id} as attempt {session.attempt} from {source}")

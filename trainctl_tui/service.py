@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -571,6 +572,10 @@ class Service:
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir (launch it with "
                                 "--checkpoint-dir, or give a directory)")
+        if get_provider(session.provider).remote:
+            from .providers.ssh import remote_checkpoint_dir
+
+            return remote_checkpoint_dir(session), session
         return session.checkpoint_dir, session
 
     async def checkpoints(self, target: str, *, inspect: bool = True):
@@ -609,11 +614,14 @@ class Service:
                                 f"are already here ({where})")
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir to pull from")
+        from .providers.ssh import remote_checkpoint_dir
+
+        folder = remote_checkpoint_dir(session)
         rows = await provider.list_checkpoints(session)
         if checkpoint:
             row = next((r for r in rows if checkpoint in (r.entry.path, r.entry.name)), None)
             if row is None:
-                raise TrainctlError(f"no checkpoint '{checkpoint}' in {session.checkpoint_dir} "
+                raise TrainctlError(f"no checkpoint '{checkpoint}' in {folder} "
                                     f"on {session.host} (see trainctl checkpoints {session.id})")
             if row.entry.writing:
                 raise TrainctlError(f"{row.entry.name} is still being written; try again soon")
@@ -622,7 +630,7 @@ class Service:
 
             row = newest_usable(rows)
             if row is None:
-                raise TrainctlError(f"no finished, sound checkpoint in {session.checkpoint_dir} "
+                raise TrainctlError(f"no finished, sound checkpoint in {folder} "
                                     f"on {session.host} yet")
         local = Path(to or f"{session.name}-{session.id}").expanduser().resolve() / row.entry.name
         size = await provider.download(row.entry.path, local, kind=row.entry.kind,
@@ -861,28 +869,49 @@ class Service:
         return await self.stop(ref, force=True, wait=False)
 
     async def resume(self, ref: str, *, from_checkpoint: str | None = None,
-                     scratch: bool = False) -> Session:
-        """Start a new attempt of an ended session, from a checkpoint (the newest by default,
-        none with `scratch`)."""
+                     scratch: bool = False, trust: bool = False, note=None) -> Session:
+        """Start a new attempt of an ended session, from a checkpoint (the newest sound one by
+        default, none with `scratch`). `trust` accepts the unknown pickle globals of the
+        checkpoint named by `from_checkpoint` for this session from now on; `note(text)`
+        hears what was trusted."""
         session = await self.get(ref)
+        if trust and not from_checkpoint:
+            raise TrainctlError("--trust needs --from PATH: trust is given to one checkpoint "
+                                "you name, never to whichever is newest")
         if session.status.active:
             raise TrainctlError(
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
         if session.status is Status.INTERRUPTED:
+            if trust:
+                raise TrainctlError(f"session {session.id} was interrupted: its machine is "
+                                    "gone; --trust works where the checkpoints are (resume "
+                                    "it first, or pull the checkpoint and inspect it)")
             return await self._resume_interrupted(session, from_checkpoint, scratch)
         await self._refuse_if_training_alive(session)
+        skipped, trusted = [], []
         if scratch:
             checkpoint = None
-        elif get_provider(session.provider).remote:
+        elif get_provider(session.provider).remote and not from_checkpoint:
             # The checkpoints are on the host: the runner there picks the newest at start.
-            checkpoint = from_checkpoint or NEWEST_CHECKPOINT
+            checkpoint = NEWEST_CHECKPOINT
+        elif get_provider(session.provider).remote:
+            checkpoint, trusted = await self._remote_named_checkpoint(session, from_checkpoint,
+                                                                      trust)
         else:
-            checkpoint = resolve_resume_checkpoint(session, from_checkpoint)
+            checkpoint, skipped, trusted = resolve_resume_checkpoint(session, from_checkpoint,
+                                                                     trust=trust)
         spec_path = Path(session.session_dir) / "spec.json"
         spec = read_spec(session)
         spec["resume_from"] = checkpoint
+        spec["resume_skipped"] = skipped
+        if trusted:
+            spec["trusted_globals"] = sorted(set(spec.get("trusted_globals") or ()) | set(trusted))
+            if note:
+                note(f"trusting {checkpoint}: its unknown global{'s' if len(trusted) > 1 else ''} "
+                     f"{', '.join(trusted)} may run code when it is loaded; session {session.id} "
+                     "accepts them in every checkpoint from now on (restarts too)")
         atomic_write_text(spec_path, json.dumps(spec, indent=2))
         # The resume is this session's latest sign of life: the wait for its new runner
         # counts from now (see refresh_session), not from when the session was created.
@@ -890,8 +919,30 @@ class Service:
         self.store.update(session.id, status=Status.PENDING, ended=None, detail=None,
                           heartbeat=now)
         session.status, session.heartbeat = Status.PENDING, now
+        attempts_before = session.attempt or 0
         await self._start_runner(session)
-        return await self.get(session.id)
+        return await self._await_new_attempt(session.id, attempts_before)
+
+    async def _await_new_attempt(self, session_id: str, before: int,
+                                 timeout: float = 10.0) -> Session:
+        """The session once its runner has recorded the new attempt (it checks the checkpoint
+        first), so what is reported is what it resumed from; as it is after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            session = await self.get(session_id)
+            if (session.attempt or 0) > before or not session.status.active or \
+                    time.monotonic() > deadline:
+                return session
+            await aio.sleep(0.2)
+
+    async def _remote_named_checkpoint(self, session: Session, wanted: str, trust: bool
+                                       ) -> tuple[str, list[str]]:
+        """A checkpoint named for a remote resume, inspected on its host (one line if it is
+        not sound), and the globals trusted with it."""
+        path = wanted if posixpath.isabs(wanted) or not session.cwd else posixpath.join(
+            session.cwd, wanted)
+        info = await get_provider(session.provider).inspect_checkpoint(path)
+        return path, judge_named_checkpoint(session, path, info, trust)
 
     async def _resume_interrupted(self, session: Session, from_checkpoint: str | None,
                                   scratch: bool) -> Session:
@@ -1286,10 +1337,12 @@ def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Atte
     return {k: v for k, v in changes.items() if getattr(session, k) != v}, attempts
 
 
-def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | None:
-    """The checkpoint a resume starts from: the one asked for if it is sound, else the newest
-    sound one in the session's checkpoint dir (None: start from scratch)."""
-    from .checkpoints.catalog import list_checkpoints, newest_usable
+def resolve_resume_checkpoint(session: Session, explicit: str | None, *, trust: bool = False
+                              ) -> tuple[str | None, list[dict], list[str]]:
+    """(checkpoint, passed over, trusted globals) for a resume: the one asked for if it is
+    sound (or trusted), else the newest sound one in the session's checkpoint dir and the newer
+    ones passed over with why (None: start from scratch)."""
+    from .checkpoints.catalog import choose_row, list_checkpoints
     from .checkpoints.inspect import inspect_checkpoint
 
     if explicit:
@@ -1297,15 +1350,42 @@ def resolve_resume_checkpoint(session: Session, explicit: str | None) -> str | N
         if not path.exists():
             raise TrainctlError(f"checkpoint {path} does not exist")
         info = inspect_checkpoint(path)
-        if info.status != "ok":
-            raise TrainctlError(f"checkpoint {path} is {info.status}: {info.reason}; "
-                                "pick another (trainctl checkpoints " + session.id + ")")
-        return str(path)
+        return str(path), [], judge_named_checkpoint(session, str(path), info, trust)
     if session.checkpoint_dir and Path(session.checkpoint_dir).is_dir():
         _, rows = list_checkpoints(session.checkpoint_dir)
-        newest = newest_usable(rows)
-        return newest.entry.path if newest else None
-    return None
+        trusted = _spec_trusted_globals(session)
+        row, skipped = choose_row(rows, trusted)
+        return (row.entry.path if row else None), skipped, []
+    return None, [], []
+
+
+def _spec_trusted_globals(session: Session) -> list[str]:
+    try:
+        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+    except (OSError, ValueError):
+        return []
+    trusted = spec.get("trusted_globals") if isinstance(spec, dict) else None
+    return [g for g in trusted if isinstance(g, str)] if isinstance(trusted, list) else []
+
+
+def judge_named_checkpoint(session: Session, path: str, info, trust: bool) -> list[str]:
+    """The globals to trust for a checkpoint the user named ([] when it is sound as it is);
+    one line when it cannot be resumed from."""
+    from .checkpoints.inspect import trust_problem, unsound_reason
+
+    trusted = _spec_trusted_globals(session)
+    if unsound_reason(info, trusted) is None:
+        return []
+    if not trust:
+        hint = "" if trust_problem(info, info.unknown_globals) else (
+            f"; if you trust where it came from: trainctl resume {session.id} --from {path} "
+            "--trust")
+        raise TrainctlError(f"checkpoint {path} is {info.status}: {info.reason}; pick another "
+                            f"(trainctl checkpoints {session.id}){hint}")
+    problem = trust_problem(info, info.unknown_globals)
+    if problem:
+        raise TrainctlError(f"cannot trust {path}: {problem}")
+    return list(info.unknown_globals)
 
 
 def demo_script_path() -> Path:

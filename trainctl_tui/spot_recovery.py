@@ -148,9 +148,14 @@ async def start_on(service, session: Session, instance_id: str,
     folder = Path(session.session_dir)
     spec_path = folder / "spec.json"
     spec = json.loads(spec_path.read_text())
-    uri = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri")) if checkpoint == AUTO \
-        else checkpoint
+    skipped: list[dict] = []
+    if checkpoint == AUTO:
+        uri, skipped = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri"),
+                                                  spec.get("trusted_globals") or ())
+    else:
+        uri = checkpoint
     spec["resume_from"] = uri
+    spec["resume_skipped"] = skipped  # the runner records them in the new attempt
     atomic_write_text(spec_path, json.dumps(spec, indent=2))
     old = session.host
     with open(folder / "train.log", "ab") as log:
@@ -167,14 +172,17 @@ async def start_on(service, session: Session, instance_id: str,
     await service._start_runner(session)
 
 
-async def newest_s3_checkpoint(uri: str | None) -> str | None:
-    """The s3:// URI of the newest finished checkpoint under `uri`, or None."""
+async def newest_s3_checkpoint(uri: str | None, trusted_globals=()
+                               ) -> tuple[str | None, list[dict]]:
+    """The s3:// URI of the newest sound checkpoint under `uri` (inspected through ranged
+    reads, the one rule of the runner and `resume`) or None, and the newer ones passed over."""
     if not uri:
-        return None
+        return None, []
     import asyncio
 
+    from .checkpoints.catalog import choose_row
     from .providers import s3_checkpoints
 
-    entries = await asyncio.to_thread(s3_checkpoints.scan, uri)
-    finished = [entry for entry in entries if not entry.writing]
-    return finished[-1].path if finished else None
+    _, rows = await asyncio.to_thread(s3_checkpoints.list_checkpoints, uri)
+    row, skipped = choose_row(rows, trusted_globals)
+    return (row.entry.path if row else None), skipped

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .inspect import CheckpointInfo, inspect_checkpoint
+from .inspect import CheckpointInfo, inspect_checkpoint, unsound_reason
 from .scan import CheckpointEntry, ScanResult, scan_checkpoints
 
 
@@ -57,8 +57,10 @@ def list_checkpoints(directory: str, *, inspect: bool = True,
         if inspect and not entry.writing:
             try:
                 info = inspect_checkpoint(entry.path)
-            except OSError:  # removed between the scan and the read
+            except FileNotFoundError:  # removed between the scan and the read
                 continue
+            except OSError as exc:  # listed as what it is: unknown, and why
+                entry.note = f"cannot read: {exc.strerror or exc}"
         rows.append(CheckpointRow(entry, info))
     return entries, rows
 
@@ -79,8 +81,27 @@ def validity_and_metrics(rows: list[CheckpointRow]) -> tuple[dict[str, bool], di
     return validity, metrics
 
 
-def newest_usable(rows: list[CheckpointRow]) -> CheckpointRow | None:
+def row_problem(row: CheckpointRow, trusted_globals=()) -> str | None:
+    """Why a row must not be resumed from, or None (the runner's checkpoint_problem)."""
+    if row.entry.writing:
+        return "still being written" + (f" ({row.entry.note})" if row.entry.note else "")
+    if row.info is None:
+        return "unknown: not inspected"
+    return unsound_reason(row.info, trusted_globals)
+
+
+def choose_row(rows: list[CheckpointRow], trusted_globals=()
+               ) -> tuple[CheckpointRow | None, list[dict]]:
+    """The one rule, over rows oldest first: the newest sound row, and the newer ones passed
+    over as [{"path", "reason"}], newest first (what an attempt records)."""
+    skipped = []
     for row in reversed(rows):
-        if row.usable:
-            return row
-    return None
+        reason = row_problem(row, trusted_globals)
+        if reason is None:
+            return row, skipped
+        skipped.append({"path": row.entry.path, "reason": reason})
+    return None, skipped
+
+
+def newest_usable(rows: list[CheckpointRow]) -> CheckpointRow | None:
+    return choose_row(rows)[0]

@@ -42,7 +42,6 @@ import collections  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import errno  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import ntpath  # noqa: E402
@@ -59,7 +58,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 __all__ = ["CheckpointInfo", "TensorInfo", "cache_clear", "cache_stats", "inspect_checkpoint",
-           "inspect_dir_files", "inspect_fileobj", "main"]
+           "inspect_dir_files", "inspect_fileobj", "main", "trust_problem", "unsound_reason"]
 
 TENSOR_LIST_CAP = 200
 CACHE_SIZE = 512
@@ -67,6 +66,9 @@ _LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the safetensors library's own limit
 _CHUNK = 1 << 20
+# What is inflated or read into memory for metadata (a pickle without its storages, a JSON
+# config): a real one is far smaller; a zip bomb's data.pkl is not read past it.
+METADATA_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -167,6 +169,14 @@ _STRUCT_CODES = {"float64": "d", "float32": "f", "float16": "e", "int64": "q", "
                  "uint64": "Q", "bool": "?"}
 
 
+def _product(values) -> int:
+    """math.prod, which Python 3.7 (on remote hosts, beside the runner) does not have."""
+    result = 1
+    for value in values:
+        result *= value
+    return result
+
+
 def _nbytes(dtype: str, numel: int) -> int:
     bits = _DTYPE_BITS.get(dtype, 8)
     return (numel * bits + 7) // 8
@@ -184,7 +194,11 @@ def _decode_scalar(dtype: str, raw: bytes, little: bool) -> float | int | None:
     return bool(value) if code == "?" else value
 
 
-# -- globals: dangerous, allowed, unknown ----------------------------------------------------
+# -- globals: allowed, dangerous, unknown ----------------------------------------------------
+# A checkpoint is `ok` only if every global its pickles name is on the allow-list (_ALLOWED,
+# _KNOWN_CLASSES, torch dtypes and storages): what torch, Lightning, Hugging Face, numpy and
+# the standard containers really write. Any other global makes it `suspicious`; the deny-list
+# below only says which of those are known to run code, for a sharper reason.
 
 # Modules whose every global can run code, touch files or the network when called.
 _DANGEROUS_MODULES = {
@@ -338,7 +352,7 @@ class _Tensor(_Described):
         self.stride = tuple(stride) if ok_stride else None
         self.offset = offset if isinstance(offset, int) else 0
         self.dtype = dtype or (self.storage.dtype if self.storage else "unknown")
-        self.numel = math.prod(self.shape)
+        self.numel = _product(self.shape)
         self.nbytes = _nbytes(self.dtype, self.numel)
         self.parameter = False
         self.subclass: str | None = None
@@ -351,7 +365,11 @@ class _Tensor(_Described):
         """Bytes of its storage this view reaches, for the bounds check."""
         if self.numel == 0 or self.stride is None:
             return 0
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
+        if len(self.shape) != len(self.stride):
+            raise ValueError(f"shape {self.shape} and stride {self.stride} differ in length")
+        # No zip(strict=...): this file runs on Python 3.7 hosts beside the runner.
+        pairs = zip(self.shape, self.stride)  # noqa: B905
+        last = self.offset + sum((n - 1) * s for n, s in pairs)
         return _nbytes(self.dtype, last + 1)
 
     def __repr__(self) -> str:
@@ -399,7 +417,7 @@ class _NDArray:
 def _plausible_shape(shape: Any) -> bool:
     return (isinstance(shape, (tuple, list)) and len(shape) <= 64 and _int_tuple(shape)
             and all(n >= 0 for n in shape)
-            and math.prod(shape) < 1 << 62)
+            and _product(shape) < 1 << 62)
 
 
 def _int_tuple(value: Any) -> bool:
@@ -433,6 +451,12 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
 
 def _rebuild_from_cpu(data: Any, *_: Any) -> Any:
     return data
+
+
+def _rebuild_layout_tensor(layout: Any, data: Any, *_: Any) -> Any:
+    """A sparse or nested tensor: its component tensors (indices, values ...) are described
+    where the walk finds them, inside this opaque value."""
+    return _opaque_value("sparse or nested tensor", data)
 
 
 class _TorchClass:
@@ -594,7 +618,7 @@ def _torch_size(dims: Any = ()) -> Any:
 def _reconstructor(cls: Any, base: Any = None, state: Any = None) -> Any:
     # copyreg._reconstructor(cls, object, None): protocol 0/1 object creation
     if isinstance(cls, type) and issubclass(cls, (Opaque, _Record, _NDArray)):
-        return cls()
+        return cls.__new__(cls)  # as pickle does: no __init__
     return _opaque_value("copyreg._reconstructor", cls)
 
 
@@ -651,6 +675,8 @@ _ALLOWED: dict[str, Any] = {
     "torch._utils._rebuild_parameter": _rebuild_parameter,
     "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
     "torch._utils._rebuild_device_tensor_from_cpu_tensor": _rebuild_from_cpu,
+    "torch._utils._rebuild_sparse_tensor": _rebuild_layout_tensor,
+    "torch._utils._rebuild_nested_tensor": _rebuild_layout_tensor,
     "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
     "torch.Tensor": _TorchClass,
     "torch.nn.parameter.Parameter": _ParameterClass,
@@ -669,6 +695,33 @@ _ALLOWED: dict[str, Any] = {
     "pytorch_lightning.utilities.parsing.AttributeDict": _PlainDict,
     "lightning_fabric.utilities.data.AttributeDict": _PlainDict,
 }
+
+
+# Classes that Hugging Face's Trainer and Accelerate pickle (training_args.bin): allowed as
+# objects rebuilt without calling them (NEWOBJ + BUILD, as pickle writes them) and, for enums,
+# looked up by value. A pickle that calls one of the others (REDUCE runs __init__, e.g.
+# TrainingArguments.__post_init__) is not what the library writes: suspicious.
+_KNOWN_ENUMS = {
+    "transformers.trainer_utils.HubStrategy", "transformers.trainer_utils.IntervalStrategy",
+    "transformers.trainer_utils.SaveStrategy", "transformers.trainer_utils.SchedulerType",
+    "transformers.trainer_utils.FSDPOption", "transformers.training_args.OptimizerNames",
+    "transformers.debug_utils.DebugOption", "transformers.trainer_utils.EvaluationStrategy",
+    "transformers.training_args.ParallelMode", "accelerate.utils.dataclasses.DistributedType",
+}
+_KNOWN_OBJECTS = {
+    "transformers.training_args.TrainingArguments",
+    "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+    "transformers.trainer_pt_utils.AcceleratorConfig", "accelerate.state.PartialState",
+}
+
+
+def _known_class(name: str, findings: _Findings) -> type[Opaque]:
+    """An Opaque stand-in that notes a call of a class only ever rebuilt by NEWOBJ."""
+
+    def init(self: Opaque, *args: Any, **kwargs: Any) -> None:
+        findings.note(findings.unknown, f"{name} (called)")
+
+    return type("Known", (Opaque,), {"global_name": name, "__init__": init})
 
 
 def _torch_global(module: str, name: str) -> Any:
@@ -713,8 +766,9 @@ class _SafeUnpickler(pickle._Unpickler):
     """The pure-Python unpickler: its memo is a dict. The C one sizes its memo array from the
     indices in the file, so one corrupt BINPUT can make it allocate and zero gigabytes."""
 
-    def __init__(self, file: Any, findings: _Findings) -> None:
+    def __init__(self, file: _Bounded, findings: _Findings) -> None:
         super().__init__(file)
+        self.source = file
         self.findings = findings
         self.opaque: dict[str, type[Opaque]] = {}
         self.resolved: dict[tuple[str, str], Any] = {}
@@ -729,6 +783,15 @@ class _SafeUnpickler(pickle._Unpickler):
         dispatch[_op[0]] = _guarded(dispatch[_op[0]], _pick)
     del _op, _pick
 
+    def load_bytearray8(self) -> None:
+        # pickle allocates bytearray(length) before it reads: check the length first
+        (length,) = struct.unpack("<Q", self.read(8))
+        self.source.take(length)
+        self.source.give_back(length)
+        self.append(bytearray(self.read(length)))
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.resolved:  # pickles without memo repeat their globals
             self.resolved[(module, name)] = self._resolve(module, name)
@@ -740,11 +803,16 @@ class _SafeUnpickler(pickle._Unpickler):
         if _is_dangerous(module, name) or _is_dangerous(py3_module, py3_name):
             self.findings.note(self.findings.dangerous, written)
             return self._opaque(written)
-        allowed = _ALLOWED.get(f"{py3_module}.{py3_name}")
+        full = f"{py3_module}.{py3_name}"
+        allowed = _ALLOWED.get(full)
         if allowed is None:
             allowed = _torch_global(py3_module, py3_name)
         if allowed is not None:
             return allowed
+        if full in _KNOWN_ENUMS:
+            return self._opaque(written)
+        if full in _KNOWN_OBJECTS:
+            return _known_class(written, self.findings)
         self.findings.note(self.findings.unknown, written)
         return self._opaque(written)
 
@@ -785,10 +853,63 @@ _PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, Looku
 class _Corrupt(Exception):
     """A file is damaged; the message is the reason shown to the user."""
 
+    status = "corrupt"
 
-def _unpickle(file: Any, findings: _Findings, what: str) -> Any:
+
+class _TooLarge(_Corrupt):
+    """Metadata past METADATA_LIMIT: not read, so nothing is known about the file."""
+
+    status = "unknown"
+
+
+def _too_large(what: str, limit: int = METADATA_LIMIT) -> _TooLarge:
+    return _TooLarge(f"{what} too large to inspect (over {limit // (1024 * 1024)} MiB; "
+                     "metadata is never that big)")
+
+
+class _Bounded:
+    """read/readline of a file or zip member that refuse to go past `limit` bytes in all,
+    before anything is read or allocated (a pickle may declare a 1 GiB string). A length
+    past the `available` bytes is damage, not size."""
+
+    def __init__(self, fp: Any, what: str, available: int | None = None,
+                 limit: int = METADATA_LIMIT) -> None:
+        self.fp, self.what, self.limit, self.left = fp, what, limit, limit
+        self.available = available
+
+    def take(self, n: int) -> None:
+        if self.available is not None and n > self.available:
+            raise _Corrupt(f"pickle error in {self.what}: it needs {n:,} more bytes, "
+                           f"{self.available:,} are left")
+        if n > self.left:
+            raise _too_large(self.what, self.limit)
+        self.left -= n
+        if self.available is not None:
+            self.available -= n
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.left + 1
+        self.take(n)
+        data = self.fp.read(n)
+        self.give_back(n - len(data))
+        return data
+
+    def give_back(self, n: int) -> None:
+        self.left += n
+        if self.available is not None:
+            self.available += n
+
+    def readline(self) -> bytes:
+        line = self.fp.readline(min(self.left, self.available or self.left) + 1)
+        self.take(len(line))
+        return line
+
+
+def _unpickle(file: Any, findings: _Findings, what: str, available: int | None = None) -> Any:
+    bounded = _Bounded(file, what, available)
     try:
-        return _SafeUnpickler(file, findings).load()
+        return _SafeUnpickler(bounded, findings).load()
     except _PICKLE_ERRORS as exc:
         raise _Corrupt(f"pickle error in {what}: {exc or type(exc).__name__}") from None
 
@@ -838,9 +959,9 @@ def _read_torch_zip(fp: Any, size: int, deep: bool, findings: _Findings) -> _Par
     prefix = pkl[: -len("data.pkl")]
     parsed = _Parsed("torch-zip")
     if f"{prefix}byteorder" in members:
-        parsed.little_endian = _zip_read(zf, members[f"{prefix}byteorder"]).strip() != b"big"
-    raw = _zip_read(zf, members[pkl])
-    parsed.root = _unpickle(io.BytesIO(raw), findings, pkl)
+        byteorder = _zip_read(zf, members[f"{prefix}byteorder"], limit=64)
+        parsed.little_endian = byteorder.strip() != b"big"
+    parsed.root = _unpickle_member(zf, members[pkl], findings)
     parsed.checks.append(lambda: _check_zip_storages(findings, members, prefix))
     if deep:
         parsed.checks.append(lambda: _check_zip_crcs(zf))
@@ -876,9 +997,24 @@ def _member_errors(name: str) -> Iterator[None]:
         raise _Corrupt(f"bad zip member {name} ({exc.strerror})") from None
 
 
-def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = METADATA_LIMIT
+              ) -> bytes:
+    """A small member, whole. zipfile never inflates past the size the directory declares."""
+    if info.file_size > limit:
+        raise _too_large(f"{info.filename} ({info.file_size:,} bytes inflated)", limit)
     with _member_errors(info.filename):
         return zf.read(info)
+
+
+def _unpickle_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, findings: _Findings) -> Any:
+    """A zip member's pickle, inflated as the unpickler reads it, never past METADATA_LIMIT."""
+    if info.file_size > METADATA_LIMIT:
+        raise _too_large(f"{info.filename} ({info.file_size:,} bytes inflated)")
+    with _member_errors(info.filename), zf.open(info) as member:
+        root = _unpickle(member, findings, info.filename, info.file_size)
+        while member.read(_CHUNK):  # to its end, so that zipfile checks its CRC
+            pass
+    return root
 
 
 def _member_data_offset(fp: Any, info: zipfile.ZipInfo) -> int:
@@ -921,19 +1057,19 @@ def _read_pickle_file(info: CheckpointInfo, fp: Any, size: int, deep: bool,
                       findings: _Findings) -> _Parsed:
     """A legacy torch file (magic number, protocol, sys_info, data, storage keys, storages),
     or a plain pickle."""
-    first = _unpickle(fp, findings, "pickle")
+    first = _unpickle(fp, findings, "pickle", size)
     if not (isinstance(first, int) and first == _TORCH_LEGACY_MAGIC):
         parsed = _Parsed("pickle")
         parsed.root = first
         return parsed
     info.format = "torch-legacy"
     parsed = _Parsed("torch-legacy")
-    _unpickle(fp, findings, "protocol version")
-    sys_info = _unpickle(fp, findings, "sys_info")
+    _unpickle(fp, findings, "protocol version", size - fp.tell())
+    sys_info = _unpickle(fp, findings, "sys_info", size - fp.tell())
     if isinstance(sys_info, dict):
         parsed.little_endian = sys_info.get("little_endian", True) is not False
-    parsed.root = _unpickle(fp, findings, "data pickle")
-    keys = _unpickle(fp, findings, "storage keys")
+    parsed.root = _unpickle(fp, findings, "data pickle", size - fp.tell())
+    keys = _unpickle(fp, findings, "storage keys", size - fp.tell())
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _Corrupt("storage key list is malformed")
     starts = _legacy_storage_starts(keys, findings, fp.tell())
@@ -1026,7 +1162,7 @@ def _safetensors_entry(name: str, entry: Any) -> tuple[TensorInfo, int, int]:
     if not _int_tuple(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
         raise _Corrupt(f"bad safetensors header (tensor {name} has malformed data_offsets)")
     dtype = _SAFETENSORS_DTYPES.get(dtype, dtype.lower())
-    numel = math.prod(shape)
+    numel = _product(shape)
     info = TensorInfo(name, dtype, tuple(shape), numel, _nbytes(dtype, numel))
     return info, offsets[0], offsets[1]
 
@@ -1303,7 +1439,7 @@ _KERAS_WEIGHTS = "model.weights.h5"
 # Member CRCs of a .keras are always checked up to this much data (a Keras model is usually
 # small); past it only with deep=True, and the report says they were not.
 KERAS_CRC_LIMIT = 256 * 1024 * 1024
-_IN_MEMORY_LIMIT = 64 * 1024 * 1024
+_IN_MEMORY_LIMIT = 32 * 1024 * 1024  # a compressed model.weights.h5 is read whole
 
 
 def _hdf5_reader() -> Any:
@@ -1434,7 +1570,7 @@ def _keras_inner_weights(info: CheckpointInfo, fp: Any, zf: zipfile.ZipFile,
     if member.compress_type == zipfile.ZIP_STORED:
         read = _read_at(fp, _member_data_offset(fp, member))
     elif member.file_size <= _IN_MEMORY_LIMIT:
-        data = _zip_read(zf, member)
+        data = _zip_read(zf, member, limit=_IN_MEMORY_LIMIT)
         read = lambda offset, n: data[offset:offset + n]  # noqa: E731
     else:
         info.unverified.append(f"{member.filename} is compressed and {member.file_size:,} "
@@ -1671,7 +1807,7 @@ def _inspect_file(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
         with open(path, "rb") as fp:
             _read_any(info, fp, st.st_size, deep, findings)
     except _Corrupt as exc:
-        info.status, info.reason = "corrupt", str(exc)
+        info.status, info.reason = exc.status, str(exc)
     _apply_findings(info, findings)
     return info
 
@@ -1689,7 +1825,7 @@ def inspect_fileobj(fp: Any, path: str, size: int, mtime: float = 0.0, *,
             raise _Corrupt("empty file (0 bytes)")
         _read_any(info, fp, size, deep, findings)
     except _Corrupt as exc:
-        info.status, info.reason = "corrupt", str(exc)
+        info.status, info.reason = exc.status, str(exc)
     _apply_findings(info, findings)
     return info
 
@@ -1697,11 +1833,43 @@ def inspect_fileobj(fp: Any, path: str, size: int, mtime: float = 0.0, *,
 def _apply_findings(info: CheckpointInfo, findings: _Findings) -> None:
     info.unknown_globals = sorted(findings.unknown)
     info.dangerous_globals = sorted(findings.dangerous)
-    if info.dangerous_globals:  # outranks corrupt: the file must never be loaded
+    # A global known to run code outranks damage: the file must never be loaded. A merely
+    # unknown one only marks an otherwise sound file (damage says more, and --trust must
+    # never hide it).
+    if info.dangerous_globals:
         names = ", ".join(info.dangerous_globals)
         plural = "s" if len(info.dangerous_globals) > 1 else ""
         info.status = "suspicious"
         info.reason = f"dangerous global{plural} {names} (can run code when loaded)"
+    elif info.unknown_globals and info.status == "ok":
+        names = ", ".join(info.unknown_globals)
+        plural = "s" if len(info.unknown_globals) > 1 else ""
+        info.status = "suspicious"
+        info.reason = (f"unknown global{plural} {names} (not on the allow-list: loading it "
+                       "may run code)")
+
+
+def unsound_reason(info: CheckpointInfo, trusted_globals: Any = ()) -> str | None:
+    """The one rule for resuming: None when `info` may be resumed from, else "status: why".
+    Sound = `ok`, or `suspicious` only through unknown globals that are all in
+    `trusted_globals` (`trainctl resume --from PATH --trust`); a global known to run code,
+    damage and "too large to inspect" are never trusted."""
+    if info.status == "ok" or trust_problem(info, trusted_globals) is None:
+        return None
+    return f"{info.status}: {info.reason}"
+
+
+def trust_problem(info: CheckpointInfo, trusted_globals: Any) -> str | None:
+    """None when trusting `trusted_globals` makes `info` sound, else why it does not."""
+    if info.status != "suspicious":
+        return f"it is {info.status}" + (f": {info.reason}" if info.reason else "")
+    if info.dangerous_globals:
+        return (f"{', '.join(info.dangerous_globals)} can run code when loaded; --trust only "
+                "covers globals that are merely unknown")
+    untrusted = [name for name in info.unknown_globals if name not in set(trusted_globals)]
+    if untrusted:
+        return f"not trusted: {', '.join(untrusted)}"
+    return None
 
 
 def _read_any(info: CheckpointInfo, fp: Any, size: int, deep: bool,
@@ -1773,17 +1941,32 @@ _TENSOR_FILE = re.compile(r".*\.(safetensors|bin|pt|pth|ckpt)$")
 
 
 def _dir_files(path: str) -> list[str]:
-    """Files of a checkpoint dir, and of its sub-folders one level down (DeepSpeed's
-    global_stepN/), as relative paths."""
+    """Files of a checkpoint dir, and of its real sub-folders one level down (DeepSpeed's
+    global_stepN/), as relative paths. Symlinked folders (`up -> ..`) are not entered;
+    entries that cannot be looked at (a symlink loop) are left out."""
     out = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        if entry.is_file():
+        if _is_file(entry):
             out.append(entry.name)
-        elif entry.is_dir():
-            out.extend(f"{entry.name}/{e.name}" for e in sorted(os.scandir(entry.path),
-                                                              key=lambda e: e.name)
-                       if e.is_file())
+        elif _is_real_dir(entry):
+            with os.scandir(entry.path) as inner:
+                out.extend(f"{entry.name}/{e.name}" for e in sorted(inner, key=lambda e: e.name)
+                           if _is_file(e))
     return out
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _is_real_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _role(name: str) -> str:
@@ -1813,7 +1996,10 @@ def _inspect_dir(path: str, st: os.stat_result, deep: bool) -> CheckpointInfo:
 
     def read_file(name: str) -> bytes:
         with open(os.path.join(path, name), "rb") as fp:
-            return fp.read()
+            data = fp.read(METADATA_LIMIT + 1)
+        if len(data) > METADATA_LIMIT:
+            raise _too_large(name)
+        return data
 
     info = inspect_dir_files(
         path, files, lambda name: inspect_checkpoint(os.path.join(path, name), deep=deep),
@@ -1877,7 +2063,8 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
             entry.update(_file_entry(sub))
             _merge_globals(info, sub)
             if sub.status != "ok":
-                problems.append((sub.status, f"{name}: {sub.reason}"))
+                kind = "dangerous" if sub.dangerous_globals else sub.status
+                problems.append((kind, f"{name}: {sub.reason}"))
             if role == "weights":
                 weights.append(sub)
             if role == "optimizer":
@@ -1887,7 +2074,8 @@ def inspect_dir_files(path: str, files: list[tuple[str, int, float]],
             if role == "rng_state" and sub.step:  # Accelerate keeps its step counter there
                 info.metadata.setdefault("accelerator_step", sub.step)
         info.files.append(entry)
-    _read_dir_json(info, path, names, problems, read_file)
+    sizes = {name: size for name, size, _mtime in files}
+    _read_dir_json(info, path, names, problems, lambda name: _read_small(name, sizes, read_file))
     _merge_weights(info, weights)
     _dir_layout(info, path, names)
     if not any(e["role"] in ("weights", "trainer_state", "optimizer") for e in info.files):
@@ -1947,6 +2135,14 @@ def _merge_weights(info: CheckpointInfo, weights: list[CheckpointInfo]) -> None:
     info.tensors = sorted(tensors, key=lambda t: (-t.nbytes, t.name))[:TENSOR_LIST_CAP]
 
 
+def _read_small(name: str, sizes: dict[str, int], read_file: Callable[[str], bytes]) -> bytes:
+    """A JSON side file, unless its listed size is past METADATA_LIMIT (an S3 read would fetch
+    all of it)."""
+    if sizes.get(name, 0) > METADATA_LIMIT:
+        raise _too_large(f"{name} ({sizes[name]:,} bytes)")
+    return read_file(name)
+
+
 def _read_dir_json(info: CheckpointInfo, path: str, names: list[str],
                    problems: list[tuple[str, str]], read_file: Callable[[str], bytes]) -> None:
     for name in names:
@@ -1957,6 +2153,9 @@ def _read_dir_json(info: CheckpointInfo, path: str, names: list[str],
             data = json.loads(read_file(name))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             problems.append(("corrupt", f"{name}: invalid JSON ({exc})"))
+            continue
+        except _TooLarge as exc:  # its numbers are not needed to resume: noted, not fatal
+            info.unverified.append(str(exc))
             continue
         except OSError:
             continue
@@ -2008,10 +2207,12 @@ def _check_index(name: str, index: dict, names: list[str],
 
 
 def _dir_status(info: CheckpointInfo, problems: list[tuple[str, str]]) -> None:
-    for status in ("suspicious", "corrupt"):
-        reasons = [reason for s, reason in problems if s == status]
+    """The worst problem first: code that runs, damage, unread, then globals merely unknown
+    (the only ones `--trust` may accept, so they must not hide the others)."""
+    for kind in ("dangerous", "corrupt", "unknown", "suspicious"):
+        reasons = [reason for s, reason in problems if s == kind]
         if reasons:
-            info.status = status
+            info.status = "suspicious" if kind == "dangerous" else kind
             info.reason = reasons[0] if len(reasons) == 1 else (
                 f"{reasons[0]} (and {len(reasons) - 1} more)")
             return

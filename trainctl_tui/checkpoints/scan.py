@@ -51,6 +51,7 @@ MKSTEMP_RE = re.compile(r"^\.?tmp[A-Za-z0-9_]{4,}$")
 GLOBAL_STEP_RE = re.compile(rb'"global_step"\s*:\s*(\d+)')
 # HF writes trainer_state.json with sorted keys, so global_step sits before the long log_history.
 STATE_HEAD_BYTES = 64 * 1024
+STATE_READ_LIMIT = 16 * 1024 * 1024  # a trainer_state.json is never read whole past this
 # Pause before the second look at recently modified entries (the runner waits the same 0.2 s).
 RECHECK_SECONDS = 0.2
 
@@ -181,10 +182,12 @@ def _hf_global_step(path: str) -> int | None:
         match = GLOBAL_STEP_RE.search(head)
         if match:
             return int(match.group(1))
+        if os.fstat(fh.fileno()).st_size > STATE_READ_LIMIT:
+            return None  # the name's step will do
         fh.seek(0)
         try:
             data = json.load(fh)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             return None
     step = data.get("global_step") if isinstance(data, dict) else None
     return step if isinstance(step, int) and not isinstance(step, bool) else None
@@ -220,11 +223,15 @@ def _list_dir(path: str, root: str, result: ScanResult) -> list[os.DirEntry]:
         return []
 
 
+def _outside(path: str, root: str) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or os.path.commonpath([real, top]) != top  # `x -> .` is no checkpoint
+
+
 def _symlink_note(entry: os.DirEntry, root: str) -> str:
     target = os.readlink(entry.path)
-    real = os.path.realpath(entry.path)
-    inside = os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
-    return f"symlink -> {target}" + ("" if inside else " (outside the directory)")
+    return f"symlink -> {target}" + (" (outside the directory)" if _outside(entry.path, root)
+                                     else "")
 
 
 def _build_entry(de: os.DirEntry, root: str) -> CheckpointEntry | None:
@@ -250,6 +257,9 @@ def _build_entry(de: os.DirEntry, root: str) -> CheckpointEntry | None:
         return None
     else:
         step = checkpoint_step(name)
+    if is_link and is_dir and _outside(de.path, root):  # e.g. `x.pt -> /`: never walked
+        raise OSError(f"{_symlink_note(de, root)}: a folder outside the checkpoint dir, "
+                      "not followed")
     kind = "dir" if is_dir else "file"
     if is_dir:
         size, mtime, count = _dir_stat(de.path)

@@ -27,9 +27,9 @@ folder = sys.argv[2]
 if not os.path.isdir(folder):
     print(json.dumps({"error": "no such directory: " + folder})); sys.exit(0)
 TEMP = (".tmp", ".partial", ".part", ".incomplete")
+top = os.path.realpath(folder)
 rows = []
-for name in sorted(os.listdir(folder)):
-    path = os.path.join(folder, name)
+def row_of(name, path):
     is_dir = os.path.isdir(path)
     base = name
     for suffix in TEMP:
@@ -37,14 +37,27 @@ for name in sorted(os.listdir(folder)):
             base = base[: -len(suffix)]
     if not (base.lower().endswith(supervisor.CHECKPOINT_SUFFIXES)
             or (is_dir and supervisor.CHECKPOINT_DIR_RE.match(base))):
-        continue
+        return None
+    row = {"path": path, "name": name, "kind": "dir" if is_dir else "file",
+           "step": supervisor.checkpoint_step(name), "size": 0, "mtime": 0.0,
+           "writing": False, "info": None, "note": None}
+    real = os.path.realpath(path)
+    if os.path.islink(path) and (not os.path.exists(real) or is_dir and (
+            real == top or not real.startswith(top.rstrip("/") + "/"))):
+        # `x.pt -> /` is never walked; a loop resolves nowhere
+        row["note"] = "symlink -> %s: not followed (%s)" % (
+            os.readlink(path), "outside the checkpoint dir" if os.path.exists(real) else "broken")
+        return row
     st = os.stat(path)
     size, mtime = st.st_size, st.st_mtime
     if is_dir:
         size = 0
         for root, _, files in os.walk(path):
             for f in files:
-                fst = os.stat(os.path.join(root, f))
+                try:
+                    fst = os.stat(os.path.join(root, f))
+                except OSError:
+                    continue
                 size += fst.st_size
                 mtime = max(mtime, fst.st_mtime)
     writing = base != name or name.startswith((".", "tmp"))
@@ -54,15 +67,22 @@ for name in sorted(os.listdir(folder)):
     if not writing and time.time() - mtime < 2 and not is_dir:
         time.sleep(0.2)
         writing = os.stat(path).st_size != size
-    row = {"path": path, "name": name, "kind": "dir" if is_dir else "file",
-           "step": supervisor.checkpoint_step(name), "size": size, "mtime": mtime,
-           "writing": writing, "info": None}
+    row.update(size=size, mtime=mtime, writing=writing)
     if not writing:
-        try:
-            row["info"] = ckpt_inspect.inspect_checkpoint(path).to_json()
-        except OSError:
-            continue
-    rows.append(row)
+        row["info"] = ckpt_inspect.inspect_checkpoint(path).to_json()
+    return row
+for name in sorted(os.listdir(folder)):
+    path = os.path.join(folder, name)
+    try:
+        row = row_of(name, path)
+    except FileNotFoundError:
+        continue  # removed while we looked
+    except OSError as exc:  # listed as what it is: unknown, and why
+        row = {"path": path, "name": name, "kind": "file", "step": None, "size": 0,
+               "mtime": 0.0, "writing": False, "info": None,
+               "note": "cannot read: %s" % (exc.strerror or exc)}
+    if row is not None:
+        rows.append(row)
 print(json.dumps({"rows": rows}))
 """
 
@@ -72,7 +92,8 @@ def rows_from_listing(listing: dict, directory: str) -> list[CheckpointRow]:
     for raw in listing.get("rows", []):
         entry = CheckpointEntry(path=raw["path"], name=raw["name"], kind=raw["kind"],
                                 step=raw["step"], mtime=raw["mtime"], size=raw["size"],
-                                writing=raw["writing"], root=directory)
+                                writing=raw["writing"], root=directory,
+                                note=raw.get("note"))
         rows.append(CheckpointRow(entry, info_from_json(raw["info"]) if raw["info"] else None))
     rows.sort(key=lambda r: (r.step is not None, r.step or 0, r.entry.mtime, r.entry.name))
     return rows

@@ -536,6 +536,11 @@ class RunPodProvider(SSHProvider):
         return await self._with_target(
             lambda: SSHProvider.download(self, remote, local, kind=kind, progress=progress))
 
+    async def inspect_checkpoint(self, path: str, *, deep: bool = False):
+        """On the pod (`resume --from` judges the checkpoint there before the runner starts)."""
+        return await self._with_target(
+            lambda: SSHProvider.inspect_checkpoint(self, path, deep=deep))
+
 
 def _run_graphql_blocking(cloud: RunPodCloud, pod_id: str) -> dict | None:
     from runpod.api.graphql import run_graphql_query

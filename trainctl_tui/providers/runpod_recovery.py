@@ -501,6 +501,7 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
         spec_path = folder / "spec.json"
         run_spec = json.loads(spec_path.read_text())
         run_spec["resume_from"] = resume_from
+        run_spec["resume_skipped"] = []  # not a `trainctl resume`'s: nothing it passed over
         atomic_write_text(spec_path, json.dumps(run_spec, indent=2))
         (folder / "remote.json").unlink(missing_ok=True)
         atomic_write_text(folder / "remote.offset", "0")  # the new pod's train.log is new
@@ -712,10 +713,17 @@ async def copy_home(pod_id: str, remote: str, home: Path) -> Path | None:
 
 
 def _prune_home(home: Path) -> None:
-    from ..checkpoints.scan import order_key, scan_checkpoints
+    """Keep the newest HOME_KEEP copies, and the newest sound one (what a resume takes) even
+    when newer copies are not sound."""
+    from ..checkpoints.catalog import list_checkpoints, newest_usable
+    from ..checkpoints.scan import order_key
 
-    entries = [e for e in scan_checkpoints(str(home), settle_seconds=0) if not e.writing]
-    for entry in sorted(entries, key=order_key)[:-HOME_KEEP]:
+    _, rows = list_checkpoints(str(home), settle_seconds=0)
+    entries = sorted((r.entry for r in rows if not r.entry.writing), key=order_key)
+    sound = newest_usable(rows)
+    for entry in entries[:-HOME_KEEP]:
+        if sound is not None and entry.path == sound.entry.path:
+            continue
         if entry.kind == "dir":
             shutil.rmtree(entry.path, ignore_errors=True)
         else:

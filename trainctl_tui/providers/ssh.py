@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,14 @@ PROBE_TTL = 1.0  # seconds a probe answers read_status/runner_alive/training_ali
 
 
 def runner_version() -> str:
-    return hashlib.sha256(SUPERVISOR_PATH.read_bytes()).hexdigest()[:12]
+    """Names the remote runner folder: the runner and the inspector it judges checkpoints
+    with are shipped together, so a change to any of them is a new folder."""
+    from .remote_checkpoints import HDF5_PATH, INSPECT_PATH
+
+    digest = hashlib.sha256()
+    for path in (SUPERVISOR_PATH, INSPECT_PATH, HDF5_PATH):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def remote_path(workdir: str, *parts: str) -> str:
@@ -34,6 +42,15 @@ def remote_path(workdir: str, *parts: str) -> str:
     so no remote shell has to expand `~` (paths are always passed quoted)."""
     base = workdir[2:] if workdir.startswith("~/") else ("." if workdir == "~" else workdir)
     return "/".join([base.rstrip("/"), *parts])
+
+
+def remote_checkpoint_dir(session: Session) -> str | None:
+    """Where the runner looks for a session's checkpoints: a relative checkpoint dir is under
+    the session's cwd (itself relative to the login dir), as the runner resolves it."""
+    folder = session.checkpoint_dir
+    if not folder or posixpath.isabs(folder) or folder.startswith("s3://"):
+        return folder
+    return posixpath.normpath(posixpath.join(session.cwd or ".", folder))
 
 
 class RemoteRunnerProvider:
@@ -120,7 +137,7 @@ class RemoteRunnerProvider:
         """The checkpoints on the host, inspected there; rows like the local catalog's."""
         from .remote_checkpoints import listing_command, parse_listing, rows_from_listing
 
-        directory = directory or session.checkpoint_dir
+        directory = directory or remote_checkpoint_dir(session)
         runner = await self._install_runner()
         result = await self.transport.run(
             listing_command(self.python, runner, directory), timeout=120)

@@ -20,6 +20,7 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -47,6 +48,12 @@ SPEC_DEFAULTS = {
     "grace_seconds": 30.0,
     "heartbeat_seconds": 2.0,
     "resume_from": None,
+    # Pickle globals off the inspector's allow-list that `trainctl resume --from PATH --trust`
+    # accepted for this session (as torch's add_safe_globals does): see checkpoint_problem.
+    "trusted_globals": [],
+    # Checkpoints `trainctl resume` passed over (newer than the one it chose), with why: kept
+    # in the first attempt's record.
+    "resume_skipped": [],
     # Cloud features: all off unless set (see load_cloud_spec).
     "spot_notice_url": None,
     "spot_poll_seconds": 5.0,
@@ -341,6 +348,7 @@ NAME_SUFFIX_RE = re.compile(r"(\.weights)?\.(pt|pth|ckpt|bin|safetensors|keras|h
 # A metric value in a name (Keras' "model.{epoch:02d}-{val_loss:.2f}.keras"): never the step.
 DECIMAL_RE = re.compile(r"\d+\.\d+(e[-+]?\d+)?", re.IGNORECASE)
 STILL_WRITING_SECONDS = 2.0
+NAME_TEMP_RE = re.compile(r"(\.tmp|\.partial|\.part|\.incomplete)$", re.IGNORECASE)
 ZIP_CONTAINER_SUFFIXES = (".keras",)
 HDF5_CONTAINER_SUFFIXES = (".h5", ".hdf5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -496,6 +504,81 @@ def _is_candidate(entry: os.DirEntry) -> bool | None:
     return False
 
 
+def _temp_named_checkpoint(entry: os.DirEntry) -> bool:
+    """step_900.pt.tmp and the like: a checkpoint being saved under a temporary name."""
+    lower = entry.name.lower()
+    base = next((lower[:-len(s)] for s in UNFINISHED_SUFFIXES if lower.endswith(s)), None)
+    return base is not None and not lower.startswith(".") and (
+        base.endswith(CHECKPOINT_SUFFIXES) or bool(CHECKPOINT_DIR_RE.match(base)))
+
+
+def _unfinished_reason(entry: os.DirEntry) -> str | None:
+    if _temp_named_checkpoint(entry):
+        return "still being written (temporary name)"
+    try:
+        if entry.is_dir() and CHECKPOINT_DIR_RE.match(entry.name):
+            reason = unfinished_dir_reason(entry.path, entry.name)
+        elif entry.is_file() and entry.name.lower().endswith(CHECKPOINT_SUFFIXES):
+            reason = unfinished_file_reason(entry.path)
+        else:
+            return None
+    except OSError:
+        return None
+    return f"still being written ({reason})" if reason else None
+
+
+def _candidates(directory: str | None) -> list:
+    """(order key, absolute path, is_dir, (size, mtime), unfinished reason or None) of the
+    checkpoint-like entries of `directory`, newest first (see list_checkpoints)."""
+    if not directory or not os.path.isdir(directory):
+        return []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    root = os.path.realpath(directory)
+    candidates = []
+    for entry in entries:
+        if _leaves_folder(entry, root):
+            continue  # never followed: it could point at / (and a walk of everything)
+        kind = _is_candidate(entry)
+        unfinished = None
+        if kind is not False:  # a file, or not (yet) a checkpoint by its name
+            unfinished = _unfinished_reason(entry)
+            if kind is None and unfinished is None:
+                continue
+        is_dir = kind is False or (kind is None and _is_real_dir(entry))
+        stat = _candidate_stat(entry.path, is_dir)
+        if stat is None:
+            continue
+        step = checkpoint_step(NAME_TEMP_RE.sub("", entry.name))
+        key = (step is not None, step or 0, stat[1])
+        candidates.append((key, os.path.abspath(entry.path), is_dir, stat, unfinished))
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    return candidates
+
+
+def _leaves_folder(entry: os.DirEntry, root: str) -> bool:
+    """A symlink to a directory outside `root` (`x.pt -> /`, `up -> ..`), or one that
+    resolves nowhere (a loop). Symlinked files are followed wherever they are."""
+    try:
+        if not entry.is_symlink():
+            return False
+        target = os.path.realpath(entry.path)
+        if not os.path.exists(target):
+            return True
+    except (OSError, ValueError):
+        return True
+    return os.path.isdir(target) and not target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _is_real_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
 def list_checkpoints(directory: str | None) -> list[tuple[str, bool, tuple[int, float]]]:
     """Complete-looking checkpoints in `directory` (not recursive), newest first, as
     (absolute path, is_dir, (size, mtime)).
@@ -505,25 +588,8 @@ def list_checkpoints(directory: str | None) -> list[tuple[str, bool, tuple[int, 
     (.tmp/.partial/..., hidden, tmp*), zips and HDF5 files not closed yet, and directories
     without their last file (see unfinished_dir_reason).
     """
-    if not directory or not os.path.isdir(directory):
-        return []
-    candidates = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    for entry in entries:
-        kind = _is_candidate(entry)
-        if kind is None or (kind and unfinished_file_reason(entry.path)):
-            continue
-        stat = _candidate_stat(entry.path, is_dir=not kind)
-        if stat is None:
-            continue
-        step = checkpoint_step(entry.name)
-        key = (step is not None, step or 0, stat[1])
-        candidates.append((key, os.path.abspath(entry.path), not kind, stat))
-    candidates.sort(key=lambda c: c[0], reverse=True)
-    return [(path, is_dir, stat) for _key, path, is_dir, stat in candidates]
+    return [(path, is_dir, stat) for _key, path, is_dir, stat, unfinished
+            in _candidates(directory) if unfinished is None]
 
 
 def _still_growing(path: str, is_dir: bool, stat: tuple[int, float]) -> bool:
@@ -548,6 +614,73 @@ def find_newest_checkpoint(directory: str | None) -> str | None:
     if _still_growing(path, is_dir, stat):
         return candidates[1][0] if len(candidates) > 1 else None
     return path
+
+
+# ---- choosing the checkpoint to resume from
+# One rule everywhere (restarts here, `trainctl resume`, auto-resume, the pickers): the newest
+# *sound* checkpoint. Soundness is the inspector's verdict (checkpoints/inspect.py, shipped
+# beside this file as ckpt_inspect.py): it reads metadata and never runs anything from the file.
+
+INSPECTOR_PATHS = ("ckpt_inspect.py", os.path.join("..", "checkpoints", "inspect.py"))
+SKIPPED_RECORDED = 20  # at most this many passed-over checkpoints in an attempt's record
+_inspector = None  # the module, or why it cannot be loaded
+
+
+def load_inspector():
+    """The checkpoint inspector module, or a string saying why there is none."""
+    global _inspector
+    if _inspector is None:
+        _inspector = _import_inspector()
+    return _inspector
+
+
+def _import_inspector():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for relative in INSPECTOR_PATHS:
+        path = os.path.normpath(os.path.join(here, relative))
+        if not os.path.isfile(path):
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location("ckpt_inspect", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["ckpt_inspect"] = module  # dataclasses look their module up there
+            spec.loader.exec_module(module)
+            return module
+        except Exception as exc:  # e.g. a Python too old for it: no checkpoint is trusted
+            sys.modules.pop("ckpt_inspect", None)
+            return f"the checkpoint inspector cannot be loaded ({type(exc).__name__}: {exc})"
+    return "the checkpoint inspector (ckpt_inspect.py) is not beside the runner"
+
+
+def checkpoint_problem(path: str, trusted_globals=()) -> str | None:
+    """Why `path` must not be resumed from ("corrupt: ...", "suspicious: ...", "unknown: ..."),
+    or None when it is sound."""
+    inspector = load_inspector()
+    if isinstance(inspector, str):
+        return f"unknown: {inspector}"
+    try:
+        info = inspector.inspect_checkpoint(path)
+        return inspector.unsound_reason(info, trusted_globals)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    except Exception as exc:  # a bug, or a Python the inspector does not know: never resume
+        return f"unknown: the inspector failed on it ({type(exc).__name__}: {exc})"
+
+
+def choose_checkpoint(directory: str | None, trusted_globals=()) -> tuple:
+    """(newest sound checkpoint in `directory` or None, [{"path", "reason"}] of the newer ones
+    passed over: still being written, corrupt, suspicious or unknown)."""
+    skipped = []
+    for _key, path, is_dir, stat, unfinished in _candidates(directory):
+        reason = unfinished
+        if reason is None and _still_growing(path, is_dir, stat):
+            reason = "still being written (its size is changing)"
+        if reason is None:
+            reason = checkpoint_problem(path, trusted_globals)
+        if reason is None:
+            return path, skipped[:SKIPPED_RECORDED]
+        skipped.append({"path": path, "reason": reason})
+    return None, skipped[:SKIPPED_RECORDED]
 
 
 def finished_checkpoints(directory: str | None) -> list[str]:
@@ -911,11 +1044,12 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
     spec["cwd"] = os.path.abspath(os.path.join(base, spec["cwd"] or base))
     if spec["checkpoint_dir"]:
         spec["checkpoint_dir"] = os.path.abspath(os.path.join(spec["cwd"], spec["checkpoint_dir"]))
-    if spec["resume_from"] == NEWEST:
-        # Chosen here, where the checkpoints are (a remote trainctl cannot see them).
-        spec["resume_from"] = find_newest_checkpoint(spec["checkpoint_dir"])
-    elif spec["resume_from"] and not is_s3_uri(spec["resume_from"]):
+    # NEWEST is chosen when the runner starts, where the checkpoints are (see starting_checkpoint)
+    if spec["resume_from"] and spec["resume_from"] != NEWEST and not is_s3_uri(spec["resume_from"]):
         spec["resume_from"] = os.path.abspath(os.path.join(spec["cwd"], spec["resume_from"]))
+    for key in ("trusted_globals", "resume_skipped"):
+        if not isinstance(spec[key], list):
+            raise SpecError(f"{path}: '{key}' must be a list")
     if not isinstance(spec["env"], dict):
         raise SpecError(f"{path}: 'env' must be an object")
     spec["env"] = {str(k): str(v) for k, v in spec["env"].items()}
@@ -1180,7 +1314,8 @@ class Supervisor:
     def supervise(self) -> int:
         """Attempts and restarts until a final state."""
         restarts = 0
-        checkpoint = self.spec["resume_from"]
+        checkpoint, skipped = self.starting_checkpoint()
+        named = self.spec["resume_from"] != NEWEST  # not chosen here: check it before use
         while True:
             if self.interruption:
                 return self.finish("interrupted", self.interruption_reason())
@@ -1192,8 +1327,13 @@ class Supervisor:
                 if error:
                     self.record_failed_attempt(n, error)
                     return self.finish("failed", error)
+            error = self.refuse_unsound(checkpoint) if named else None
+            named = False
+            if error:
+                self.record_failed_attempt(n, error)
+                return self.finish("failed", error)
             command = self.spec["command"] + resume_args(self.spec["resume_template"], checkpoint)
-            rc, reason = self.run_attempt(n, command, checkpoint)
+            rc, reason = self.run_attempt(n, command, checkpoint, skipped)
             if self.interruption:
                 return self.finish("interrupted", reason)
             if self.stop_requested:
@@ -1210,8 +1350,35 @@ class Supervisor:
             if not self.backoff(restarts):
                 return self.finish("stopped", "stopped during backoff")
             restarts += 1
-            newest = find_newest_checkpoint(self.spec["checkpoint_dir"])
-            checkpoint = newest or None
+            checkpoint, skipped = self.choose_checkpoint()
+
+    def choose_checkpoint(self) -> tuple:
+        """The newest sound checkpoint, and the newer ones passed over (logged)."""
+        path, skipped = choose_checkpoint(self.spec["checkpoint_dir"],
+                                          self.spec["trusted_globals"])
+        for item in skipped:
+            self.log_line(f"skipped checkpoint {item['path']}: {item['reason']}")
+        return path, skipped
+
+    def starting_checkpoint(self) -> tuple:
+        """What the first attempt resumes from: chosen here for NEWEST, else as the spec says
+        (checked by refuse_unsound), with what `trainctl resume` passed over."""
+        wanted = self.spec["resume_from"]
+        if wanted == NEWEST:
+            return self.choose_checkpoint()
+        skipped = [item for item in self.spec["resume_skipped"] if isinstance(item, dict)]
+        for item in skipped:
+            self.log_line(f"skipped checkpoint {item.get('path')}: {item.get('reason')}")
+        return wanted, skipped
+
+    def refuse_unsound(self, checkpoint: str | None) -> str | None:
+        """A checkpoint named in the spec (or downloaded from S3) is checked like a chosen one:
+        nothing starts from one that is not sound."""
+        problem = checkpoint_problem(checkpoint, self.spec["trusted_globals"]) if (
+            checkpoint) else None
+        if problem:
+            return f"not resuming from {checkpoint}: {problem}"
+        return None
 
     def backoff(self, restarts: int) -> bool:
         """Wait before the next restart; False if a stop came in meanwhile."""
@@ -1273,8 +1440,9 @@ class Supervisor:
             os.close(log_fd)  # the child owns its copy; training keeps logging if we die
         return None
 
-    def run_attempt(self, n: int, command: list[str], checkpoint: str | None):
-        """Run one attempt to its end; returns (returncode, reason)."""
+    def run_attempt(self, n: int, command: list[str], checkpoint: str | None, skipped=()):
+        """Run one attempt to its end; returns (returncode, reason). `skipped`: the newer
+        checkpoints passed over, with why."""
         attempt = {
             "n": n,
             "started": time.time(),
@@ -1285,6 +1453,8 @@ class Supervisor:
             "command": command,
             "reason": None,
         }
+        if skipped:
+            attempt["skipped_checkpoints"] = list(skipped)
         self.status["attempts"].append(attempt)
         self.status.update(
             attempt=n, checkpoint=checkpoint, exit_code=None, signal=None, reason=None

@@ -109,7 +109,7 @@ class CheckpointsScreen(Screen):
         if selected in paths:
             table.move_cursor(row=paths.index(selected), animate=False)
         owner = f"{session.name} ({session.id}) · " if session else ""
-        bad = sum(1 for row in self.rows if row.status in ("corrupt", "suspicious"))
+        bad = sum(1 for row in self.rows if row.status in ("corrupt", "suspicious", "unknown"))
         header = Text.assemble((f"{owner}", "bold"), self.directory,
                                f"  {len(self.rows)} checkpoints")
         if bad:
