@@ -46,6 +46,13 @@ def status_of(home: Path, session_id: str) -> dict:
     return json.loads((home / "sessions" / session_id / "status.json").read_text())
 
 
+def running_status(home: Path, session_id: str) -> dict:
+    """status.json once the training runs, and after the store has seen its attempt."""
+    status = wait_for(lambda: (s := status_of(home, session_id))["child_pid"] and s)
+    assert session_json(session_id)["attempt"] == 1
+    return status
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -199,7 +206,7 @@ def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_
     result = run_cli("launch", "--grace-seconds", "1", *SLEEPER, env=FAST_BEAT)
     assert result.returncode == 0, result.stderr
     session_id = result.stdout.strip().splitlines()[-1]
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     runner, child = status["runner_pid"], status["child_pid"]
     os.kill(runner, signal.SIGSTOP)
     try:
@@ -259,7 +266,7 @@ def test_read_status_says_why_a_status_cannot_be_used(tmp_path, kind):
 def test_a_session_with_an_unreadable_status_says_so_and_can_be_stopped_and_removed(
         trainctl_home, kind):
     session_id = launch("--grace-seconds", "2", *SLEEPER)
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     runner, child = status["runner_pid"], status["child_pid"]
     os.kill(runner, signal.SIGKILL)  # nothing rewrites status.json any more
     wait_for(lambda: not alive(runner))
@@ -288,7 +295,7 @@ def test_a_session_with_an_unreadable_status_says_so_and_can_be_stopped_and_remo
 
 def test_an_unreadable_status_with_nothing_alive_is_lost_and_can_be_removed(trainctl_home):
     session_id = launch(*SLEEPER)
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     os.kill(status["runner_pid"], signal.SIGKILL)
     os.killpg(status["child_pid"], signal.SIGKILL)
     wait_for(lambda: not alive(status["child_pid"]) and not alive(status["runner_pid"]))
@@ -310,6 +317,7 @@ def test_a_store_truncated_to_nothing_is_rebuilt_from_the_session_folders(trainc
     ended = launch("--name", "done", "--env", "PLAIN=1", "--", sys.executable, "-c", "pass")
     wait_for(lambda: session_json(ended)["status"] == "succeeded")
     running = launch("--name", "busy", "--max-restarts", "2", *SLEEPER)
+    running_status(trainctl_home, running)
     before = {s["id"]: s for s in json.loads(run_cli("sessions", "--json").stdout)["sessions"]}
     (trainctl_home / "trainctl.db").write_bytes(b"")
 
@@ -446,7 +454,7 @@ def test_an_old_folder_that_does_not_say_where_it_ran_is_restored_only_if_it_ran
 
 def test_a_frozen_runner_with_an_unreadable_status_is_still_stopped_by_force(trainctl_home):
     session_id = launch("--grace-seconds", "1", *SLEEPER)
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     runner, child = status["runner_pid"], status["child_pid"]
     os.kill(runner, signal.SIGSTOP)
     try:

@@ -72,8 +72,8 @@ class LocalProvider:
         pgid = status["child_pid"]  # the child leads its own process group
         _signal_group(pgid, signal.SIGKILL if force else signal.SIGTERM)
         # and what left the group (setsid, double fork) but carries the session's mark
-        supervisor.signal_training(None, session.id, signal.SIGKILL if force else
-                                   signal.SIGTERM)
+        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL if force else
+                                  signal.SIGTERM)
         if force:
             return True
         deadline = time.monotonic() + session.grace_seconds
@@ -83,7 +83,7 @@ class LocalProvider:
                 return True
             await aio.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
-        supervisor.signal_training(None, session.id, signal.SIGKILL)
+        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL)
         return True
 
     # -- control without the runner's help: its status.json is unreadable, or it is frozen
