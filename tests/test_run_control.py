@@ -46,6 +46,13 @@ def status_of(home: Path, session_id: str) -> dict:
     return json.loads((home / "sessions" / session_id / "status.json").read_text())
 
 
+def running_status(home: Path, session_id: str) -> dict:
+    """status.json once the training runs, and after the store has seen its attempt."""
+    status = wait_for(lambda: (s := status_of(home, session_id))["child_pid"] and s)
+    assert session_json(session_id)["attempt"] == 1
+    return status
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -110,6 +117,12 @@ def test_on_a_full_disk_sessions_logs_and_stop_work_and_say_what_was_not_saved(s
     assert stopped.stderr.endswith(note) and "Traceback" not in stopped.stderr
     wait_for(lambda: not alive(child))
     assert (home / "trainctl.db").read_bytes() == store_before  # nothing half-written
+
+    refused = run_cli("rm", session_id)  # forgetting it is a write: refused, nothing lost
+    assert refused.returncode == 2
+    assert refused.stderr == (f"the session store {home / 'trainctl.db'} cannot be changed: "
+                              f"the disk holding {home} is full; free some space\n")
+    assert (home / "sessions" / session_id / "spec.json").is_file()
 
     (mount / "filler").unlink()
     assert session_json(session_id)["status"] in ("stopped", "lost")
@@ -193,7 +206,7 @@ def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_
     result = run_cli("launch", "--grace-seconds", "1", *SLEEPER, env=FAST_BEAT)
     assert result.returncode == 0, result.stderr
     session_id = result.stdout.strip().splitlines()[-1]
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     runner, child = status["runner_pid"], status["child_pid"]
     os.kill(runner, signal.SIGSTOP)
     try:
@@ -253,7 +266,7 @@ def test_read_status_says_why_a_status_cannot_be_used(tmp_path, kind):
 def test_a_session_with_an_unreadable_status_says_so_and_can_be_stopped_and_removed(
         trainctl_home, kind):
     session_id = launch("--grace-seconds", "2", *SLEEPER)
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     runner, child = status["runner_pid"], status["child_pid"]
     os.kill(runner, signal.SIGKILL)  # nothing rewrites status.json any more
     wait_for(lambda: not alive(runner))
@@ -282,7 +295,7 @@ def test_a_session_with_an_unreadable_status_says_so_and_can_be_stopped_and_remo
 
 def test_an_unreadable_status_with_nothing_alive_is_lost_and_can_be_removed(trainctl_home):
     session_id = launch(*SLEEPER)
-    status = status_of(trainctl_home, session_id)
+    status = running_status(trainctl_home, session_id)
     os.kill(status["runner_pid"], signal.SIGKILL)
     os.killpg(status["child_pid"], signal.SIGKILL)
     wait_for(lambda: not alive(status["child_pid"]) and not alive(status["runner_pid"]))
@@ -304,6 +317,7 @@ def test_a_store_truncated_to_nothing_is_rebuilt_from_the_session_folders(trainc
     ended = launch("--name", "done", "--env", "PLAIN=1", "--", sys.executable, "-c", "pass")
     wait_for(lambda: session_json(ended)["status"] == "succeeded")
     running = launch("--name", "busy", "--max-restarts", "2", *SLEEPER)
+    running_status(trainctl_home, running)
     before = {s["id"]: s for s in json.loads(run_cli("sessions", "--json").stdout)["sessions"]}
     (trainctl_home / "trainctl.db").write_bytes(b"")
 
@@ -423,3 +437,45 @@ def test_stopping_a_lost_session_ends_what_left_the_process_group(trainctl_home,
     assert result.returncode == 0, result.stderr
     assert not alive(status["child_pid"])
     assert not any(alive(pid) for pid in escaped)
+
+
+def test_an_old_folder_that_does_not_say_where_it_ran_is_restored_only_if_it_ran_here(tmp_path):
+    from trainctl_tui.service import session_from_folder
+
+    folder = tmp_path / "abc234"
+    folder.mkdir()
+    (folder / "spec.json").write_text(json.dumps({"id": "abc234", "name": "old",
+                                                  "command": ["python", "t.py"], "cwd": "/"}))
+    assert session_from_folder(folder) is None  # perhaps a remote one: not guessed
+    (folder / "runner.log").write_text("runner started\n")
+    restored = session_from_folder(folder)
+    assert (restored.id, restored.name, restored.provider) == ("abc234", "old", "local")
+
+
+def test_a_frozen_runner_with_an_unreadable_status_is_still_stopped_by_force(trainctl_home):
+    session_id = launch("--grace-seconds", "1", *SLEEPER)
+    status = running_status(trainctl_home, session_id)
+    runner, child = status["runner_pid"], status["child_pid"]
+    os.kill(runner, signal.SIGSTOP)
+    try:
+        (trainctl_home / "sessions" / session_id / "status.json").write_text('{"state": ')
+        info = session_json(session_id)
+        assert info["status"] == "unresponsive"
+        assert info["detail"] == ("status.json is unreadable: it is not valid JSON (Expecting "
+                                  "value: line 1 column 11 (char 10)); alive: runner pid "
+                                  f"{runner}, training pid {child}")
+        graceful = run_cli("stop", session_id)
+        assert graceful.returncode == 1
+        assert graceful.stderr.startswith(f"session {session_id} cannot stop gracefully: "
+                                          f"still alive: runner pid {runner} (")
+        forced = run_cli("stop", "--force", session_id)
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.startswith(f"session {session_id}: stopped (SIGKILL: stopped by "
+                                        "trainctl stop (status.json was unreadable: it is not "
+                                        "valid JSON")
+        assert not alive(runner) and not alive(child)
+    finally:
+        if alive(runner):
+            os.kill(runner, signal.SIGCONT)
+    info = session_json(session_id)
+    assert info["status"] == "stopped" and len(info["attempts"]) == 1

@@ -205,17 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainctl {__version__}")  # before argparse: asked for many times a day
         return 0
     args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+    error = None
     try:
         return run(args)
     except TrainctlError as exc:
-        print(str(exc), file=sys.stderr)
+        error = str(exc)
+        print(error, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `trainctl logs x | head`
         return 0
     finally:
-        note_unsaved()
+        note_unsaved(said=error)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,10 +242,10 @@ def _service():
     return service
 
 
-def note_unsaved() -> None:
+def note_unsaved(said: str | None = None) -> None:
     """One line when changes could not be saved (disk full, read-only home); what was shown
-    came from the session folders."""
-    reasons = {service.unsaved for service in _services if service.unsaved}
+    came from the session folders. Not again when the error just printed (`said`) says it."""
+    reasons = {service.unsaved for service in _services if service.unsaved} - {said}
     for reason in reasons:
         print(f"note: not saved: {reason}", file=sys.stderr)
 

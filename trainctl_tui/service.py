@@ -824,6 +824,8 @@ class Service:
         why = f"status.json was unreadable: {problem}" if problem else \
             f"status was {session.status}"
         if not force:
+            if await provider.any_frozen(runners):  # as with a readable status: --force only
+                return await self._stop_frozen(session, provider, force=False)
             await provider.stop_gracefully(session, runners)
             deadline = time.monotonic() + session.grace_seconds + 15
             while time.monotonic() < deadline and any(await provider.alive_processes(session)):
@@ -1259,10 +1261,14 @@ def session_from_folder(folder: Path) -> Session | None:
     if not isinstance(spec, dict) or spec.get("id") != folder.name or not isinstance(
             spec.get("command"), list) or not isinstance(spec.get("env") or {}, dict):
         return None
+    # Older folders do not say where they ran: only a local runner leaves runner.log here.
+    provider = spec.get("provider") or ("local" if (folder / "runner.log").exists() else None)
+    if not isinstance(provider, str):
+        return None
     try:
         session = Session(
             id=folder.name, name=str(spec.get("name") or folder.name),
-            provider=str(spec.get("provider") or "local"), host=spec.get("host"),
+            provider=provider, host=spec.get("host"),
             command=[str(word) for word in spec["command"]], cwd=str(spec.get("cwd") or ""),
             session_dir=str(folder), env={str(k): str(v) for k, v in (spec.get("env") or
                                                                        {}).items()},

@@ -72,8 +72,8 @@ class LocalProvider:
         pgid = status["child_pid"]  # the child leads its own process group
         _signal_group(pgid, signal.SIGKILL if force else signal.SIGTERM)
         # and what left the group (setsid, double fork) but carries the session's mark
-        supervisor.signal_training(None, session.id, signal.SIGKILL if force else
-                                   signal.SIGTERM)
+        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL if force else
+                                  signal.SIGTERM)
         if force:
             return True
         deadline = time.monotonic() + session.grace_seconds
@@ -83,9 +83,8 @@ class LocalProvider:
                 return True
             await aio.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
-        supervisor.signal_training(None, session.id, signal.SIGKILL)
+        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL)
         return True
-
 
     # -- control without the runner's help: its status.json is unreadable, or it is frozen
 
@@ -115,11 +114,13 @@ class LocalProvider:
         pid = status.get("runner_pid")
         return bool(pid) and supervisor.process_state(pid) == "T"
 
+    async def any_frozen(self, pids: list[int]) -> bool:
+        return any(supervisor.process_state(pid) == "T" for pid in pids)
+
     async def stop_gracefully(self, session: Session, runners: list[int]) -> None:
-        """SIGTERM to a runner that can act on it (it owns the grace period), else to the
-        training processes themselves."""
-        working = [pid for pid in runners if supervisor.process_state(pid) != "T"]
-        for pid in working or supervisor.marked_pids(session.id):
+        """SIGTERM to the runner (it owns the grace period), else to the training processes
+        themselves."""
+        for pid in runners or supervisor.marked_pids(session.id):
             _signal_quietly(pid, signal.SIGTERM)
 
     async def kill_all(self, session: Session, reason: str) -> list[int]:

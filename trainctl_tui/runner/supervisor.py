@@ -310,9 +310,16 @@ def signal_training(pgid: int | None, session_id: str, signum: int) -> None:
             os.killpg(pgid, signum)
         except OSError:
             pass
+    signal_escaped(pgid, session_id, signum)
+
+
+def signal_escaped(pgid: int | None, session_id: str, signum: int) -> None:
+    """`signum` to the session's marked processes outside process group `pgid`: those in it
+    got the group's signal, and a second SIGTERM can kill a training that is saving."""
     for pid in marked_pids(session_id):
         try:
-            os.kill(pid, signum)
+            if pgid is None or os.getpgid(pid) != pgid:
+                os.kill(pid, signum)
         except OSError:
             pass
 
