@@ -47,25 +47,33 @@ def log_text(i: int, lines: int = 300) -> str:
 
 
 def fill_store(home: Path, count: int) -> None:
-    """`count` ended sessions with two attempts each, as a long-lived store would hold; the
-    newest ones have a training log, as `--once` reads their tails."""
+    """`count` ended sessions with two attempts each, as a long-lived store would hold: each
+    with its folder (spec.json, status.json), the newest ones with a training log, as
+    `--once` reads their tails."""
     now = time.time()
     with Store(home / "trainctl.db") as store:
         for i in range(count):
-            folder = home / "sessions" / f"s{i}"
             session = Session(
                 id="", name=f"run-{i}", provider="local",
                 command=["python", "train.py", "--lr", "3e-4", "--seed", str(i)],
-                cwd="/srv/project", session_dir=str(folder),
+                cwd="/srv/project", session_dir="",
                 status=Status.SUCCEEDED if i % 3 else Status.FAILED,
                 created=now - 3600 - i * 60, started=now - 3600 - i * 60,
                 ended=now - 3600 - i * 60 + 30, attempt=2, exit_code=0,
             )
-            store.insert(session)
+            store.insert(session, prepare=lambda s: setattr(
+                s, "session_dir", str(home / "sessions" / s.id)))
             store.update(session.id, attempts=[Attempt(n=1, exit_code=1),
                                                Attempt(n=2, exit_code=0)])
+            folder = Path(session.session_dir)
+            folder.mkdir(parents=True)
+            (folder / "spec.json").write_text(json.dumps(
+                {"id": session.id, "name": session.name, "command": session.command,
+                 "cwd": session.cwd, "provider": "local", "created": session.created}))
+            (folder / "status.json").write_text(json.dumps(
+                {"state": "succeeded", "attempt": 2, "exit_code": 0, "heartbeat": session.ended,
+                 "started": session.started, "ended": session.ended}))
             if i < 60:
-                folder.mkdir(parents=True, exist_ok=True)
                 (folder / "train.log").write_text(log_text(i))
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Coroutine
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 class _Sleep:

@@ -6,11 +6,11 @@ Imports stay lazy so `--version` and `sessions` start fast (no textual, boto3, r
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import TrainctlError
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
 if TYPE_CHECKING:
     import argparse
 
@@ -47,12 +47,23 @@ class _SubsetOfCommands:
         if self.wanted is not None and self.wanted not in names:
             return _NotBuilt()
         self.built.update(names)
-        return self.commands.add_parser(name, **kwargs)
+        return self.commands.add_parser(name, formatter_class=help_formatter(), **kwargs)
 
 
 class _NotBuilt:
     def __getattr__(self, _name: str):
         return lambda *args, **kwargs: self
+
+
+def help_formatter():
+    """argparse's help formatter told the width: finding it itself imports shutil, a tenth
+    of `trainctl sessions`, even when no help is shown."""
+    import argparse
+    from functools import partial
+
+    from .formatting import terminal_columns
+
+    return partial(argparse.HelpFormatter, width=terminal_columns() - 2)
 
 
 def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]]:
@@ -61,6 +72,7 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     import argparse  # not at the top: `trainctl --version` answers without it
 
     parser = argparse.ArgumentParser(
+        formatter_class=help_formatter(),
         prog="trainctl",
         description="Launch, watch, checkpoint and stop training runs. "
         "Without a command, opens the terminal UI.",
@@ -194,9 +206,10 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     recover.add_argument("id")
     recover.add_argument("--lock-fd", type=int, required=True)
 
-    from . import cli_cloud
+    if wanted is None or wanted not in built:  # the cloud verbs, or all for help and errors
+        from . import cli_cloud
 
-    cli_cloud.add_parsers(commands)
+        cli_cloud.add_parsers(commands)
     return parser, built
 
 

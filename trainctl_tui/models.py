@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import re
-from dataclasses import asdict, dataclass, field
 
 
 class Status(str, enum.Enum):
@@ -55,8 +55,57 @@ def is_secret_name(name: str) -> bool:
     return bool(SECRET_KEY_PATTERN.search(name))
 
 
-@dataclass
-class Attempt:
+class Record:
+    """Plain data, as a dataclass would be: fields are the class's annotations in order,
+    defaults its class attributes (a list or dict default is copied for each instance);
+    equal when the fields are. Written out because `dataclasses` imports inspect, ast and
+    dis, a tenth of a `trainctl sessions` that every command needs these classes for."""
+
+    FIELDS: tuple[str, ...] = ()
+    __hash__ = None  # mutable, compared by value: unhashable, as an eq dataclass
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = [name for name in cls.__dict__.get("__annotations__", {}) if name != "FIELDS"]
+        cls.FIELDS = (*cls.FIELDS, *own)
+
+    def __init__(self, *args, **kwargs):
+        name = type(self).__name__
+        if len(args) > len(self.FIELDS):
+            raise TypeError(f"{name}() takes {len(self.FIELDS)} arguments, got {len(args)}")
+        values = dict(zip(self.FIELDS, args, strict=False))  # fewer args than fields is fine
+        for key, value in kwargs.items():
+            if key not in self.FIELDS or key in values:
+                raise TypeError(f"{name}() got an unexpected or repeated argument '{key}'")
+            values[key] = value
+        for key in self.FIELDS:
+            if key in values:
+                value = values[key]
+            elif hasattr(type(self), key):
+                value = copy.copy(getattr(type(self), key))  # a fresh [] or {} each time
+            else:
+                raise TypeError(f"{name}() missing required argument '{key}'")
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict:
+        """The fields by name (not copied)."""
+        return {key: getattr(self, key) for key in self.FIELDS}
+
+    def replace(self, **changes):
+        """A copy with `changes`, like dataclasses.replace."""
+        return type(self)(**{**self.as_dict(), **changes})
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.as_dict().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class Attempt(Record):
     """One run of the training command within a session (restarts and resumes add more)."""
 
     n: int
@@ -68,8 +117,7 @@ class Attempt:
     reason: str | None = None
 
 
-@dataclass
-class Session:
+class Session(Record):
     """A training run trainctl manages: where it runs, what it runs, how it is going."""
 
     id: str
@@ -78,7 +126,7 @@ class Session:
     command: list[str]
     cwd: str
     session_dir: str
-    env: dict[str, str] = field(default_factory=dict)  # secrets already masked
+    env: dict[str, str] = {}  # secrets already masked
     host: str | None = None
     checkpoint_dir: str | None = None
     resume_template: str | None = None
@@ -95,10 +143,12 @@ class Session:
     runner_pid: int | None = None
     heartbeat: float | None = None
     keep_last_n: int | None = None  # prune older checkpoints automatically when set
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = []
 
     def to_json(self) -> dict:
         """The stable --json schema of a session."""
-        data = asdict(self)
-        data["status"] = self.status.value
+        # Field by field: asdict's deep copy is most of `sessions --json`'s own work.
+        data = self.as_dict()
+        data.update(command=list(self.command), env=dict(self.env), status=self.status.value,
+                    attempts=[attempt.as_dict() for attempt in self.attempts])
         return data

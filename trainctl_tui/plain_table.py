@@ -8,10 +8,14 @@ column wraps to the terminal's width; colour only on a terminal that wants it (N
 from __future__ import annotations
 
 import os
-import shutil
 import unicodedata
-from collections.abc import Sequence
-from typing import TextIO
+
+from .formatting import terminal_columns
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
 
 GAP = "  "
 MIN_LAST_WIDTH = 16
@@ -68,7 +72,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: Tex
     enough, the columns in `shrink` are cut short with an ellipsis, widest first."""
     colour = wants_colour(out)
     if width is None and (colour or os.environ.get("COLUMNS")):
-        width = shutil.get_terminal_size().columns
+        width = terminal_columns()
     width = width or 1 << 30  # piped: one line per row, for grep
     widths = [max(cell_width(row[c]) for row in (headers, *rows)) for c in range(len(headers))]
     last = min(widths[-1], MIN_LAST_WIDTH)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -127,6 +125,9 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
     detail "REASON; DOING (recover pid N, log PATH)" plus `changes`. The process waits until
     the session says so before it starts its work, so its own final detail always comes
     last. Its output is appended to recover.log in the session folder. Returns the detail."""
+    import subprocess  # here only: refreshes import this module on every `trainctl sessions`
+    import threading
+
     folder = Path(session.session_dir)
     log_path = folder / LOG_NAME
     out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -7,20 +7,18 @@ import os
 import posixpath
 import re
 import shlex
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import aio, paths
 from .errors import SessionNotFound, StopFailed, TrainctlError
 from .formatting import format_age
-from .models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status, is_secret_name
+from .models import RUNNER_STATE_TO_STATUS, Attempt, Record, Session, Status, is_secret_name
 from .providers.base import ProviderError, get_provider
 from .store import Store, StoreWriteError
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
 if TYPE_CHECKING:
     from .providers.cloud import CreateRequest
 
@@ -36,13 +34,12 @@ FORCE_STOP_WAIT = 5.0  # for the runner to act on a force stop before trainctl k
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass
-class SessionOverview:
+class SessionOverview(Record):
     """A session with what its log says: the row of the sessions table and of `--once`."""
 
     session: Session
     metrics: object | None = None  # monitor.metrics.MetricSet of the log's tail
-    alerts: list = field(default_factory=list)  # monitor.alerts.Alert that hold now
+    alerts: list = []  # monitor.alerts.Alert that hold now
     newest_checkpoint: object | None = None  # checkpoints.scan.CheckpointEntry (active ones)
 
     def last(self, name: str) -> float | None:
@@ -70,8 +67,7 @@ class SessionOverview:
         return means
 
 
-@dataclass
-class LaunchRequest:
+class LaunchRequest(Record):
     """What the launch form / `trainctl launch` asks for; None means "use the config default"."""
 
     command: list[str]
@@ -83,7 +79,7 @@ class LaunchRequest:
     max_restarts: int | None = None
     grace_seconds: float | None = None
     keep_last_n: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = {}
     # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
     machine: CreateRequest | None = None
     s3_prefix: str | None = None  # aws: checkpoints sync to PREFIX/<session>/checkpoints/
@@ -97,6 +93,7 @@ class Service:
         # refreshed in memory meanwhile: reading and stopping go on without the store.
         self.unsaved: str | None = None
         self._unsaved_sessions: dict[str, Session] = {}
+        self._folders_seen: tuple | None = None  # restore_session_folders' last look
 
     @property
     def store(self) -> Store:
@@ -170,7 +167,7 @@ class Service:
         if progress:
             progress(f"{instance.provider} {instance.id} is up; starting the run")
         try:
-            return await self._launch(replace(request, provider=f"{create.provider}:"
+            return await self._launch(request.replace(provider=f"{create.provider}:"
                                                                 f"{instance.id}"))
         except TrainctlError as exc:
             raise TrainctlError(f"{exc} (the {create.provider} machine {instance.id} is still "
@@ -380,6 +377,10 @@ class Service:
         truncated or replaced) are added back, running ones included. Returns their ids."""
         root = paths.sessions_dir()
         try:
+            # Nothing new to look at when neither the folder nor the store changed since.
+            seen = (root.stat().st_mtime_ns, self.store.count())
+            if seen == self._folders_seen:
+                return []
             names = {name for name in os.listdir(root) if not name.startswith(".")}
         except OSError:
             return []
@@ -393,7 +394,8 @@ class Service:
                     restored.append(session.id)
             except StoreWriteError as exc:
                 self.unsaved = str(exc)
-                break
+                return restored
+        self._folders_seen = (seen[0], self.store.count())
         return restored
 
     async def list_sessions(self, *, show_all: bool = False) -> list[Session]:
@@ -1033,6 +1035,8 @@ class Service:
             if doomed != folder:
                 doomed.rename(folder)
             raise
+        import shutil
+
         shutil.rmtree(doomed, ignore_errors=True)
         return session
 
@@ -1133,6 +1137,8 @@ def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
     if os.sep in program:
         candidate = cwd / Path(program).expanduser()
         return candidate.is_file() and os.access(candidate, os.X_OK)
+    import shutil  # here only, like every import the listing commands do not need
+
     return shutil.which(program, path=path_env) is not None
 
 

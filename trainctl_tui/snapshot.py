@@ -1,14 +1,18 @@
-"""`--once` / `--json` output: the same session data the TUI shows, rendered with rich only."""
+"""`--once` / `--json` output: the same session data the TUI shows. The tables people print
+many times a day (`sessions`, `--once`) are plain text (plain_table.py); the others use rich."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from typing import TextIO
 
 from .formatting import format_age, visible
 from .models import Session, Status
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 STATUS_STYLE = {
     Status.PENDING: "dim",
@@ -125,8 +129,7 @@ def overview_json(rows) -> str:
 def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
     """`--once`: the sessions table of the TUI, with last metrics, then open alerts. A plain
     table (plain_table.py): no rich, so a snapshot for a script starts fast."""
-    import shutil
-
+    from .formatting import terminal_columns
     from .plain_table import paint, render_table, wants_colour
     from .sparkline import sparkline
 
@@ -134,7 +137,7 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
         out.write("no sessions yet — start one with: trainctl launch -- python train.py "
                   "(or trainctl demo)\n")
         return
-    width = width or shutil.get_terminal_size().columns  # 80 when piped
+    width = width or terminal_columns()  # 80 when piped
     # At 80 columns (ssh, tmux) the less important columns go; NAME is cut short to fit.
     narrow = width < 110
     columns = ["", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL", "TREND",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
 
 from ..errors import TrainctlError
 from ..models import Session
@@ -17,8 +16,10 @@ class UnknownProvider(ProviderError):
     pass
 
 
-class Provider(Protocol):
-    """Where a session's runner lives. All methods are async and never block the event loop."""
+class Provider:
+    """Where a session's runner lives. All methods are async and never block the event loop.
+    Providers have these methods; they need not inherit from this class (it documents them,
+    as a typing.Protocol would, without importing typing on every command)."""
 
     name: str
 

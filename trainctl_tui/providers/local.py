@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .. import aio
@@ -144,7 +143,7 @@ class LocalProvider:
             # Unreadable: start again from what the store knows, attempts included.
             "version": supervisor.STATUS_VERSION, "session_id": session.id,
             "runner_pid": session.runner_pid, "attempt": session.attempt,
-            "started": session.started, "attempts": [asdict(a) for a in session.attempts]}
+            "started": session.started, "attempts": [a.as_dict() for a in session.attempts]}
         status.update(state="stopped", reason=reason, ended=time.time(), child_pid=None,
                       child_start=None, stop_requested=True, survivors=survivors)
         if killed_training:

@@ -37,7 +37,6 @@ import posixpath
 import shutil
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .. import recovery
@@ -545,7 +544,7 @@ async def _seed_status(provider, session: Session, remote_dir: str, reason: str)
     ended by the interruption), so it numbers the next attempt after them."""
     if await provider.transport.size(f"{remote_dir}/status.json") is not None:
         return  # on a network volume: the old runner's status is there
-    attempts = [asdict(a) for a in session.attempts]
+    attempts = [a.as_dict() for a in session.attempts]
     end = session.heartbeat or time.time()
     if attempts:
         last = attempts[-1]

@@ -20,6 +20,7 @@ Signals: SIGTERM/SIGINT = graceful stop (SIGTERM to the training's process group
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -27,10 +28,25 @@ import re
 import select
 import shlex
 import signal
-import subprocess
 import sys
-import threading
 import time
+
+
+class _OnFirstUse:
+    """A stdlib module imported when first used. trainctl's CLI imports this file to read
+    status files and check pids, and must not pay for what only the runner uses."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module  # later uses go straight to the module
+        return getattr(module, attribute)
+
+
+subprocess = _OnFirstUse("subprocess")
+threading = _OnFirstUse("threading")
 
 STATUS_VERSION = 1
 LOG_PREFIX = "[trainctl] "
