@@ -315,7 +315,7 @@ async def _resume(service, session: Session, cloud, pod: dict, reason: str) -> S
     """Bid again for the same pod (its volume keeps the checkpoints), wait for it, and start
     the runner there from the newest checkpoint. A pod that took the bid but never ran is
     stopped again."""
-    from ..service import NEWEST_CHECKPOINT, atomic_write_text
+    from ..service import NEWEST_CHECKPOINT, atomic_write_text, read_spec
     from .runpod import RunPodProvider
 
     pod_id = pod["id"]
@@ -335,7 +335,7 @@ async def _resume(service, session: Session, cloud, pod: dict, reason: str) -> S
             pass
         raise
     spec_path = Path(session.session_dir) / "spec.json"
-    spec = json.loads(spec_path.read_text())
+    spec = read_spec(session)  # a garbage one: one line, not a traceback
     spec["resume_from"] = NEWEST_CHECKPOINT if session.checkpoint_dir else None
     atomic_write_text(spec_path, json.dumps(spec, indent=2))
     _note(session, f"pod {pod_id} was interrupted; resuming on pod {pod_id} from "
@@ -460,7 +460,7 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
     anything when no checkpoint survived; a pod created here that cannot be used is
     terminated before the error is raised. `naming`: the recovery process, in the detail
     while the pod is created."""
-    from ..service import atomic_write_text
+    from ..service import atomic_write_text, read_spec
     from .runpod import RunPodProvider
 
     record = pod_record(session)
@@ -498,7 +498,7 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
             resume_from, whence = None, "scratch"
         await _seed_status(provider, session, remote_dir, reason)
         spec_path = folder / "spec.json"
-        run_spec = json.loads(spec_path.read_text())
+        run_spec = read_spec(session)
         run_spec["resume_from"] = resume_from
         run_spec["resume_skipped"] = []  # not a `trainctl resume`'s: nothing it passed over
         atomic_write_text(spec_path, json.dumps(run_spec, indent=2))
