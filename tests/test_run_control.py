@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import kill_leftovers, run_cli
+from test_cli import wait_for
 
 SLEEPER = ["--", sys.executable, "-c",
            "import time\nfor i in range(600):\n print('tick', i, flush=True); time.sleep(0.5)"]
@@ -30,16 +31,6 @@ def session_json(session_id: str) -> dict:
     result = run_cli("sessions", "--json", "--all")
     assert result.returncode == 0, result.stderr
     return next(s for s in json.loads(result.stdout)["sessions"] if s["id"] == session_id)
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def status_of(home: Path, session_id: str) -> dict:
