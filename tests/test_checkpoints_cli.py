@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -139,3 +140,19 @@ def test_keep_last_is_applied_as_checkpoints_appear_and_once_shows_the_newest(
     assert entry["newest_checkpoint"]["path"].startswith(str(folder))
     assert "newest checkpoints" in run_cli("--once").stdout
     run_cli("stop", session_id, "--force")
+
+
+def test_checkpoint_info_shows_a_hostile_files_strings_without_obeying_them(tmp_path):
+    # A checkpoint is untrusted: escape sequences in its metadata or tensor names must not
+    # reach the terminal, and [markup] in them must print as written.
+    header = {"__metadata__": {"note": "\x1b]0;pwned\x07[bold red]fake[/bold red]\nrunner: ok"},
+              "w\x1b[2J[blink]": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    raw = json.dumps(header).encode()
+    path = tmp_path / "hostile.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+    result = run_cli("checkpoint", "info", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert r"note=\x1b]0;pwned\x07[bold red]fake[/bold red]\nrunner: ok" in result.stdout
+    assert r"w\x1b[2J[blink]" in result.stdout
+    assert "\nrunner: ok" not in result.stdout  # no line of its own

@@ -265,9 +265,11 @@ def render_checkpoint_info(info, out: TextIO) -> None:
 
     console = Console(file=out, highlight=False)
     style = CHECKPOINT_STATUS_STYLE.get(info.status, "")
-    console.print(f"[bold]{info.path}[/]")
+    # Everything below comes from the file, which may be hostile: cell() shows control
+    # characters and keeps rich from reading [markup] in it.
+    console.print(f"[bold]{cell(info.path)}[/]")
     console.print(f"  status   [{style}]{info.status}[/]" +
-                  (f": {info.reason}" if info.reason else ""))
+                  (f": {cell(info.reason)}" if info.reason else ""))
     facts = [("format", info.format), ("size", format_size(info.size)),
              ("step", info.step), ("epoch", info.epoch), ("loss", info.loss),
              ("best", info.best_metric),
@@ -278,28 +280,29 @@ def render_checkpoint_info(info, out: TextIO) -> None:
              ("optimizer", "yes" if info.has_optimizer else "no")]
     for label, value in facts:
         if value is not None:
-            console.print(f"  {label:<8} {value}")
+            console.print(f"  {label:<8} {cell(value)}")
     for label, values in (("metrics", info.metrics), ("hparams", info.hparams or {}),
                           ("model", getattr(info, "model_args", None) or {}),
                           ("metadata", getattr(info, "metadata", None) or {})):
         if values:
             shown = ", ".join(f"{k}={v}" for k, v in list(values.items())[:12])
             more = f" (+{len(values) - 12} more)" if len(values) > 12 else ""
-            console.print(f"  {label:<8} {shown}{more}")
+            console.print(f"  {label:<8} {cell(shown)}{more}")
     for note in getattr(info, "unverified", None) or []:
-        console.print(f"  [yellow]not checked[/] {note}")
+        console.print(f"  [yellow]not checked[/] {cell(note)}")
     if info.dangerous_globals:
-        console.print(f"  [bold red]code it would run[/]: {', '.join(info.dangerous_globals)}")
+        console.print(f"  [bold red]code it would run[/]: "
+                      f"{cell(', '.join(info.dangerous_globals))}")
     if info.unknown_globals:
         console.print(f"  [yellow]unknown globals[/] (never imported): "
-                      f"{', '.join(info.unknown_globals)}")
+                      f"{cell(', '.join(info.unknown_globals))}")
     if info.tensors:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("TENSOR", "DTYPE", "SHAPE", "PARAMS"):
             table.add_column(column, justify="right" if column == "PARAMS" else "left")
         for tensor in info.tensors[:15]:
-            table.add_row(tensor.name, tensor.dtype, "x".join(map(str, tensor.shape)) or "()",
-                          f"{tensor.numel:,}")
+            table.add_row(cell(tensor.name), cell(tensor.dtype),
+                          "x".join(map(str, tensor.shape)) or "()", f"{tensor.numel:,}")
         console.print(table)
         if len(info.tensors) > 15:
             console.print(f"  ... {len(info.tensors) - 15} more tensors (--json lists them)")
