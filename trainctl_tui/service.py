@@ -782,7 +782,7 @@ class Service:
         limit = timeout if timeout is not None else session.grace_seconds + 15
         if force and hasattr(provider, "kill_all"):
             limit = min(limit, FORCE_STOP_WAIT)  # then trainctl kills without the runner
-        session = await self._wait_until_ended(session.id, limit)
+        session = await self._wait_for(session.id, lambda s: not s.status.active, limit)
         if session.status.active and force and hasattr(provider, "kill_all"):
             return await self._kill_all(session, provider, f"force-stopped by trainctl: the "
                                         f"runner did not stop within {limit:g}s")
@@ -792,11 +792,12 @@ class Service:
                              f"trainctl stop --force {session.id} kills it")
         return await self._check_nothing_left(session, provider)
 
-    async def _wait_until_ended(self, session_id: str, limit: float) -> Session:
+    async def _wait_for(self, session_id: str, done, limit: float) -> Session:
+        """The session, refreshed until `done(session)` holds or `limit` seconds passed."""
         deadline = time.monotonic() + limit
         while True:
             session = await self.get(session_id)
-            if not session.status.active or time.monotonic() >= deadline:
+            if done(session) or time.monotonic() >= deadline:
                 return session
             await aio.sleep(0.2)
 
@@ -921,21 +922,12 @@ class Service:
         self.store.update(session.id, status=Status.PENDING, ended=None, detail=None,
                           heartbeat=now)
         session.status, session.heartbeat = Status.PENDING, now
-        attempts_before = session.attempt or 0
+        before = session.attempt or 0
         await self._start_runner(session)
-        return await self._await_new_attempt(session.id, attempts_before)
-
-    async def _await_new_attempt(self, session_id: str, before: int,
-                                 timeout: float = 10.0) -> Session:
-        """The session once its runner has recorded the new attempt (it checks the checkpoint
-        first), so what is reported is what it resumed from; as it is after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            session = await self.get(session_id)
-            if (session.attempt or 0) > before or not session.status.active or \
-                    time.monotonic() > deadline:
-                return session
-            await aio.sleep(0.2)
+        # Once its runner recorded the new attempt (it checks the checkpoint first), so what
+        # is reported is what it resumed from.
+        return await self._wait_for(
+            session.id, lambda s: (s.attempt or 0) > before or not s.status.active, 10.0)
 
     async def _remote_named_checkpoint(self, session: Session, wanted: str, trust: bool
                                        ) -> tuple[str, list[str]]:

@@ -216,14 +216,9 @@ class Store:
             session.id = new_session_id()
             if prepare:
                 prepare(session)
-            row = _session_row(session)
             try:
                 with self._write():
-                    self.db.execute(
-                        f"INSERT INTO sessions ({', '.join(row)}) "
-                        f"VALUES ({', '.join('?' * len(row))})",
-                        tuple(row.values()),
-                    )
+                    self._insert_row(session)
                 return session
             except sqlite3.IntegrityError:
                 continue
@@ -232,17 +227,25 @@ class Store:
     def restore(self, session: Session) -> bool:
         """Store a session found in its folder (the store lost it), keeping its id. False if
         the id is taken by now (another process restored it first)."""
-        row = _session_row(session)
         with self._write():
-            cursor = self.db.execute(
-                f"INSERT OR IGNORE INTO sessions ({', '.join(row)}) "
-                f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-            if cursor.rowcount:
-                self.db.executemany(
-                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(session.id, a.n, a.started, a.ended, a.exit_code, a.signal,
-                      a.resumed_from, a.reason) for a in session.attempts])
+            inserted = self._insert_row(session, or_ignore=True)
+            if inserted:
+                self._insert_attempts(session.id, session.attempts)
+        return inserted
+
+    def _insert_row(self, session: Session, *, or_ignore: bool = False) -> bool:
+        """The session's row (inside a write); False if `or_ignore` and its id is taken."""
+        row = _session_row(session)
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        cursor = self.db.execute(f"{verb} INTO sessions ({', '.join(row)}) "
+                                 f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         return bool(cursor.rowcount)
+
+    def _insert_attempts(self, session_id: str, attempts: Iterable[Attempt]) -> None:
+        self.db.executemany(
+            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(session_id, a.n, a.started, a.ended, a.exit_code, a.signal, a.resumed_from,
+              a.reason) for a in attempts])
 
     def ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM sessions")}
@@ -269,14 +272,7 @@ class Store:
                 )
             if attempts is not None:
                 self.db.execute("DELETE FROM attempts WHERE session_id = ?", (session_id,))
-                self.db.executemany(
-                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (session_id, a.n, a.started, a.ended, a.exit_code, a.signal,
-                         a.resumed_from, a.reason)
-                        for a in attempts
-                    ],
-                )
+                self._insert_attempts(session_id, attempts)
         return True
 
     def _matches(self, session_id: str, expect: dict) -> bool:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .. import aio
+from ..formatting import format_age
 from ..models import Session
 from ..runner import supervisor
 from .base import ProviderError
@@ -105,13 +106,13 @@ class LocalProvider:
         if age < STALE_BEATS * _heartbeat_seconds(session) + STALE_MIN_SECONDS:
             return None
         pid = status.get("runner_pid")
-        frozen = supervisor.process_state(pid) == "T" if pid else False
+        frozen = await self.runner_frozen(status)
         how = f" (stopped by a signal; kill -CONT {pid} resumes it)" if frozen else ""
-        return f"no heartbeat for {_age(age)} from runner pid {pid}{how}"
+        return f"no heartbeat for {format_age(age)} from runner pid {pid}{how}"
 
     async def runner_frozen(self, status: dict) -> bool:
         pid = status.get("runner_pid")
-        return bool(pid) and supervisor.process_state(pid) == "T"
+        return bool(pid) and await self.any_frozen([pid])
 
     async def any_frozen(self, pids: list[int]) -> bool:
         return any(supervisor.process_state(pid) == "T" for pid in pids)
@@ -169,11 +170,6 @@ def _heartbeat_seconds(session: Session) -> float:
         return float(spec.get("heartbeat_seconds") or 2.0)
     except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return 2.0
-
-
-def _age(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _signal_quietly(pid: int, signum: int) -> None:
