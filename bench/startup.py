@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trainctl_tui.models import Attempt, Session, Status  # noqa: E402
+from trainctl_tui.core.models import Attempt, Session, Status  # noqa: E402
 from trainctl_tui.store import Store  # noqa: E402
 
 HEAVY = ("pydantic", "pydantic_settings", "asyncio", "ssl", "textual", "boto3", "botocore",

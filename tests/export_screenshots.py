@@ -55,8 +55,8 @@ def cloud_machines() -> None:
     from moto_aws import free_port
     from runpod_server import API_KEY, RunPodServer
 
-    from trainctl_tui.providers import runpod as rp
-    from trainctl_tui.providers.cloud import CreateRequest
+    from trainctl_tui.backends.cloud import CreateRequest
+    from trainctl_tui.backends.runpod import provider as rp
 
     port = free_port()
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
@@ -106,7 +106,7 @@ def main() -> None:
     launch_demo(steps=3000, step_time=0.01, name="demo")
     asyncio.run(shoot((120, 35), ""))
     asyncio.run(shoot((80, 24), "-80x24"))
-    from trainctl_tui.service import Service
+    from trainctl_tui.app.service import Service
 
     asyncio.run(Service().stop("demo", force=True, wait=True))
     cloud_machines()

@@ -25,7 +25,7 @@ def wait_recovery_done(session_dir, timeout: float = 180.0) -> None:
     """Until no detached recovery (trainctl _recover) of the session runs any more."""
     import time
 
-    from trainctl_tui import recovery
+    from trainctl_tui.app import recovery
 
     deadline = time.monotonic() + timeout
     while recovery.running(session_dir) is not None:

@@ -38,7 +38,7 @@ def reset(url: str) -> None:
 @pytest.fixture
 def aws(moto_server, monkeypatch):
     """boto3 (and the aws CLI) pointed at a freshly reset moto server; yields its URL."""
-    from trainctl_tui.providers import aws_api
+    from trainctl_tui.backends.aws import api as aws_api
 
     reset(moto_server)
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):

@@ -478,7 +478,7 @@ class RunPodServer:
 @pytest.fixture
 def runpod_server(monkeypatch):
     """A fresh API per test, the SDK pointed at it, RUNPOD_API_KEY set, fast retries."""
-    from trainctl_tui.providers import runpod_api
+    from trainctl_tui.backends.runpod import api as runpod_api
 
     with RunPodServer() as server:
         monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)

@@ -286,7 +286,7 @@ def kill_sandbox_runners(sandbox: Path) -> None:
 def ssm(aws, tmp_path, monkeypatch):
     """The executing SSM double in front of moto; AWS_ENDPOINT_URL points at it. Its
     `workdir` is the absolute workdir to give templates."""
-    from trainctl_tui.providers import aws_api
+    from trainctl_tui.backends.aws import api as aws_api
 
     sandbox = tmp_path / "instances"
     sandbox.mkdir()

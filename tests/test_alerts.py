@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl_tui.models import Session, Status
+from trainctl_tui.core.models import Session, Status
 from trainctl_tui.monitor.alerts import (
     Alert,
     AlertKind,
@@ -582,7 +582,7 @@ def test_all_channels_and_one_failure(tmp_path):
 
 
 def test_from_config_reads_alerts_section():
-    config = pytest.importorskip("trainctl_tui.config")
+    config = pytest.importorskip("trainctl_tui.config.loader")
     cfg = config.AlertsConfig(bell=True, webhook_url="https://hooks.example.com/T/B/XYZ")
     notifier = Notifier.from_config(cfg, notify_send=None)
     assert notifier.bell and not notifier.desktop and notifier.enabled

@@ -43,14 +43,13 @@ DATA_TABLES: set[str] = set()
 
 # Where each backend's name may appear as code: its own module(s), today's and the target's.
 BACKEND_HOMES = {
-    "aws": ["trainctl_tui/providers/aws*.py", "trainctl_tui/providers/s3_checkpoints.py",
-            "trainctl_tui/backends/aws/*"],
-    "runpod": ["trainctl_tui/providers/runpod*.py", "trainctl_tui/backends/runpod/*"],
-    "ssh": ["trainctl_tui/providers/ssh*.py", "trainctl_tui/backends/ssh/*"],
+    "aws": ["trainctl_tui/backends/aws/*"],
+    "runpod": ["trainctl_tui/backends/runpod/*"],
+    "ssh": ["trainctl_tui/backends/ssh/*"],
     "slurm": ["trainctl_tui/backends/slurm/*"],
 }
 # The registry may name every backend.
-REGISTRY = ["trainctl_tui/providers/base.py", "trainctl_tui/backends/registry.py"]
+REGISTRY = ["trainctl_tui/backends/registry.py"]
 # Keyword arguments whose string value is text for people (argparse, Textual widgets).
 PROSE_KEYWORDS = {"help", "description", "epilog", "usage", "title", "placeholder", "tooltip"}
 
@@ -539,7 +538,7 @@ def test_backend_words_outside_their_backend():
     source = (
         '"""Start an AWS instance or an ssh host."""\n'
         "import argparse\n"
-        "from .providers.aws_api import client  # talks to aws\n"
+        "from .backends.aws.api import client  # talks to aws\n"
         "def launch(kind, parser: argparse.ArgumentParser):\n"
         '    """Docstrings may say RunPod."""\n'
         '    parser.add_argument("--host", help="an ssh host from ~/.ssh/config")\n'
@@ -550,13 +549,13 @@ def test_backend_words_outside_their_backend():
     )
     files = {
         "trainctl_tui/service.py": source,
-        "trainctl_tui/providers/runpod.py": "RUNPOD = 'runpod'\nAWS = 'aws'\n",
-        "trainctl_tui/providers/base.py": "NAMES = ['aws', 'runpod', 'ssh', 'slurm']\n",
+        "trainctl_tui/backends/runpod/provider.py": "RUNPOD = 'runpod'\nAWS = 'aws'\n",
+        "trainctl_tui/backends/registry.py": "NAMES = ['aws', 'runpod', 'ssh', 'slurm']\n",
     }
     found = backend_words(files)
     assert found == {
         "trainctl_tui/service.py": Counter({"aws": 1, "runpod": 2, "ssh": 1}),
-        "trainctl_tui/providers/runpod.py": Counter({"aws": 2}),
+        "trainctl_tui/backends/runpod/provider.py": Counter({"aws": 2}),
     }
 
 

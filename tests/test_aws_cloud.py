@@ -10,14 +10,14 @@ import boto3
 import pytest
 from aws_faults import FaultProxy
 from moto_aws import REGION, aws, moto_server  # noqa: F401
+from trainctl_tui.config.loader import AwsConfig, AwsTemplate
 
-from trainctl_tui.config import AwsConfig, AwsTemplate
-from trainctl_tui.providers import aws as aws_cloud
-from trainctl_tui.providers import aws_api
-from trainctl_tui.providers.aws import AWSCloud, gpus_of, parse_on_demand
-from trainctl_tui.providers.aws_api import AWSError
-from trainctl_tui.providers.base import ProviderError
-from trainctl_tui.providers.cloud import CreateRequest, get_cloud
+from trainctl_tui.backends.aws import api as aws_api
+from trainctl_tui.backends.aws import cloud as aws_cloud
+from trainctl_tui.backends.aws.api import AWSError
+from trainctl_tui.backends.aws.cloud import AWSCloud, gpus_of, parse_on_demand
+from trainctl_tui.backends.base import ProviderError
+from trainctl_tui.backends.cloud import CreateRequest, get_cloud
 
 pytestmark = pytest.mark.timeout(120)
 

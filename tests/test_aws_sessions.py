@@ -23,10 +23,10 @@ from gates import wait_recovery_done
 from moto_aws import aws, moto_server  # noqa: F401 - the fixtures
 from ssm_double import ssm  # noqa: F401 - the fixture
 
-from trainctl_tui import recovery
-from trainctl_tui.models import Status
-from trainctl_tui.providers.aws_ssm import RAW_CHUNK, SSMTransport, SSMUnreachable
-from trainctl_tui.service import LaunchRequest, Service
+from trainctl_tui.app import recovery
+from trainctl_tui.app.service import LaunchRequest, Service
+from trainctl_tui.backends.aws.ssm import RAW_CHUNK, SSMTransport, SSMUnreachable
+from trainctl_tui.core.models import Status
 
 SECRET = "hf-very-secret-value-123"
 
@@ -281,7 +281,7 @@ class IMDS:
 @pytest.mark.parametrize("auto", [True, False], ids=["auto_resume", "trainctl_resume"])
 def test_spot_interruption_resumes_on_a_new_instance_from_s3(  # noqa: F811
         ssm, ec2, trainctl_home, tmp_path, monkeypatch, auto):  # noqa: F811
-    from trainctl_tui.providers import aws_sessions
+    from trainctl_tui.backends.aws import provider as aws_sessions
 
     client, script = ec2
     imds = IMDS()

@@ -400,7 +400,7 @@ def test_auto_resume_from_s3_takes_the_newest_sound_checkpoint(s3, tmp_path):
 
     from test_s3_checkpoints import BUCKET, PREFIX, URI, put_file
 
-    from trainctl_tui.spot_recovery import newest_s3_checkpoint
+    from trainctl_tui.backends.aws.recovery import newest_s3_checkpoint
 
     put_file(s3, safetensors_file(tmp_path / "a.safetensors"), "step_100.safetensors")
     popen = tmp_path / "popen.pt"
@@ -498,7 +498,7 @@ def test_ssh_checkpoints_and_pull_look_under_the_sessions_cwd(ssh_env, trainctl_
 def test_runpod_home_copies_keep_the_newest_sound_one(tmp_path):
     """Copies pulled home from a pod: the newest HOME_KEEP stay, and so does the newest sound
     one, however many newer copies are not sound."""
-    from trainctl_tui.providers.runpod_recovery import _prune_home
+    from trainctl_tui.backends.runpod.recovery import _prune_home
 
     home = tmp_path / "checkpoints-home"
     safetensors_file(home / "step_1.safetensors")

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
+from trainctl_tui.backends.remote.checkpoints import LISTING_SCRIPT
 from trainctl_tui.checkpoints import hdf5
 from trainctl_tui.checkpoints import inspect as ci
 from trainctl_tui.checkpoints.catalog import list_checkpoints, newest_usable
 from trainctl_tui.checkpoints.scan import newest_finished, scan_checkpoints
-from trainctl_tui.providers.remote_checkpoints import LISTING_SCRIPT
 from trainctl_tui.runner import supervisor as sv
 
 FIX = ROOT / "tests" / "fixtures" / "checkpoints" / "frameworks"

@@ -281,14 +281,14 @@ def test_secret_env_is_masked_everywhere_but_reaches_the_training(trainctl_home,
                                   "GCP_CREDENTIALS", "GH_AUTH", "MYSQL_PWD", "PRIVATE",
                                   "session_cookie"])
 def test_secret_looking_names_are_masked(name):
-    from trainctl_tui.models import is_secret_name
+    from trainctl_tui.core.models import is_secret_name
 
     assert is_secret_name(name)
 
 
 @pytest.mark.parametrize("name", ["PLAIN", "BATCH_SIZE", "LR", "CUDA_VISIBLE_DEVICES"])
 def test_ordinary_names_are_shown(name):
-    from trainctl_tui.models import is_secret_name
+    from trainctl_tui.core.models import is_secret_name
 
     assert not is_secret_name(name)
 
@@ -319,7 +319,7 @@ def test_once_json_has_a_stable_schema(trainctl_home):
 def test_two_processes_launching_50_sessions_each_lose_none(trainctl_home, tmp_path):
     script = (
         "import asyncio, sys\n"
-        "from trainctl_tui.service import Service, LaunchRequest\n"
+        "from trainctl_tui.app.service import Service, LaunchRequest\n"
         "async def main():\n"
         "    s = Service()\n"
         "    for i in range(50):\n"
@@ -349,7 +349,7 @@ def test_two_processes_launching_50_sessions_each_lose_none(trainctl_home, tmp_p
     (["./train"], "train"),
 ])
 def test_default_session_name_is_the_script_not_its_arguments(command, name):
-    from trainctl_tui.service import default_name
+    from trainctl_tui.app.service import default_name
 
     assert default_name(command) == name
 
@@ -362,8 +362,8 @@ def test_a_refresh_during_a_resume_does_not_end_the_session_with_the_last_attemp
 
     from uihelpers import launch_command
 
-    from trainctl_tui.models import Status
-    from trainctl_tui.service import PENDING_TIMEOUT, Service
+    from trainctl_tui.app.service import PENDING_TIMEOUT, Service
+    from trainctl_tui.core.models import Status
 
     session_id = launch_command([sys.executable, "-c", "print('step 1 loss 0.5')"], "quick")
     service = Service()

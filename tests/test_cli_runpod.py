@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from runpod_server import runpod_server  # noqa: F401 - the fixture
 
-from trainctl_tui import cli
+from trainctl_tui.cli import main as cli
 
 pytestmark = pytest.mark.timeout(120)
 

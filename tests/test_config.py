@@ -11,8 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from trainctl_tui.config import (
+from trainctl_tui.config.loader import (
     EXAMPLE_CONFIG,
     AlertsConfig,
     AwsConfig,
@@ -29,7 +28,8 @@ from trainctl_tui.config import (
     mask_secret,
     render_config,
 )
-from trainctl_tui.errors import ConfigError
+
+from trainctl_tui.core.errors import ConfigError
 
 try:
     import tomllib
@@ -581,7 +581,7 @@ def test_example_documents_every_section_and_key():
 
 def test_config_does_not_import_ui_or_cloud_sdks():
     code = (
-        "import sys, trainctl_tui.config\n"
+        "import sys, trainctl_tui.config.loader\n"
         "bad = [m for m in ('textual', 'rich', 'boto3', 'runpod') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

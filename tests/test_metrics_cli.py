@@ -123,7 +123,7 @@ def run_with_stderr_in_a_terminal(code: str, *args: str) -> tuple[int, str, byte
     return code, stdout.read().decode(), received
 
 
-SLOW_PARSE = ("import sys, time; import trainctl_tui.cli as cli; "
+SLOW_PARSE = ("import sys, time; import trainctl_tui.cli.main as cli; "
               "from trainctl_tui.monitor import index; load = index.load_metrics\n"
               "def slow(*a, progress=None, **k):\n"
               "    return load(*a, progress=lambda d, t: (time.sleep(0.5), progress(d, t)), **k)\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from trainctl_tui.models import Attempt, Session, Status
-from trainctl_tui.service import Service
+from trainctl_tui.app.service import Service
+from trainctl_tui.core.models import Attempt, Session, Status
 
 
 def add_session(home, name: str, log: str, status=Status.SUCCEEDED, attempt: int = 1) -> str:

@@ -54,7 +54,8 @@ def test_wheel_contains_styles_demo_and_runner(wheel):
     for name in styles:
         assert f"trainctl_tui/styles/{name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "trainctl = trainctl_tui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    entry_points_text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "trainctl = trainctl_tui.cli.main:main" in entry_points_text
 
 
 def test_installed_wheel_runs_from_a_fresh_venv(wheel, tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from gates import wait_recovery_done
 
-from trainctl_tui import recovery
-from trainctl_tui.models import Session, Status
-from trainctl_tui.service import Service
+from trainctl_tui.app import recovery
+from trainctl_tui.app.service import Service
+from trainctl_tui.core.models import Session, Status
 
 
 def interrupted_session(service: Service, detail: str = "spot interruption (i-0abc)") -> Session:
@@ -142,7 +142,7 @@ def test_trainctl_resume_names_itself_while_it_works_and_forgets_it_after(
     async def resume_on_new_machine(self, session, from_checkpoint, scratch):
         seen.append(recovery.read_marker(folder))
         probe = subprocess.run(  # another process asks whether a resume runs
-            [sys.executable, "-c", "import sys; from trainctl_tui import recovery; "
+            [sys.executable, "-c", "import sys; from trainctl_tui.app import recovery; "
              "print((recovery.running(sys.argv[1]) or {}).get('by'))", str(folder)],
             capture_output=True, text=True, timeout=60)
         seen.append(probe.stdout.strip())

@@ -431,7 +431,7 @@ def test_stopping_a_lost_session_ends_what_left_the_process_group(trainctl_home,
 
 
 def test_an_old_folder_that_does_not_say_where_it_ran_is_restored_only_if_it_ran_here(tmp_path):
-    from trainctl_tui.service import session_from_folder
+    from trainctl_tui.app.service import session_from_folder
 
     folder = tmp_path / "abc234"
     folder.mkdir()

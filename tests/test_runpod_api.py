@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from runpod_server import API_KEY, NO_INSTANCES, runpod_server  # noqa: F401 - the fixture
+from trainctl_tui.config.loader import load_config, render_config
 
-from trainctl_tui.config import load_config, render_config
-from trainctl_tui.providers import runpod as rp
-from trainctl_tui.providers import runpod_api
-from trainctl_tui.providers.cloud import CreateRequest
-from trainctl_tui.providers.runpod_api import (
+from trainctl_tui.backends.cloud import CreateRequest
+from trainctl_tui.backends.runpod import api as runpod_api
+from trainctl_tui.backends.runpod import provider as rp
+from trainctl_tui.backends.runpod.api import (
     RunPodAuthError,
     RunPodError,
     find_api_key,

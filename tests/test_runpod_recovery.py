@@ -21,12 +21,12 @@ from runpod_server import GPU_TYPES, NO_INSTANCES, runpod_server  # noqa: F401 -
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for
 
-from trainctl_tui import recovery
-from trainctl_tui.models import Status
-from trainctl_tui.providers import runpod as rp
-from trainctl_tui.providers import runpod_recovery as rr
-from trainctl_tui.providers.cloud import CreateRequest
-from trainctl_tui.service import LaunchRequest, Service
+from trainctl_tui.app import recovery
+from trainctl_tui.app.service import LaunchRequest, Service
+from trainctl_tui.backends.cloud import CreateRequest
+from trainctl_tui.backends.runpod import provider as rp
+from trainctl_tui.backends.runpod import recovery as rr
+from trainctl_tui.core.models import Status
 
 
 def run(coro):

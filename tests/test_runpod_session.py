@@ -16,11 +16,11 @@ from runpod_server import runpod_server  # noqa: F401 - the fixture
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for
 
-from trainctl_tui.models import Status
-from trainctl_tui.providers import runpod as rp
-from trainctl_tui.providers import runpod_recovery
-from trainctl_tui.providers.cloud import CreateRequest
-from trainctl_tui.service import LaunchRequest, Service
+from trainctl_tui.app.service import LaunchRequest, Service
+from trainctl_tui.backends.cloud import CreateRequest
+from trainctl_tui.backends.runpod import provider as rp
+from trainctl_tui.backends.runpod import recovery as runpod_recovery
+from trainctl_tui.core.models import Status
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from conftest import ROOT, run_cli
 from moto_aws import aws, moto_server  # noqa: F401
 
 from trainctl_tui.checkpoints.inspect import inspect_checkpoint
-from trainctl_tui.errors import TrainctlError
+from trainctl_tui.core.errors import TrainctlError
 
 FIXTURES = ROOT / "tests" / "fixtures" / "checkpoints"
 BUCKET = "ckpts"
@@ -54,7 +54,8 @@ class Counting:
 
 @pytest.fixture
 def s3(aws):  # noqa: F811
-    from trainctl_tui.providers import aws_api, s3_checkpoints
+    from trainctl_tui.backends.aws import api as aws_api
+    from trainctl_tui.backends.aws import s3_checkpoints
 
     s3_checkpoints.cache_clear()
     client = aws_api.client("s3")
@@ -103,7 +104,7 @@ def comparable(info) -> dict:
     ("s3://bucket//x", "empty folder name in 's3://bucket//x' (a '//' in the key)"),
 ])
 def test_malformed_uris_are_one_clear_line(uri, message):
-    from trainctl_tui.providers.s3_checkpoints import parse_uri
+    from trainctl_tui.backends.aws.s3_checkpoints import parse_uri
 
     with pytest.raises(TrainctlError) as caught:
         parse_uri(uri)
@@ -111,7 +112,7 @@ def test_malformed_uris_are_one_clear_line(uri, message):
 
 
 def test_parse_uri_keeps_bucket_and_prefix():
-    from trainctl_tui.providers.s3_checkpoints import parse_uri
+    from trainctl_tui.backends.aws.s3_checkpoints import parse_uri
 
     where = parse_uri("s3://my.bucket-1/a/b")
     assert (where.bucket, where.key, where.prefix) == ("my.bucket-1", "a/b", "a/b/")
@@ -119,7 +120,7 @@ def test_parse_uri_keeps_bucket_and_prefix():
 
 
 def test_missing_bucket_is_aws_one_line_error(s3):
-    from trainctl_tui.providers.s3_checkpoints import list_checkpoints
+    from trainctl_tui.backends.aws.s3_checkpoints import list_checkpoints
 
     with pytest.raises(TrainctlError) as caught:
         list_checkpoints("s3://no-such-bucket/x/")
@@ -142,7 +143,7 @@ def upload_run(client) -> None:
 
 
 def test_listing_groups_objects_orders_by_step_and_marks_uploads_in_progress(s3):
-    from trainctl_tui.providers.s3_checkpoints import list_checkpoints
+    from trainctl_tui.backends.aws.s3_checkpoints import list_checkpoints
 
     upload_run(s3)
     entries, rows = list_checkpoints(URI)
@@ -171,7 +172,7 @@ def test_listing_groups_objects_orders_by_step_and_marks_uploads_in_progress(s3)
 
 
 def test_old_objects_without_markers_count_as_finished(s3):
-    from trainctl_tui.providers.s3_checkpoints import list_checkpoints
+    from trainctl_tui.backends.aws.s3_checkpoints import list_checkpoints
 
     put_file(s3, FIXTURES / "model.safetensors", "step_5.safetensors", marker=False)
     put_dir(s3, FIXTURES / "hf_run" / "checkpoint-6", "checkpoint-6", marker=False)
@@ -187,8 +188,8 @@ def test_old_objects_without_markers_count_as_finished(s3):
 def test_service_and_snapshot_render_s3_rows_like_local_ones(s3):
     import asyncio
 
-    from trainctl_tui.service import Service
-    from trainctl_tui.snapshot import render_checkpoints
+    from trainctl_tui.app.service import Service
+    from trainctl_tui.render.snapshot import render_checkpoints
 
     upload_run(s3)
     directory, session, entries, rows = asyncio.run(Service().checkpoints(URI))
@@ -230,7 +231,7 @@ def big_torch_zip(path: Path, pad: int) -> None:
 
 @pytest.mark.parametrize("kind", ["safetensors", "torch-zip"])
 def test_inspecting_a_50mb_object_fetches_under_1mb(s3, tmp_path, kind):
-    from trainctl_tui.providers.s3_checkpoints import inspect_uri
+    from trainctl_tui.backends.aws.s3_checkpoints import inspect_uri
 
     local = tmp_path / ("big.safetensors" if kind == "safetensors" else "big.pt")
     if kind == "safetensors":
@@ -257,7 +258,7 @@ FILE_FIXTURES = ["nanogpt_ckpt.pt", "lightning.ckpt", "model.safetensors", "lega
 
 
 def test_validation_through_s3_matches_local_for_every_fixture(s3):
-    from trainctl_tui.providers.s3_checkpoints import inspect_uri
+    from trainctl_tui.backends.aws.s3_checkpoints import inspect_uri
 
     seen = set()
     for name in FILE_FIXTURES:
@@ -280,7 +281,7 @@ def test_validation_through_s3_matches_local_for_every_fixture(s3):
 @pytest.mark.parametrize("fixture", ["hf_run/checkpoint-6", "hf_sharded_bin",
                                      "hf_missing_shard"])
 def test_hf_directories_in_s3_match_local(s3, fixture):
-    from trainctl_tui.providers.s3_checkpoints import inspect_uri
+    from trainctl_tui.backends.aws.s3_checkpoints import inspect_uri
 
     name = "checkpoint-9"
     put_dir(s3, FIXTURES / fixture, name)
@@ -296,7 +297,7 @@ def test_hf_directories_in_s3_match_local(s3, fixture):
 
 
 def test_object_replaced_while_read_is_an_error_not_garbage(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import RangeReader, S3ObjectChanged, resolve
+    from trainctl_tui.backends.aws.s3_checkpoints import RangeReader, S3ObjectChanged, resolve
 
     put_file(s3, FIXTURES / "nanogpt_ckpt.pt", "ckpt_1.pt")
     entry = resolve(URI + "ckpt_1.pt")
@@ -317,7 +318,7 @@ class Stop(Exception):
 
 
 def test_download_resumes_after_an_interruption(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import DownloadStats, download_entry, resolve
+    from trainctl_tui.backends.aws.s3_checkpoints import DownloadStats, download_entry, resolve
 
     source = tmp_path / "src.pt"
     source.write_bytes(os.urandom(9 * 1024 * 1024 + 123))
@@ -353,7 +354,7 @@ def test_download_resumes_after_an_interruption(s3, tmp_path):
 
 
 def test_object_changed_between_runs_starts_over_and_says_so(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import download_entry, resolve
+    from trainctl_tui.backends.aws.s3_checkpoints import download_entry, resolve
 
     first = os.urandom(3 * 1024 * 1024)
     second = os.urandom(3 * 1024 * 1024 + 5)
@@ -375,7 +376,7 @@ def test_object_changed_between_runs_starts_over_and_says_so(s3, tmp_path):
 
 
 def test_object_changed_during_download_restarts_with_the_new_one(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import download_entry, resolve
+    from trainctl_tui.backends.aws.s3_checkpoints import download_entry, resolve
 
     first, second = os.urandom(2 * 1024 * 1024), os.urandom(2 * 1024 * 1024 + 17)
     key = PREFIX + "ckpt_9.pt"
@@ -400,7 +401,7 @@ def test_object_changed_during_download_restarts_with_the_new_one(s3, tmp_path):
 
 
 def test_directory_download_is_each_file(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import pull
+    from trainctl_tui.backends.aws.s3_checkpoints import pull
 
     source = FIXTURES / "hf_run" / "checkpoint-6"
     put_dir(s3, source, "checkpoint-6")
@@ -414,7 +415,7 @@ def test_directory_download_is_each_file(s3, tmp_path):
 
 
 def test_pull_of_a_prefix_takes_the_newest_sound_checkpoint(s3, tmp_path):
-    from trainctl_tui.providers.s3_checkpoints import pull
+    from trainctl_tui.backends.aws.s3_checkpoints import pull
 
     upload_run(s3)  # 400 is suspicious, 500 and 600 are still being written
     remote, local, _ = pull(URI, str(tmp_path))
@@ -439,7 +440,7 @@ def upload_for_prune(client) -> None:
 
 
 def test_prune_plan_keeps_last_best_and_writing_and_deletes_markers_first(s3):
-    from trainctl_tui.providers.s3_checkpoints import apply_prune, plan_prune_s3
+    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune, plan_prune_s3
 
     upload_for_prune(s3)
     before = keys(s3)
@@ -475,7 +476,7 @@ def test_prune_plan_keeps_last_best_and_writing_and_deletes_markers_first(s3):
 
 
 def test_prune_skips_a_checkpoint_changed_since_the_plan(s3):
-    from trainctl_tui.providers.s3_checkpoints import apply_prune, plan_prune_s3
+    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune, plan_prune_s3
 
     for step in (1, 2, 3):
         put_file(s3, FIXTURES / "nanogpt_ckpt.pt", f"ckpt_{step}.pt")

@@ -19,7 +19,7 @@ from trainctl_tui.checkpoints.scan import (
     newest_finished,
     scan_checkpoints,
 )
-from trainctl_tui.errors import TrainctlError
+from trainctl_tui.core.errors import TrainctlError
 from trainctl_tui.runner.supervisor import find_newest_checkpoint
 
 

@@ -11,9 +11,9 @@ import tempfile
 
 import pytest
 from sshd import free_port, missing, sshd_server  # noqa: F401  (the fixture)
+from trainctl_tui.config.loader import SshHost
 
-from trainctl_tui.config import SshHost
-from trainctl_tui.providers.ssh_transport import (
+from trainctl_tui.backends.remote.transport import (
     HostNotFound,
     HostUnreachable,
     SSHError,

@@ -15,10 +15,10 @@ import pytest
 from conftest import ROOT, run_cli
 from test_cli import launch, session_json, wait_for
 
-from trainctl_tui import aio
-from trainctl_tui.models import Session, Status
-from trainctl_tui.plain_table import cell_width, render_table, wrap
-from trainctl_tui.service import Service
+from trainctl_tui.app.service import Service
+from trainctl_tui.core import aio
+from trainctl_tui.core.models import Session, Status
+from trainctl_tui.render.plain_table import cell_width, render_table, wrap
 from trainctl_tui.store import Store
 
 NEVER = ("pydantic", "pydantic_settings", "asyncio", "ssl", "textual", "boto3", "botocore",
@@ -31,7 +31,7 @@ def imported_by(*argv: str) -> tuple[set[str], subprocess.CompletedProcess]:
     probe = (
         "import sys\n"
         f"sys.argv = ['trainctl', *{list(argv)!r}]\n"
-        "from trainctl_tui.cli import main\n"
+        "from trainctl_tui.cli.main import main\n"
         "try:\n    code = main()\nexcept SystemExit as exc:\n    code = exc.code\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
         "sys.exit(code)\n"

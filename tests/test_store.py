@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from trainctl_tui import store as store_module
-from trainctl_tui.errors import SessionNotFound, TrainctlError
-from trainctl_tui.models import Attempt, Session, Status
+from trainctl_tui.core.errors import SessionNotFound, TrainctlError
+from trainctl_tui.core.models import Attempt, Session, Status
 from trainctl_tui.store import ID_ALPHABET, ID_LENGTH, SCHEMA_VERSION, Store
 
 
@@ -135,7 +135,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         import sys
         sys.path.insert(0, {str(store_module.__file__.rsplit('/trainctl_tui', 1)[0])!r})
         from trainctl_tui.store import Store
-        from trainctl_tui.models import Session, Status
+        from trainctl_tui.core.models import Session, Status
         s = Store({str(tmp_path / 'c.db')!r})
         for i in range(200):
             x = s.insert(Session(id='', name=sys.argv[1] + str(i), provider='local',

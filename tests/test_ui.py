@@ -18,8 +18,8 @@ from uihelpers import (
     wait_until,
 )
 
-from trainctl_tui.models import Status
-from trainctl_tui.service import Service
+from trainctl_tui.app.service import Service
+from trainctl_tui.core.models import Status
 from trainctl_tui.ui.app import TrainctlApp
 from trainctl_tui.ui.screens.confirm import ConfirmScreen
 from trainctl_tui.ui.screens.help import HelpScreen, keys_table
@@ -282,7 +282,7 @@ def test_alerts_mark_the_row_and_notify_once():
 
 
 def test_a_thousand_sessions_stay_navigable(trainctl_home):
-    from trainctl_tui.models import Session
+    from trainctl_tui.core.models import Session
     from trainctl_tui.store import Store
 
     with Store(trainctl_home / "trainctl.db") as store:
@@ -375,7 +375,7 @@ def test_slow_refreshes_stretch_the_cadence_and_unchanged_rows_are_not_redrawn(m
     """Over a slow link: polls space out, and a refresh that finds nothing new redraws no cell."""
     import time as clock
 
-    from trainctl_tui.service import Service
+    from trainctl_tui.app.service import Service
 
     session_id = launch_command(["true"], "steady")
     real_overview = Service.overview

@@ -16,8 +16,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from uihelpers import FIXTURES, notifications, wait_until
 
-from trainctl_tui.providers.ssh import HostInfo
-from trainctl_tui.service import Service
+from trainctl_tui.app.service import Service
+from trainctl_tui.backends.ssh.provider import HostInfo
 from trainctl_tui.ui.app import TrainctlApp
 from trainctl_tui.ui.screens import instances
 from trainctl_tui.ui.screens.instances import InstancesScreen, cells, gpu_summary

@@ -12,7 +12,7 @@ from textual.widgets import Input
 from uihelpers import FIXTURES
 
 from trainctl_tui import store as store_module
-from trainctl_tui.models import Attempt, Session, Status
+from trainctl_tui.core.models import Attempt, Session, Status
 from trainctl_tui.store import Store
 from trainctl_tui.ui.app import TrainctlApp
 from trainctl_tui.ui.screens.confirm import ConfirmScreen

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainctl_tui.service import LaunchRequest, Service, demo_script_path
+from trainctl_tui.app.service import LaunchRequest, Service, demo_script_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import SessionNotFound, TrainctlError
-from .models import Attempt, Session, Status
+from .core.errors import SessionNotFound, TrainctlError
+from .core.models import Attempt, Session, Status
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append a new one.
 MIGRATIONS: list[str] = [

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..errors import TrainctlError
+from ..core.errors import TrainctlError
 from ..runner.supervisor import (
     CHECKPOINT_DIR_RE,
     CHECKPOINT_SUFFIXES,

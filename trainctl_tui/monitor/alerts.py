@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any, TextIO
 
-from trainctl_tui.models import Session, Status
+from trainctl_tui.core.models import Session, Status
 
 __all__ = [
     "Alert",

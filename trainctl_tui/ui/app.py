@@ -15,8 +15,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ..errors import TrainctlError
-from ..service import Service, SessionOverview
+from ..app.service import Service, SessionOverview
+from ..core.errors import TrainctlError
 from .backend import Backend
 from .screens.checkpoints import CheckpointsScreen
 from .screens.confirm import ConfirmScreen
@@ -80,7 +80,7 @@ class TrainctlApp(App):
         """`trainctl watch ssh://...`: extend the local copy; back off while unreachable."""
         import asyncio
 
-        from ..providers.base import ProviderError
+        from ..backends.base import ProviderError
 
         delay, last_error = 1.0, None
         while True:
@@ -352,7 +352,7 @@ def describe_host(host) -> str:
 
 def make_app(**kwargs) -> TrainctlApp:
     """The app as the CLI runs it, with settings from config (shared by the CLI and tests)."""
-    from ..config import load_config
+    from ..config.loader import load_config
     from ..monitor.alerts import Notifier
 
     config = load_config()

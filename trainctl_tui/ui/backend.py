@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from ..service import Service
+from ..app.service import Service
 
 
 class Backend:

@@ -1,6 +1,6 @@
 """Formatting shared with `--once` (snapshot.py), so both show the same values the same way."""
 
-from ..snapshot import STATUS_STYLE, format_number, format_step
+from ..render.snapshot import STATUS_STYLE, format_number, format_step
 
 number = format_number
 step = format_step

@@ -15,9 +15,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ...checkpoints.catalog import CheckpointRow
-from ...errors import TrainctlError
-from ...formatting import format_age
-from ...snapshot import CHECKPOINT_STATUS_STYLE, format_number, format_size, format_step
+from ...core.errors import TrainctlError
+from ...core.formatting import format_age
+from ...render.snapshot import CHECKPOINT_STATUS_STYLE, format_number, format_size, format_step
 from ..screen_work import screen_work
 from .confirm import ConfirmScreen
 from .prune import PruneScreen

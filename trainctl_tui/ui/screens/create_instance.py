@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from ...errors import TrainctlError
-from ...providers.cloud import CreateRequest, Price
+from ...backends.cloud import CreateRequest, Price
+from ...core.errors import TrainctlError
 from ..screen_work import screen_work
 
 

@@ -22,10 +22,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
-from ...errors import TrainctlError
-from ...providers.cloud import Instance
-from ...providers.ssh_transport import resolve_target, ssh_command
-from ...snapshot_cloud import format_duration
+from ...backends.cloud import Instance
+from ...backends.remote.transport import resolve_target, ssh_command
+from ...core.errors import TrainctlError
+from ...render.instances import format_duration
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -507,10 +507,10 @@ class InstancesScreen(Screen):
 def aws_shell(service, instance: Instance, *, has) -> list[str]:
     """SSM when the aws CLI and its session-manager-plugin are installed (no inbound port
     needed); else ssh to the instance's address as its template's ssh_user."""
-    from ...providers.ssh_transport import SSHTarget
+    from ...backends.remote.transport import SSHTarget
 
     if has("aws") and has("session-manager-plugin"):
-        from ...providers import aws_api
+        from ...backends.aws import api as aws_api
 
         return ["aws", "ssm", "start-session", "--target", instance.id,
                 "--region", aws_api.region()]
@@ -538,7 +538,7 @@ def shell_command(service, machine: Machine) -> list[str]:
         raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
     if instance.provider == "aws":
         return aws_shell(service, instance, has=shutil.which)
-    from ...providers.base import get_provider
+    from ...backends.base import get_provider
 
     provider = get_provider(f"{instance.provider}:{instance.id}")
     return ssh_command(provider.target)

@@ -11,9 +11,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from ...errors import TrainctlError
-from ...providers.cloud import CreateRequest
-from ...service import LaunchRequest, new_machine_kind
+from ...app.service import LaunchRequest, new_machine_kind
+from ...backends.cloud import CreateRequest
+from ...core.errors import TrainctlError
 from ..screen_work import screen_work
 from .create_instance import disk_size, fill_gpu_select, price_field
 

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from ...errors import TrainctlError
+from ...core.errors import TrainctlError
 from ..screen_work import screen_work
 from .confirm import ConfirmScreen
 

@@ -18,9 +18,9 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ...models import Session
+from ...core.models import Session
 from ...monitor.session_monitor import SessionMonitor
-from ...snapshot import elapsed, outcome
+from ...render.snapshot import elapsed, outcome
 from ..format import STATUS_STYLE, number, step
 from ..screen_work import screen_work
 from ..visibility import in_view

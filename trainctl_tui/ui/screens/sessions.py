@@ -11,9 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from ...service import SessionOverview
-from ...snapshot import NAME_WIDTH, elapsed, outcome, visible
-from ...sparkline import sparkline
+from ...app.service import SessionOverview
+from ...render.snapshot import NAME_WIDTH, elapsed, outcome, visible
+from ...render.sparkline import sparkline
 from ..columns import ColumnLayout
 from ..format import STATUS_STYLE, number, step
 from ..screen_work import screen_work

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ...errors import TrainctlError
+from ...core.errors import TrainctlError
 from ..screen_work import screen_work
 
 
@@ -56,7 +56,7 @@ def prepare_watch(service, target: str):
     if not target:
         raise TrainctlError("give a log path or an ssh:// URL")
     if target.startswith("ssh://"):
-        from ...providers.ssh import mirror_for_url
+        from ...backends.ssh.provider import mirror_for_url
 
         mirror = mirror_for_url(target, service.config.ssh.hosts)
         return mirror.local, mirror, target

@@ -1,0 +1,431 @@
+"""Sessions on an EC2 instance, driven through SSM (provider string `aws:i-0123456789abcdef0`).
+
+The same stdlib runner as over SSH: installed under the template's workdir (absolute, default
+/opt/trainctl), started detached, probed, its train.log mirrored by offset, stopped — every step
+one or a few SSM commands instead of ssh calls (see aws_ssm). A refresh is one SSM command: the
+probe carries the next slice of train.log with it.
+
+Secrets never travel in command text: each secret env var becomes a SecureString SSM parameter
+`/trainctl/<session>/env/<NAME>`; a command that names only the parameter path makes the
+instance read them with its own role (`aws ssm get-parameters-by-path --with-decryption`) into
+a 0600 secret_env.json. The parameters are deleted when the session is removed or ends for good.
+
+An instance that is stopped, terminated or not registered with SSM shows as unreachable with one
+line; one that AWS reclaimed (spot, `Server.SpotInstanceTermination`) as interrupted."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+
+from ...core.models import Session
+from ..base import ProviderError, UnknownProvider
+from ..ssh.provider import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, _backoff, _remote_info
+from . import api as aws_api
+from .api import AWSError
+from .cloud import TEMPLATE_TAG  # the template an instance was created from
+from .ssm import SSMError, SSMTransport, SSMUnreachable, parse_slice, slice_script
+
+INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
+SECRET_PREFIX = "/trainctl/{session}/env/"
+SPOT_NOTICE_URL = "http://169.254.169.254"  # IMDS; tests point it at a local server
+SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
+AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
+LOG_MARK = "TRAINCTL-LOG"
+LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
+
+# Runs on the instance: reads the session's SecureString parameters with the instance's own
+# credentials and writes them to a 0600 file. Only the parameter path is in the command text.
+FETCH_SECRETS = r"""
+import json, os, subprocess, sys
+aws, path, region, out = sys.argv[1:5]
+argv = [aws, "ssm", "get-parameters-by-path", "--path", path, "--with-decryption",
+        "--recursive", "--output", "json"] + (["--region", region] if region else [])
+done = subprocess.run(argv, capture_output=True, text=True)
+if done.returncode != 0:
+    lines = [l for l in done.stderr.splitlines() if l.strip()]
+    sys.stderr.write("cannot read the session's secrets from SSM: "
+                     + (lines[-1] if lines else "aws exit %d" % done.returncode) + "\n")
+    sys.exit(3)
+env = {p["Name"][len(path):]: p["Value"] for p in json.loads(done.stdout)["Parameters"]}
+tmp = out + ".tmp"
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as fh:
+    json.dump(env, fh)
+os.replace(tmp, out)
+print(len(env))
+"""
+
+
+def secret_path(session_id: str) -> str:
+    return SECRET_PREFIX.format(session=session_id)
+
+
+class AWSProvider(RemoteRunnerProvider):
+    """The runner on one EC2 instance, through SSM."""
+
+    def __init__(self, instance_id: str, template: str | None = None):
+        super().__init__()
+        if not INSTANCE_ID.match(instance_id):
+            raise UnknownProvider(f"aws: '{instance_id}' is not an EC2 instance id: use "
+                                  "--provider aws:i-0123456789abcdef0")
+        self.host = instance_id
+        self.template_name = template
+        self._template = None
+        self._transport: SSMTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return f"aws:{self.host}"
+
+    @property
+    def label(self) -> str:
+        return f"aws {self.host}"
+
+    @property
+    def template(self):
+        """The `[aws.templates.NAME]` the instance's workdir/python/S3 prefix come from."""
+        if self._template is None:
+            from ...config.loader import AwsTemplate
+            from .cloud import AWSCloud
+
+            try:
+                self._template = AWSCloud().template(self.template_name)
+            except ProviderError:
+                if self.template_name is not None:
+                    raise
+                self._template = AwsTemplate()  # only named templates: built-in defaults
+        return self._template
+
+    @property
+    def target(self):
+        """What service.launch checks before it stores a session (no network here; the
+        instance itself is checked by validate())."""
+        return self.template
+
+    @property
+    def transport(self) -> SSMTransport:
+        if self._transport is None:
+            self._transport = SSMTransport(self.host, cwd=self.template.workdir)
+        return self._transport
+
+    @property
+    def python(self) -> str:
+        return self.template.python
+
+    @property
+    def workdir(self) -> str:
+        return self.template.workdir
+
+    # -- checks --------------------------------------------------------------------------------
+
+    async def describe(self) -> dict:
+        from .cloud import AWSCloud
+
+        return await AWSCloud()._lookup(self.host)
+
+    async def validate(self) -> None:
+        """One line when the instance does not exist, is not running or not in SSM."""
+        raw = await self.describe()
+        self._spot = raw.get("InstanceLifecycle") == "spot"
+        tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []}
+        if self.template_name is None and tags.get(TEMPLATE_TAG):
+            self.template_name, self._template, self._transport = tags[TEMPLATE_TAG], None, None
+        state = raw.get("State", {}).get("Name")
+        if state != "running":
+            raise ProviderError(f"aws: {self.host} is {state}, not running (start it: "
+                                f"trainctl instance start {self.host})")
+
+    async def _unreachable_reason(self, error: Exception) -> tuple[str, bool]:
+        """(one line, reclaimed by a spot interruption?) for an SSM failure."""
+        try:
+            raw = await self.describe()
+        except AWSError as exc:
+            return f"{error} ({exc})", False
+        state = raw.get("State", {}).get("Name", "?")
+        reason = raw.get("StateReason") or {}
+        spot = reason.get("Code") == SPOT_TERMINATION
+        if state == "running":
+            return str(error), False
+        why = f"instance is {state}" + (f": {reason.get('Message')}" if reason.get("Message")
+                                        else "")
+        return f"aws ssm: {self.host} is not reachable through SSM ({why})", spot
+
+    # -- launching -----------------------------------------------------------------------------
+
+    def remote_dir(self, session: Session) -> str:
+        info = _remote_info(session)
+        if info and info.get("host") == self.host:
+            return info["remote_dir"]
+        return f"{self.workdir.rstrip('/')}/sessions/{session.id}"
+
+    async def launch(self, session: Session) -> None:
+        await self.validate()
+        self._add_aws_spec(session)
+        try:
+            await super().launch(session)
+        except SSMUnreachable as exc:
+            raise ProviderError(str(exc)) from None
+
+    def _add_aws_spec(self, session: Session) -> None:
+        """spot_notice_url, s3_checkpoint_uri, autostop_minutes for the runner on EC2."""
+        from ...app.service import atomic_write_text
+
+        path = Path(session.session_dir) / "spec.json"
+        spec = json.loads(path.read_text())
+        template = self.template
+        if getattr(self, "_spot", False):  # on-demand instances get no notices
+            spec["spot_notice_url"] = SPOT_NOTICE_URL
+            if SPOT_POLL_SECONDS:
+                spec["spot_poll_seconds"] = SPOT_POLL_SECONDS
+        if template.s3_prefix and not spec.get("s3_checkpoint_uri"):
+            spec["s3_checkpoint_uri"] = s3_checkpoint_uri(template.s3_prefix, session.id)
+        if template.autostop_minutes:
+            spec["autostop_minutes"] = template.autostop_minutes
+            spec.setdefault("autostop_command", "shutdown -h now")
+        spec.setdefault("aws_cli", AWS_CLI)
+        try:
+            spec.setdefault("aws_region", aws_api.region())
+        except AWSError:
+            pass
+        atomic_write_text(path, json.dumps(spec, indent=2))
+
+    async def _ship_secrets(self, session: Session, remote_dir: str, data: bytes) -> None:
+        """SecureString parameters, read on the instance by its role: the values are never
+        in a command."""
+        values = json.loads(data)
+        ssm = aws_api.client("ssm")
+        prefix = secret_path(session.id)
+        for name, value in values.items():
+            await aws_api.call(f"storing secret {name} in SSM", ssm.put_parameter,
+                               Name=prefix + name, Value=str(value), Type="SecureString",
+                               Overwrite=True)
+        try:
+            region = aws_api.region()
+        except AWSError:
+            region = ""
+        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+        result = await self.transport.run(
+            [self.python, "-c", FETCH_SECRETS, spec.get("aws_cli") or "aws", prefix, region,
+             f"{remote_dir}/secret_env.json"], check=False, timeout=120)
+        if result.returncode != 0:
+            lines = result.stderr.decode(errors="replace").strip().splitlines()
+            raise ProviderError(f"{self.label}: " + (lines[-1] if lines else
+                                "cannot read the session's secrets from SSM") +
+                                " (the instance role needs ssm:GetParametersByPath on "
+                                f"{prefix}* and kms:Decrypt)")
+
+    async def forget_secrets(self, session: Session) -> int:
+        return await delete_secrets(session.id)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def probe(self, session: Session) -> dict:
+        cached = self._probes.get(session.id)
+        if cached and time.monotonic() - cached[0] < PROBE_TTL:
+            return cached[1]
+        with _backoff(self.backoff_key):
+            try:
+                return await self._probe(session)
+            except SSMUnreachable as exc:
+                line, spot = await self._unreachable_reason(exc)
+                if spot:
+                    return self._interrupted(session, line)
+                raise ProviderError(line) from None
+
+    def _interrupted(self, session: Session, line: str) -> dict:
+        """A status for a reclaimed instance: the last one seen, in state interrupted."""
+        folder = Path(session.session_dir)
+        try:
+            status = json.loads((folder / LAST_STATUS).read_text()) or {}
+        except (OSError, ValueError):
+            status = {}
+        if status.get("state") in ("stopped", "succeeded", "failed", "interrupted"):
+            pass  # the runner said how it ended before the instance went
+        else:
+            status.update(state="interrupted", reason=f"spot interruption: {line}",
+                          ended=time.time())
+            for attempt in status.get("attempts") or []:
+                if attempt.get("ended") is None:
+                    attempt.update(ended=status["ended"], reason="spot interruption")
+        answer = {"status": status, "runner_alive": False, "child_alive": False,
+                  "log_size": 0, "newest_checkpoint": None, "interrupted": True}
+        self._probes[session.id] = (time.monotonic(), answer)
+        return answer
+
+    async def _probe(self, session: Session) -> dict:
+        """One SSM command: the runner's probe and the next slice of train.log."""
+        runner = (_remote_info(session) or {}).get("runner") or \
+            f"{self.workdir.rstrip('/')}/runner/{_version()}/supervisor.py"
+        remote_dir = self.remote_dir(session)
+        mirror = self._mirror(session)
+        offset = mirror.offset
+        script = (shlex.join([self.python, runner, "--probe", remote_dir]) +
+                  f"; echo {LOG_MARK}; p={shlex.quote(remote_dir + '/train.log')}; "
+                  f'if [ -r "$p" ]; then {slice_script("p", offset, 1 << 20)}; fi')
+        result = await self.transport.invoke(script, timeout=30)
+        text = result.stdout.decode(errors="replace")
+        head, mark, tail = text.partition(f"\n{LOG_MARK}\n")
+        try:
+            answer = json.loads(head)
+        except ValueError:
+            raise ProviderError(f"{self.label}: unreadable answer from the runner probe"
+                                ) from None
+        self._probes[session.id] = (time.monotonic(), answer)
+        if answer.get("status") is not None:
+            from ...app.service import atomic_write_text
+
+            atomic_write_text(Path(session.session_dir) / LAST_STATUS,
+                              json.dumps(answer["status"]))
+        size = answer.get("log_size", 0)
+        if size < offset:
+            await mirror.sync(size)  # truncated there: the mirror says so and starts over
+        elif mark and tail.strip():
+            try:
+                data, _ = parse_slice(tail, self.label)
+            except SSMError:
+                data = b""  # cut short: the mirror reads it in further commands
+            if data:  # read just after the probe: may run past log_size, never short of it
+                with open(mirror.local, "ab") as out:
+                    out.write(data)
+                mirror._save(offset + len(data))
+            if size > mirror.offset:
+                await mirror.sync(size)  # a backlog beyond one answer: further commands
+        return answer
+
+    async def read_status(self, session: Session) -> dict | None:
+        """The runner's status; after spot interruptions, with the attempts of the reclaimed
+        instances in front."""
+        return await _read_status_merged(self, session)
+
+    def _mirror(self, session: Session) -> RemoteLogMirror:
+        folder = Path(session.session_dir)
+        return RemoteLogMirror(self.transport, f"{self.remote_dir(session)}/train.log",
+                               folder / "train.log", folder / "remote.offset")
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def _stop(self, session: Session, force: bool) -> str:
+        try:
+            return await super()._stop(session, force)
+        except SSMUnreachable as exc:
+            line, _ = await self._unreachable_reason(exc)
+            raise ProviderError(line) from None
+
+
+def _version() -> str:
+    from ..ssh.provider import runner_version
+
+    return runner_version()
+
+
+def s3_checkpoint_uri(prefix: str, session_id: str) -> str:
+    return f"{prefix.rstrip('/')}/{session_id}/checkpoints/"
+
+
+async def delete_secrets(session_id: str) -> int:
+    """Delete the session's SecureString parameters; how many there were."""
+    ssm = aws_api.client("ssm")
+    path = secret_path(session_id)
+
+    def collect() -> list[str]:
+        names, token = [], None
+        while True:
+            kwargs = {"Path": path, "Recursive": True, "MaxResults": 10}
+            if token:
+                kwargs["NextToken"] = token
+            page = ssm.get_parameters_by_path(**kwargs)
+            names += [p["Name"] for p in page.get("Parameters", [])]
+            token = page.get("NextToken")
+            if not token:
+                return names
+
+    names = await aws_api.call(f"listing the secrets of session {session_id}", collect)
+    for start in range(0, len(names), 10):
+        await aws_api.call(f"deleting the secrets of session {session_id}",
+                           ssm.delete_parameters, Names=names[start:start + 10])
+    return len(names)
+
+
+# -- interruptions ------------------------------------------------------------------------------
+
+INTERRUPTIONS = "interruptions.json"
+
+
+def has_secrets(session: Session) -> bool:
+    return (Path(session.session_dir) / "secret_env.json").exists()
+
+
+def load_interruptions(session: Session) -> list[dict]:
+    """Every spot interruption of the session: instance, type, when, its cost, the attempts
+    it ran."""
+    try:
+        return json.loads((Path(session.session_dir) / INTERRUPTIONS).read_text())
+    except (OSError, ValueError):
+        return []
+
+
+async def record_interruption(session: Session, instance_id: str) -> dict:
+    """Remember an interruption (with what the instance cost until then) in the session."""
+    from ...app.service import atomic_write_text
+    from .cloud import AWSCloud
+
+    now = time.time()
+    record: dict = {"instance": instance_id, "at": now, "type": None, "cost": None,
+                    "template": None, "attempts": []}
+    try:
+        instance = await AWSCloud().get_instance(instance_id)
+        record["type"] = instance.type
+        record["template"] = instance.extra.get("tags", {}).get(TEMPLATE_TAG)
+        if instance.price_per_hour is not None and instance.launched:
+            record["cost"] = round(instance.price_per_hour * max(0.0, now - instance.launched)
+                                   / 3600, 4)
+    except AWSError:
+        pass
+    try:
+        last = json.loads((Path(session.session_dir) / LAST_STATUS).read_text()) or {}
+    except (OSError, ValueError):
+        last = {}
+    record["attempts"] = last.get("attempts") or []
+    records = load_interruptions(session) + [record]
+    atomic_write_text(Path(session.session_dir) / INTERRUPTIONS, json.dumps(records, indent=2))
+    return record
+
+
+def interruption_reason(record: dict) -> str:
+    cost = f", ${record['cost']:.2f}" if record.get("cost") is not None else ""
+    return f"spot interruption ({record['instance']}{cost})"
+
+
+def merged_attempts(records: list[dict], current: list[dict]) -> list[dict]:
+    """Attempts on earlier (reclaimed) instances, then the current instance's, numbered on."""
+    merged: list[dict] = []
+    for record in records:
+        attempts = [dict(a) for a in record.get("attempts") or []] or \
+            [{"started": None, "ended": record.get("at")}]
+        attempts[-1]["reason"] = interruption_reason(record)
+        if attempts[-1].get("ended") is None:
+            attempts[-1]["ended"] = record.get("at")
+        merged += attempts
+    merged += [dict(a) for a in current]
+    for n, attempt in enumerate(merged, 1):
+        attempt["n"] = n
+    return merged
+
+
+async def _read_status_merged(provider: AWSProvider, session: Session) -> dict | None:
+    status = (await provider.probe(session)).get("status")
+    records = load_interruptions(session)
+    if not status or not records:
+        return status
+    if any(r["instance"] == provider.host for r in records):
+        return status  # the reclaimed instance itself: its own view
+    status = dict(status)
+    status["attempts"] = merged_attempts(records, status.get("attempts") or [])
+    status["attempt"] = len(status["attempts"])
+    return status
+

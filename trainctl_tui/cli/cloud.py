@@ -1,0 +1,194 @@
+"""The cloud verbs: `instances`, `instance create|start|stop|terminate`, `prices`, `gpus`.
+Every one calls the same Service method as its TUI key."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.errors import TrainctlError
+
+
+def add_parsers(commands) -> None:
+    instances = commands.add_parser(
+        "instances", help="cloud machines (EC2 instances, RunPod pods): state, $/h, cost")
+    instances.add_argument("--json", action="store_true", help="print JSON")
+    instances.add_argument("--provider", choices=["aws", "runpod"], help="only this cloud")
+    instances.add_argument("--all", action="store_true",
+                           help="also machines trainctl did not create")
+
+    instance = commands.add_parser(
+        "instance", help="create, start, stop or terminate one cloud machine",
+        description="trainctl instance create --provider aws|runpod [options]  |  "
+        "trainctl instance start|stop|terminate ID [--yes] [--dry-run]")
+    instance.add_argument("action", choices=["create", "start", "stop", "terminate"])
+    instance.add_argument("id", nargs="?", help="instance or pod id (start/stop/terminate)")
+    instance.add_argument("--provider", choices=["aws", "runpod"],
+                          help="the cloud (create: required; otherwise told by the id)")
+    instance.add_argument("--template", help="aws: the [aws.templates.NAME] to use")
+    instance.add_argument("--type", help="aws: instance type, e.g. g5.xlarge")
+    instance.add_argument("--gpu", help="runpod: GPU type id, e.g. 'NVIDIA A40'")
+    instance.add_argument("--gpu-count", type=int, default=1, help="runpod: GPUs (default 1)")
+    instance.add_argument("--spot", action="store_true",
+                          help="spot / interruptible (cheaper, may be reclaimed)")
+    instance.add_argument("--on-demand", action="store_true",
+                          help="on-demand even if the template says spot")
+    instance.add_argument("--max-price", type=float, metavar="USD",
+                          help="aws spot: the most to pay per hour")
+    instance.add_argument("--bid", type=float, metavar="USD",
+                          help="runpod spot: bid per GPU per hour (default: the current minimum)")
+    instance.add_argument("--image", help="runpod: container image; aws: AMI id or name")
+    instance.add_argument("--disk-gb", type=int, metavar="GB",
+                          help="aws: root volume; runpod: pod volume (/workspace)")
+    instance.add_argument("--container-disk-gb", type=int, metavar="GB",
+                          help="runpod: the container's own disk")
+    instance.add_argument("--name", help="a name for the machine")
+    instance.add_argument("--yes", "-y", action="store_true",
+                          help="terminate without asking (for scripts)")
+    instance.add_argument("--dry-run", action="store_true",
+                          help="aws: ask EC2 whether it would work (DryRun), change nothing")
+    instance.add_argument("--force", action="store_true",
+                          help="act on a machine trainctl did not create")
+    instance.add_argument("--json", action="store_true", help="print the machine as JSON")
+
+    prices = commands.add_parser("prices", help="what a machine type costs, per zone and market")
+    prices.add_argument("--provider", choices=["aws", "runpod"], required=True)
+    prices.add_argument("--type", help="aws instance type / runpod GPU type (default: all)")
+    prices.add_argument("--json", action="store_true", help="print JSON")
+
+    gpus = commands.add_parser("gpus", help="GPU types with prices and availability")
+    gpus.add_argument("--provider", choices=["runpod", "aws"], default="runpod")
+    gpus.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _service():
+    from ..app.service import Service
+
+    return Service()
+
+
+def _run(coroutine):
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def cmd_instances(args) -> int:
+    service = _service()
+    clouds = service.clouds(args.provider)
+    instances, errors = _run(service.instances(provider=args.provider,
+                                               include_unmanaged=args.all))
+    from ..render.instances import instances_json, render_instances
+
+    if args.json:
+        print(instances_json(instances, errors))
+    else:
+        render_instances(instances, errors, sys.stdout, clouds=clouds)
+    return 1 if errors and not instances else 0
+
+
+def create_request(args):
+    from ..backends.cloud import CreateRequest
+
+    if not args.provider:
+        raise TrainctlError("instance create needs --provider aws or --provider runpod")
+    if args.spot and args.on_demand:
+        raise TrainctlError("--spot and --on-demand exclude each other")
+    if args.provider == "aws":
+        if args.gpu or args.bid is not None:
+            raise TrainctlError("--gpu and --bid are for runpod; aws takes --type and "
+                                "--max-price")
+        price = args.max_price
+    else:
+        if args.type or args.template or args.max_price is not None:
+            raise TrainctlError("--type, --template and --max-price are for aws; runpod takes "
+                                "--gpu and --bid")
+        price = args.bid
+    if price is not None and price <= 0:
+        raise TrainctlError(f"the price must be > 0, got {price:g}")
+    if args.gpu_count < 1:
+        raise TrainctlError(f"--gpu-count must be at least 1, got {args.gpu_count}")
+    for flag, value in (("--disk-gb", args.disk_gb),
+                        ("--container-disk-gb", args.container_disk_gb)):
+        if value is not None and value < 1:
+            raise TrainctlError(f"{flag} must be at least 1, got {value}")
+    if args.provider == "aws" and args.container_disk_gb is not None:
+        raise TrainctlError("--container-disk-gb is for runpod; aws takes --disk-gb")
+    if price is not None and not args.spot and args.provider == "runpod":
+        raise TrainctlError("--bid is for spot pods: add --spot")
+    return CreateRequest(
+        provider=args.provider, template=args.template, type=args.type or args.gpu,
+        gpu_count=args.gpu_count, spot=True if args.spot else (False if args.on_demand else None),
+        max_price=price, name=args.name, image=args.image, disk_gb=args.disk_gb,
+        container_disk_gb=args.container_disk_gb, dry_run=args.dry_run)
+
+
+def cmd_instance(args) -> int:
+    import json
+
+    from ..render.instances import render_instance
+
+    service = _service()
+    if args.action == "create":
+        if args.id:
+            raise TrainctlError("instance create takes no id (did you mean start?)")
+        request = create_request(args)
+
+        def progress(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        instance = _run(service.create_instance(request, progress))
+        verb = "dry run" if args.dry_run else "created"
+    else:
+        if not args.id:
+            raise TrainctlError(f"instance {args.action} needs an instance or pod id "
+                                "(see trainctl instances)")
+        if args.action == "terminate" and not args.dry_run and not args.yes:
+            current = _run(service.instance(args.id, provider=args.provider))
+            confirm_terminate(current)
+        instance = _run(service.instance_action(args.action, args.id, provider=args.provider,
+                                                dry_run=args.dry_run, force=args.force))
+        verb = "dry run" if args.dry_run else {"start": "starting", "stop": "stopping",
+                                               "terminate": "terminating"}[args.action]
+    if args.json:
+        print(json.dumps(instance.to_json(), indent=2))
+    else:
+        render_instance(instance, sys.stdout, verb)
+    return 0
+
+
+def confirm_terminate(instance) -> None:
+    """Name the machine and ask; without a terminal to ask on, refuse (scripts pass --yes)."""
+    price = f", ${instance.price_per_hour:.3f}/h" if instance.price_per_hour is not None else ""
+    what = (f"{instance.provider} {instance.id}" + (f" ({instance.name})" if instance.name else "")
+            + f": {instance.type or '?'}, {instance.state}{price}")
+    if not sys.stdin.isatty():
+        raise TrainctlError(f"not terminating {what} without confirmation: pass --yes")
+    answer = input(f"Terminate {what}? Its disk is deleted. [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise TrainctlError(f"not terminated: {instance.id}")
+
+
+def cmd_prices(args) -> int:
+    from ..render.instances import prices_json, render_prices
+
+    prices = _run(_service().prices(args.provider, args.type))
+    if args.type and not prices:
+        raise TrainctlError(f"{args.provider}: no prices for '{args.type}'")
+    if args.json:
+        print(prices_json(prices))
+    else:
+        render_prices(prices, sys.stdout, title=f"{args.provider} {args.type or ''}".strip())
+    return 0
+
+
+def cmd_gpus(args) -> int:
+    return cmd_prices(argparse.Namespace(provider=args.provider, type=None, json=args.json))
+
+
+COMMANDS = {
+    "instances": cmd_instances,
+    "instance": cmd_instance,
+    "prices": cmd_prices,
+    "gpus": cmd_gpus,
+}
