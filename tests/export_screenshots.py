@@ -56,7 +56,7 @@ def cloud_machines() -> None:
     from runpod_server import API_KEY, RunPodServer
 
     from trainctl_tui.backends.cloud import CreateRequest
-    from trainctl_tui.backends.runpod import provider as rp
+    from trainctl_tui.backends.runpod import cloud as rp
 
     port = free_port()
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()

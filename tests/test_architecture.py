@@ -45,7 +45,8 @@ DATA_TABLES: set[str] = set()
 BACKEND_HOMES = {
     "aws": ["trainctl_tui/backends/aws/*"],
     "runpod": ["trainctl_tui/backends/runpod/*"],
-    "ssh": ["trainctl_tui/backends/ssh/*"],
+    # remote/ is the ssh protocol every backend that reaches a machine by ssh shares.
+    "ssh": ["trainctl_tui/backends/ssh/*", "trainctl_tui/backends/remote/*"],
     "slurm": ["trainctl_tui/backends/slurm/*"],
 }
 # The registry may name every backend.

@@ -24,7 +24,8 @@ from test_cli import DEMO, wait_for
 from trainctl_tui.app import recovery
 from trainctl_tui.app.service import LaunchRequest, Service
 from trainctl_tui.backends.cloud import CreateRequest
-from trainctl_tui.backends.runpod import provider as rp
+from trainctl_tui.backends.runpod import cloud as rp
+from trainctl_tui.backends.runpod import provider as pod_sessions
 from trainctl_tui.backends.runpod import recovery as rr
 from trainctl_tui.core.models import Status
 
@@ -41,7 +42,7 @@ def pods(sshd_server, runpod_server, tmp_path, monkeypatch, trainctl_home):  # n
     # Also in the detached `trainctl _recover` that auto-resume starts.
     patch_everywhere(monkeypatch, rp, "POLL_SECONDS", 0.01)
     patch_everywhere(monkeypatch, rr, "STALE_SECONDS", 0.0)
-    monkeypatch.setattr(rp, "_TARGETS", {})
+    monkeypatch.setattr(pod_sessions, "_TARGETS", {})
     runpod_server.state.ssh_port = sshd_server.port
 
     def write(extra: str = ""):

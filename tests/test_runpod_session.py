@@ -18,7 +18,8 @@ from test_cli import DEMO, wait_for
 
 from trainctl_tui.app.service import LaunchRequest, Service
 from trainctl_tui.backends.cloud import CreateRequest
-from trainctl_tui.backends.runpod import provider as rp
+from trainctl_tui.backends.runpod import cloud as rp
+from trainctl_tui.backends.runpod import provider as pod_sessions
 from trainctl_tui.backends.runpod import recovery as runpod_recovery
 from trainctl_tui.core.models import Status
 
@@ -33,7 +34,7 @@ def pod_env(sshd_server, runpod_server, tmp_path, monkeypatch):  # noqa: F811
         "auto_resume = true\nmax_resumes = 2\n")
     monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
     patch_everywhere(monkeypatch, rp, "POLL_SECONDS", 0.01)  # also in `trainctl _recover`
-    monkeypatch.setattr(rp, "_TARGETS", {})
+    monkeypatch.setattr(pod_sessions, "_TARGETS", {})
     runpod_server.state.ssh_port = sshd_server.port
     yield runpod_server, workdir
     # The "pod" is this machine: end whatever training a test left running there.
@@ -150,7 +151,7 @@ def test_an_unreachable_pod_shows_its_container_log(pod_env, trainctl_home):
             if port["privatePort"] == 22:
                 port["publicPort"] = free_port()
     server.state.ssh_port = free_port()
-    rp._TARGETS.clear()
+    pod_sessions._TARGETS.clear()
     unreachable = wait_for(lambda: (s := session_of(session.id)).status is Status.UNREACHABLE
                            and s, timeout=90)
     assert "container still up" in unreachable.detail

@@ -29,7 +29,7 @@ def runpod_configured(config) -> bool:
     if os.environ.get("RUNPOD_API_KEY") or config.runpod.api_key:
         return True
     try:
-        from ..backends.runpod.api import find_api_key
+        from ..config.runpod_key import find_api_key
     except ImportError:
         return False
     try:

@@ -1,7 +1,7 @@
 """Auto-resume after a spot interruption runs in a process of its own, detached from the
 refresh that noticed the interruption: creating a machine and waiting for it takes minutes,
 and `trainctl --once`, `trainctl sessions` and the TUI must not wait for that. Used by
-spot_recovery (AWS) and providers/runpod_recovery (RunPod); the process is `trainctl _recover`.
+replace.py for every backend that replaces machines; the process is `trainctl _recover`.
 
 One lock per session folder says who resumes the session: an flock on recover.lock. The
 refresh that decides to resume takes it and hands it to the process it starts (the same open

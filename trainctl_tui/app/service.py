@@ -16,6 +16,7 @@ from ..core import aio, paths
 from ..core.errors import SessionNotFound, StopFailed, TrainctlError
 from ..core.formatting import format_age
 from ..core.models import RUNNER_STATE_TO_STATUS, Attempt, Record, Session, Status, is_secret_name
+from ..core.spec import NEWEST_CHECKPOINT, read_spec, spec_path, write_spec
 from ..store import Store, StoreWriteError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from ..backends.cloud import CreateRequest
 
 MASK = "****"
-NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
 # A session whose runner never wrote status.json after this long is lost.
 PENDING_TIMEOUT = 60.0
 RECENT_ENDED_SHOWN = 20
@@ -193,14 +193,13 @@ class Service:
         self.store.insert(session, prepare=prepare)
         write_session_files(session, defaults, secret_env, local=not provider.remote)
         if request.s3_prefix:
-            spec_path = Path(session.session_dir) / "spec.json"
-            spec = json.loads(spec_path.read_text())
+            spec = json.loads(spec_path(session).read_text())
             spec["s3_checkpoint_uri"] = f"{request.s3_prefix.rstrip('/')}/{session.id}/checkpoints/"
-            atomic_write_text(spec_path, json.dumps(spec, indent=2))
-        await self._start_runner(session)
+            write_spec(session, spec)
+        await self.start_runner(session)
         return session
 
-    async def _start_runner(self, session: Session) -> None:
+    async def start_runner(self, session: Session) -> None:
         provider = get_provider(session.provider)
         try:
             await provider.launch(session)
@@ -262,10 +261,11 @@ class Service:
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
-        if attempts is not None and session.provider.startswith("runpod:"):
-            from ..backends.runpod.recovery import with_reasons
+        if attempts is not None:
+            from .replace import with_reasons
 
-            attempts = with_reasons(session, attempts)  # in the same write as the attempts
+            # The interruptions' reasons go in the same write as the attempts.
+            attempts = with_reasons(session, attempts) or attempts
         if changes or attempts is not None:
             # Only over what we read: meanwhile an auto-resume (another process) may have
             # moved the session on, and a slow read (an unreachable host) must not undo that.
@@ -276,16 +276,11 @@ class Service:
                 setattr(session, key, value)
             if attempts is not None:
                 session.attempts = attempts
-        if "status" in changes and session.provider.startswith("aws:"):
-            from ..backends.aws.recovery import (
-                after_status_change,  # resume elsewhere, drop secrets
-            )
+        if getattr(provider, "replaces_machines", False) or \
+                ("status" in changes and hasattr(provider, "forget_secrets")):
+            from .replace import after_refresh  # interruptions, auto-resume, secrets
 
-            await after_status_change(self, session)
-        if session.provider.startswith("runpod:"):  # spot interruption, auto-resume
-            from ..backends.runpod.recovery import after_runpod_refresh
-
-            session = await after_runpod_refresh(self, session)
+            session = await after_refresh(self, session)
         return session
 
     def _notice_dead_recovery(self, session: Session) -> Session:
@@ -321,14 +316,9 @@ class Service:
         recovery.log.info("session %s: %s; resuming (recover pid %s)", session.id, reason,
                           os.getpid())
         try:
-            if session.provider.startswith("aws:"):
-                from ..backends.aws.recovery import resume_detached
+            from .replace import resume_detached
 
-                await resume_detached(self, session, reason)
-            elif session.provider.startswith("runpod:"):
-                from ..backends.runpod.recovery import resume_detached
-
-                await resume_detached(self, session, reason)
+            await resume_detached(self, session, reason)
         except Exception as exc:  # a bug: the session must not say "resuming" forever
             self.store.update(session_id, detail=f"{reason}; auto-resume failed: {exc!r} "
                                                  f"(see {marker.get('log')})")
@@ -577,7 +567,7 @@ class Service:
             raise TrainctlError(f"session {session.id} has no checkpoint dir (launch it with "
                                 "--checkpoint-dir, or give a directory)")
         if get_provider(session.provider).remote:
-            from ..backends.ssh.provider import remote_checkpoint_dir
+            from ..backends.remote.runner import remote_checkpoint_dir
 
             return remote_checkpoint_dir(session), session
         return session.checkpoint_dir, session
@@ -618,7 +608,7 @@ class Service:
                                 f"are already here ({where})")
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir to pull from")
-        from ..backends.ssh.provider import remote_checkpoint_dir
+        from ..backends.remote.runner import remote_checkpoint_dir
 
         folder = remote_checkpoint_dir(session)
         rows = await provider.list_checkpoints(session)
@@ -907,7 +897,6 @@ class Service:
         else:
             checkpoint, skipped, trusted = resolve_resume_checkpoint(session, from_checkpoint,
                                                                      trust=trust)
-        spec_path = Path(session.session_dir) / "spec.json"
         spec = read_spec(session)
         spec["resume_from"] = checkpoint
         spec["resume_skipped"] = skipped
@@ -917,7 +906,7 @@ class Service:
                 note(f"trusting {checkpoint}: its unknown global{'s' if len(trusted) > 1 else ''} "
                      f"{', '.join(trusted)} may run code when it is loaded; session {session.id} "
                      "accepts them in every checkpoint from now on (restarts too)")
-        atomic_write_text(spec_path, json.dumps(spec, indent=2))
+        write_spec(session, spec)
         # The resume is this session's latest sign of life: the wait for its new runner
         # counts from now (see refresh_session), not from when the session was created.
         now = time.time()
@@ -925,7 +914,7 @@ class Service:
                           heartbeat=now)
         session.status, session.heartbeat = Status.PENDING, now
         before = session.attempt or 0
-        await self._start_runner(session)
+        await self.start_runner(session)
         # Once its runner recorded the new attempt (it checks the checkpoint first), so what
         # is reported is what it resumed from.
         return await self._wait_for(
@@ -969,23 +958,9 @@ class Service:
 
     async def _resume_on_new_machine(self, session: Session, from_checkpoint: str | None,
                                      scratch: bool) -> None:
-        kind = session.provider.partition(":")[0]
-        if kind == "aws":
-            from ..backends.aws.recovery import resume_on_new_instance
+        from .replace import resume_by_hand
 
-            await resume_on_new_instance(self, session, scratch=scratch,
-                                         from_checkpoint=from_checkpoint)
-        elif kind == "runpod":
-            from ..backends.runpod.recovery import resume_on_new_pod
-
-            if from_checkpoint:
-                raise TrainctlError("a pod that is gone resumes from the checkpoint that "
-                                    "survived (network volume or pulled home); --from is "
-                                    "not supported here")
-            await resume_on_new_pod(self, session, scratch=scratch)
-        else:
-            raise TrainctlError(f"session {session.id} was interrupted on {session.provider}, "
-                                "which cannot replace its machine")
+        await resume_by_hand(self, session, scratch=scratch, from_checkpoint=from_checkpoint)
 
     async def _refuse_if_training_alive(self, session: Session) -> None:
         """A lost session's training may outlive its runner: never start a second one."""
@@ -1011,11 +986,7 @@ class Service:
             raise TrainctlError(f"session {session.id} is being resumed (recover pid "
                                 f"{marker.get('pid', '?')}); remove it once that is done")
         await self._refuse_if_training_alive(session)
-        if session.provider.startswith("aws:") and (Path(session.session_dir) /
-                                                    "secret_env.json").exists():
-            from ..backends.aws.provider import delete_secrets
-
-            await delete_secrets(session.id)
+        await _call(get_provider(session.provider), "forget_secrets", session)
         # Out of sight first: a listing meanwhile must not restore it from its folder.
         folder = Path(session.session_dir)
         doomed = folder.with_name(f".{folder.name}.removing")
@@ -1220,7 +1191,7 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
         "keep_last_n": session.keep_last_n,
         "created": session.created,
     }
-    atomic_write_text(folder / "spec.json", json.dumps(spec, indent=2))
+    write_spec(session, spec)
     (folder / "train.log").touch()
 
 
@@ -1229,23 +1200,6 @@ def shorten(text: str, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text):,} characters)"
-
-
-def read_spec(session: Session) -> dict:
-    """The session's spec.json, or one line saying it cannot be used."""
-    path = Path(session.session_dir) / "spec.json"
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainctlError(f"session {session.id} has no spec.json ({path}); it cannot be "
-                            "resumed") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is unreadable "
-                            f"({exc}); it cannot be resumed") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("command"), list):
-        raise TrainctlError(f"session {session.id}'s spec.json ({path}) is not a trainctl "
-                            "spec (no command list); it cannot be resumed")
-    return spec
 
 
 def session_from_folder(folder: Path) -> Session | None:
@@ -1286,15 +1240,6 @@ def session_from_folder(folder: Path) -> Session | None:
         for name, value in changes.items():
             setattr(session, name, value)
     return session
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def tells_of_previous_attempt(session: Session, status: dict) -> bool:

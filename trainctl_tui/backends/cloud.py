@@ -124,7 +124,7 @@ class CloudProvider(Protocol):
 
 _CLOUDS = {
     "aws": "trainctl_tui.backends.aws.cloud:AWSCloud",
-    "runpod": "trainctl_tui.backends.runpod.provider:RunPodCloud",
+    "runpod": "trainctl_tui.backends.runpod.cloud:RunPodCloud",
 }
 
 

@@ -108,7 +108,7 @@ def newest_finished(entries) -> CheckpointEntry | None:
 # --------------------------------------------------------------------------- names
 
 
-def _looks_like_checkpoint(name: str, is_dir: bool) -> bool:
+def looks_like_checkpoint(name: str, is_dir: bool) -> bool:
     if is_dir:
         return bool(CHECKPOINT_DIR_RE.match(name) or DEEPSPEED_DIR_RE.match(name))
     return name.lower().endswith(CHECKPOINT_SUFFIXES)
@@ -126,13 +126,13 @@ def _strip_temp(name: str) -> str | None:
     return None if base == name else base
 
 
-def _temp_checkpoint(name: str, is_dir: bool) -> str | None:
+def temp_checkpoint(name: str, is_dir: bool) -> str | None:
     """For a temp-named checkpoint, the name it will have when finished ("" if unknown);
     None if `name` is not a checkpoint being written."""
     base = _strip_temp(name)
     if base is None:
         return None
-    if base and _looks_like_checkpoint(base, is_dir):
+    if base and looks_like_checkpoint(base, is_dir):
         return base
     if not is_dir and MKSTEMP_RE.match(name):
         return ""
@@ -240,7 +240,7 @@ def _build_entry(de: os.DirEntry, root: str) -> CheckpointEntry | None:
     name = de.name
     is_link = de.is_symlink()
     if is_link and not os.path.exists(de.path):
-        if _looks_like_checkpoint(name, False) or _looks_like_checkpoint(name, True):
+        if looks_like_checkpoint(name, False) or looks_like_checkpoint(name, True):
             raise OSError(f"broken symlink -> {os.readlink(de.path)}")
         return None
     is_dir = de.is_dir()
@@ -248,12 +248,12 @@ def _build_entry(de: os.DirEntry, root: str) -> CheckpointEntry | None:
         return None  # sockets, fifos, devices
     notes: list[str] = []
     writing = False
-    final_name = _temp_checkpoint(name, is_dir)
+    final_name = temp_checkpoint(name, is_dir)
     if final_name is not None:
         writing = True
         notes.append("temporary name")
         step = checkpoint_step(final_name) if final_name else None
-    elif name.startswith(".") or not _looks_like_checkpoint(name, is_dir):
+    elif name.startswith(".") or not looks_like_checkpoint(name, is_dir):
         return None
     else:
         step = checkpoint_step(name)

@@ -666,7 +666,7 @@ def metrics_source(service, target: str):
 async def mirror_whole_log(mirror) -> None:
     """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
     a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
-    from ..backends.ssh.provider import LOG_CHUNK
+    from ..backends.remote.runner import LOG_CHUNK
 
     while await mirror.sync() >= LOG_CHUNK:
         pass

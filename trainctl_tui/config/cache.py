@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..core import paths
-from ..runner.supervisor import atomic_write_json
+from ..core.atomic import atomic_write_json
 
 SCHEMA_SOURCE = Path(__file__).with_name("loader.py")
 ENV_PREFIX = "TRAINCTL_"
@@ -79,7 +79,7 @@ def _write(key: str, sections: dict[str, dict]) -> None:
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(str(path), {"key": key, "sections": sections})
+        atomic_write_json(path, {"key": key, "sections": sections}, mode=0o600)
     except (OSError, TypeError, ValueError):
         pass  # a read-only or full home, a value JSON cannot hold: validate again next time
 

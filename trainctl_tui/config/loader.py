@@ -38,6 +38,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from trainctl_tui.core.errors import ConfigError
+from trainctl_tui.core.formatting import mask_secret
 from trainctl_tui.core.paths import project_config_path, user_config_path
 
 try:
@@ -545,23 +546,12 @@ def load_config(cwd: Path | None = None) -> Config:
     return _build(merged, layers)
 
 
-def mask_secret(value: str | SecretStr | None) -> str:
-    """'****abcd' for a secret of 12+ chars, '****' for a shorter one, '' when unset."""
-    if value is None:
-        return ""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if not value:
-        return ""
-    return "****" + value[-4:] if len(value) >= 12 else "****"
-
-
 def render_config(cfg: Config, *, mask_secrets: bool = True) -> str:
     """The effective config as TOML; unset keys appear as comments."""
     lines: list[str] = []
     _emit_table(lines, (), cfg, mask_secrets)
     if "[runpod]" in lines:  # which RunPod key is in use and where from (env, file, MCP)
-        from trainctl_tui.backends.runpod.api import key_source_line
+        from .runpod_key import key_source_line
 
         lines.insert(lines.index("[runpod]") + 1, key_source_line(cfg))
     return "\n".join(lines).rstrip("\n") + "\n"

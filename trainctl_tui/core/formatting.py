@@ -18,6 +18,18 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
+def mask_secret(value) -> str:
+    """'****abcd' for a secret of 12+ chars, '****' for a shorter one, '' when unset. `value`
+    is text or a pydantic SecretStr (anything with get_secret_value)."""
+    if value is None:
+        return ""
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if not value:
+        return ""
+    return "****" + value[-4:] if len(value) >= 12 else "****"
+
+
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

@@ -443,7 +443,7 @@ class AWSCloud:
                 return raw
         raise AWSError(f"aws: no instance {instance_id}", "InvalidInstanceID.NotFound")
 
-    async def _lookup(self, instance_id: str) -> dict:
+    async def lookup(self, instance_id: str) -> dict:
         """The raw instance, with one clear line for a malformed or unknown id."""
         if not INSTANCE_ID.match(instance_id or ""):
             raise ProviderError(f"aws: '{instance_id}' is not an EC2 instance id "
@@ -457,7 +457,7 @@ class AWSCloud:
             raise
 
     async def get_instance(self, instance_id: str) -> Instance:
-        raw = await self._lookup(instance_id)
+        raw = await self.lookup(instance_id)
         return (await self._to_instances([raw]))[0]
 
     async def list_instances(self, *, include_unmanaged: bool = False) -> list[Instance]:
@@ -516,7 +516,7 @@ class AWSCloud:
 
     async def _act(self, verb: str, method: str, instance_id: str, *, dry_run: bool,
                    force: bool) -> Instance:
-        raw = await self._lookup(instance_id)
+        raw = await self.lookup(instance_id)
         if not force and _tags(raw).get(MANAGED_TAG) != "true":
             raise ProviderError(f"aws: {instance_id} is not managed by trainctl (no "
                                 f"{MANAGED_TAG} tag); pass --force to {verb} it anyway")

@@ -21,12 +21,15 @@ import shlex
 import time
 from pathlib import Path
 
-from ...core.models import Session
+from ...core import interruptions
+from ...core.atomic import atomic_write
+from ...core.models import Session, Status
 from ..base import ProviderError, UnknownProvider
-from ..ssh.provider import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, _backoff, _remote_info
+from ..remote.runner import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, backoff, remote_info
 from . import api as aws_api
 from .api import AWSError
 from .cloud import TEMPLATE_TAG  # the template an instance was created from
+from .recovery import LAST_STATUS, interruption_reason
 from .ssm import SSMError, SSMTransport, SSMUnreachable, parse_slice, slice_script
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
@@ -36,7 +39,6 @@ SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
 AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
 LOG_MARK = "TRAINCTL-LOG"
-LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
 
 # Runs on the instance: reads the session's SecureString parameters with the instance's own
 # credentials and writes them to a 0600 file. Only the parameter path is in the command text.
@@ -126,7 +128,7 @@ class AWSProvider(RemoteRunnerProvider):
     async def describe(self) -> dict:
         from .cloud import AWSCloud
 
-        return await AWSCloud()._lookup(self.host)
+        return await AWSCloud().lookup(self.host)
 
     async def validate(self) -> None:
         """One line when the instance does not exist, is not running or not in SSM."""
@@ -158,7 +160,7 @@ class AWSProvider(RemoteRunnerProvider):
     # -- launching -----------------------------------------------------------------------------
 
     def remote_dir(self, session: Session) -> str:
-        info = _remote_info(session)
+        info = remote_info(session)
         if info and info.get("host") == self.host:
             return info["remote_dir"]
         return f"{self.workdir.rstrip('/')}/sessions/{session.id}"
@@ -173,8 +175,6 @@ class AWSProvider(RemoteRunnerProvider):
 
     def _add_aws_spec(self, session: Session) -> None:
         """spot_notice_url, s3_checkpoint_uri, autostop_minutes for the runner on EC2."""
-        from ...app.service import atomic_write_text
-
         path = Path(session.session_dir) / "spec.json"
         spec = json.loads(path.read_text())
         template = self.template
@@ -192,7 +192,7 @@ class AWSProvider(RemoteRunnerProvider):
             spec.setdefault("aws_region", aws_api.region())
         except AWSError:
             pass
-        atomic_write_text(path, json.dumps(spec, indent=2))
+        atomic_write(path, json.dumps(spec, indent=2))
 
     async def _ship_secrets(self, session: Session, remote_dir: str, data: bytes) -> None:
         """SecureString parameters, read on the instance by its role: the values are never
@@ -220,7 +220,28 @@ class AWSProvider(RemoteRunnerProvider):
                                 f"{prefix}* and kms:Decrypt)")
 
     async def forget_secrets(self, session: Session) -> int:
-        return await delete_secrets(session.id)
+        return await delete_secrets(session.id) if has_secrets(session) else 0
+
+    # -- replacing a reclaimed spot instance (backends/replacing.py) ---------------------------
+
+    replaces_machines = True
+    interrupted_when = (Status.INTERRUPTED,)  # the probe says so (_interrupted)
+
+    async def interruption(self, session: Session, entries: list[dict]):
+        from . import recovery
+
+        return await recovery.interruption(session, self.host, entries)
+
+    async def replace(self, session: Session, entry: dict | None, *, reason: str,
+                      by_hand: bool = False, scratch: bool = False,
+                      from_checkpoint: str | None = None, progress=None):
+        from . import recovery
+
+        return await recovery.replace(session, self.host, entry, by_hand=by_hand,
+                                      scratch=scratch, from_checkpoint=from_checkpoint)
+
+    async def observe(self, session: Session) -> None:
+        pass  # what a replacement needs is read when the instance is reclaimed
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -228,7 +249,7 @@ class AWSProvider(RemoteRunnerProvider):
         cached = self._probes.get(session.id)
         if cached and time.monotonic() - cached[0] < PROBE_TTL:
             return cached[1]
-        with _backoff(self.backoff_key):
+        with backoff(self.backoff_key):
             try:
                 return await self._probe(session)
             except SSMUnreachable as exc:
@@ -259,7 +280,7 @@ class AWSProvider(RemoteRunnerProvider):
 
     async def _probe(self, session: Session) -> dict:
         """One SSM command: the runner's probe and the next slice of train.log."""
-        runner = (_remote_info(session) or {}).get("runner") or \
+        runner = (remote_info(session) or {}).get("runner") or \
             f"{self.workdir.rstrip('/')}/runner/{_version()}/supervisor.py"
         remote_dir = self.remote_dir(session)
         mirror = self._mirror(session)
@@ -277,9 +298,7 @@ class AWSProvider(RemoteRunnerProvider):
                                 ) from None
         self._probes[session.id] = (time.monotonic(), answer)
         if answer.get("status") is not None:
-            from ...app.service import atomic_write_text
-
-            atomic_write_text(Path(session.session_dir) / LAST_STATUS,
+            atomic_write(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))
         size = answer.get("log_size", 0)
         if size < offset:
@@ -292,7 +311,7 @@ class AWSProvider(RemoteRunnerProvider):
             if data:  # read just after the probe: may run past log_size, never short of it
                 with open(mirror.local, "ab") as out:
                     out.write(data)
-                mirror._save(offset + len(data))
+                mirror.save(offset + len(data))
             if size > mirror.offset:
                 await mirror.sync(size)  # a backlog beyond one answer: further commands
         return answer
@@ -318,7 +337,7 @@ class AWSProvider(RemoteRunnerProvider):
 
 
 def _version() -> str:
-    from ..ssh.provider import runner_version
+    from ..remote.runner import runner_version
 
     return runner_version()
 
@@ -353,52 +372,8 @@ async def delete_secrets(session_id: str) -> int:
 
 # -- interruptions ------------------------------------------------------------------------------
 
-INTERRUPTIONS = "interruptions.json"
-
-
 def has_secrets(session: Session) -> bool:
     return (Path(session.session_dir) / "secret_env.json").exists()
-
-
-def load_interruptions(session: Session) -> list[dict]:
-    """Every spot interruption of the session: instance, type, when, its cost, the attempts
-    it ran."""
-    try:
-        return json.loads((Path(session.session_dir) / INTERRUPTIONS).read_text())
-    except (OSError, ValueError):
-        return []
-
-
-async def record_interruption(session: Session, instance_id: str) -> dict:
-    """Remember an interruption (with what the instance cost until then) in the session."""
-    from ...app.service import atomic_write_text
-    from .cloud import AWSCloud
-
-    now = time.time()
-    record: dict = {"instance": instance_id, "at": now, "type": None, "cost": None,
-                    "template": None, "attempts": []}
-    try:
-        instance = await AWSCloud().get_instance(instance_id)
-        record["type"] = instance.type
-        record["template"] = instance.extra.get("tags", {}).get(TEMPLATE_TAG)
-        if instance.price_per_hour is not None and instance.launched:
-            record["cost"] = round(instance.price_per_hour * max(0.0, now - instance.launched)
-                                   / 3600, 4)
-    except AWSError:
-        pass
-    try:
-        last = json.loads((Path(session.session_dir) / LAST_STATUS).read_text()) or {}
-    except (OSError, ValueError):
-        last = {}
-    record["attempts"] = last.get("attempts") or []
-    records = load_interruptions(session) + [record]
-    atomic_write_text(Path(session.session_dir) / INTERRUPTIONS, json.dumps(records, indent=2))
-    return record
-
-
-def interruption_reason(record: dict) -> str:
-    cost = f", ${record['cost']:.2f}" if record.get("cost") is not None else ""
-    return f"spot interruption ({record['instance']}{cost})"
 
 
 def merged_attempts(records: list[dict], current: list[dict]) -> list[dict]:
@@ -419,10 +394,10 @@ def merged_attempts(records: list[dict], current: list[dict]) -> list[dict]:
 
 async def _read_status_merged(provider: AWSProvider, session: Session) -> dict | None:
     status = (await provider.probe(session)).get("status")
-    records = load_interruptions(session)
+    records = interruptions.load(session.session_dir)
     if not status or not records:
         return status
-    if any(r["instance"] == provider.host for r in records):
+    if any(r["machine"] == provider.host for r in records):
         return status  # the reclaimed instance itself: its own view
     status = dict(status)
     status["attempts"] = merged_attempts(records, status.get("attempts") or [])

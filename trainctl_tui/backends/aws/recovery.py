@@ -1,107 +1,112 @@
-"""What happens after an AWS session changes status: a spot interruption with `[aws]
-auto_resume` on gets a replacement instance (same template, then the fallback types/zones when
-capacity fails) and a new attempt there from the newest checkpoint in S3; a session that ended
-for good has its SecureString secrets deleted. Called by service.refresh_session.
-
-The refresh only decides and records the interruption; creating the replacement and starting
-the run there (minutes) happen in a detached `trainctl _recover` (recovery.py), which calls
-resume_detached. Deleting the secrets (two SSM calls) stays in the refresh."""
+"""How AWS replaces a spot instance it reclaimed (the capability of backends/replacing.py,
+for AWSProvider): the interruption is noticed by the probe (the instance went with
+`Server.SpotInstanceTermination`), recorded with the instance's type, template and cost, and
+replaced by a spot instance from the same template (then the template's fallback types and
+zones when capacity fails), where the run resumes from the newest sound checkpoint in S3."""
 
 from __future__ import annotations
 
-import json
+import logging
+import time
 from pathlib import Path
 
-from ...app import recovery
 from ...core.errors import TrainctlError
-from ...core.models import Session, Status
+from ...core.models import Session
+from ...core.spec import read_spec
+from ..replacing import Interruption, Replacement
 
 # AWS error codes after which another type or zone may still work.
 CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity",
                   "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded", "Unsupported",
                   "InsufficientHostCapacity", "capacity-not-available", "SSMTimeout"}
+AUTO = "auto"  # replace(): the newest finished checkpoint in S3
+LAST_STATUS = "remote_status.json"  # the last status.json seen, kept for a reclaimed instance
 
-log = recovery.log  # the recover process writes it to recover.log
-
-
-async def after_status_change(service, session: Session) -> None:
-    """Never raises: whatever fails here is said in the session's detail."""
-    if not session.provider.startswith("aws:"):
-        return
-    try:
-        if session.status is Status.INTERRUPTED:
-            await maybe_resume(service, session)
-        elif not session.status.active:
-            from .provider import delete_secrets, has_secrets
-
-            if has_secrets(session):
-                await delete_secrets(session.id)
-    except TrainctlError as exc:
-        service.store.update(session.id, detail=f"{session.detail or 'interrupted'}; "
-                                                f"auto-resume failed: {exc}")
+log = logging.getLogger("trainctl.recovery")  # the recover process writes it to recover.log
 
 
-async def maybe_resume(service, session: Session) -> bool:
-    """Start resuming an interrupted session on a new instance, in a detached process, when
-    the config allows; True if one was started. Returns at once."""
-    from .provider import load_interruptions, record_interruption
+async def interruption(session: Session, instance_id: str, entries: list[dict]
+                       ) -> Interruption | None:
+    """The reclaimed instance, recorded once; auto-resume when `[aws] auto_resume` allows."""
+    from .api import aws_settings
 
-    settings = service.config.aws
+    if any(entry["machine"] == instance_id for entry in entries):
+        return None  # recorded and handled already
+    entry = await interruption_entry(session, instance_id)
+    reason = session.detail or "interrupted"
+    settings = aws_settings()
     if not settings.auto_resume:
-        return False
-    lock = recovery.take_lock(session.session_dir)
-    if lock is None:
-        return False  # another refresh (the TUI, a CLI) or a recovery is on it
+        return Interruption(entry=entry, detail=session.detail)
+    if len(entries) + 1 > settings.max_resumes:
+        return Interruption(entry=entry, detail=(
+            f"{reason}; not resumed: {settings.max_resumes} interruptions already (raise "
+            "[aws] max_resumes, or trainctl resume it)"))
+    return Interruption(entry=entry, detail=reason, resume="resuming on a new instance")
+
+
+async def interruption_entry(session: Session, instance_id: str) -> dict:
+    """The interruption record's entry: the instance, its type and template, what it cost
+    until now, and the attempts it ran (its last status.json)."""
+    import json
+
+    from .api import AWSError
+    from .cloud import TEMPLATE_TAG, AWSCloud
+
+    now = time.time()
+    entry: dict = {"machine": instance_id, "instance": instance_id, "at": now, "spot": True,
+                   "type": None, "cost": None, "template": None, "attempts": []}
     try:
-        done = load_interruptions(session)
-        old = session.host or session.provider.partition(":")[2]
-        if any(item["instance"] == old for item in done):
-            return False  # recorded and handled already
-        await record_interruption(session, old)
-        reason = session.detail or "interrupted"
-        if len(done) + 1 > settings.max_resumes:
-            service.store.update(session.id, detail=f"{reason}; "
-                                 f"not resumed: {settings.max_resumes} interruptions already "
-                                 "(raise [aws] max_resumes, or trainctl resume it)")
-            return False
-        recovery.start(service, session, lock, reason, "resuming on a new instance")
-        return True
-    finally:
-        lock.release()  # a no-op when the recovery has it
-
-
-async def resume_detached(service, session: Session, reason: str) -> None:
-    """In `trainctl _recover`: the replacement instance and the run there, for the
-    interruption maybe_resume recorded. Failures are said in the session's detail."""
-    from .provider import load_interruptions
-
-    old = session.host or session.provider.partition(":")[2]
-    record = next((r for r in reversed(load_interruptions(session)) if r["instance"] == old),
-                  None)
-    if session.status is not Status.INTERRUPTED or record is None:
-        log.info("session %s is %s on %s: nothing to resume", session.id, session.status, old)
-        if session.status is Status.INTERRUPTED:
-            service.store.update(session.id, detail=reason)
-        return
+        instance = await AWSCloud().get_instance(instance_id)
+        entry["type"] = instance.type
+        entry["template"] = instance.extra.get("tags", {}).get(TEMPLATE_TAG)
+        if instance.price_per_hour is not None and instance.launched:
+            entry["cost"] = round(instance.price_per_hour * max(0.0, now - instance.launched)
+                                  / 3600, 4)
+    except AWSError:
+        pass
     try:
-        log.info("creating a spot instance to replace %s (%s)", old,
-                 record.get("type") or "the template's type")
-        instance = await create_replacement(session, record.get("type"),
-                                            record.get("template"))
-        log.info("instance %s runs; starting the session there", instance.id)
-        await start_on(service, session, instance.id)
-    except TrainctlError as exc:
-        service.store.update(session.id, detail=f"{reason}; auto-resume failed: {exc}")
+        last = json.loads((Path(session.session_dir) / LAST_STATUS).read_text()) or {}
+    except (OSError, ValueError):
+        last = {}
+    entry["attempts"] = last.get("attempts") or []
+    entry["reason"] = interruption_reason(entry)
+    return entry
+
+
+async def replace(session: Session, instance_id: str, entry: dict | None, *, by_hand: bool,
+                  scratch: bool, from_checkpoint: str | None) -> Replacement:
+    """A spot instance like the reclaimed one, and the checkpoint to resume from: the newest
+    sound one in S3 (or, by hand, the one named, or none for --scratch)."""
+    new_entry = None
+    if entry is None:  # auto_resume was off: nobody has recorded this one yet
+        entry = new_entry = await interruption_entry(session, instance_id)
+    log.info("creating a spot instance to replace %s (%s)", instance_id,
+             entry.get("type") or "the template's type")
+    instance = await create_replacement(session, entry.get("type"), entry.get("template"))
+    log.info("instance %s runs; starting the session there", instance.id)
+    checkpoint = (None if scratch else from_checkpoint or AUTO) if by_hand else AUTO
+    skipped: list[dict] = []
+    if checkpoint == AUTO:
+        spec = read_spec(session)  # a garbage one: one line, not a traceback
+        checkpoint, skipped = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri"),
+                                                         spec.get("trusted_globals") or ())
+    return Replacement(
+        provider=f"aws:{instance.id}", host=instance.id, label=instance.id,
+        resume_from=checkpoint, resume_skipped=skipped, entry=new_entry,
+        note=(f"spot interruption on {instance_id}; resuming on {instance.id} from "
+              f"{checkpoint or 'scratch'}"),
+        detail=f"resuming on {instance.id} after a spot interruption")
 
 
 async def create_replacement(session: Session, old_type: str | None,
                              template_name: str | None = None):
     """A spot instance from the same template; on a capacity failure the template's
     fallback_types and fallback_zones are tried in turn."""
-    from ..cloud import CreateRequest, get_cloud
+    from ..cloud import CreateRequest
     from .api import AWSError
+    from .cloud import AWSCloud
 
-    cloud = get_cloud("aws")
+    cloud = AWSCloud()
     template = cloud.template(template_name)
     types = [old_type or template.instance_type] + \
         [t for t in template.fallback_types if t != (old_type or template.instance_type)]
@@ -121,57 +126,6 @@ async def create_replacement(session: Session, old_type: str | None,
     raise TrainctlError("no replacement instance: " + "; ".join(errors))
 
 
-async def resume_on_new_instance(service, session: Session, *, scratch: bool = False,
-                                 from_checkpoint: str | None = None) -> None:
-    """`trainctl resume` of an interrupted session: its instance is gone, so a replacement
-    is created (whatever auto_resume says: the user asked) and the run starts there."""
-    from .provider import load_interruptions, record_interruption
-
-    old = session.host or session.provider.partition(":")[2]
-    last = next((r for r in load_interruptions(session) if r["instance"] == old), None)
-    if last is None:  # auto_resume was off: nobody has recorded this one yet
-        last = await record_interruption(session, old)
-    instance = await create_replacement(session, last.get("type"), last.get("template"))
-    await start_on(service, session, instance.id,
-                   checkpoint=None if scratch else (from_checkpoint or AUTO))
-
-
-AUTO = "auto"  # start_on: the newest finished checkpoint in S3
-
-
-async def start_on(service, session: Session, instance_id: str,
-                   checkpoint: str | None = AUTO) -> None:
-    """A new attempt of `session` on `instance_id`, from `checkpoint` (an s3:// URI, a path
-    on the instance, None for scratch, AUTO for the newest finished one in S3)."""
-    from ...app.service import atomic_write_text, read_spec
-
-    folder = Path(session.session_dir)
-    spec_path = folder / "spec.json"
-    spec = read_spec(session)  # a garbage one: one line, not a traceback
-    skipped: list[dict] = []
-    if checkpoint == AUTO:
-        uri, skipped = await newest_s3_checkpoint(spec.get("s3_checkpoint_uri"),
-                                                  spec.get("trusted_globals") or ())
-    else:
-        uri = checkpoint
-    spec["resume_from"] = uri
-    spec["resume_skipped"] = skipped  # the runner records them in the new attempt
-    atomic_write_text(spec_path, json.dumps(spec, indent=2))
-    old = session.host
-    with open(folder / "train.log", "ab") as log:
-        log.write(f"\n[trainctl] spot interruption on {old}; resuming on {instance_id} from "
-                  f"{uri or 'scratch'}\n".encode())
-    (folder / "remote.json").unlink(missing_ok=True)
-    atomic_write_text(folder / "remote.offset", "0")
-    provider = f"aws:{instance_id}"
-    service.store.update(session.id, provider=provider, host=instance_id,
-                         status=Status.PENDING, ended=None,
-                         detail=f"resuming on {instance_id} after a spot interruption")
-    session.provider, session.host, session.status = provider, instance_id, Status.PENDING
-    session.ended = None
-    await service._start_runner(session)
-
-
 async def newest_s3_checkpoint(uri: str | None, trusted_globals=()
                                ) -> tuple[str | None, list[dict]]:
     """The s3:// URI of the newest sound checkpoint under `uri` (inspected through ranged
@@ -186,3 +140,8 @@ async def newest_s3_checkpoint(uri: str | None, trusted_globals=()
     _, rows = await asyncio.to_thread(s3_checkpoints.list_checkpoints, uri)
     row, skipped = choose_row(rows, trusted_globals)
     return (row.entry.path if row else None), skipped
+
+
+def interruption_reason(record: dict) -> str:
+    cost = f", ${record['cost']:.2f}" if record.get("cost") is not None else ""
+    return f"spot interruption ({record['machine']}{cost})"

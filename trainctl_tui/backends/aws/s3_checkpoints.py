@@ -38,9 +38,9 @@ from ...checkpoints.scan import (
     HF_STATE_FILE,
     CheckpointEntry,
     ScanResult,
-    _looks_like_checkpoint,
-    _temp_checkpoint,
+    looks_like_checkpoint,
     order_key,
+    temp_checkpoint,
 )
 from ...core.errors import TrainctlError
 from ...runner.supervisor import checkpoint_step
@@ -216,14 +216,14 @@ def _entry(name: str, kind: str, bucket: str, prefix: str, directory: str,
     is_dir = kind == "dir"
     notes: list[str] = []
     writing = False
-    final_name = _temp_checkpoint(name, is_dir)
+    final_name = temp_checkpoint(name, is_dir)
     if final_name is not None:
         writing = True
         notes.append("temporary name")
         step = checkpoint_step(final_name) if final_name else None
     elif name.startswith("."):
         return None
-    elif _looks_like_checkpoint(name, is_dir) or (
+    elif looks_like_checkpoint(name, is_dir) or (
             is_dir and (markers or any(_DIR_FILES.match(n) for n in names or ()))):
         step = checkpoint_step(name)
     else:
@@ -656,7 +656,7 @@ def pull(uri: str, to: str | None = None, *, progress=None, note=None, client=No
     if where.key and not where.key.endswith("/"):
         entry = resolve(uri, client=client)
         if (entry.kind == "dir" and not entry.markers
-                and not _looks_like_checkpoint(entry.name, True)
+                and not looks_like_checkpoint(entry.name, True)
                 and scan(uri + "/", client=client)):
             entry = None  # a folder of checkpoints, not a checkpoint folder
     if entry is None:

@@ -392,7 +392,7 @@ class SSHTransport:
 
     async def _exec(self, argv: list[str], input: bytes | None, timeout: float,
                     quiet: bool = False) -> Result:
-        proc = await _spawn(argv, stdin=subprocess.PIPE if input is not None else None)
+        proc = await spawn(argv, stdin=subprocess.PIPE if input is not None else None)
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(input), timeout)
         except asyncio.TimeoutError:
@@ -400,7 +400,7 @@ class SSHTransport:
                 return Result(255, b"", b"timed out")
             raise HostUnreachable(self.name, f"timed out after {timeout:g}s") from None
         finally:
-            await _reap(proc)
+            await reap(proc)
         return Result(proc.returncode, stdout, stderr)
 
     # -- files ---------------------------------------------------------------------------------
@@ -479,7 +479,7 @@ class SSHTransport:
         source = remote_path[2:] if remote_path.startswith("~/") else remote_path
         argv = ["rsync", "--inplace", "--append-verify", "--protect-args", "--info=progress2",
                 "--no-motd", "-e", shlex.join(ssh), f"{self.target.host}:{source}", part]
-        proc = await _spawn(argv, stdin=None)
+        proc = await spawn(argv, stdin=None)
         stderr_task = asyncio.ensure_future(proc.stderr.read())
         try:
             async for sent in _rsync_progress(proc.stdout):
@@ -489,7 +489,7 @@ class SSHTransport:
             stderr = await stderr_task
         finally:
             stderr_task.cancel()
-            await _reap(proc)
+            await reap(proc)
         if proc.returncode == 255 or b"connection unexpectedly closed" in stderr:
             raise HostUnreachable(self.name, meaningful_line(stderr) or "connection lost")
         return proc.returncode == 0
@@ -505,7 +505,7 @@ class SSHTransport:
         """One ssh streaming the remaining bytes (bounded by the size seen at the start, in
         case the file grows) and appending them to the part file as they arrive."""
         script = _readable(remote_path) + f'tail -c +{done + 1} -- "$p" | head -c {total - done}'
-        proc = await _spawn(self.argv(remote_command(script)), stdin=None)
+        proc = await spawn(self.argv(remote_command(script)), stdin=None)
         stderr_task = asyncio.ensure_future(proc.stderr.read())
         try:
             with open(part, "ab") as out:
@@ -520,7 +520,7 @@ class SSHTransport:
             stderr = await stderr_task
         finally:
             stderr_task.cancel()
-            await _reap(proc)
+            await reap(proc)
         result = Result(proc.returncode, b"", stderr)
         if result.returncode == 255:
             raise HostUnreachable(self.name, meaningful_line(stderr) or "connection lost")
@@ -578,7 +578,7 @@ def _start_part(part: str, total: int, resume: bool) -> int:
     return 0
 
 
-async def _spawn(argv: list[str], *, stdin) -> asyncio.subprocess.Process:
+async def spawn(argv: list[str], *, stdin) -> asyncio.subprocess.Process:
     # Own session: a Ctrl-C meant for the TUI doesn't hit ssh, and killpg takes a
     # ProxyCommand with it. The ControlPersist master daemonizes out of this group.
     try:
@@ -593,7 +593,7 @@ async def _spawn(argv: list[str], *, stdin) -> asyncio.subprocess.Process:
         raise SSHError("ssh: the ssh client is not installed (install openssh-client)") from None
 
 
-async def _reap(proc: asyncio.subprocess.Process) -> None:
+async def reap(proc: asyncio.subprocess.Process) -> None:
     """Kill ssh if it is still running (timeout, cancellation, a raising callback)."""
     if proc.returncode is None:
         try:

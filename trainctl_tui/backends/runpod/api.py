@@ -13,15 +13,14 @@ import asyncio
 import json
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from ...config import runpod_key  # where the key comes from is the config's business
+from ...config.runpod_key import ENV_VAR, key_from_mcp_file, mcp_config_files  # noqa: F401
 from ..base import ProviderError
 
-ENV_VAR = "RUNPOD_API_KEY"
 DEFAULT_BASE_URL = "https://api.runpod.io"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
@@ -41,81 +40,6 @@ class RunPodAuthError(RunPodError):
 # -- the API key ----------------------------------------------------------------------------
 
 
-def mcp_config_files(platform: str | None = None, home: Path | None = None,
-                     cwd: Path | None = None) -> list[tuple[str, Path]]:
-    """(client, path) of the MCP client config files that may define a RunPod server, in
-    the order they are searched."""
-    platform = platform or sys.platform
-    home = home or Path.home()
-    cwd = cwd or Path.cwd()
-    if platform == "darwin":
-        app_support = home / "Library" / "Application Support"
-        claude, code = app_support / "Claude", app_support / "Code" / "User"
-    elif platform.startswith("win"):
-        appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
-        claude, code = appdata / "Claude", appdata / "Code" / "User"
-    else:
-        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        claude, code = config / "Claude", config / "Code" / "User"
-    return [
-        ("Claude Desktop", claude / "claude_desktop_config.json"),
-        ("Cursor", home / ".cursor" / "mcp.json"),
-        ("VS Code", code / "mcp.json"),
-        ("VS Code workspace", cwd / ".vscode" / "mcp.json"),
-    ]
-
-
-def _strip_jsonc(text: str) -> str:
-    """VS Code's mcp.json is JSON with comments and trailing commas."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
-        elif text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        else:
-            out.append(ch)
-            i += 1
-    return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
-
-
-def key_from_mcp_file(path: Path) -> tuple[str, str] | None:
-    """(key, server name) of the first server in the file that looks like RunPod's MCP
-    server and has RUNPOD_API_KEY in its env; None if there is none (or the file is bad)."""
-    try:
-        data = json.loads(_strip_jsonc(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    servers = data.get("mcpServers") or data.get("servers")
-    if not isinstance(servers, dict) and isinstance(data.get("mcp"), dict):
-        servers = data["mcp"].get("servers")
-    if not isinstance(servers, dict):
-        return None
-    for name, server in servers.items():
-        if not isinstance(server, dict):
-            continue
-        args = server.get("args") if isinstance(server.get("args"), list) else []
-        words = " ".join([str(name), str(server.get("command", "")), *map(str, args),
-                          str(server.get("url", ""))])
-        env = server.get("env") if isinstance(server.get("env"), dict) else {}
-        key = env.get(ENV_VAR)
-        if "runpod" in words.lower() and isinstance(key, str) and key.strip() \
-                and not key.strip().startswith("${"):  # ${input:...} is a prompt, not a key
-            return key.strip(), str(name)
-    return None
-
-
 def _config_path() -> str:
     from ...core.paths import user_config_path
 
@@ -123,22 +47,13 @@ def _config_path() -> str:
 
 
 def find_api_key(config=None) -> tuple[str, str] | None:
-    """(key, where it came from) in the documented order, or None."""
-    value = os.environ.get(ENV_VAR, "").strip()
-    if value:
-        return value, ENV_VAR
-    if config is None:
+    """(key, where it came from) in the documented order, or None (config/runpod_key.py); the
+    config is read only when the environment has no key."""
+    if config is None and not os.environ.get(ENV_VAR, "").strip():
         from ...config.loader import load_config
 
         config = load_config()
-    secret = config.runpod.api_key
-    if secret is not None and secret.get_secret_value().strip():
-        return secret.get_secret_value().strip(), "[runpod] api_key in the trainctl config"
-    for client, path in mcp_config_files():
-        found = key_from_mcp_file(path)
-        if found:
-            return found[0], f"{client} MCP config {path} (server '{found[1]}')"
-    return None
+    return runpod_key.find_api_key(config)
 
 
 def resolve_api_key(config=None) -> tuple[str, str]:
@@ -149,19 +64,6 @@ def resolve_api_key(config=None) -> tuple[str, str]:
         raise RunPodAuthError("runpod: no API key found (looked in " + ", ".join(places)
                               + "); set RUNPOD_API_KEY or [runpod] api_key")
     return found
-
-
-def key_source_line(config=None) -> str:
-    """What `trainctl config show` prints about the RunPod key: source and masked key."""
-    from ...config.loader import mask_secret
-
-    try:
-        found = find_api_key(config)
-    except ProviderError:
-        found = None
-    if found is None:
-        return "# runpod api key: not found"
-    return f"# runpod api key: {mask_secret(found[0])} from {found[1]}"
 
 
 # -- GraphQL strings ------------------------------------------------------------------------

@@ -22,9 +22,9 @@ entry in interruptions.json in the session folder. With `[runpod] auto_resume`, 
       created and the session stays interrupted with a one-line detail saying so.
    A pod created here that cannot be used (upload or runner start failed) is terminated.
 
-The refresh only detects and records the interruption; bidding again or recreating the pod
-(minutes) happens in a detached `trainctl _recover` (..recovery), which calls resume_detached.
-Meanwhile the session is interrupted, its detail naming that process and its log.
+This is RunPodProvider's capability "replaces an interrupted machine" (backends/replacing.py):
+it answers whether a pod was taken and makes the replacement; the app records the
+interruption, runs the detached `trainctl _recover` and moves the session (app/replace.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -39,10 +40,13 @@ import threading
 import time
 from pathlib import Path
 
-from ...app import recovery
+from ...core import interruptions as records
+from ...core.atomic import atomic_write_json
 from ...core.errors import TrainctlError
 from ...core.models import Session, Status
+from ...core.spec import NEWEST_CHECKPOINT
 from ..base import ProviderError
+from ..replacing import Interruption, ReplaceFailed, Replacement
 
 STALE_SECONDS = 30.0  # a heartbeat older than this (and a gone pod) means an interruption
 GONE = ("EXITED", "TERMINATED", "DEAD")
@@ -53,6 +57,7 @@ HOME_COPIES = "checkpoints-home"  # in the session folder
 HOME_KEEP = 2  # newest home copies kept
 UPLOAD_PREFIX = ".trainctl-upload-"  # hidden: the runner never takes it for a checkpoint
 UPLOAD_RATE_FLOOR = 1 << 20  # bytes/s below which an upload is given up (resumed next time)
+log = logging.getLogger("trainctl.recovery")  # the recover process writes it to recover.log
 HASH_SCRIPT = ("import hashlib,sys\nh=hashlib.sha256()\nf=open(sys.argv[1],'rb')\n"
                "for b in iter(lambda:f.read(1<<20),b''):h.update(b)\nprint(h.hexdigest())")
 
@@ -63,36 +68,10 @@ class NoCheckpoint(TrainctlError):
 
 # -- the session's records -------------------------------------------------------------------
 
-def _log(session: Session) -> Path:
-    return Path(session.session_dir) / "interruptions.json"
-
-
 def interruptions(session: Session) -> list[dict]:
-    try:
-        return json.loads(_log(session).read_text())
-    except (OSError, ValueError):
-        return []
-
-
-def _write_json(path: Path, value, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=2)
-    tmp.replace(path)
-
-
-def _record(session: Session, entry: dict) -> list[dict]:
-    entries = interruptions(session) + [entry]
-    _write_json(_log(session), entries, 0o644)
-    return entries
-
-
-def _update_last(session: Session, **fields) -> None:
-    entries = interruptions(session)
-    if entries:
-        entries[-1].update(fields)
-        _write_json(_log(session), entries, 0o644)
+    """The session's interruption record (core/interruptions.py); RunPod's entries also name
+    the pod ("pod"), its state and, once resumed, where ("resumed_on", "resumed_from")."""
+    return records.load(session.session_dir)
 
 
 def pod_record(session: Session) -> dict | None:
@@ -106,89 +85,40 @@ def pod_record(session: Session) -> dict | None:
 
 def _remember_pod(session: Session, pod: dict, settings) -> None:
     """0600: the pod's env may hold what the user put there."""
-    _write_json(Path(session.session_dir) / POD_RECORD,
-                {"pod": pod, "seen_at": time.time(), "cloud_type": settings.cloud_type})
+    atomic_write_json(Path(session.session_dir) / POD_RECORD,
+                      {"pod": pod, "seen_at": time.time(), "cloud_type": settings.cloud_type},
+                      mode=0o600)
 
 
 def _forget_pod(session: Session) -> None:
     (Path(session.session_dir) / POD_RECORD).unlink(missing_ok=True)
 
 
-def _with_reasons(session: Session, attempts: list | None = None) -> list | None:
-    """The session's attempts (or `attempts`) with each recorded interruption's reason on its
-    attempt; None when nothing changes."""
-    entries = interruptions(session)
-    attempts = list(session.attempts if attempts is None else attempts)
-    if not entries or not attempts:
-        return None
-    changed = False
-    for entry in entries:
-        for attempt in attempts:
-            if attempt.n == entry["attempt"] and attempt.reason != entry["reason"]:
-                attempt.reason, changed = entry["reason"], True
-    return attempts if changed else None
-
-
-def with_reasons(session: Session, attempts: list) -> list:
-    """`attempts` as a runner's status.json lists them, with the interruption reasons trainctl
-    recorded: written in one go, a reader never sees the runner's 'runner lost' instead."""
-    return _with_reasons(session, attempts) or attempts
-
-
-async def _reasons_now(service, session: Session) -> Session:
-    attempts = _with_reasons(session)
-    if attempts is not None:
-        service.store.update(session.id, attempts=attempts)
-        session.attempts = attempts
-    return session
-
-
 def _pod_id(session: Session) -> str:
     return session.host or session.provider.partition(":")[2]
 
 
-def _cloud(service):
-    from .provider import RunPodCloud
+def _cloud():
+    from .cloud import RunPodCloud
 
-    return RunPodCloud(settings=service.config.runpod)
-
-
-# -- the refresh hook ------------------------------------------------------------------------
-
-async def after_runpod_refresh(service, session: Session) -> Session:
-    """The RunPod part of Service.refresh_session: remembers the pod while it runs (and keeps
-    home copies of checkpoints when asked), detects interruptions and auto-resumes."""
-    session = await _reasons_now(service, session)
-    if session.status not in (Status.UNREACHABLE, Status.LOST):
-        if session.status.active:
-            await _watch_pod(service, session)
-        return session
-    lock = recovery.take_lock(session.session_dir)
-    if lock is None:
-        return session  # another refresh (the TUI, a CLI) or a recovery is on it
-    try:
-        current = service.store.get(session.id)
-        if current is None or current.provider != session.provider or \
-                current.status not in (Status.UNREACHABLE, Status.LOST):
-            return current or session  # handled meanwhile
-        return await _on_unreachable(service, session, lock)
-    finally:
-        lock.release()  # a no-op when a recovery has it
+    return RunPodCloud()
 
 
-async def _on_unreachable(service, session: Session, lock) -> Session:
-    """Is the pod gone? Then record the interruption, and with auto_resume hand `lock` to a
-    detached recovery (resume_detached)."""
-    cloud = _cloud(service)
+# -- noticing an interruption ------------------------------------------------------------------
+
+async def interruption(session: Session, entries: list[dict]) -> Interruption | None:
+    """The session is unreachable or lost: is its pod gone too (and the heartbeat stale)? Then
+    it was interrupted: the entry to record, and auto-resume when `[runpod]` allows."""
+    cloud = _cloud()
     pod_id = _pod_id(session)
     try:
-        pod = await cloud._pod(pod_id)
+        pod = await cloud.find_pod(pod_id)
     except ProviderError:
-        return session  # RunPod did not answer either: nothing to conclude yet
+        return None  # RunPod did not answer either: nothing to conclude yet
     state = (pod or {}).get("desiredStatus") or "TERMINATED"
     beat = session.heartbeat
     if state not in GONE or (beat is not None and time.time() - beat < STALE_SECONDS):
-        return session
+        return None
     record = _pod_record_of(session, pod_id)
     known = pod or (record or {}).get("pod")
     spot = (known or {}).get("podType") in SPOT_TYPES
@@ -197,100 +127,25 @@ async def _on_unreachable(service, session: Session, lock) -> Session:
     reason = (f"{'spot interruption' if spot else 'interrupted'}: pod {pod_id} went "
               f"{state.lower()}{why} while training"
               + (f"; cost so far ${cost:.2f}" if cost is not None else ""))
-    entries = _record(session, {"attempt": session.attempt or 1, "at": time.time(),
-                                "pod": pod_id, "state": state, "spot": spot, "cost": cost,
-                                "reason": reason})
+    entry = {"attempt": session.attempt or 1, "at": time.time(), "machine": pod_id,
+             "pod": pod_id, "state": state, "spot": spot, "cost": cost, "reason": reason}
+    changes = {"status": Status.INTERRUPTED, "ended": beat or time.time()}
     settings = cloud.settings
-    resumes = len(entries) - 1
     if not settings.auto_resume:
-        detail = reason
-    elif resumes >= settings.max_resumes:
-        detail = (f"{reason}; not resumed (max_resumes {settings.max_resumes} reached; "
-                  f"trainctl resume {session.id} once pod {pod_id} or a new one runs)")
-    else:
-        doing = (f"resuming: bidding again for pod {pod_id}" if pod is not None and
-                 state != "TERMINATED" else f"resuming on a new pod like {pod_id}")
-        recovery.start(service, session, lock, reason, doing, status=Status.INTERRUPTED,
-                       ended=beat or time.time())
-        return await _reasons_now(service, session)
-    return await _stay_interrupted(service, session, detail)
-
-
-async def resume_detached(service, session: Session, reason: str) -> None:
-    """In `trainctl _recover`: bid again for the pod, else recreate it, and resume there;
-    what failed ends in the session's detail. The pod is asked for again: the bid to beat,
-    and whether it is still there, are today's."""
-    cloud = _cloud(service)
-    pod_id = _pod_id(session)
-    entry = (interruptions(session) or [{}])[-1]
-    if session.status is not Status.INTERRUPTED or entry.get("pod") != pod_id:
-        recovery.log.info("session %s is %s on pod %s: nothing to resume", session.id,
-                          session.status, pod_id)
-        if session.status is Status.INTERRUPTED:
-            service.store.update(session.id, detail=reason)
-        return
-    try:
-        pod = await cloud._pod(pod_id)
-    except ProviderError as exc:
-        await _stay_interrupted(service, session, f"{reason}; RunPod did not answer ({exc}) "
-                                f"(trainctl resume {session.id} once a pod runs)")
-        return
-    state = (pod or {}).get("desiredStatus") or "TERMINATED"
-    known = pod or (_pod_record_of(session, pod_id) or {}).get("pod")
-    failed: list[str] = []
-    if pod is not None and state != "TERMINATED":
-        try:
-            recovery.log.info("bidding again for pod %s", pod_id)
-            await _resume(service, session, cloud, pod, reason)
-            return
-        except ProviderError as exc:
-            failed.append(f"bidding again for pod {pod_id} failed: {exc}")
-            recovery.log.info(failed[-1])
-    detail = await _replace(service, session, cloud, known, pod_id, entry.get("spot"), reason,
-                            failed)
-    if detail is None:
-        await _reasons_now(service, service.store.get(session.id))
-    else:
-        await _stay_interrupted(service, session, detail)
-
-
-async def _stay_interrupted(service, session: Session, detail: str) -> Session:
-    service.store.update(session.id, status=Status.INTERRUPTED, detail=detail,
-                         ended=session.heartbeat or time.time())
-    session.status, session.detail = Status.INTERRUPTED, detail
-    return await _reasons_now(service, session)
+        return Interruption(entry=entry, detail=reason, changes=changes)
+    if len(entries) >= settings.max_resumes:
+        return Interruption(entry=entry, changes=changes, detail=(
+            f"{reason}; not resumed (max_resumes {settings.max_resumes} reached; "
+            f"trainctl resume {session.id} once pod {pod_id} or a new one runs)"))
+    doing = (f"resuming: bidding again for pod {pod_id}" if pod is not None and
+             state != "TERMINATED" else f"resuming on a new pod like {pod_id}")
+    return Interruption(entry=entry, detail=reason, changes=changes, resume=doing)
 
 
 def _pod_record_of(session: Session, pod_id: str) -> dict | None:
     """The session's pod record when it is of `pod_id`."""
     record = pod_record(session)
     return record if record and record["pod"].get("id") == pod_id else None
-
-
-async def _replace(service, session: Session, cloud, known: dict | None, pod_id: str,
-                   spot: bool, reason: str, failed: list[str]) -> str | None:
-    """Recreate the pod and resume there; None when the run goes on, else the detail."""
-    from .provider import terminated_by_user
-
-    if known is None:
-        why = f"pod {pod_id} is gone and trainctl has no record of it to recreate"
-    elif not spot:
-        why = f"pod {pod_id} is an on-demand pod: it is not recreated"
-    elif terminated_by_user(pod_id):
-        why = f"pod {pod_id} was terminated with trainctl instance terminate"
-    else:
-        try:
-            recovery.log.info("creating a pod like %s", pod_id)
-            new_id = await recreate(service, session, cloud, known, reason,
-                                    naming=recovery.naming_this_process(session.session_dir))
-            recovery.log.info("resumed on new pod %s", new_id)
-            return None
-        except NoCheckpoint as exc:
-            return f"{reason}; " + "; ".join(failed + [str(exc)])
-        except TrainctlError as exc:
-            why = f"recreating pod {pod_id} failed: {exc}"
-    return f"{reason}; " + "; ".join(failed + [why]) + \
-        f" (trainctl resume {session.id} once a pod runs)"
 
 
 def _cost_so_far(record: dict | None, beat: float | None) -> float | None:
@@ -309,15 +164,66 @@ def _cost_so_far(record: dict | None, beat: float | None) -> float | None:
     return round(max(0.0, end - started) / 3600 * float(price), 4)
 
 
-# -- 1. the same pod bids again ---------------------------------------------------------------
+# -- replacing the pod -------------------------------------------------------------------------
 
-async def _resume(service, session: Session, cloud, pod: dict, reason: str) -> Session:
-    """Bid again for the same pod (its volume keeps the checkpoints), wait for it, and start
-    the runner there from the newest checkpoint. A pod that took the bid but never ran is
+async def replace(runner, session: Session, entry: dict | None, *, reason: str, by_hand: bool,
+                  scratch: bool, from_checkpoint: str | None, progress) -> Replacement:
+    """Auto-resume: the same pod bids again, else a pod like it is created. By hand (the pod
+    is gone): a pod like the last one, from the checkpoint that survived or from scratch. The
+    pod is asked for again: the bid to beat, and whether it is still there, are today's."""
+    cloud = _cloud()
+    pod_id = _pod_id(session)
+    if by_hand:
+        if from_checkpoint:
+            raise TrainctlError("a pod that is gone resumes from the checkpoint that survived "
+                                "(network volume or pulled home); --from is not supported here")
+        record = pod_record(session)
+        if record is None:
+            raise TrainctlError(f"session {session.id}: trainctl does not know what pod "
+                                f"{pod_id} was; launch the run again")
+        old = record["pod"]
+        return await recreate(runner, session, cloud, old, f"resumed by hand after pod {old['id']} "
+                              "was interrupted", scratch=scratch, progress=progress)
+    try:
+        pod = await cloud.find_pod(pod_id)
+    except ProviderError as exc:
+        raise ReplaceFailed(f"{reason}; RunPod did not answer ({exc}) (trainctl resume "
+                            f"{session.id} once a pod runs)") from None
+    state = (pod or {}).get("desiredStatus") or "TERMINATED"
+    known = pod or (_pod_record_of(session, pod_id) or {}).get("pod")
+    failed: list[str] = []
+    if pod is not None and state != "TERMINATED":
+        try:
+            log.info("bidding again for pod %s", pod_id)
+            return await _bid_again(runner, session, cloud, pod, reason)
+        except ProviderError as exc:
+            failed.append(f"bidding again for pod {pod_id} failed: {exc}")
+            log.info(failed[-1])
+    spot = (entry or {}).get("spot")
+    from .cloud import terminated_by_user
+
+    if known is None:
+        why = f"pod {pod_id} is gone and trainctl has no record of it to recreate"
+    elif not spot:
+        why = f"pod {pod_id} is an on-demand pod: it is not recreated"
+    elif terminated_by_user(pod_id):
+        why = f"pod {pod_id} was terminated with trainctl instance terminate"
+    else:
+        try:
+            log.info("creating a pod like %s", pod_id)
+            return await recreate(runner, session, cloud, known, reason, progress=progress)
+        except NoCheckpoint as exc:
+            raise ReplaceFailed(f"{reason}; " + "; ".join(failed + [str(exc)])) from None
+        except TrainctlError as exc:
+            why = f"recreating pod {pod_id} failed: {exc}"
+    raise ReplaceFailed(f"{reason}; " + "; ".join(failed + [why]) +
+                        f" (trainctl resume {session.id} once a pod runs)")
+
+
+async def _bid_again(runner, session: Session, cloud, pod: dict, reason: str) -> Replacement:
+    """Bid again for the same pod (its volume keeps the checkpoints) and wait for it; the run
+    resumes there from the newest checkpoint. A pod that took the bid but never ran is
     stopped again."""
-    from ...app.service import NEWEST_CHECKPOINT, atomic_write_text, read_spec
-    from .provider import RunPodProvider
-
     pod_id = pod["id"]
     gpus = int(pod.get("gpuCount") or 1)
     bid = None
@@ -327,32 +233,22 @@ async def _resume(service, session: Session, cloud, pod: dict, reason: str) -> S
     await cloud.start_instance(pod_id, bid=bid)
     try:
         await cloud.wait_running(pod_id)
-        await RunPodProvider(pod_id).resolve(fresh=True)
+        await runner.on_pod(pod_id).resolve(fresh=True)
     except ProviderError:
         try:
             await cloud.stop_instance(pod_id)
         except ProviderError:
             pass
         raise
-    spec_path = Path(session.session_dir) / "spec.json"
-    spec = read_spec(session)  # a garbage one: one line, not a traceback
-    spec["resume_from"] = NEWEST_CHECKPOINT if session.checkpoint_dir else None
-    atomic_write_text(spec_path, json.dumps(spec, indent=2))
-    _note(session, f"pod {pod_id} was interrupted; resuming on pod {pod_id} from "
-                   + ("the newest checkpoint on its volume" if session.checkpoint_dir
-                      else "scratch (no checkpoint dir)"))
+    resume_from = NEWEST_CHECKPOINT if session.checkpoint_dir else None
     _forget_pod(session)  # seen again (new uptime) at the next refresh
-    _update_last(session, resumed_on=pod_id, resumed_from=spec["resume_from"])
-    detail = f"{reason}; resumed on pod {pod_id}"
-    service.store.update(session.id, status=Status.PENDING, ended=None, detail=detail)
-    session.status, session.detail = Status.PENDING, detail
-    await service._start_runner(session)
-    return await _reasons_now(service, service.store.get(session.id))
-
-
-def _note(session: Session, text: str) -> None:
-    with open(Path(session.session_dir) / "train.log", "ab") as log:
-        log.write(f"\n[trainctl] {text}\n".encode())
+    return Replacement(
+        provider=session.provider, host=pod_id, label=f"pod {pod_id}", resume_from=resume_from,
+        new_machine=False, entry_update={"resumed_on": pod_id, "resumed_from": resume_from},
+        note=(f"pod {pod_id} was interrupted; resuming on pod {pod_id} from "
+              + ("the newest checkpoint on its volume" if session.checkpoint_dir
+                 else "scratch (no checkpoint dir)")),
+        detail=f"{reason}; resumed on pod {pod_id}")
 
 
 # -- 2. a new pod like the old one -------------------------------------------------------------
@@ -360,7 +256,7 @@ def _note(session: Session, text: str) -> None:
 def recipe(old: dict, settings, record_cloud_type: str | None = None
            ) -> tuple[dict, bool, float | None]:
     """(create spec, spot, old bid per GPU) for a pod like `old` (a pod as the API shows it)."""
-    from .provider import MANAGED_ENV, pod_env, public_key
+    from .cloud import MANAGED_ENV, pod_env, public_key
 
     machine = old.get("machine") or {}
     gpu = machine.get("gpuTypeId") or settings.gpu_type
@@ -440,49 +336,29 @@ def _checkpoint_source(session: Session, spec: dict, pod_id: str):
         f"trainctl resume {session.id} --scratch")
 
 
-async def resume_on_new_pod(service, session: Session, *, scratch: bool = False) -> str:
-    """`trainctl resume` of an interrupted session whose pod is gone: a pod like the last
-    one, resumed from the checkpoint that survived (or from scratch when asked)."""
+async def recreate(runner, session: Session, cloud, old: dict, reason: str, *,
+                   scratch: bool = False,
+                   progress=None) -> Replacement:
+    """A new pod like `old`, with the checkpoint to resume from put there. Raises NoCheckpoint
+    before creating anything when no checkpoint survived; a pod created here that cannot be
+    used is terminated before the error is raised, and so it is (Replacement.discard) when the
+    run cannot start there."""
+    from ..remote.runner import remote_path
     record = pod_record(session)
-    if record is None:
-        raise TrainctlError(f"session {session.id}: trainctl does not know what pod "
-                            f"{_pod_id(session)} was; launch the run again")
-    old = record["pod"]
-    return await recreate(service, session, _cloud(service), old,
-                          f"resumed by hand after pod {old['id']} was interrupted",
-                          scratch=scratch)
-
-
-async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
-                   scratch: bool = False, naming: str | None = None) -> str:
-    """A new pod like `old`, the checkpoint to resume from put there, the session moved to
-    it and its runner started. Returns the new pod's id. Raises NoCheckpoint before creating
-    anything when no checkpoint survived; a pod created here that cannot be used is
-    terminated before the error is raised. `naming`: the recovery process, in the detail
-    while the pod is created."""
-    from ...app.service import atomic_write_text, read_spec
-    from .provider import RunPodProvider
-
-    record = pod_record(session)
-    spec, spot, old_bid = recipe(old, cloud.settings,
-                                 (record or {}).get("cloud_type"))
+    spec, spot, old_bid = recipe(old, cloud.settings, (record or {}).get("cloud_type"))
     source, local = ("scratch", None) if scratch else \
         _checkpoint_source(session, spec, old["id"])
     bid = None
     if spot:
         bid = max(old_bid or 0.0, await cloud.minimum_bid(spec["gpu"], spec["count"]))
-    folder = Path(session.session_dir)
     old_id = old["id"]
-    service.store.update(session.id, detail=f"{reason}; creating a pod like {old_id}"
-                         + (f" {naming}" if naming else ""))
+    if progress:
+        progress(f"{reason}; creating a pod like {old_id}")
     instance = await cloud.create_pod(spec, spot=spot, bid=bid)
     new_id = instance.id
-    moved = False
     try:
-        provider = RunPodProvider(new_id)
+        provider = runner.on_pod(new_id)
         await provider.resolve(fresh=True)
-        from ..ssh.provider import remote_path
-
         remote_dir = remote_path(provider.workdir, "sessions", session.id)
         if source == "upload":
             target = posixpath.join(session.cwd or ".", session.checkpoint_dir)
@@ -490,46 +366,33 @@ async def recreate(service, session: Session, cloud, old: dict, reason: str, *,
             resume_from = posixpath.join(session.checkpoint_dir, local.name)
             whence = resume_from
         elif source == "newest":
-            from ...app.service import NEWEST_CHECKPOINT
-
             resume_from = NEWEST_CHECKPOINT
             whence = f"the newest checkpoint on network volume {spec['network_volume_id']}"
         else:
             resume_from, whence = None, "scratch"
         await _seed_status(provider, session, remote_dir, reason)
-        spec_path = folder / "spec.json"
-        run_spec = read_spec(session)
-        run_spec["resume_from"] = resume_from
-        run_spec["resume_skipped"] = []  # not a `trainctl resume`'s: nothing it passed over
-        atomic_write_text(spec_path, json.dumps(run_spec, indent=2))
-        (folder / "remote.json").unlink(missing_ok=True)
-        atomic_write_text(folder / "remote.offset", "0")  # the new pod's train.log is new
-        _note(session, f"pod {old_id} was interrupted; resuming on pod {new_id} from {whence}")
-        _forget_pod(session)
-        _update_last(session, resumed_on=new_id, resumed_from=resume_from, bid=bid)
-        detail = f"{reason}; resumed on new pod {new_id}"
-        service.store.update(session.id, provider=f"runpod:{new_id}", host=new_id,
-                             status=Status.PENDING, ended=None, detail=detail)
-        session.provider, session.host = f"runpod:{new_id}", new_id
-        session.status, session.detail, session.ended = Status.PENDING, detail, None
-        moved = True
-        await service._start_runner(session)
     except BaseException as exc:
         await _drop(cloud, new_id, exc)
-        if moved:  # back to the pod that was interrupted: the new one is gone again
-            service.store.update(session.id, provider=f"runpod:{old_id}", host=old_id)
-            session.provider, session.host = f"runpod:{old_id}", old_id
-            _note(session, f"resuming on pod {new_id} failed: {exc}")
         raise
-    return new_id
+    _forget_pod(session)
+
+    async def discard(exc: BaseException) -> None:
+        await _drop(cloud, new_id, exc)
+
+    return Replacement(
+        provider=f"runpod:{new_id}", host=new_id, label=f"pod {new_id}",
+        resume_from=resume_from, resume_skipped=[],  # not a `trainctl resume`'s: none passed over
+        note=f"pod {old_id} was interrupted; resuming on pod {new_id} from {whence}",
+        detail=f"{reason}; resumed on new pod {new_id}", discard=discard,
+        entry_update={"resumed_on": new_id, "resumed_from": resume_from, "bid": bid})
 
 
 async def _drop(cloud, pod_id: str, exc: BaseException) -> None:
     """Terminate a pod created for a resume that failed; the error names what happened."""
-    from .provider import _terminate_doc
+    from .cloud import terminate_doc
 
     try:
-        await cloud.api.graphql(f"terminating pod {pod_id}", _terminate_doc(pod_id))
+        await cloud.api.graphql(f"terminating pod {pod_id}", terminate_doc(pod_id))
     except ProviderError as failed:
         if isinstance(exc, TrainctlError):
             exc.args = (f"{exc}; terminating the new pod {pod_id} failed too ({failed}): "
@@ -601,7 +464,7 @@ def _sha256(path: Path) -> str:
 
 
 async def _upload_file(transport, python: str, local: Path, remote: str) -> int:
-    from ..remote.transport import SSHError, _reap, _spawn, remote_command, remote_path_word
+    from ..remote.transport import SSHError, reap, remote_command, remote_path_word, spawn
 
     size = local.stat().st_size
     have = await transport.size(remote)
@@ -613,7 +476,7 @@ async def _upload_file(transport, python: str, local: Path, remote: str) -> int:
         fd = os.open(local, os.O_RDONLY)
         try:
             os.lseek(fd, start, os.SEEK_SET)
-            proc = await _spawn(transport.argv(remote_command(script)), stdin=fd)
+            proc = await spawn(transport.argv(remote_command(script)), stdin=fd)
         finally:
             os.close(fd)
         try:
@@ -622,7 +485,7 @@ async def _upload_file(transport, python: str, local: Path, remote: str) -> int:
         except asyncio.TimeoutError:
             stderr = b"timed out"
         finally:
-            await _reap(proc)
+            await reap(proc)
         if proc.returncode != 0:
             line = stderr.decode(errors="replace").strip().splitlines()
             raise SSHError(f"ssh {transport.name}: upload of {local.name} stopped "
@@ -648,15 +511,16 @@ async def _upload_file(transport, python: str, local: Path, remote: str) -> int:
 _COPIES: dict[str, threading.Thread] = {}
 
 
-async def _watch_pod(service, session: Session) -> None:
+async def observe(runner, session: Session) -> None:
     """Remember the pod (once per pod) and, with pull_checkpoints, copy a new newest
     checkpoint of a spot pod home in the background. Never raises."""
     try:
-        settings = service.config.runpod
+        cloud = _cloud()
+        settings = cloud.settings
         pod_id = _pod_id(session)
         record = pod_record(session)
         if record is None or record["pod"].get("id") != pod_id:
-            pod = await _cloud(service)._pod(pod_id)
+            pod = await cloud.find_pod(pod_id)
             if pod is None or pod.get("desiredStatus") != "RUNNING":
                 return
             _remember_pod(session, pod, settings)
@@ -670,14 +534,12 @@ async def _watch_pod(service, session: Session) -> None:
         running = _COPIES.get(session.id)
         if running is not None and running.is_alive():
             return
-        from ..base import get_provider
-
-        newest = await get_provider(session.provider).newest_checkpoint(session)
+        newest = await runner.newest_checkpoint(session)
         home = Path(session.session_dir) / HOME_COPIES
         if newest is None or (home / newest.name).exists():
             return
         thread = threading.Thread(
-            target=lambda: asyncio.run(copy_home(pod_id, newest.path, home)),
+            target=lambda: asyncio.run(copy_home(runner, newest.path, home)),
             name=f"trainctl-home-copy-{session.id}", daemon=True)
         _COPIES[session.id] = thread
         thread.start()
@@ -685,14 +547,12 @@ async def _watch_pod(service, session: Session) -> None:
         pass  # housekeeping: it must never break a refresh
 
 
-async def copy_home(pod_id: str, remote: str, home: Path) -> Path | None:
-    """Download one checkpoint of the pod into `home` (resumable; a folder arrives under
+async def copy_home(runner, remote: str, home: Path) -> Path | None:
+    """Download one checkpoint of `runner`'s pod into `home` (resumable; a folder arrives under
     NAME.part and is renamed when complete), then keep only the newest HOME_KEEP there."""
-    from .provider import RunPodProvider
-
     name = remote.rstrip("/").rsplit("/", 1)[-1]
     try:
-        provider = RunPodProvider(pod_id)
+        provider = runner.on_pod(runner.pod_id)  # its own: this runs on another event loop
         await provider.resolve()
         home.mkdir(parents=True, exist_ok=True)
         is_dir = (await provider.transport.run(["test", "-d", remote], check=False)
