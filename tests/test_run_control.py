@@ -244,7 +244,7 @@ BAD_STATUS = {
 
 @pytest.mark.parametrize("kind", sorted(BAD_STATUS))
 def test_read_status_says_why_a_status_cannot_be_used(tmp_path, kind):
-    from trainctl_tui.runner.supervisor import read_status, read_status_checked
+    from trainctl_tui.runner.status import read_status, read_status_checked
 
     text, problem = BAD_STATUS[kind]
     (tmp_path / "status.json").write_text(text)
@@ -387,7 +387,7 @@ def test_checkpoint_names_with_escape_sequences_are_printed_visibly(trainctl_hom
 
 
 def test_the_runner_reports_processes_that_survive_sigkill(monkeypatch, tmp_path):
-    from trainctl_tui.runner import supervisor
+    import runner_names as supervisor
 
     session_dir = tmp_path / "s"
     session_dir.mkdir()

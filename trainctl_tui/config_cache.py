@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import __version__, paths
-from .runner.supervisor import atomic_write_json
+from .runner.status import atomic_write_json
 
 SCHEMA_SOURCE = Path(__file__).with_name("config.py")
 ENV_PREFIX = "TRAINCTL_"

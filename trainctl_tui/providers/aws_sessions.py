@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..models import Session
+from ..runner.bundle import RUNNER_NAME
 from . import aws_api
 from .aws import TEMPLATE_TAG  # the template an instance was created from
 from .aws_api import AWSError
@@ -260,7 +261,7 @@ class AWSProvider(RemoteRunnerProvider):
     async def _probe(self, session: Session) -> dict:
         """One SSM command: the runner's probe and the next slice of train.log."""
         runner = (_remote_info(session) or {}).get("runner") or \
-            f"{self.workdir.rstrip('/')}/runner/{_version()}/supervisor.py"
+            f"{self.workdir.rstrip('/')}/runner/{_version()}/{RUNNER_NAME}"
         remote_dir = self.remote_dir(session)
         mirror = self._mirror(session)
         offset = mirror.offset

@@ -43,7 +43,7 @@ from ..checkpoints.scan import (
     order_key,
 )
 from ..errors import TrainctlError
-from ..runner.supervisor import checkpoint_step
+from ..runner.checkpoint_files import checkpoint_step
 from . import aws_api
 
 __all__ = [
