@@ -212,7 +212,7 @@ def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_
         assert time.monotonic() - started < 10  # no waiting for a runner that cannot act
         assert re.fullmatch(
             rf"session {session_id} cannot stop gracefully: still alive: runner pid {runner} "
-            rf"\(.*supervisor\.py.*\) stopped by a signal; training pid {child} \(.*\); "
+            rf"\(.*trainctl-runner\.pyz.*\) stopped by a signal; training pid {child} \(.*\); "
             rf"trainctl stop --force {session_id} kills it\n", graceful.stderr), graceful.stderr
         assert alive(child)
 

@@ -27,7 +27,7 @@ _IN_MEMORY_LIMIT = 32 * 1024 * 1024  # a compressed model.weights.h5 is read who
 def _hdf5_reader() -> Any:
     """The HDF5 reader beside the inspector (checkpoints/hdf5.py), or None without it."""
     try:
-        from ... import hdf5
+        from .. import hdf5
     except ImportError:
         return None
     return hdf5
