@@ -31,6 +31,7 @@ def _import_inspector():
         return importlib.import_module(name)
     except ImportError as exc:
         if exc.name is not None and name.startswith(exc.name):
+            # Worded as when the inspector was a file copied beside the runner (tests read it).
             return "the checkpoint inspector (ckpt_inspect.py) is not beside the runner"
         return f"the checkpoint inspector cannot be loaded ({type(exc).__name__}: {exc})"
     except Exception as exc:  # e.g. a Python too old for it: no checkpoint is trusted

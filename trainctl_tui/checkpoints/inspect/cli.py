@@ -41,7 +41,8 @@ def _text(info: CheckpointInfo) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="inspect.py", description="Describe a checkpoint without loading it.")
+        prog="python3 -m trainctl_tui.checkpoints.inspect",
+        description="Describe a checkpoint without loading it.")
     parser.add_argument("path", help="a checkpoint file or directory")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--deep", action="store_true",
