@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl_tui.runner.supervisor import pid_alive
+from trainctl_tui.runner.processes import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -22,9 +21,10 @@ import test_ssh_provider
 from conftest import ROOT, run_cli
 from moto_aws import aws, moto_server  # noqa: F401  (fixtures)
 from test_cli import launch, session_json, wait_for
-from test_runner import SUPERVISOR, py, run_foreground, safetensors_file, sv
+from test_runner import py, run_foreground, safetensors_file, sv
 
 from trainctl_tui.checkpoints.inspect import METADATA_LIMIT, cache_clear, inspect_checkpoint
+from trainctl_tui.runner.bundle import RUNNER_NAME, bundle_files, write_bundle
 
 GiB = 1 << 30
 session = test_runner.session  # the runner tests' session-folder fixture
@@ -321,9 +321,10 @@ def test_trusted_globals_admit_only_what_was_trusted(session, tmp_path):
 
 
 def test_a_runner_without_its_inspector_trusts_no_checkpoint(session, tmp_path):
-    alone = tmp_path / "runner" / "supervisor.py"
+    alone = tmp_path / "runner" / "trainctl-runner.pyz"  # a zipapp without the inspector
     alone.parent.mkdir()
-    shutil.copy(SUPERVISOR, alone)
+    write_bundle(str(alone), {name: data for name, data in bundle_files().items()
+                              if "/checkpoints/inspect/" not in name})
     made = hostile_folder(tmp_path / "ckpt", tmp_path / "pwned")
     folder = session(py(TRAINER), checkpoint_dir="ckpt", resume_from="newest",
                      resume_template="--resume {checkpoint}")
@@ -513,7 +514,7 @@ def test_runpod_home_copies_keep_the_newest_sound_one(tmp_path):
 
 def test_ssh_resume_takes_the_newest_sound_checkpoint_on_the_host(ssh_env, trainctl_home,
                                                                   tmp_path):
-    """The runner on the host judges with the inspector shipped beside it (ckpt_inspect.py)."""
+    """The runner on the host judges with the inspector shipped with it (in its zipapp)."""
     _server, workdir = ssh_env
     project = tmp_path / "project"
     project.mkdir()
@@ -534,7 +535,8 @@ def test_ssh_resume_takes_the_newest_sound_checkpoint_on_the_host(ssh_env, train
     assert remote_status["attempts"][1]["skipped_checkpoints"] == skipped_reasons(made)
     assert not marker.exists()
     runner_dir = next((workdir / "runner").iterdir())
-    assert (runner_dir / "ckpt_inspect.py").is_file()
+    shipped = zipfile.ZipFile(runner_dir / RUNNER_NAME).namelist()
+    assert "trainctl_tui/checkpoints/inspect/dispatch.py" in shipped
     # a checkpoint named relative to the session's cwd is judged on the host first
     refused = run_cli("resume", session_id, "--from", "ckpt/step_250.pt")
     assert (refused.returncode, refused.stderr) == (2, (

@@ -19,14 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
+import runner_names as sv
 from conftest import ROOT, run_cli
+from runner_names import runner_zipapp
 
 from trainctl_tui.backends.remote.checkpoints import LISTING_SCRIPT
 from trainctl_tui.checkpoints import hdf5
 from trainctl_tui.checkpoints import inspect as ci
 from trainctl_tui.checkpoints.catalog import list_checkpoints, newest_usable
 from trainctl_tui.checkpoints.scan import newest_finished, scan_checkpoints
-from trainctl_tui.runner import supervisor as sv
+from trainctl_tui.runner.bundle import bundle_files, write_bundle
 
 FIX = ROOT / "tests" / "fixtures" / "checkpoints" / "frameworks"
 EXPECTED = json.loads((FIX / "expected.json").read_text())
@@ -66,10 +68,11 @@ def names(entries) -> list[str]:
 
 
 def runner_newest(folder: Path, python: str = sys.executable) -> str | None:
-    """find_newest_checkpoint run by the stand-alone runner file, as on a remote host."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import supervisor; "
-            "print(supervisor.find_newest_checkpoint(sys.argv[2]))")
-    out = subprocess.run([python, "-c", code, str(Path(sv.__file__).parent), str(folder)],
+    """find_newest_checkpoint run from the runner's zipapp, as on a remote host."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from trainctl_tui.runner import checkpoint_files; "
+            "print(checkpoint_files.find_newest_checkpoint(sys.argv[2]))")
+    out = subprocess.run([python, "-c", code, str(runner_zipapp()), str(folder)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return None if out.stdout.strip() == "None" else out.stdout.strip()
@@ -190,7 +193,7 @@ def test_torchtune_epochs_and_a_missing_shard(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists(PY37), reason="python 3.7 is not installed")
 def test_runner_file_agrees_on_python37(tmp_path):
-    """The runner is one stdlib file that must run on Python 3.7 hosts."""
+    """The runner is one stdlib zipapp that must run on Python 3.7 hosts."""
     for name in KERAS:
         place(FIX / "keras_models" / name, tmp_path / "keras" / name, 100)
     place(FIX / "corrupt" / "truncated.keras", tmp_path / "keras" / "model.09-0.10.keras", 50)
@@ -439,17 +442,15 @@ def test_prune_keras_and_accelerate_to_the_trash(tmp_path, trainctl_home):
 
 
 def test_listing_on_a_remote_host_uses_the_same_rules(tmp_path):
-    """What an SSH host runs: the runner, the inspector and its HDF5 reader copied alone."""
+    """What an SSH host runs: the runner's zipapp (runner, inspector, HDF5 reader) alone."""
     runner = tmp_path / "runner"
     runner.mkdir()
-    shutil.copy(sv.__file__, runner / "supervisor.py")
-    shutil.copy(ci.__file__, runner / "ckpt_inspect.py")
-    shutil.copy(hdf5.__file__, runner / "ckpt_hdf5.py")
+    shutil.copy(runner_zipapp(), runner / "trainctl-runner.pyz")
     folder = tmp_path / "ckpt"
     place(FIX / "keras_models" / KERAS[-1], folder / KERAS[-1], 100)
     place(FIX / "corrupt" / "truncated.keras", folder / "model.04-0.50.keras", 100)
     place(FIX / "torchtune" / "epoch_0", folder / "epoch_0", 100)
-    out = subprocess.run([sys.executable, "-c", LISTING_SCRIPT, str(runner / "supervisor.py"),
+    out = subprocess.run([sys.executable, "-c", LISTING_SCRIPT, str(runner / "trainctl-runner.pyz"),
                           str(folder)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert out.returncode == 0, out.stderr
@@ -460,37 +461,44 @@ def test_listing_on_a_remote_host_uses_the_same_rules(tmp_path):
     assert rows["epoch_0"]["info"]["format"] == "torchtune-dir"
 
 
+def inspect_from(zipapp: Path, path: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """The inspector's command line run from a zipapp, as on a remote host."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-m", "trainctl_tui.checkpoints.inspect", str(path),
+                           "--json"], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**env, "PYTHONPATH": str(zipapp)})
+
+
 def test_inspector_alone_says_what_it_could_not_check(tmp_path):
-    shutil.copy(ci.__file__, tmp_path / "inspect.py")  # no HDF5 reader beside it
-    out = subprocess.run([sys.executable, "inspect.py", str(FIX / "keras_models" / KERAS[-1]),
-                          "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    alone = tmp_path / "no-hdf5.pyz"  # a zipapp without the HDF5 reader
+    write_bundle(str(alone), {name: data for name, data in bundle_files().items()
+                              if "/hdf5" not in name})
+    out = inspect_from(alone, FIX / "keras_models" / KERAS[-1], tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert (data["format"], data["status"]) == ("keras", "ok")
     assert data["model_args"]["class"] == "Sequential"  # config.json needs no HDF5 reader
     assert data["unverified"] == ["HDF5 model.weights.h5 not read: the HDF5 reader (hdf5.py) "
                                   "is not next to this file"]
-    shutil.copy(hdf5.__file__, tmp_path / "hdf5.py")
-    out = subprocess.run([sys.executable, "inspect.py", str(FIX / "keras_models" / KERAS[-1]),
-                          "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out = inspect_from(runner_zipapp(), FIX / "keras_models" / KERAS[-1], tmp_path)
     assert json.loads(out.stdout)["step"] == 9
 
 
 def test_inspecting_new_formats_imports_no_ml_library():
     paths = [str(FIX / p) for p in (f"keras_models/{KERAS[0]}", "keras_legacy.h5",
                                     "accelerate/checkpoints/checkpoint_0", "torchtune/epoch_0")]
+    # From the runner's zipapp: its trainctl_tui holds the inspector and nothing else of ours.
     code = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("ckpt_inspect", {str(ci.__file__)!r})
-module = importlib.util.module_from_spec(spec)
-sys.modules["ckpt_inspect"] = module
-spec.loader.exec_module(module)
+import sys
+sys.path.insert(0, {str(runner_zipapp())!r})
+from trainctl_tui.checkpoints import inspect as module
 for path in {paths!r}:
     assert module.inspect_checkpoint(path).status == "ok", path
+shipped = ("trainctl_tui.checkpoints.inspect", "trainctl_tui.checkpoints.hdf5")
 print([m for m in ("h5py", "keras", "tensorflow", "torch", "numpy", "accelerate", "torchtune",
-                   "safetensors", "trainctl_tui") if m in sys.modules])
+                   "safetensors") if m in sys.modules] +
+      [m for m in sys.modules if m.startswith("trainctl_tui.") and not m.startswith(shipped)
+       and m != "trainctl_tui.checkpoints"])
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd=ROOT)

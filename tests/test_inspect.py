@@ -18,14 +18,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from runner_names import runner_zipapp
 
-from trainctl_tui.checkpoints import inspect as ci
 from trainctl_tui.checkpoints.inspect import cache_clear, cache_stats, inspect_checkpoint, main
+from trainctl_tui.checkpoints.inspect.allow_list import Findings
+from trainctl_tui.checkpoints.inspect.info import plain_json
+from trainctl_tui.checkpoints.inspect.unpickler import SafeUnpickler
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "checkpoints"
 EXPECTED = json.loads((FIX / "expected.json").read_text())
-INSPECT_PY = ROOT / "trainctl_tui" / "checkpoints" / "inspect.py"
 MARKER = "trainctl_pwned.marker"
 
 
@@ -347,12 +349,12 @@ def test_unknown_globals_parse_through_every_opcode(tmp_path, protocol):
 
 def test_opaque_marker_records_args_shape():
     data = pickle.dumps({"x": UserThing(1, "a")}, protocol=2)
-    findings = ci._Findings()
-    root = ci._SafeUnpickler(io.BytesIO(data), findings).load()
+    findings = Findings()
+    root = SafeUnpickler(io.BytesIO(data), findings).load()
     marker = root["x"]
     assert repr(marker) == f"<unsupported global {__name__}.UserThing>"
     assert marker.args_shape == "(int, str)" and marker.state == {"extra": [1, 2]}
-    assert ci._plain(root) == {"x": f"<unsupported global {__name__}.UserThing>"}
+    assert plain_json(root) == {"x": f"<unsupported global {__name__}.UserThing>"}
 
 
 def nested_tuple_bomb(depth: int = 64) -> bytes:
@@ -527,29 +529,32 @@ def test_main_text_and_missing_path(capsys):
 
 
 def test_standalone_copy_runs_on_a_remote_host(tmp_path):
-    """Copied alone as inspect.py (which would shadow the stdlib's inspect) and run there."""
-    shutil.copy(INSPECT_PY, tmp_path / "inspect.py")
+    """Run from the runner's zipapp, as on a remote host (no trainctl_tui installed)."""
+    shutil.copy(runner_zipapp(), tmp_path / "runner.pyz")
     result = subprocess.run(
-        [sys.executable, "inspect.py", str(FIX / "lightning.ckpt"), "--json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        [sys.executable, "-m", "trainctl_tui.checkpoints.inspect", str(FIX / "lightning.ckpt"),
+         "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+             "PYTHONPATH": str(tmp_path / "runner.pyz")})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["format"], data["step"]) == ("lightning", EXPECTED["lightning.ckpt"]["step"])
 
 
 def test_importing_inspect_imports_no_heavy_or_project_modules():
+    # From the runner's zipapp: its trainctl_tui holds the inspector and nothing else of ours.
     code = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("ckpt_inspect", {str(INSPECT_PY)!r})
-module = importlib.util.module_from_spec(spec)
-sys.modules["ckpt_inspect"] = module
-spec.loader.exec_module(module)
+import sys
+sys.path.insert(0, {str(runner_zipapp())!r})
+from trainctl_tui.checkpoints import inspect as module
 for path in ("nanogpt_ckpt.pt", "custom_classes.pt", "hf_run", "model.safetensors"):
     module.inspect_checkpoint({str(FIX)!r} + "/" + path)
 module.inspect_checkpoint({str(FIX / "hf_run" / "checkpoint-6")!r})
+ours = ("trainctl_tui", "trainctl_tui.checkpoints", "trainctl_tui.checkpoints.inspect")
 bad = [m for m in ("torch", "numpy", "safetensors", "transformers", "lightning",
-                   "trainctl_tui", "textual", "rich") if m in sys.modules]
+                   "textual", "rich") if m in sys.modules]
+bad += [m for m in sys.modules if m.startswith("trainctl_tui") and m not in ours
+        and not m.startswith("trainctl_tui.checkpoints.inspect.")]
 print(bad)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -212,7 +212,7 @@ def test_a_frozen_runner_is_unresponsive_and_only_a_force_stop_ends_it(trainctl_
         assert time.monotonic() - started < 10  # no waiting for a runner that cannot act
         assert re.fullmatch(
             rf"session {session_id} cannot stop gracefully: still alive: runner pid {runner} "
-            rf"\(.*supervisor\.py.*\) stopped by a signal; training pid {child} \(.*\); "
+            rf"\(.*trainctl-runner\.pyz.*\) stopped by a signal; training pid {child} \(.*\); "
             rf"trainctl stop --force {session_id} kills it\n", graceful.stderr), graceful.stderr
         assert alive(child)
 
@@ -244,7 +244,7 @@ BAD_STATUS = {
 
 @pytest.mark.parametrize("kind", sorted(BAD_STATUS))
 def test_read_status_says_why_a_status_cannot_be_used(tmp_path, kind):
-    from trainctl_tui.runner.supervisor import read_status, read_status_checked
+    from trainctl_tui.runner.status import read_status, read_status_checked
 
     text, problem = BAD_STATUS[kind]
     (tmp_path / "status.json").write_text(text)
@@ -387,7 +387,7 @@ def test_checkpoint_names_with_escape_sequences_are_printed_visibly(trainctl_hom
 
 
 def test_the_runner_reports_processes_that_survive_sigkill(monkeypatch, tmp_path):
-    from trainctl_tui.runner import supervisor
+    import runner_names as supervisor
 
     session_dir = tmp_path / "s"
     session_dir.mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -14,17 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+import runner_names as sv
+from runner_names import runner_zipapp
 
 ROOT = Path(__file__).resolve().parents[1]
-SUPERVISOR = ROOT / "trainctl_tui" / "runner" / "supervisor.py"
+SUPERVISOR = runner_zipapp()  # the runner as it is shipped: one zipapp
 DEMO = ROOT / "trainctl_tui" / "demo" / "train.py"
 PY = sys.executable
 FINAL = ("stopped", "succeeded", "failed")
 
-# Load the file itself, the way it is shipped to remote hosts (alone, outside the package).
-_spec = importlib.util.spec_from_file_location("trainctl_supervisor_under_test", SUPERVISOR)
-sv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sv)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 

@@ -4,7 +4,6 @@ resume from s3://, and idle autostop."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -18,18 +17,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import runner_names as sv
 from moto_aws import aws, free_port, moto_server  # noqa: F401 - the fixtures
+from runner_names import runner_zipapp
 
 ROOT = Path(__file__).resolve().parents[1]
-SUPERVISOR = ROOT / "trainctl_tui" / "runner" / "supervisor.py"
+SUPERVISOR = runner_zipapp()  # the runner as it is shipped: one zipapp
 PY = sys.executable
 PY37 = "/root/.pyenv/versions/3.7.16/bin/python3"
 BUCKET = "trainctl-ckpts"
 PREFIX = f"s3://{BUCKET}/runs/sess/checkpoints/"
 
-_spec = importlib.util.spec_from_file_location("trainctl_supervisor_cloud_test", SUPERVISOR)
-sv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sv)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 

@@ -20,7 +20,7 @@ from trainctl_tui.checkpoints.scan import (
     scan_checkpoints,
 )
 from trainctl_tui.core.errors import TrainctlError
-from trainctl_tui.runner.supervisor import find_newest_checkpoint
+from trainctl_tui.runner.checkpoint_files import find_newest_checkpoint
 
 
 def put(path: Path, data: bytes = b"x", age: float = 100.0) -> Path:

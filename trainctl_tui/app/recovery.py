@@ -101,7 +101,7 @@ def running(folder: str | Path) -> dict | None:
     marker = read_marker(folder)
     if not marker or marker.get("pid") == os.getpid():
         return None
-    from ..runner.supervisor import pid_alive
+    from ..runner.processes import pid_alive
 
     return marker if pid_alive(marker.get("pid"), marker.get("pid_start")) else None
 
@@ -159,7 +159,7 @@ def start(service, session, lock: RecoveryLock, reason: str, doing: str, **chang
 def marker_of(pid: int, reason: str, log_path: str | Path | None = None,
               by: str = "auto-resume") -> dict:
     """What recover.lock says while process `pid` resumes the session."""
-    from ..runner.supervisor import process_start_token
+    from ..runner.processes import process_start_token
 
     return {"pid": pid, "pid_start": process_start_token(pid), "by": by,
             "log": str(log_path) if log_path else None, "reason": reason,

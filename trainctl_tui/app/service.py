@@ -1016,7 +1016,7 @@ async def _call(provider, capability: str, *args):
 
 
 def describe_pids(pids: list[int]) -> str:
-    from ..runner.supervisor import describe_pid
+    from ..runner.processes import describe_pid
 
     return ", ".join(f"pid {describe_pid(pid)}" for pid in pids)
 
@@ -1205,7 +1205,7 @@ def shorten(text: str, limit: int = 120) -> str:
 def session_from_folder(folder: Path) -> Session | None:
     """A session rebuilt from its folder (spec.json, and status.json if readable), or None if
     the folder holds no usable spec.json of its own."""
-    from ..runner.supervisor import read_status
+    from ..runner.status import read_status
 
     try:
         spec = json.loads((folder / "spec.json").read_text())

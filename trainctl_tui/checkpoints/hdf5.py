@@ -1,7 +1,8 @@
 """A small, careful reader of HDF5 *metadata*: what h5py writes for Keras weights files.
 
-Stdlib only and no trainctl_tui imports (copied to SSH hosts next to the inspector as
-``ckpt_hdf5.py``). It never loads array data: it walks the superblock, object headers, groups
+Stdlib only, Python 3.7+ and no other trainctl_tui imports (shipped in the runner's zipapp
+beside the inspector; its fixed binary structures are in hdf5_structs.py). It never loads
+array data: it walks the superblock, object headers, groups
 (symbol tables and compact links), attributes and dataset descriptions (shape, dtype, where the
 bytes are), and checks that everything it follows lies inside the file. Every read is bounded,
 every address is checked, and the walk has limits, so a damaged or hostile file ends in an
@@ -18,10 +19,22 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .hdf5_structs import (
+    SIGNATURE,
+    Dtype,
+    HDF5Error,
+    HDF5Truncated,
+    Superblock,
+    lookup3,
+    pad8,
+    parse_dtype,
+    parse_superblock,
+    read_uint,
+)
+
 __all__ = ["SIGNATURE", "H5Dataset", "H5Group", "H5Summary", "HDF5Error",
            "HDF5Truncated", "lookup3", "read_hdf5", "read_scalar"]
 
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_OBJECTS = 100_000  # groups + datasets walked
 MAX_DEPTH = 64
 MAX_CHUNKS_CHECKED = 1_000_000
@@ -35,19 +48,6 @@ _DATASPACE, _LINK_INFO, _DATATYPE, _LINK, _LAYOUT, _FILTERS, _ATTRIBUTE = 1, 2, 
 _CONTINUATION, _SYMBOL_TABLE, _ATTRIBUTE_INFO = 16, 17, 21
 _FILTER_NAMES = {1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit",
                  6: "scaleoffset"}
-
-
-class HDF5Error(Exception):
-    """The file is not a readable HDF5 file; the message says why (one line)."""
-
-
-class HDF5Truncated(HDF5Error):
-    """The file is shorter than its superblock says."""
-
-    def __init__(self, expected: int, actual: int):
-        super().__init__(f"truncated: the HDF5 superblock says the file is {expected:,} bytes, "
-                         f"it has {actual:,} ({expected - actual:,} missing)")
-        self.expected, self.actual = expected, actual
 
 
 @dataclass
@@ -90,220 +90,11 @@ class H5Summary:
     chunks_checked: int = 0
 
 
-# --------------------------------------------------------------------------- superblock
-
-
-@dataclass
-class _Superblock:
-    version: int
-    offset_size: int
-    length_size: int
-    base: int
-    eof: int  # absolute
-    root: int  # root group object header address (relative to base)
-    flags: int
-
-
-def _parse_superblock(head: bytes) -> _Superblock:
-    if head[:8] != SIGNATURE:
-        raise HDF5Error(f"not an HDF5 file (starts with {head[:8]!r})")
-    if len(head) < 12:
-        raise HDF5Error("superblock cut short")
-    version = head[8]
-    if version in (0, 1):
-        offset_size, length_size = head[13], head[14]
-        _check_sizes(offset_size, length_size)
-        pos = 24 + (4 if version == 1 else 0)
-        need = pos + 4 * offset_size + 2 * offset_size + 24
-        if len(head) < need:
-            raise HDF5Error("superblock cut short")
-        (flags,) = struct.unpack_from("<I", head, 20)
-        base, _free, eof, _driver = (_uint(head, pos + i * offset_size, offset_size)
-                                     for i in range(4))
-        root = _uint(head, pos + 4 * offset_size + offset_size, offset_size)
-    elif version in (2, 3):
-        offset_size, length_size, flags = head[9], head[10], head[11]
-        _check_sizes(offset_size, length_size)
-        end = 12 + 4 * offset_size
-        if len(head) < end + 4:
-            raise HDF5Error("superblock cut short")
-        base, _ext, eof, root = (_uint(head, 12 + i * offset_size, offset_size)
-                                 for i in range(4))
-        (stored,) = struct.unpack_from("<I", head, end)
-        if lookup3(head[:end]) != stored:
-            raise HDF5Error(f"superblock checksum mismatch (version {version} superblock)")
-    else:
-        raise HDF5Error(f"unsupported HDF5 superblock version {version}")
-    return _Superblock(version, offset_size, length_size, base, base + eof, root, flags)
-
-
-def _check_sizes(offset_size: int, length_size: int) -> None:
-    if offset_size not in (2, 4, 8) or length_size not in (2, 4, 8):
-        raise HDF5Error(f"unsupported HDF5 address/length sizes ({offset_size}, {length_size})")
-
-
-def _uint(buf: bytes, pos: int, size: int) -> int:
-    return int.from_bytes(buf[pos:pos + size], "little")
-
-
-def lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 hashlittle: the checksum of HDF5's newer metadata structures."""
-    mask = 0xFFFFFFFF
-
-    def rot(x: int, k: int) -> int:
-        return ((x << k) | (x >> (32 - k))) & mask
-
-    length, i = len(data), 0
-    a = b = c = (0xDEADBEEF + length + initval) & mask
-    while length > 12:
-        a = (a + int.from_bytes(data[i:i + 4], "little")) & mask
-        b = (b + int.from_bytes(data[i + 4:i + 8], "little")) & mask
-        c = (c + int.from_bytes(data[i + 8:i + 12], "little")) & mask
-        a = (a - c) & mask; a ^= rot(c, 4); c = (c + b) & mask  # noqa: E702
-        b = (b - a) & mask; b ^= rot(a, 6); a = (a + c) & mask  # noqa: E702
-        c = (c - b) & mask; c ^= rot(b, 8); b = (b + a) & mask  # noqa: E702
-        a = (a - c) & mask; a ^= rot(c, 16); c = (c + b) & mask  # noqa: E702
-        b = (b - a) & mask; b ^= rot(a, 19); a = (a + c) & mask  # noqa: E702
-        c = (c - b) & mask; c ^= rot(b, 4); b = (b + a) & mask  # noqa: E702
-        length, i = length - 12, i + 12
-    if length == 0:
-        return c
-    tail = data[i:] + bytes(12 - length)
-    a = (a + int.from_bytes(tail[0:4], "little")) & mask
-    b = (b + int.from_bytes(tail[4:8], "little")) & mask
-    c = (c + int.from_bytes(tail[8:12], "little")) & mask
-    c ^= b; c = (c - rot(b, 14)) & mask  # noqa: E702
-    a ^= c; a = (a - rot(c, 11)) & mask  # noqa: E702
-    b ^= a; b = (b - rot(a, 25)) & mask  # noqa: E702
-    c ^= b; c = (c - rot(b, 16)) & mask  # noqa: E702
-    a ^= c; a = (a - rot(c, 4)) & mask  # noqa: E702
-    b ^= a; b = (b - rot(a, 14)) & mask  # noqa: E702
-    c ^= b; c = (c - rot(b, 24)) & mask  # noqa: E702
-    return c
-
-
-# --------------------------------------------------------------------------- datatypes
-
-
-@dataclass
-class _Dtype:
-    name: str  # float32, int64, string, bfloat16, ...
-    size: int
-    kind: str  # int | uint | float | string | vlen-string | other
-    byteorder: str = "<"
-    charset: int = 0
-
-
-def _parse_dtype(buf: bytes, pos: int, depth: int = 0) -> tuple[_Dtype, int]:
-    """The datatype at buf[pos:] and how many bytes it takes."""
-    if depth > 8 or pos + 8 > len(buf):
-        raise HDF5Error("malformed datatype message")
-    cls, version = buf[pos] & 0x0F, buf[pos] >> 4
-    bits = buf[pos + 1] | buf[pos + 2] << 8 | buf[pos + 3] << 16
-    (size,) = struct.unpack_from("<I", buf, pos + 4)
-    body = pos + 8
-    order = ">" if bits & 1 else "<"
-    if cls == 0:  # fixed-point
-        signed = bool(bits & 0x08)
-        name = f"{'int' if signed else 'uint'}{size * 8}"
-        return _Dtype(name, size, "int" if signed else "uint", order), 12
-    if cls == 1:  # floating-point
-        if body + 12 > len(buf):
-            raise HDF5Error("malformed datatype message")
-        exponent_bits = buf[body + 5]
-        name = "bfloat16" if size == 2 and exponent_bits == 8 else f"float{size * 8}"
-        return _Dtype(name, size, "float", order), 20
-    if cls == 2:  # time
-        return _Dtype(f"time{size * 8}", size, "other"), 10
-    if cls == 3:  # fixed-length string
-        return _Dtype("string", size, "string", charset=(bits >> 4) & 0x0F), 8
-    if cls == 4:  # bitfield
-        return _Dtype(f"bitfield{size * 8}", size, "other"), 12
-    if cls == 5:  # opaque: an ASCII tag padded to 8
-        tag_len = bits & 0xFF
-        return _Dtype(f"opaque{size * 8}", size, "other"), 8 + tag_len
-    if cls == 6:
-        return _compound(buf, pos, version, bits, size, depth)
-    if cls == 7:
-        return _Dtype("reference", size, "other"), 8
-    if cls == 8:
-        return _enum(buf, pos, version, bits, size, depth)
-    if cls == 9:  # variable-length sequence or string
-        base, used = _parse_dtype(buf, body, depth + 1)
-        if bits & 0x0F == 1:
-            return _Dtype("string", size, "vlen-string", charset=(bits >> 8) & 0x0F), 8 + used
-        return _Dtype(f"vlen({base.name})", size, "other"), 8 + used
-    if cls == 10:  # array
-        return _array(buf, pos, version, size, depth)
-    raise HDF5Error(f"unknown datatype class {cls}")
-
-
-def _compound(buf: bytes, pos: int, version: int, bits: int, size: int,
-              depth: int) -> tuple[_Dtype, int]:
-    count = bits & 0xFFFF
-    at = pos + 8
-    members = []
-    for _ in range(min(count, 1024)):
-        name, at = _member_name(buf, at, version)
-        if version < 3:
-            at += 4 + (28 if version == 1 else 0)  # byte offset (+ v1 array fields)
-        else:
-            at += max(1, (size.bit_length() + 7) // 8)
-        member, used = _parse_dtype(buf, at, depth + 1)
-        members.append((name, member))
-        at += used
-    names = [n for n, _ in members]
-    kinds = {m.kind for _, m in members}
-    if names == ["r", "i"] and kinds == {"float"}:
-        return _Dtype(f"complex{size * 8}", size, "other"), at - pos
-    return _Dtype(f"compound{size * 8}", size, "other"), at - pos
-
-
-def _enum(buf: bytes, pos: int, version: int, bits: int, size: int,
-          depth: int) -> tuple[_Dtype, int]:
-    count = bits & 0xFFFF
-    base, used = _parse_dtype(buf, pos + 8, depth + 1)
-    at, names = pos + 8 + used, []
-    for _ in range(min(count, 1024)):
-        name, at = _member_name(buf, at, version)
-        names.append(name)
-    at += count * base.size
-    if sorted(names) == ["FALSE", "TRUE"] and size == 1:  # h5py's bool
-        return _Dtype("bool", 1, "uint"), at - pos
-    return _Dtype(f"enum({base.name})", size, "other"), at - pos
-
-
-def _member_name(buf: bytes, at: int, version: int) -> tuple[str, int]:
-    """A null-terminated member name and where what follows it starts (datatype versions 1-2
-    pad each name, with its null, to a multiple of 8 bytes)."""
-    end = buf.find(b"\0", at)
-    if end < 0:
-        raise HDF5Error("malformed datatype member name")
-    name = buf[at:end].decode("utf-8", "replace")
-    return name, (at + _pad8(end - at + 1) if version < 3 else end + 1)
-
-
-def _array(buf: bytes, pos: int, version: int, size: int, depth: int) -> tuple[_Dtype, int]:
-    rank = buf[pos + 8] if pos + 8 < len(buf) else 0
-    at = pos + 9 + (3 if version < 3 else 0)
-    dims = [struct.unpack_from("<I", buf, at + 4 * i)[0] for i in range(rank)]
-    at += 4 * rank + (4 * rank if version < 3 else 0)
-    base, used = _parse_dtype(buf, at, depth + 1)
-    return _Dtype(f"{base.name}[{'x'.join(map(str, dims))}]", size, "other"), at + used - pos
-
-
-def _pad8(n: int) -> int:
-    return (n + 7) & ~7
-
-
-# --------------------------------------------------------------------------- the reader
-
-
 class _Reader:
     """Bounded reads of a file given as read_at(offset, n) -> bytes, with HDF5 addresses
     (relative to the base address) turned into file offsets."""
 
-    def __init__(self, read_at: Callable[[int, int], bytes], size: int, sb: _Superblock):
+    def __init__(self, read_at: Callable[[int, int], bytes], size: int, sb: Superblock):
         self.read_at = read_at
         self.size = size
         self.sb = sb
@@ -329,12 +120,12 @@ class _Reader:
     def addr(self, buf: bytes, pos: int) -> int:
         if pos + self.O > len(buf):
             raise HDF5Error("address field cut short")
-        return _uint(buf, pos, self.O)
+        return read_uint(buf, pos, self.O)
 
     def length(self, buf: bytes, pos: int) -> int:
         if pos + self.L > len(buf):
             raise HDF5Error("length field cut short")
-        return _uint(buf, pos, self.L)
+        return read_uint(buf, pos, self.L)
 
     def note(self, text: str) -> None:
         if text not in self.unverified and len(self.unverified) < 50:
@@ -383,7 +174,7 @@ class _Reader:
         flags = head[5]
         pos = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
         width = 1 << (flags & 3)
-        chunk0 = _uint(self.read(address + pos, width, "object header"), 0, width)
+        chunk0 = read_uint(self.read(address + pos, width, "object header"), 0, width)
         whole = self.read(address, pos + width + chunk0 + 4, "object header")
         self._check_sum(whole, address)
         order = 2 if flags & 0x04 else 0
@@ -465,11 +256,8 @@ class _Reader:
             if start + length > len(data):
                 raise HDF5Error("global heap object runs past its collection")
             objects[index] = data[start:start + length]
-            pos = start + _pad8(length)
+            pos = start + pad8(length)
         return objects
-
-
-# --------------------------------------------------------------------------- messages
 
 
 def _dataspace(body: bytes, r: _Reader) -> tuple[int, ...] | None:
@@ -543,7 +331,7 @@ def _filters(body: bytes) -> list[str]:
         fid, = struct.unpack_from("<H", body, pos)
         if version == 1 or fid >= 256:
             name_len, _flags, nvalues = struct.unpack_from("<HHH", body, pos + 2)
-            pos += 8 + (_pad8(name_len) if version == 1 else name_len)
+            pos += 8 + (pad8(name_len) if version == 1 else name_len)
         else:
             _flags, nvalues = struct.unpack_from("<HH", body, pos + 2)
             name_len = 0
@@ -561,7 +349,7 @@ def _attribute(body: bytes, r: _Reader, where: str) -> tuple[str, object]:
     pos = 8 + (1 if version == 3 else 0)
 
     def take(n: int) -> int:
-        return _pad8(n) if version == 1 else n
+        return pad8(n) if version == 1 else n
 
     name = body[pos:pos + name_size].split(b"\0", 1)[0].decode("utf-8", "replace")
     pos += take(name_size)
@@ -570,14 +358,14 @@ def _attribute(body: bytes, r: _Reader, where: str) -> tuple[str, object]:
     if flags & 0x03:
         r.note(f"shared attribute datatype/dataspace of {where}/{name} not decoded")
         return name, None
-    dtype, _ = _parse_dtype(body, type_at)
+    dtype, _ = parse_dtype(body, type_at)
     shape = _dataspace(body[space_at:space_at + space_size], r)
     if shape is None:
         return name, None
     return name, _decode_values(body[data_at:], dtype, shape, r)
 
 
-def _decode_values(raw: bytes, dtype: _Dtype, shape: tuple[int, ...], r: _Reader) -> object:
+def _decode_values(raw: bytes, dtype: Dtype, shape: tuple[int, ...], r: _Reader) -> object:
     count = 1
     for n in shape:
         count *= n
@@ -590,7 +378,7 @@ def _decode_values(raw: bytes, dtype: _Dtype, shape: tuple[int, ...], r: _Reader
     return values[0] if shape == () else values
 
 
-def _decode_one(raw: bytes, dtype: _Dtype, r: _Reader) -> object:
+def _decode_one(raw: bytes, dtype: Dtype, r: _Reader) -> object:
     if dtype.kind == "string":
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     if dtype.kind == "vlen-string":
@@ -605,7 +393,7 @@ def _decode_one(raw: bytes, dtype: _Dtype, r: _Reader) -> object:
     return f"<{dtype.name}>"
 
 
-def _struct_code(dtype: _Dtype) -> str | None:
+def _struct_code(dtype: Dtype) -> str | None:
     table = {("int", 1): "b", ("int", 2): "h", ("int", 4): "i", ("int", 8): "q",
              ("uint", 1): "B", ("uint", 2): "H", ("uint", 4): "I", ("uint", 8): "Q",
              ("float", 2): "e", ("float", 4): "f", ("float", 8): "d"}
@@ -621,7 +409,7 @@ def read_scalar(read_at: Callable[[int, int], bytes], ds: H5Dataset) -> float | 
         return None
     kind = "float" if ds.dtype.startswith("float") else (
         "int" if ds.dtype.startswith("int") else "uint" if ds.dtype.startswith("uint") else "")
-    code = _struct_code(_Dtype(ds.dtype, ds.itemsize, kind))
+    code = _struct_code(Dtype(ds.dtype, ds.itemsize, kind))
     if code is None:
         return None
     if ds.compact_data is not None:
@@ -631,9 +419,6 @@ def read_scalar(read_at: Callable[[int, int], bytes], ds: H5Dataset) -> float | 
     else:
         return None
     return struct.unpack(ds.byteorder + code, raw)[0] if len(raw) == ds.itemsize else None
-
-
-# --------------------------------------------------------------------------- walking
 
 
 def _symbol_table_links(body: bytes, r: _Reader, where: str) -> list[tuple[str, int]]:
@@ -704,7 +489,7 @@ def _link_message(body: bytes, r: _Reader) -> tuple[str, int | None]:
     if flags & 0x10:
         pos += 1
     width = 1 << (flags & 3)
-    name_len = _uint(body, pos, width)
+    name_len = read_uint(body, pos, width)
     pos += width
     name = body[pos:pos + name_len].decode("utf-8", "replace")
     pos += name_len
@@ -726,7 +511,7 @@ def read_hdf5(read_at: Callable[[int, int], bytes], size: int) -> H5Summary:
 
 def _read_hdf5(read_at: Callable[[int, int], bytes], size: int) -> H5Summary:
     head = read_at(0, min(size, 256))
-    sb = _parse_superblock(head)
+    sb = parse_superblock(head)
     if sb.eof > size:
         raise HDF5Truncated(sb.eof, size)
     r = _Reader(read_at, size, sb)
@@ -797,9 +582,9 @@ def _dataset(path: str, messages: list, attrs: dict, r: _Reader) -> H5Dataset:
     flags, type_body = found[_DATATYPE]
     if flags & 0x02:
         r.note(f"shared (committed) datatype of {path} not decoded")
-        dtype = _Dtype("unknown", 0, "other")
+        dtype = Dtype("unknown", 0, "other")
     else:
-        dtype, _ = _parse_dtype(type_body, 0)
+        dtype, _ = parse_dtype(type_body, 0)
     shape = _dataspace(found[_DATASPACE][1], r) or ()
     name = dtype.name
     if isinstance(attrs.get("dtype"), str) and attrs["dtype"] in ("bfloat16", "float8_e4m3fn",

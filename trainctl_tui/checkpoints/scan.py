@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ..core.errors import TrainctlError
-from ..runner.supervisor import (
+from ..runner.checkpoint_files import (
     CHECKPOINT_DIR_RE,
     CHECKPOINT_SUFFIXES,
     UNFINISHED_SUFFIXES,

@@ -24,6 +24,7 @@ from pathlib import Path
 from ...core import interruptions
 from ...core.atomic import atomic_write
 from ...core.models import Session, Status
+from ...runner.bundle import RUNNER_NAME
 from ..base import ProviderError, UnknownProvider
 from ..remote.runner import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, backoff, remote_info
 from . import api as aws_api
@@ -281,7 +282,7 @@ class AWSProvider(RemoteRunnerProvider):
     async def _probe(self, session: Session) -> dict:
         """One SSM command: the runner's probe and the next slice of train.log."""
         runner = (remote_info(session) or {}).get("runner") or \
-            f"{self.workdir.rstrip('/')}/runner/{_version()}/supervisor.py"
+            f"{self.workdir.rstrip('/')}/runner/{_version()}/{RUNNER_NAME}"
         remote_dir = self.remote_dir(session)
         mirror = self._mirror(session)
         offset = mirror.offset

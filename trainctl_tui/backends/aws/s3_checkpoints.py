@@ -8,7 +8,7 @@ marker that was modified recently is still being uploaded (`writing`); an old on
 marker was put there by something else and counts as finished.
 
 Names, steps and temp-name rules are the local scanner's (checkpoints/scan.py); the inspector is
-checkpoints/inspect.py reading a seekable file object over `Range` GETs with `IfMatch` on the
+checkpoints/inspect/ reading a seekable file object over `Range` GETs with `IfMatch` on the
 ETag, so an object replaced while it is read is an error, never a garbage report. Rows have the
 same shape as local and SSH rows (CheckpointRow), so the renderers show them unchanged.
 
@@ -43,7 +43,7 @@ from ...checkpoints.scan import (
     temp_checkpoint,
 )
 from ...core.errors import TrainctlError
-from ...runner.supervisor import checkpoint_step
+from ...runner.checkpoint_files import checkpoint_step
 from . import api as aws_api
 
 __all__ = [

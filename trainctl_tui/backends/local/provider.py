@@ -12,10 +12,11 @@ from pathlib import Path
 from ...core import aio
 from ...core.formatting import format_age
 from ...core.models import Session
-from ...runner import supervisor
+from ...core.paths import state_dir
+from ...runner import processes
+from ...runner import status as runner_status
 from ..base import ProviderError
 
-SUPERVISOR_PATH = Path(supervisor.__file__)
 DETACH_TIMEOUT = 20.0
 KILL_WAIT_SECONDS = 3.0  # for SIGKILLed processes to disappear before calling them survivors
 
@@ -29,8 +30,12 @@ class LocalProvider:
 
         # --detach double-forks and returns once the runner wrote its first status.json,
         # so the runner is not our child: closing the CLI/TUI never touches it.
+        from ...runner.bundle import runner_bundle
+
+        # The same zipapp as on remote machines (built once per version into the state dir).
+        runner = runner_bundle(state_dir() / "runner")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(SUPERVISOR_PATH), "--detach", session.session_dir,
+            sys.executable, str(runner), "--detach", session.session_dir,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -52,13 +57,13 @@ class LocalProvider:
             )
 
     async def read_status(self, session: Session) -> dict | None:
-        return supervisor.read_status(session.session_dir)
+        return runner_status.read_status(session.session_dir)
 
     async def runner_alive(self, session: Session, status: dict) -> bool:
-        return supervisor.pid_alive(status.get("runner_pid"), status.get("runner_start"))
+        return processes.pid_alive(status.get("runner_pid"), status.get("runner_start"))
 
     async def training_alive(self, session: Session, status: dict) -> bool:
-        return supervisor.pid_alive(status.get("child_pid"), status.get("child_start"))
+        return processes.pid_alive(status.get("child_pid"), status.get("child_start"))
 
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
         # The runner owns the grace period: SIGTERM = graceful, SIGUSR1 = kill now.
@@ -72,30 +77,30 @@ class LocalProvider:
         pgid = status["child_pid"]  # the child leads its own process group
         _signal_group(pgid, signal.SIGKILL if force else signal.SIGTERM)
         # and what left the group (setsid, double fork) but carries the session's mark
-        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL if force else
+        processes.signal_escaped(pgid, session.id, signal.SIGKILL if force else
                                   signal.SIGTERM)
         if force:
             return True
         deadline = time.monotonic() + session.grace_seconds
         while time.monotonic() < deadline:
             if not await self.training_alive(session, status) and \
-                    not supervisor.marked_pids(session.id):
+                    not processes.marked_pids(session.id):
                 return True
             await aio.sleep(0.2)
         _signal_group(pgid, signal.SIGKILL)
-        supervisor.signal_escaped(pgid, session.id, signal.SIGKILL)
+        processes.signal_escaped(pgid, session.id, signal.SIGKILL)
         return True
 
     # -- control without the runner's help: its status.json is unreadable, or it is frozen
 
     async def status_problem(self, session: Session) -> str | None:
         """Why status.json exists but cannot be used, or None."""
-        return supervisor.read_status_checked(session.session_dir)[1]
+        return runner_status.read_status_checked(session.session_dir)[1]
 
     async def alive_processes(self, session: Session) -> tuple[list[int], list[int]]:
         """(runner pids, training pids) of the session alive now, found without status.json:
         the runner by its command line, the training and all it started by their mark."""
-        return supervisor.runner_pids(session.session_dir), supervisor.marked_pids(session.id)
+        return processes.runner_pids(session.session_dir), processes.marked_pids(session.id)
 
     async def unresponsive(self, session: Session, status: dict) -> str | None:
         """Why a live runner looks stuck (no heartbeat for a while), or None."""
@@ -115,12 +120,12 @@ class LocalProvider:
         return bool(pid) and await self.any_frozen([pid])
 
     async def any_frozen(self, pids: list[int]) -> bool:
-        return any(supervisor.process_state(pid) == "T" for pid in pids)
+        return any(processes.process_state(pid) == "T" for pid in pids)
 
     async def stop_gracefully(self, session: Session, runners: list[int]) -> None:
         """SIGTERM to the runner (it owns the grace period), else to the training processes
         themselves."""
-        for pid in runners or supervisor.marked_pids(session.id):
+        for pid in runners or processes.marked_pids(session.id):
             _signal_quietly(pid, signal.SIGTERM)
 
     async def kill_all(self, session: Session, reason: str) -> list[int]:
@@ -137,12 +142,12 @@ class LocalProvider:
                 break
             await aio.sleep(0.05)
         survivors = trainings + runners
-        status = supervisor.read_status(session.session_dir)
-        if status and status.get("state") in supervisor.FINAL_STATES and not survivors:
+        status = runner_status.read_status(session.session_dir)
+        if status and status.get("state") in runner_status.FINAL_STATES and not survivors:
             return []  # the runner ended the session itself and said how
         status = status or {
             # Unreadable: start again from what the store knows, attempts included.
-            "version": supervisor.STATUS_VERSION, "session_id": session.id,
+            "version": runner_status.STATUS_VERSION, "session_id": session.id,
             "runner_pid": session.runner_pid, "attempt": session.attempt,
             "started": session.started, "attempts": [a.as_dict() for a in session.attempts]}
         status.update(state="stopped", reason=reason, ended=time.time(), child_pid=None,
@@ -153,7 +158,7 @@ class LocalProvider:
             if attempt.get("ended") is None:
                 attempt.update(ended=time.time(), signal=signal.SIGKILL, reason=reason)
         try:
-            supervisor.atomic_write_json(os.path.join(session.session_dir, "status.json"),
+            runner_status.atomic_write_json(os.path.join(session.session_dir, "status.json"),
                                          status)
         except OSError:
             pass  # a full disk: the processes are gone all the same; the refresh says lost

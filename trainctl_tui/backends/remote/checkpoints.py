@@ -1,28 +1,21 @@
 """Checkpoints that live on an SSH host: listed and inspected there (the same stdlib-safe
-inspector, copied next to the runner), never downloaded just to be described."""
+inspector, shipped in the runner's zipapp), never downloaded just to be described."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ...checkpoints import inspect as inspect_module
 from ...checkpoints.catalog import CheckpointRow
 from ...checkpoints.inspect import CheckpointInfo, TensorInfo
 from ...checkpoints.scan import CheckpointEntry
 
-INSPECT_PATH = Path(inspect_module.__file__)
-REMOTE_INSPECT_NAME = "ckpt_inspect.py"  # not inspect.py: that would shadow the stdlib module
-HDF5_PATH = INSPECT_PATH.with_name("hdf5.py")
-REMOTE_HDF5_NAME = "ckpt_hdf5.py"  # the inspector's HDF5 reader (Keras files), found beside it
-
-# Runs on the host with its python3: lists a directory with the runner's own rules (the
-# supervisor sits in the same folder) and inspects each finished checkpoint.
+# Runs on the host with its python3: lists a directory with the runner's own rules and
+# inspects each finished checkpoint, both imported from the runner's zipapp (argv[1]).
 LISTING_SCRIPT = r"""
 import json, os, sys, time
-sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
-import supervisor
-import ckpt_inspect
+sys.path.insert(0, os.path.abspath(sys.argv[1]))
+from trainctl_tui.runner import checkpoint_files
+from trainctl_tui.checkpoints import inspect as ckpt_inspect
 folder = sys.argv[2]
 if not os.path.isdir(folder):
     print(json.dumps({"error": "no such directory: " + folder})); sys.exit(0)
@@ -35,11 +28,11 @@ def row_of(name, path):
     for suffix in TEMP:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
-    if not (base.lower().endswith(supervisor.CHECKPOINT_SUFFIXES)
-            or (is_dir and supervisor.CHECKPOINT_DIR_RE.match(base))):
+    if not (base.lower().endswith(checkpoint_files.CHECKPOINT_SUFFIXES)
+            or (is_dir and checkpoint_files.CHECKPOINT_DIR_RE.match(base))):
         return None
     row = {"path": path, "name": name, "kind": "dir" if is_dir else "file",
-           "step": supervisor.checkpoint_step(name), "size": 0, "mtime": 0.0,
+           "step": checkpoint_files.checkpoint_step(name), "size": 0, "mtime": 0.0,
            "writing": False, "info": None, "note": None}
     real = os.path.realpath(path)
     if os.path.islink(path) and (not os.path.exists(real) or is_dir and (
@@ -61,8 +54,8 @@ def row_of(name, path):
                 size += fst.st_size
                 mtime = max(mtime, fst.st_mtime)
     writing = base != name or name.startswith((".", "tmp"))
-    if not writing and (supervisor.unfinished_dir_reason(path, name) if is_dir
-                        else supervisor.unfinished_file_reason(path)):
+    if not writing and (checkpoint_files.unfinished_dir_reason(path, name) if is_dir
+                        else checkpoint_files.unfinished_file_reason(path)):
         writing = True
     if not writing and time.time() - mtime < 2 and not is_dir:
         time.sleep(0.2)
@@ -108,6 +101,16 @@ def info_from_json(data: dict) -> CheckpointInfo:
 
 def listing_command(python: str, runner_path: str, directory: str) -> list[str]:
     return [python, "-c", LISTING_SCRIPT, runner_path, directory]
+
+
+# The inspector's own command line, run from the runner's zipapp (argv[1]).
+INSPECT_SCRIPT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                  "from trainctl_tui.checkpoints.inspect import main; sys.exit(main())")
+
+
+def inspect_command(python: str, runner_path: str, path: str, deep: bool) -> list[str]:
+    return [python, "-c", INSPECT_SCRIPT, runner_path, path, "--json"] + (
+        ["--deep"] if deep else [])
 
 
 def parse_listing(stdout: bytes) -> dict:

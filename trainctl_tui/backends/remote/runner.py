@@ -6,7 +6,6 @@ keep failing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import time
@@ -15,23 +14,18 @@ from pathlib import Path
 
 from ...core.atomic import atomic_write
 from ...core.models import Session
-from ...runner import supervisor
+from ...core.paths import state_dir
+from ...runner.bundle import RUNNER_NAME, bundle_version, runner_bundle
 from ..base import ProviderError
 
-SUPERVISOR_PATH = Path(supervisor.__file__)
 LOG_CHUNK = 8 << 20  # bytes mirrored per refresh: a long backlog arrives over a few refreshes
 PROBE_TTL = 1.0  # seconds a probe answers read_status/runner_alive/training_alive together
 
 
 def runner_version() -> str:
     """Names the remote runner folder: the runner and the inspector it judges checkpoints
-    with are shipped together, so a change to any of them is a new folder."""
-    from .checkpoints import HDF5_PATH, INSPECT_PATH
-
-    digest = hashlib.sha256()
-    for path in (SUPERVISOR_PATH, INSPECT_PATH, HDF5_PATH):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    with are shipped together (one zipapp), so a change to any of them is a new folder."""
+    return bundle_version()
 
 
 def remote_path(workdir: str, *parts: str) -> str:
@@ -112,21 +106,13 @@ class RemoteRunnerProvider:
         await self.transport.put(data, f"{remote_dir}/secret_env.json")
 
     async def _install_runner(self) -> str:
-        """Copy supervisor.py (and the checkpoint inspector with its HDF5 reader) to
-        <workdir>/runner/<version>/ unless that version is there already."""
-        from .checkpoints import (
-            HDF5_PATH,
-            INSPECT_PATH,
-            REMOTE_HDF5_NAME,
-            REMOTE_INSPECT_NAME,
-        )
-
-        folder = remote_path(self.workdir, "runner", runner_version())
-        for local, name in ((SUPERVISOR_PATH, "supervisor.py"),
-                            (INSPECT_PATH, REMOTE_INSPECT_NAME), (HDF5_PATH, REMOTE_HDF5_NAME)):
-            if await self.transport.size(f"{folder}/{name}") != local.stat().st_size:
-                await self.transport.put(local.read_bytes(), f"{folder}/{name}", mode=0o644)
-        return f"{folder}/supervisor.py"
+        """Copy the runner zipapp (the runner with the checkpoint inspector and its HDF5
+        reader) to <workdir>/runner/<version>/ unless that version is there already."""
+        local = runner_bundle(state_dir() / "runner")
+        remote = remote_path(self.workdir, "runner", runner_version(), RUNNER_NAME)
+        if await self.transport.size(remote) != local.stat().st_size:
+            await self.transport.put(local.read_bytes(), remote, mode=0o644)
+        return remote
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -145,11 +131,10 @@ class RemoteRunnerProvider:
 
     async def inspect_checkpoint(self, path: str, *, deep: bool = False):
         """The inspector's report, computed on the host (nothing is downloaded)."""
-        from .checkpoints import REMOTE_INSPECT_NAME, info_from_json
+        from .checkpoints import info_from_json, inspect_command
 
         runner = await self._install_runner()
-        inspector = runner.rsplit("/", 1)[0] + "/" + REMOTE_INSPECT_NAME
-        command = [self.python, inspector, path, "--json"] + (["--deep"] if deep else [])
+        command = inspect_command(self.python, runner, path, deep)
         result = await self.transport.run(command, check=False, timeout=600)
         if result.returncode != 0:
             message = result.stderr.decode(errors="replace").strip().splitlines()
@@ -190,7 +175,7 @@ class RemoteRunnerProvider:
 
     async def _probe(self, session: Session) -> dict:
         runner = (remote_info(session) or {}).get("runner") or \
-            remote_path(self.workdir, "runner", runner_version(), "supervisor.py")
+            remote_path(self.workdir, "runner", runner_version(), RUNNER_NAME)
         result = await self.transport.run(
             [self.python, runner, "--probe", self.remote_dir(session)], timeout=30)
         try:

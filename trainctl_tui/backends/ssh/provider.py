@@ -1,7 +1,7 @@
 """Runs sessions on any machine reachable by ssh, with the system ssh client.
 
 The stdlib runner is copied to the host once per version, started detached there, and asked
-for its status with `supervisor.py --probe`. The remote train.log is mirrored into the local
+for its status with `trainctl-runner.pyz --probe`. The remote train.log is mirrored into the local
 session folder by byte offset, so logs, metrics and plots work exactly as for local runs, and a
 dropped connection resumes where it stopped: no line is lost or repeated.
 """
