@@ -78,3 +78,10 @@ def run(coroutine: Coroutine[Any, Any, T], *, local: bool = False) -> T:
                                    "which needs an event loop")
     except StopIteration as done:
         return done.value
+
+
+async def call_optional(obj, capability: str, *args):
+    """`obj.capability(*args)` awaited when obj has it (an optional capability of a backend),
+    else None."""
+    method = getattr(obj, capability, None)
+    return await method(*args) if method is not None else None

@@ -5,17 +5,23 @@ from __future__ import annotations
 import os
 import sys
 
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
-def format_age(seconds: float) -> str:
-    """A duration as people read it: 45s, 12m05s, 3h07m, 2d04h."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+def format_duration(seconds: float | None, units: int = 2) -> str:
+    """A duration as people read it, in its `units` largest units: 45s, 12m05s, 3h07m, 2d04h
+    (with units=3: 3h07m12s). The one duration formatter of every front end; '-' for None."""
+    if seconds is None:
+        return "-"
+    rest = max(0, int(seconds))
+    parts: list[str] = []
+    for suffix, size in _UNITS:
+        if rest >= size or parts or size == 1:
+            value, rest = divmod(rest, size)
+            parts.append(f"{value:02d}{suffix}" if parts else f"{value}{suffix}")
+            if len(parts) == units:
+                break
+    return "".join(parts)
 
 
 def mask_secret(value) -> str:

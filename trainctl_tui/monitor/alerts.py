@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any, TextIO
 
+from trainctl_tui.core.formatting import format_duration as core_format_duration
 from trainctl_tui.core.models import Session, Status
 
 __all__ = [
@@ -252,15 +253,8 @@ def _series(metrics: Any, name: str) -> Any:
 
 
 def format_duration(seconds: float) -> str:
-    """'45s', '12m03s', '2h05m09s'."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    """'45s', '12m03s', '2h05m09s': an alert names a silence to the second."""
+    return core_format_duration(seconds, units=3)
 
 
 def _fmt_value(value: float) -> str:

@@ -6,23 +6,13 @@ import json
 import time
 from typing import TextIO
 
+from ..core.formatting import format_duration
+
 STATE_STYLE = {
     "running": "green", "pending": "yellow", "starting": "yellow", "created": "yellow",
     "stopping": "yellow", "stopped": "dim", "exited": "dim", "shutting-down": "dim",
     "terminated": "dim", "dry-run": "cyan",
 }
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 def format_usd(value: float | None, *, digits: int = 2) -> str:

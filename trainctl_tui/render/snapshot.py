@@ -7,7 +7,7 @@ import json
 import math
 import time
 
-from ..core.formatting import format_age, visible
+from ..core.formatting import format_duration, visible
 from ..core.models import Session, Status
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
@@ -50,7 +50,7 @@ def elapsed(session: Session, now: float | None = None) -> str:
     if not session.started:
         return "-"
     end = session.ended or (now or time.time())
-    return format_age(end - session.started)
+    return format_duration(end - session.started)
 
 
 def outcome(session: Session) -> str:
@@ -171,7 +171,7 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
             step = f"step {entry.step}, " if entry.step is not None else ""
             out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
                       f"{visible(entry.path)} "
-                      f"({step}{format_age(now - entry.mtime)} ago)\n")
+                      f"({step}{format_duration(now - entry.mtime)} ago)\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
         title = f"{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}"
@@ -245,7 +245,7 @@ def render_checkpoints(directory: str, rows, skipped, out: TextIO) -> None:
             cells = {
                 "STEP": format_step(row.step),
                 "NAME": cell(row.entry.name, CHECKPOINT_NAME_WIDTH),
-                "SIZE": format_size(row.entry.size), "AGE": format_age(now - row.entry.mtime),
+                "SIZE": format_size(row.entry.size), "AGE": format_duration(now - row.entry.mtime),
                 "STATUS": f"[{style}]{row.status}[/]", "FORMAT": info.format if info else "-",
                 "LOSS": format_number(row.loss),
                 "PARAMS": f"{info.param_count:,}" if info and info.param_count else "-",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ...core import aio
-from ...core.formatting import format_age
+from ...core.formatting import format_duration
 from ...core.models import Session
 from ...core.paths import state_dir
 from ...runner import processes
@@ -113,7 +113,7 @@ class LocalProvider:
         pid = status.get("runner_pid")
         frozen = await self.runner_frozen(status)
         how = f" (stopped by a signal; kill -CONT {pid} resumes it)" if frozen else ""
-        return f"no heartbeat for {format_age(age)} from runner pid {pid}{how}"
+        return f"no heartbeat for {format_duration(age)} from runner pid {pid}{how}"
 
     async def runner_frozen(self, status: dict) -> bool:
         pid = status.get("runner_pid")

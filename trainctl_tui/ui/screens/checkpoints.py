@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ...checkpoints.catalog import CheckpointRow
 from ...core.errors import TrainctlError
-from ...core.formatting import format_age
+from ...core.formatting import format_duration
 from ...render.snapshot import CHECKPOINT_STATUS_STYLE, format_number, format_size, format_step
 from ..screen_work import screen_work
 from .confirm import ConfirmScreen
@@ -103,7 +103,7 @@ class CheckpointsScreen(Screen):
         for row in reversed(self.rows):  # newest at the top
             style = CHECKPOINT_STATUS_STYLE.get(row.status, "")
             table.add_row(format_step(row.step), row.entry.name, format_size(row.entry.size),
-                          format_age(now - row.entry.mtime), Text(row.status, style=style),
+                          format_duration(now - row.entry.mtime), Text(row.status, style=style),
                           format_number(row.loss), key=row.entry.path)
         paths = [row.entry.path for row in reversed(self.rows)]
         if selected in paths:

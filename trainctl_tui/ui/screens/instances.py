@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Static
 from ...backends.cloud import Instance
 from ...backends.remote.transport import resolve_target, ssh_command
 from ...core.errors import TrainctlError
-from ...render.instances import format_duration
+from ...core.formatting import format_duration
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view

@@ -1,0 +1,296 @@
+"""Launching a session: the request, the session and its folder, the runner started."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..backends.base import get_provider
+from ..core import paths
+from ..core.errors import TrainctlError
+from ..core.models import Record, Session, Status, is_secret_name
+from ..core.spec import spec_path, write_spec
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
+if TYPE_CHECKING:
+    from ..backends.cloud import CreateRequest
+
+MASK = "****"
+MAX_GRACE_SECONDS = 86400.0  # a day; a stop must end
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Launching:
+    """Service's launch: a session built from a request, its folder written, its runner started
+    (on a machine created first when the provider asks for a new one)."""
+
+    async def launch(self, request: LaunchRequest, progress=None) -> Session:
+        """Start a run. A cloud provider without a machine id ("aws", "aws:TEMPLATE",
+        "runpod") first creates the machine; if the run then fails to start, the error says
+        the machine is still there and how to terminate it."""
+        create = new_machine_request(request)
+        if create is None:
+            return await self._launch(request)
+        build_session(request, self.config.defaults, remote=True)  # refuse bad input first
+        create.name = create.name or f"trainctl-{request.name or default_name(request.command)}"
+        instance = await self.create_instance(create, progress)
+        if progress:
+            progress(f"{instance.provider} {instance.id} is up; starting the run")
+        try:
+            return await self._launch(request.replace(provider=f"{create.provider}:"
+                                                                f"{instance.id}"))
+        except TrainctlError as exc:
+            raise TrainctlError(f"{exc} (the {create.provider} machine {instance.id} is still "
+                                f"running: trainctl instance terminate {instance.id})") from None
+
+    async def _launch(self, request: LaunchRequest) -> Session:
+        defaults = self.config.defaults
+        # An unknown provider or host is refused before anything is stored.
+        provider = get_provider(request.provider)
+        if provider.remote:
+            provider.target  # noqa: B018 - resolving the host raises for an unknown one
+            validate = getattr(provider, "validate", None)  # aws: the instance runs
+            if validate is not None:
+                await validate()
+        session = build_session(request, defaults, remote=provider.remote)
+        if provider.remote:
+            session.host = request.provider.partition(":")[2]
+        secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
+
+        def prepare(s: Session) -> None:
+            s.session_dir = str(paths.sessions_dir() / s.id)
+
+        self.store.insert(session, prepare=prepare)
+        write_session_files(session, defaults, secret_env, local=not provider.remote)
+        if request.s3_prefix:
+            spec = json.loads(spec_path(session).read_text())
+            spec["s3_checkpoint_uri"] = f"{request.s3_prefix.rstrip('/')}/{session.id}/checkpoints/"
+            write_spec(session, spec)
+        await self.start_runner(session)
+        return session
+
+    async def start_runner(self, session: Session) -> None:
+        provider = get_provider(session.provider)
+        try:
+            await provider.launch(session)
+        except TrainctlError as exc:
+            self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
+            raise
+        await self.refresh_session(session)
+
+
+class LaunchRequest(Record):
+    """What the launch form / `trainctl launch` asks for; None means "use the config default"."""
+
+    command: list[str]
+    cwd: str | None = None
+    name: str | None = None
+    provider: str = "local"
+    checkpoint_dir: str | None = None
+    resume_template: str | None = None
+    max_restarts: int | None = None
+    grace_seconds: float | None = None
+    keep_last_n: int | None = None
+    env: dict[str, str] = {}
+    # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
+    machine: CreateRequest | None = None
+    s3_prefix: str | None = None  # aws: checkpoints sync to PREFIX/<session>/checkpoints/
+
+
+def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:
+    """Validate a launch request and turn it into a (not yet stored) session.
+
+    Paths of a remote session are the host's: they are kept as given (relative ones are
+    relative to the login directory there) and checked by the runner on the host.
+    """
+    command = list(request.command)
+    if not command or not command[0].strip():
+        raise TrainctlError("nothing to launch: give a command after --, e.g. "
+                            "trainctl launch -- python train.py")
+    if request.s3_prefix is not None:
+        if not request.provider.startswith("aws"):
+            raise TrainctlError("--s3-prefix is for runs on AWS (--provider aws...)")
+        if not request.s3_prefix.startswith("s3://") or len(request.s3_prefix) <= 5:
+            raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
+                                f"'{request.s3_prefix}'")
+    for key in request.env:
+        if not ENV_NAME.match(key):
+            raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
+    if remote:
+        cwd = _remote_relative(request.cwd or ".")
+    else:
+        cwd = Path(request.cwd or os.getcwd()).expanduser().resolve()
+        if not cwd.is_dir():
+            raise TrainctlError(f"working directory {cwd} does not exist")
+        path_env = request.env.get("PATH", os.environ.get("PATH", ""))
+        if not _command_exists(command[0], cwd, path_env):
+            raise TrainctlError(f"command not found: {command[0]} (looked in {cwd} and PATH)")
+    template = request.resume_template if request.resume_template is not None \
+        else defaults.resume_template
+    if template:
+        if "{checkpoint}" not in template:
+            raise TrainctlError(f"resume template '{template}' must contain {{checkpoint}}")
+        try:
+            shlex.split(template)
+        except ValueError as exc:
+            raise TrainctlError(f"resume template '{template}' does not parse: {exc}") from None
+    max_restarts = request.max_restarts if request.max_restarts is not None \
+        else defaults.max_restarts
+    if max_restarts < 0:
+        raise TrainctlError(f"max restarts must be 0 or more, not {max_restarts}")
+    grace = request.grace_seconds if request.grace_seconds is not None else defaults.grace_seconds
+    if not 0 <= grace <= MAX_GRACE_SECONDS:  # nan fails this too; inf would never stop
+        raise TrainctlError(f"grace seconds must be from 0 to {MAX_GRACE_SECONDS:g}, not {grace}")
+    keep_last_n = request.keep_last_n if request.keep_last_n is not None \
+        else defaults.keep_last_n
+    if keep_last_n is not None and keep_last_n < 1:
+        raise TrainctlError(f"keep last must be 1 or more, not {keep_last_n}")
+    checkpoint_dir = request.checkpoint_dir or defaults.checkpoint_dir
+    if checkpoint_dir and remote:
+        checkpoint_dir = _remote_relative(checkpoint_dir)
+    elif checkpoint_dir:
+        checkpoint_dir = str((cwd / Path(checkpoint_dir).expanduser()).resolve())
+    return Session(
+        id="",
+        name=(request.name or default_name(command)).strip(),
+        provider=request.provider,
+        command=command,
+        cwd=str(cwd),
+        session_dir="",
+        env={k: (MASK if is_secret_name(k) else v) for k, v in request.env.items()},
+        checkpoint_dir=checkpoint_dir,
+        resume_template=template or None,
+        max_restarts=max_restarts,
+        grace_seconds=grace,
+        keep_last_n=keep_last_n,
+        created=time.time(),
+    )
+
+
+def _remote_relative(path: str) -> str:
+    """'~/runs/x' -> 'runs/x': the runner resolves relative paths against the login dir."""
+    if path in ("~", "~/"):
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
+    if os.sep in program:
+        candidate = cwd / Path(program).expanduser()
+        return candidate.is_file() and os.access(candidate, os.X_OK)
+    import shutil  # here only, like every import the listing commands do not need
+
+    return shutil.which(program, path=path_env) is not None
+
+
+def new_machine_kind(provider: str) -> str | None:
+    """"aws" or "runpod" when launching on `provider` creates a machine first."""
+    kind, _, target = provider.partition(":")
+    if kind == "aws" and not target.startswith("i-"):
+        return "aws"
+    return "runpod" if kind == "runpod" and not target else None
+
+
+def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
+    """The machine to create before launching, or None to launch where the provider says."""
+    kind = new_machine_kind(request.provider)
+    if kind is None:
+        if request.machine is not None:
+            raise TrainctlError(f"machine options (--type, --spot, --gpu ...) only apply when "
+                                f"trainctl creates the machine: --provider aws or runpod, not "
+                                f"{request.provider}")
+        return None
+    from ..backends.cloud import CreateRequest  # cloud launches only
+
+    create = request.machine or CreateRequest(provider=kind)
+    if kind == "aws":
+        create.template = create.template or request.provider.partition(":")[2] or None
+    return create
+
+
+def default_name(command: list[str]) -> str:
+    """A short name for a run from its command: its script wherever it sits ('python -u
+    train.py', 'torchrun --nproc_per_node 8 train.py', 'bash run.sh' -> 'train'/'run'), a
+    python module ('python -m pkg.finetune' -> 'finetune'), else the program ('python -c
+    CODE' -> 'python')."""
+    words = [arg for arg in command if arg and not any(c.isspace() for c in arg)]
+    for arg in words[1:]:
+        name = Path(arg).name
+        if name.endswith((".py", ".sh")) and not arg.startswith("-"):
+            return name.rsplit(".", 1)[0]
+    program = Path(command[0]).name
+    if program.startswith("python"):
+        if "-m" in command[1:-1]:
+            return command[command.index("-m") + 1].rsplit(".", 1)[-1]
+        if "-c" not in command:
+            script = next((arg for arg in words[1:] if not arg.startswith("-")), None)
+            if script:
+                return Path(script).name
+    return program
+
+
+def write_session_files(session: Session, defaults, secret_env: dict[str, str], *,
+                        local: bool = True) -> None:
+    """The session folder: spec.json for the runner, secret_env.json (0600) for secrets.
+    A remote session's provider copies them to its host."""
+    folder = Path(session.session_dir)
+    folder.mkdir(parents=True, mode=0o700)
+    if session.checkpoint_dir and local:
+        Path(session.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    if secret_env:
+        path = folder / "secret_env.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(secret_env, handle)
+    spec = {
+        "id": session.id,
+        "name": session.name,
+        "command": session.command,
+        "cwd": session.cwd,
+        "env": session.env,
+        "checkpoint_dir": session.checkpoint_dir,
+        "resume_template": session.resume_template,
+        "max_restarts": session.max_restarts,
+        "backoff_seconds": defaults.backoff_seconds,
+        "backoff_max_seconds": defaults.backoff_max_seconds,
+        "grace_seconds": session.grace_seconds,
+        "heartbeat_seconds": defaults.heartbeat_seconds,
+        "resume_from": None,
+        # Not for the runner: what rebuilding the store from this folder needs.
+        "provider": session.provider,
+        "host": session.host,
+        "keep_last_n": session.keep_last_n,
+        "created": session.created,
+    }
+    write_spec(session, spec)
+    (folder / "train.log").touch()
+
+
+def demo_script_path() -> Path:
+    return Path(__file__).parents[1] / "demo" / "train.py"
+
+
+def demo_request(*, steps: int | None = None, step_time: float | None = None) -> LaunchRequest:
+    """The bundled toy trainer as a normal session, restartable from its own checkpoints."""
+    command = [sys.executable, "-u", str(demo_script_path())]
+    if steps is not None:
+        command += ["--steps", str(steps)]
+    if step_time is not None:
+        command += ["--step-time", str(step_time)]
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    checkpoint_dir = paths.state_dir() / "demo-checkpoints" / stamp
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    return LaunchRequest(
+        command=command,
+        cwd=str(paths.state_dir()),
+        name="demo",
+        checkpoint_dir=str(checkpoint_dir),
+        resume_template="--resume {checkpoint}",
+        max_restarts=3,
+        grace_seconds=20,
+    )

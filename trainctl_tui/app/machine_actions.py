@@ -1,0 +1,81 @@
+"""What a user does with machines: SSH hosts probed, and the instances of every cloud set up
+listed, created, started, stopped, terminated and priced (fleet.py asks the clouds)."""
+
+from __future__ import annotations
+
+from ..core import aio
+from ..core.errors import TrainctlError
+from ..core.models import Status
+
+
+class MachineActions:
+    """Service's machines: SSH hosts, and the instances of every cloud set up."""
+
+    async def hosts(self) -> list:
+        """Every configured SSH host: reachability, load, GPUs, sessions running there."""
+        from ..backends.remote.transport import resolve_target
+        from ..backends.ssh.provider import probe_host
+
+        hosts = self.config.ssh.hosts
+        infos = await aio.gather(*(probe_host(resolve_target(name, hosts))
+                                       for name in sorted(hosts)))
+        active = self.store.list(statuses=[s for s in Status if s.active])
+        for info in infos:
+            info.sessions = [s.id for s in active if s.host == info.name]
+        return list(infos)
+
+    def clouds(self, provider: str | None = None) -> list[str]:
+        """The clouds to ask: the one named, else every cloud the user has set up."""
+        from .fleet import cloud_for, configured_clouds
+
+
+        if provider:
+            return [cloud_for("", provider)]
+        return configured_clouds(self.config)
+
+    async def instances(self, *, provider: str | None = None, include_unmanaged: bool = False):
+        """(instances, {cloud: error}) across the clouds set up; sessions filled in."""
+        from .fleet import list_instances
+
+        instances, errors = await list_instances(self.clouds(provider),
+                                                 include_unmanaged=include_unmanaged)
+        by_host = {s.host: s.id for s in self.store.list(statuses=[s for s in Status
+                                                                   if s.active]) if s.host}
+        for instance in instances:
+            instance.session = by_host.get(instance.id, instance.session)
+        return instances, errors
+
+    async def instance(self, instance_id: str, *, provider: str | None = None):
+        from ..backends.cloud import get_cloud
+        from .fleet import cloud_for
+
+        return await get_cloud(cloud_for(instance_id, provider)).get_instance(instance_id)
+
+    async def create_instance(self, request, progress=None):
+        from ..backends.cloud import get_cloud
+
+        return await get_cloud(request.provider).create_instance(request, progress)
+
+    async def instance_action(self, action: str, instance_id: str, *,
+                              provider: str | None = None, dry_run: bool = False,
+                              force: bool = False):
+        """start | stop | terminate one instance; returns it as the cloud now reports it."""
+        from ..backends.cloud import get_cloud
+        from .fleet import cloud_for
+
+        if action not in ("start", "stop", "terminate"):
+            raise TrainctlError(f"unknown instance action '{action}' (start, stop, terminate)")
+        cloud = get_cloud(cloud_for(instance_id, provider))
+        method = getattr(cloud, f"{action}_instance")
+        kwargs = {"dry_run": dry_run}
+        if force:
+            kwargs["force"] = True
+        return await method(instance_id, **kwargs)
+
+    async def prices(self, provider: str, type: str | None = None):
+        from ..backends.cloud import get_cloud
+        from .fleet import cloud_for
+
+        return await get_cloud(cloud_for("", provider)).prices(type)
+
+
