@@ -10,7 +10,6 @@ import boto3
 import pytest
 from aws_faults import FaultProxy
 from moto_aws import REGION, aws, moto_server  # noqa: F401
-from trainctl_tui.config.loader import AwsConfig, AwsTemplate
 
 from trainctl_tui.backends.aws import api as aws_api
 from trainctl_tui.backends.aws import cloud as aws_cloud
@@ -18,6 +17,7 @@ from trainctl_tui.backends.aws.api import AWSError
 from trainctl_tui.backends.aws.cloud import AWSCloud, gpus_of, parse_on_demand
 from trainctl_tui.backends.base import ProviderError
 from trainctl_tui.backends.cloud import CreateRequest, get_cloud
+from trainctl_tui.config.loader import AwsConfig, AwsTemplate
 
 pytestmark = pytest.mark.timeout(120)
 

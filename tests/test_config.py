@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from trainctl_tui.config.loader import (
     EXAMPLE_CONFIG,
     AlertsConfig,
@@ -28,7 +29,6 @@ from trainctl_tui.config.loader import (
     mask_secret,
     render_config,
 )
-
 from trainctl_tui.core.errors import ConfigError
 
 try:

@@ -193,11 +193,11 @@ def test_pull_of_a_local_session_says_where_its_checkpoints_are(trainctl_home, t
 def test_watch_follows_a_log_on_a_host_that_trainctl_did_not_launch(ssh_env, tmp_path):
     import asyncio
 
-    from trainctl_tui.config.loader import load_config
     from uihelpers import wait_until
 
     from trainctl_tui.backends.remote.transport import SSHTransport, resolve_target
     from trainctl_tui.backends.ssh.provider import RemoteLogMirror
+    from trainctl_tui.config.loader import load_config
     from trainctl_tui.ui.app import TrainctlApp
     from trainctl_tui.ui.widgets.logview import LogView
 

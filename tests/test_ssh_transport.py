@@ -11,7 +11,6 @@ import tempfile
 
 import pytest
 from sshd import free_port, missing, sshd_server  # noqa: F401  (the fixture)
-from trainctl_tui.config.loader import SshHost
 
 from trainctl_tui.backends.remote.transport import (
     HostNotFound,
@@ -23,6 +22,7 @@ from trainctl_tui.backends.remote.transport import (
     resolve_target,
     ssh_command,
 )
+from trainctl_tui.config.loader import SshHost
 
 NASTY = "dir with spaces/$(touch {pwned}) `touch {pwned}` 'q' \"dq\"; echo hi\nline2 \\ * ~"
 

@@ -11,16 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-from ..backends.base import ProviderError, get_provider
+from ..backends.base import ProviderError
+from ..backends.registry import get_provider
 from ..core import aio, paths
 from ..core.errors import SessionNotFound, StopFailed, TrainctlError
 from ..core.formatting import format_age
 from ..core.models import RUNNER_STATE_TO_STATUS, Attempt, Record, Session, Status, is_secret_name
+from ..core.placement import Placement
 from ..store import Store, StoreWriteError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
 if TYPE_CHECKING:
-    from ..backends.cloud import CreateRequest
+    from ..core.machines import CreateRequest
 
 MASK = "****"
 NEWEST_CHECKPOINT = "newest"  # spec resume_from understood by the runner
@@ -80,9 +82,9 @@ class LaunchRequest(Record):
     grace_seconds: float | None = None
     keep_last_n: int | None = None
     env: dict[str, str] = {}
-    # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
+    # A provider with no machine yet (its backend says which): the machine to create.
     machine: CreateRequest | None = None
-    s3_prefix: str | None = None  # aws: checkpoints sync to PREFIX/<session>/checkpoints/
+    s3_prefix: str | None = None  # checkpoints sync to PREFIX/<session>/checkpoints/
 
 
 class Service:
@@ -184,7 +186,7 @@ class Service:
                 await validate()
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
-            session.host = request.provider.partition(":")[2]
+            session.host = Placement.parse(request.provider).target
         secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
 
         def prepare(s: Session) -> None:
@@ -501,6 +503,67 @@ class Service:
         for info in infos:
             info.sessions = [s.id for s in active if s.host == info.name]
         return list(infos)
+
+    def host_names(self) -> list[str]:
+        """The SSH hosts of the config, sorted."""
+        return sorted(self.config.ssh.hosts)
+
+    def host_shell(self, name: str) -> list[str]:
+        """The interactive command that opens a shell on configured host `name`."""
+        from ..backends.remote.transport import resolve_target, ssh_command
+
+        return ssh_command(resolve_target(name, self.config.ssh.hosts))
+
+    def machine_shell(self, instance, has=None) -> list[str]:
+        """The interactive command that opens a shell on a rented machine: what its backend
+        says (SSM for EC2 where it can), else ssh to where its provider runs the runner."""
+        import shutil
+
+        from ..backends.registry import declaration
+        from ..backends.remote.transport import ssh_command
+
+        if not instance.billing:
+            raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
+        argv = declaration(instance.provider).shell_command(self, instance, has or shutil.which)
+        return argv or ssh_command(get_provider(f"{instance.provider}:{instance.id}").target)
+
+    @staticmethod
+    def shell_failure(argv: list[str], code: int, name: str) -> str | None:
+        """Why an interactive shell ended, when it was the ssh client's own failure."""
+        if code == 255 and argv[0] == "ssh":
+            return f"ssh {name}: could not connect (exit 255)"
+        return None
+
+    def log_mirror(self, url: str):
+        """A local copy of the remote log `url` (ssh://[user@]host[:port]/path), followed by
+        offset; refused in one line for a malformed URL."""
+        from ..backends.ssh.provider import mirror_for_url
+
+        return mirror_for_url(url, self.config.ssh.hosts)
+
+    @staticmethod
+    def is_log_url(target: str) -> bool:
+        return target.startswith("ssh://")
+
+    async def mirror_whole_log(self, mirror) -> None:
+        """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
+        a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
+        from ..backends.ssh.provider import LOG_CHUNK
+
+        while await mirror.sync() >= LOG_CHUNK:
+            pass
+
+    def launch_places(self):
+        """The providers the launch form offers (Place: provider, what it means, spot)."""
+        from .machines import launch_places
+
+        return launch_places(self.config, self.clouds())
+
+    def select_choices(self, provider: str, key: str) -> list[tuple[str, str]]:
+        """(label, value) of a machine option's select (e.g. templates) on the forms."""
+        from .machines import select_choices
+
+        return select_choices(self.config, provider, key)
 
     # -- cloud instances ------------------------------------------------------------------
 
@@ -1061,7 +1124,9 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
         raise TrainctlError("nothing to launch: give a command after --, e.g. "
                             "trainctl launch -- python train.py")
     if request.s3_prefix is not None:
-        if not request.provider.startswith("aws"):
+        from .machines import run_option_owners
+
+        if Placement.parse(request.provider).kind not in run_option_owners("s3_prefix"):
             raise TrainctlError("--s3-prefix is for runs on AWS (--provider aws...)")
         if not request.s3_prefix.startswith("s3://") or len(request.s3_prefix) <= 5:
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
@@ -1141,29 +1206,11 @@ def is_s3(target: str | None) -> bool:
     return (target or "")[:5].lower() == "s3://"
 
 
-def new_machine_kind(provider: str) -> str | None:
-    """"aws" or "runpod" when launching on `provider` creates a machine first."""
-    kind, _, target = provider.partition(":")
-    if kind == "aws" and not target.startswith("i-"):
-        return "aws"
-    return "runpod" if kind == "runpod" and not target else None
-
-
 def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
     """The machine to create before launching, or None to launch where the provider says."""
-    kind = new_machine_kind(request.provider)
-    if kind is None:
-        if request.machine is not None:
-            raise TrainctlError(f"machine options (--type, --spot, --gpu ...) only apply when "
-                                f"trainctl creates the machine: --provider aws or runpod, not "
-                                f"{request.provider}")
-        return None
-    from ..backends.cloud import CreateRequest  # cloud launches only
+    from .machines import launch_request_machine
 
-    create = request.machine or CreateRequest(provider=kind)
-    if kind == "aws":
-        create.template = create.template or request.provider.partition(":")[2] or None
-    return create
+    return launch_request_machine(request.provider, request.machine)
 
 
 def default_name(command: list[str]) -> str:

@@ -21,8 +21,11 @@ import shlex
 import time
 from pathlib import Path
 
+from ...core.errors import TrainctlError
+from ...core.machines import Instance
 from ...core.models import Session
 from ..base import ProviderError, UnknownProvider
+from ..remote.transport import SSHTarget, ssh_command
 from ..ssh.provider import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, _backoff, _remote_info
 from . import api as aws_api
 from .api import AWSError
@@ -325,6 +328,23 @@ def _version() -> str:
 
 def s3_checkpoint_uri(prefix: str, session_id: str) -> str:
     return f"{prefix.rstrip('/')}/{session_id}/checkpoints/"
+
+
+def aws_shell(service, instance: Instance, *, has) -> list[str]:
+    """A shell on an EC2 instance: SSM when the aws CLI and its session-manager-plugin are
+    installed (no inbound port needed); else ssh to its address as its template's ssh_user.
+    service: anything with the loaded config (`.config`)."""
+    if has("aws") and has("session-manager-plugin"):
+        return ["aws", "ssm", "start-session", "--target", instance.id,
+                "--region", aws_api.region()]
+    tags = instance.extra.get("tags", {})
+    template = service.config.aws.templates.get(tags.get(TEMPLATE_TAG) or "default")
+    if instance.address and instance.extra.get("key_name"):
+        user = template.ssh_user if template else "ubuntu"
+        return ssh_command(SSHTarget(name=instance.id, host=instance.address, user=user))
+    raise TrainctlError("a shell on an EC2 instance needs the aws CLI with its "
+                        "session-manager-plugin (SSM), or a key pair and a reachable address "
+                        "for ssh")
 
 
 async def delete_secrets(session_id: str) -> int:

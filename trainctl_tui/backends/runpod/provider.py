@@ -205,7 +205,8 @@ class RunPodCloud:
             "count": request.gpu_count or settings.gpu_count, "env": env,
             "cloud_type": settings.cloud_type,
             "volume_gb": request.disk_gb or settings.volume_gb,
-            "container_disk_gb": request.container_disk_gb or settings.container_disk_gb,
+            "container_disk_gb": request.options.get("container_disk_gb")
+            or settings.container_disk_gb,
             "network_volume_id": settings.network_volume_id,
         }
 

@@ -1,0 +1,16 @@
+"""The local backend as the front ends see it: runs on this machine, offered first."""
+
+from __future__ import annotations
+
+from ...core.options import Place
+from ..declaration import Declaration
+
+
+class LocalDeclaration(Declaration):
+    name = "local"
+
+    def configured(self, config) -> bool:
+        return True
+
+    def launch_places(self, config, rents: bool) -> list[Place]:
+        return [Place("local")]
