@@ -107,9 +107,10 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
                         help="environment variable for the training (repeatable)")
     machine = launch.add_argument_group(
         "a new cloud machine (--provider aws, aws:TEMPLATE or runpod)")
-    from .machine_flags import add_machine_flags
+    if not isinstance(launch, _NotBuilt):  # the backends' declarations: only for `launch`
+        from .machine_flags import add_machine_flags
 
-    add_machine_flags(machine, "launch")
+        add_machine_flags(machine, "launch")
     machine.add_argument("--spot", action="store_true", help="spot / interruptible")
     machine.add_argument("--on-demand", action="store_true",
                          help="on-demand even if the template says spot")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...core.options import Place
 from ..declaration import Declaration
 
 
@@ -12,5 +11,7 @@ class LocalDeclaration(Declaration):
     def configured(self, config) -> bool:
         return True
 
-    def launch_places(self, config, rents: bool) -> list[Place]:
+    def launch_places(self, config, rents: bool) -> list:
+        from ...core.options import Place  # not at the top: `trainctl sessions` loads this
+
         return [Place("local")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ...core.options import Place
 from ..declaration import Declaration
 
 
@@ -15,7 +14,9 @@ class SSHDeclaration(Declaration):
     def configured(self, config) -> bool:
         return bool(config.ssh.hosts)
 
-    def launch_places(self, config, rents: bool) -> list[Place]:
+    def launch_places(self, config, rents: bool) -> list:
+        from ...core.options import Place  # not at the top: `trainctl sessions` loads this
+
         hosts = config.ssh.hosts
         return [Place(f"{self.name}:{name}", describe_host(hosts[name])) for name in sorted(hosts)]
 
