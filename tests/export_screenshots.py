@@ -55,8 +55,8 @@ def cloud_machines() -> None:
     from moto_aws import free_port
     from runpod_server import API_KEY, RunPodServer
 
-    from trainctl_tui.backends.cloud import CreateRequest
     from trainctl_tui.backends.runpod import cloud as rp
+    from trainctl_tui.core.machines import CreateRequest
 
     port = free_port()
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from runpod_server import API_KEY, NO_INSTANCES, runpod_server  # noqa: F401 - the fixture
 
-from trainctl_tui.backends.cloud import CreateRequest
 from trainctl_tui.backends.runpod import api as runpod_api
 from trainctl_tui.backends.runpod import cloud as rp
 from trainctl_tui.backends.runpod.api import (
@@ -22,6 +21,7 @@ from trainctl_tui.backends.runpod.api import (
     resolve_api_key,
 )
 from trainctl_tui.config.loader import load_config, render_config
+from trainctl_tui.core.machines import CreateRequest
 
 MCP_SERVER = {"command": "npx", "args": ["-y", "@runpod/mcp-server@latest"],
               "env": {"RUNPOD_API_KEY": "rpa_FROMMCP000000000000"}}

@@ -17,10 +17,10 @@ from sshd import sshd_server  # noqa: F401 - the fixture
 from test_cli import DEMO, wait_for
 
 from trainctl_tui.app.service import LaunchRequest, Service
-from trainctl_tui.backends.cloud import CreateRequest
 from trainctl_tui.backends.runpod import cloud as rp
 from trainctl_tui.backends.runpod import provider as pod_sessions
 from trainctl_tui.backends.runpod import recovery as runpod_recovery
+from trainctl_tui.core.machines import CreateRequest
 from trainctl_tui.core.models import Status
 
 

@@ -181,10 +181,10 @@ def test_the_launch_form_shows_machine_fields_for_cloud_providers(ec2):
 def test_an_ec2_shell_is_ssm_when_possible_else_ssh(tmp_path, monkeypatch):
     import types
 
-    from trainctl_tui.backends.cloud import Instance
+    from trainctl_tui.backends.aws.provider import aws_shell
     from trainctl_tui.config.loader import load_config
     from trainctl_tui.core.errors import TrainctlError
-    from trainctl_tui.ui.screens.instances import aws_shell
+    from trainctl_tui.core.machines import Instance
 
     (tmp_path / "config.toml").write_text('[aws]\nregion = "eu-west-1"\n'
                                           '[aws.templates.a10g]\nssh_user = "ec2-user"\n')

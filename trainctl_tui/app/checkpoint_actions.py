@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..core import paths
 from ..core.errors import TrainctlError
 from ..core.models import Session, Status

@@ -4,50 +4,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
-from ..backends.cloud import Instance, cloud_names, get_cloud, guess_cloud
+from ..backends.registry import cloud_names, declaration, get_cloud, guess_cloud
 from ..core.errors import TrainctlError
-
-AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL",
-           "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
-
-
-def aws_configured(config) -> bool:
-    """Credentials or settings for AWS exist somewhere boto3 would look."""
-    if any(os.environ.get(name) for name in AWS_ENV):
-        return True
-    aws = config.aws
-    if aws.profile or aws.region or aws.templates:
-        return True
-    home = Path.home() / ".aws"
-    return (home / "credentials").exists() or (home / "config").exists()
-
-
-def runpod_configured(config) -> bool:
-    if os.environ.get("RUNPOD_API_KEY") or config.runpod.api_key:
-        return True
-    try:
-        from ..config.runpod_key import find_api_key
-    except ImportError:
-        return False
-    try:
-        return find_api_key(config) is not None
-    except TrainctlError:
-        return False
+from ..core.machines import Instance
+from .machines import either_provider
 
 
 def configured_clouds(config) -> list[str]:
-    checks = {"aws": aws_configured, "runpod": runpod_configured}
-    return [name for name in cloud_names() if checks[name](config)]
+    """The clouds the user has set up (credentials somewhere), each asked without its SDK."""
+    return [name for name in cloud_names() if declaration(name).configured(config)]
 
 
 def cloud_for(instance_id: str, provider: str | None) -> str:
     name = provider or guess_cloud(instance_id)
     if name is None:
         raise TrainctlError(f"cannot tell which cloud '{instance_id}' is on: pass "
-                            "--provider aws or --provider runpod")
+                            f"{either_provider()}")
     if name not in cloud_names():
         raise TrainctlError(f"unknown cloud '{name}' (available: {', '.join(cloud_names())})")
     return name

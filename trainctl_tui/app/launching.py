@@ -10,15 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..core import paths
 from ..core.errors import TrainctlError
 from ..core.models import Record, Session, Status, is_secret_name
+from ..core.placement import Placement
 from ..core.spec import spec_path, write_spec
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
 if TYPE_CHECKING:
-    from ..backends.cloud import CreateRequest
+    from ..core.machines import CreateRequest
 
 MASK = "****"
 MAX_GRACE_SECONDS = 86400.0  # a day; a stop must end
@@ -59,7 +60,7 @@ class Launching:
                 await validate()
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
-            session.host = request.provider.partition(":")[2]
+            session.host = Placement.parse(request.provider).target
         secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
 
         def prepare(s: Session) -> None:
@@ -97,9 +98,9 @@ class LaunchRequest(Record):
     grace_seconds: float | None = None
     keep_last_n: int | None = None
     env: dict[str, str] = {}
-    # provider "aws", "aws:TEMPLATE" or "runpod": the new machine to create for the run.
+    # A provider with no machine yet (its backend says which): the machine to create.
     machine: CreateRequest | None = None
-    s3_prefix: str | None = None  # aws: checkpoints sync to PREFIX/<session>/checkpoints/
+    s3_prefix: str | None = None  # checkpoints sync to PREFIX/<session>/checkpoints/
 
 
 def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:
@@ -113,7 +114,9 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
         raise TrainctlError("nothing to launch: give a command after --, e.g. "
                             "trainctl launch -- python train.py")
     if request.s3_prefix is not None:
-        if not request.provider.startswith("aws"):
+        from .machines import run_option_owners
+
+        if Placement.parse(request.provider).kind not in run_option_owners("s3_prefix"):
             raise TrainctlError("--s3-prefix is for runs on AWS (--provider aws...)")
         if not request.s3_prefix.startswith("s3://") or len(request.s3_prefix) <= 5:
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
@@ -188,29 +191,11 @@ def _command_exists(program: str, cwd: Path, path_env: str) -> bool:
     return shutil.which(program, path=path_env) is not None
 
 
-def new_machine_kind(provider: str) -> str | None:
-    """"aws" or "runpod" when launching on `provider` creates a machine first."""
-    kind, _, target = provider.partition(":")
-    if kind == "aws" and not target.startswith("i-"):
-        return "aws"
-    return "runpod" if kind == "runpod" and not target else None
-
-
 def new_machine_request(request: LaunchRequest) -> CreateRequest | None:
     """The machine to create before launching, or None to launch where the provider says."""
-    kind = new_machine_kind(request.provider)
-    if kind is None:
-        if request.machine is not None:
-            raise TrainctlError(f"machine options (--type, --spot, --gpu ...) only apply when "
-                                f"trainctl creates the machine: --provider aws or runpod, not "
-                                f"{request.provider}")
-        return None
-    from ..backends.cloud import CreateRequest  # cloud launches only
+    from .machines import launch_request_machine
 
-    create = request.machine or CreateRequest(provider=kind)
-    if kind == "aws":
-        create.template = create.template or request.provider.partition(":")[2] or None
-    return create
+    return launch_request_machine(request.provider, request.machine)
 
 
 def default_name(command: list[str]) -> str:

@@ -24,6 +24,48 @@ class MachineActions:
             info.sessions = [s.id for s in active if s.host == info.name]
         return list(infos)
 
+    def host_names(self) -> list[str]:
+        """The SSH hosts of the config, sorted."""
+        return sorted(self.config.ssh.hosts)
+
+    def host_shell(self, name: str) -> list[str]:
+        """The interactive command that opens a shell on configured host `name`."""
+        from ..backends.remote.transport import resolve_target, ssh_command
+
+        return ssh_command(resolve_target(name, self.config.ssh.hosts))
+
+    def machine_shell(self, instance, has=None) -> list[str]:
+        """The interactive command that opens a shell on a rented machine: what its backend
+        says (SSM for EC2 where it can), else ssh to where its provider runs the runner."""
+        import shutil
+
+        from ..backends.registry import declaration, get_provider
+        from ..backends.remote.transport import ssh_command
+
+        if not instance.billing:
+            raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
+        argv = declaration(instance.provider).shell_command(self, instance, has or shutil.which)
+        return argv or ssh_command(get_provider(f"{instance.provider}:{instance.id}").target)
+
+    @staticmethod
+    def shell_failure(argv: list[str], code: int, name: str) -> str | None:
+        """Why an interactive shell ended, when it was the ssh client's own failure."""
+        if code == 255 and argv[0] == "ssh":
+            return f"ssh {name}: could not connect (exit 255)"
+        return None
+
+    def launch_places(self):
+        """The providers the launch form offers (Place: provider, what it means, spot)."""
+        from .machines import launch_places
+
+        return launch_places(self.config, self.clouds())
+
+    def select_choices(self, provider: str, key: str) -> list[tuple[str, str]]:
+        """(label, value) of a machine option's select (e.g. templates) on the forms."""
+        from .machines import select_choices
+
+        return select_choices(self.config, provider, key)
+
     def clouds(self, provider: str | None = None) -> list[str]:
         """The clouds to ask: the one named, else every cloud the user has set up."""
         from .fleet import cloud_for, configured_clouds
@@ -46,13 +88,13 @@ class MachineActions:
         return instances, errors
 
     async def instance(self, instance_id: str, *, provider: str | None = None):
-        from ..backends.cloud import get_cloud
+        from ..backends.registry import get_cloud
         from .fleet import cloud_for
 
         return await get_cloud(cloud_for(instance_id, provider)).get_instance(instance_id)
 
     async def create_instance(self, request, progress=None):
-        from ..backends.cloud import get_cloud
+        from ..backends.registry import get_cloud
 
         return await get_cloud(request.provider).create_instance(request, progress)
 
@@ -60,7 +102,7 @@ class MachineActions:
                               provider: str | None = None, dry_run: bool = False,
                               force: bool = False):
         """start | stop | terminate one instance; returns it as the cloud now reports it."""
-        from ..backends.cloud import get_cloud
+        from ..backends.registry import get_cloud
         from .fleet import cloud_for
 
         if action not in ("start", "stop", "terminate"):
@@ -73,7 +115,7 @@ class MachineActions:
         return await method(instance_id, **kwargs)
 
     async def prices(self, provider: str, type: str | None = None):
-        from ..backends.cloud import get_cloud
+        from ..backends.registry import get_cloud
         from .fleet import cloud_for
 
         return await get_cloud(cloud_for("", provider)).prices(type)

@@ -8,7 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from ..backends.base import ProviderError, get_provider
+from ..backends.base import ProviderError
+from ..backends.registry import get_provider
 from ..core import aio, paths
 from ..core.formatting import format_duration
 from ..core.models import RUNNER_STATE_TO_STATUS, Attempt, Session, Status

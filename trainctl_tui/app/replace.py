@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..backends.replacing import ReplaceFailed, Replacement
 from ..core import interruptions
 from ..core.atomic import atomic_write

@@ -9,7 +9,7 @@ import posixpath
 import time
 from pathlib import Path
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..core import aio
 from ..core.errors import TrainctlError
 from ..core.models import Session, Status

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..core import paths
 from ..core.errors import SessionNotFound, TrainctlError
 from ..core.models import Record, Session, Status
@@ -20,7 +20,6 @@ from .launching import (  # noqa: F401
     default_name,
     demo_request,
     demo_script_path,
-    new_machine_kind,
     new_machine_request,
     write_session_files,
 )
@@ -235,3 +234,22 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
 
     def log_path(self, session: Session) -> Path:
         return Path(session.session_dir) / "train.log"
+
+    def log_mirror(self, url: str):
+        """A local copy of the remote log `url` (ssh://[user@]host[:port]/path), followed by
+        offset; refused in one line for a malformed URL."""
+        from ..backends.ssh.provider import mirror_for_url
+
+        return mirror_for_url(url, self.config.ssh.hosts)
+
+    @staticmethod
+    def is_log_url(target: str) -> bool:
+        return target.startswith("ssh://")
+
+    async def mirror_whole_log(self, mirror) -> None:
+        """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
+        a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
+        from ..backends.remote.runner import LOG_CHUNK
+
+        while await mirror.sync() >= LOG_CHUNK:
+            pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ..backends.base import get_provider
+from ..backends.registry import get_provider
 from ..core import aio
 from ..core.errors import StopFailed, TrainctlError
 from ..core.models import Session, Status

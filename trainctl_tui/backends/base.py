@@ -1,19 +1,12 @@
-"""The Provider protocol every place a run can live implements, its errors, and the registry."""
+"""The Provider protocol every place a run can live implements, and its errors. Which
+providers exist is the registry's (registry.py)."""
 
 from __future__ import annotations
 
-import importlib
-
-from ..core.errors import TrainctlError
 from ..core.models import Session
+from .errors import ProviderError, UnknownProvider
 
-
-class ProviderError(TrainctlError):
-    """A provider could not do what was asked; the message says what and why."""
-
-
-class UnknownProvider(ProviderError):
-    pass
+__all__ = ["Provider", "ProviderError", "UnknownProvider"]
 
 
 class Provider:
@@ -40,35 +33,3 @@ class Provider:
 
     async def kill_orphan(self, session: Session, status: dict, *, force: bool) -> bool:
         """Stop a training process whose runner died. True if one was signalled."""
-
-
-# provider name prefix -> "module:Class"; later issues add ssh, runpod, aws.
-_PROVIDERS = {
-    "local": "trainctl_tui.backends.local.provider:LocalProvider",
-    "ssh": "trainctl_tui.backends.ssh.provider:SSHProvider",
-    "aws": "trainctl_tui.backends.aws.provider:AWSProvider",
-    "runpod": "trainctl_tui.backends.runpod.provider:RunPodProvider",
-}
-
-
-def available_providers() -> list[str]:
-    return sorted(_PROVIDERS)
-
-
-def get_provider(name: str) -> Provider:
-    """Provider for a session's provider string, e.g. 'local' or 'ssh:gpu-box'."""
-    kind, _, target = name.partition(":")
-    spec = _PROVIDERS.get(kind)
-    if spec is None:
-        raise UnknownProvider(
-            f"unknown provider '{name}' (available: {', '.join(available_providers())})"
-        )
-    module_name, class_name = spec.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if kind == "ssh" and not target:
-        raise UnknownProvider("ssh needs a host: --provider ssh:NAME (a [ssh.hosts.NAME] in "
-                              "the config, or an alias from ~/.ssh/config)")
-    if kind == "aws" and not target:
-        raise UnknownProvider("aws needs an instance: --provider aws:i-0123456789abcdef0 (see "
-                              "trainctl instances)")
-    return cls(target) if target else cls()

@@ -10,38 +10,29 @@ from ..core.errors import TrainctlError
 
 
 def add_parsers(commands) -> None:
+    from .machine_flags import add_machine_flags, cloud_names
+
+    clouds = cloud_names()
     instances = commands.add_parser(
         "instances", help="cloud machines (EC2 instances, RunPod pods): state, $/h, cost")
     instances.add_argument("--json", action="store_true", help="print JSON")
-    instances.add_argument("--provider", choices=["aws", "runpod"], help="only this cloud")
+    instances.add_argument("--provider", choices=clouds, help="only this cloud")
     instances.add_argument("--all", action="store_true",
                            help="also machines trainctl did not create")
 
     instance = commands.add_parser(
         "instance", help="create, start, stop or terminate one cloud machine",
-        description="trainctl instance create --provider aws|runpod [options]  |  "
+        description=f"trainctl instance create --provider {'|'.join(clouds)} [options]  |  "
         "trainctl instance start|stop|terminate ID [--yes] [--dry-run]")
     instance.add_argument("action", choices=["create", "start", "stop", "terminate"])
     instance.add_argument("id", nargs="?", help="instance or pod id (start/stop/terminate)")
-    instance.add_argument("--provider", choices=["aws", "runpod"],
+    instance.add_argument("--provider", choices=clouds,
                           help="the cloud (create: required; otherwise told by the id)")
-    instance.add_argument("--template", help="aws: the [aws.templates.NAME] to use")
-    instance.add_argument("--type", help="aws: instance type, e.g. g5.xlarge")
-    instance.add_argument("--gpu", help="runpod: GPU type id, e.g. 'NVIDIA A40'")
-    instance.add_argument("--gpu-count", type=int, default=1, help="runpod: GPUs (default 1)")
+    add_machine_flags(instance, "create")
     instance.add_argument("--spot", action="store_true",
                           help="spot / interruptible (cheaper, may be reclaimed)")
     instance.add_argument("--on-demand", action="store_true",
                           help="on-demand even if the template says spot")
-    instance.add_argument("--max-price", type=float, metavar="USD",
-                          help="aws spot: the most to pay per hour")
-    instance.add_argument("--bid", type=float, metavar="USD",
-                          help="runpod spot: bid per GPU per hour (default: the current minimum)")
-    instance.add_argument("--image", help="runpod: container image; aws: AMI id or name")
-    instance.add_argument("--disk-gb", type=int, metavar="GB",
-                          help="aws: root volume; runpod: pod volume (/workspace)")
-    instance.add_argument("--container-disk-gb", type=int, metavar="GB",
-                          help="runpod: the container's own disk")
     instance.add_argument("--name", help="a name for the machine")
     instance.add_argument("--yes", "-y", action="store_true",
                           help="terminate without asking (for scripts)")
@@ -52,13 +43,21 @@ def add_parsers(commands) -> None:
     instance.add_argument("--json", action="store_true", help="print the machine as JSON")
 
     prices = commands.add_parser("prices", help="what a machine type costs, per zone and market")
-    prices.add_argument("--provider", choices=["aws", "runpod"], required=True)
+    prices.add_argument("--provider", choices=clouds, required=True)
     prices.add_argument("--type", help="aws instance type / runpod GPU type (default: all)")
     prices.add_argument("--json", action="store_true", help="print JSON")
 
     gpus = commands.add_parser("gpus", help="GPU types with prices and availability")
-    gpus.add_argument("--provider", choices=["runpod", "aws"], default="runpod")
+    gpus.add_argument("--provider", choices=sorted(clouds, key=gpu_cloud_first),
+                      default=min(clouds, key=gpu_cloud_first))
     gpus.add_argument("--json", action="store_true", help="print JSON")
+
+
+def gpu_cloud_first(name: str) -> tuple[bool, str]:
+    """`trainctl gpus` asks the cloud that rents by GPU type by default."""
+    from ..app.machines import rents_by_gpu
+
+    return (not rents_by_gpu(name), name)
 
 
 def _service():
@@ -88,39 +87,12 @@ def cmd_instances(args) -> int:
 
 
 def create_request(args):
-    from ..backends.cloud import CreateRequest
+    """The flags of `instance create` as a CreateRequest."""
+    from ..app.machines import request_from_flags
+    from .machine_flags import machine_values
 
-    if not args.provider:
-        raise TrainctlError("instance create needs --provider aws or --provider runpod")
-    if args.spot and args.on_demand:
-        raise TrainctlError("--spot and --on-demand exclude each other")
-    if args.provider == "aws":
-        if args.gpu or args.bid is not None:
-            raise TrainctlError("--gpu and --bid are for runpod; aws takes --type and "
-                                "--max-price")
-        price = args.max_price
-    else:
-        if args.type or args.template or args.max_price is not None:
-            raise TrainctlError("--type, --template and --max-price are for aws; runpod takes "
-                                "--gpu and --bid")
-        price = args.bid
-    if price is not None and price <= 0:
-        raise TrainctlError(f"the price must be > 0, got {price:g}")
-    if args.gpu_count < 1:
-        raise TrainctlError(f"--gpu-count must be at least 1, got {args.gpu_count}")
-    for flag, value in (("--disk-gb", args.disk_gb),
-                        ("--container-disk-gb", args.container_disk_gb)):
-        if value is not None and value < 1:
-            raise TrainctlError(f"{flag} must be at least 1, got {value}")
-    if args.provider == "aws" and args.container_disk_gb is not None:
-        raise TrainctlError("--container-disk-gb is for runpod; aws takes --disk-gb")
-    if price is not None and not args.spot and args.provider == "runpod":
-        raise TrainctlError("--bid is for spot pods: add --spot")
-    return CreateRequest(
-        provider=args.provider, template=args.template, type=args.type or args.gpu,
-        gpu_count=args.gpu_count, spot=True if args.spot else (False if args.on_demand else None),
-        max_price=price, name=args.name, image=args.image, disk_gb=args.disk_gb,
-        container_disk_gb=args.container_disk_gb, dry_run=args.dry_run)
+    return request_from_flags(args.provider, machine_values(args, "create"), spot=args.spot,
+                              on_demand=args.on_demand, name=args.name, dry_run=args.dry_run)
 
 
 def cmd_instance(args) -> int:

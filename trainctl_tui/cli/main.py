@@ -107,22 +107,13 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
                         help="environment variable for the training (repeatable)")
     machine = launch.add_argument_group(
         "a new cloud machine (--provider aws, aws:TEMPLATE or runpod)")
-    machine.add_argument("--template", help="aws: the [aws.templates.NAME] to use")
-    machine.add_argument("--type", help="aws: instance type, e.g. g5.xlarge")
-    machine.add_argument("--gpu", help="runpod: GPU type id, e.g. 'NVIDIA A40'")
-    machine.add_argument("--gpu-count", type=int, default=1, help="runpod: GPUs (default 1)")
+    if not isinstance(launch, _NotBuilt):  # the backends' declarations: only for `launch`
+        from .machine_flags import add_machine_flags
+
+        add_machine_flags(machine, "launch")
     machine.add_argument("--spot", action="store_true", help="spot / interruptible")
     machine.add_argument("--on-demand", action="store_true",
                          help="on-demand even if the template says spot")
-    machine.add_argument("--max-price", type=float, metavar="USD", help="aws spot: $/h cap")
-    machine.add_argument("--bid", type=float, metavar="USD", help="runpod spot: bid per GPU")
-    machine.add_argument("--image", help="runpod: container image; aws: AMI id or name")
-    machine.add_argument("--s3-prefix", metavar="s3://BUCKET/PREFIX",
-                         help="aws: sync checkpoints to PREFIX/<session>/checkpoints/")
-    machine.add_argument("--disk-gb", type=int, metavar="GB",
-                         help="aws: root volume; runpod: pod volume")
-    machine.add_argument("--container-disk-gb", type=int, metavar="GB",
-                         help="runpod: the container's own disk")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sessions = commands.add_parser("sessions", aliases=["ls"], help="list sessions")
@@ -315,7 +306,7 @@ def cmd_launch(args) -> int:
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
         keep_last_n=args.keep_last, env=parse_env(args.env), machine=machine_request(args),
-        s3_prefix=args.s3_prefix,
+        **run_values(args),
     )
 
     def progress(line: str) -> None:
@@ -328,24 +319,25 @@ def cmd_launch(args) -> int:
 
 def machine_request(args):
     """--type/--spot/--gpu... as the CreateRequest of the machine to create, or None."""
-    import argparse
+    from ..app.machines import either_provider, flags_given, new_machine_cloud, request_from_flags
+    from .machine_flags import machine_values
 
-    from .cloud import create_request
-
-    given = (args.template, args.type, args.gpu, args.max_price, args.bid, args.image,
-             args.disk_gb, args.container_disk_gb)
-    kind = args.provider.partition(":")[0]
-    if not any(v is not None for v in given) and not args.spot and not args.on_demand \
-            and args.gpu_count == 1:
+    given = machine_values(args, "launch")
+    if not flags_given(given) and not args.spot and not args.on_demand:
         return None
-    if kind not in ("aws", "runpod"):
+    cloud = new_machine_cloud(args.provider)
+    if cloud is None:
         raise TrainctlError("--template, --type, --gpu, --spot ... are for a new cloud machine:"
-                            " use them with --provider aws or --provider runpod")
-    return create_request(argparse.Namespace(
-        provider=kind, template=args.template, type=args.type, gpu=args.gpu,
-        gpu_count=args.gpu_count, spot=args.spot, on_demand=args.on_demand,
-        max_price=args.max_price, bid=args.bid, image=args.image, name=None, dry_run=False,
-        disk_gb=args.disk_gb, container_disk_gb=args.container_disk_gb))
+                            f" use them with {either_provider()}")
+    return request_from_flags(cloud, given, spot=args.spot, on_demand=args.on_demand)
+
+
+def run_values(args) -> dict[str, object]:
+    """{LaunchRequest field: value} of the backends' flags that set the run, not the machine
+    (e.g. --s3-prefix)."""
+    from .machine_flags import machine_values
+
+    return machine_values(args, "launch", fills="run")
 
 
 def print_launched(session) -> None:
@@ -560,8 +552,9 @@ def cmd_hosts(args) -> int:
 def cmd_watch(args) -> int:
     from pathlib import Path
 
-    if args.path.startswith("ssh://"):
-        return watch_remote(args.path)
+    service = _service()
+    if service.is_log_url(args.path):
+        return watch_remote(service, args.path)
     path = Path(args.path).expanduser()
     if path.is_dir():
         raise TrainctlError(f"{path} is a directory; give the log file inside it")
@@ -570,11 +563,9 @@ def cmd_watch(args) -> int:
     return run_tui(watch_path=path.resolve())
 
 
-def watch_remote(url: str) -> int:
+def watch_remote(service, url: str) -> int:
     """ssh://[user@]host[:port]/path/to/train.log: a local copy followed by offset."""
-    from ..backends.ssh.provider import mirror_for_url
-
-    mirror = mirror_for_url(url, _service().config.ssh.hosts)
+    mirror = service.log_mirror(url)
     _run(mirror.sync())  # unreachable host or missing file: one line, before any UI
     return run_tui(watch_path=mirror.local, remote_log=mirror, watch_label=url)
 
@@ -639,11 +630,9 @@ def metrics_source(service, target: str):
 
     from ..core.errors import SessionNotFound
 
-    if target.startswith("ssh://"):
-        from ..backends.ssh.provider import mirror_for_url
-
-        mirror = mirror_for_url(target, service.config.ssh.hosts)
-        _run(mirror_whole_log(mirror))
+    if service.is_log_url(target):
+        mirror = service.log_mirror(target)
+        _run(service.mirror_whole_log(mirror))
         return mirror.local, target
     path = Path(target).expanduser()
     if path.is_file():
@@ -661,15 +650,6 @@ def metrics_source(service, target: str):
     if not log.is_file():
         raise TrainctlError(f"session {session.id} has no log yet ({log})")
     return log, str(log)
-
-
-async def mirror_whole_log(mirror) -> None:
-    """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
-    a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
-    from ..backends.remote.runner import LOG_CHUNK
-
-    while await mirror.sync() >= LOG_CHUNK:
-        pass
 
 
 def cmd_checkpoints(args) -> int:

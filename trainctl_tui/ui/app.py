@@ -80,14 +80,14 @@ class TrainctlApp(App):
         """`trainctl watch ssh://...`: extend the local copy; back off while unreachable."""
         import asyncio
 
-        from ..backends.base import ProviderError
+        from ..core.errors import TrainctlError
 
         delay, last_error = 1.0, None
         while True:
             try:
                 added = await self.remote_log.sync()
                 delay, last_error = (0.05 if added else 1.0), None
-            except ProviderError as exc:
+            except TrainctlError as exc:  # the host or the file: one line, retried
                 if str(exc) != last_error:
                     self.notify(f"{exc} (retrying)", severity="warning")
                 last_error, delay = str(exc), min(delay * 2, 30.0)
@@ -319,35 +319,10 @@ class TrainctlApp(App):
 
 def launch_places(service) -> tuple[list[str], dict[str, str], dict[str, bool]]:
     """(providers offered by the launch form, what each one means, which create spot
-    machines by default)."""
-    hosts = service.config.ssh.hosts
-    providers = ["local"] + [f"ssh:{name}" for name in sorted(hosts)]
-    details = {f"ssh:{name}": describe_host(host) for name, host in hosts.items()}
-    clouds = service.clouds()
-    if "aws" in clouds:
-        templates = service.config.aws.templates
-        providers.append("aws")
-        details["aws"] = "a new EC2 instance from the default template, trained through SSM"
-        spot = {"aws": bool(templates.get("default") and templates["default"].spot)}
-        for name, template in sorted(templates.items()):
-            if name != "default":
-                providers.append(f"aws:{name}")
-                spot[f"aws:{name}"] = template.spot
-                details[f"aws:{name}"] = (f"a new {template.instance_type} "
-                                          f"{'spot' if template.spot else 'on-demand'} instance "
-                                          f"(template {name})")
-    if "runpod" in clouds:
-        providers.append("runpod")
-        details["runpod"] = (f"a new pod ({service.config.runpod.cloud_type.lower()} cloud), "
-                             "trained over ssh")
-    return providers, details, spot if "aws" in clouds else {}
-
-
-def describe_host(host) -> str:
-    """'me@gpu-box:2222 · workdir ~/.trainctl · python3' for the launch form."""
-    port = f":{host.port}" if host.port and host.port != 22 else ""
-    user = f"{host.user}@" if host.user else ""
-    return f"{user}{host.host}{port} · workdir {host.workdir} · {host.python}"
+    machines by default): what each backend offers, in the registry's order."""
+    places = service.launch_places()
+    return ([p.provider for p in places], {p.provider: p.detail for p in places if p.detail},
+            {p.provider: p.spot for p in places if p.spot is not None})
 
 
 def make_app(**kwargs) -> TrainctlApp:

@@ -18,14 +18,12 @@ import uuid
 from datetime import datetime, timezone
 
 from ...config.loader import AwsConfig, AwsTemplate
+from ...core.machines import CreateRequest, Instance, Price, Progress
 from ..base import ProviderError
-from ..cloud import CreateRequest, Instance, Price, Progress
 from . import api as aws_api
 from .api import AWSError
+from .tags import MANAGED_TAG, SESSION_TAG, TEMPLATE_TAG
 
-MANAGED_TAG = "trainctl:managed"
-SESSION_TAG = "trainctl:session"
-TEMPLATE_TAG = "trainctl:template"
 POLL_SECONDS = 5.0
 PRICE_TTL = 300.0  # seconds prices are kept in-process
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
@@ -297,7 +295,7 @@ class AWSCloud:
         ami = await self.resolve_ami(request.image or template.ami)
         root_device = await self._root_device(ami)
         args = self._run_arguments(request, template, ami, root_device)
-        zone = getattr(request, "zone", None)  # a replacement in a fallback zone
+        zone = request.zone  # a replacement in a fallback zone
         if zone:
             await self._place(args, zone)
         kind = "spot" if "InstanceMarketOptions" in args else "on-demand"

@@ -23,10 +23,13 @@ from pathlib import Path
 
 from ...core import interruptions
 from ...core.atomic import atomic_write
+from ...core.errors import TrainctlError
+from ...core.machines import Instance
 from ...core.models import Session, Status
 from ...runner.bundle import RUNNER_NAME
 from ..base import ProviderError, UnknownProvider
 from ..remote.runner import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, backoff, remote_info
+from ..remote.transport import SSHTarget, ssh_command
 from . import api as aws_api
 from .api import AWSError
 from .cloud import TEMPLATE_TAG  # the template an instance was created from
@@ -345,6 +348,23 @@ def _version() -> str:
 
 def s3_checkpoint_uri(prefix: str, session_id: str) -> str:
     return f"{prefix.rstrip('/')}/{session_id}/checkpoints/"
+
+
+def aws_shell(service, instance: Instance, *, has) -> list[str]:
+    """A shell on an EC2 instance: SSM when the aws CLI and its session-manager-plugin are
+    installed (no inbound port needed); else ssh to its address as its template's ssh_user.
+    service: anything with the loaded config (`.config`)."""
+    if has("aws") and has("session-manager-plugin"):
+        return ["aws", "ssm", "start-session", "--target", instance.id,
+                "--region", aws_api.region()]
+    tags = instance.extra.get("tags", {})
+    template = service.config.aws.templates.get(tags.get(TEMPLATE_TAG) or "default")
+    if instance.address and instance.extra.get("key_name"):
+        user = template.ssh_user if template else "ubuntu"
+        return ssh_command(SSHTarget(name=instance.id, host=instance.address, user=user))
+    raise TrainctlError("a shell on an EC2 instance needs the aws CLI with its "
+                        "session-manager-plugin (SSM), or a key pair and a reachable address "
+                        "for ssh")
 
 
 async def delete_secrets(session_id: str) -> int:

@@ -102,7 +102,7 @@ async def create_replacement(session: Session, old_type: str | None,
                              template_name: str | None = None):
     """A spot instance from the same template; on a capacity failure the template's
     fallback_types and fallback_zones are tried in turn."""
-    from ..cloud import CreateRequest
+    from ...core.machines import CreateRequest
     from .api import AWSError
     from .cloud import AWSCloud
 

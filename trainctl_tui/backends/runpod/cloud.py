@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ...core.atomic import atomic_write
+from ...core.machines import CreateRequest, Instance, Price, Progress
 from ..base import ProviderError
-from ..cloud import CreateRequest, Instance, Price, Progress
 from .api import RunPodAPI, RunPodError, gql_float, gql_quote, gql_string
 
 POLL_SECONDS = 3.0  # between pod queries while waiting for RUNNING
@@ -202,7 +202,8 @@ class RunPodCloud:
             "count": request.gpu_count or settings.gpu_count, "env": env,
             "cloud_type": settings.cloud_type,
             "volume_gb": request.disk_gb or settings.volume_gb,
-            "container_disk_gb": request.container_disk_gb or settings.container_disk_gb,
+            "container_disk_gb": request.options.get("container_disk_gb")
+            or settings.container_disk_gb,
             "network_volume_id": settings.network_volume_id,
         }
 

@@ -22,10 +22,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
-from ...backends.cloud import Instance
-from ...backends.remote.transport import resolve_target, ssh_command
+from ...app.machines import host_kind, instance_kind
+from ...app.service import Service
 from ...core.errors import TrainctlError
 from ...core.formatting import format_duration
+from ...core.machines import Instance
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -56,7 +57,7 @@ LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address", "market", "uptime"},
 STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim", "running": "green",
                "pending": "yellow", "starting": "yellow", "stopping": "yellow",
                "stopped": "dim", "exited": "dim", "terminated": "dim", "shutting-down": "dim"}
-CLOUD_KIND = {"aws": "aws", "runpod": "pod"}
+HOST_KIND = host_kind()  # the KIND of configured hosts' rows
 NO_HOSTS_HINT = (
     "No machines yet. Add an SSH host to the config:\n\n"
     "  [b]\\[ssh.hosts.NAME][/b]\n  host = \"gpu-box\"   [dim]# or an alias from ~/.ssh/config"
@@ -71,7 +72,7 @@ NO_HOSTS_HINT = (
 class Machine:
     """One row, whatever the machine is: an SSH host, an EC2 instance, a RunPod pod."""
 
-    kind: str  # "ssh", "aws", "pod"
+    kind: str  # HOST_KIND, or the cloud's instance kind
     name: str  # the host's name; the instance or pod id for cloud machines
     address: str = ""
     state: str = "probing"  # up, unreachable, probing; the cloud's own states
@@ -90,8 +91,8 @@ class Machine:
 
 
 def machine_from_host(info) -> Machine:
-    """A row from providers.ssh.HostInfo."""
-    return Machine(kind="ssh", name=info.name, address=info.address,
+    """A row from a configured host's HostInfo."""
+    return Machine(kind=HOST_KIND, name=info.name, address=info.address,
                    state="up" if info.reachable else "unreachable", rtt_ms=info.rtt_ms,
                    error=info.error, load=list(info.load), cpus=info.cpus,
                    gpus=list(info.gpus), sessions=list(info.sessions))
@@ -99,7 +100,7 @@ def machine_from_host(info) -> Machine:
 
 def machine_from_instance(instance: Instance) -> Machine:
     """A row from a cloud's Instance."""
-    return Machine(kind=CLOUD_KIND.get(instance.provider, instance.provider), name=instance.id,
+    return Machine(kind=instance_kind(instance.provider), name=instance.id,
                    address=instance.address or "", state=instance.state,
                    error=instance.detail, sessions=[instance.session] if instance.session
                    else [], cost_per_hour=instance.price_per_hour, instance=instance)
@@ -209,21 +210,13 @@ def describe(machine: Machine) -> Text:
     return text
 
 
-def configured_hosts(service) -> list[str]:
-    return sorted(service.config.ssh.hosts)
-
-
 def configured_machines(service) -> tuple[list[str], list[str]]:
-    """(ssh host names, clouds set up)."""
-    return sorted(service.config.ssh.hosts), service.clouds()
+    """(configured host names, clouds set up)."""
+    return service.host_names(), service.clouds()
 
 
 async def _nothing():
     return None
-
-
-def resolve_host(service, name: str):
-    return resolve_target(name, service.config.ssh.hosts)
 
 
 class InstancesScreen(Screen):
@@ -332,9 +325,10 @@ class InstancesScreen(Screen):
 
     def _expect(self, names: list[str], clouds: list[str]) -> None:
         """Rows for hosts not probed yet, and the 'probing' line, before the slow part."""
-        kept = {key: m for key, m in self.machines.items() if m.kind != "ssh" or m.name in names}
+        kept = {key: m for key, m in self.machines.items()
+                if m.kind != HOST_KIND or m.name in names}
         for name in names:
-            kept.setdefault(f"ssh:{name}", Machine(kind="ssh", name=name))
+            kept.setdefault(f"{HOST_KIND}:{name}", Machine(kind=HOST_KIND, name=name))
         self.machines = kept
         self.show_machines()
         places = ([f"{len(names)} host{'s' if len(names) != 1 else ''}"] if names else []) + \
@@ -384,7 +378,7 @@ class InstancesScreen(Screen):
             self.query_one("#status-line", Static).update(
                 "\n".join(errors) or "no hosts or clouds configured")
             return
-        hosts = [m for m in rows if m.kind == "ssh"]
+        hosts = [m for m in rows if m.kind == HOST_KIND]
         parts = []
         if hosts:
             up = sum(1 for m in hosts if m.state == "up")
@@ -443,8 +437,9 @@ class InstancesScreen(Screen):
         except OSError as exc:
             self.notify(f"cannot run {argv[0]}: {exc}", severity="error")
             return
-        if code == 255 and argv[0] == "ssh":  # ssh's own failure, shown on the screen we left
-            self.notify(f"ssh {machine.name}: could not connect (exit 255)", severity="error")
+        failure = Service.shell_failure(argv, code, machine.name)
+        if failure:  # the client's own failure, shown on the screen we left
+            self.notify(failure, severity="error")
         self.probe()
 
     # -- cloud machines -----------------------------------------------------------------
@@ -504,41 +499,10 @@ class InstancesScreen(Screen):
         self.probe()
 
 
-def aws_shell(service, instance: Instance, *, has) -> list[str]:
-    """SSM when the aws CLI and its session-manager-plugin are installed (no inbound port
-    needed); else ssh to the instance's address as its template's ssh_user."""
-    from ...backends.remote.transport import SSHTarget
-
-    if has("aws") and has("session-manager-plugin"):
-        from ...backends.aws import api as aws_api
-
-        return ["aws", "ssm", "start-session", "--target", instance.id,
-                "--region", aws_api.region()]
-    tags = instance.extra.get("tags", {})
-    templates = service.config.aws.templates
-    template = templates.get(tags.get("trainctl:template") or "default")
-    if instance.address and instance.extra.get("key_name"):
-        user = template.ssh_user if template else "ubuntu"
-        return ssh_command(SSHTarget(name=instance.id, host=instance.address, user=user))
-    raise TrainctlError("a shell on an EC2 instance needs the aws CLI with its "
-                        "session-manager-plugin (SSM), or a key pair and a reachable address "
-                        "for ssh")
-
-
 def shell_command(service, machine: Machine) -> list[str]:
     """The interactive command that opens a shell on `machine`."""
-    import shutil
-
-    if machine.kind == "ssh":
-        return ssh_command(resolve_host(service, machine.name))
-    instance = machine.instance
-    if instance is None:
+    if machine.kind == HOST_KIND:
+        return service.host_shell(machine.name)
+    if machine.instance is None:
         raise TrainctlError(f"no shell for {machine.kind} machines")
-    if not instance.billing:
-        raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
-    if instance.provider == "aws":
-        return aws_shell(service, instance, has=shutil.which)
-    from ...backends.base import get_provider
-
-    provider = get_provider(f"{instance.provider}:{instance.id}")
-    return ssh_command(provider.target)
+    return service.machine_shell(machine.instance)

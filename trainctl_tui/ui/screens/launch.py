@@ -11,11 +11,21 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from ...app.service import LaunchRequest, new_machine_kind
-from ...backends.cloud import CreateRequest
+from ...app.machines import check_form_request, new_machine_kind
+from ...app.service import LaunchRequest
 from ...core.errors import TrainctlError
+from ...core.machines import CreateRequest
+from ...core.options import LAUNCH
 from ..screen_work import screen_work
-from .create_instance import disk_size, fill_gpu_select, price_field
+from .machine_fields import (
+    disk_size,
+    field_widgets,
+    fill_gpu_select,
+    fill_request,
+    options_of,
+    price_field,
+    show_fields_of,
+)
 
 FIELDS = [
     ("command", "Command", "python train.py --lr 3e-4"),
@@ -38,7 +48,7 @@ class LaunchScreen(ModalScreen[str | None]):
         self.providers = providers
         self.cwd = cwd
         self.details = details or {}  # provider -> its host's settings, shown under it
-        self.prices: list = []  # RunPod GPU prices, loaded when a runpod provider is chosen
+        self.prices: dict[str, list] = {}  # cloud -> its machine types' prices, when chosen
         self.spot = spot or {}  # provider -> whether its template rents spot by default
 
     def compose(self) -> ComposeResult:
@@ -55,13 +65,8 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")
             yield Static(self.provider_info(self.providers[0]), id="provider-info")
-            # A new cloud machine for the run (provider aws, aws:TEMPLATE or runpod).
-            with Horizontal(classes="field machine aws-machine"):
-                yield Label("Instance type", classes="field-label")
-                yield Input(placeholder="(the template's, e.g. g5.xlarge)", id="m-type")
-            with Horizontal(classes="field select-field machine runpod-machine"):
-                yield Label("GPU type", classes="field-label")
-                yield Select([], prompt="loading GPU types…", id="m-gpu")
+            # A new cloud machine for the run, where the provider creates one first.
+            yield from field_widgets(LAUNCH, "m", "", classes="machine")
             with Horizontal(classes="field machine"):
                 yield Label("Spot", classes="field-label")
                 yield Checkbox("spot / interruptible (cheaper; may be reclaimed)", id="m-spot")
@@ -72,17 +77,12 @@ class LaunchScreen(ModalScreen[str | None]):
             with Horizontal(classes="field machine"):
                 yield Label("Image / AMI", classes="field-label")
                 yield Input(placeholder="(the template's / config default)", id="m-image")
-            with Horizontal(classes="field machine aws-machine"):
-                yield Label("S3 prefix", classes="field-label")
-                yield Input(placeholder="(the template's; s3://bucket/prefix)", id="m-s3")
+            yield from field_widgets(LAUNCH, "m", "image", classes="machine")
             with Horizontal(classes="field machine"):
                 yield Label("Disk GB", classes="field-label")
                 yield Input(placeholder="(config default; aws: root, runpod: /workspace)",
                             id="m-disk", type="integer")
-            with Horizontal(classes="field machine runpod-machine"):
-                yield Label("Container GB", classes="field-label")
-                yield Input(placeholder="(config default)", id="m-container-disk",
-                            type="integer")
+            yield from field_widgets(LAUNCH, "m", "disk", classes="machine")
             yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch \\[ctrl+s]", id="launch", variant="primary")
@@ -107,22 +107,21 @@ class LaunchScreen(ModalScreen[str | None]):
         self.show_machine(str(event.value))
 
     def show_machine(self, provider: str) -> None:
-        """The machine fields show for providers that create one."""
+        """The machine fields show for providers that create one; of those declared by a
+        backend, the ones of the provider's."""
         kind = new_machine_kind(provider)
         for widget in self.query(".machine"):
             widget.display = kind is not None
         self.query_one("#m-spot", Checkbox).value = self.spot.get(provider, False)
-        for widget in self.query(".aws-machine"):
-            widget.display = kind == "aws"
-        for widget in self.query(".runpod-machine"):
-            widget.display = kind == "runpod"
-        if kind == "runpod" and not self.prices:
-            self.load_gpus()
+        show_fields_of(self, kind)
+        if kind is not None and options_of(LAUNCH, kind, select="prices") \
+                and kind not in self.prices:
+            self.load_prices(kind)
 
     @screen_work(group="gpus", exclusive=True)
-    async def load_gpus(self) -> None:
+    async def load_prices(self, cloud: str) -> None:
         try:
-            self.prices = await self.app.backend.call("prices", "runpod")
+            self.prices[cloud] = await self.app.backend.call("prices", cloud)
         except TrainctlError as exc:
             self.show_error(str(exc))
             return
@@ -130,31 +129,24 @@ class LaunchScreen(ModalScreen[str | None]):
 
     @on(Checkbox.Changed, "#m-spot")
     def refresh_gpus(self) -> None:
-        if self.prices:
-            fill_gpu_select(self.query_one("#m-gpu", Select), self.prices,
-                            self.query_one("#m-spot", Checkbox).value)
+        spot = self.query_one("#m-spot", Checkbox).value
+        for cloud, prices in self.prices.items():
+            for option in options_of(LAUNCH, cloud, select="prices"):
+                fill_gpu_select(self.query_one(f"#m-{option.field}", Select), prices, spot)
 
-    def machine_request(self, provider: str) -> CreateRequest | None:
+    def machine_request(self, provider: str) -> tuple[CreateRequest | None, dict]:
+        """(the machine to create for the run or None, the run settings its fields set)."""
         kind = new_machine_kind(provider)
         if kind is None:
-            return None
-        spot = self.query_one("#m-spot", Checkbox).value
-        price = price_field(self.query_one("#m-price", Input).value.strip(), "max price")
-        image = self.query_one("#m-image", Input).value.strip() or None
-        disk = disk_size(self.query_one("#m-disk", Input).value.strip(), "disk")
-        if kind == "runpod":
-            gpu = self.query_one("#m-gpu", Select).value
-            if gpu is Select.BLANK:
-                raise TrainctlError("choose a GPU type for the pod")
-            if price is not None and not spot:
-                raise TrainctlError("a bid is for spot pods: tick Spot, or clear the price")
-            container = disk_size(self.query_one("#m-container-disk", Input).value.strip(),
-                                  "container disk")
-            return CreateRequest(provider="runpod", type=str(gpu), spot=spot, max_price=price,
-                                 image=image, disk_gb=disk, container_disk_gb=container)
-        return CreateRequest(provider="aws", type=self.query_one("#m-type", Input).value.strip()
-                             or None, spot=spot, max_price=price, image=image,
-                             disk_gb=disk)
+            return None, {}
+        request = CreateRequest(
+            provider=kind, spot=self.query_one("#m-spot", Checkbox).value,
+            max_price=price_field(self.query_one("#m-price", Input).value.strip(), "max price"),
+            image=self.query_one("#m-image", Input).value.strip() or None,
+            disk_gb=disk_size(self.query_one("#m-disk", Input).value.strip(), "disk"))
+        run = fill_request(self, LAUNCH, "m", request)
+        check_form_request(request)
+        return request, run
 
     def provider_info(self, provider: str) -> str:
         return f"[dim]{self.details.get(provider, 'runs on this machine')}[/dim]"
@@ -170,11 +162,10 @@ class LaunchScreen(ModalScreen[str | None]):
         if restarts and not restarts.isdigit():
             raise TrainctlError(f"max restarts must be a whole number, not '{restarts}'")
         provider = str(self.query_one("#f-provider", Select).value)
+        machine, run_settings = self.machine_request(provider)
         return LaunchRequest(
             command=command, cwd=values["cwd"] or None, name=values["name"] or None,
-            provider=provider, machine=self.machine_request(provider),
-            s3_prefix=(self.query_one("#m-s3", Input).value.strip() or None)
-            if new_machine_kind(provider) == "aws" else None,
+            provider=provider, machine=machine, **run_settings,
             checkpoint_dir=values["checkpoint_dir"] or None,
             resume_template=values["resume_template"] or None,
             max_restarts=int(restarts) if restarts else None,

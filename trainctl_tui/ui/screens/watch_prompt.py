@@ -55,10 +55,8 @@ def prepare_watch(service, target: str):
 
     if not target:
         raise TrainctlError("give a log path or an ssh:// URL")
-    if target.startswith("ssh://"):
-        from ...backends.ssh.provider import mirror_for_url
-
-        mirror = mirror_for_url(target, service.config.ssh.hosts)
+    if service.is_log_url(target):
+        mirror = service.log_mirror(target)
         return mirror.local, mirror, target
     path = Path(target).expanduser()
     if path.is_dir():

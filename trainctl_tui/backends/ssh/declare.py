@@ -1,0 +1,28 @@
+"""The ssh backend as the front ends see it: one launch place per configured host."""
+
+from __future__ import annotations
+
+from ..declaration import Declaration
+
+
+class SSHDeclaration(Declaration):
+    name = "ssh"
+    lists_hosts = True
+    needs_target = ("ssh needs a host: --provider ssh:NAME (a [ssh.hosts.NAME] in the config, "
+                    "or an alias from ~/.ssh/config)")
+
+    def configured(self, config) -> bool:
+        return bool(config.ssh.hosts)
+
+    def launch_places(self, config, rents: bool) -> list:
+        from ...core.options import Place  # not at the top: `trainctl sessions` loads this
+
+        hosts = config.ssh.hosts
+        return [Place(f"{self.name}:{name}", describe_host(hosts[name])) for name in sorted(hosts)]
+
+
+def describe_host(host) -> str:
+    """'me@gpu-box:2222 · workdir ~/.trainctl · python3' for the launch form."""
+    port = f":{host.port}" if host.port and host.port != 22 else ""
+    user = f"{host.user}@" if host.user else ""
+    return f"{user}{host.host}{port} · workdir {host.workdir} · {host.python}"
