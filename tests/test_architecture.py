@@ -45,12 +45,14 @@ DATA_TABLES: set[str] = set()
 BACKEND_HOMES = {
     "aws": ["trainctl_tui/backends/aws/*"],
     "runpod": ["trainctl_tui/backends/runpod/*"],
-    # remote/ is the ssh protocol every backend that reaches a machine by ssh shares.
-    "ssh": ["trainctl_tui/backends/ssh/*", "trainctl_tui/backends/remote/*"],
+    # "ssh" is also the protocol remote/ speaks for every backend that reaches its machines
+    # by ssh (RunPod pods, EC2's fallback shell); importing the ssh backend itself is what
+    # the backends-independent contract forbids.
+    "ssh": ["trainctl_tui/backends/*"],
     "slurm": ["trainctl_tui/backends/slurm/*"],
 }
 # The registry may name every backend.
-REGISTRY = ["trainctl_tui/backends/registry.py"]
+REGISTRY = ["trainctl_tui/backends/registry.py", "trainctl_tui/core/backend_table.py"]
 # Keyword arguments whose string value is text for people (argparse, Textual widgets).
 PROSE_KEYWORDS = {"help", "description", "epilog", "usage", "title", "placeholder", "tooltip"}
 

@@ -15,9 +15,9 @@ from trainctl_tui.backends.aws import api as aws_api
 from trainctl_tui.backends.aws import cloud as aws_cloud
 from trainctl_tui.backends.aws.api import AWSError
 from trainctl_tui.backends.aws.cloud import AWSCloud, gpus_of, parse_on_demand
+from trainctl_tui.backends.aws.settings import AwsConfig, AwsTemplate
 from trainctl_tui.backends.base import ProviderError
 from trainctl_tui.backends.registry import get_cloud
-from trainctl_tui.config.loader import AwsConfig, AwsTemplate
 from trainctl_tui.core.machines import CreateRequest
 
 pytestmark = pytest.mark.timeout(120)

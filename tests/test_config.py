@@ -12,16 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from trainctl_tui.backends.aws.settings import AwsConfig, AwsTemplate
+from trainctl_tui.backends.runpod.settings import RunpodConfig
+from trainctl_tui.backends.ssh.settings import SshHost
 from trainctl_tui.config.loader import (
     EXAMPLE_CONFIG,
     AlertsConfig,
-    AwsConfig,
-    AwsTemplate,
     Config,
     DefaultsConfig,
     MetricsConfig,
-    RunpodConfig,
-    SshHost,
     UiConfig,
     config_sources,
     init_config,

@@ -440,7 +440,8 @@ def upload_for_prune(client) -> None:
 
 
 def test_prune_plan_keeps_last_best_and_writing_and_deletes_markers_first(s3):
-    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune, plan_prune_s3
+    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune
+    from trainctl_tui.backends.aws.s3_checkpoints import plan_prune as plan_prune_s3
 
     upload_for_prune(s3)
     before = keys(s3)
@@ -476,7 +477,8 @@ def test_prune_plan_keeps_last_best_and_writing_and_deletes_markers_first(s3):
 
 
 def test_prune_skips_a_checkpoint_changed_since_the_plan(s3):
-    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune, plan_prune_s3
+    from trainctl_tui.backends.aws.s3_checkpoints import apply_prune
+    from trainctl_tui.backends.aws.s3_checkpoints import plan_prune as plan_prune_s3
 
     for step in (1, 2, 3):
         put_file(s3, FIXTURES / "nanogpt_ckpt.pt", f"ckpt_{step}.pt")

@@ -22,7 +22,7 @@ from trainctl_tui.backends.remote.transport import (
     resolve_target,
     ssh_command,
 )
-from trainctl_tui.config.loader import SshHost
+from trainctl_tui.backends.ssh.settings import SshHost
 
 NASTY = "dir with spaces/$(touch {pwned}) `touch {pwned}` 'q' \"dq\"; echo hi\nline2 \\ * ~"
 

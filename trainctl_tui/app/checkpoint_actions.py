@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ..backends.registry import get_provider
+from ..backends.registry import checkpoint_store, get_provider
 from ..core import paths
 from ..core.errors import TrainctlError
 from ..core.models import Session, Status
@@ -18,7 +18,7 @@ class CheckpointActions:
 
     async def checkpoint_dir(self, target: str) -> tuple[str, Session | None]:
         """A directory given as is, or the checkpoint dir of the session `target` names."""
-        if is_s3(target):  # checkpoints in S3: the prefix itself
+        if checkpoint_store(target):  # checkpoints in a store (S3): the URI itself
             return target, None
         path = Path(target).expanduser()
         if path.is_dir():
@@ -33,20 +33,18 @@ class CheckpointActions:
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir (launch it with "
                                 "--checkpoint-dir, or give a directory)")
-        if get_provider(session.provider).remote:
-            from ..backends.remote.runner import remote_checkpoint_dir
-
-            return remote_checkpoint_dir(session), session
+        provider = get_provider(session.provider)
+        if provider.remote:
+            return provider.checkpoint_path(session), session
         return session.checkpoint_dir, session
 
     async def checkpoints(self, target: str, *, inspect: bool = True):
         """(directory, session or None, scan result, rows) for `target`."""
         from ..checkpoints.catalog import list_checkpoints
 
-        if is_s3(target):
-            from ..backends.aws import s3_checkpoints
-
-            return await s3_checkpoints.checkpoints_async(target, inspect=inspect)
+        store = checkpoint_store(target)
+        if store:
+            return await store.checkpoints_async(target, inspect=inspect)
         directory, session = await self.checkpoint_dir(target)
         if session is not None and get_provider(session.provider).remote:
             from ..checkpoints.scan import ScanResult
@@ -60,11 +58,11 @@ class CheckpointActions:
                    progress=None, note=None) -> tuple[str, Path, int]:
         """Download a remote session's checkpoint (the newest sound one by default);
         an interrupted pull continues where it stopped. Returns (remote, local, bytes).
-        `ref` may also be an s3:// checkpoint or prefix (see pull_s3)."""
-        if is_s3(ref):
+        `ref` may also be a checkpoint or prefix in a store, e.g. s3:// (see pull_s3)."""
+        if checkpoint_store(ref):
             return await self.pull_s3(ref, to=to, progress=progress, note=note)
         session = await self.get(ref)
-        if is_s3(session.checkpoint_dir):
+        if checkpoint_store(session.checkpoint_dir):
             uri = session.checkpoint_dir.rstrip("/") + "/" + (checkpoint or "")
             return await self.pull_s3(uri, to=to or f"{session.name}-{session.id}",
                                       progress=progress, note=note)
@@ -75,9 +73,7 @@ class CheckpointActions:
                                 f"are already here ({where})")
         if not session.checkpoint_dir:
             raise TrainctlError(f"session {session.id} has no checkpoint dir to pull from")
-        from ..backends.remote.runner import remote_checkpoint_dir
-
-        folder = remote_checkpoint_dir(session)
+        folder = provider.checkpoint_path(session)
         rows = await provider.list_checkpoints(session)
         if checkpoint:
             row = next((r for r in rows if checkpoint in (r.entry.path, r.entry.name)), None)
@@ -100,13 +96,11 @@ class CheckpointActions:
 
     async def pull_s3(self, uri: str, *, to: str | None = None, progress=None,
                       note=None) -> tuple[str, Path, int]:
-        """An S3 checkpoint (object or folder; the newest sound one under a prefix) into `to`,
-        resumable; `note(text)` hears about restarts (the object changed in S3)."""
+        """A checkpoint in a store (S3: object or folder; the newest sound one under a prefix)
+        into `to`, resumable; `note(text)` hears about restarts (the object changed there)."""
         import asyncio
 
-        from ..backends.aws import s3_checkpoints
-
-        return await asyncio.to_thread(s3_checkpoints.pull, uri, to, progress=progress,
+        return await asyncio.to_thread(checkpoint_store(uri).pull, uri, to, progress=progress,
                                        note=note)
 
     def checkpoint_info(self, path: str, *, deep: bool = False):
@@ -115,10 +109,9 @@ class CheckpointActions:
         if not path.strip():  # Path("") is the current directory: never scan that by mistake
             raise TrainctlError("checkpoint info needs the path of a checkpoint (got an empty "
                                 "one)")
-        if is_s3(path):  # read through ranged GETs (--deep reads it all)
-            from ..backends.aws import s3_checkpoints
-
-            return s3_checkpoints.inspect_uri(path, deep=deep)
+        store = checkpoint_store(path)
+        if store:  # read through ranged GETs (--deep reads it all)
+            return store.inspect_uri(path, deep=deep)
         try:
             return inspect_checkpoint(Path(path).expanduser(), deep=deep)
         except FileNotFoundError:
@@ -152,13 +145,12 @@ class CheckpointActions:
         from ..checkpoints.catalog import validity_and_metrics
         from ..checkpoints.retention import plan_prune
 
-        if is_s3(target):
+        store = checkpoint_store(target)
+        if store:
             import asyncio
 
-            from ..backends.aws import s3_checkpoints
-
             return await asyncio.to_thread(
-                s3_checkpoints.plan_prune_s3, target, keep_last=keep_last, keep_best=keep_best,
+                store.plan_prune, target, keep_last=keep_last, keep_best=keep_best,
                 mode=mode, protected=self.protected_checkpoints())
         directory, session, entries, rows = await self.checkpoints(target)
         if session is not None and get_provider(session.provider).remote:
@@ -176,10 +168,9 @@ class CheckpointActions:
         """Carry out a plan: to a new trash folder under the state dir, or deleted (purge)."""
         from ..checkpoints.retention import apply_prune
 
-        if is_s3(plan.directory):  # no trash in S3: purge required
-            from ..backends.aws import s3_checkpoints
-
-            return s3_checkpoints.apply_prune(plan, purge=purge)
+        store = checkpoint_store(plan.directory)
+        if store:  # no trash there: purge required
+            return store.apply_prune(plan, purge=purge)
         trash = None if purge else str(paths.state_dir() / "trash" /
                                        time.strftime("%Y%m%d-%H%M%S"))
         return apply_prune(plan, trash_dir=trash, purge=purge)
@@ -210,11 +201,6 @@ class CheckpointActions:
             return []
         plan = await self.plan_prune(session.checkpoint_dir, keep_last=session.keep_last_n)
         return list(self.apply_prune(plan)) if plan.delete else []
-
-
-def is_s3(target: str | None) -> bool:
-    """Checkpoints addressed as s3://bucket/prefix live in S3 (providers/s3_checkpoints)."""
-    return (target or "")[:5].lower() == "s3://"
 
 
 def shorten(text: str, limit: int = 120) -> str:

@@ -3,7 +3,6 @@ listed, created, started, stopped, terminated and priced (fleet.py asks the clou
 
 from __future__ import annotations
 
-from ..core import aio
 from ..core.errors import TrainctlError
 from ..core.models import Status
 
@@ -12,47 +11,46 @@ class MachineActions:
     """Service's machines: SSH hosts, and the instances of every cloud set up."""
 
     async def hosts(self) -> list:
-        """Every configured SSH host: reachability, load, GPUs, sessions running there."""
-        from ..backends.remote.transport import resolve_target
-        from ..backends.ssh.provider import probe_host
+        """Every configured host: reachability, load, GPUs, sessions running there."""
+        from ..backends.registry import host_backends
 
-        hosts = self.config.ssh.hosts
-        infos = await aio.gather(*(probe_host(resolve_target(name, hosts))
-                                       for name in sorted(hosts)))
+        infos = []
+        for backend in host_backends():
+            infos += await backend.probe_hosts(self.config)
         active = self.store.list(statuses=[s for s in Status if s.active])
         for info in infos:
             info.sessions = [s.id for s in active if s.host == info.name]
-        return list(infos)
+        return infos
 
     def host_names(self) -> list[str]:
-        """The SSH hosts of the config, sorted."""
-        return sorted(self.config.ssh.hosts)
+        """The configured hosts, sorted."""
+        from ..backends.registry import host_backends
+
+        return sorted(name for backend in host_backends() for name in backend.hosts(self.config))
 
     def host_shell(self, name: str) -> list[str]:
         """The interactive command that opens a shell on configured host `name`."""
-        from ..backends.remote.transport import resolve_target, ssh_command
+        from ..backends.registry import host_backends
 
-        return ssh_command(resolve_target(name, self.config.ssh.hosts))
+        backend = next(b for b in host_backends() if name in b.hosts(self.config))
+        return backend.host_shell(self.config, name)
 
     def machine_shell(self, instance, has=None) -> list[str]:
-        """The interactive command that opens a shell on a rented machine: what its backend
-        says (SSM for EC2 where it can), else ssh to where its provider runs the runner."""
+        """The interactive command that opens a shell on a rented machine (its backend's)."""
         import shutil
 
-        from ..backends.registry import declaration, get_provider
-        from ..backends.remote.transport import ssh_command
+        from ..backends.registry import machine_shell
 
         if not instance.billing:
             raise TrainctlError(f"{instance.id} is {instance.state}: start it first (u)")
-        argv = declaration(instance.provider).shell_command(self, instance, has or shutil.which)
-        return argv or ssh_command(get_provider(f"{instance.provider}:{instance.id}").target)
+        return machine_shell(self, instance, has or shutil.which)
 
     @staticmethod
     def shell_failure(argv: list[str], code: int, name: str) -> str | None:
-        """Why an interactive shell ended, when it was the ssh client's own failure."""
-        if code == 255 and argv[0] == "ssh":
-            return f"ssh {name}: could not connect (exit 255)"
-        return None
+        """Why an interactive shell ended, when it was the shell client's own failure."""
+        from ..backends.registry import shell_failure
+
+        return shell_failure(argv, code, name)
 
     def launch_places(self):
         """The providers the launch form offers (Place: provider, what it means, spot)."""

@@ -12,7 +12,7 @@ from ..core import paths
 from ..core.errors import SessionNotFound, TrainctlError
 from ..core.models import Record, Session, Status
 from ..store import Store, StoreWriteError
-from .checkpoint_actions import CheckpointActions, is_s3  # noqa: F401 - the façade's names
+from .checkpoint_actions import CheckpointActions
 from .launching import (  # noqa: F401
     Launching,
     LaunchRequest,
@@ -236,20 +236,21 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
         return Path(session.session_dir) / "train.log"
 
     def log_mirror(self, url: str):
-        """A local copy of the remote log `url` (ssh://[user@]host[:port]/path), followed by
-        offset; refused in one line for a malformed URL."""
-        from ..backends.ssh.provider import mirror_for_url
+        """A local copy of the log at `url` (a URL of a backend that follows logs it did not
+        launch, e.g. ssh://[user@]host[:port]/path), followed by byte offset; refused in one
+        line when malformed."""
+        from ..backends.registry import log_url_backend
 
-        return mirror_for_url(url, self.config.ssh.hosts)
+        return log_url_backend(url).log_mirror(self.config, url)
 
     @staticmethod
     def is_log_url(target: str) -> bool:
-        return target.startswith("ssh://")
+        """Whether `target` is a backend's log URL rather than a path here."""
+        from ..backends.registry import log_url_backend
+
+        return log_url_backend(target) is not None
 
     async def mirror_whole_log(self, mirror) -> None:
         """Bring the local copy up to the remote log's end (the mirror copies a chunk a call;
         a copy made by an earlier `watch` or `metrics` only grows by what was appended)."""
-        from ..backends.remote.runner import LOG_CHUNK
-
-        while await mirror.sync() >= LOG_CHUNK:
-            pass
+        await mirror.catch_up()

@@ -21,6 +21,13 @@ class Declaration:
     lists_hosts: bool = False  # its places are configured hosts, probed on the Instances screen
     rents_by_gpu: bool = False  # machines are chosen by GPU type: `trainctl gpus` asks it first
     options: tuple[Option, ...] = ()  # the settings of a new machine
+    # Capability "stores checkpoints remotely": URIs starting with one of these are its own,
+    # and `checkpoint_store` names the module that lists, inspects, pulls and prunes them
+    # (checkpoints_async, inspect_uri, pull, plan_prune, apply_prune).
+    checkpoint_schemes: tuple[str, ...] = ()
+    checkpoint_store: str = ""
+    # Capability "follows logs it did not launch": URLs starting with this are its own.
+    log_url_scheme: str = ""
     # (flags of other backends, as argparse dests; the error naming ours instead), in order.
     foreign_options: tuple[tuple[tuple[str, ...], str], ...] = ()
 
@@ -55,6 +62,22 @@ class Declaration:
     def launch_places(self, config, rents: bool) -> list[Place]:
         """The providers the launch form offers for this backend; rents: it is set up."""
         return []
+
+    def hosts(self, config) -> list[str]:
+        """The configured hosts (lists_hosts backends)."""
+        return []
+
+    async def probe_hosts(self, config) -> list:
+        """Reachability, load and GPUs of each configured host (HostInfo rows)."""
+        return []
+
+    def host_shell(self, config, name: str) -> list[str]:
+        """The interactive command that opens a shell on configured host `name`."""
+        raise NotImplementedError
+
+    def log_mirror(self, config, url: str):
+        """A local copy of the log at `url` (log_url_scheme), followed by byte offset."""
+        raise NotImplementedError
 
     def shell_command(self, service, instance: Instance, has) -> list[str] | None:
         """An interactive shell on one of its machines (service: what holds the config;

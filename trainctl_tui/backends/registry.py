@@ -1,26 +1,14 @@
-"""The one table of backends: name -> where its declaration and its provider live. Both are
-imported by name when first used, so listing the backends imports no SDK and `trainctl
-sessions` imports only the providers its sessions use. A new backend is one line here."""
+"""The backends by name: their declarations and providers, imported by name when first used
+(the table is core/backend_table.py), so listing the backends imports no SDK and `trainctl
+sessions` imports only the providers its sessions use; and lookups by capability."""
 
 from __future__ import annotations
 
 import importlib
 
+from ..core.backend_table import BACKENDS
 from ..core.placement import Placement
 from .errors import UnknownProvider
-
-# name -> ("module:Class" of its Declaration, "module:Class" of its Provider). In the order
-# the front ends list them.
-BACKENDS = {
-    "local": ("trainctl_tui.backends.local.declare:LocalDeclaration",
-              "trainctl_tui.backends.local.provider:LocalProvider"),
-    "ssh": ("trainctl_tui.backends.ssh.declare:SSHDeclaration",
-            "trainctl_tui.backends.ssh.provider:SSHProvider"),
-    "aws": ("trainctl_tui.backends.aws.declare:AWSDeclaration",
-            "trainctl_tui.backends.aws.provider:AWSProvider"),
-    "runpod": ("trainctl_tui.backends.runpod.declare:RunPodDeclaration",
-               "trainctl_tui.backends.runpod.provider:RunPodProvider"),
-}
 
 _declarations: dict = {}
 
@@ -41,7 +29,7 @@ def declaration(name: str):
         if name not in BACKENDS:
             raise UnknownProvider(
                 f"unknown provider '{name}' (available: {', '.join(available_providers())})")
-        _declarations[name] = load(BACKENDS[name][0])()
+        _declarations[name] = load(BACKENDS[name].declaration)()
     return _declarations[name]
 
 
@@ -55,7 +43,7 @@ def get_provider(name: str):
     if placement.kind not in BACKENDS:
         raise UnknownProvider(
             f"unknown provider '{name}' (available: {', '.join(available_providers())})")
-    cls = load(BACKENDS[placement.kind][1])
+    cls = load(BACKENDS[placement.kind].provider)
     needs_target = declaration(placement.kind).needs_target
     if needs_target and not placement.target:
         raise UnknownProvider(needs_target)
@@ -78,3 +66,43 @@ def guess_cloud(instance_id: str) -> str | None:
     """The cloud whose ids look like `instance_id`, or None."""
     return next((d.name for d in declarations() if d.rents_machines
                  and d.owns_instance(instance_id)), None)
+
+
+def checkpoint_store(target: str | None):
+    """The module of the backend that stores checkpoints at `target` (an s3:// URI ...), or
+    None for a path on a machine."""
+    lowered = (target or "").lower()
+    for d in declarations():
+        if any(lowered.startswith(scheme) for scheme in d.checkpoint_schemes):
+            return importlib.import_module(d.checkpoint_store)
+    return None
+
+
+def log_url_backend(target: str):
+    """The declaration of the backend whose log URLs look like `target`, or None."""
+    return next((d for d in declarations() if d.log_url_scheme
+                 and target.startswith(d.log_url_scheme)), None)
+
+
+def host_backends() -> list:
+    """The declarations of the backends whose places are configured hosts."""
+    return [d for d in declarations() if d.lists_hosts]
+
+
+def shell_failure(argv: list[str], code: int, name: str) -> str | None:
+    """Why an interactive shell ended, when it was the shell client's own failure."""
+    from .remote.transport import shell_failure as client_failure
+
+    return client_failure(argv, code, name)
+
+
+def machine_shell(holder, instance, has) -> list[str]:
+    """The interactive command that opens a shell on a rented machine: what its backend says
+    (SSM for EC2 where it can), else ssh to where its provider runs the runner. holder: what
+    holds the loaded config (`.config`); has(program): whether it is installed."""
+    argv = declaration(instance.provider).shell_command(holder, instance, has)
+    if argv:
+        return argv
+    from .remote.transport import ssh_command
+
+    return ssh_command(get_provider(f"{instance.provider}:{instance.id}").target)

@@ -22,7 +22,7 @@ from .. import __version__
 from ..core import paths
 from ..core.atomic import atomic_write_json
 
-SCHEMA_SOURCE = Path(__file__).with_name("loader.py")
+PACKAGE = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "TRAINCTL_"
 CACHE_VERSION = 1
 
@@ -31,10 +31,24 @@ def cache_path() -> Path:
     return paths.state_dir() / "cache" / "config.json"
 
 
+def schema_sources() -> list[Path]:
+    """The files the schema is written in: the loader, the section base, each backend's
+    settings (found from the table of backends, without importing them)."""
+    from ..core.backend_table import BACKENDS
+
+    files = [PACKAGE / "config" / "loader.py", PACKAGE / "config" / "section.py"]
+    for entry in BACKENDS.values():
+        if entry.settings:
+            module = entry.settings.partition(":")[0]
+            files.append(PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py"))
+    return files
+
+
 def source_key(cwd: Path | None = None) -> str:
     """A digest of everything the validated config follows from."""
     digest = hashlib.sha256(f"{CACHE_VERSION}\0{__version__}\0".encode())
-    digest.update(SCHEMA_SOURCE.read_bytes())
+    for source in schema_sources():
+        digest.update(source.read_bytes())
     for path in (paths.user_config_path(), paths.project_config_path(cwd)):
         digest.update(f"\0{path}\0".encode())
         try:

@@ -12,22 +12,22 @@ the dotted key, the bad value and what is allowed. Never imports textual, rich o
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     TypeAdapter,
     ValidationError,
+    create_model,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from trainctl_tui.config.section import Section
 from trainctl_tui.core.errors import ConfigError
 from trainctl_tui.core.formatting import mask_secret
 from trainctl_tui.core.paths import project_config_path, user_config_path
@@ -49,14 +50,9 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = [
     "EXAMPLE_CONFIG",
     "AlertsConfig",
-    "AwsConfig",
-    "AwsTemplate",
     "Config",
     "DefaultsConfig",
     "MetricsConfig",
-    "RunpodConfig",
-    "SshConfig",
-    "SshHost",
     "UiConfig",
     "config_sources",
     "init_config",
@@ -73,12 +69,7 @@ _VALUE_REPR_MAX = 60
 # --------------------------------------------------------------------------- models
 
 
-class _Section(BaseModel):
-    # A typo in a config file must be an error, not a silently ignored key.
-    model_config = ConfigDict(extra="forbid")
-
-
-class DefaultsConfig(_Section):
+class DefaultsConfig(Section):
     grace_seconds: float = Field(30.0, ge=0)
     max_restarts: int = Field(0, ge=0)
     backoff_seconds: float = Field(5.0, gt=0)
@@ -89,89 +80,9 @@ class DefaultsConfig(_Section):
     heartbeat_seconds: float = Field(2.0, gt=0)
 
 
-class UiConfig(_Section):
+class UiConfig(Section):
     refresh_seconds: float = Field(1.0, ge=0.1, le=60)
     theme: str = "textual-dark"
-
-
-class SshHost(_Section):
-    host: str
-    user: str | None = None
-    port: int = Field(22, ge=1, le=65535)
-    identity_file: str | None = None
-    python: str = "python3"
-    workdir: str = "~/.trainctl"
-
-
-class SshConfig(_Section):
-    hosts: dict[str, SshHost] = Field(default_factory=dict)
-
-
-class AwsTemplate(_Section):
-    ami: str | None = None
-    instance_type: str = "g5.xlarge"
-    key_name: str | None = None
-    subnet_id: str | None = None
-    security_group_ids: list[str] = Field(default_factory=list)
-    iam_instance_profile: str | None = None
-    volume_gb: int = Field(100, gt=0)
-    tags: dict[str, str] = Field(default_factory=dict)
-    spot: bool = False
-    max_price: float | None = Field(None, gt=0)
-    # What AWS does to a spot instance it reclaims, and what `shutdown` on the instance does.
-    interruption_behavior: Literal["terminate", "stop"] = "terminate"
-    shutdown_behavior: Literal["stop", "terminate"] = "stop"
-    s3_prefix: str | None = None
-    # Stop the instance after this many minutes without training (None: never).
-    autostop_minutes: float | None = Field(None, gt=0)
-    # After a spot interruption, replacements may go to these zones / types too.
-    fallback_zones: list[str] = Field(default_factory=list)
-    fallback_types: list[str] = Field(default_factory=list)
-    python: str = "python3"
-    workdir: str = "/opt/trainctl"
-    # The Instances screen's shell uses SSM; without the session-manager-plugin it falls back
-    # to ssh as this user (the key pair's key must be in your agent or ~/.ssh/config).
-    ssh_user: str = "ubuntu"
-
-
-class AwsConfig(_Section):
-    profile: str | None = None
-    region: str | None = None
-    auto_resume: bool = False
-    max_resumes: int = Field(3, ge=0)
-    # Seconds to wait for a new instance to run and register with SSM.
-    ready_timeout: float = Field(600.0, gt=0)
-    # On-demand $/h by instance type, used where the Pricing API is not allowed.
-    prices: dict[str, float] = Field(default_factory=dict)
-    templates: dict[str, AwsTemplate] = Field(default_factory=dict)
-
-
-def _upper(value: Any) -> Any:
-    # Env values are typed by hand; accept "community" as well as "COMMUNITY".
-    return value.upper() if isinstance(value, str) else value
-
-
-class RunpodConfig(_Section):
-    api_key: SecretStr | None = None
-    cloud_type: Annotated[Literal["SECURE", "COMMUNITY", "ALL"], BeforeValidator(_upper)] = "SECURE"
-    auto_resume: bool = False
-    max_resumes: int = Field(3, ge=0)
-    image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
-    gpu_type: str | None = None
-    gpu_count: int = Field(1, ge=1)
-    volume_gb: int = Field(20, ge=0)
-    container_disk_gb: int = Field(20, gt=0)
-    network_volume_id: str | None = None
-    # Keep a copy at home of each new newest checkpoint of a spot pod without a network
-    # volume (<session folder>/checkpoints-home/), so auto_resume can recreate a reclaimed pod.
-    pull_checkpoints: bool = False
-    # Seconds to wait for a new pod to be RUNNING with its ports mapped.
-    ready_timeout: float = Field(600.0, gt=0)
-    # How trainctl reaches a pod's sshd (the image must run one on 22/tcp).
-    ssh_user: str = "root"
-    identity_file: str | None = None
-    python: str = "python3"
-    workdir: str = "/workspace/trainctl"
 
 
 def _check_pattern(pattern: str) -> str:
@@ -188,14 +99,14 @@ def _check_pattern(pattern: str) -> str:
 MetricPattern = Annotated[str, AfterValidator(_check_pattern)]
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(Section):
     patterns: list[MetricPattern] = Field(default_factory=list)
 
     def compiled(self) -> list[re.Pattern[str]]:
         return [re.compile(p) for p in self.patterns]
 
 
-class AlertsConfig(_Section):
+class AlertsConfig(Section):
     stall_seconds: float = Field(600.0, gt=0)
     divergence_factor: float = Field(3.0, gt=1)
     bell: bool = False
@@ -203,7 +114,7 @@ class AlertsConfig(_Section):
     webhook_url: SecretStr | None = None
 
 
-class Config(BaseSettings):
+class _Settings(BaseSettings):
     """The effective settings. Build it with load_config(), which adds the TOML files."""
 
     model_config = SettingsConfigDict(
@@ -212,14 +123,6 @@ class Config(BaseSettings):
         case_sensitive=False,
         extra="forbid",
     )
-
-    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
-    ui: UiConfig = Field(default_factory=UiConfig)
-    ssh: SshConfig = Field(default_factory=SshConfig)
-    aws: AwsConfig = Field(default_factory=AwsConfig)
-    runpod: RunpodConfig = Field(default_factory=RunpodConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -233,6 +136,32 @@ class Config(BaseSettings):
         # load_config passes the merged TOML files as init kwargs; env must beat them.
         # No .env or secrets-dir sources: they would be surprising extra locations.
         return (env_settings, init_settings)
+
+
+def _backend_sections() -> dict[str, type[Section]]:
+    """Each backend's own section, by its name: what its settings module declares (the table
+    of backends names them; importing them loads pydantic models, never an SDK)."""
+    from ..core.backend_table import BACKENDS
+
+    sections = {}
+    for name, entry in BACKENDS.items():
+        if entry.settings:
+            module_name, _, class_name = entry.settings.partition(":")
+            sections[name] = getattr(importlib.import_module(module_name), class_name)
+    return sections
+
+
+def _section(model: type[Section]):
+    return (model, Field(default_factory=model))
+
+
+# trainctl's sections, each backend's in the table's order, then the monitor's.
+Config = create_model(
+    "Config", __base__=_Settings,
+    defaults=_section(DefaultsConfig), ui=_section(UiConfig),
+    **{name: _section(model) for name, model in _backend_sections().items()},
+    metrics=_section(MetricsConfig), alerts=_section(AlertsConfig),
+)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -550,10 +479,13 @@ def render_config(cfg: Config, *, mask_secrets: bool = True) -> str:
     """The effective config as TOML; unset keys appear as comments."""
     lines: list[str] = []
     _emit_table(lines, (), cfg, mask_secrets)
-    if "[runpod]" in lines:  # which RunPod key is in use and where from (env, file, MCP)
-        from .runpod_key import key_source_line
-
-        lines.insert(lines.index("[runpod]") + 1, key_source_line(cfg))
+    for name, field in type(cfg).model_fields.items():  # a section's own notes (key sources)
+        model = field.annotation
+        notes = model.notes(cfg) if isinstance(model, type) and issubclass(model, Section) \
+            else []
+        if notes and f"[{name}]" in lines:
+            at = lines.index(f"[{name}]") + 1
+            lines[at:at] = notes
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

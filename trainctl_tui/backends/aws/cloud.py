@@ -17,11 +17,11 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ...config.loader import AwsConfig, AwsTemplate
 from ...core.machines import CreateRequest, Instance, Price, Progress
 from ..base import ProviderError
 from . import api as aws_api
 from .api import AWSError
+from .settings import AwsConfig, AwsTemplate
 from .tags import MANAGED_TAG, SESSION_TAG, TEMPLATE_TAG
 
 POLL_SECONDS = 5.0

@@ -18,6 +18,8 @@ class AWSDeclaration(Declaration):
     name = "aws"
     cloud = "trainctl_tui.backends.aws.cloud:AWSCloud"
     cloud_label = "aws (EC2)"
+    checkpoint_schemes = ("s3://",)
+    checkpoint_store = "trainctl_tui.backends.aws.s3_checkpoints"
     needs_target = ("aws needs an instance: --provider aws:i-0123456789abcdef0 (see "
                     "trainctl instances)")
     options = (

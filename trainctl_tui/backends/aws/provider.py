@@ -96,8 +96,8 @@ class AWSProvider(RemoteRunnerProvider):
     def template(self):
         """The `[aws.templates.NAME]` the instance's workdir/python/S3 prefix come from."""
         if self._template is None:
-            from ...config.loader import AwsTemplate
             from .cloud import AWSCloud
+            from .settings import AwsTemplate
 
             try:
                 self._template = AWSCloud().template(self.template_name)

@@ -33,7 +33,8 @@ import botocore.exceptions
 
 from ...checkpoints.catalog import CheckpointRow, newest_usable, validity_and_metrics
 from ...checkpoints.inspect import CheckpointInfo, inspect_dir_files, inspect_fileobj
-from ...checkpoints.retention import PrunePlan, PruneResult, plan_prune
+from ...checkpoints.retention import PrunePlan, PruneResult
+from ...checkpoints.retention import plan_prune as plan_entries
 from ...checkpoints.scan import (
     HF_STATE_FILE,
     CheckpointEntry,
@@ -60,7 +61,7 @@ __all__ = [
     "is_s3_uri",
     "list_checkpoints",
     "parse_uri",
-    "plan_prune_s3",
+    "plan_prune",
     "pull",
 ]
 
@@ -678,16 +679,16 @@ def pull(uri: str, to: str | None = None, *, progress=None, note=None, client=No
 # --------------------------------------------------------------------------- prune
 
 
-def plan_prune_s3(uri: str, *, keep_last: int, keep_best: str | None = None,
-                  mode: str | None = None, protected: dict[str, str] | None = None,
-                  client=None) -> PrunePlan:
+def plan_prune(uri: str, *, keep_last: int, keep_best: str | None = None,
+              mode: str | None = None, protected: dict[str, str] | None = None,
+              client=None) -> PrunePlan:
     """The checkpoints issue's retention rules applied to an S3 prefix; changes nothing."""
     entries, rows = list_checkpoints(uri, client=client)
     validity, metrics = validity_and_metrics(rows)
     try:
-        plan = plan_prune(entries, keep_last=keep_last, keep_best=keep_best, mode=mode,
-                          validity=validity, metrics=metrics, protected=protected,
-                          directory=entries.directory)
+        plan = plan_entries(entries, keep_last=keep_last, keep_best=keep_best, mode=mode,
+                            validity=validity, metrics=metrics, protected=protected,
+                            directory=entries.directory)
     except ValueError as exc:
         raise TrainctlError(str(exc)) from None
     plan.directory = entries.directory  # shown and matched as the URI, not a local path

@@ -116,6 +116,10 @@ class RemoteRunnerProvider:
 
     # -- checkpoints --------------------------------------------------------------------
 
+    def checkpoint_path(self, session: Session) -> str | None:
+        """Where the runner on the machine looks for the session's checkpoints."""
+        return remote_checkpoint_dir(session)
+
     async def list_checkpoints(self, session: Session, directory: str | None = None) -> list:
         """The checkpoints on the host, inspected there; rows like the local catalog's."""
         from .checkpoints import listing_command, parse_listing, rows_from_listing
@@ -312,6 +316,12 @@ class RemoteLogMirror:
 
     def save(self, offset: int) -> None:
         atomic_write(self.offset_file, str(offset), durable=False)
+
+    async def catch_up(self) -> None:
+        """Copy until the local copy reaches the remote log's end (sync copies a chunk a call;
+        a copy made earlier only grows by what was appended since)."""
+        while await self.sync() >= LOG_CHUNK:
+            pass
 
     async def sync(self, remote_size: int | None = None) -> int:
         """Copy up to LOG_CHUNK new bytes; returns how many arrived."""

@@ -606,3 +606,10 @@ async def reap(proc: asyncio.subprocess.Process) -> None:
     if transport is not None:
         transport.close()
     await proc.wait()
+
+
+def shell_failure(argv: list[str], code: int, name: str) -> str | None:
+    """Why an interactive shell ended, when it was the ssh client's own failure (255)."""
+    if code == 255 and argv[0] == "ssh":
+        return f"ssh {name}: could not connect (exit 255)"
+    return None

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ...config import runpod_key  # where the key comes from is the config's business
-from ...config.runpod_key import ENV_VAR, key_from_mcp_file, mcp_config_files  # noqa: F401
 from ..base import ProviderError
+from . import key as runpod_key
+from .key import ENV_VAR, key_from_mcp_file, mcp_config_files  # noqa: F401
 
 DEFAULT_BASE_URL = "https://api.runpod.io"
 CONNECT_TIMEOUT = 10.0
@@ -47,7 +47,7 @@ def _config_path() -> str:
 
 
 def find_api_key(config=None) -> tuple[str, str] | None:
-    """(key, where it came from) in the documented order, or None (config/runpod_key.py); the
+    """(key, where it came from) in the documented order, or None (key.py); the
     config is read only when the environment has no key."""
     if config is None and not os.environ.get(ENV_VAR, "").strip():
         from ...config.loader import load_config

@@ -11,8 +11,33 @@ class SSHDeclaration(Declaration):
     needs_target = ("ssh needs a host: --provider ssh:NAME (a [ssh.hosts.NAME] in the config, "
                     "or an alias from ~/.ssh/config)")
 
+    log_url_scheme = "ssh://"
+
     def configured(self, config) -> bool:
         return bool(config.ssh.hosts)
+
+    def hosts(self, config) -> list[str]:
+        return sorted(config.ssh.hosts)
+
+    async def probe_hosts(self, config) -> list:
+        from ...core import aio
+        from ..remote.transport import resolve_target
+        from .provider import probe_host
+
+        hosts = config.ssh.hosts
+        return list(await aio.gather(*(probe_host(resolve_target(name, hosts))
+                                       for name in sorted(hosts))))
+
+    def host_shell(self, config, name: str) -> list[str]:
+        from ..remote.transport import resolve_target, ssh_command
+
+        return ssh_command(resolve_target(name, config.ssh.hosts))
+
+    def log_mirror(self, config, url: str):
+        """ssh://[user@]host[:port]/path: refused in one line when malformed."""
+        from .provider import mirror_for_url
+
+        return mirror_for_url(url, config.ssh.hosts)
 
     def launch_places(self, config, rents: bool) -> list:
         from ...core.options import Place  # not at the top: `trainctl sessions` loads this

@@ -1,7 +1,6 @@
 """Where trainctl finds the RunPod API key, in the documented order: $RUNPOD_API_KEY, `[runpod]
 api_key` in the config, then the RunPod server of an MCP client's config (Claude Desktop,
-Cursor, VS Code). Part of the configuration, so `trainctl config show` can say which one is in
-use without reaching for the RunPod backend."""
+Cursor, VS Code). Cheap: no SDK, so `trainctl config show` can say which one is in use."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..core.formatting import mask_secret
+from ...core.formatting import mask_secret
 
 ENV_VAR = "RUNPOD_API_KEY"
 

@@ -1,0 +1,21 @@
+"""[ssh]: the hosts runs can go to, each `[ssh.hosts.NAME]` (a name from ~/.ssh/config works
+without one)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ...config.section import Section
+
+
+class SshHost(Section):
+    host: str
+    user: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    identity_file: str | None = None
+    python: str = "python3"
+    workdir: str = "~/.trainctl"
+
+
+class SshConfig(Section):
+    hosts: dict[str, SshHost] = Field(default_factory=dict)
