@@ -35,7 +35,7 @@ class LocalProvider:
         # The same zipapp as on remote machines (built once per version into the state dir).
         runner = runner_bundle(state_dir() / "runner")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(runner), "--detach", session.session_dir,
+            *self.runner_argv(runner, session),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -55,6 +55,11 @@ class LocalProvider:
                 f"runner for session {session.id} failed to start: "
                 f"{message[-1] if message else 'exit code ' + str(process.returncode)}"
             )
+
+    def runner_argv(self, runner: Path, session: Session) -> list[str]:
+        """How the runner starts here. A backend that runs it otherwise on this machine
+        (at a lower priority, in a container) changes only this."""
+        return [sys.executable, str(runner), "--detach", session.session_dir]
 
     async def read_status(self, session: Session) -> dict | None:
         return runner_status.read_status(session.session_dir)
