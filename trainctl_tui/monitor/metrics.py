@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 DEFAULT_JSON_WIDTH = 200
+PARALLEL_MIN_BYTES = 64 << 20  # a parse this big uses every core (see `parallel`)
 
 
 class MetricSet:
@@ -373,8 +374,19 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
     size). Invalid UTF-8 is replaced; a line longer than 64 KiB keeps its last 64 KiB."""
     metrics = MetricSet(patterns)
     with open(path, "rb") as handle:
-        extract_range(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
+        extract_log(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
     return metrics
+
+
+def extract_log(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,
+                progress=None) -> None:
+    """`extract_range`, on every core when the range is big (same result, bit for bit)."""
+    if end - start >= PARALLEL_MIN_BYTES:
+        from .parallel import extract_in_parallel
+
+        if extract_in_parallel(metrics, handle, start, end, progress=progress) is not None:
+            return
+    extract_range(metrics, handle, start, end, chunk=chunk, progress=progress)
 
 
 def extract_range(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,
