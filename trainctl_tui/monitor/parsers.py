@@ -323,7 +323,7 @@ _MAX_PLANS = 8192
 
 class Plan:
     __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
-                 "progress_of", "live_only")
+                 "progress_of", "live_only", "stateless")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
                  progress_at=(), live_only=False):
@@ -340,6 +340,8 @@ class Plan:
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
         self.live_only = live_only  # Keras 2's running averages: shown live, never a point
+        # Neither steps nor Keras epochs: `apply` reads no parser state (bar frames inline it)
+        self.stateless = not (self.has_step or keras or live_only or epoch_context_at)
 
 
 NOTHING = Plan()  # lines of this template give no metrics
