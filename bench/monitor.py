@@ -84,13 +84,18 @@ def timed(call) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """(this process's peak RSS, the largest peak of its finished children) in MB."""
-    import resource
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM) over from its current RSS (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
+
+def peak_rss_mb() -> float:
     with open("/proc/self/status") as status:
-        mine = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return mine / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def format_log(name: str, size_mb: int) -> Path:
@@ -126,18 +131,19 @@ def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
         while src.tell() < head:
             out.write(src.read(min(64 << 20, head - src.tell())))
     grep = throughput.time_grep(source)
+    reset_peak_rss()
     cold, metrics = timed(lambda: load_metrics(log, index=index))
+    peak = peak_rss_mb()
     warm, _ = timed(lambda: load_metrics(log, index=index))
     with open(source, "rb") as src, open(log, "ab") as out:
         src.seek(head)
         out.write(src.read())
     grown, grown_metrics = timed(lambda: load_metrics(log, index=index))
     points = sum(len(s) for s in grown_metrics.series.values())
-    mine, children = peak_rss_mb()
     indexed = f"{index.stat().st_size / 1e6:.0f} MB" if index.exists() else "none"
     print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s; index {indexed} for "
-          f"{points / 1e6:.2f} M points; peak RSS so far {mine:.0f} MB here, "
-          f"{children:.0f} MB in a worker")
+          f"{points / 1e6:.2f} M points; peak RSS of the cold parse {peak:.0f} MB "
+          f"(this process; a worker's is about its share of the points)")
     print(f"  cold parse + index write {cold:7.2f} s  x{cold / grep:6.1f} grep (target <= 30)",
           flush=True)
     print(f"  reopen, index current    {warm:7.2f} s  x{warm / grep:6.1f} grep (target <= 1, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_metrics_golden import adversarial_log, mixed_logs
 
-from trainctl_tui.monitor import metrics as metrics_module
+from trainctl_tui.monitor import parallel as parallel_module
 from trainctl_tui.monitor.index import load_metrics
 from trainctl_tui.monitor.metrics import MetricSet, extract_file, extract_range
 from trainctl_tui.monitor.parallel import extract_in_parallel
@@ -104,7 +104,7 @@ def test_a_parse_on_every_core_equals_the_serial_parse_bit_for_bit(parts, tmp_pa
 
 
 def test_a_big_cold_parse_uses_the_workers_and_its_index_round_trips(tmp_path, monkeypatch):
-    monkeypatch.setattr(metrics_module, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(parallel_module, "PARALLEL_MIN_BYTES", 1)
     from trainctl_tui.monitor import index as index_module
 
     monkeypatch.setattr(index_module, "MIN_LOG_BYTES", 1)

@@ -26,7 +26,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .metrics import MetricSet, extract_log, extract_range
+from .metrics import MetricSet, extract_range
+from .parallel import extract_log
 from .series import Series
 
 MAGIC = b"trainctl metrics index\n"

@@ -46,25 +46,44 @@ __all__ = [
 ]
 
 DEFAULT_JSON_WIDTH = 200
-PARALLEL_MIN_BYTES = 64 << 20  # a parse this big uses every core (see `parallel`)
 
 
 class MetricSet:
     """All series of one log, fed line by line (live) or from a whole file."""
 
-    def __init__(self, patterns: Sequence[str] = ()) -> None:
+    def __init__(self, patterns: Sequence[str] = (), *,
+                 previous: dict[tuple[str, ...], list[float]] | None = None) -> None:
         self.parser = MetricsParser(patterns)
         self.series: dict[str, Series] = {}
         self.lines = 0  # lines fed
         self.records = 0  # lines that added at least one point
         self._last_step: float | None = None
-        self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
+        self._previous = {} if previous is None else previous  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
         self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
         self._numbers = _Numbers()
         # Some x is a record's index in its series: right only when the log was fed whole.
         self.indexed_x = False
+        # When a dict: notes that a series' last x was read (a step repeated) or a point
+        # placed at its index (a parallel parse's worker must know; see `parallel`).
+        self.reads: dict[str, bool] | None = None
+
+    # -- the state a parse carries from line to line (besides each series' last point)
+
+    def carried_state(self) -> dict:
+        return {"last_step": self._last_step, "epoch": self.parser._epoch,
+                "previous": self._previous}
+
+    def carry_on(self, last_step: float | None, epoch: float | None,
+                 previous: dict[tuple[str, ...], list[float]]) -> None:
+        """Continue from the state another parse of the lines before reached."""
+        self._last_step, self.parser._epoch = last_step, epoch
+        self._previous.update(previous)
+
+    def series_named(self, name: str) -> Series:
+        """The series `name`, created (last) if new."""
+        return self._series(name)
 
     # -- feeding
 
@@ -317,6 +336,8 @@ class MetricSet:
 
     def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
         self.indexed_x = True
+        if self.reads is not None:
+            self.reads["index"] = True
         for series, value in zip(targets, values, strict=True):
             series.append(len(series.ys), value)
         self.records += 1
@@ -325,6 +346,8 @@ class MetricSet:
     def _add_repeated_step(self, targets: list[Series], step: float, values: list[float]) -> bool:
         # A second line naming the step of the line before it: skip points it only repeats
         # (a final summary line such as `done: step 300, train loss 0.3996`).
+        if self.reads is not None:
+            self.reads["x"] = True
         added = False
         for series, value in zip(targets, values, strict=True):
             if len(series.ys) and series.xs[-1] == step and series.ys[-1] == value:
@@ -421,19 +444,8 @@ def extract_file(path: str | os.PathLike, patterns: Sequence[str] = (), *,
     size). Invalid UTF-8 is replaced; a line longer than 64 KiB keeps its last 64 KiB."""
     metrics = MetricSet(patterns)
     with open(path, "rb") as handle:
-        extract_log(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
+        extract_range(metrics, handle, 0, os.fstat(handle.fileno()).st_size, chunk=chunk)
     return metrics
-
-
-def extract_log(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,
-                progress=None) -> None:
-    """`extract_range`, on every core when the range is big (same result, bit for bit)."""
-    if end - start >= PARALLEL_MIN_BYTES:
-        from .parallel import extract_in_parallel
-
-        if extract_in_parallel(metrics, handle, start, end, progress=progress) is not None:
-            return
-    extract_range(metrics, handle, start, end, chunk=chunk, progress=progress)
 
 
 def extract_range(metrics: MetricSet, handle, start: int, end: int, *, chunk: int = 1 << 20,

@@ -10,18 +10,19 @@ itself up to a checkpoint where its state and the worker's agree on everything t
 chunk can read (see `_agrees`), then takes the worker's points from there on. A chunk whose
 state never agrees in time is parsed here in full: slower, never different.
 
-Only for big parses (`metrics.PARALLEL_MIN_BYTES`): starting processes costs ~0.1 s.
+Only for big parses (PARALLEL_MIN_BYTES): starting processes costs ~0.1 s.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from array import array
 from collections.abc import Callable, Sequence
 
 from .metrics import MetricSet, extract_range
 
+PARALLEL_MIN_BYTES = 64 << 20  # a parse this big uses every core
+NO_READS = {"x": False, "index": False}
 CHECKPOINT_BYTES = 256 << 10  # a worker notes its state this often near its chunk's start
 CHECKPOINTS = 32  # ... for its first 8 MB; a chunk agreeing later is parsed here in full
 
@@ -47,24 +48,6 @@ class _FirstSets(dict):
         super().__setitem__(key, value)
 
 
-class _ChunkMetricSet(MetricSet):
-    """A worker's MetricSet: also notes whether it read the last x of a series (a step
-    repeated) or placed a point at its index in its series since `reads` was reset."""
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        super().__init__(patterns)
-        self._previous = _FirstSets()
-        self.reads = {"x": False, "index": False}
-
-    def _add_repeated_step(self, targets, step, values) -> bool:
-        self.reads["x"] = True
-        return super()._add_repeated_step(targets, step, values)
-
-    def _add_by_index(self, targets, values) -> bool:
-        self.reads["index"] = True
-        return super()._add_by_index(targets, values)
-
-
 # --------------------------------------------------------------------------- in a worker
 
 
@@ -72,9 +55,10 @@ def _snapshot(metrics: MetricSet, offset: int) -> dict:
     """What the rest of a chunk's parse can read of `metrics` at a line's end."""
     series = {name: (len(s), s.xs[-1], s.ys[-1]) if len(s) else (0, None, None)
               for name, s in metrics.series.items()}
+    state = metrics.carried_state()
     return {"offset": offset, "lines": metrics.lines, "records": metrics.records,
-            "last_step": metrics._last_step, "epoch": metrics.parser._epoch,
-            "previous": dict(metrics._previous), "series": series}
+            "last_step": state["last_step"], "epoch": state["epoch"],
+            "previous": dict(state["previous"]), "series": series}
 
 
 def parse_chunk(path: str, identity: tuple[int, int], start: int, end: int,
@@ -82,7 +66,8 @@ def parse_chunk(path: str, identity: tuple[int, int], start: int, end: int,
                 checkpoints: int = CHECKPOINTS) -> dict | None:
     """The parse of [start, end) of the log from an empty state, with its checkpoints;
     None when `path` is no longer the file the parent opened."""
-    metrics = _ChunkMetricSet(patterns)
+    first_sets = _FirstSets()
+    metrics = MetricSet(patterns, previous=first_sets)
     snapshots, reads = [], []  # reads[i]: what was read between snapshots i and i + 1
     with open(path, "rb") as handle:
         stat = os.fstat(handle.fileno())
@@ -91,7 +76,7 @@ def parse_chunk(path: str, identity: tuple[int, int], start: int, end: int,
         at = start
         while True:
             snapshots.append(_snapshot(metrics, at))
-            metrics.indexed_x, metrics.reads = False, {"x": False, "index": False}
+            metrics.indexed_x, metrics.reads = False, dict(NO_READS)
             stop = end if len(snapshots) > checkpoints else _line_end(handle, at +
                                                                       checkpoint_bytes, end)
             extract_range(metrics, handle, at, stop)
@@ -101,7 +86,7 @@ def parse_chunk(path: str, identity: tuple[int, int], start: int, end: int,
             if at >= end:
                 break
     return {
-        "snapshots": snapshots, "reads": _reads_after(reads), "first_sets": metrics._previous.first,
+        "snapshots": snapshots, "reads": _reads_after(reads), "first_sets": first_sets.first,
         "end": _snapshot(metrics, end),
         "series": [(name, s.xs.tobytes(), s.ys.tobytes()) for name, s in metrics.series.items()],
     }
@@ -109,7 +94,7 @@ def parse_chunk(path: str, identity: tuple[int, int], start: int, end: int,
 
 def _reads_after(reads: list[dict]) -> list[dict]:
     """For each snapshot, what the worker read anywhere after it."""
-    out, seen = [], {"x": False, "index": False}
+    out, seen = [], NO_READS
     for read in reversed(reads):
         seen = {key: seen[key] or read[key] for key in seen}
         out.append(seen)
@@ -221,9 +206,10 @@ def _agrees(metrics: MetricSet, snapshot: dict, result: dict, reads_x: bool) -> 
     point of each series (its x only if a repeated step reads it), where the worker has
     them; where it has not, whether the first record the worker added there would have been
     a repeat here (then it would not be)."""
-    if metrics._last_step != snapshot["last_step"] or metrics.parser._epoch != snapshot["epoch"]:
+    state = metrics.carried_state()
+    if state["last_step"] != snapshot["last_step"] or state["epoch"] != snapshot["epoch"]:
         return False
-    previous, seen = metrics._previous, snapshot["previous"]
+    previous, seen = state["previous"], snapshot["previous"]
     if any(previous.get(key) != values for key, values in seen.items()):
         return False
     if any(key not in seen and previous.get(key) == values
@@ -249,25 +235,20 @@ def _adopt(metrics: MetricSet, snapshot: dict, result: dict) -> None:
     """Append the worker's points after `snapshot` and take its state at the chunk's end."""
     for name, xs, ys in result["series"]:
         skip = 8 * snapshot["series"].get(name, (0,))[0]
-        series = metrics._series(name)
+        series = metrics.series_named(name)
         before = len(series.ys)
         series.xs.frombytes(memoryview(xs)[skip:])
         series.ys.frombytes(memoryview(ys)[skip:])
-        _count_nonfinite(series, before)
+        series.count_nonfinite(before)
     end = result["end"]
     metrics.lines += end["lines"] - snapshot["lines"]
     metrics.records += end["records"] - snapshot["records"]
-    metrics._last_step = end["last_step"]
-    metrics.parser._epoch = end["epoch"]
-    metrics._previous.update(end["previous"])
+    metrics.carry_on(end["last_step"], end["epoch"], end["previous"])
 
 
-def _count_nonfinite(series, start: int) -> None:
-    added = series.ys[start:]
-    if math.isfinite(sum(added)):
-        return
-    for at, y in enumerate(added, start):
-        if y - y:  # nan or inf
-            if series._first_bad < 0:
-                series._first_bad = at
-            series.nonfinite += 1
+def extract_log(metrics: MetricSet, handle, start: int, end: int, *,
+                progress: Callable[[int], None] | None = None) -> None:
+    """`extract_range`, on every core when the range is big (same result, bit for bit)."""
+    if end - start < PARALLEL_MIN_BYTES or extract_in_parallel(
+            metrics, handle, start, end, progress=progress) is None:
+        extract_range(metrics, handle, start, end, progress=progress)
