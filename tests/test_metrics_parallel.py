@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,10 +92,9 @@ def sample_logs(tmp_path: Path) -> list[Path]:
     return logs
 
 
-@pytest.mark.parametrize("parts", [2, 3, 7])
-def test_a_parse_on_every_core_equals_the_serial_parse_bit_for_bit(parts, tmp_path):
+def check_every_log(parts: int, tmp: str) -> None:
     adopted = 0
-    for path in sample_logs(tmp_path):
+    for path in sample_logs(Path(tmp)):
         expected = state(serial(path))
         size = path.stat().st_size
         for checkpoint_bytes in (256, 4096):
@@ -103,14 +104,49 @@ def test_a_parse_on_every_core_equals_the_serial_parse_bit_for_bit(parts, tmp_pa
     assert adopted > 0  # the workers' points were used, not only parsed again here
 
 
-def test_a_big_cold_parse_uses_the_workers_and_its_index_round_trips(tmp_path, monkeypatch):
-    monkeypatch.setattr(parallel_module, "PARALLEL_MIN_BYTES", 1)
+def check_load_metrics(tmp: str) -> None:
     from trainctl_tui.monitor import index as index_module
 
-    monkeypatch.setattr(index_module, "MIN_LOG_BYTES", 1)
-    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    parallel_module.PARALLEL_MIN_BYTES = index_module.MIN_LOG_BYTES = 1
+    log, index = Path(tmp) / "train.log", Path(tmp) / "i.index"
     log.write_bytes(mixed_logs()["mixed"] + bars_across_chunks(9))
     whole = state(serial(log))
     assert state(extract_file(log)) == whole
-    assert state(load_metrics(log, index=index)) == whole  # cold, writes the index
+    assert state(load_metrics(log, index=index)) == whole  # cold, on every core; writes the index
     assert state(load_metrics(log, index=index)) == whole  # from the index
+
+
+def run_alone(call: str) -> None:
+    """Workers start only from a process with one thread, and a test run may hold others:
+    the check runs in a fresh interpreter."""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+    done = subprocess.run([sys.executable, "-c", f"import test_metrics_parallel as t; t.{call}"],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_a_parse_on_every_core_equals_the_serial_parse_bit_for_bit(parts, tmp_path):
+    run_alone(f"check_every_log({parts}, {str(tmp_path)!r})")
+
+
+def test_a_big_cold_parse_uses_the_workers_and_its_index_round_trips(tmp_path):
+    run_alone(f"check_load_metrics({str(tmp_path)!r})")
+
+
+def test_a_process_with_other_threads_parses_alone(tmp_path):
+    import threading
+
+    log = tmp_path / "train.log"
+    log.write_bytes(bars_across_chunks(1))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with open(log, "rb") as handle:
+            assert extract_in_parallel(MetricSet(), handle, 0, log.stat().st_size,
+                                       parts=2) is None
+    finally:
+        stop.set()
+        other.join()
