@@ -7,10 +7,12 @@
    series, through the same SessionMonitor the session screen uses (target p95 <= 250 ms);
 3. peak RSS while holding 10 million points (target <= 300 MB) — also monitor_throughput.py;
 4. the metrics index (issue 13), as ratios to `grep -c loss` on the same file in one run: a
-   cold parse that writes the index (target <= 30x), a reopen whose index is current
-   (target <= 1x, under 0.5 s), a reopen after 10 MB were appended (target <= 2x).
+   cold parse that writes the index (target <= 30x, on every mix), a reopen whose index is
+   current (target <= 1x, under 0.5 s), a reopen after 10 MB were appended (target <= 2x);
+   for the mixed log, then for a log of each format alone (--per-format-mb, default 128 MB:
+   big enough for the parse on every core, which starts at 64 MB).
 
-    python bench/monitor.py [--size-mb 1024] [--lines 200] [--only index]
+    python bench/monitor.py [--size-mb 1024] [--lines 200] [--only index] [--per-format-mb 128]
 
 Prints figures and ratios; asserts nothing.
 """
@@ -82,14 +84,45 @@ def timed(call) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def measure_index(size_mb: int, appended_mb: int = 10) -> None:
-    """Cold parse, reopen, reopen after `appended_mb` MB more, on a copy of the mixed log
-    whose last `appended_mb` MB are appended in between (the original stays untouched)."""
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM) over from its current RSS (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def format_log(name: str, size_mb: int) -> Path:
+    """A log of one format only (as bench/monitor_throughput.py writes them), `size_mb` MB:
+    a 16 MB block written again until big enough."""
+    import monitor_throughput as throughput
+
+    path = throughput.CACHE / f"only_{name}_{size_mb}mb.log"
+    if path.exists() and path.stat().st_size >= size_mb * 1e6:
+        return path
+    throughput.CACHE.mkdir(exist_ok=True)
+    block = throughput.make_block([name], min(16, size_mb))
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size_mb * 1e6:
+            handle.write(block)
+            written += len(block)
+    return path
+
+
+def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
+    """Cold parse, reopen, reopen after `appended_mb` MB more, on a copy of `source` whose
+    last `appended_mb` MB are appended in between (the original stays untouched)."""
     import monitor_throughput as throughput
 
     from trainctl_tui.monitor.index import load_metrics
 
-    source = throughput.mixed_log(size_mb)
     folder = Path(tempfile.mkdtemp(prefix="trainctl-index-"))
     log, index = folder / "train.log", folder / "metrics.index"
     size = source.stat().st_size
@@ -98,22 +131,27 @@ def measure_index(size_mb: int, appended_mb: int = 10) -> None:
         while src.tell() < head:
             out.write(src.read(min(64 << 20, head - src.tell())))
     grep = throughput.time_grep(source)
+    reset_peak_rss()
     cold, metrics = timed(lambda: load_metrics(log, index=index))
+    peak = peak_rss_mb()
     warm, _ = timed(lambda: load_metrics(log, index=index))
     with open(source, "rb") as src, open(log, "ab") as out:
         src.seek(head)
         out.write(src.read())
     grown, grown_metrics = timed(lambda: load_metrics(log, index=index))
     points = sum(len(s) for s in grown_metrics.series.values())
-    print(f"{size / 1e6:.0f} MB mixed log, grep -c loss {grep:.2f} s; index "
-          f"{index.stat().st_size / 1e6:.0f} MB for {points / 1e6:.2f} M points")
-    print(f"  cold parse + index write {cold:7.2f} s  x{cold / grep:6.1f} grep (target <= 30)")
+    indexed = f"{index.stat().st_size / 1e6:.0f} MB" if index.exists() else "none"
+    print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s; index {indexed} for "
+          f"{points / 1e6:.2f} M points; peak RSS of the cold parse {peak:.0f} MB "
+          f"(this process; a worker's is about its share of the points)")
+    print(f"  cold parse + index write {cold:7.2f} s  x{cold / grep:6.1f} grep (target <= 30)",
+          flush=True)
     print(f"  reopen, index current    {warm:7.2f} s  x{warm / grep:6.1f} grep (target <= 1, "
           f"< 0.5 s)")
     print(f"  reopen, {appended_mb} MB appended   {grown:7.2f} s  x{grown / grep:6.1f} grep "
-          f"(target <= 2)")
+          f"(target <= 2)", flush=True)
     for path in (log, index):
-        path.unlink()
+        path.unlink(missing_ok=True)
     folder.rmdir()
 
 
@@ -122,6 +160,8 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--only", choices=["throughput", "latency", "index"])
+    parser.add_argument("--per-format-mb", type=int, default=128,
+                        help="size of each one-format log of the index figures (0: none)")
     args = parser.parse_args()
 
     if args.only in (None, "throughput"):
@@ -141,7 +181,12 @@ def main() -> None:
     if args.only in (None, "index"):
         print("\n== metrics index: cold parse, reopen, reopen after 10 MB appended ==",
               flush=True)
-        measure_index(args.size_mb)
+        import monitor_throughput as throughput
+
+        measure_index(throughput.mixed_log(args.size_mb), "mixed log")
+        if args.per_format_mb:  # every mix: a log of one format only is the slowest case
+            for name in throughput.FORMATS:
+                measure_index(format_log(name, args.per_format_mb), f"only {name}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .metrics import MetricSet, extract_range
+from .parallel import extract_log
 from .series import Series
 
 MAGIC = b"trainctl metrics index\n"
@@ -88,7 +89,7 @@ def load_metrics(log: str | os.PathLike, patterns: Sequence[str] = (), *,
         def report(at: int) -> Callable[[int], None] | None:
             return None if progress is None else (lambda done: progress(at + done, size - start))
 
-        extract_range(metrics, handle, start, end, progress=report(0))
+        extract_log(metrics, handle, start, end, progress=report(0))
         if end >= MIN_LOG_BYTES and end - start >= (REWRITE_BYTES if start else 1):
             write_index(index, metrics, handle.fileno(), end, print_)
         # an unfinished last line: parsed, not indexed (it may still change)

@@ -31,6 +31,7 @@ from .parsers import (
     MetricsParser,
     ParsedLine,
     canonical_name,
+    epoch_fraction,
     frame_shape,
     line_states,
     reduce_line,
@@ -50,18 +51,39 @@ DEFAULT_JSON_WIDTH = 200
 class MetricSet:
     """All series of one log, fed line by line (live) or from a whole file."""
 
-    def __init__(self, patterns: Sequence[str] = ()) -> None:
+    def __init__(self, patterns: Sequence[str] = (), *,
+                 previous: dict[tuple[str, ...], list[float]] | None = None) -> None:
         self.parser = MetricsParser(patterns)
         self.series: dict[str, Series] = {}
         self.lines = 0  # lines fed
         self.records = 0  # lines that added at least one point
         self._last_step: float | None = None
-        self._previous: dict[tuple[str, ...], list[float]] = {}  # last step-less values
+        self._previous = {} if previous is None else previous  # last step-less values
         self._targets: dict[tuple[str, ...], list[Series]] = {}
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
         self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
+        self._numbers = _Numbers()
         # Some x is a record's index in its series: right only when the log was fed whole.
         self.indexed_x = False
+        # When a dict: notes that a series' last x was read (a step repeated) or a point
+        # placed at its index (a parallel parse's worker must know; see `parallel`).
+        self.reads: dict[str, bool] | None = None
+
+    # -- the state a parse carries from line to line (besides each series' last point)
+
+    def carried_state(self) -> dict:
+        return {"last_step": self._last_step, "epoch": self.parser._epoch,
+                "previous": self._previous}
+
+    def carry_on(self, last_step: float | None, epoch: float | None,
+                 previous: dict[tuple[str, ...], list[float]]) -> None:
+        """Continue from the state another parse of the lines before reached."""
+        self._last_step, self.parser._epoch = last_step, epoch
+        self._previous.update(previous)
+
+    def series_named(self, name: str) -> Series:
+        """The series `name`, created (last) if new."""
+        return self._series(name)
 
     # -- feeding
 
@@ -77,11 +99,14 @@ class MetricSet:
         """Feed a block of text (split on newlines); returns how many lines gave metrics."""
         return self.feed_lines(text.split("\n"))
 
-    def feed_bytes(self, lines: Iterable[bytes]) -> int:
+    def feed_bytes(self, lines: Iterable[bytes], templates: Iterable[bytes] | None = None
+                   ) -> int:
         """Feed raw lines (no trailing newline needed); returns how many gave metrics.
+        `templates`, when given, are the lines with their digits marked (`DIGIT_MARKS`):
+        one translate of a whole block costs less than one a line.
 
         The hot loop of `extract_file`: a line of a template the parser has seen costs one
-        bytes.translate, one dict lookup and a float() per value.
+        dict lookup and a float() per value.
         """
         parser = self.parser
         if parser.patterns:
@@ -90,17 +115,19 @@ class MetricSet:
         apply = parser.apply
         add = self._add
         targets_of = self._targets.get
-        marks = DIGIT_MARKS
+        if templates is None:
+            lines = list(lines)
+            templates = [raw.translate(DIGIT_MARKS) for raw in lines]
         count = found = 0
-        for raw in lines:
+        for raw, template in zip(lines, templates, strict=True):
             count += 1
             if b"\r" in raw:
                 if raw.find(b"\r") < len(raw) - 1:  # a progress bar: each of its frames
-                    found += self._feed_frames(raw)
+                    found += self._feed_frames(raw, template=template)
                     continue
-                raw = raw[:-1]  # only a CRLF ending (a terminal's log): on like any line
+                raw, template = raw[:-1], template[:-1]  # a CRLF ending: on like any line
             # Plans are keyed by reduced lines (no \r, no escapes), so a hit is a clean line.
-            plan = plans.get(raw.translate(marks))
+            plan = plans.get(template)
             if plan is None:
                 found += self._feed_new(raw)
                 continue
@@ -148,7 +175,8 @@ class MetricSet:
         self.lines += count
         return found
 
-    def _feed_frames(self, raw: bytes, line_ends: bool = True) -> bool:
+    def _feed_frames(self, raw: bytes, line_ends: bool = True,
+                     template: bytes | None = None) -> bool:
         """A line of `\r` redraws (tqdm, Lightning, rich or Keras bars written to a file).
 
         Each frame whose bar counter advanced is a record: of frames with records showing the
@@ -168,13 +196,18 @@ class MetricSet:
         hit = False
         # (counter, record) of the newest frame: a point once the bar moves on
         pending, self._bar_pending = self._bar_pending, None
-        plans, shapes, marks = self.parser.plans, self._frame_shapes, DIGIT_MARKS
-        for frame in raw.split(b"\r"):
-            if b"\x1b" in frame or b"\x08" in frame or b"\x00" in frame:
-                frame = strip_escapes(frame)
-            template = frame.translate(marks)
+        parser, plans, shapes = self.parser, self.parser.plans, self._frame_shapes
+        numbers = self._numbers
+        frames = raw.split(b"\r")
+        if b"\x1b" in raw or b"\x08" in raw or b"\x00" in raw:
+            frames = [strip_escapes(frame) if b"\x1b" in frame or b"\x08" in frame
+                      or b"\x00" in frame else frame for frame in frames]
+            templates = [frame.translate(DIGIT_MARKS) for frame in frames]
+        else:  # one translate for the line: \r is no digit, so the frames split alike
+            templates = (template or raw.translate(DIGIT_MARKS)).split(b"\r")
+        for frame, template in zip(frames, templates, strict=True):  # noqa: B020
             plan = plans.get(template)
-            if plan is NOTHING or not frame.strip():
+            if plan is NOTHING or not frame or frame.isspace():
                 continue
             shape = shapes.get(template)
             if shape is None:
@@ -189,14 +222,16 @@ class MetricSet:
             record = None
             if plan is not None:
                 try:
-                    record = self.parser.apply(plan, frame)
+                    record = (_apply_stateless(plan, frame, numbers) if plan.stateless
+                              else parser.apply(plan, frame))
                 except ValueError:
                     plan = None
             if plan is None:
-                record = self.parser.parse_bytes(frame)
+                record = parser.parse_bytes(frame)
             if record is None:
                 continue
-            counter = self._counter(frame, counter_at)
+            counter = (frame[counter_at[0]:counter_at[1]]
+                       if counter_at is not None and counter_at != KERAS_FRAME else counter_at)
             if pending is not None and counter != pending[0]:
                 hit = self._add_frame(*pending) or hit
             if position_at is not None and record[0] is None and "epoch" not in record[1]:
@@ -231,8 +266,12 @@ class MetricSet:
         targets = self._targets.get(names)
         if targets is None:
             targets = self._targets[names] = [self._series(name) for name in names]
-        x = self._stepless_x(names, values)
-        self.indexed_x = self.indexed_x or x is None
+        x = self._last_step  # `_stepless_x`, inlined: one call a frame less
+        if x is None:
+            if "epoch" in names:
+                x = values[names.index("epoch")]
+            else:
+                self.indexed_x = True
         added = False
         for series, value in zip(targets, values, strict=True):
             ys = series.ys
@@ -297,6 +336,8 @@ class MetricSet:
 
     def _add_by_index(self, targets: list[Series], values: list[float]) -> bool:
         self.indexed_x = True
+        if self.reads is not None:
+            self.reads["index"] = True
         for series, value in zip(targets, values, strict=True):
             series.append(len(series.ys), value)
         self.records += 1
@@ -305,6 +346,8 @@ class MetricSet:
     def _add_repeated_step(self, targets: list[Series], step: float, values: list[float]) -> bool:
         # A second line naming the step of the line before it: skip points it only repeats
         # (a final summary line such as `done: step 300, train loss 0.3996`).
+        if self.reads is not None:
+            self.reads["x"] = True
         added = False
         for series, value in zip(targets, values, strict=True):
             if len(series.ys) and series.xs[-1] == step and series.ys[-1] == value:
@@ -361,6 +404,34 @@ class MetricSet:
         return {"lines": self.lines, "records": self.records, "series": out}
 
 
+class _Numbers(dict):
+    """float() of the byte strings a bar's frames repeat (its total, the postfix's last
+    val_loss, a 3-digit loss): a lookup costs a third of a float() here."""
+
+    LIMIT = 1 << 16
+
+    def __missing__(self, text: bytes) -> float:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        value = float(text)
+        if value == value:  # not nan: a list holding one nan object twice equals itself
+            self[text] = value
+        return value
+
+
+def _apply_stateless(plan, frame: bytes, numbers: _Numbers
+                     ) -> tuple[None, tuple[str, ...], list[float]]:
+    """`MetricsParser.apply` for a plan with no step and no Keras epoch, as a bar frame's
+    usually is, without its checks."""
+    values = list(map(numbers.__getitem__, plan.take(frame)))
+    if plan.doubled:
+        values.pop()
+    if plan.progress_of is not None:
+        total = values.pop()
+        values[plan.progress_of] += epoch_fraction(values.pop(), total)
+    return None, plan.names, values
+
+
 def _json_number(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -401,7 +472,9 @@ def extract_range(metrics: MetricSet, handle, start: int, end: int, *, chunk: in
         pending = block[newline + 1 :]
         lines = data.split(b"\n")
         lines.pop()
-        feed(lines)
+        templates = data.translate(DIGIT_MARKS).split(b"\n")
+        templates.pop()
+        feed(lines, templates)
     if pending:
         feed([pending])
 

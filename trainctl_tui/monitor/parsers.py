@@ -323,7 +323,7 @@ _MAX_PLANS = 8192
 
 class Plan:
     __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
-                 "progress_of", "live_only")
+                 "progress_of", "live_only", "stateless")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
                  progress_at=(), live_only=False):
@@ -340,6 +340,8 @@ class Plan:
         self.keras = keras  # a Keras epoch line: stepped by the last `Epoch N/M`
         self.epoch_context_at = epoch_context_at  # an `Epoch N/M` line: sets that epoch
         self.live_only = live_only  # Keras 2's running averages: shown live, never a point
+        # Neither steps nor Keras epochs: `apply` reads no parser state (bar frames inline it)
+        self.stateless = not (self.has_step or keras or live_only or epoch_context_at)
 
 
 NOTHING = Plan()  # lines of this template give no metrics
@@ -402,6 +404,8 @@ class MetricsParser:
         if template == line:  # no digit: only a bare `loss: nan` can still be a metric
             if b"nan" in line or b"NaN" in line or b"inf" in line or b"Inf" in line:
                 return self._finish(self._parse_full(line.decode("utf-8", "replace")), live)
+            if not (self.patterns or b"\x1b" in line or b"\x08" in line or b"\x00" in line):
+                self._remember_nothing(template)  # prose, blank lines: a lookup next time
             return None
         plan = self.plans.get(template)
         if plan is not None:
@@ -460,13 +464,18 @@ class MetricsParser:
             return self._keras_step(found.step, names, found.values)
         return found.step, names, found.values
 
-    def _remember_plan(self, template: bytes, line: bytes, text: str,
-                       found: _Found | None) -> None:
+    def _remember_nothing(self, template: bytes) -> None:
         if len(self.plans) >= _MAX_PLANS:
             self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
+        self.plans[template] = NOTHING
+
+    def _remember_plan(self, template: bytes, line: bytes, text: str,
+                       found: _Found | None) -> None:
         if found is None:
-            self.plans[template] = NOTHING
+            self._remember_nothing(template)
             return
+        if len(self.plans) >= _MAX_PLANS:
+            self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
         if not found.cacheable:
             return
         if len(text) == len(line):

@@ -43,6 +43,17 @@ class Series:
             self._first_bad = len(self.ys) - 1
         self.nonfinite += 1
 
+    def count_nonfinite(self, start: int) -> None:
+        """Count the nan/inf among points from `start` on (appended to xs/ys in bulk)."""
+        added = self.ys[start:]
+        if math.isfinite(sum(added)):
+            return
+        for at, y in enumerate(added, start):
+            if y - y:  # nan or inf
+                if self._first_bad < 0:
+                    self._first_bad = at
+                self.nonfinite += 1
+
     @property
     def min(self) -> float | None:
         """The smallest finite value, or None."""
