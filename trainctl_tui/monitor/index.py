@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..core.atomic import atomic_write
 from .metrics import MetricSet, extract_range
 from .parallel import extract_log
 from .series import Series
@@ -216,24 +217,14 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: s
     encoded = json.dumps(header).encode()
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, body])
+        # No fsync: a file cut short by a crash fails its checksum and is rebuilt.
+        atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, body],
+                     durable=False)
     except OSError:
         return False
     if index.parent == cache_dir():
         prune_cache(index.parent, keep=index)
     return True
-
-
-def _atomic_write(path: Path, parts: list[bytes]) -> None:
-    # No fsync: a file cut short by a crash fails its checksum and is rebuilt, like any cache.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            for part in parts:
-                out.write(part)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
 
 
 def _remove(path: Path) -> None:
