@@ -19,6 +19,7 @@ from ..core import interruptions
 from ..core.atomic import atomic_write
 from ..core.errors import TrainctlError
 from ..core.models import Session, Status
+from ..core.placement import Placement
 from ..core.spec import read_spec, write_spec
 from . import recovery
 
@@ -28,7 +29,7 @@ def replaces_machines(provider) -> bool:
 
 
 def machine_of(session: Session) -> str:
-    return session.host or session.provider.partition(":")[2]
+    return session.host or Placement.parse(session.provider).target
 
 
 async def after_refresh(service, session: Session) -> Session:

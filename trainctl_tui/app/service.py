@@ -13,30 +13,13 @@ from ..core.errors import SessionNotFound, TrainctlError
 from ..core.models import Record, Session, Status
 from ..store import Store, StoreWriteError
 from .checkpoint_actions import CheckpointActions
-from .launching import (  # noqa: F401
-    Launching,
-    LaunchRequest,
-    build_session,
-    default_name,
-    demo_request,
-    demo_script_path,
-    new_machine_request,
-    write_session_files,
-)
-from .machine_actions import MachineActions
-from .refreshing import (  # noqa: F401
-    PENDING_TIMEOUT,
-    REFRESHED,
-    Refreshing,
-    changes_from_status,
-    session_from_folder,
-)
-from .resuming import Resuming, judge_named_checkpoint, resolve_resume_checkpoint  # noqa: F401
-from .stopping import Stopping, describe_pids  # noqa: F401
 
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
-if TYPE_CHECKING:
-    pass
+# The façade's names: what the front ends and tests take from here.
+from .launching import Launching, LaunchRequest, default_name, demo_request, demo_script_path  # noqa: F401
+from .machine_actions import MachineActions
+from .refreshing import PENDING_TIMEOUT, REFRESHED, Refreshing, session_from_folder  # noqa: F401
+from .resuming import Resuming
+from .stopping import Stopping
 
 RECENT_ENDED_SHOWN = 20
 

@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import importlib
 
-from ..core.backend_table import BACKENDS
+from ..core.backend_table import BACKENDS, load
 from ..core.placement import Placement
 from .errors import UnknownProvider
 
 _declarations: dict = {}
-
-
-def load(spec: str):
-    """The object a "module:Name" string names, imported now."""
-    module_name, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), name)
 
 
 def available_providers() -> list[str]:

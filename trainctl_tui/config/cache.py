@@ -34,13 +34,13 @@ def cache_path() -> Path:
 def schema_sources() -> list[Path]:
     """The files the schema is written in: the loader, the section base, each backend's
     settings (found from the table of backends, without importing them)."""
-    from ..core.backend_table import BACKENDS
+    from ..core.backend_table import BACKENDS, module_of
 
     files = [PACKAGE / "config" / "loader.py", PACKAGE / "config" / "section.py"]
     for entry in BACKENDS.values():
         if entry.settings:
-            module = entry.settings.partition(":")[0]
-            files.append(PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py"))
+            files.append(PACKAGE.joinpath(*module_of(entry.settings).split(".")[1:])
+                         .with_suffix(".py"))
     return files
 
 

@@ -12,7 +12,6 @@ the dotted key, the bad value and what is allowed. Never imports textual, rich o
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import re
@@ -141,14 +140,9 @@ class _Settings(BaseSettings):
 def _backend_sections() -> dict[str, type[Section]]:
     """Each backend's own section, by its name: what its settings module declares (the table
     of backends names them; importing them loads pydantic models, never an SDK)."""
-    from ..core.backend_table import BACKENDS
+    from ..core.backend_table import BACKENDS, load
 
-    sections = {}
-    for name, entry in BACKENDS.items():
-        if entry.settings:
-            module_name, _, class_name = entry.settings.partition(":")
-            sections[name] = getattr(importlib.import_module(module_name), class_name)
-    return sections
+    return {name: load(entry.settings) for name, entry in BACKENDS.items() if entry.settings}
 
 
 def _section(model: type[Section]):

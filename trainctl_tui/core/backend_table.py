@@ -5,6 +5,8 @@ by name is backends/registry.py's job. A new backend is one line here."""
 
 from __future__ import annotations
 
+import importlib
+
 
 class Entry:
     """declaration: what it tells the front ends; provider: where a session's runner lives;
@@ -27,3 +29,14 @@ BACKENDS = {
     "runpod": Entry(f"{_B}.runpod.declare:RunPodDeclaration",
                     f"{_B}.runpod.provider:RunPodProvider", f"{_B}.runpod.settings:RunpodConfig"),
 }
+
+
+def module_of(spec: str) -> str:
+    """The module of a "module:Class" string."""
+    return spec.partition(":")[0]
+
+
+def load(spec: str):
+    """The object a "module:Class" string names, imported now."""
+    module_name, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), name)

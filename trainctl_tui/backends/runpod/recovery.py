@@ -44,6 +44,7 @@ from ...core import interruptions as records
 from ...core.atomic import atomic_write_json
 from ...core.errors import TrainctlError
 from ...core.models import Session, Status
+from ...core.placement import Placement
 from ...core.spec import NEWEST_CHECKPOINT
 from ..base import ProviderError
 from ..replacing import Interruption, ReplaceFailed, Replacement
@@ -95,7 +96,7 @@ def _forget_pod(session: Session) -> None:
 
 
 def _pod_id(session: Session) -> str:
-    return session.host or session.provider.partition(":")[2]
+    return session.host or Placement.parse(session.provider).target
 
 
 def _cloud():
