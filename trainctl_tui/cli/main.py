@@ -20,19 +20,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     subparser filled in: building all of them costs a third of `trainctl sessions`."""
     wanted = command_word(argv)
     parser, built = _build_parser(wanted)
-    if wanted is not None and wanted not in built:  # not a command: the full list says so
+    if wanted and wanted not in built:  # not a command: the full list says so
         parser, _ = _build_parser(None)
     return parser
 
 
 def command_word(argv: list[str] | None) -> str | None:
-    """The command `argv` runs: its first word, unless help comes before it."""
+    """The command `argv` runs: its first word; "" when it runs none (the TUI, `--once`);
+    None (every command) when help comes first."""
     for word in argv or []:
         if word in ("-h", "--help"):
             return None
         if not word.startswith("-"):
             return word
-    return None
+    return ""
 
 
 class _SubsetOfCommands:
@@ -197,7 +198,7 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     recover.add_argument("id")
     recover.add_argument("--lock-fd", type=int, required=True)
 
-    if wanted is None or wanted not in built:  # the cloud verbs, or all for help and errors
+    if wanted is None or (wanted and wanted not in built):  # the cloud verbs; all for help
         from . import cloud as cli_cloud
 
         cli_cloud.add_parsers(commands)
