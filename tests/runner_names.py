@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from trainctl_tui.backends.aws.runner_s3 import S3_MARKER_SUFFIX  # noqa: F401
+from trainctl_tui.backends.aws.runner_spot import ImdsClient, parse_aws_time  # noqa: F401
 from trainctl_tui.runner.bundle import runner_bundle
 from trainctl_tui.runner.checkpoint_files import (  # noqa: F401
     CHECKPOINT_DIR_RE,
@@ -17,9 +19,7 @@ from trainctl_tui.runner.checkpoint_files import (  # noqa: F401
 from trainctl_tui.runner.processes import marked_pids, pid_alive, process_start_token  # noqa: F401
 from trainctl_tui.runner.restart_policy import backoff_delay  # noqa: F401
 from trainctl_tui.runner.resume_choice import choose_checkpoint  # noqa: F401
-from trainctl_tui.runner.s3_sync import S3_MARKER_SUFFIX  # noqa: F401
 from trainctl_tui.runner.spec import SPEC_DEFAULTS, SpecError  # noqa: F401
-from trainctl_tui.runner.spot import ImdsClient, parse_aws_time  # noqa: F401
 from trainctl_tui.runner.status import atomic_write_json, read_status  # noqa: F401
 from trainctl_tui.runner.supervisor import Supervisor  # noqa: F401
 

@@ -122,6 +122,30 @@ def test_the_zipapp_imports_only_the_standard_library_and_itself():
     assert outside == {"trainctl_tui"}
 
 
+def test_every_import_inside_the_zipapp_is_a_file_it_holds():
+    """The backends' runner parts (backends/*/runner_*.py) ship with the runner: what they
+    import of trainctl, like what the runner imports, must be in the zipapp too."""
+    files = bundle_files()
+    modules = {name[:-len("/__init__.py")] if name.endswith("/__init__.py") else name[:-3]
+               for name in files if name.endswith(".py")}
+    modules = {name.replace("/", ".") for name in modules}
+    missing = []
+    for name, data in files.items():
+        package = name.rsplit("/", 1)[0].replace("/", ".")
+        for node in ast.walk(ast.parse(data.decode())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if target not in modules and not all(
+                        f"{target}.{alias.name}" in modules for alias in node.names):
+                    missing.append(f"{name}: {target}")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "trainctl_tui") and node.module not in modules:
+                missing.append(f"{name}: {node.module}")
+    assert missing == []
+    assert "trainctl_tui/backends/aws/runner_part.py" in files  # a part is shipped
+
+
 @pytest.mark.parametrize("python", [sys.executable, PY37], ids=["py", "py3.7"])
 def test_the_zipapp_runs_alone(python, tmp_path):
     if not os.path.exists(python):

@@ -14,6 +14,9 @@ RUNNER_NAME = "trainctl-runner.pyz"
 # What is shipped, relative to the trainctl_tui folder: the runner, the checkpoint inspector it
 # judges checkpoints with, and the inspector's HDF5 reader (Keras files).
 SHIPPED = ("runner", "checkpoints/inspect", "checkpoints/hdf5.py", "checkpoints/hdf5_structs.py")
+# And each backend's part of the runner (runner/parts.py): its folder's runner_*.py files.
+BACKENDS = "backends"
+RUNNER_FILE_PREFIX = "runner_"
 # The parent packages of what is shipped: empty in the zipapp (the real ones import more).
 PACKAGE_INIT = (b'"""trainctl runner zipapp: the runner and the checkpoint inspector."""\n\n'
                 b"from __future__ import annotations\n")
@@ -40,8 +43,26 @@ def bundle_files() -> dict:
                 if name.endswith(".py") or not name:
                     with open(os.path.join(path, name) if name else path, "rb") as fh:
                         files["/".join(part for part in (top, item, name) if part)] = fh.read()
+        files.update(_runner_parts(package, top))
         _files = files
     return dict(_files)
+
+
+def _runner_parts(package: str, top: str) -> dict:
+    """{name in the zipapp: bytes} of the backends' runner files, with empty packages above."""
+    files = {}
+    backends = os.path.join(package, BACKENDS)
+    for folder in sorted(os.listdir(backends)):
+        path = os.path.join(backends, folder)
+        if not os.path.isdir(path):
+            continue
+        for name in sorted(os.listdir(path)):
+            if name.startswith(RUNNER_FILE_PREFIX) and name.endswith(".py"):
+                with open(os.path.join(path, name), "rb") as fh:
+                    files[f"{top}/{BACKENDS}/{folder}/{name}"] = fh.read()
+                files[f"{top}/{BACKENDS}/{folder}/__init__.py"] = PACKAGE_INIT
+                files[f"{top}/{BACKENDS}/__init__.py"] = PACKAGE_INIT
+    return files
 
 
 def bundle_version(files: dict | None = None) -> str:

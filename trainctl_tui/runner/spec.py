@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 
-from .s3_sync import is_s3_uri
+from .parts import owned_checkpoint, part_classes, spec_defaults
 
 SPEC_DEFAULTS = {
     "name": None,
@@ -26,13 +26,6 @@ SPEC_DEFAULTS = {
     # Checkpoints `trainctl resume` passed over (newer than the one it chose), with why: kept
     # in the first attempt's record.
     "resume_skipped": [],
-    # Cloud features: all off unless set (see load_cloud_spec).
-    "spot_notice_url": None,
-    "spot_poll_seconds": 5.0,
-    "spot_safety_seconds": 20.0,
-    "s3_checkpoint_uri": None,
-    "s3_sync_seconds": 10.0,
-    "aws_cli": "aws",
     "autostop_minutes": None,
     "autostop_command": None,
 }
@@ -56,8 +49,9 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
         raise SpecError(f"cannot read {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path} must hold a JSON object")
-    spec = dict(SPEC_DEFAULTS)
-    spec.update({k: v for k, v in raw.items() if v is not None or k not in SPEC_DEFAULTS})
+    defaults = {**SPEC_DEFAULTS, **spec_defaults()}  # the backends' runner parts' keys too
+    spec = dict(defaults)
+    spec.update({k: v for k, v in raw.items() if v is not None or k not in defaults})
     command = spec.get("command")
     if isinstance(command, str):
         command = shlex.split(command)
@@ -70,7 +64,8 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
     if spec["checkpoint_dir"]:
         spec["checkpoint_dir"] = os.path.abspath(os.path.join(spec["cwd"], spec["checkpoint_dir"]))
     # NEWEST is chosen when the runner starts, where the checkpoints are (see starting_checkpoint)
-    if spec["resume_from"] and spec["resume_from"] != NEWEST and not is_s3_uri(spec["resume_from"]):
+    if spec["resume_from"] and spec["resume_from"] != NEWEST and \
+            not owned_checkpoint(spec["resume_from"]):  # a checkpoint in a store, not a path
         spec["resume_from"] = os.path.abspath(os.path.join(spec["cwd"], spec["resume_from"]))
     for key in ("trusted_globals", "resume_skipped"):
         if not isinstance(spec[key], list):
@@ -99,7 +94,7 @@ def default_autostop_command() -> list[str]:
     return ["sudo", "-n", "shutdown", "-h", "now"]
 
 
-def _command_list(value, key: str, path: str) -> list[str]:
+def command_list(value, key: str, path: str) -> list[str]:
     if isinstance(value, str):
         value = shlex.split(value)
     if not isinstance(value, list) or not value:
@@ -108,16 +103,9 @@ def _command_list(value, key: str, path: str) -> list[str]:
 
 
 def load_cloud_spec(spec: dict, path: str) -> None:
-    """Validate the optional spot / S3 / autostop keys in place. Raises SpecError."""
-    for key in ("spot_poll_seconds", "spot_safety_seconds", "s3_sync_seconds"):
-        try:
-            spec[key] = max(0.05, float(spec[key]))
-        except (TypeError, ValueError):
-            raise SpecError(f"{path}: '{key}' must be a number") from None
-    uri = spec["s3_checkpoint_uri"]
-    if uri is not None and not is_s3_uri(uri):
-        raise SpecError(f"{path}: 's3_checkpoint_uri' must start with s3:// (got {uri!r})")
-    spec["aws_cli"] = _command_list(spec["aws_cli"], "aws_cli", path)
+    """Validate the runner parts' keys and the autostop keys in place. Raises SpecError."""
+    for part in part_classes():
+        part.check_spec(spec, path)
     if spec["autostop_minutes"] is not None:
         try:
             spec["autostop_minutes"] = max(0.0, float(spec["autostop_minutes"]))
@@ -126,7 +114,7 @@ def load_cloud_spec(spec: dict, path: str) -> None:
         command = spec["autostop_command"]
         spec["autostop_command"] = (
             default_autostop_command() if command is None
-            else _command_list(command, "autostop_command", path)
+            else command_list(command, "autostop_command", path)
         )
 
 

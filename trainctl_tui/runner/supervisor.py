@@ -8,8 +8,8 @@ import signal
 import sys
 import time
 
-from .checkpoint_files import find_newest_checkpoint
 from .lazy_import import OnFirstUse
+from .parts import part_classes
 from .processes import (
     describe_pid,
     marked_pids,
@@ -22,9 +22,7 @@ from .processes import (
 from .restart_policy import NO_RETRY_EXIT_CODES, backoff_delay, resume_args
 from .resume_choice import checkpoint_problem, choose_checkpoint
 from .runner_log import log_stderr, one_line
-from .s3_sync import CheckpointSync, download_checkpoint, is_s3_uri, s3_join
 from .spec import NEWEST
-from .spot import SPOT_DEFAULT_NOTICE_SECONDS, SPOT_MIN_SAVE_SECONDS, SpotWatcher, parse_aws_time
 from .status import FINAL_STATES, STATUS_VERSION, atomic_write_json, read_status
 
 subprocess = OnFirstUse("subprocess", globals())
@@ -82,33 +80,20 @@ class Supervisor:
                 old["reason"] = "runner lost before the attempt ended"
         self.status["attempt"] = len(self.status["attempts"])
         self.first_attempt = len(self.status["attempts"]) + 1
-        self.interruption: dict | None = None  # set (once) by the spot watcher's thread
-        self.spot: SpotWatcher | None = None
-        self.syncer: CheckpointSync | None = None
-        self._init_cloud_status(previous)
-
-    def _init_cloud_status(self, previous: dict) -> None:
-        """status.json fields of the optional cloud features, present only when enabled."""
-        spec = self.spec
-        if spec["spot_notice_url"]:
-            self.status["interruption"] = None
-        if spec["s3_checkpoint_uri"]:
-            synced = previous.get("synced_checkpoints")
-            same_uri = previous.get("s3_checkpoint_uri") == spec["s3_checkpoint_uri"]
-            self.status.update(
-                s3_checkpoint_uri=spec["s3_checkpoint_uri"],
-                # A restarted runner does not upload again what its predecessor uploaded.
-                synced_checkpoints=synced if same_uri and isinstance(synced, list) else [],
-                last_sync=previous.get("last_sync") if same_uri else None,
-            )
-        if spec["autostop_minutes"] is not None:
+        # What a backend adds to the runner (runner/parts.py), where the spec turns it on.
+        self.parts = [part(self) for part in part_classes() if part.enabled(self.spec)]
+        self.interruption: dict | None = None  # set (once) by a part's watcher thread
+        self.interrupting = None  # the part that reported it
+        for part in self.parts:  # their status.json fields, present only when enabled
+            part.init_status(previous)
+        if self.spec["autostop_minutes"] is not None:
             self.status.update(autostop_at=None, autostop=None)
 
     # ---- status and log
 
     def write_status(self, strict: bool = False) -> None:
-        if self.syncer is not None:
-            self.status.update(self.syncer.snapshot())
+        for part in self.parts:
+            part.before_status_write()
         self.status["heartbeat"] = time.time()
         try:
             atomic_write_json(self.status_path, self.status)
@@ -160,7 +145,7 @@ class Supervisor:
         self.force_stop = True
         self.stop_signal = self.stop_signal or signum
 
-    def _wake_from_thread(self) -> None:
+    def wake_from_thread(self) -> None:
         """Make the main loop look at the flags now (and write status.json)."""
         self._status_dirty = True
         try:
@@ -168,20 +153,12 @@ class Supervisor:
         except OSError:
             pass  # pipe full: the loop is awake anyway
 
-    def _on_spot_notice(self, notice: dict) -> None:
-        # Runs in the watcher thread: record and wake; the main loop acts on it.
-        now = time.time()
-        deadline = parse_aws_time(notice.get("time")) or now + SPOT_DEFAULT_NOTICE_SECONDS
-        self.interruption = {
-            "notice_at": now,
-            "action": str(notice.get("action")),
-            "time": notice.get("time"),
-            "deadline": deadline,
-            "checkpoint": None,
-            "synced": False,
-            "uri": None,
-        }
-        self._wake_from_thread()
+    def interrupt(self, part, info: dict) -> None:
+        """A part's watcher thread: the machine is about to be taken (`info` says when);
+        recorded, and the main loop stops the training in time for it to save."""
+        self.interrupting = part
+        self.interruption = info
+        self.wake_from_thread()
 
     def _wait_event(self, timeout: float) -> None:
         """Sleep until a signal arrives (incl. SIGCHLD) or `timeout` seconds pass."""
@@ -204,7 +181,8 @@ class Supervisor:
         self.write_status(strict=True)
         if self.on_ready:
             self.on_ready()
-        self.start_background()
+        for part in self.parts:
+            part.start()
         code = self.supervise()
         if self.spec["autostop_minutes"] is not None:
             self.autostop_wait()
@@ -221,8 +199,9 @@ class Supervisor:
             if self.stop_requested:
                 return self.finish("stopped", "stopped before the command started")
             n = len(self.status["attempts"]) + 1
-            if is_s3_uri(checkpoint):
-                checkpoint, error = self.fetch_checkpoint(checkpoint)
+            owner = self.part_owning(checkpoint)
+            if owner is not None:
+                checkpoint, error = owner.fetch_checkpoint(checkpoint)
                 if error:
                     self.record_failed_attempt(n, error)
                     return self.finish("failed", error)
@@ -460,13 +439,8 @@ class Supervisor:
         self.write_status()
 
     def finish(self, state: str, reason: str | None) -> int:
-        if self.spot is not None:
-            self.spot.stop()
-        if state == "interrupted":
-            self.record_interruption_checkpoint()
-        elif self.syncer is not None:
-            self.log_line("final checkpoint sync to S3")
-            self.run_beating(lambda: self.syncer.final_sync(deadline=None))
+        for part in self.parts:
+            part.finish(state)
         self.status.update(
             state=state,
             reason=reason,
@@ -484,32 +458,11 @@ class Supervisor:
         return 0
 
 
-    # ---- cloud: background threads, spot interruption, S3 checkpoints
+    # ---- backends' runner parts: interruptions, checkpoints in a store
 
-    def aws_env(self) -> dict[str, str]:
-        """The aws CLI sees what the training sees (session env and secrets may hold AWS_*)."""
-        env = dict(os.environ)
-        env.update(self.spec["env"])
-        env.update(self.secret_env)
-        return env
-
-    def start_background(self) -> None:
-        spec = self.spec
-        if spec["s3_checkpoint_uri"]:
-            if spec["checkpoint_dir"]:
-                self.syncer = CheckpointSync(
-                    spec["checkpoint_dir"], spec["s3_checkpoint_uri"], spec["aws_cli"],
-                    self.aws_env(), spec["s3_sync_seconds"],
-                    synced=self.status.get("synced_checkpoints") or (),
-                    notify=self._wake_from_thread,
-                )
-                self.syncer.start()
-            else:
-                log_stderr("s3_checkpoint_uri is set but checkpoint_dir is not: nothing to sync")
-        if spec["spot_notice_url"]:
-            self.spot = SpotWatcher(spec["spot_notice_url"], spec["spot_poll_seconds"],
-                                    self._on_spot_notice)
-            self.spot.start()
+    def part_owning(self, checkpoint):
+        """The part whose store holds `checkpoint` (to fetch it first), or None."""
+        return next((part for part in self.parts if part.owns_checkpoint(checkpoint)), None)
 
     def run_beating(self, work) -> None:
         """Run slow work (an upload) in a thread while the heartbeat goes on; a force stop
@@ -523,51 +476,10 @@ class Supervisor:
             self.log_line("final checkpoint sync abandoned (force stop)")
 
     def interruption_reason(self) -> str:
-        info = self.interruption or {}
-        when = f" at {info['time']}" if info.get("time") else ""
-        return f"spot interruption notice ({info.get('action')}{when})"
+        return self.interrupting.interruption_reason(self.interruption)
 
     def interruption_kill_at(self) -> float:
-        """Latest moment to SIGKILL: leave a safety margin before AWS takes the machine, but
-        give the training a few seconds even when the notice came late (or clocks differ)."""
-        info = self.interruption
-        return max(info["deadline"] - self.spec["spot_safety_seconds"],
-                   info["notice_at"] + SPOT_MIN_SAVE_SECONDS)
-
-    def record_interruption_checkpoint(self) -> None:
-        """Upload what the training saved after the notice and record where it is."""
-        info = self.interruption
-        newest = find_newest_checkpoint(self.spec["checkpoint_dir"])
-        if self.syncer is not None:
-            self.log_line("spot interruption: syncing the newest checkpoint to S3")
-            self.run_beating(lambda: self.syncer.final_sync(deadline=info["deadline"]))
-        synced = bool(newest and self.syncer is not None and self.syncer.is_synced(newest))
-        info.update(
-            checkpoint=newest,
-            synced=synced,
-            uri=s3_join(self.spec["s3_checkpoint_uri"], os.path.basename(newest))
-            if synced else None,
-        )
-        self.status["interruption"] = info
-
-    def fetch_checkpoint(self, uri: str):
-        """Download an s3:// checkpoint for the next attempt: (local path, None) or
-        (None, reason). No training starts without the checkpoint it should resume from."""
-        dest = self.spec["checkpoint_dir"] or os.path.join(self.session_dir, "checkpoints")
-        self.log_line(f"downloading checkpoint {uri} to {dest}")
-        name = uri.rstrip("/").rsplit("/", 1)[-1]
-        base = self.spec["s3_checkpoint_uri"]
-        from_sync_prefix = (self.syncer is not None and bool(base)
-                            and uri.rstrip("/") == s3_join(base, name))
-        if from_sync_prefix:
-            # Marked before it appears locally, so the sync thread never uploads it back.
-            self.syncer.mark_synced(name, True)
-        local, error = download_checkpoint(self.spec["aws_cli"], uri, dest, self.aws_env())
-        if error:
-            if from_sync_prefix:
-                self.syncer.mark_synced(name, False)
-            return None, f"cannot download checkpoint {uri}: {error}"
-        return local, None
+        return self.interrupting.interruption_kill_at(self.interruption)
 
     def record_failed_attempt(self, n: int, reason: str) -> None:
         """An attempt that could not start (nothing ran): recorded so status.json says why."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from .lazy_import import OnFirstUse
-from .runner_log import log_stderr
+from ...runner.lazy_import import OnFirstUse
+from ...runner.runner_log import log_stderr
 
 threading = OnFirstUse("threading", globals())
 

@@ -8,9 +8,9 @@ import json
 import os
 import time
 
-from .checkpoint_files import finished_checkpoints
-from .lazy_import import OnFirstUse
-from .runner_log import log_stderr, one_line
+from ...runner.checkpoint_files import finished_checkpoints
+from ...runner.lazy_import import OnFirstUse
+from ...runner.runner_log import log_stderr, one_line
 
 subprocess = OnFirstUse("subprocess", globals())
 threading = OnFirstUse("threading", globals())
