@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from sshd import free_port, missing
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -125,7 +124,8 @@ class SlurmCluster:
             "SelectTypeParameters=CR_CPU",
             "ReturnToService=2",
             "MaxJobCount=200",
-            "MinJobAge=2",
+            # Ended jobs stay visible (squeue -t all, scontrol) this long, then are purged.
+            "MinJobAge=5",
             "KillWait=5",
             "InactiveLimit=0",
             "MessageTimeout=5",
@@ -179,7 +179,7 @@ class SlurmCluster:
         (slurmstepd and job processes live in sessions of their own)."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
             self.cancel_all()
-        for name, process in reversed(list(self.processes.items())):
+        for process in reversed(list(self.processes.values())):  # slurmd first, munged last
             _terminate(process)
         self.processes.clear()
         for pid in _processes_in_sessions(_sessions_using(self.dir)):
@@ -217,8 +217,10 @@ class SlurmCluster:
         return self.run("squeue", "-h", "-o", "%i").stdout.split()
 
     def job_state(self, job: str) -> tuple[str, str] | None:
-        """(state, reason) as squeue shows them, or None once the job left the queue."""
-        out = self.run("squeue", "-h", "-j", job, "-o", "%T|%r", check=False).stdout.strip()
+        """(state, reason) as squeue shows them, ended states included (-t all: without it
+        squeue hides an ended job at once), or None once slurmctld purged the job."""
+        out = self.run("squeue", "-h", "-t", "all", "-j", job, "-o", "%T|%r",
+                       check=False).stdout.strip()
         if not out:
             return None
         state, _, reason = out.partition("|")
