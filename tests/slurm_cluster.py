@@ -182,7 +182,7 @@ class SlurmCluster:
         for process in reversed(list(self.processes.values())):  # slurmd first, munged last
             _terminate(process)
         self.processes.clear()
-        for pid in _processes_in_sessions(_sessions_using(self.dir)):
+        for pid in _processes_in_sessions(sessions_using(self.dir)):
             _kill(pid)
 
     def cancel_all(self, timeout: float = 20) -> None:
@@ -304,7 +304,7 @@ def _terminate(process: subprocess.Popen) -> None:
             continue
 
 
-def _sessions_using(root: Path) -> set[int]:
+def sessions_using(root: Path) -> set[int]:
     """Session ids of processes whose cwd is in root: slurmstepd keeps slurmd's cwd."""
     sessions = set()
     for entry in Path("/proc").iterdir():

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import CRED_EXPIRE_SECONDS, find_program, slurm_cluster  # noqa: F401
+from slurm_cluster import (  # noqa: F401 - slurm_cluster is the fixture
+    CRED_EXPIRE_SECONDS,
+    SlurmCluster,
+    find_program,
+    find_programs,
+    sessions_using,
+    slurm_cluster,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -245,3 +252,37 @@ def test_sacct_says_accounting_is_disabled(cluster):
     result = cluster.run(sacct, "-n", "-X", "-o", "JobID,State", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "Slurm accounting storage is disabled"
+
+
+# -- the fixture itself -----------------------------------------------------------------------
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (orphans wait for this machine's init to reap them)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_second_cluster_runs_beside_the_first_and_stops_without_leftovers(
+        slurm_cluster, tmp_path):  # noqa: F811
+    """Own ports, socket and dirs: a second cluster starts while the session's runs, stop()
+    leaves no daemon, slurmstepd or job process, and the same cluster starts again."""
+    second = SlurmCluster(tmp_path / "second", find_programs())
+    try:
+        for _ in range(2):
+            second.start()
+            pid_file = tmp_path / "sleeper.pid"
+            sleeper = second.write_script("sleeper.sh", f"echo $$ > {pid_file}\nsleep 300\n")
+            job = second.sbatch(sleeper, "-o", str(tmp_path / "sleeper.out"))
+            second.wait_state(job, {"RUNNING"})
+            wait_for_file_text(pid_file, r"\d", 10)
+            started = [process.pid for process in second.processes.values()]
+            started.append(int(pid_file.read_text()))
+            second.stop()
+            assert not sessions_using(second.dir)
+            assert not [pid for pid in started if running(pid)]
+            pid_file.unlink()
+    finally:
+        second.stop()
+    assert slurm_cluster.node_states()[slurm_cluster.node] == "idle"
