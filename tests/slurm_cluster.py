@@ -28,6 +28,7 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "srun")
 CLUSTER = "trainctltest"
 PARTITION = "debug"
 PAIR_PARTITION = "pair"
+PARTITION_MAX_MINUTES = 30  # debug's MaxTime, so a longer --time is a rejection to test
 NODES = ("node1", "node2")
 # How long a requeued job waits before it may start again (Slurm's default is 120 s).
 CRED_EXPIRE_SECONDS = 5
@@ -132,6 +133,9 @@ class SlurmCluster:
             "SlurmdTimeout=30",
             "SlurmctldTimeout=30",
             "JobRequeue=1",
+            # Reject at sbatch what can never run (more nodes or CPUs than the partition has,
+            # a time above its MaxTime), as most sites do; the default queues it forever.
+            "EnforcePartLimits=ALL",
         ]
         for name in NODES:
             lines.append(
@@ -139,7 +143,8 @@ class SlurmCluster:
                 f"Port={self.node_ports[name]} CPUs={self.cpus} RealMemory={self.memory_mb} "
                 "State=UNKNOWN")
         lines += [
-            f"PartitionName={PARTITION} Nodes={NODES[0]} Default=YES MaxTime=INFINITE State=UP",
+            f"PartitionName={PARTITION} Nodes={NODES[0]} Default=YES "
+            f"MaxTime={PARTITION_MAX_MINUTES} State=UP",
             f"PartitionName={PAIR_PARTITION} Nodes={','.join(NODES)} Default=NO "
             "MaxTime=INFINITE State=UP",
         ]

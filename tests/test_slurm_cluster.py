@@ -244,6 +244,36 @@ def test_requeue_of_a_running_job_keeps_its_id_and_counts_restarts(cluster, tmp_
     assert "TERM" in marks_of(marks)  # the batch shell was told before it was killed
 
 
+# -- bad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, exit_code, words", [
+    (["--partition=nope"], 1, "sbatch: error: invalid partition specified: nope\n"
+                               "sbatch: error: Batch job submission failed: "
+                               "Invalid partition name specified"),
+    (["--nodes=3", "--partition=pair"], 1,
+     "sbatch: error: Batch job submission failed: Node count specification invalid"),
+    (["--time=45"], 1, "sbatch: error: Batch job submission failed: "
+                       "Requested time limit is invalid (missing or exceeds some limit)"),
+    (["--time=soon"], 255, "sbatch: error: Invalid --time specification"),
+    (["--gres=gpu:1"], 1, "sbatch: error: Invalid generic resource (gres) specification"),
+], ids=["partition", "nodes", "time-above-max", "time-syntax", "gres"])
+def test_sbatch_rejects_what_can_never_run_in_its_own_words(cluster, tmp_path, options,
+                                                            exit_code, words):
+    script = cluster.write_script("never.sh", "true\n")
+    result = cluster.run("sbatch", "--parsable", *options, str(script), check=False)
+    assert (result.returncode, result.stdout, result.stderr.strip()) == (exit_code, "", words)
+    assert cluster.job_ids() == []
+
+
+def test_without_accounting_any_account_and_qos_are_accepted(cluster, tmp_path):
+    """No slurmdbd: -A and --qos are not checked, so a typo only shows on a real site."""
+    script = cluster.write_script("account.sh", "true\n")
+    job = cluster.sbatch(script, "--account=proj123", "--qos=normal",
+                         "-o", str(tmp_path / "account.out"))
+    assert cluster.wait_state(job, {"COMPLETED"}) == ("COMPLETED", "None")
+    assert cluster.show_job(job)["Account"] == "proj123"
+
+
 # -- accounting -------------------------------------------------------------------------------
 
 def test_sacct_says_accounting_is_disabled(cluster):
