@@ -207,6 +207,16 @@ def test_the_advance_signal_reaches_the_batch_shell_before_the_time_limit(cluste
     assert cluster.job_state(job) == ("RUNNING", "None")
 
 
+def test_scancel_of_an_unknown_job_is_silent_but_a_signal_to_it_is_an_error(cluster):
+    """A stop that races the job's end: plain scancel says nothing and exits 0."""
+    unknown = "999999"
+    plain = cluster.run("scancel", unknown, check=False)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "", "")
+    signal = cluster.run("scancel", "--batch", "--signal=TERM", unknown, check=False)
+    assert (signal.returncode, signal.stderr.strip()) == (
+        1, f"scancel: error: Kill job error on job id {unknown}: Invalid job id specified")
+
+
 # -- requeue ----------------------------------------------------------------------------------
 
 def test_a_job_requeues_itself_and_restarts_with_slurm_restart_count(cluster, tmp_path):
