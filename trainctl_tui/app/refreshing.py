@@ -76,7 +76,7 @@ class Refreshing:
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
-        if attempts is not None:
+        if attempts is not None and getattr(provider, "replaces_machines", False):
             from .replace import with_reasons
 
             # The interruptions' reasons go in the same write as the attempts.
