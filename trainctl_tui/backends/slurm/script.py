@@ -1,0 +1,95 @@
+"""The batch script of a session: every #SBATCH line, the cluster's setup lines, then the
+runner supervising the training in the session folder on the shared filesystem.
+
+The runner runs in the job's working directory (the submit directory: the login directory,
+as over ssh). It starts in the background and the shell waits for it, so the shell's traps
+run at once: a stop (`scancel --batch --signal=TERM`) reaches the runner as SIGTERM
+(graceful: the runner SIGTERMs the training, waits its grace, then SIGKILLs), USR2 as its
+force stop (SIGUSR1). Every value is quoted: a session name, path or option is untrusted input."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from ..base import ProviderError
+
+# Slurm's --job-name may hold anything but is shown in squeue: keep it readable and short.
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class JobRequest:
+    """What one job asks Slurm for: the cluster's defaults overridden by the launch options."""
+
+    __slots__ = ("nodes", "gpus_per_node", "gres", "time", "partition", "account", "qos")
+
+    def __init__(self, cluster, options: dict | None = None):
+        options = {k: v for k, v in (options or {}).items() if v is not None}
+        self.nodes = int(options.get("nodes") or 1)
+        self.gpus_per_node = options.get("gpus_per_node", cluster.gpus_per_node)
+        self.gres = None if "gpus_per_node" in options else cluster.gres
+        self.time = options.get("time", cluster.time)
+        self.partition = options.get("partition", cluster.partition)
+        self.account = options.get("account", cluster.account)
+        self.qos = options.get("qos", cluster.qos)
+
+    def sbatch_lines(self) -> list[str]:
+        lines = [f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        for flag, value in (("partition", self.partition), ("account", self.account),
+                            ("qos", self.qos), ("time", self.time)):
+            if value:
+                lines.append(f"--{flag}={value}")
+        if self.gres:
+            lines.append(f"--gres={self.gres}")
+        elif self.gpus_per_node:
+            lines.append(f"--gres=gpu:{int(self.gpus_per_node)}")
+        return lines
+
+
+def job_name(session_name: str) -> str:
+    name = _NAME_UNSAFE.sub("-", session_name).strip("-.")[:40]
+    return f"trainctl-{name or 'run'}"
+
+
+def sbatch_directive(option: str) -> str:
+    """One #SBATCH line. sbatch reads these words itself, without a shell: a value with a
+    space, quote, line break or '#' could split the line or end it, so it is refused."""
+    if not option or any(c.isspace() or c in "'\"#\\\0" or not c.isprintable()
+                         for c in option):
+        raise ProviderError(f"slurm: the sbatch option {option!r} may not hold spaces, quotes, "
+                            "'#' or control characters")
+    return f"#SBATCH {option}"
+
+
+def batch_script(*, session_name: str, session_dir: str, runner: str, python: str,
+                 cluster, request: JobRequest) -> str:
+    """The whole script, as text."""
+    lines = ["#!/bin/bash"]
+    options = [f"--job-name={job_name(session_name)}",
+               f"--output={session_dir}/slurm-%j.out",
+               f"--error={session_dir}/slurm-%j.out",
+               "--open-mode=append",
+               *request.sbatch_lines(),
+               f"--signal=B:USR1@{int(cluster.signal_lead_seconds)}",
+               "--requeue",
+               *cluster.sbatch_args]
+    lines += [sbatch_directive(option) for option in options]
+    quoted_dir = shlex.quote(session_dir)
+    lines += [
+        "",
+        "# the cluster's setup",
+        *cluster.setup,
+        "",
+        f"export TRAINCTL_SLURM_MAX_REQUEUES={int(cluster.max_requeues)}",
+        f"{shlex.quote(python)} {shlex.quote(runner)} {quoted_dir} &",
+        "runner=$!",
+        "trap 'kill -TERM \"$runner\" 2>/dev/null' TERM INT",
+        "trap 'kill -USR1 \"$runner\" 2>/dev/null' USR2",
+        # The time-limit warning: a graceful stop so the training saves (requeue: next slice).
+        "trap 'kill -TERM \"$runner\" 2>/dev/null' USR1",
+        "wait \"$runner\"; code=$?",
+        "while kill -0 \"$runner\" 2>/dev/null; do wait \"$runner\"; code=$?; done",
+        "exit \"$code\"",
+        "",
+    ]
+    return "\n".join(lines)
