@@ -96,8 +96,8 @@ def test_a_run_is_submitted_runs_to_the_end_and_its_log_is_mirrored(cluster, tmp
     assert f"arg {HOSTILE}\n" in log and "step 2 loss 0.333" in log and "done" in log
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.home().glob("PWNED*"))
     script = (cluster.shared / "sessions" / session.id / "job.sh").read_text()
-    assert "#SBATCH --job-name=trainctl-x-touch-PWNED-touch-PWNED2-touch-PWNED3\n" in script
-    assert "$(" not in script and "`" not in script and "PWNED;" not in script
+    assert [line for line in script.splitlines() if "PWNED" in line] == [
+        "#SBATCH --job-name=trainctl-x-touch-PWNED-touch-PWNED2-touch-PWNED3"]
     service.close()
 
 
@@ -199,4 +199,54 @@ def test_a_hostile_job_option_is_refused_before_anything_is_written(cluster, tmp
     assert str(err.value) == ("slurm: the sbatch option '--partition=debug\\n#SBATCH "
                               "--wrap=touch PWNED' may not hold spaces, quotes, '#' or control "
                               "characters")
+    service.close()
+
+
+def test_a_force_stop_cancels_at_once(cluster, tmp_path):
+    marks = tmp_path / "marks"
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, "x", str(marks), "600"), provider="slurm:hpc",
+        cwd=str(tmp_path), grace_seconds=60)))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and marks.exists() and "started" in marks.read_text())
+    started = time.monotonic()
+    stopped = asyncio.run(service.stop(session.id, force=True))
+    assert stopped.status is Status.STOPPED, stopped.detail
+    assert time.monotonic() - started < 20  # not the 60 s grace
+    cluster.wait_state(job_of(session), {"COMPLETED", "CANCELLED", None})
+    service.close()
+
+
+def test_a_job_cancelled_by_someone_else_says_so_in_one_line(cluster, tmp_path):
+    marks = tmp_path / "marks"
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, "x", str(marks), "600"), provider="slurm:hpc",
+        cwd=str(tmp_path))))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and marks.exists() and "started" in marks.read_text())
+    job = job_of(session)
+    cluster.run("scancel", job)
+    ended = wait_session(service, session.id, lambda s: not s.status.active)
+    assert ended.status is Status.STOPPED
+    assert ended.detail == (f"slurm hpc: job {job} was cancelled outside trainctl (scancel by "
+                            "someone else, or preempted)")
+    service.close()
+
+
+def test_a_job_that_ends_before_its_runner_starts_is_reported(cluster, tmp_path):
+    """A setup line that fails ends the job before the runner writes anything."""
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text() + "setup = [\"exit 3\"]\n")
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, "x"), provider="slurm:hpc", cwd=str(tmp_path))))
+    job = job_of(session)
+    ended = wait_session(service, session.id, lambda s: not s.status.active)
+    assert (ended.status, ended.detail) in {
+        (Status.FAILED, f"slurm hpc: job {job} ended FAILED without a final status from its "
+                        "runner"),
+        (Status.LOST, f"slurm hpc: job {job} is gone from the queue without a final status "
+                      "from its runner (sacct has no record)")}
     service.close()

@@ -18,7 +18,7 @@ from ...core.models import Session, Status
 from ...runner.bundle import RUNNER_NAME, runner_bundle
 from ..base import ProviderError, UnknownProvider
 from ..remote.runner import RemoteRunnerProvider, remote_info, remote_path, runner_version
-from .script import JobRequest, batch_script
+from .script import SIGNALS_FILE, STOP_FILE, JobRequest, batch_script
 
 # squeue states in which the job may still run the runner (it holds or waits for nodes).
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
@@ -208,6 +208,36 @@ class SlurmProvider(RemoteRunnerProvider):
 
     # -- watching -----------------------------------------------------------------------
 
+    async def read_status(self, session: Session) -> dict | None:
+        """The runner's status.json; a stop trainctl did not ask for says who asked."""
+        status = await super().read_status(session)
+        if status and status.get("state") == "stopped" and not status.get("slurm_checked"):
+            why = await self.unasked_stop(session)
+            if why:
+                status = {**status, "reason": why, "slurm_checked": True}
+        return status
+
+    async def unasked_stop(self, session: Session) -> str | None:
+        """Why the runner stopped when trainctl did not stop it, from the batch shell's
+        notes: a TERM is a scancel by someone else (or a preemption), USR1 Slurm's warning
+        before the time limit."""
+        folder = self.remote_dir(session)
+        if await self.transport.size(f"{folder}/{STOP_FILE}") is not None:
+            return None
+        size = await self.transport.size(f"{folder}/{SIGNALS_FILE}")
+        if not size:
+            return None
+        notes = (await self.transport.read_range(f"{folder}/{SIGNALS_FILE}", 0, size)).decode(
+            errors="replace").split()
+        job = self.job_id(session)
+        if "USR1" in notes:
+            return (f"{self.label}: job {job} stopped on Slurm's warning before its time limit "
+                    "(the training got SIGTERM to save)")
+        if "TERM" in notes:
+            return (f"{self.label}: job {job} was cancelled outside trainctl (scancel by someone "
+                    "else, or preempted)")
+        return None
+
     async def runner_alive(self, session: Session, status: dict) -> bool:
         """The runner lives as long as its job (the batch shell waits for it); a pid on a
         compute node means nothing on the login node."""
@@ -229,6 +259,7 @@ class SlurmProvider(RemoteRunnerProvider):
         job = self.job_id(session)
         if not job:
             return
+        await self.transport.put(b"", f"{self.remote_dir(session)}/{STOP_FILE}", mode=0o644)
         await self.scancel("--batch", f"--signal={'USR2' if force else 'TERM'}", job)
         self._probes.pop(session.id, None)
         deadline = time.monotonic() + (2.0 if force else session.grace_seconds + 10)

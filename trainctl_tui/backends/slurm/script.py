@@ -14,6 +14,8 @@ import shlex
 
 from ..base import ProviderError
 
+SIGNALS_FILE = "slurm-signals"  # in the session folder: "TERM 1733370000" a line
+STOP_FILE = "trainctl-stop"  # in the session folder: trainctl asked for the stop
 # Slurm's --job-name may hold anything but is shown in squeue: keep it readable and short.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -80,13 +82,16 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
         "# the cluster's setup",
         *cluster.setup,
         "",
-        f"export TRAINCTL_SLURM_MAX_REQUEUES={int(cluster.max_requeues)}",
-        f"{shlex.quote(python)} {shlex.quote(runner)} {quoted_dir} &",
+        f"trainctl_dir={quoted_dir}",
+        f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" &",
         "runner=$!",
-        "trap 'kill -TERM \"$runner\" 2>/dev/null' TERM INT",
-        "trap 'kill -USR1 \"$runner\" 2>/dev/null' USR2",
+        # Each signal is noted (SIGNALS_FILE), so a stop nobody asked trainctl for is told
+        # apart: a scancel by someone else, Slurm's warning before the time limit.
+        f"note() {{ echo \"$1 $(date +%s)\" >> \"$trainctl_dir\"/{SIGNALS_FILE}; }}",
+        "trap 'note TERM; kill -TERM \"$runner\" 2>/dev/null' TERM INT",
+        "trap 'note USR2; kill -USR1 \"$runner\" 2>/dev/null' USR2",
         # The time-limit warning: a graceful stop so the training saves (requeue: next slice).
-        "trap 'kill -TERM \"$runner\" 2>/dev/null' USR1",
+        "trap 'note USR1; kill -TERM \"$runner\" 2>/dev/null' USR1",
         "wait \"$runner\"; code=$?",
         "while kill -0 \"$runner\" 2>/dev/null; do wait \"$runner\"; code=$?; done",
         "exit \"$code\"",
