@@ -250,3 +250,46 @@ def test_a_job_that_ends_before_its_runner_starts_is_reported(cluster, tmp_path)
         (Status.LOST, f"slurm hpc: job {job} is gone from the queue without a final status "
                       "from its runner (sacct has no record)")}
     service.close()
+
+
+def demo_trainer(tmp_path: Path, steps: int) -> LaunchRequest:
+    from trainctl_tui.app.launching import demo_script_path
+
+    return LaunchRequest(
+        command=[sys.executable, "-u", str(demo_script_path()), "--steps", str(steps),
+                 "--step-time", "0.1", "--ckpt-every", "20", "--log-every", "20",
+                 "--checkpoint-dir", str(tmp_path / "ckpt")],
+        provider="slurm:hpc", cwd=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"),
+        resume_template="--resume {checkpoint}", grace_seconds=20)
+
+
+def short_time_limit(tmp_path: Path, max_requeues: int) -> None:
+    """--time=1 minute, the warning 30 s before (it comes 30-60 s before: SLURM.md)."""
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('time = "00:05:00"', 'time = "1"')
+                      + f"max_requeues = {max_requeues}\n")
+
+
+def test_the_time_limit_warning_saves_requeues_and_the_run_resumes_to_the_end(
+        cluster, tmp_path):
+    """34 s of training under a 1-minute limit: the warning (21-28 s in) stops it with a
+    checkpoint, the job requeues itself, and the second start resumes and finishes."""
+    short_time_limit(tmp_path, max_requeues=1)
+    service = Service()
+    session = asyncio.run(service.launch(demo_trainer(tmp_path, steps=340)))
+    details = set()
+
+    def ended(s) -> bool:
+        details.add((s.status, s.detail))
+        return not s.status.active
+
+    done = wait_session(service, session.id, ended, timeout=150)
+    assert done.status is Status.SUCCEEDED, done.detail
+    notes = (cluster.shared / "sessions" / session.id / "slurm-signals").read_text().split()
+    assert [n for n in notes if not n.isdigit()] == ["USR1", "REQUEUE", "START"]
+    assert any(status is Status.PENDING and (detail or "").startswith(
+        "requeued after Slurm's time-limit warning (1 of 1), ") for status, detail in details)
+    log = service.log_path(done).read_text()
+    assert "--resume" in log or "resum" in log.lower()
+    assert cluster.show_job(job_of(session)).get("Restarts", "1") == "1"
+    service.close()

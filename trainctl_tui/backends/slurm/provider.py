@@ -185,8 +185,12 @@ class SlurmProvider(RemoteRunnerProvider):
                 return {"status": Status.FAILED, "ended": time.time(),
                         "detail": f"{self.label}: job {job} can never start ({reason}); "
                                   "it was cancelled"}
+            requeues = (await self.notes(session) or []).count("REQUEUE")
+            again = (f"requeued after Slurm's time-limit warning ({requeues} of "
+                     f"{self.cluster.max_requeues}), ") if requeues else ""
             if kind == "PENDING":
-                return {"status": Status.PENDING, "detail": f"queued: {reason} (job {job})"}
+                return {"status": Status.PENDING,
+                        "detail": f"{again}queued: {reason} (job {job})"}
             return {"status": Status.PENDING, "detail": f"starting (job {job} {kind.lower()})"}
         return {"status": Status.FAILED if state else Status.LOST, "ended": time.time(),
                 "detail": await self.gone_detail(session, state)}
@@ -209,31 +213,55 @@ class SlurmProvider(RemoteRunnerProvider):
     # -- watching -----------------------------------------------------------------------
 
     async def read_status(self, session: Session) -> dict | None:
-        """The runner's status.json; a stop trainctl did not ask for says who asked."""
+        """The runner's status.json. A stop trainctl did not ask for says who asked; the
+        stop before a requeue is no end (None: the job is queued or starting again); after
+        max_requeues the session is interrupted, with a hint."""
         status = await super().read_status(session)
-        if status and status.get("state") == "stopped" and not status.get("slurm_checked"):
-            why = await self.unasked_stop(session)
-            if why:
-                status = {**status, "reason": why, "slurm_checked": True}
+        if not status or status.get("state") != "stopped" or status.get("slurm_checked"):
+            return status
+        notes = await self.notes(session)
+        if notes is None:  # trainctl's own stop
+            return status
+        last = notes[-1] if notes else ""
+        if last in ("REQUEUE", "START") or (last == "USR1" and await self.runner_alive(
+                session, status)):
+            return None
+        why = self.unasked_stop(session, notes)
+        if why:
+            status = {**status, "reason": why, "slurm_checked": True}
+            if last == "NO_REQUEUE":
+                status["state"] = "interrupted"
         return status
 
-    async def unasked_stop(self, session: Session) -> str | None:
-        """Why the runner stopped when trainctl did not stop it, from the batch shell's
-        notes: a TERM is a scancel by someone else (or a preemption), USR1 Slurm's warning
-        before the time limit."""
+    async def notes(self, session: Session) -> list[str] | None:
+        """What the batch shell noted (signals, requeues) in order, or None when trainctl
+        asked for the stop."""
         folder = self.remote_dir(session)
         if await self.transport.size(f"{folder}/{STOP_FILE}") is not None:
             return None
         size = await self.transport.size(f"{folder}/{SIGNALS_FILE}")
         if not size:
-            return None
-        notes = (await self.transport.read_range(f"{folder}/{SIGNALS_FILE}", 0, size)).decode(
-            errors="replace").split()
+            return []
+        text = await self.transport.read_range(f"{folder}/{SIGNALS_FILE}", 0, size)
+        return [line.split()[0] for line in text.decode(errors="replace").splitlines()
+                if line.split()]
+
+    def unasked_stop(self, session: Session, notes: list[str]) -> str | None:
+        """Why the runner stopped when trainctl did not stop it: a TERM is a scancel by
+        someone else (or a preemption), USR1 Slurm's warning before the time limit."""
         job = self.job_id(session)
-        if "USR1" in notes:
+        signals = [note for note in notes if note in ("TERM", "USR1", "USR2")]
+        if not signals:
+            return None
+        if signals[-1] == "USR1":
+            requeues = notes.count("REQUEUE")
+            if notes[-1] == "NO_REQUEUE":
+                return (f"{self.label}: job {job} reached its time limit again after "
+                        f"{requeues} requeue(s) (max_requeues {self.cluster.max_requeues}); "
+                        f"trainctl resume {session.id} continues from its checkpoint")
             return (f"{self.label}: job {job} stopped on Slurm's warning before its time limit "
                     "(the training got SIGTERM to save)")
-        if "TERM" in notes:
+        if signals[-1] == "TERM":
             return (f"{self.label}: job {job} was cancelled outside trainctl (scancel by someone "
                     "else, or preempted)")
         return None
@@ -242,7 +270,10 @@ class SlurmProvider(RemoteRunnerProvider):
         """The runner lives as long as its job (the batch shell waits for it); a pid on a
         compute node means nothing on the login node."""
         state = await self.job_state(session)
-        return state is not None and state[0] in ACTIVE_STATES
+        alive = state is not None and state[0] in ACTIVE_STATES
+        if not alive:  # it may have written its final status since the (cached) probe
+            self._probes.pop(session.id, None)
+        return alive
 
     async def training_alive(self, session: Session, status: dict) -> bool:
         return await self.runner_alive(session, status)

@@ -16,6 +16,16 @@ from ..base import ProviderError
 
 SIGNALS_FILE = "slurm-signals"  # in the session folder: "TERM 1733370000" a line
 STOP_FILE = "trainctl-stop"  # in the session folder: trainctl asked for the stop
+# Run by the job's python on a requeued start: spec.json's resume_from becomes "newest".
+RESUME_NEWEST = """\
+import json, os, sys
+path = sys.argv[1]
+with open(path) as handle:
+    spec = json.load(handle)
+spec["resume_from"] = "newest"
+with open(path + ".tmp", "w") as handle:
+    json.dump(spec, handle)
+os.replace(path + ".tmp", path)"""
 # Slurm's --job-name may hold anything but is shown in squeue: keep it readable and short.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -83,17 +93,34 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
         *cluster.setup,
         "",
         f"trainctl_dir={quoted_dir}",
+        # Each signal is noted (SIGNALS_FILE), so a stop nobody asked trainctl for is told
+        # apart: a scancel by someone else, Slurm's warning before the time limit, a requeue.
+        f"note() {{ echo \"$1 $(date +%s)\" >> \"$trainctl_dir\"/{SIGNALS_FILE}; }}",
+        # A requeued start resumes from the newest sound checkpoint (the resume template).
+        "if [ -n \"${SLURM_RESTART_COUNT:-}\" ]; then",
+        f"  note START; {shlex.quote(python)} - \"$trainctl_dir/spec.json\" <<'EOF'",
+        RESUME_NEWEST,
+        "EOF",
+        "fi",
         f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" &",
         "runner=$!",
-        # Each signal is noted (SIGNALS_FILE), so a stop nobody asked trainctl for is told
-        # apart: a scancel by someone else, Slurm's warning before the time limit.
-        f"note() {{ echo \"$1 $(date +%s)\" >> \"$trainctl_dir\"/{SIGNALS_FILE}; }}",
-        "trap 'note TERM; kill -TERM \"$runner\" 2>/dev/null' TERM INT",
+        "trap '[ -n \"$requeued\" ] && exit 0; note TERM; kill -TERM \"$runner\" 2>/dev/null' "
+        "TERM INT",
         "trap 'note USR2; kill -USR1 \"$runner\" 2>/dev/null' USR2",
-        # The time-limit warning: a graceful stop so the training saves (requeue: next slice).
-        "trap 'note USR1; kill -TERM \"$runner\" 2>/dev/null' USR1",
+        # Slurm's warning before the time limit: a graceful stop so the training saves, then
+        # a requeue (up to max_requeues) that starts it again from that checkpoint.
+        "trap 'note USR1; warned=1; kill -TERM \"$runner\" 2>/dev/null' USR1",
         "wait \"$runner\"; code=$?",
         "while kill -0 \"$runner\" 2>/dev/null; do wait \"$runner\"; code=$?; done",
+        "if [ -n \"$warned\" ] && [ ! -e \"$trainctl_dir\"/" + STOP_FILE + " ]; then",
+        f"  if [ \"${{SLURM_RESTART_COUNT:-0}}\" -lt {int(cluster.max_requeues)} ]; then",
+        "    requeued=1; note REQUEUE",
+        "    scontrol requeue \"$SLURM_JOB_ID\" && while :; do sleep 1 & wait $!; done",
+        "    note REQUEUE_FAILED",
+        "  else",
+        "    note NO_REQUEUE",
+        "  fi",
+        "fi",
         "exit \"$code\"",
         "",
     ]
