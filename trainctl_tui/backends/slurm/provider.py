@@ -256,7 +256,7 @@ class SlurmProvider(RemoteRunnerProvider):
         if signals[-1] == "USR1":
             requeues = notes.count("REQUEUE")
             if notes[-1] == "NO_REQUEUE":
-                return (f"{self.label}: job {job} reached its time limit again after "
+                return (f"{self.label}: job {job} reached its time limit after "
                         f"{requeues} requeue(s) (max_requeues {self.cluster.max_requeues}); "
                         f"trainctl resume {session.id} continues from its checkpoint")
             return (f"{self.label}: job {job} stopped on Slurm's warning before its time limit "
