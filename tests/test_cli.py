@@ -214,7 +214,7 @@ def test_rm_refuses_a_running_session_then_removes_it(trainctl_home):
     (["--max-restarts", "-1", "--", "true"], "max restarts must be 0 or more, not -1"),
     (["--keep-last", "0", "--", "true"], "keep last must be 1 or more, not 0"),
     (["--provider", "gcp", "--", "true"],
-     "unknown provider 'gcp' (available: aws, local, runpod, ssh)"),
+     "unknown provider 'gcp' (available: aws, local, runpod, slurm, ssh)"),
 ])
 def test_bad_launch_input_is_refused_and_stores_nothing(trainctl_home, args, message):
     result = run_cli("launch", *args)

@@ -324,7 +324,7 @@ def test_unknown_top_level_key(cfg_env):
     write(cfg_env.user, "[defaults]\n[colours]\nfg = 'red'\n")
     assert error_of() == (
         f"config error: {cfg_env.user}: unknown key 'colours' "
-        "(allowed: defaults, ui, ssh, aws, runpod, metrics, alerts)"
+        "(allowed: defaults, ui, ssh, aws, runpod, slurm, metrics, alerts)"
     )
 
 

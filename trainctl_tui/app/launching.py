@@ -67,13 +67,26 @@ class Launching:
             s.session_dir = str(paths.sessions_dir() / s.id)
 
         self.store.insert(session, prepare=prepare)
-        write_session_files(session, defaults, secret_env, local=not provider.remote)
+        write_session_files(session, defaults, secret_env, local=not provider.remote,
+                            session_options=request.backend_options)
         if request.s3_prefix:
             spec = json.loads(spec_path(session).read_text())
             spec["s3_checkpoint_uri"] = f"{request.s3_prefix.rstrip('/')}/{session.id}/checkpoints/"
             write_spec(session, spec)
         await self.start_runner(session)
         return session
+
+    async def dry_run(self, request: LaunchRequest) -> str:
+        """What a launch would submit (a batch script), without storing or starting anything;
+        a provider that cannot say refuses in one line."""
+        provider = get_provider(request.provider)
+        if not hasattr(provider, "dry_run"):
+            raise TrainctlError(f"--dry-run is not supported for --provider {request.provider}"
+                                " (it starts the run directly; there is nothing to show)")
+        if provider.remote:
+            provider.target  # noqa: B018 - resolving the target raises for an unknown one
+        session = build_session(request, self.config.defaults, remote=provider.remote)
+        return await provider.dry_run(session, dict(request.backend_options))
 
     async def start_runner(self, session: Session) -> None:
         provider = get_provider(session.provider)
@@ -101,6 +114,8 @@ class LaunchRequest(Record):
     # A provider with no machine yet (its backend says which): the machine to create.
     machine: CreateRequest | None = None
     s3_prefix: str | None = None  # checkpoints sync to PREFIX/<session>/checkpoints/
+    # The backend's own job settings (declared Options with fills="spec"), by key.
+    backend_options: dict[str, object] = {}
 
 
 def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:
@@ -121,6 +136,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
         if not request.s3_prefix.startswith("s3://") or len(request.s3_prefix) <= 5:
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
                                 f"'{request.s3_prefix}'")
+    check_backend_options(request)
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
@@ -175,6 +191,22 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
     )
 
 
+def check_backend_options(request: LaunchRequest) -> None:
+    """A backend's job option given for another backend is refused, naming whose it is."""
+    given = {k: v for k, v in request.backend_options.items() if v is not None}
+    if not given:
+        return
+    from .machines import spec_option_owners
+
+    kind = Placement.parse(request.provider).kind
+    for key in given:
+        owners = spec_option_owners(key)
+        if kind not in owners:
+            flag = "--" + key.replace("_", "-")
+            raise TrainctlError(f"{flag} is for runs on {' or '.join(owners) or 'no backend'} "
+                                f"(--provider {owners[0] if owners else '...'}:NAME)")
+
+
 def _remote_relative(path: str) -> str:
     """'~/runs/x' -> 'runs/x': the runner resolves relative paths against the login dir."""
     if path in ("~", "~/"):
@@ -220,9 +252,10 @@ def default_name(command: list[str]) -> str:
 
 
 def write_session_files(session: Session, defaults, secret_env: dict[str, str], *,
-                        local: bool = True) -> None:
+                        local: bool = True, session_options: dict | None = None) -> None:
     """The session folder: spec.json for the runner, secret_env.json (0600) for secrets.
     A remote session's provider copies them to its host."""
+    session_options = session_options or {}
     folder = Path(session.session_dir)
     folder.mkdir(parents=True, mode=0o700)
     if session.checkpoint_dir and local:
@@ -246,6 +279,7 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
         "grace_seconds": session.grace_seconds,
         "heartbeat_seconds": defaults.heartbeat_seconds,
         "resume_from": None,
+        "backend_options": {k: v for k, v in session_options.items() if v is not None},
         # Not for the runner: what rebuilding the store from this folder needs.
         "provider": session.provider,
         "host": session.host,

@@ -155,3 +155,9 @@ def run_option_owners(key: str) -> list[str]:
     """The backends that take run setting `key` (e.g. "s3_prefix")."""
     return [backend.name for backend in declarations()
             if any(o.key == key and o.fills == "run" for o in backend.options)]
+
+
+def spec_option_owners(key: str) -> list[str]:
+    """The backends whose job takes option `key` (fills="spec", e.g. slurm's "time")."""
+    return [backend.name for backend in declarations()
+            if any(o.key == key and o.fills == "spec" for o in backend.options)]

@@ -38,6 +38,7 @@ class Refreshing:
         provider = get_provider(session.provider)
         changes: dict = {}
         attempts = None
+        waiting = False  # the provider says the runner has yet to start (a queued job)
         try:
             status = await provider.read_status(session)
             if status is not None and tells_of_previous_attempt(session, status):
@@ -68,11 +69,17 @@ class Refreshing:
                 problem = await aio.call_optional(provider, "status_problem", session)
                 if problem:
                     changes = await self._unreadable_status_changes(session, provider, problem)
+                else:  # a queue's word on a runner not started yet (queued, or ended unrun)
+                    queued = await aio.call_optional(provider, "unstarted", session)
+                    if queued is not None:
+                        waiting = True
+                        changes = {key: value for key, value in queued.items()
+                                   if getattr(session, key, None) != value}
         except ProviderError as exc:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None
             changes = {"status": Status.UNREACHABLE, "detail": str(exc)}
-        if status is None and not changes and \
+        if status is None and not changes and not waiting and \
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
@@ -166,6 +173,10 @@ class Refreshing:
         return {"status": Status.UNRESPONSIVE, "detail": f"{what}; alive: {alive}"}
 
     async def _lost_detail(self, session: Session, status: dict) -> str:
+        provider = get_provider(session.provider)
+        why = await aio.call_optional(provider, "lost_detail", session, status)
+        if why:
+            return why
         beat = status.get("heartbeat")
         ago = f"; last heartbeat {format_duration(time.time() - beat)} ago" if beat else ""
         detail = f"runner pid {status.get('runner_pid')} is gone{ago}"

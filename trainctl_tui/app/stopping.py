@@ -31,6 +31,11 @@ class Stopping:
                 self._save(session, detail=detail)
                 session.detail = detail
                 return await self._check_nothing_left(await self.get(session.id), provider)
+        if status is None and session.status.active:  # e.g. still queued: just cancelled
+            cancelled = await aio.call_optional(provider, "cancel_unstarted", session)
+            if cancelled:
+                self._save(session, status=Status.STOPPED, detail=cancelled, ended=time.time())
+                return await self.get(session.id)
         if status is None or not session.status.active:
             return await self._stop_without_status(session, provider, force=force)
         if await aio.call_optional(provider, "runner_frozen", status):

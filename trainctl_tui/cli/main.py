@@ -104,6 +104,8 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
                         help="how long a stop waits after SIGTERM before SIGKILL")
     launch.add_argument("--keep-last", type=int, metavar="N",
                         help="keep only the newest N checkpoints (older ones go to the trash)")
+    launch.add_argument("--dry-run", action="store_true",
+                        help="print what would be submitted (a batch script) and start nothing")
     launch.add_argument("--env", action="append", default=[], metavar="K=V",
                         help="environment variable for the training (repeatable)")
     machine = launch.add_argument_group(
@@ -300,6 +302,7 @@ def cmd_sessions(args) -> int:
 
 def cmd_launch(args) -> int:
     from ..app.service import LaunchRequest
+    from .machine_flags import machine_values
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     request = LaunchRequest(
@@ -307,8 +310,11 @@ def cmd_launch(args) -> int:
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
         keep_last_n=args.keep_last, env=parse_env(args.env), machine=machine_request(args),
-        **run_values(args),
+        backend_options=machine_values(args, "launch", fills="spec"), **run_values(args),
     )
+    if args.dry_run:
+        print(_run(_service().dry_run(request)), end="")
+        return 0
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

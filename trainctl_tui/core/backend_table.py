@@ -28,6 +28,8 @@ BACKENDS = {
                  f"{_B}.aws.settings:AwsConfig"),
     "runpod": Entry(f"{_B}.runpod.declare:RunPodDeclaration",
                     f"{_B}.runpod.provider:RunPodProvider", f"{_B}.runpod.settings:RunpodConfig"),
+    "slurm": Entry(f"{_B}.slurm.declare:SlurmDeclaration", f"{_B}.slurm.provider:SlurmProvider",
+                   f"{_B}.slurm.settings:SlurmConfig"),
 }
 
 

@@ -35,7 +35,10 @@ class Option:
     after: str = ""  # the common field it follows: "" (before Spot), "image" or "disk"
     required: str = ""  # a select left blank: this message
     noun: str = ""  # how a form error names it ("container disk")
-    fills: str = "machine"  # "machine" (the CreateRequest) or "run" (the LaunchRequest)
+    # "machine" (the CreateRequest), "run" (a LaunchRequest field) or "spec" (a setting of
+    # the backend's job, kept in LaunchRequest.backend_options and the spec's
+    # "backend_options" for its provider: slurm's --time)
+    fills: str = "machine"
 
     @property
     def dest(self) -> str:

@@ -1,0 +1,1 @@
+"""Runs sessions as Slurm batch jobs: the runner supervises the training inside the allocation."""

@@ -1,0 +1,338 @@
+"""Runs sessions as Slurm batch jobs on a cluster named in [slurm.clusters].
+
+The runner zipapp and the session's files go to the cluster's shared workdir through its
+login node (this machine when login = "local", else ssh), a batch script starts the runner
+inside the allocation, and `sbatch --parsable` submits it; the job id is kept in remote.json.
+While the job waits, the session is pending with Slurm's reason; once the runner writes
+status.json, running and ended come from it as for an ssh host. A stop signals the batch
+shell (which forwards it to the runner: graceful), then cancels what is left."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ...core import aio
+from ...core.models import Session, Status
+from ...runner.bundle import RUNNER_NAME, runner_bundle
+from ..base import ProviderError, UnknownProvider
+from ..remote.runner import RemoteRunnerProvider, remote_info, remote_path, runner_version
+from .script import SIGNALS_FILE, STOP_FILE, JobRequest, batch_script
+
+# squeue states in which the job may still run the runner (it holds or waits for nodes).
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
+                 "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT",
+                 "STOPPED"}
+# Reasons a pending job never leaves (a site without EnforcePartLimits accepts such jobs).
+NEVER_STARTS = {"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit",
+                "AccountNotAllowed", "QOSNotAllowed"}
+STOP_POLL = 0.5
+
+
+class SlurmProvider(RemoteRunnerProvider):
+    """The runner inside a Slurm job on cluster `cluster`."""
+
+    def __init__(self, cluster: str):
+        super().__init__()
+        self.host = cluster
+        self._cluster = None
+        self._transport = None
+
+    @property
+    def name(self) -> str:
+        return f"slurm:{self.host}"
+
+    @property
+    def label(self) -> str:
+        return f"slurm {self.host}"
+
+    @property
+    def cluster(self):
+        if self._cluster is None:
+            from ...config.loader import load_config
+
+            clusters = load_config().slurm.clusters
+            if self.host not in clusters:
+                known = ", ".join(sorted(clusters)) or "none"
+                raise UnknownProvider(f"unknown Slurm cluster '{self.host}' (configured: "
+                                      f"{known}); add [slurm.clusters.{self.host}] to the config")
+            self._cluster = clusters[self.host]
+        return self._cluster
+
+    @property
+    def target(self):
+        """What launching resolves first: the cluster (an unknown one is refused)."""
+        return self.cluster
+
+    @property
+    def transport(self):
+        if self._transport is None:
+            login = self.cluster.login
+            if login == "local":
+                from .local_login import LocalLogin
+
+                self._transport = LocalLogin()
+            else:
+                from ...config.loader import load_config
+                from ..remote.transport import SSHTransport, resolve_target
+
+                self._transport = SSHTransport(resolve_target(login, load_config().ssh.hosts))
+        return self._transport
+
+    @property
+    def python(self) -> str:
+        return self.cluster.python
+
+    @property
+    def workdir(self) -> str:
+        return self.cluster.workdir
+
+    # -- launching ----------------------------------------------------------------------
+
+    def runner_path(self) -> str:
+        return remote_path(self.workdir, "runner", runner_version(), RUNNER_NAME)
+
+    async def install_runner(self) -> str:
+        """The runner zipapp on the shared workdir, once per version."""
+        from ...core.paths import state_dir
+
+        local = runner_bundle(state_dir() / "runner")
+        remote = self.runner_path()
+        if await self.transport.size(remote) != local.stat().st_size:
+            await self.transport.put(local.read_bytes(), remote, mode=0o644)
+        return remote
+
+    def script(self, session: Session, remote_dir: str, runner: str,
+               options: dict | None = None) -> str:
+        request = JobRequest(self.cluster, job_options(session) if options is None else options)
+        return batch_script(session_name=session.name, session_dir=remote_dir, runner=runner,
+                            python=self.python, cluster=self.cluster, request=request)
+
+    async def dry_run(self, session: Session, options: dict) -> str:
+        """The batch script a launch would submit; nothing is written or submitted."""
+        remote_dir = remote_path(self.workdir, "sessions", session.id or "SESSION")
+        return self.script(session, remote_dir, self.runner_path(), options)
+
+    async def launch(self, session: Session) -> None:
+        local = Path(session.session_dir)
+        remote_dir = self.remote_dir(session)
+        runner = await self.install_runner()
+        await self.transport.put((local / "spec.json").read_bytes(), f"{remote_dir}/spec.json",
+                                 mode=0o644)
+        secrets = local / "secret_env.json"
+        if secrets.exists():
+            await self.transport.put(secrets.read_bytes(), f"{remote_dir}/secret_env.json")
+        await self.transport.put(b"", f"{remote_dir}/train.log", mode=0o644)
+        script = f"{remote_dir}/job.sh"
+        await self.transport.put(self.script(session, remote_dir, runner).encode(), script,
+                                 mode=0o700)
+        info = {"host": self.host, "remote_dir": remote_dir, "runner": runner}
+        (local / "remote.json").write_text(json.dumps(info))
+        result = await self.transport.run(["sbatch", "--parsable", script], check=False,
+                                          timeout=60, retry=False)
+        words = result.stdout.decode(errors="replace").strip().split(";")[0]
+        if result.returncode != 0 or not words.isdigit():
+            await self.transport.run(["rm", "-rf", "--", remote_dir], check=False)
+            raise ProviderError(f"{self.label}: sbatch refused the job: "
+                                f"{slurm_message(result.stderr) or result.returncode}")
+        info["job_id"] = words
+        (local / "remote.json").write_text(json.dumps(info))
+
+    # -- the job ------------------------------------------------------------------------
+
+    def job_id(self, session: Session) -> str | None:
+        return (remote_info(session) or {}).get("job_id")
+
+    async def job_state(self, session: Session) -> tuple[str, str] | None:
+        """(state, reason) while squeue lists the job (ended jobs for a few minutes), or
+        None once it is gone."""
+        job = self.job_id(session)
+        if not job:
+            return None
+        result = await self.transport.run(["squeue", "-h", "-t", "all", "-j", job,
+                                           "-o", "%T|%r"], check=False, timeout=30)
+        line = result.stdout.decode(errors="replace").strip()
+        if result.returncode != 0 or "|" not in line:
+            if result.returncode != 0 and b"Invalid job id" not in result.stderr:
+                raise ProviderError(f"{self.label}: squeue failed: "
+                                    f"{slurm_message(result.stderr) or result.returncode}")
+            return None
+        state, _, reason = line.splitlines()[0].partition("|")
+        return state, reason
+
+    async def accounted_state(self, session: Session) -> str | None:
+        """The job's end as sacct knows it, or None (accounting is often disabled)."""
+        result = await self.transport.run(["sacct", "-n", "-X", "-P", "-j", self.job_id(session),
+                                           "-o", "State"], check=False, timeout=30)
+        words = result.stdout.decode(errors="replace").split()
+        return words[0] if result.returncode == 0 and words else None
+
+    async def scancel(self, *argv: str) -> None:
+        await self.transport.run(["scancel", *argv], check=False, timeout=30)
+
+    async def unstarted(self, session: Session) -> dict | None:
+        """The session's changes while its runner has written no status.json yet: queued
+        with Slurm's reason, starting, or ended without the runner (one line why)."""
+        job = self.job_id(session)
+        if not job:
+            return None
+        state = await self.job_state(session)
+        if state is not None and state[0] in ACTIVE_STATES:
+            kind, reason = state
+            if kind == "PENDING" and reason in NEVER_STARTS:
+                await self.scancel(job)
+                return {"status": Status.FAILED, "ended": time.time(),
+                        "detail": f"{self.label}: job {job} can never start ({reason}); "
+                                  "it was cancelled"}
+            requeues = (await self.notes(session) or []).count("REQUEUE")
+            again = (f"requeued after Slurm's time-limit warning ({requeues} of "
+                     f"{self.cluster.max_requeues}), ") if requeues else ""
+            if kind == "PENDING":
+                return {"status": Status.PENDING,
+                        "detail": f"{again}queued: {reason} (job {job})"}
+            return {"status": Status.PENDING, "detail": f"starting (job {job} {kind.lower()})"}
+        return {"status": Status.FAILED if state else Status.LOST, "ended": time.time(),
+                "detail": await self.gone_detail(session, state)}
+
+    async def gone_detail(self, session: Session, state=None) -> str:
+        """One line on a job that ended without its runner's final word."""
+        job = self.job_id(session)
+        if state is None:
+            state = await self.job_state(session)
+        ended = state[0] if state else await self.accounted_state(session)
+        if ended:
+            why = {"CANCELLED": "was cancelled (scancel by someone else?)",
+                   "NODE_FAIL": "ended by a node failure", "OUT_OF_MEMORY": "ran out of memory",
+                   "TIMEOUT": "hit its time limit", "PREEMPTED": "was preempted",
+                   "BOOT_FAIL": "failed to boot its node"}.get(ended, f"ended {ended}")
+            return f"{self.label}: job {job} {why} without a final status from its runner"
+        return (f"{self.label}: job {job} is gone from the queue without a final status from "
+                "its runner (sacct has no record)")
+
+    # -- watching -----------------------------------------------------------------------
+
+    async def read_status(self, session: Session) -> dict | None:
+        """The runner's status.json. A stop trainctl did not ask for says who asked; the
+        stop before a requeue is no end (None: the job is queued or starting again); after
+        max_requeues the session is interrupted, with a hint."""
+        status = await super().read_status(session)
+        if not status or status.get("state") != "stopped" or status.get("slurm_checked"):
+            return status
+        notes = await self.notes(session)
+        if notes is None:  # trainctl's own stop
+            return status
+        last = notes[-1] if notes else ""
+        if last in ("REQUEUE", "START") or (last == "USR1" and await self.runner_alive(
+                session, status)):
+            return None
+        why = self.unasked_stop(session, notes)
+        if why:
+            status = {**status, "reason": why, "slurm_checked": True}
+            if last == "NO_REQUEUE":
+                status["state"] = "interrupted"
+        return status
+
+    async def notes(self, session: Session) -> list[str] | None:
+        """What the batch shell noted (signals, requeues) in order, or None when trainctl
+        asked for the stop."""
+        folder = self.remote_dir(session)
+        if await self.transport.size(f"{folder}/{STOP_FILE}") is not None:
+            return None
+        size = await self.transport.size(f"{folder}/{SIGNALS_FILE}")
+        if not size:
+            return []
+        text = await self.transport.read_range(f"{folder}/{SIGNALS_FILE}", 0, size)
+        return [line.split()[0] for line in text.decode(errors="replace").splitlines()
+                if line.split()]
+
+    def unasked_stop(self, session: Session, notes: list[str]) -> str | None:
+        """Why the runner stopped when trainctl did not stop it: a TERM is a scancel by
+        someone else (or a preemption), USR1 Slurm's warning before the time limit."""
+        job = self.job_id(session)
+        signals = [note for note in notes if note in ("TERM", "USR1", "USR2")]
+        if not signals:
+            return None
+        if signals[-1] == "USR1":
+            requeues = notes.count("REQUEUE")
+            if notes[-1] == "NO_REQUEUE":
+                return (f"{self.label}: job {job} reached its time limit after "
+                        f"{requeues} requeue(s) (max_requeues {self.cluster.max_requeues}); "
+                        f"trainctl resume {session.id} continues from its checkpoint")
+            return (f"{self.label}: job {job} stopped on Slurm's warning before its time limit "
+                    "(the training got SIGTERM to save)")
+        if signals[-1] == "TERM":
+            return (f"{self.label}: job {job} was cancelled outside trainctl (scancel by someone "
+                    "else, or preempted)")
+        return None
+
+    async def runner_alive(self, session: Session, status: dict) -> bool:
+        """The runner lives as long as its job (the batch shell waits for it); a pid on a
+        compute node means nothing on the login node."""
+        state = await self.job_state(session)
+        alive = state is not None and state[0] in ACTIVE_STATES
+        if not alive:  # it may have written its final status since the (cached) probe
+            self._probes.pop(session.id, None)
+        return alive
+
+    async def training_alive(self, session: Session, status: dict) -> bool:
+        return await self.runner_alive(session, status)
+
+    async def lost_detail(self, session: Session, status: dict) -> str:
+        return await self.gone_detail(session)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    async def stop(self, session: Session, status: dict, *, force: bool) -> None:
+        """Graceful: TERM to the batch shell, which hands it to the runner (the training gets
+        SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel. force: the
+        runner's immediate stop (USR2 -> SIGUSR1), then scancel at once."""
+        job = self.job_id(session)
+        if not job:
+            return
+        await self.transport.put(b"", f"{self.remote_dir(session)}/{STOP_FILE}", mode=0o644)
+        await self.scancel("--batch", f"--signal={'USR2' if force else 'TERM'}", job)
+        self._probes.pop(session.id, None)
+        deadline = time.monotonic() + (2.0 if force else session.grace_seconds + 10)
+        while time.monotonic() < deadline:
+            state = await self.job_state(session)
+            if state is None or state[0] not in ACTIVE_STATES:
+                return
+            await aio.sleep(STOP_POLL)
+        await self.scancel(job)
+
+    async def cancel_unstarted(self, session: Session) -> str | None:
+        """A stop before the runner started: the job is cancelled."""
+        job = self.job_id(session)
+        if not job:
+            return None
+        await self.scancel(job)
+        return f"cancelled while queued (job {job})"
+
+    async def kill_orphan(self, session: Session, status: dict, *, force: bool) -> bool:
+        if not await self.runner_alive(session, status):
+            return False
+        await self.scancel(self.job_id(session))
+        return True
+
+
+def job_options(session: Session) -> dict:
+    """The launch's job options (--nodes, --time ...) as the session's spec.json holds them."""
+    try:
+        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return spec.get("backend_options") or {}
+
+
+def slurm_message(stderr: bytes) -> str:
+    """Slurm's error lines as one: 'invalid partition specified: nope; Batch job submission
+    failed: Invalid partition name specified'."""
+    lines = []
+    for raw in stderr.decode(errors="replace").splitlines():
+        line = raw.strip()
+        for prefix in ("sbatch: error: ", "squeue: error: ", "scancel: error: ", "error: "):
+            line = line.removeprefix(prefix)
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
