@@ -38,6 +38,9 @@ class JobRequest:
     def __init__(self, cluster, options: dict | None = None):
         options = {k: v for k, v in (options or {}).items() if v is not None}
         self.nodes = int(options.get("nodes") or 1)
+        if self.nodes != 1:  # several nodes would be allocated and all but one left idle
+            raise ProviderError(f"slurm: --nodes {self.nodes} is not supported yet: one runner "
+                                "per node (srun) comes with multi-node runs; use --nodes 1")
         self.gpus_per_node = options.get("gpus_per_node", cluster.gpus_per_node)
         self.gres = None if "gpus_per_node" in options else cluster.gres
         self.time = options.get("time", cluster.time)
