@@ -43,7 +43,7 @@ def test_listing_the_declarations_imports_no_sdk():
 
 
 def test_clouds_and_instance_ids_come_from_the_declarations():
-    assert [d.name for d in declarations()] == ["local", "ssh", "aws", "runpod"]
+    assert [d.name for d in declarations()] == ["local", "ssh", "aws", "runpod", "slurm"]
     assert cloud_names() == ["aws", "runpod"]
     assert guess_cloud("i-0123456789abcdef0") == "aws"
     assert guess_cloud("abc123") == "runpod"
