@@ -19,17 +19,13 @@ from ..core import interruptions
 from ..core.atomic import atomic_write
 from ..core.errors import TrainctlError
 from ..core.models import Session, Status
-from ..core.placement import Placement
+from ..core.placement import machine_of
 from ..core.spec import read_spec, write_spec
 from . import recovery
 
 
 def replaces_machines(provider) -> bool:
     return getattr(provider, "replaces_machines", False)
-
-
-def machine_of(session: Session) -> str:
-    return session.host or Placement.parse(session.provider).target
 
 
 async def after_refresh(service, session: Session) -> Session:

@@ -33,3 +33,8 @@ class Placement:
 
     def __hash__(self) -> int:
         return hash((self.kind, self.target, self.nodes))
+
+
+def machine_of(session) -> str:
+    """The machine a session runs on: its host, else the target of its provider string."""
+    return session.host or Placement.parse(session.provider).target

@@ -44,7 +44,7 @@ from ...core import interruptions as records
 from ...core.atomic import atomic_write_json
 from ...core.errors import TrainctlError
 from ...core.models import Session, Status
-from ...core.placement import Placement
+from ...core.placement import machine_of
 from ...core.spec import NEWEST_CHECKPOINT
 from ..base import ProviderError
 from ..replacing import Interruption, ReplaceFailed, Replacement
@@ -95,10 +95,6 @@ def _forget_pod(session: Session) -> None:
     (Path(session.session_dir) / POD_RECORD).unlink(missing_ok=True)
 
 
-def _pod_id(session: Session) -> str:
-    return session.host or Placement.parse(session.provider).target
-
-
 def _cloud():
     from .cloud import RunPodCloud
 
@@ -111,7 +107,7 @@ async def interruption(session: Session, entries: list[dict]) -> Interruption | 
     """The session is unreachable or lost: is its pod gone too (and the heartbeat stale)? Then
     it was interrupted: the entry to record, and auto-resume when `[runpod]` allows."""
     cloud = _cloud()
-    pod_id = _pod_id(session)
+    pod_id = machine_of(session)
     try:
         pod = await cloud.find_pod(pod_id)
     except ProviderError:
@@ -173,7 +169,7 @@ async def replace(runner, session: Session, entry: dict | None, *, reason: str, 
     is gone): a pod like the last one, from the checkpoint that survived or from scratch. The
     pod is asked for again: the bid to beat, and whether it is still there, are today's."""
     cloud = _cloud()
-    pod_id = _pod_id(session)
+    pod_id = machine_of(session)
     if by_hand:
         if from_checkpoint:
             raise TrainctlError("a pod that is gone resumes from the checkpoint that survived "
@@ -518,7 +514,7 @@ async def observe(runner, session: Session) -> None:
     try:
         cloud = _cloud()
         settings = cloud.settings
-        pod_id = _pod_id(session)
+        pod_id = machine_of(session)
         record = pod_record(session)
         if record is None or record["pod"].get("id") != pod_id:
             pod = await cloud.find_pod(pod_id)
