@@ -38,10 +38,14 @@ def get_provider(name: str):
         raise UnknownProvider(
             f"unknown provider '{name}' (available: {', '.join(available_providers())})")
     cls = load(BACKENDS[placement.kind].provider)
+    if placement.target:
+        return cls(placement.target)
+    # Only a provider string without a target needs the declaration (loading it costs the
+    # refresh of every session: a cloud's declaration brings its machine options).
     needs_target = declaration(placement.kind).needs_target
-    if needs_target and not placement.target:
+    if needs_target:
         raise UnknownProvider(needs_target)
-    return cls(placement.target) if placement.target else cls()
+    return cls()
 
 
 def cloud_names() -> list[str]:
