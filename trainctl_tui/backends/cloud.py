@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ..core.machines import CreateRequest, Instance, Price, Progress
 
-__all__ = ["CloudProvider", "CreateRequest", "Instance", "Price", "Progress"]
+__all__ = ["CloudProvider"]
 
 
 class CloudProvider(Protocol):
