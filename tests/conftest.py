@@ -63,3 +63,15 @@ def run_cli(*args: str, timeout: float = 60, env: dict | None = None,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Fixtures that start a real component (sshd, moto's server, the GraphQL server, Slurm): a test
+# using one, directly or through another fixture, is marked `real`, so `pytest -m "not real"`
+# (`just test-fast`) runs the rest in a fraction of the time.
+REAL_COMPONENTS = {"sshd_server", "moto_server", "runpod_server", "slurm_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if REAL_COMPONENTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real)

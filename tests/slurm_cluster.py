@@ -362,3 +362,52 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+# -- by hand: `python tests/slurm_cluster.py up|down [DIR]` (`just slurm-up`, `just slurm-down`) --
+HAND_DIR = Path("/tmp/trainctl-slurm")
+
+
+def cluster_up(root: Path) -> None:
+    """The tests' cluster, left running for trying things by hand (daemons in sessions of
+    their own outlive this process)."""
+    if (root / "slurm.conf").exists() and sessions_using(root):
+        print(f"already up: export SLURM_CONF={root / 'slurm.conf'}")
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = SlurmCluster(root, find_programs())
+    cluster.start()
+    print(f"up: partitions {PARTITION} ({NODES[0]}) and {PAIR_PARTITION} ({', '.join(NODES)})")
+    print(f"export SLURM_CONF={cluster.conf_path}   # then sinfo, sbatch, squeue ...")
+    print("[slurm.clusters.test] for trainctl: login = \"local\", workdir = "
+          f"\"{root / 'work'}\"   (with SLURM_CONF exported)")
+
+
+def cluster_down(root: Path) -> None:
+    """Cancel every job, then end every process that runs from the cluster's dir."""
+    conf = root / "slurm.conf"
+    if conf.exists():
+        subprocess.run(["scancel", "--full", "--user", str(os.getuid())], check=False,
+                       env={**os.environ, "SLURM_CONF": str(conf)}, capture_output=True,
+                       timeout=30)
+    pids = _processes_in_sessions(sessions_using(root))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.2)
+    print(f"down: {len(pids)} process(es) ended; {root} kept (rm -rf it to start afresh)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    verb = sys.argv[1] if len(sys.argv) > 1 else ""
+    if verb not in ("up", "down"):
+        sys.exit("usage: python tests/slurm_cluster.py up|down [DIR]")
+    folder = Path(sys.argv[2] if len(sys.argv) > 2 else HAND_DIR).resolve()
+    (cluster_up if verb == "up" else cluster_down)(folder)
