@@ -28,18 +28,17 @@ def preflight_script(sessions_dir: str) -> str:
 def preflight_error(answer: str, *, label: str, login: str, workdir: str) -> str | None:
     """The one line for the preflight's answer, or None when all is well."""
     words = answer.strip().splitlines()[-1].split(" ", 1) if answer.strip() else ["?"]
-    where = "this machine (login = \"local\")" if login == "local" else login
+    where = "this machine" if login == "local" else f"the login node {login}"
     if words[0] == "missing":
-        names = words[1].split()
-        return (f"{label}: {', '.join(names)} not found on the login node {where} (not on "
-                "the PATH of a non-interactive shell there); put Slurm's bin directory on "
-                "that PATH (e.g. in ~/.bashrc) or set login to a node with Slurm's commands")
+        return (f"{label}: {', '.join(words[1].split())} not found on {where}: not on the PATH "
+                "of a non-interactive shell; put Slurm's bin directory on that PATH (e.g. in "
+                "~/.bashrc) or set login to a node with Slurm's commands")
     if words[0] == "unwritable":
         why = words[1].rsplit(": ", 1)[-1] if len(words) > 1 else "cannot write"
-        return (f"{label}: workdir {workdir} is not writable on the login node {where} "
-                f"({why}); set workdir to a folder of yours on the shared filesystem")
+        return (f"{label}: workdir {workdir} is not writable on {where} ({why}); set workdir "
+                "to a folder of yours on the shared filesystem")
     if words[0] != "ok":
-        return f"{label}: unexpected answer from the login node {where}: {answer.strip()!r}"
+        return f"{label}: unexpected answer from {where}: {answer.strip()!r}"
     return None
 
 
