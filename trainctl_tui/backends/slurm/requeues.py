@@ -66,12 +66,11 @@ def entries(job: str, cluster: str, notes, attempts: list[dict], max_requeues: i
         if interrupted is None or again is None:
             continue
         queued = max(0.0, again["started"] - (requeue["requeued_at"] or again["started"]))
-        what = ("time limit: Slurm's warning, saved and requeued" if requeue["why"] ==
-                "time limit" else "preempted: requeued by Slurm")
+        what = (f"time limit: Slurm's warning, saved and requeued ({k} of {max_requeues})"
+                if requeue["why"] == "time limit" else f"preempted: requeued by Slurm ({k})")
         found.append({
             "machine": f"job {job}", "at": requeue["requeued_at"] or again["started"],
-            "reason": f"{what} ({k} of {max_requeues}); queued {format_duration(queued)} "
-                      "until it ran again",
+            "reason": f"{what}; queued {format_duration(queued)} until it ran again",
             "spot": False, "cost": None, "attempt": interrupted.get("n"),
             "job": job, "cluster": cluster, "requeue": k, "why": requeue["why"],
             "queued_seconds": round(queued, 3)})
