@@ -107,8 +107,19 @@ def test_through_the_login_node_a_graceful_stop_saves_a_checkpoint(cluster, tmp_
     log = service.log_path(session).read_text()
     saved = [line for line in log.splitlines() if "received SIGTERM, saved checkpoint" in line]
     assert len(saved) == 1
-    assert Path(saved[0].rsplit(" ", 1)[1]).exists()
-    cluster.wait_state(job_of(session), {"COMPLETED", "CANCELLED", None})
+    checkpoint = saved[0].rsplit(" ", 1)[1]
+    assert Path(checkpoint).exists()
+    old_job = job_of(session)
+    cluster.wait_state(old_job, {"COMPLETED", "CANCELLED", None})
+
+    resumed = run_cli("resume", session.id, timeout=90)  # a new job, from that checkpoint
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[0] == (
+        f"resumed session {session.id} as attempt 2 from {checkpoint}")
+    assert job_of(session) != old_job
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and f"resumed from {checkpoint}" in service.log_path(s).read_text())
+    assert run_cli("stop", "--force", session.id, timeout=90).returncode == 0
     service.close()
 
 

@@ -189,6 +189,8 @@ def test_resume_of_a_session_out_of_requeues_resubmits_it_and_it_resumes(cluster
 
     resumed = run_cli("resume", session.id, timeout=90)
     assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[0] == (
+        f"resumed session {session.id} as attempt 2 from {newest}")
     new_job = job_of(session)
     assert new_job != old_job
     service = Service()
