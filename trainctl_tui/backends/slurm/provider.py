@@ -36,6 +36,7 @@ from .script import SIGNALS_FILE, STOP_FILE, JobRequest, batch_script
 # squeue states of a job Slurm put back in the queue (a preemption, `scontrol requeue`).
 REQUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 STOP_POLL = 0.5
+REQUEUES_SEEN = "slurm-requeues.seen"  # in the local session folder: attempts when last read
 
 
 class SlurmProvider(RemoteRunnerProvider):
@@ -46,7 +47,6 @@ class SlurmProvider(RemoteRunnerProvider):
         self.host = cluster
         self._cluster = None
         self._transport = None
-        self._requeues_seen: dict[str, int] = {}  # session id -> attempts when last read
 
     @property
     def name(self) -> str:
@@ -279,18 +279,19 @@ class SlurmProvider(RemoteRunnerProvider):
         return status
 
     async def with_requeues(self, session: Session, status: dict) -> dict:
-        """Records the job's requeues whose next attempt has started (once per attempt
-        count: the signals file is read only when the attempts changed) and puts each one's
-        reason on its attempt."""
-        folder = session.session_dir
-        count = len(status["attempts"])
-        if self._requeues_seen.get(session.id) != count:
+        """Records the job's requeues whose next attempt has started and puts each one's
+        reason on its attempt. The signals file is read once per number of attempts (kept in
+        the session folder, since every refresh has a provider of its own)."""
+        folder = Path(session.session_dir)
+        count = str(len(status["attempts"]))
+        seen = folder / REQUEUES_SEEN
+        if not seen.exists() or seen.read_text() != count:
             notes = await self.notes(session)
             if notes:
                 requeues.record(folder, requeues.entries(
                     self.job_id(session), self.host, notes, status["attempts"],
                     self.cluster.max_requeues))
-            self._requeues_seen[session.id] = count
+            atomic_write(seen, count, durable=False)
         return requeues.with_reasons(status, interruptions.load(folder))
 
     async def notes(self, session: Session) -> list[tuple[str, float | None]] | None:
