@@ -152,18 +152,26 @@ def test_a_requeue_by_slurm_is_a_preemption_and_the_run_resumes(cluster, tmp_pat
     wait_session(service, session.id, lambda s: s.status is Status.RUNNING
                  and "step 40/" in service.log_path(s).read_text())
     cluster.run("scontrol", "requeue", job)
-    statuses = set()
+    statuses, requeued_details = set(), set()
 
     def ended(s) -> bool:
         statuses.add(s.status)
+        if s.status is Status.PENDING and "requeued" in (s.detail or ""):
+            requeued_details.add(s.detail)
         return not s.status.active
 
     done = wait_session(service, session.id, ended, timeout=120)
     assert done.status is Status.SUCCEEDED, done.detail
     assert Status.STOPPED not in statuses
-    # Slurm TERMs every process of the job, not just the batch shell (then KILL after
-    # KillWait): the newest checkpoint saved before is where it resumes.
-    assert Path(done.attempts[1].resumed_from).name >= "step_000040.safetensors"
+    # Slurm TERMs every process of the job (then KILL after KillWait): the training saves
+    # on its SIGTERM (the runner's one SIGTERM is a graceful stop) and resumes from there.
+    saved = [line for line in service.log_path(done).read_text().splitlines()
+             if "received SIGTERM, saved checkpoint" in line]
+    assert len(saved) == 1
+    assert done.attempts[1].resumed_from == saved[0].rsplit(" ", 1)[1]
+    assert requeued_details and all(
+        d.startswith("requeued after a preemption (1 of 5), queued: ") for d in
+        requeued_details)
     assert len(done.attempts) == 2
     assert re.fullmatch(r"preempted: requeued by Slurm \(1\); queued (\d+s|\d+m\d+s) until "
                         r"it ran again", done.attempts[0].reason)

@@ -345,14 +345,15 @@ class SlurmProvider(RemoteRunnerProvider):
     # -- stopping -----------------------------------------------------------------------
 
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
-        """Graceful: TERM to the batch shell, which hands it to the runner (the training gets
-        SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel. force: the
+        """Graceful: INT to the batch shell alone, which hands it to the runner as TERM (the
+        training gets SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel
+        (Slurm's TERM then reaches every process of the job). force: the
         runner's immediate stop (USR2 -> SIGUSR1), then scancel at once."""
         job = self.job_id(session)
         if not job:
             return
         await self.transport.put(b"", f"{self.remote_dir(session)}/{STOP_FILE}", mode=0o644)
-        await self.scancel("--batch", f"--signal={'USR2' if force else 'TERM'}", job)
+        await self.scancel("--batch", f"--signal={'USR2' if force else 'INT'}", job)
         self._probes.pop(session.id, None)
         deadline = time.monotonic() + (2.0 if force else session.grace_seconds + 10)
         while time.monotonic() < deadline:
