@@ -214,3 +214,44 @@ def test_resume_of_a_session_out_of_requeues_resubmits_it_and_it_resumes(cluster
     assert not (folder / "slurm-signals").exists() or "NO_REQUEUE" not in (
         folder / "slurm-signals").read_text()
     service.close()
+
+
+def test_requeues_are_read_from_the_batch_shells_notes():
+    """A time-limit requeue (USR1, REQUEUE, START) then a preemption (TERM, START): each
+    names the attempt it ended and the wait until the next attempt started."""
+    from trainctl_tui.backends.slurm import requeues
+
+    notes = requeues.parse_notes("USR1 100\nREQUEUE 104\nSTART 110\nTERM 200\nSTART 230\n"
+                                 "garbled\n")
+    attempts = [{"n": 1, "started": 10}, {"n": 2, "started": 112}, {"n": 3, "started": 231}]
+    entries = requeues.entries("7", "hpc", notes, attempts, max_requeues=5)
+    assert [(e["attempt"], e["why"], e["at"], e["queued_seconds"]) for e in entries] == [
+        (1, "time limit", 104.0, 8.0), (2, "preempted", 200.0, 31.0)]
+    assert [e["reason"] for e in entries] == [
+        "time limit: Slurm's warning, saved and requeued (1 of 5); queued 8s until it ran "
+        "again", "preempted: requeued by Slurm (2); queued 31s until it ran again"]
+    # the next attempt has not started yet: nothing to record about that requeue
+    assert len(requeues.entries("7", "hpc", notes, attempts[:2], max_requeues=5)) == 1
+    status = requeues.with_reasons({"attempts": attempts}, entries)
+    assert [a.get("reason") for a in status["attempts"]] == [
+        entries[0]["reason"], entries[1]["reason"], None]
+
+
+def test_the_preflights_answers_are_one_line_each():
+    from trainctl_tui.backends.slurm.checks import preflight_error
+
+    def error(answer: str, login: str = "hpc-login"):
+        return preflight_error(answer, label="slurm hpc", login=login, workdir="/scratch/t")
+
+    assert error("ok\n") is None
+    assert error("missing sbatch\n") == (
+        "slurm hpc: sbatch not found on the login node hpc-login: not on the PATH of a "
+        "non-interactive shell; put Slurm's bin directory on that PATH (e.g. in ~/.bashrc) or "
+        "set login to a node with Slurm's commands")
+    assert error("unwritable mkdir: cannot create directory '/scratch/t': Permission denied\n",
+                 login="local") == (
+        "slurm hpc: workdir /scratch/t is not writable on this machine (Permission denied); "
+        "set workdir to a folder of yours on the shared filesystem")
+    assert error("Welcome to the cluster!\n") == (
+        "slurm hpc: unexpected answer from the login node hpc-login: 'Welcome to the "
+        "cluster!'")
