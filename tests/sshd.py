@@ -135,6 +135,10 @@ class SshServer:
                 "identity_file": str(self.user_key)}
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def argv(self) -> list[str]:
+        """How sshd is started (a subclass may wrap it, e.g. in a mount namespace)."""
+        return [self.sshd, "-D", "-e", "-f", str(self.sshd_config)]
+
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
@@ -142,7 +146,7 @@ class SshServer:
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                [self.sshd, "-D", "-e", "-f", str(self.sshd_config)],
+                self.argv(),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         finally:

@@ -112,7 +112,7 @@ def test_a_job_waiting_on_a_drained_node_is_queued_with_slurms_reason_and_a_stop
     assert queued.status is Status.PENDING
     state, reason = cluster.job_state(job)  # Slurm's own words, as squeue prints them
     assert state == "PENDING" and ("DRAINED" in reason or "ReqNodeNotAvail" in reason)
-    assert queued.detail == f"queued: {reason} (job {job})"
+    assert queued.detail == f"queued: {reason} (1st in partition {cluster.partition}, job {job})"
     stopped = asyncio.run(service.stop(session.id))
     assert stopped.status is Status.STOPPED
     assert stopped.detail == f"cancelled while queued (job {job})"

@@ -36,7 +36,10 @@ class Resuming:
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
-        if session.status is Status.INTERRUPTED:
+        # Interrupted where the machine is gone: on a replacement. Where the place stays (a
+        # Slurm job out of requeues), in place like a stopped session.
+        if session.status is Status.INTERRUPTED and getattr(
+                get_provider(session.provider), "replaces_machines", False):
             if trust:
                 raise TrainctlError(f"session {session.id} was interrupted: its machine is "
                                     "gone; --trust works where the checkpoints are (resume "

@@ -10,24 +10,33 @@ shell (which forwards it to the runner: graceful), then cancels what is left."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
-from ...core import aio
+from ...core import aio, interruptions
+from ...core.atomic import atomic_write
 from ...core.models import Session, Status
 from ...runner.bundle import RUNNER_NAME, runner_bundle
 from ..base import ProviderError, UnknownProvider
 from ..remote.runner import RemoteRunnerProvider, remote_info, remote_path, runner_version
+from . import requeues
+from .checks import not_visible, preflight
+from .queue import (
+    NEVER_STARTS,
+    JobState,
+    accounted_state,
+    job_state,
+    ordinal,
+    queue_place,
+    slurm_message,
+)
 from .script import SIGNALS_FILE, STOP_FILE, JobRequest, batch_script
 
-# squeue states in which the job may still run the runner (it holds or waits for nodes).
-ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
-                 "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT",
-                 "STOPPED"}
-# Reasons a pending job never leaves (a site without EnforcePartLimits accepts such jobs).
-NEVER_STARTS = {"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit",
-                "AccountNotAllowed", "QOSNotAllowed"}
+# squeue states of a job Slurm put back in the queue (a preemption, `scontrol requeue`).
+REQUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 STOP_POLL = 0.5
+REQUEUES_SEEN = "slurm-requeues.seen"  # in the local session folder: attempts when last read
 
 
 class SlurmProvider(RemoteRunnerProvider):
@@ -115,92 +124,111 @@ class SlurmProvider(RemoteRunnerProvider):
         return self.script(session, remote_dir, self.runner_path(), options)
 
     async def launch(self, session: Session) -> None:
+        """Checks the login node, writes the session's files and submits the job. A session
+        submitted before (a resume) keeps its folder and log: the old job's notes are put
+        aside and the new job starts its runner where the last attempt left off."""
         local = Path(session.session_dir)
+        before = remote_info(session)
+        again = bool(before and before.get("job_id"))
         remote_dir = self.remote_dir(session)
+        await preflight(self.transport, label=self.label, login=self.cluster.login,
+                        workdir=self.workdir, sessions_dir=remote_path(self.workdir,
+                                                                       "sessions"))
         runner = await self.install_runner()
+        if again:
+            await self.put_aside_notes(remote_dir, before["job_id"])
         await self.transport.put((local / "spec.json").read_bytes(), f"{remote_dir}/spec.json",
                                  mode=0o644)
         secrets = local / "secret_env.json"
         if secrets.exists():
             await self.transport.put(secrets.read_bytes(), f"{remote_dir}/secret_env.json")
-        await self.transport.put(b"", f"{remote_dir}/train.log", mode=0o644)
+        if not again or await self.transport.size(f"{remote_dir}/train.log") is None:
+            await self.transport.put(b"", f"{remote_dir}/train.log", mode=0o644)
         script = f"{remote_dir}/job.sh"
         await self.transport.put(self.script(session, remote_dir, runner).encode(), script,
                                  mode=0o700)
         info = {"host": self.host, "remote_dir": remote_dir, "runner": runner}
-        (local / "remote.json").write_text(json.dumps(info))
+        if not again:
+            (local / "remote.json").write_text(json.dumps(info))
         result = await self.transport.run(["sbatch", "--parsable", script], check=False,
                                           timeout=60, retry=False)
         words = result.stdout.decode(errors="replace").strip().split(";")[0]
         if result.returncode != 0 or not words.isdigit():
-            await self.transport.run(["rm", "-rf", "--", remote_dir], check=False)
+            if not again:  # nothing of it is left on the cluster
+                await self.transport.run(["rm", "-rf", "--", remote_dir], check=False)
             raise ProviderError(f"{self.label}: sbatch refused the job: "
                                 f"{slurm_message(result.stderr) or result.returncode}")
         info["job_id"] = words
-        (local / "remote.json").write_text(json.dumps(info))
+        if again:  # until the new runner writes, status.json tells of the last attempt
+            info["after_attempt"] = session.attempt or 0
+            info["jobs"] = [*before.get("jobs", [before["job_id"]]), words]
+        atomic_write(local / "remote.json", json.dumps(info), durable=False)
+        self._probes.pop(session.id, None)
+
+    async def put_aside_notes(self, remote_dir: str, old_job: str) -> None:
+        """The old job's signal notes (and trainctl's stop mark) would be read as the new
+        job's: they move to slurm-signals.<job>."""
+        folder = shlex.quote(remote_dir)
+        await self.transport.run(
+            f"cd {folder} && {{ [ ! -e {SIGNALS_FILE} ] || mv -f {SIGNALS_FILE} "
+            f"{SIGNALS_FILE}.{shlex.quote(old_job)}; }} && rm -f {STOP_FILE}", timeout=30)
 
     # -- the job ------------------------------------------------------------------------
 
     def job_id(self, session: Session) -> str | None:
         return (remote_info(session) or {}).get("job_id")
 
-    async def job_state(self, session: Session) -> tuple[str, str] | None:
-        """(state, reason) while squeue lists the job (ended jobs for a few minutes), or
-        None once it is gone."""
+    async def job_state(self, session: Session) -> JobState | None:
+        """The job as squeue lists it (ended jobs for a few minutes), or None once gone."""
         job = self.job_id(session)
-        if not job:
-            return None
-        result = await self.transport.run(["squeue", "-h", "-t", "all", "-j", job,
-                                           "-o", "%T|%r"], check=False, timeout=30)
-        line = result.stdout.decode(errors="replace").strip()
-        if result.returncode != 0 or "|" not in line:
-            if result.returncode != 0 and b"Invalid job id" not in result.stderr:
-                raise ProviderError(f"{self.label}: squeue failed: "
-                                    f"{slurm_message(result.stderr) or result.returncode}")
-            return None
-        state, _, reason = line.splitlines()[0].partition("|")
-        return state, reason
-
-    async def accounted_state(self, session: Session) -> str | None:
-        """The job's end as sacct knows it, or None (accounting is often disabled)."""
-        result = await self.transport.run(["sacct", "-n", "-X", "-P", "-j", self.job_id(session),
-                                           "-o", "State"], check=False, timeout=30)
-        words = result.stdout.decode(errors="replace").split()
-        return words[0] if result.returncode == 0 and words else None
+        return await job_state(self.transport, self.label, job) if job else None
 
     async def scancel(self, *argv: str) -> None:
         await self.transport.run(["scancel", *argv], check=False, timeout=30)
 
     async def unstarted(self, session: Session) -> dict | None:
         """The session's changes while its runner has written no status.json yet: queued
-        with Slurm's reason, starting, or ended without the runner (one line why)."""
+        with Slurm's reason and its place, starting, or ended without the runner (one line
+        why)."""
         job = self.job_id(session)
         if not job:
             return None
         state = await self.job_state(session)
-        if state is not None and state[0] in ACTIVE_STATES:
-            kind, reason = state
-            if kind == "PENDING" and reason in NEVER_STARTS:
+        if state is not None and state.active:
+            if state.state == "PENDING" and state.reason in NEVER_STARTS:
                 await self.scancel(job)
                 return {"status": Status.FAILED, "ended": time.time(),
-                        "detail": f"{self.label}: job {job} can never start ({reason}); "
+                        "detail": f"{self.label}: job {job} can never start ({state.reason}); "
                                   "it was cancelled"}
-            requeues = (await self.notes(session) or []).count("REQUEUE")
-            again = (f"requeued after Slurm's time-limit warning ({requeues} of "
-                     f"{self.cluster.max_requeues}), ") if requeues else ""
-            if kind == "PENDING":
+            if state.state == "PENDING":
                 return {"status": Status.PENDING,
-                        "detail": f"{again}queued: {reason} (job {job})"}
-            return {"status": Status.PENDING, "detail": f"starting (job {job} {kind.lower()})"}
+                        "detail": await self.queued_detail(session, job, state)}
+            return {"status": Status.PENDING,
+                    "detail": f"starting (job {job} {state.state.lower()})"}
         return {"status": Status.FAILED if state else Status.LOST, "ended": time.time(),
                 "detail": await self.gone_detail(session, state)}
 
-    async def gone_detail(self, session: Session, state=None) -> str:
+    async def queued_detail(self, session: Session, job: str, state: JobState) -> str:
+        """'queued: Priority (2nd in partition debug, job 123)', after a requeue with why."""
+        notes = await self.notes(session) or []
+        again = requeues.requeues(notes + [("START", None)])
+        requeued = ""
+        if again and notes and notes[-1][0] in ("REQUEUE", "TERM", "USR1"):
+            why = ("Slurm's time-limit warning" if again[-1]["why"] == "time limit"
+                   else "a preemption")
+            requeued = f"requeued after {why} ({len(again)} of {self.cluster.max_requeues}), "
+        place = await queue_place(self.transport, job, state.partition)
+        where = f"{ordinal(place)} in partition {state.partition}, " if place else ""
+        return f"{requeued}queued: {state.reason} ({where}job {job})"
+
+    async def gone_detail(self, session: Session, state: JobState | None = None) -> str:
         """One line on a job that ended without its runner's final word."""
         job = self.job_id(session)
         if state is None:
             state = await self.job_state(session)
-        ended = state[0] if state else await self.accounted_state(session)
+        if await self.transport.size(f"{self.remote_dir(session)}/slurm-{job}.out") is None:
+            return not_visible(self.label, self.workdir, job)
+        ended = state.state if state else await accounted_state(self.transport, job)
         if ended:
             why = {"CANCELLED": "was cancelled (scancel by someone else?)",
                    "NODE_FAIL": "ended by a node failure", "OUT_OF_MEMORY": "ran out of memory",
@@ -213,29 +241,62 @@ class SlurmProvider(RemoteRunnerProvider):
     # -- watching -----------------------------------------------------------------------
 
     async def read_status(self, session: Session) -> dict | None:
-        """The runner's status.json. A stop trainctl did not ask for says who asked; the
-        stop before a requeue is no end (None: the job is queued or starting again); after
-        max_requeues the session is interrupted, with a hint."""
+        """The runner's status.json, with each requeue's reason on the attempt it ended. A
+        stop trainctl did not ask for says who asked; the stop before a requeue is no end
+        (None: the job is queued or starting again); after max_requeues the session is
+        interrupted, with a hint. After a resubmission (resume), None until the new runner
+        wrote its first word."""
         status = await super().read_status(session)
-        if not status or status.get("state") != "stopped" or status.get("slurm_checked"):
+        if not status:
+            return status
+        info = remote_info(session) or {}
+        if (status.get("attempt") or 0) <= info.get("after_attempt", -1) and \
+                status.get("state") != "starting":
+            return None
+        if len(status.get("attempts") or []) > 1:
+            status = await self.with_requeues(session, status)
+        if status.get("state") != "stopped" or status.get("slurm_checked"):
             return status
         notes = await self.notes(session)
         if notes is None:  # trainctl's own stop
             return status
-        last = notes[-1] if notes else ""
-        if last in ("REQUEUE", "START") or (last == "USR1" and await self.runner_alive(
-                session, status)):
+        names = [name for name, _ in notes]
+        last = names[-1] if names else ""
+        if last in ("REQUEUE", "START"):
             return None
-        why = self.unasked_stop(session, notes)
+        if last in ("USR1", "TERM") and await self.runner_alive(session, status):
+            # USR1: the shell requeues the job. TERM: Slurm requeued it (a preemption) or a
+            # scancel is under way: stopping until the queue says which.
+            state = await self.job_state(session)
+            if last == "USR1" or (state is not None and state.state in REQUEUED):
+                return None
+            return {**status, "state": "stopping"}
+        why = self.unasked_stop(session, names)
         if why:
             status = {**status, "reason": why, "slurm_checked": True}
             if last == "NO_REQUEUE":
                 status["state"] = "interrupted"
         return status
 
-    async def notes(self, session: Session) -> list[str] | None:
-        """What the batch shell noted (signals, requeues) in order, or None when trainctl
-        asked for the stop."""
+    async def with_requeues(self, session: Session, status: dict) -> dict:
+        """Records the job's requeues whose next attempt has started and puts each one's
+        reason on its attempt. The signals file is read once per number of attempts (kept in
+        the session folder, since every refresh has a provider of its own)."""
+        folder = Path(session.session_dir)
+        count = str(len(status["attempts"]))
+        seen = folder / REQUEUES_SEEN
+        if not seen.exists() or seen.read_text() != count:
+            notes = await self.notes(session)
+            if notes:
+                requeues.record(folder, requeues.entries(
+                    self.job_id(session), self.host, notes, status["attempts"],
+                    self.cluster.max_requeues))
+            atomic_write(seen, count, durable=False)
+        return requeues.with_reasons(status, interruptions.load(folder))
+
+    async def notes(self, session: Session) -> list[tuple[str, float | None]] | None:
+        """What the batch shell noted (signals, requeues) in order, with when, or None when
+        trainctl asked for the stop."""
         folder = self.remote_dir(session)
         if await self.transport.size(f"{folder}/{STOP_FILE}") is not None:
             return None
@@ -243,8 +304,7 @@ class SlurmProvider(RemoteRunnerProvider):
         if not size:
             return []
         text = await self.transport.read_range(f"{folder}/{SIGNALS_FILE}", 0, size)
-        return [line.split()[0] for line in text.decode(errors="replace").splitlines()
-                if line.split()]
+        return requeues.parse_notes(text.decode(errors="replace"))
 
     def unasked_stop(self, session: Session, notes: list[str]) -> str | None:
         """Why the runner stopped when trainctl did not stop it: a TERM is a scancel by
@@ -254,10 +314,10 @@ class SlurmProvider(RemoteRunnerProvider):
         if not signals:
             return None
         if signals[-1] == "USR1":
-            requeues = notes.count("REQUEUE")
+            requeued = notes.count("REQUEUE")
             if notes[-1] == "NO_REQUEUE":
                 return (f"{self.label}: job {job} reached its time limit after "
-                        f"{requeues} requeue(s) (max_requeues {self.cluster.max_requeues}); "
+                        f"{requeued} requeue(s) (max_requeues {self.cluster.max_requeues}); "
                         f"trainctl resume {session.id} continues from its checkpoint")
             return (f"{self.label}: job {job} stopped on Slurm's warning before its time limit "
                     "(the training got SIGTERM to save)")
@@ -268,9 +328,10 @@ class SlurmProvider(RemoteRunnerProvider):
 
     async def runner_alive(self, session: Session, status: dict) -> bool:
         """The runner lives as long as its job (the batch shell waits for it); a pid on a
-        compute node means nothing on the login node."""
+        compute node means nothing on the login node. A job requeued by Slurm (preempted)
+        counts as alive: it starts the runner again."""
         state = await self.job_state(session)
-        alive = state is not None and state[0] in ACTIVE_STATES
+        alive = state is not None and state.active
         if not alive:  # it may have written its final status since the (cached) probe
             self._probes.pop(session.id, None)
         return alive
@@ -284,19 +345,20 @@ class SlurmProvider(RemoteRunnerProvider):
     # -- stopping -----------------------------------------------------------------------
 
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
-        """Graceful: TERM to the batch shell, which hands it to the runner (the training gets
-        SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel. force: the
+        """Graceful: INT to the batch shell alone, which hands it to the runner as TERM (the
+        training gets SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel
+        (Slurm's TERM then reaches every process of the job). force: the
         runner's immediate stop (USR2 -> SIGUSR1), then scancel at once."""
         job = self.job_id(session)
         if not job:
             return
         await self.transport.put(b"", f"{self.remote_dir(session)}/{STOP_FILE}", mode=0o644)
-        await self.scancel("--batch", f"--signal={'USR2' if force else 'TERM'}", job)
+        await self.scancel("--batch", f"--signal={'USR2' if force else 'INT'}", job)
         self._probes.pop(session.id, None)
         deadline = time.monotonic() + (2.0 if force else session.grace_seconds + 10)
         while time.monotonic() < deadline:
             state = await self.job_state(session)
-            if state is None or state[0] not in ACTIVE_STATES:
+            if state is None or not state.active:
                 return
             await aio.sleep(STOP_POLL)
         await self.scancel(job)
@@ -323,16 +385,3 @@ def job_options(session: Session) -> dict:
     except (OSError, ValueError):
         return {}
     return spec.get("backend_options") or {}
-
-
-def slurm_message(stderr: bytes) -> str:
-    """Slurm's error lines as one: 'invalid partition specified: nope; Batch job submission
-    failed: Invalid partition name specified'."""
-    lines = []
-    for raw in stderr.decode(errors="replace").splitlines():
-        line = raw.strip()
-        for prefix in ("sbatch: error: ", "squeue: error: ", "scancel: error: ", "error: "):
-            line = line.removeprefix(prefix)
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines)

@@ -3,7 +3,7 @@ runner supervising the training in the session folder on the shared filesystem.
 
 The runner runs in the job's working directory (the submit directory: the login directory,
 as over ssh). It starts in the background and the shell waits for it, so the shell's traps
-run at once: a stop (`scancel --batch --signal=TERM`) reaches the runner as SIGTERM
+run at once: a stop (`scancel --batch --signal=INT`) reaches the runner as SIGTERM
 (graceful: the runner SIGTERMs the training, waits its grace, then SIGKILLs), USR2 as its
 force stop (SIGUSR1). Every value is quoted: a session name, path or option is untrusted input."""
 
@@ -107,8 +107,11 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
         "fi",
         f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" &",
         "runner=$!",
-        "trap '[ -n \"$requeued\" ] && exit 0; note TERM; kill -TERM \"$runner\" 2>/dev/null' "
-        "TERM INT",
+        # Slurm's own TERM (scancel, a requeue, a preemption, the time limit) reaches every
+        # process of the job, the runner too: passing it on would be a second SIGTERM, the
+        # runner's force stop. trainctl's stop (INT) reaches the batch shell alone.
+        "trap '[ -n \"$requeued\" ] && exit 0; note TERM' TERM",
+        "trap 'note INT; kill -TERM \"$runner\" 2>/dev/null' INT",
         "trap 'note USR2; kill -USR1 \"$runner\" 2>/dev/null' USR2",
         # Slurm's warning before the time limit: a graceful stop so the training saves, then
         # a requeue (up to max_requeues) that starts it again from that checkpoint.
