@@ -59,6 +59,13 @@ class MachineActions:
             for backend in backends))
         return sorted((info for group in groups for info in group), key=lambda i: i.name)
 
+    def cluster_shell(self, name: str) -> list[str]:
+        """The interactive command that opens a shell on the login node of cluster `name`."""
+        from ..backends.registry import cluster_backends
+
+        backend = next(b for b in cluster_backends() if name in b.clusters(self.config))
+        return backend.cluster_shell(self.config, name)
+
     async def probe_choices(self, provider: str, key: str) -> list[tuple[str, str]]:
         """(label, value) of a launch option's select that asks the place (a cluster's
         partitions); raises TrainctlError when it does not answer."""

@@ -86,6 +86,11 @@ class Declaration:
         does not answer comes back unreachable, with the reason."""
         return []
 
+    def cluster_shell(self, config, name: str) -> list[str]:
+        """The interactive command that opens a shell on the login node of cluster `name`;
+        raises TrainctlError when there is none to open."""
+        raise NotImplementedError
+
     async def probe_choices(self, config, placement: Placement, key: str) -> list[tuple[str, str]]:
         """(label, value) of the select of option `key` (select="probe"), found by asking the
         place (a cluster's partitions); raises ProviderError when it does not answer."""

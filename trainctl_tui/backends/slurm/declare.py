@@ -58,6 +58,16 @@ class SlurmDeclaration(Declaration):
 
         return await probe_clusters(config, names)
 
+    def cluster_shell(self, config, name: str) -> list[str]:
+        from ..errors import ProviderError
+        from ..remote.transport import resolve_target, ssh_command
+
+        login = config.slurm.clusters[name].login
+        if login == "local":
+            raise ProviderError(f"{name}: its login node is this machine (login = \"local\"); "
+                                "sbatch and squeue work in any shell here")
+        return ssh_command(resolve_target(login, config.ssh.hosts))
+
     async def probe_choices(self, config, placement, key: str) -> list[tuple[str, str]]:
         """The partitions of the cluster, from sinfo (the launch form's select)."""
         from ...core.clusters import UP
