@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from slurm_cluster import slurm_cluster  # noqa: F401 - the session fixture
@@ -206,3 +208,89 @@ def test_clusters_snapshot(cluster, tmp_path, snap_compare):
 
     assert snap_compare(TrainctlApp(refresh_seconds=30), terminal_size=(80, 24),
                         run_before=probed)
+
+
+# -- the launch form ------------------------------------------------------------------------
+
+def form_text(form, selector: str) -> str:
+    return text(form, selector)
+
+
+def test_launch_form_offers_the_clusters_partitions_and_launches_there(cluster, tmp_path):
+    write_config(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text("import time\nprint('step 1 loss 0.5', flush=True)\ntime.sleep(60)\n")
+
+    async def scenario():
+        from textual.widgets import Input, Select
+
+        from trainctl_tui.app.service import Service
+        from trainctl_tui.ui.screens.launch import LaunchScreen
+
+        app = TrainctlApp(refresh_seconds=5)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("n")
+            form = await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                                    and app.screen, what="the form")
+            assert not form.query_one("#job-fields").display  # local: no job fields
+            form.query_one("#f-provider", Select).value = "slurm:hpc"
+            await wait_until(pilot, lambda: ("slurm:hpc", "partition") in form.probed,
+                             what="sinfo's partitions")
+            assert form.probed[("slurm:hpc", "partition")] == [
+                ("default (debug)", ""), ("debug · 1 idle of 1 · limit 30:00", "debug"),
+                ("pair · 2 idle of 2 · limit infinite", "pair")]
+            assert form.query_one("#job-fields").display
+            partition = form.query_one("#j-partition", Select)
+            assert partition.display and not form.query_one("#j-partition-text").display
+            assert partition.value == ""  # the cluster's default unless one is chosen
+
+            form.query_one("#f-command", Input).value = f"{sys.executable} -u {script}"
+            form.query_one("#f-cwd", Input).value = str(tmp_path)
+            form.query_one("#j-nodes", Input).value = "0"
+            await pilot.press("ctrl+s")
+            assert form_text(form, "#launch-error") == "Nodes must be at least 1"
+            form.query_one("#j-nodes", Input).value = "1"
+            form.query_one("#j-time", Input).value = "soon"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "sbatch refused" in form_text(
+                form, "#launch-error"), what="sbatch's refusal")
+            assert form_text(form, "#launch-error") == (
+                "slurm hpc: sbatch refused the job: Invalid --time specification")
+            assert cluster.job_ids() == []
+
+            form.query_one("#j-time", Input).value = "00:05:00"
+            partition.value = "pair"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen),
+                             what="the launch")
+            session = next(s for s in Service().store.list() if s.status.value != "failed")
+            spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+            assert spec["backend_options"] == {"nodes": 1, "time": "00:05:00",
+                                               "partition": "pair"}
+            (job,) = cluster.job_ids()
+            shown = cluster.show_job(job)
+            # NumNodes is "1-1" while the job waits, "1" once it runs.
+            assert (shown["Partition"], shown["TimeLimit"], shown["NumNodes"][:1]) == (
+                "pair", "00:05:00", "1")
+
+            # A cluster whose login node does not answer: the partition is typed instead.
+            await pilot.press("escape")  # from the new session's screen
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen))
+            await pilot.press("n")
+            form = await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                                    and app.screen, what="the form again")
+            form.query_one("#f-provider", Select).value = "slurm:gone"
+            await wait_until(pilot, lambda: form.query_one("#j-partition-text").display,
+                             what="the partition as text")
+            assert not form.query_one("#j-partition").display
+            info = form_text(form, "#provider-info")
+            assert "partitions unknown: the login node is unreachable: ssh dead: " in info
+            form.query_one("#j-partition-text", Input).value = "gpu"
+            form.query_one("#f-command", Input).value = "python train.py"
+            assert form.request().backend_options == {"partition": "gpu"}
+            form.query_one("#f-provider", Select).value = "slurm:hpc"  # asked once: kept
+            await pilot.pause(0.2)
+            assert form.query_one("#j-partition").display
+            assert form.request().backend_options == {}
+
+    asyncio.run(scenario())

@@ -70,7 +70,7 @@ class SlurmDeclaration(Declaration):
 
     async def probe_choices(self, config, placement, key: str) -> list[tuple[str, str]]:
         """The partitions of the cluster, from sinfo (the launch form's select)."""
-        from ...core.clusters import UP
+        from ...core.clusters import UNREACHABLE, UP
         from ..errors import ProviderError, UnknownProvider
         from .clusters import partition_choices, probe_clusters
 
@@ -80,8 +80,10 @@ class SlurmDeclaration(Declaration):
         if placement.target not in clusters:
             raise UnknownProvider(f"unknown Slurm cluster '{placement.target}'")
         info = (await probe_clusters(config, [placement.target]))[0]
+        if info.state == UNREACHABLE:
+            raise ProviderError(f"the login node is unreachable: {info.error}")
         if info.state != UP:
-            raise ProviderError(f"{info.name}: {info.state}: {info.error}")
+            raise ProviderError(info.error or info.state)
         return partition_choices(info, clusters[placement.target].partition)
 
     def launch_places(self, config, rents: bool) -> list:
