@@ -260,6 +260,7 @@ class InstancesScreen(Screen):
         self.clusters: list[ClusterInfo] = []
         self._shown_clusters: dict[tuple[str, str], object] = {}
         self._detail_of = "instances"  # the table whose row the detail shows
+        self._answered = False  # a probe came back: no machine rows means there are none
 
     def compose(self) -> ComposeResult:
         yield Static("trainctl · instances", id="title-bar")
@@ -316,6 +317,7 @@ class InstancesScreen(Screen):
                 self.app.backend.call("hosts") if names else _nothing(),
                 self.app.backend.call("instances") if clouds else _nothing(),
                 self.app.backend.call("clusters") if clusters else _nothing())
+            self._answered = True
             self.cloud_errors = fleet[1] if fleet else {}
             self.machines = {m.key: m for m in map(machine_from_host, hosts or [])} | \
                 {m.key: m for m in map(machine_from_instance, fleet[0] if fleet else [])}
@@ -396,8 +398,9 @@ class InstancesScreen(Screen):
                     if key in keys and self._shown.get((machine.key, key)) != value:
                         table.update_cell(machine.key, key, value)
                         self._shown[(machine.key, key)] = value
-        # Clusters alone: their table takes the screen, and the cursor.
-        alone = not rows and bool(self.clusters)
+        # Clusters alone (once every place answered): their table takes the screen, and
+        # the cursor.
+        alone = not rows and bool(self.clusters) and self._answered
         table.display = not alone
         table.set_class(bool(self.clusters), "above-clusters")
         self.query_one("#clusters").set_class(alone, "alone")
