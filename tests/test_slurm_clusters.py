@@ -293,3 +293,44 @@ def test_slurm_missing_on_the_login_node_and_a_controller_that_does_not_answer(
     assert result.stdout == ("hpc via this machine · error: sinfo failed (exit 1): "
                              "slurm_load_partitions: Unable to contact slurm controller "
                              "(connect failure)\n")
+
+
+@pytest.fixture
+def login_node(cluster, tmp_path_factory):
+    """A real sshd on 127.0.0.1 as the cluster's login node: its sessions get SLURM_CONF
+    (SetEnv), as a login node's shell finds /etc/slurm/slurm.conf."""
+    from sshd import SshServer, find_sshd, missing
+
+    sshd = find_sshd()
+    if sshd is None:
+        missing("sshd is not installed (apt-get install openssh-server)")
+    server = SshServer(tmp_path_factory.mktemp("login-sshd"), sshd)
+    server.sshd_config.write_text(server.sshd_config.read_text().replace(
+        "SetEnv PYENV_REHASH_TIMEOUT=1", f"SetEnv PYENV_REHASH_TIMEOUT=1 "
+        f"SLURM_CONF={cluster.conf_path}"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_cluster_reached_through_an_ssh_login_node(cluster, login_node, tmp_path):
+    entry = login_node.host_entry()
+    (tmp_path / "config.toml").write_text(
+        "[ssh.hosts.login]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                        for key, value in entry.items()) +
+        f"\n[slurm.clusters.remote]\nlogin = \"login\"\nworkdir = \"{tmp_path / 'shared'}\"\n")
+    sleep = cluster.write_script("ssh-sleep.sh", "sleep 300\n")
+    job = cluster.sbatch(sleep, "-p", "pair", "-J", "over-ssh")
+    cluster.wait_state(job, {"RUNNING"})
+    result = run_cli("clusters", "--json", env={
+        "TRAINCTL_SSH_CONFIG": str(login_node.config_path), "SLURM_CONF": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    (remote,) = json.loads(result.stdout)["clusters"]
+    assert (remote["name"], remote["login"], remote["state"], remote["user"]) == (
+        "remote", "login", "up", login_node.user)
+    assert [(p["name"], p["nodes"]["mixed"] + p["nodes"]["allocated"], p["nodes"]["idle"])
+            for p in remote["partitions"]] == [("debug", 1, 0), ("pair", 1, 1)]
+    assert [(j["id"], j["name"], j["state"]) for j in remote["queue"]] == [
+        (job, "over-ssh", "RUNNING")]
