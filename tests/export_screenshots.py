@@ -84,6 +84,39 @@ def cloud_machines() -> None:
                                                         name=name)))
 
 
+def slurm_cluster() -> None:
+    """A real Slurm whose nodes have GPUs (tests/slurm_gres_cluster.py), two jobs running
+    and one waiting for GPUs, as [slurm.clusters.hpc]; it stops when the process ends. Left
+    out where Slurm is not installed or we are not root."""
+    import atexit
+    import shutil
+
+    from slurm_cluster import find_program, find_programs
+    from slurm_gres_cluster import GresCluster
+
+    if os.geteuid() != 0 or not all(map(find_program, ("slurmctld", "slurmd", "munged"))):
+        print("no Slurm here (or not root): the Instances screenshots show no cluster")
+        return
+    root = Path(tempfile.mkdtemp(prefix="trainctl-shots-slurm-"))
+    cluster = GresCluster(root, find_programs())
+    cluster.start()
+    atexit.register(lambda: (cluster.stop(), shutil.rmtree(root, ignore_errors=True)))
+    os.environ["SLURM_CONF"] = str(cluster.conf_path)
+    sleep = cluster.write_script("sleep.sh", "sleep 600\n")
+    jobs = [cluster.sbatch(sleep, "-c", "1", "-J", name, *options) for name, options in (
+        ("llama-8b-sft", ("-p", "debug", "--gres=gpu:a100:3")),
+        ("eval-mmlu", ("-p", "pair", "--nodelist=node2", "--gres=gpu:v100:1")))]
+    for job in jobs:
+        cluster.wait_state(job, {"RUNNING"})
+    waiting = cluster.sbatch(sleep, "-c", "1", "-J", "llama-70b", "-p", "debug",
+                             "--gres=gpu:a100:4")
+    cluster._wait_for(lambda: cluster.job_state(waiting) == ("PENDING", "Resources"), 30,
+                      "llama-70b does not wait for Resources")
+    with open(os.environ["TRAINCTL_CONFIG"], "a") as config:
+        config.write(f'\n[slurm.clusters.hpc]\nlogin = "local"\nworkdir = "{root}/shared"\n'
+                     'partition = "debug"\n')
+
+
 async def shoot_instances(size: tuple[int, int], suffix: str) -> None:
     from trainctl_tui.ui.screens.instances import InstancesScreen
 
@@ -110,6 +143,7 @@ def main() -> None:
 
     asyncio.run(Service().stop("demo", force=True, wait=True))
     cloud_machines()
+    slurm_cluster()
     asyncio.run(shoot_instances((120, 35), ""))
     asyncio.run(shoot_instances((80, 24), "-80x24"))
     print(f"screenshots written to {OUT}")

@@ -28,6 +28,53 @@ class MachineActions:
 
         return sorted(name for backend in host_backends() for name in backend.hosts(self.config))
 
+    def cluster_names(self) -> list[str]:
+        """The configured batch clusters, sorted."""
+        from ..backends.registry import cluster_backends
+
+        return sorted(name for backend in cluster_backends()
+                      for name in backend.clusters(self.config))
+
+    async def clusters(self, names: list[str] | None = None) -> list:
+        """Partitions and the user's queue of the clusters named (default: every one), in
+        name order, all asked at once; a cluster that does not answer is in the list as
+        unreachable. An unknown name, or none configured, is refused in one line."""
+        from ..backends.registry import cluster_backends
+        from ..core import aio
+
+        backends = cluster_backends()
+        owner = {name: backend for backend in backends for name in backend.clusters(self.config)}
+        sections = " or ".join(backend.cluster_section for backend in backends)
+        if not owner:
+            raise TrainctlError(f"no clusters configured: add a {sections} section to the config "
+                                "(trainctl config path shows where)")
+        for name in names or []:
+            if name not in owner:
+                raise TrainctlError(f"unknown cluster '{name}' (configured: "
+                                    f"{', '.join(sorted(owner))}); add "
+                                    f"{sections.replace('.NAME]', f'.{name}]')} to the config")
+        wanted = sorted(set(names or owner))
+        groups = await aio.gather(*(backend.probe_clusters(
+            self.config, [name for name in wanted if owner[name] is backend])
+            for backend in backends))
+        return sorted((info for group in groups for info in group), key=lambda i: i.name)
+
+    def cluster_shell(self, name: str) -> list[str]:
+        """The interactive command that opens a shell on the login node of cluster `name`."""
+        from ..backends.registry import cluster_backends
+
+        backend = next(b for b in cluster_backends() if name in b.clusters(self.config))
+        return backend.cluster_shell(self.config, name)
+
+    async def probe_choices(self, provider: str, key: str) -> list[tuple[str, str]]:
+        """(label, value) of a launch option's select that asks the place (a cluster's
+        partitions); raises TrainctlError when it does not answer."""
+        from ..backends.registry import declaration
+        from ..core.placement import Placement
+
+        placement = Placement.parse(provider)
+        return await declaration(placement.kind).probe_choices(self.config, placement, key)
+
     def host_shell(self, name: str) -> list[str]:
         """The interactive command that opens a shell on configured host `name`."""
         from ..backends.registry import host_backends

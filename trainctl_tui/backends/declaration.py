@@ -7,6 +7,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: `trainctl sessions` skips dataclasses
 if TYPE_CHECKING:
+    from ..core.clusters import ClusterInfo
     from ..core.machines import CreateRequest, Instance
     from ..core.options import Option, Place
     from ..core.placement import Placement
@@ -19,6 +20,11 @@ class Declaration:
     instance_kind: str = ""  # the Instances screen's KIND of its machines ("" = its name)
     needs_target: str = ""  # a provider string without a target is refused with this
     lists_hosts: bool = False  # its places are configured hosts, probed on the Instances screen
+    # Capability "batch clusters": its places are clusters with partitions and a queue, shown
+    # by `trainctl clusters` and the Instances screen; `cluster_section` is the config table
+    # that adds one ("[NAME.clusters.NAME]"), for the errors that ask for it.
+    lists_clusters: bool = False
+    cluster_section: str = ""
     rents_by_gpu: bool = False  # machines are chosen by GPU type: `trainctl gpus` asks it first
     options: tuple[Option, ...] = ()  # the settings of a new machine
     # Capability "stores checkpoints remotely": URIs starting with one of these are its own,
@@ -69,6 +75,25 @@ class Declaration:
 
     async def probe_hosts(self, config) -> list:
         """Reachability, load and GPUs of each configured host (HostInfo rows)."""
+        return []
+
+    def clusters(self, config) -> list[str]:
+        """The configured clusters (lists_clusters backends), sorted."""
+        return []
+
+    async def probe_clusters(self, config, names: list[str]) -> list[ClusterInfo]:
+        """Partitions and the user's queue of each cluster named (all asked at once); one that
+        does not answer comes back unreachable, with the reason."""
+        return []
+
+    def cluster_shell(self, config, name: str) -> list[str]:
+        """The interactive command that opens a shell on the login node of cluster `name`;
+        raises TrainctlError when there is none to open."""
+        raise NotImplementedError
+
+    async def probe_choices(self, config, placement: Placement, key: str) -> list[tuple[str, str]]:
+        """(label, value) of the select of option `key` (select="probe"), found by asking the
+        place (a cluster's partitions); raises ProviderError when it does not answer."""
         return []
 
     def host_shell(self, config, name: str) -> list[str]:

@@ -87,6 +87,11 @@ def host_backends() -> list:
     return [d for d in declarations() if d.lists_hosts]
 
 
+def cluster_backends() -> list:
+    """The declarations of the backends whose places are batch clusters."""
+    return [d for d in declarations() if d.lists_clusters]
+
+
 def shell_failure(argv: list[str], code: int, name: str) -> str | None:
     """Why an interactive shell ended, when it was the shell client's own failure."""
     from .remote.transport import shell_failure as client_failure

@@ -1,5 +1,5 @@
-"""The cloud verbs: `instances`, `instance create|start|stop|terminate`, `prices`, `gpus`.
-Every one calls the same Service method as its TUI key."""
+"""The machine verbs: `instances`, `instance create|start|stop|terminate`, `prices`, `gpus`,
+`clusters`. Every one calls the same Service method as its TUI key or screen."""
 
 from __future__ import annotations
 
@@ -47,10 +47,32 @@ def add_parsers(commands) -> None:
     prices.add_argument("--type", help="aws instance type / runpod GPU type (default: all)")
     prices.add_argument("--json", action="store_true", help="print JSON")
 
+    from ..render.clusters import JSON_SCHEMA
+
+    clusters = commands.add_parser(
+        "clusters", help="batch clusters (Slurm): partitions, free nodes and GPUs, your queue",
+        description="Each configured cluster's partitions (nodes idle / mixed / allocated /\n"
+        "down, GPUs free, time limit) and your jobs in its queue, asked on its login\n"
+        "node. A cluster whose login node does not answer shows as unreachable.",
+        epilog=JSON_SCHEMA, formatter_class=raw_text_formatter())
+    clusters.add_argument("names", nargs="*", metavar="NAME", help="only these clusters")
+    clusters.add_argument("--json", action="store_true", help="print JSON (schema below)")
+
     gpus = commands.add_parser("gpus", help="GPU types with prices and availability")
     gpus.add_argument("--provider", choices=sorted(clouds, key=gpu_cloud_first),
                       default=min(clouds, key=gpu_cloud_first))
     gpus.add_argument("--json", action="store_true", help="print JSON")
+
+
+def raw_text_formatter():
+    """A help formatter that keeps the description's and epilog's lines as written (the
+    epilog is a schema)."""
+    import argparse
+    from functools import partial
+
+    from ..core.formatting import terminal_columns
+
+    return partial(argparse.RawDescriptionHelpFormatter, width=terminal_columns() - 2)
 
 
 def gpu_cloud_first(name: str) -> tuple[bool, str]:
@@ -158,9 +180,22 @@ def cmd_gpus(args) -> int:
     return cmd_prices(argparse.Namespace(provider=args.provider, type=None, json=args.json))
 
 
+def cmd_clusters(args) -> int:
+    from ..core.clusters import UP
+    from ..render.clusters import clusters_json, render_clusters
+
+    clusters = _run(_service().clusters(args.names or None))
+    if args.json:
+        print(clusters_json(clusters))
+    else:
+        render_clusters(clusters, sys.stdout)
+    return 0 if any(cluster.state == UP for cluster in clusters) else 1
+
+
 COMMANDS = {
     "instances": cmd_instances,
     "instance": cmd_instance,
     "prices": cmd_prices,
     "gpus": cmd_gpus,
+    "clusters": cmd_clusters,
 }

@@ -48,7 +48,7 @@ class _SubsetOfCommands:
         if self.wanted is not None and self.wanted not in names:
             return _NotBuilt()
         self.built.update(names)
-        return self.commands.add_parser(name, formatter_class=help_formatter(), **kwargs)
+        return self.commands.add_parser(name, **{"formatter_class": help_formatter(), **kwargs})
 
 
 class _NotBuilt:

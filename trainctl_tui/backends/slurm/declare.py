@@ -15,14 +15,22 @@ def _options() -> tuple[Option, ...]:
 
     def job(key: str, flag: str, help: str, **more) -> Option:
         return Option(key, flag, help=f"slurm: {help}", fills="spec", commands=(LAUNCH,),
-                      forms=(), **more)
+                      **{"forms": (), **more})
+
+    def field(key: str, flag: str, help: str, label: str, **more) -> Option:
+        """Also a field of the launch form, under the provider."""
+        return job(key, flag, help, forms=(LAUNCH,), field=key.replace("_", "-"), label=label,
+                   after="provider", **{"placeholder": "(the cluster's default)", **more})
 
     return (
-        job("nodes", "--nodes", "nodes of the job", type="int", metavar="N"),
-        job("gpus_per_node", "--gpus-per-node", "GPUs per node (--gres=gpu:G)", type="int",
-            metavar="G", minimum=0),
-        job("time", "--time", "time limit, e.g. 04:00:00", metavar="T"),
-        job("partition", "--partition", "partition", metavar="P"),
+        field("nodes", "--nodes", "nodes of the job", "Nodes", type="int", metavar="N",
+              minimum=1, placeholder="1"),
+        field("gpus_per_node", "--gpus-per-node", "GPUs per node (--gres=gpu:G)",
+              "GPUs per node", type="int", metavar="G", minimum=0),
+        field("time", "--time", "time limit, e.g. 04:00:00", "Time limit", metavar="T",
+              placeholder="(the cluster's default) e.g. 04:00:00"),
+        field("partition", "--partition", "partition", "Partition", metavar="P",
+              select="probe"),
         job("account", "--account", "account to charge", metavar="A"),
         job("qos", "--qos", "quality of service", metavar="Q"),
     )
@@ -32,6 +40,8 @@ class SlurmDeclaration(Declaration):
     name = "slurm"
     needs_target = ("slurm needs a cluster: --provider slurm:NAME (a [slurm.clusters.NAME] in "
                     "the config)")
+    lists_clusters = True
+    cluster_section = "[slurm.clusters.NAME]"
 
     @property
     def options(self) -> tuple[Option, ...]:  # built on first use: `sessions` never asks
@@ -39,6 +49,42 @@ class SlurmDeclaration(Declaration):
 
     def configured(self, config) -> bool:
         return bool(config.slurm.clusters)
+
+    def clusters(self, config) -> list[str]:
+        return sorted(config.slurm.clusters)
+
+    async def probe_clusters(self, config, names: list[str]) -> list:
+        from .clusters import probe_clusters
+
+        return await probe_clusters(config, names)
+
+    def cluster_shell(self, config, name: str) -> list[str]:
+        from ..errors import ProviderError
+        from ..remote.transport import resolve_target, ssh_command
+
+        login = config.slurm.clusters[name].login
+        if login == "local":
+            raise ProviderError(f"{name}: its login node is this machine (login = \"local\"); "
+                                "sbatch and squeue work in any shell here")
+        return ssh_command(resolve_target(login, config.ssh.hosts))
+
+    async def probe_choices(self, config, placement, key: str) -> list[tuple[str, str]]:
+        """The partitions of the cluster, from sinfo (the launch form's select)."""
+        from ...core.clusters import UNREACHABLE, UP
+        from ..errors import ProviderError, UnknownProvider
+        from .clusters import partition_choices, probe_clusters
+
+        clusters = config.slurm.clusters
+        if key != "partition":
+            return []
+        if placement.target not in clusters:
+            raise UnknownProvider(f"unknown Slurm cluster '{placement.target}'")
+        info = (await probe_clusters(config, [placement.target]))[0]
+        if info.state == UNREACHABLE:
+            raise ProviderError(f"the login node is unreachable: {info.error}")
+        if info.state != UP:
+            raise ProviderError(info.error or info.state)
+        return partition_choices(info, clusters[placement.target].partition)
 
     def launch_places(self, config, rents: bool) -> list:
         from ...core.options import Place

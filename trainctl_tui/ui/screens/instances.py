@@ -1,6 +1,8 @@
 """`i`: every machine a run can go to — SSH hosts, EC2 instances, RunPod pods — with
 reachability or state, GPUs, $/h, uptime, cost so far and the sessions running there; keys to
-create, start, stop and terminate cloud machines and to open a shell on any of them."""
+create, start, stop and terminate cloud machines and to open a shell on any of them. Under
+them the batch clusters: each partition's free nodes and GPUs and the user's queue
+(cluster_rows.py), so a run can go where it starts soonest."""
 
 from __future__ import annotations
 
@@ -24,21 +26,31 @@ from textual.widgets import DataTable, Footer, Static
 
 from ...app.machines import host_kind, instance_kind
 from ...app.service import Service
+from ...core.clusters import ClusterInfo
 from ...core.errors import TrainctlError
 from ...core.formatting import format_duration
 from ...core.machines import Instance
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view
+from .cluster_rows import (
+    CLUSTER_LAYOUT,
+    ClusterRow,
+    cluster_cells,
+    cluster_rows,
+    describe_cluster_row,
+    probing,
+)
 
 INSTANCE_KEYS = [
-    ("s / enter", "open a shell on the selected machine: ssh, or SSM for EC2 (the TUI waits "
-                  "until you exit it)"),
+    ("s / enter", "open a shell on the selected machine: ssh, or SSM for EC2; on a cluster, "
+                  "its login node (the TUI waits until you exit it)"),
+    ("tab", "between the machines and the clusters (partitions, your queue)"),
     ("c", "create a cloud machine (EC2 instance or RunPod pod)"),
     ("u", "start the selected stopped instance / resume the pod"),
     ("x", "stop the selected instance or pod (its disk stays)"),
     ("T", "terminate the selected instance or pod (asks first; its disk is deleted)"),
-    ("r", "probe every host and cloud now (also every 10s while this screen shows)"),
+    ("r", "probe every host, cloud and cluster now (also every 10s while this screen shows)"),
     ("esc", "back"),
     ("?", "this help"),
 ]
@@ -63,7 +75,8 @@ NO_HOSTS_HINT = (
     "  [b]\\[ssh.hosts.NAME][/b]\n  host = \"gpu-box\"   [dim]# or an alias from ~/.ssh/config"
     "[/dim]\n  user = \"me\"\n\n"
     "Or rent one: AWS credentials (aws configure, AWS_PROFILE) or a RunPod API key "
-    "(RUNPOD_API_KEY), then [b]c[/b] creates an instance or pod.\n\n"
+    "(RUNPOD_API_KEY), then [b]c[/b] creates an instance or pod. Or a Slurm cluster: "
+    "[b]\\[slurm.clusters.NAME][/b] with its login and workdir.\n\n"
     "[b]trainctl config init[/b] writes an example; [b]trainctl config path[/b] shows where."
 )
 
@@ -210,9 +223,9 @@ def describe(machine: Machine) -> Text:
     return text
 
 
-def configured_machines(service) -> tuple[list[str], list[str]]:
-    """(configured host names, clouds set up)."""
-    return service.host_names(), service.clouds()
+def configured_machines(service) -> tuple[list[str], list[str], list[str]]:
+    """(configured host names, clouds set up, configured clusters)."""
+    return service.host_names(), service.clouds(), service.cluster_names()
 
 
 async def _nothing():
@@ -244,10 +257,15 @@ class InstancesScreen(Screen):
         self._timer: Timer | None = None
         self._shown: dict[tuple[str, str], object] = {}  # (row, column) -> value drawn
         self.cloud_errors: dict[str, str] = {}
+        self.clusters: list[ClusterInfo] = []
+        self._shown_clusters: dict[tuple[str, str], object] = {}
+        self._detail_of = "instances"  # the table whose row the detail shows
+        self._answered = False  # a probe came back: no machine rows means there are none
 
     def compose(self) -> ComposeResult:
         yield Static("trainctl · instances", id="title-bar")
         yield DataTable(id="instances", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="clusters", cursor_type="row", zebra_stripes=True)
         yield Static(NO_HOSTS_HINT, id="empty-hint")
         yield Static("", id="instance-detail")
         yield Static("", id="status-line")
@@ -255,6 +273,7 @@ class InstancesScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#empty-hint").display = False
+        self.query_one("#clusters").display = False
         self.on_resize()
         self.query_one(DataTable).focus()
         self.probe()
@@ -267,9 +286,12 @@ class InstancesScreen(Screen):
     # -- layout -------------------------------------------------------------------------
 
     def on_resize(self) -> None:
-        if LAYOUT.apply(self.query_one(DataTable), self.size.width):
+        if LAYOUT.apply(self.query_one("#instances", DataTable), self.size.width):
             self._shown = {}
             self.show_machines()
+        if CLUSTER_LAYOUT.apply(self.query_one("#clusters", DataTable), self.size.width):
+            self._shown_clusters = {}
+            self.show_clusters()
 
     # -- probing ------------------------------------------------------------------------
 
@@ -287,16 +309,21 @@ class InstancesScreen(Screen):
     async def _probe(self) -> None:
         started = time.monotonic()
         try:
-            names, clouds = await self.app.backend.run(configured_machines)
-            self._expect(names, clouds)
-            # The clouds answer in one API call each; ssh hosts one round trip each.
-            hosts, fleet = await asyncio.gather(
+            names, clouds, clusters = await self.app.backend.run(configured_machines)
+            self._expect(names, clouds, clusters)
+            # The clouds answer in one API call each; ssh hosts and clusters one round trip
+            # each (a cluster's that did not answer comes back unreachable, not as an error).
+            hosts, fleet, infos = await asyncio.gather(
                 self.app.backend.call("hosts") if names else _nothing(),
-                self.app.backend.call("instances") if clouds else _nothing())
+                self.app.backend.call("instances") if clouds else _nothing(),
+                self.app.backend.call("clusters") if clusters else _nothing())
+            self._answered = True
             self.cloud_errors = fleet[1] if fleet else {}
             self.machines = {m.key: m for m in map(machine_from_host, hosts or [])} | \
                 {m.key: m for m in map(machine_from_instance, fleet[0] if fleet else [])}
+            self.clusters = infos or []
             self.show_machines()
+            self.show_clusters()
             self._show_status()
         except NoMatches:
             return  # the screen closed while its hosts were still answering
@@ -323,16 +350,20 @@ class InstancesScreen(Screen):
         else:
             self._stale = True  # probed when the screen shows again (on_screen_resume)
 
-    def _expect(self, names: list[str], clouds: list[str]) -> None:
-        """Rows for hosts not probed yet, and the 'probing' line, before the slow part."""
+    def _expect(self, names: list[str], clouds: list[str], clusters: list[str]) -> None:
+        """Rows for hosts and clusters not probed yet, and the 'probing' line, before the
+        slow part."""
         kept = {key: m for key, m in self.machines.items()
                 if m.kind != HOST_KIND or m.name in names}
         for name in names:
             kept.setdefault(f"{HOST_KIND}:{name}", Machine(kind=HOST_KIND, name=name))
         self.machines = kept
+        known = {info.name: info for info in self.clusters if info.name in clusters}
+        self.clusters = [known.get(name) or probing(name) for name in clusters]
         self.show_machines()
+        self.show_clusters()
         places = ([f"{len(names)} host{'s' if len(names) != 1 else ''}"] if names else []) + \
-            clouds
+            clouds + ([plural(len(clusters), "cluster")] if clusters else [])
         self.query_one("#status-line", Static).update(
             f"probing {', '.join(places)}…" if places else "no hosts or clouds configured")
 
@@ -345,7 +376,7 @@ class InstancesScreen(Screen):
     # -- drawing ------------------------------------------------------------------------
 
     def show_machines(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one("#instances", DataTable)
         rows = sorted(self.machines.values(), key=lambda m: (m.kind, m.name))
         wanted = [m.key for m in rows]
         keys = [str(column.value) for column in table.columns]
@@ -367,14 +398,48 @@ class InstancesScreen(Screen):
                     if key in keys and self._shown.get((machine.key, key)) != value:
                         table.update_cell(machine.key, key, value)
                         self._shown[(machine.key, key)] = value
-        self.query_one("#empty-hint").display = not rows
+        # Clusters alone (once every place answered): their table takes the screen, and
+        # the cursor.
+        alone = not rows and bool(self.clusters) and self._answered
+        table.display = not alone
+        table.set_class(bool(self.clusters), "above-clusters")
+        self.query_one("#clusters").set_class(alone, "alone")
+        if alone and table.has_focus:
+            self.query_one("#clusters", DataTable).focus()
+        self.query_one("#empty-hint").display = not rows and not self.clusters
+        self.show_detail()
+
+    def show_clusters(self) -> None:
+        """One row per partition of each cluster; only changed cells are sent."""
+        table = self.query_one("#clusters", DataTable)
+        rows = cluster_rows(self.clusters)
+        table.display = bool(rows)
+        wanted = [row.key for row in rows]
+        keys = [str(column.value) for column in table.columns]
+        narrow = self.size.width < CLUSTER_LAYOUT.narrow_below
+        if wanted != [key.value for key in table.rows]:
+            selected = self.selected_cluster.key if self.selected_cluster else None
+            table.clear()
+            self._shown_clusters = {}
+            for row in rows:
+                values = cluster_cells(row, narrow=narrow)
+                table.add_row(*(values[key] for key in keys), key=row.key)
+                self._shown_clusters.update({(row.key, key): values[key] for key in keys})
+            if selected in wanted:
+                table.move_cursor(row=wanted.index(selected), animate=False)
+        else:
+            for row in rows:
+                for key, value in cluster_cells(row, narrow=narrow).items():
+                    if key in keys and self._shown_clusters.get((row.key, key)) != value:
+                        table.update_cell(row.key, key, value)
+                        self._shown_clusters[(row.key, key)] = value
         self.show_detail()
 
     def _show_status(self) -> None:
         rows = list(self.machines.values())
         errors = [f"[bold red]{cloud}[/]: {escape(error)}"
                   for cloud, error in self.cloud_errors.items()]
-        if not rows:
+        if not rows and not self.clusters:
             self.query_one("#status-line", Static).update(
                 "\n".join(errors) or "no hosts or clouds configured")
             return
@@ -391,21 +456,45 @@ class InstancesScreen(Screen):
             rate = sum(i.price_per_hour or 0 for i in billing)
             spent = sum(i.cost_so_far() or 0 for i in billing)
             parts.append(f"{len(billing)} billing ${rate:.2f}/h, ${spent:.2f} so far")
+        if self.clusters:
+            states = Counter(info.state for info in self.clusters)
+            parts.append(plural(len(self.clusters), "cluster") + "".join(
+                f" · [bold red]{states[state]} {state}[/]" for state in ("unreachable", "error")
+                if states[state]))
         line = " · ".join(parts) + " · r probes again"
         self.query_one("#status-line", Static).update("\n".join([line, *errors]))
 
     @property
     def selected(self) -> Machine | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
+        """The machine under the cursor, while the machines' table is the one in use."""
+        table = self.query_one("#instances", DataTable)
+        if not table.row_count or self._detail_of != "instances":
             return None
         key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return self.machines.get(key.value)
 
+    @property
+    def selected_cluster(self) -> ClusterRow | None:
+        table = self.query_one("#clusters", DataTable)
+        if not table.row_count:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return next((row for row in cluster_rows(self.clusters) if row.key == key.value), None)
+
+    def on_descendant_focus(self, event) -> None:
+        if isinstance(event.widget, DataTable) and event.widget.id in ("instances", "clusters"):
+            self._detail_of = event.widget.id
+            self.show_detail()
+
     @on(DataTable.RowHighlighted)
     def show_detail(self) -> None:
-        machine = self.selected
         detail = self.query_one("#instance-detail", Static)
+        if self._detail_of == "clusters":
+            row = self.selected_cluster
+            detail.update(describe_cluster_row(row) if row else "")
+            detail.display = row is not None
+            return
+        machine = self.selected
         detail.update(describe(machine) if machine else "")
         detail.display = machine is not None
 
@@ -413,6 +502,9 @@ class InstancesScreen(Screen):
 
     @on(DataTable.RowSelected)
     def action_shell(self, event=None) -> None:
+        if self._detail_of == "clusters" and self.selected_cluster is not None:
+            self.open_shell(self.selected_cluster.info)
+            return
         machine = self.selected
         if machine is None:
             self.notify("no machine selected", severity="warning")
@@ -420,7 +512,7 @@ class InstancesScreen(Screen):
         self.open_shell(machine)
 
     @screen_work(group="shell", exclusive=True)
-    async def open_shell(self, machine: Machine) -> None:
+    async def open_shell(self, machine: Machine | ClusterInfo) -> None:
         try:
             argv = await self.app.backend.run(shell_command, machine)
         except TrainctlError as exc:
@@ -499,8 +591,14 @@ class InstancesScreen(Screen):
         self.probe()
 
 
-def shell_command(service, machine: Machine) -> list[str]:
-    """The interactive command that opens a shell on `machine`."""
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def shell_command(service, machine: Machine | ClusterInfo) -> list[str]:
+    """The interactive command that opens a shell on `machine` (a cluster: its login node)."""
+    if isinstance(machine, ClusterInfo):
+        return service.cluster_shell(machine.name)
     if machine.kind == HOST_KIND:
         return service.host_shell(machine.name)
     if machine.instance is None:

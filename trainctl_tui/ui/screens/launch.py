@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shlex
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -16,15 +17,18 @@ from ...app.service import LaunchRequest
 from ...core.errors import TrainctlError
 from ...core.machines import CreateRequest
 from ...core.options import LAUNCH
+from ...core.placement import Placement
 from ..screen_work import screen_work
 from .machine_fields import (
     disk_size,
     field_widgets,
     fill_gpu_select,
     fill_request,
+    job_options,
     options_of,
     price_field,
     show_fields_of,
+    show_probed,
 )
 
 FIELDS = [
@@ -50,6 +54,9 @@ class LaunchScreen(ModalScreen[str | None]):
         self.details = details or {}  # provider -> its host's settings, shown under it
         self.prices: dict[str, list] = {}  # cloud -> its machine types' prices, when chosen
         self.spot = spot or {}  # provider -> whether its template rents spot by default
+        # (provider, option key) -> the choices the place gave, or its error when it did not
+        # answer: asked once per form.
+        self.probed: dict[tuple[str, str], list[tuple[str, str]] | str] = {}
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="launch"):
@@ -65,6 +72,9 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Select([(p, p) for p in self.providers], value=self.providers[0],
                              allow_blank=False, id="f-provider")
             yield Static(self.provider_info(self.providers[0]), id="provider-info")
+            # The job of a backend that takes job options (a Slurm job's nodes, time ...).
+            with Vertical(id="job-fields"):
+                yield from field_widgets(LAUNCH, "j", "provider", classes="job")
             # A new cloud machine for the run, where the provider creates one first.
             yield from field_widgets(LAUNCH, "m", "", classes="machine")
             with Horizontal(classes="field machine"):
@@ -113,10 +123,44 @@ class LaunchScreen(ModalScreen[str | None]):
         for widget in self.query(".machine"):
             widget.display = kind is not None
         self.query_one("#m-spot", Checkbox).value = self.spot.get(provider, False)
-        show_fields_of(self, kind)
+        show_fields_of(self, kind, ".machine")
+        self.show_job(provider)
         if kind is not None and options_of(LAUNCH, kind, select="prices") \
                 and kind not in self.prices:
             self.load_prices(kind)
+
+    def show_job(self, provider: str) -> None:
+        """The job fields of the provider's backend; a choice its place gives (a cluster's
+        partitions) is asked for in the background."""
+        backend = Placement.parse(provider).kind
+        show_fields_of(self, backend, ".job")
+        self.query_one("#job-fields").display = any(
+            option.fills == "spec" for option in options_of(LAUNCH, backend))
+        for option in options_of(LAUNCH, backend, select="probe"):
+            answer = self.probed.get((provider, option.key))
+            if answer is None:
+                show_probed(self, "j", option, [("asking the cluster… (the default)", "")])
+                self.ask_place(provider, option)
+            else:
+                self.show_answer(provider, option, answer)
+
+    @screen_work(group="probe", exclusive=True)
+    async def ask_place(self, provider: str, option) -> None:
+        try:
+            answer = await self.app.backend.call("probe_choices", provider, option.key)
+        except TrainctlError as exc:
+            answer = str(exc)
+        self.probed[(provider, option.key)] = answer
+        if str(self.query_one("#f-provider", Select).value) == provider:
+            self.show_answer(provider, option, answer)
+
+    def show_answer(self, provider: str, option, answer) -> None:
+        """The choices in the select, or the text field and why the place did not answer."""
+        show_probed(self, "j", option, answer if isinstance(answer, list) else None)
+        info = self.provider_info(provider)
+        if isinstance(answer, str):
+            info += f"\n[red]{option.label.lower()}s unknown: {escape(answer)}[/red]"
+        self.query_one("#provider-info", Static).update(info)
 
     @screen_work(group="gpus", exclusive=True)
     async def load_prices(self, cloud: str) -> None:
@@ -163,9 +207,10 @@ class LaunchScreen(ModalScreen[str | None]):
             raise TrainctlError(f"max restarts must be a whole number, not '{restarts}'")
         provider = str(self.query_one("#f-provider", Select).value)
         machine, run_settings = self.machine_request(provider)
+        backend_options = job_options(self, LAUNCH, "j", Placement.parse(provider).kind)
         return LaunchRequest(
             command=command, cwd=values["cwd"] or None, name=values["name"] or None,
-            provider=provider, machine=machine, **run_settings,
+            provider=provider, machine=machine, **run_settings, backend_options=backend_options,
             checkpoint_dir=values["checkpoint_dir"] or None,
             resume_template=values["resume_template"] or None,
             max_restarts=int(restarts) if restarts else None,

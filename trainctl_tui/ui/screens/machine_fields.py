@@ -1,6 +1,8 @@
 """The fields of a new machine on the launch and create forms that one backend or another
 declares (app.machines.form_fields): drawn, shown for the chosen cloud, and read into a
-CreateRequest. The fields every cloud shares (spot, price, image, disk) are the forms' own."""
+CreateRequest. The fields every cloud shares (spot, price, image, disk) are the forms' own.
+The same for the launch form's job fields (fills="spec": a Slurm job's nodes, time,
+partition), read into the launch's backend options."""
 
 from __future__ import annotations
 
@@ -28,15 +30,23 @@ def field_widgets(form: str, prefix: str, after: str, classes: str = ""):
                              id=f"{prefix}-{option.field}")
             elif option.select == "prices":
                 yield Select([], prompt="loading GPU types…", id=f"{prefix}-{option.field}")
+            elif option.select == "probe":  # asked of the place; typed when it does not answer
+                yield Select([("default", "")], value="", allow_blank=False,
+                             id=f"{prefix}-{option.field}")
+                typed = Input(placeholder=f"type a {option.label.lower()} (empty: the default)",
+                              id=f"{prefix}-{option.field}-text")
+                typed.display = False
+                yield typed
             else:
                 yield Input(option.value, placeholder=option.placeholder,
                             id=f"{prefix}-{option.field}",
                             type={"int": "integer", "float": "number"}.get(option.type, "text"))
 
 
-def show_fields_of(screen, cloud: str | None) -> None:
-    """Show the backend fields of `cloud` only (none for None)."""
-    for widget in screen.query(".backend-field"):
+def show_fields_of(screen, cloud: str | None, group: str = "") -> None:
+    """Show the backend fields of `cloud` only (none for None); group: only the fields of
+    that class (".machine", ".job")."""
+    for widget in screen.query(f".backend-field{group}"):
         widget.display = cloud is not None and widget.has_class(f"for-{cloud}")
 
 
@@ -62,6 +72,41 @@ def fill_request(screen, form: str, prefix: str, request: CreateRequest) -> dict
         else:
             request.set(option.key, value)
     return run
+
+
+def job_options(screen, form: str, prefix: str, backend: str) -> dict[str, object]:
+    """The job fields of `backend` (fills="spec") as the launch's backend options, by key;
+    a probed select that did not answer is read from its text field."""
+    values: dict[str, object] = {}
+    for option in options_of(form, backend):
+        if option.fills != "spec":
+            continue
+        widget = screen.query_one(f"#{prefix}-{option.field}")
+        if option.select == "probe" and not widget.display:
+            widget = screen.query_one(f"#{prefix}-{option.field}-text", Input)
+        if isinstance(widget, Select):
+            value = str(widget.value) if widget.value is not Select.BLANK else ""
+        else:
+            value = field_value(option, widget.value.strip())
+        if value not in (None, ""):
+            values[option.key] = value
+    return values
+
+
+def show_probed(screen, prefix: str, option: Option, choices: list[tuple[str, str]] | None,
+                ) -> None:
+    """A probed select with the place's choices, or (None: it did not answer) its text
+    field instead."""
+    select = screen.query_one(f"#{prefix}-{option.field}", Select)
+    text = screen.query_one(f"#{prefix}-{option.field}-text", Input)
+    if choices is not None:
+        current = select.value
+        select.set_options(choices)
+        if current in [value for _, value in choices]:
+            select.value = current
+        select.mutate_reactive(Select.value)  # the label, when the value stayed the same
+    select.display = choices is not None
+    text.display = choices is None
 
 
 def field_value(option: Option, text: str):
