@@ -137,6 +137,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
                                 f"'{request.s3_prefix}'")
     check_backend_options(request)
+    check_nodes(command, request.backend_options.get("nodes"))
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
@@ -205,6 +206,21 @@ def check_backend_options(request: LaunchRequest) -> None:
             flag = "--" + key.replace("_", "-")
             raise TrainctlError(f"{flag} is for runs on {' or '.join(owners) or 'no backend'} "
                                 f"(--provider {owners[0] if owners else '...'}:NAME)")
+
+
+def check_nodes(command: list[str], nodes) -> None:
+    """--nodes N or MIN:MAX, and a torchrun command whose own --nnodes says the same."""
+    if nodes is None:
+        return
+    from ..runner.nodes import NodeCountError, nnodes_conflict, parse_node_count
+
+    try:
+        parse_node_count(nodes)
+    except NodeCountError as exc:
+        raise TrainctlError(str(exc)) from None
+    conflict = nnodes_conflict(command, nodes)
+    if conflict:
+        raise TrainctlError(conflict)
 
 
 def _remote_relative(path: str) -> str:

@@ -18,7 +18,8 @@ def _options() -> tuple[Option, ...]:
                       forms=(), **more)
 
     return (
-        job("nodes", "--nodes", "nodes of the job", type="int", metavar="N"),
+        job("nodes", "--nodes", "nodes of the job, one runner each (MIN:MAX: as many as Slurm "
+            "gives)", metavar="N|MIN:MAX"),
         job("gpus_per_node", "--gpus-per-node", "GPUs per node (--gres=gpu:G)", type="int",
             metavar="G", minimum=0),
         job("time", "--time", "time limit, e.g. 04:00:00", metavar="T"),
