@@ -223,3 +223,23 @@ def test_bad_nodes_at_launch_are_one_line_and_nothing_is_created(slurm_config, a
         assert (result.returncode, result.stderr.strip()) == (2, line), result.stderr
     assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
     assert not slurm_config.exists()
+
+
+def test_a_head_that_ended_is_held_until_every_node_has():
+    from trainctl_tui.backends.remote.nodes import hold_for_nodes
+
+    head = {"state": "succeeded", "ended": 5.0, "node": {"rank": 0, "ips": ["a", "b", "c"]}}
+    answer = {"status": head, "runner_alive": False,
+              "nodes": {"1": {"state": "succeeded"}, "2": {"state": "running", "age": 1.0}}}
+    hold_for_nodes(answer)
+    assert answer["status"]["state"] == "running" and answer["status"]["ended"] is None
+    assert answer["status"]["reason"] == "node 0 succeeded; waiting for node 2"
+    assert answer["runner_alive"] is True
+    stopped = {"status": {**head, "state": "stopped"}, "nodes": {"1": {"state": "stopping",
+                                                                       "age": 600.0}}}
+    hold_for_nodes(stopped)  # node 2 never wrote a status; node 1 has stopped beating
+    assert stopped["status"]["state"] == "stopping" and stopped["runner_alive"] is False
+    assert stopped["status"]["reason"] == "node 0 stopped; waiting for node 1, 2"
+    done = {"status": head, "nodes": {"1": {"state": "failed"}, "2": {"state": "stopped"}}}
+    hold_for_nodes(done)
+    assert done["status"] is head

@@ -13,7 +13,7 @@ import time
 
 from .checkpoint_files import checkpoint_step, find_newest_checkpoint
 from .launch import run_detached, run_foreground
-from .nodes import NodeCountError, node_folder, parse_node_args
+from .nodes import NODES_DIR, NodeCountError, node_folder, parse_node_args
 from .processes import marked_pids, pid_alive, signal_training
 from .spec import SpecError, load_spec
 from .status import read_status
@@ -30,12 +30,33 @@ def probe(session_dir: str, rank: int = 0) -> dict:
     log = os.path.join(folder, "train.log")
     return {
         "status": status,
+        "nodes": {} if rank else node_states(session_dir),
         "newest_checkpoint": _newest_checkpoint_info(session_dir),
         "runner_alive": alive,
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
     }
+
+
+def node_states(session_dir: str) -> dict:
+    """{rank: state, heartbeat and log size} of the other nodes' runners whose folders are
+    here (a shared filesystem): the head's probe tells whether all of them have ended."""
+    found = {}
+    try:
+        ranks = sorted(int(n) for n in os.listdir(os.path.join(session_dir, NODES_DIR))
+                       if n.isdigit())
+    except OSError:
+        return found
+    for rank in ranks:
+        folder = node_folder(session_dir, rank)
+        status = read_status(folder) or {}
+        log = os.path.join(folder, "train.log")
+        beat = status.get("heartbeat")
+        found[str(rank)] = {"state": status.get("state"), "reason": status.get("reason"),
+                            "age": time.time() - beat if isinstance(beat, (int, float)) else None,
+                            "log_size": os.path.getsize(log) if os.path.exists(log) else 0}
+    return found
 
 
 def _newest_checkpoint_info(session_dir: str) -> dict | None:

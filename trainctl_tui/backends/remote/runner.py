@@ -189,6 +189,13 @@ class RemoteRunnerProvider:
                 f"{self.label}: unreadable answer from the runner probe") from None
         self._probes[session.id] = (time.monotonic(), answer)
         await self.sync_log(session, answer.get("log_size", 0))
+        if answer.get("nodes"):  # a multi-node run whose nodes share the session folder
+            from .nodes import hold_for_nodes, node_logs
+
+            for remote, local, offset, size in node_logs(
+                    self.remote_dir(session), session.session_dir, answer["nodes"]):
+                await RemoteLogMirror(self.transport, remote, local, offset).sync(size)
+            hold_for_nodes(answer)
         return answer
 
     async def sync_log(self, session: Session, remote_size: int) -> int:
