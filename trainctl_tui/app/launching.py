@@ -58,6 +58,9 @@ class Launching:
             validate = getattr(provider, "validate", None)  # aws: the instance runs
             if validate is not None:
                 await validate()
+        check_options = getattr(provider, "check_options", None)  # ssh groups: --nodes
+        if check_options is not None:
+            check_options(dict(request.backend_options))
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
             session.host = Placement.parse(request.provider).target

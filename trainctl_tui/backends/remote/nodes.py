@@ -39,8 +39,14 @@ def hold_for_nodes(answer: dict) -> None:
     answer["status"] = {**status, "state": "running" if state == "succeeded" else "stopping",
                         "ended": None,
                         "reason": f"node 0 {state}; waiting for node {', '.join(waiting)}"}
-    ages = [(nodes.get(rank) or {}).get("age") for rank in waiting]
-    answer["runner_alive"] = any(age is not None and age < NODE_ALIVE_SECONDS for age in ages)
+    answer["runner_alive"] = any(alive(nodes.get(rank) or {}) for rank in waiting)
+
+
+def alive(node: dict) -> bool:
+    """A node's runner lives: its own probe says so (a host of its own), or its status.json
+    was written lately (a folder shared with the head)."""
+    age = node.get("age")
+    return bool(node.get("alive")) or (age is not None and age < NODE_ALIVE_SECONDS)
 
 
 def node_logs(remote_dir: str, session_dir: str, nodes: dict) -> list[tuple]:

@@ -81,7 +81,10 @@ class RemoteRunnerProvider:
             return info["remote_dir"]
         return remote_path(self.workdir, "sessions", session.id)
 
-    async def launch(self, session: Session) -> None:
+    async def launch(self, session: Session, node_args: tuple[str, ...] = (),
+                     record: bool = True) -> None:
+        """Start the session's runner there. `node_args`: its node of a multi-node run
+        (runner/nodes.py); record=False leaves remote.json to the caller (one of several)."""
         local = Path(session.session_dir)
         remote_dir = self.remote_dir(session)
         runner = await self._install_runner()
@@ -91,10 +94,11 @@ class RemoteRunnerProvider:
         secrets = local / "secret_env.json"
         if secrets.exists():
             await self._ship_secrets(session, remote_dir, secrets.read_bytes())
-        (local / "remote.json").write_text(json.dumps(
-            {"host": self.host, "remote_dir": remote_dir, "runner": runner}))
+        self.started = {"host": self.host, "remote_dir": remote_dir, "runner": runner}
+        if record:
+            (local / "remote.json").write_text(json.dumps(self.started))
         result = await self.transport.run(
-            [self.python, runner, "--detach", remote_dir], check=False, timeout=60,
+            [self.python, runner, "--detach", remote_dir, *node_args], check=False, timeout=60,
             retry=False)  # never start a second runner because a connection hiccuped
         if result.returncode != 0:
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
