@@ -43,10 +43,11 @@ print("done", rank, flush=True)
 
 @pytest.fixture
 def hosts(sshd_server, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture injection
-    """Hosts a, b, c (the test sshd, a workdir each) and the group trio = [a, b, c]."""
-    entry = sshd_server.host_entry()
+    """Hosts a, b, c (the test sshd, a workdir each; c through its ~/.ssh/config alias,
+    whose HostName is the address the nodes get) and the group trio = [a, b, c]."""
     lines = []
     for name in HOSTS:
+        entry = sshd_server.host_entry() if name != "c" else {"host": sshd_server.alias}
         lines += [f"[ssh.hosts.{name}]", *(f"{key} = {json.dumps(value)}"
                                           for key, value in entry.items()),
                   f"workdir = {json.dumps(str(tmp_path / f'ws-{name}'))}",
@@ -124,6 +125,9 @@ def test_a_stop_reaches_every_node_and_the_run_ends_when_all_have(hosts, tmp_pat
     assert marks(tmp_path) == ["TERM 0", "TERM 1", "TERM 2",
                                "started 0", "started 1", "started 2"]
     assert wait_ended(session_id)["status"] == "stopped"
+    log = run_cli("logs", session_id, "--node", "2", "-n", "100").stdout
+    assert "TRAINCTL_NODE_RANK=2 TRAINCTL_NUM_NODES=3 TRAINCTL_NODE_IPS=127.0.0.1,127.0.0.1," \
+        "127.0.0.1 MASTER_ADDR=127.0.0.1" in log and "saving on SIGTERM" in log
     for rank, host in enumerate(HOSTS):
         folder = hosts[host] / "sessions" / session_id / (f"nodes/{rank}" if rank else "")
         assert json.loads((folder / "status.json").read_text())["state"] == "stopped"

@@ -18,7 +18,7 @@ from ...core.models import Session
 from ...runner.nodes import NODES_DIR, NodeCountError, node_count_text, parse_node_count
 from ..base import ProviderError, UnknownProvider
 from ..remote.runner import RemoteLogMirror, remote_info, remote_path
-from ..remote.transport import HostNotFound, SSHTransport, resolve_target
+from ..remote.transport import HostNotFound, SSHTransport, resolve_target, ssh_hostname
 
 
 def group_hosts(name: str, config) -> list[str] | None:
@@ -88,7 +88,9 @@ class GroupRun:
         """One runner per host, rank by rank; if one fails to start, those started are
         stopped and the error says so."""
         targets = [resolve_target(host, self.config.ssh.hosts) for host in hosts]
-        ips = ",".join(target.host for target in targets)
+        # Each node's address as ssh reaches it (an alias's HostName): the head's is where
+        # the others meet (torchrun's rendezvous, MASTER_ADDR).
+        ips = ",".join([ssh_hostname(target.host) for target in targets])
         nnodes = node_count_text(spec_nodes(session) or len(hosts))
         started: list[dict] = []
         for rank, host in enumerate(hosts):
