@@ -116,7 +116,7 @@ def test_two_nodes_run_to_the_end_each_with_its_rank_and_log(cluster, tmp_path):
         command=trainer(tmp_path, 5), provider="slurm:hpc", cwd=str(tmp_path),
         backend_options={"nodes": 2})))
     done = wait_session(service, session.id, lambda s: not s.status.active)
-    assert done.status is Status.SUCCEEDED, done.detail
+    assert (done.status, done.nodes) == (Status.SUCCEEDED, 2), done.detail
     shared = cluster.shared / "sessions" / session.id
     for rank, node in ((0, "node1"), (1, "node2")):
         log = node_log(done, rank)

@@ -95,7 +95,9 @@ def test_a_group_runs_one_runner_per_host_and_each_nodes_log_is_kept(hosts, tmp_
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path), "--",
                         *trainer(tmp_path, 5))
     ended = wait_ended(session_id)
-    assert ended["status"] == "succeeded", ended
+    assert (ended["status"], ended["nodes"]) == ("succeeded", 2), ended
+    table = run_cli("sessions", env={"COLUMNS": "160"}).stdout
+    assert "ssh:trio · 2 nodes" in table, table
     for rank, host in enumerate(("a", "b")):
         log = run_cli("logs", session_id, "--node", str(rank), "-n", "100").stdout
         assert (f"TRAINCTL_NODE_RANK={rank} TRAINCTL_NUM_NODES=2 TRAINCTL_NODE_IPS=127.0.0.1,"

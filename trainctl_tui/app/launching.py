@@ -140,7 +140,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
                                 f"'{request.s3_prefix}'")
     check_backend_options(request)
-    check_nodes(command, request.backend_options.get("nodes"))
+    nodes = check_nodes(command, request.backend_options.get("nodes"))
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
@@ -191,6 +191,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
         max_restarts=max_restarts,
         grace_seconds=grace,
         keep_last_n=keep_last_n,
+        nodes=nodes,
         created=time.time(),
     )
 
@@ -211,19 +212,21 @@ def check_backend_options(request: LaunchRequest) -> None:
                                 f"(--provider {owners[0] if owners else '...'}:NAME)")
 
 
-def check_nodes(command: list[str], nodes) -> None:
-    """--nodes N or MIN:MAX, and a torchrun command whose own --nnodes says the same."""
+def check_nodes(command: list[str], nodes) -> int:
+    """--nodes N or MIN:MAX, and a torchrun command whose own --nnodes says the same; the
+    nodes the run has at least (refreshes say how many it got)."""
     if nodes is None:
-        return
+        return 1
     from ..runner.nodes import NodeCountError, nnodes_conflict, parse_node_count
 
     try:
-        parse_node_count(nodes)
+        low, _ = parse_node_count(nodes)
     except NodeCountError as exc:
         raise TrainctlError(str(exc)) from None
     conflict = nnodes_conflict(command, nodes)
     if conflict:
         raise TrainctlError(conflict)
+    return low
 
 
 def _remote_relative(path: str) -> str:
