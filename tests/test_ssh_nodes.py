@@ -52,6 +52,10 @@ def hosts(sshd_server, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture in
                                           for key, value in entry.items()),
                   f"workdir = {json.dumps(str(tmp_path / f'ws-{name}'))}",
                   f"python = {json.dumps(sys.executable)}", ""]
+    lines += ["[ssh.hosts.nopython]", *(f"{key} = {json.dumps(value)}"
+                                        for key, value in sshd_server.host_entry().items()),
+              f"workdir = {json.dumps(str(tmp_path / 'ws-nopython'))}",
+              'python = "/nonexistent/python3"', ""]
     lines += ["[ssh.groups.trio]", 'hosts = ["a", "b", "c"]', "",
               "[ssh.groups.broken]", 'hosts = ["a", "nosuchhost"]', ""]
     (tmp_path / "config.toml").write_text("\n".join(lines))
@@ -150,6 +154,23 @@ def test_torchrun_on_three_hosts_meets_through_c10d_and_ddp_agrees(hosts, tmp_pa
     assert sorted(rank for rank, _, _ in finals) == ["0", "1", "2"]
     assert len({(total, digest) for _, total, digest in finals}) == 1, finals
     assert f"--rdzv-endpoint 127.0.0.1:29400 --rdzv-id {session_id}" in logs[2]
+
+
+def test_a_node_that_cannot_start_stops_the_others_and_says_so(hosts, tmp_path):
+    result = run_cli("launch", "--provider", "ssh:a,nopython", "--cwd", str(tmp_path), "--",
+                     *trainer(tmp_path, 3000))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert line.startswith("runner on nopython failed to start: ") and \
+        line.endswith("/nonexistent/python3: No such file or directory; stopped the runners "
+                      "on a"), line
+    session = json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"][0]
+    assert (session["status"], session["detail"]) == ("failed", line)
+    status = hosts["a"] / "sessions" / session["id"] / "status.json"
+    deadline = time.monotonic() + 30
+    while json.loads(status.read_text())["state"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("args, line", [

@@ -85,26 +85,33 @@ class GroupRun:
         self.node_provider = node_provider  # host -> the provider of a node on that host
 
     async def launch(self, session: Session, hosts: list[str]) -> None:
-        """One runner per host, rank by rank; if one fails to start, those started are
+        """One runner per host, all at once; if one fails to start, those started are
         stopped and the error says so."""
         targets = [resolve_target(host, self.config.ssh.hosts) for host in hosts]
         # Each node's address as ssh reaches it (an alias's HostName): the head's is where
         # the others meet (torchrun's rendezvous, MASTER_ADDR).
         ips = ",".join([ssh_hostname(target.host) for target in targets])
         nnodes = node_count_text(spec_nodes(session) or len(hosts))
-        started: list[dict] = []
-        for rank, host in enumerate(hosts):
+
+        async def start(rank: int, host: str):
             node = self.provider if rank == 0 else self.node_provider(host)
             args = ("--node-rank", str(rank), "--node-ips", ips, "--nnodes", nnodes)
             try:
                 await node.launch(session, node_args=args, record=False)
             except ProviderError as exc:
-                await self.stop_nodes(session, started, force=True)
-                gone = f"; stopped the runners on {', '.join(n['host'] for n in started)}" \
-                    if started else ""
-                raise ProviderError(f"{exc}{gone}") from None
-            started.append(node.started)
-        info = {**started[0], "nodes": started}
+                return exc
+            return {**node.started, "host": host}  # the head's provider is named by the group
+
+        results = await aio.gather(*(start(rank, host) for rank, host in enumerate(hosts)))
+        failed = [result for result in results if isinstance(result, ProviderError)]
+        if failed:
+            started = [(rank, result) for rank, result in enumerate(results)
+                       if isinstance(result, dict)]
+            await self.stop_nodes(session, started, force=True)
+            gone = f"; stopped the runners on {', '.join(n['host'] for _, n in started)}" \
+                if started else ""
+            raise ProviderError(f"{failed[0]}{gone}")
+        info = {**results[0], "nodes": results}
         (Path(session.session_dir) / "remote.json").write_text(json.dumps(info))
 
     @staticmethod
@@ -137,8 +144,10 @@ class GroupRun:
                 "alive": bool(answer.get("runner_alive")), "host": node["host"],
                 "log_size": answer.get("log_size") or 0}
 
-    async def stop_nodes(self, session: Session, nodes: list[dict], *, force: bool) -> None:
-        """Every node but the head (rank 0) told to stop at once (graceful unless force)."""
+    async def stop_nodes(self, session: Session, nodes: list[tuple[int, dict]], *,
+                         force: bool) -> None:
+        """Nodes (rank, its remote.json entry) told to stop at once (graceful unless
+        force)."""
         async def stop(rank: int, node: dict) -> None:
             command = [self.python(node["host"]), node["runner"], "--stop", node["remote_dir"],
                        "--node", str(rank)] + (["--force"] if force else [])
@@ -148,7 +157,7 @@ class GroupRun:
             except ProviderError:
                 pass  # an unreachable node: the others still stop; its state says the rest
 
-        await aio.gather(*(stop(rank, node) for rank, node in enumerate(nodes) if rank))
+        await aio.gather(*(stop(rank, node) for rank, node in nodes))
 
     def transport(self, host: str) -> SSHTransport:
         return SSHTransport(resolve_target(host, self.config.ssh.hosts))

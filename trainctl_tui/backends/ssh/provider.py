@@ -87,8 +87,9 @@ class SSHProvider(HostOverSSH):
         if len(nodes) < 2:
             return await super()._stop(session, force)
         # every node at once: the head (rank 0) here, the others through group.py
+        others = list(enumerate(nodes))[1:]
         done, _ = await aio.gather(super()._stop(session, force),
-                                   self.group.stop_nodes(session, nodes, force=force))
+                                   self.group.stop_nodes(session, others, force=force))
         return done
 
 
