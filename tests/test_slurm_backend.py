@@ -190,16 +190,6 @@ def test_dry_run_elsewhere_and_slurm_options_elsewhere_are_refused_in_one_line(c
         2, "--time is for runs on slurm (--provider slurm:NAME)")
 
 
-def test_several_nodes_are_refused_until_multi_node_runs_exist(cluster):
-    """Never a job that holds two nodes and uses one."""
-    result = run_cli("launch", "--dry-run", "--provider", "slurm:hpc", "--nodes", "2", "--",
-                     sys.executable, "-c", "1")
-    assert (result.returncode, result.stderr.strip()) == (2, (
-        "slurm: --nodes 2 is not supported yet: one runner per node (srun) comes with "
-        "multi-node runs; use --nodes 1"))
-    assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
-
-
 def test_a_hostile_job_option_is_refused_before_anything_is_written(cluster, tmp_path):
     service = Service()
     with pytest.raises(TrainctlError) as err:

@@ -64,6 +64,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN keep_last_n INTEGER
     """,
+    # 4: the machines a multi-node run spans (one runner each).
+    """
+    ALTER TABLE sessions ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -74,12 +78,12 @@ ID_LENGTH = 6
 SESSION_COLUMNS = (
     "id name provider host command cwd env session_dir checkpoint_dir resume_template "
     "max_restarts grace_seconds created started ended status attempt exit_code signal detail "
-    "runner_pid heartbeat keep_last_n"
+    "runner_pid heartbeat keep_last_n nodes"
 ).split()
 # Fields a refresh from status.json may change.
 MUTABLE_FIELDS = frozenset(
     "started ended status attempt exit_code signal detail runner_pid heartbeat "
-    "provider host".split()  # provider/host: a spot session moves to a new instance
+    "provider host nodes".split()  # provider/host: a spot session moves to a new instance
 )
 
 

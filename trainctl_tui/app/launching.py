@@ -58,6 +58,9 @@ class Launching:
             validate = getattr(provider, "validate", None)  # aws: the instance runs
             if validate is not None:
                 await validate()
+        check_options = getattr(provider, "check_options", None)  # ssh groups: --nodes
+        if check_options is not None:
+            check_options(dict(request.backend_options))
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
             session.host = Placement.parse(request.provider).target
@@ -137,6 +140,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
             raise TrainctlError(f"the S3 prefix must look like s3://bucket/prefix, not "
                                 f"'{request.s3_prefix}'")
     check_backend_options(request)
+    nodes = check_nodes(command, request.backend_options.get("nodes"))
     for key in request.env:
         if not ENV_NAME.match(key):
             raise TrainctlError(f"bad environment variable name '{key}' (use letters, digits, _)")
@@ -187,6 +191,7 @@ def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> 
         max_restarts=max_restarts,
         grace_seconds=grace,
         keep_last_n=keep_last_n,
+        nodes=nodes,
         created=time.time(),
     )
 
@@ -205,6 +210,23 @@ def check_backend_options(request: LaunchRequest) -> None:
             flag = "--" + key.replace("_", "-")
             raise TrainctlError(f"{flag} is for runs on {' or '.join(owners) or 'no backend'} "
                                 f"(--provider {owners[0] if owners else '...'}:NAME)")
+
+
+def check_nodes(command: list[str], nodes) -> int:
+    """--nodes N or MIN:MAX, and a torchrun command whose own --nnodes says the same; the
+    nodes the run has at least (refreshes say how many it got)."""
+    if nodes is None:
+        return 1
+    from ..runner.nodes import NodeCountError, nnodes_conflict, parse_node_count
+
+    try:
+        low, _ = parse_node_count(nodes)
+    except NodeCountError as exc:
+        raise TrainctlError(str(exc)) from None
+    conflict = nnodes_conflict(command, nodes)
+    if conflict:
+        raise TrainctlError(conflict)
+    return low
 
 
 def _remote_relative(path: str) -> str:

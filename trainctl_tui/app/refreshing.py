@@ -291,6 +291,9 @@ def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Atte
         "heartbeat": status.get("heartbeat"),
         "ended": status.get("ended") if not new_status.active else None,
     }
+    node = status.get("node")
+    if isinstance(node, dict) and isinstance(node.get("ips"), list):
+        changes["nodes"] = len(node["ips"]) or 1  # what the run really got (MIN:MAX)
     first_start = attempts[0].started if attempts and attempts[0].started else status.get("started")
     if first_start:
         changes["started"] = first_start

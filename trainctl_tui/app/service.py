@@ -215,8 +215,19 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
         self.store.mark_alerts_fired(a.key for a in fresh)
         return fresh
 
-    def log_path(self, session: Session) -> Path:
-        return Path(session.session_dir) / "train.log"
+    def log_path(self, session: Session, node: int | None = None) -> Path:
+        """The session's log: rank 0's; `node` R: that node's of a multi-node run (mirrored
+        to nodes/R/), refused in one line when the session has no such node."""
+        folder = Path(session.session_dir)
+        if not node:
+            return folder / "train.log"
+        path = folder / "nodes" / str(node) / "train.log"
+        if not path.exists():
+            ranks = sorted(int(p.name) for p in (folder / "nodes").glob("*")
+                           if p.name.isdigit())
+            known = ", ".join(str(rank) for rank in [0, *ranks])
+            raise TrainctlError(f"session {session.id} has no node {node} (its nodes: {known})")
+        return path
 
     def log_mirror(self, url: str):
         """A local copy of the log at `url` (a URL of a backend that follows logs it did not

@@ -144,6 +144,8 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     logs.add_argument("id")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    logs.add_argument("--node", type=int, metavar="R", help="node R's log of a multi-node run "
+                      "(default: rank 0's, the session's)")
 
     rm = commands.add_parser("rm", help="forget an ended session and delete its folder")
     rm.add_argument("id")
@@ -435,11 +437,11 @@ def cmd_logs(args) -> int:
     if not args.follow:
         from ..monitor.tail import last_lines
 
-        for line in last_lines(service.log_path(session), args.lines):
+        for line in last_lines(service.log_path(session, args.node), args.lines):
             print(line)
         print_container_log(session, args.lines)
         return 0
-    return follow_log(service, session.id, args.lines)
+    return follow_log(service, session.id, args.lines, args.node)
 
 
 def require_session_folder(session) -> None:
@@ -467,7 +469,7 @@ def print_container_log(session, lines: int) -> None:
         print(line)
 
 
-def follow_log(service, session_id: str, lines: int) -> int:
+def follow_log(service, session_id: str, lines: int, node: int | None = None) -> int:
     """Print the last lines, then new ones until the session ends (Ctrl-C detaches)."""
     import time
 
@@ -475,7 +477,7 @@ def follow_log(service, session_id: str, lines: int) -> int:
 
     local = service.is_local(session_id)
     session = _run(service.get(session_id), local=local)
-    path = service.log_path(session)
+    path = service.log_path(session, node)
     size = path.stat().st_size if path.exists() else 0
     for line in last_lines(path, lines, end=size):
         print(line)

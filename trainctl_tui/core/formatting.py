@@ -24,6 +24,11 @@ def format_duration(seconds: float | None, units: int = 2) -> str:
     return "".join(parts)
 
 
+def nodes_note(count: int | None) -> str:
+    """' · 4 nodes' after where a multi-node run runs; '' for one node."""
+    return f" · {count} nodes" if count and count > 1 else ""
+
+
 def mask_secret(value) -> str:
     """'****abcd' for a secret of 12+ chars, '****' for a shorter one, '' when unset. `value`
     is text or a pydantic SecretStr (anything with get_secret_value)."""

@@ -143,6 +143,7 @@ class Session(Record):
     runner_pid: int | None = None
     heartbeat: float | None = None
     keep_last_n: int | None = None  # prune older checkpoints automatically when set
+    nodes: int = 1  # machines the run spans: a multi-node run has a runner on each
     attempts: list[Attempt] = []
 
     def to_json(self) -> dict:

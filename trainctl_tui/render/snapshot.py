@@ -7,7 +7,7 @@ import json
 import math
 import time
 
-from ..core.formatting import format_duration, visible
+from ..core.formatting import format_duration, nodes_note, visible
 from ..core.models import Session, Status
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING; importing typing would slow start-up
@@ -90,9 +90,10 @@ def render_sessions(sessions: list[Session], out: TextIO, *, width: int | None =
 def where_text(session: Session) -> str:
     """"local", "ssh:gpu-box", "aws:i-0123…", "runpod:abc123": the provider string says where
     (it already names the host; older rows may carry the host only in `host`)."""
+    where = session.provider
     if session.host and not session.provider.endswith(f":{session.host}"):
-        return f"{session.provider}:{session.host}"
-    return session.provider
+        where = f"{session.provider}:{session.host}"
+    return where + nodes_note(session.nodes)
 
 
 def format_number(value: float | None) -> str:

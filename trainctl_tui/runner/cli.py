@@ -1,5 +1,6 @@
-"""The runner's command line: ``[--detach] SESSION_DIR | --probe SESSION_DIR |
---stop SESSION_DIR [--force]``.
+"""The runner's command line: ``[--detach] SESSION_DIR [NODE] | --probe SESSION_DIR [--node R]
+| --stop SESSION_DIR [--node R] [--force]``, where NODE (one node of a multi-node run) is
+``--node-rank R --node-ips HEAD,B,... [--nnodes N|MIN:MAX]`` (runner/nodes.py).
 """
 
 from __future__ import annotations
@@ -12,26 +13,50 @@ import time
 
 from .checkpoint_files import checkpoint_step, find_newest_checkpoint
 from .launch import run_detached, run_foreground
+from .nodes import NODES_DIR, NodeCountError, node_folder, parse_node_args
 from .processes import marked_pids, pid_alive, signal_training
 from .spec import SpecError, load_spec
 from .status import read_status
 
 
-def probe(session_dir: str) -> dict:
-    """What a remote trainctl needs in one round trip: the status and who is alive."""
-    status = read_status(session_dir)
+def probe(session_dir: str, rank: int = 0) -> dict:
+    """What a remote trainctl needs in one round trip: the status and who is alive (of node
+    `rank`'s runner in a multi-node run)."""
+    folder = node_folder(session_dir, rank)
+    status = read_status(folder)
     alive = bool(status) and pid_alive(status.get("runner_pid"), status.get("runner_start"))
     if status and not alive:
-        status = read_status(session_dir)  # it may have written its final status and exited
-    log = os.path.join(session_dir, "train.log")
+        status = read_status(folder)  # it may have written its final status and exited
+    log = os.path.join(folder, "train.log")
     return {
         "status": status,
+        "nodes": {} if rank else node_states(session_dir),
         "newest_checkpoint": _newest_checkpoint_info(session_dir),
         "runner_alive": alive,
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
     }
+
+
+def node_states(session_dir: str) -> dict:
+    """{rank: state, heartbeat and log size} of the other nodes' runners whose folders are
+    here (a shared filesystem): the head's probe tells whether all of them have ended."""
+    found = {}
+    try:
+        ranks = sorted(int(n) for n in os.listdir(os.path.join(session_dir, NODES_DIR))
+                       if n.isdigit())
+    except OSError:
+        return found
+    for rank in ranks:
+        folder = node_folder(session_dir, rank)
+        status = read_status(folder) or {}
+        log = os.path.join(folder, "train.log")
+        beat = status.get("heartbeat")
+        found[str(rank)] = {"state": status.get("state"), "reason": status.get("reason"),
+                            "age": time.time() - beat if isinstance(beat, (int, float)) else None,
+                            "log_size": os.path.getsize(log) if os.path.exists(log) else 0}
+    return found
 
 
 def _newest_checkpoint_info(session_dir: str) -> dict | None:
@@ -48,10 +73,11 @@ def _newest_checkpoint_info(session_dir: str) -> dict | None:
             "size": st.st_size, "mtime": st.st_mtime}
 
 
-def stop(session_dir: str, force: bool) -> str:
+def stop(session_dir: str, force: bool, rank: int | None = None) -> str:
     """Ask the runner to stop (SIGTERM: graceful, SIGUSR1: now); if the runner is gone but its
-    training is not, stop that process group itself (SIGTERM, grace, SIGKILL)."""
-    status = read_status(session_dir) or {}
+    training is not, stop that process group itself (SIGTERM, grace, SIGKILL). `rank`: node
+    `rank`'s runner of a multi-node run."""
+    status = read_status(node_folder(session_dir, rank or 0)) or {}
     if pid_alive(status.get("runner_pid"), status.get("runner_start")):
         os.kill(status["runner_pid"], signal.SIGUSR1 if force else signal.SIGTERM)
         return "runner signalled"
@@ -59,39 +85,63 @@ def stop(session_dir: str, force: bool) -> str:
     session_id = str(status.get("session_id") or os.path.basename(session_dir))
     if not pid_alive(child, token):
         child = None
-        if not marked_pids(session_id):
+        if not marked_pids(session_id, rank):
             return "not running"
-    signal_training(child, session_id, signal.SIGKILL if force else signal.SIGTERM)
+    signal_training(child, session_id, signal.SIGKILL if force else signal.SIGTERM, rank)
     try:
         grace = float(load_spec(session_dir).get("grace_seconds", 30))
     except SpecError:
         grace = 30.0
     deadline = time.time() + (0 if force else grace)
-    while time.time() < deadline and (pid_alive(child, token) or marked_pids(session_id)):
+    while time.time() < deadline and (pid_alive(child, token) or marked_pids(session_id, rank)):
         time.sleep(0.2)
-    signal_training(child if pid_alive(child, token) else None, session_id, signal.SIGKILL)
+    signal_training(child if pid_alive(child, token) else None, session_id, signal.SIGKILL,
+                    rank)
     return "orphaned training stopped"
+
+
+USAGE = ("usage: trainctl-runner.pyz [--detach] SESSION_DIR [--node-rank R --node-ips "
+         "HEAD,B,... [--nnodes N|MIN:MAX]] | --probe SESSION_DIR [--node R] | "
+         "--stop SESSION_DIR [--node R] [--force]\n")
+
+
+def node_option(args: list) -> tuple:
+    """(rank or None, the other arguments) for `--node R` of --probe and --stop."""
+    if "--node" not in args:
+        return None, args
+    at = args.index("--node")
+    value = args[at + 1] if at + 1 < len(args) else ""
+    if not value.isdigit():
+        raise NodeCountError(f"bad node rank {value!r}")
+    return int(value), args[:at] + args[at + 2:]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] in (["--probe"], ["--stop"]):
+            rank, args = node_option(args)
+        else:
+            node, args = parse_node_args(args)
+    except NodeCountError as exc:
+        sys.stderr.write(f"trainctl runner: {exc}\n")
+        return 2
     if args[:1] == ["--probe"] and len(args) == 2:
-        sys.stdout.write(json.dumps(probe(os.path.abspath(args[1]))) + "\n")
+        sys.stdout.write(json.dumps(probe(os.path.abspath(args[1]), rank or 0)) + "\n")
         return 0
     if args[:1] == ["--stop"] and len(args) in (2, 3):
-        sys.stdout.write(stop(os.path.abspath(args[1]), "--force" in args[2:]) + "\n")
+        sys.stdout.write(stop(os.path.abspath(args[1]), "--force" in args[2:], rank) + "\n")
         return 0
     detach = "--detach" in args
     args = [a for a in args if a != "--detach"]
     if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write("usage: trainctl-runner.pyz [--detach] SESSION_DIR | "
-                         "--probe SESSION_DIR | --stop SESSION_DIR [--force]\n")
+        sys.stderr.write(USAGE)
         return 2
     session_dir = os.path.abspath(args[0])
     try:
         if detach:
-            return run_detached(session_dir)
-        return run_foreground(session_dir)
+            return run_detached(session_dir, node)
+        return run_foreground(session_dir, node=node)
     except SpecError as exc:
         sys.stderr.write(f"trainctl runner: {exc}\n")
         return 2

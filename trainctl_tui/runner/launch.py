@@ -53,19 +53,26 @@ def refuse_if_owned(session_dir: str) -> None:
         )
 
 
-def prepare(session_dir: str, base_cwd: str | None = None) -> tuple[dict, dict]:
-    """Everything that can fail because of the user, checked before any process starts."""
+def prepare(session_dir: str, base_cwd: str | None = None, node=None) -> tuple[dict, dict]:
+    """Everything that can fail because of the user, checked before any process starts.
+    `node`: this runner's node of a multi-node run (its status lives in its own folder)."""
     if not os.path.isdir(session_dir):
         raise SpecError(f"session directory not found: {session_dir}")
     spec = load_spec(session_dir, base_cwd)
     secret_env = load_secret_env(session_dir)
-    refuse_if_owned(session_dir)
+    folder = node.folder(session_dir) if node else session_dir
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"cannot create {folder}: {exc.strerror}") from None
+    refuse_if_owned(folder)
     return spec, secret_env
 
 
-def run_foreground(session_dir: str, base_cwd: str | None = None, on_ready=None) -> int:
-    spec, secret_env = prepare(session_dir, base_cwd)
-    supervisor = Supervisor(session_dir, spec, secret_env, on_ready=on_ready)
+def run_foreground(session_dir: str, base_cwd: str | None = None, on_ready=None,
+                   node=None) -> int:
+    spec, secret_env = prepare(session_dir, base_cwd, node)
+    supervisor = Supervisor(session_dir, spec, secret_env, on_ready=on_ready, node=node)
     try:
         return supervisor.run()
     except OSError as exc:
@@ -96,14 +103,14 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else ""
 
 
-def run_detached(session_dir: str) -> int:
+def run_detached(session_dir: str, node=None) -> int:
     """Double-fork so the runner survives the caller, its terminal and its SSH connection.
 
     The caller returns 0 once the runner has written its first status.json, 1 otherwise.
     """
     base_cwd = os.getcwd()
-    prepare(session_dir, base_cwd)  # user errors reach the caller's stderr directly
-    runner_log = os.path.join(session_dir, "runner.log")
+    prepare(session_dir, base_cwd, node)  # user errors reach the caller's stderr directly
+    runner_log = os.path.join(node.folder(session_dir) if node else session_dir, "runner.log")
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -128,7 +135,7 @@ def run_detached(session_dir: str) -> int:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
-        code = _detached_main(session_dir, base_cwd, runner_log, write_fd)
+        code = _detached_main(session_dir, base_cwd, runner_log, write_fd, node)
     except BaseException:  # noqa: B036 - the forked child must never return into the caller
         import traceback
 
@@ -141,7 +148,8 @@ def run_detached(session_dir: str) -> int:
             os._exit(code)
 
 
-def _detached_main(session_dir: str, base_cwd: str, runner_log: str, ready_fd: int) -> int:
+def _detached_main(session_dir: str, base_cwd: str, runner_log: str, ready_fd: int,
+                   node=None) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -160,7 +168,7 @@ def _detached_main(session_dir: str, base_cwd: str, runner_log: str, ready_fd: i
 
     log_stderr(f"runner started for {session_dir}")
     try:
-        code = run_foreground(session_dir, base_cwd, on_ready=ready)
+        code = run_foreground(session_dir, base_cwd, on_ready=ready, node=node)
     except SpecError as exc:
         log_stderr(str(exc))
         code = 2

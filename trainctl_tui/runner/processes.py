@@ -81,6 +81,7 @@ def pid_alive(pid: int | None, token: str | None) -> bool:
 # A runner's command line names its zipapp (or, before the zipapp, supervisor.py).
 RUNNER_FILE_ENDINGS = (RUNNER_NAME.encode(), b"supervisor.py")
 SESSION_ENV = "TRAINCTL_SESSION_ID"  # marks every process a session's training starts
+NODE_RANK_ENV = "TRAINCTL_NODE_RANK"  # and, in a multi-node run, which node started it
 
 
 def _proc_read(pid: int, name: str) -> bytes:
@@ -98,14 +99,22 @@ def _all_pids() -> list[int]:
         return []  # no /proc (macOS): only the process group can be found
 
 
-def marked_pids(session_id: str) -> list[int]:
+def marked_pids(session_id: str, rank: int | None = None) -> list[int]:
     """Live processes whose environment carries this session's mark: the training and all
     it started, including those that left its process group (setsid, double fork) but not
-    those that cleared their environment. Zombies have an empty environ and are left out."""
-    mark = f"{SESSION_ENV}={session_id}".encode()
+    those that cleared their environment. Zombies have an empty environ and are left out.
+    `rank`: only node `rank`'s (several nodes of a run may share a machine)."""
+    marks = [f"{SESSION_ENV}={session_id}".encode()]
+    if rank is not None:
+        marks.append(f"{NODE_RANK_ENV}={rank}".encode())
     own = os.getpid()
-    return [pid for pid in _all_pids()
-            if pid != own and mark in _proc_read(pid, "environ").split(b"\0")]
+    found = []
+    for pid in _all_pids():
+        if pid != own:
+            environ = _proc_read(pid, "environ").split(b"\0")
+            if all(mark in environ for mark in marks):
+                found.append(pid)
+    return found
 
 
 def runner_pids(session_dir: str) -> list[int]:
@@ -139,21 +148,24 @@ def describe_pid(pid: int) -> str:
     return f"{pid} ({command}){frozen}" if command else f"{pid}{frozen}"
 
 
-def signal_training(pgid: int | None, session_id: str, signum: int) -> None:
+def signal_training(pgid: int | None, session_id: str, signum: int,
+                    rank: int | None = None) -> None:
     """`signum` to the training's process group and to every process it started that left
-    the group (setsid, double fork, setpgid) but still carries the session's mark."""
+    the group (setsid, double fork, setpgid) but still carries the session's mark (and
+    node `rank`'s, when given)."""
     if pgid:
         try:
             os.killpg(pgid, signum)
         except OSError:
             pass
-    signal_escaped(pgid, session_id, signum)
+    signal_escaped(pgid, session_id, signum, rank)
 
 
-def signal_escaped(pgid: int | None, session_id: str, signum: int) -> None:
+def signal_escaped(pgid: int | None, session_id: str, signum: int,
+                   rank: int | None = None) -> None:
     """`signum` to the session's marked processes outside process group `pgid`: those in it
     got the group's signal, and a second SIGTERM can kill a training that is saving."""
-    for pid in marked_pids(session_id):
+    for pid in marked_pids(session_id, rank):
         try:
             if pgid is None or os.getpgid(pid) != pgid:
                 os.kill(pid, signum)

@@ -37,20 +37,23 @@ LEFTOVER_WAIT_SECONDS = 2.0  # for SIGKILLed leftovers to disappear before calli
 class Supervisor:
     """Runs the spec's command until it succeeds, fails for good or is stopped."""
 
-    def __init__(self, session_dir: str, spec: dict, secret_env: dict[str, str], on_ready=None):
+    def __init__(self, session_dir: str, spec: dict, secret_env: dict[str, str], on_ready=None,
+                 node=None):
         self.session_dir = session_dir
         self.spec = spec
         self.secret_env = secret_env
         self.on_ready = on_ready
-        self.status_path = os.path.join(session_dir, "status.json")
-        self.log_path = os.path.join(session_dir, "train.log")
+        self.node = node  # runner/nodes.py: this runner's node of a multi-node run, or None
+        folder = node.folder(session_dir) if node else session_dir
+        self.status_path = os.path.join(folder, "status.json")
+        self.log_path = os.path.join(folder, "train.log")
         self.stop_requested = False
         self.force_stop = False
         self.stop_signal: int | None = None
         self.proc: subprocess.Popen | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._status_dirty = False
-        previous = read_status(session_dir) or {}
+        previous = read_status(folder) or {}
         attempts = previous.get("attempts")
         self.status = {
             "version": STATUS_VERSION,
@@ -88,6 +91,8 @@ class Supervisor:
             part.init_status(previous)
         if self.spec["autostop_minutes"] is not None:
             self.status.update(autostop_at=None, autostop=None)
+        if node:
+            self.status["node"] = node.describe()
 
     # ---- status and log
 
@@ -211,6 +216,8 @@ class Supervisor:
                 self.record_failed_attempt(n, error)
                 return self.finish("failed", error)
             command = self.spec["command"] + resume_args(self.spec["resume_template"], checkpoint)
+            if self.node:
+                command = self.node.command(command, self.spec["id"])
             rc, reason = self.run_attempt(n, command, checkpoint, skipped)
             if self.interruption:
                 return self.finish("interrupted", reason)
@@ -279,6 +286,8 @@ class Supervisor:
 
     def child_env(self, n: int) -> dict[str, str]:
         env = dict(os.environ)
+        if self.node:  # before the user's --env, which may set MASTER_PORT
+            env.update(self.node.env())
         env.update(self.spec["env"])
         env.update(self.secret_env)
         env["TRAINCTL_SESSION_ID"] = self.spec["id"]
@@ -412,6 +421,10 @@ class Supervisor:
             wake = next_beat if kill_sent or not term_sent else min(next_beat, kill_at)
             self._wait_event(wake - now)
 
+    @property
+    def node_rank(self) -> int | None:
+        return self.node.rank if self.node else None
+
     @staticmethod
     def kill_group(pgid: int, signum: int) -> None:
         try:
@@ -420,14 +433,14 @@ class Supervisor:
             pass
 
     def signal_training(self, pgid: int, signum: int) -> None:
-        signal_training(pgid, self.spec["id"], signum)
+        signal_training(pgid, self.spec["id"], signum, self.node_rank)
 
     def kill_leftovers(self, pgid: int, wait: float = LEFTOVER_WAIT_SECONDS) -> list[int]:
         """SIGKILL what the training left behind; the pids still alive after `wait`."""
         self.signal_training(pgid, signal.SIGKILL)
         deadline = time.time() + wait
         while True:
-            alive = marked_pids(self.spec["id"])
+            alive = marked_pids(self.spec["id"], self.node_rank)
             if not alive or time.time() >= deadline:
                 return alive
             time.sleep(0.05)

@@ -81,7 +81,10 @@ class RemoteRunnerProvider:
             return info["remote_dir"]
         return remote_path(self.workdir, "sessions", session.id)
 
-    async def launch(self, session: Session) -> None:
+    async def launch(self, session: Session, node_args: tuple[str, ...] = (),
+                     record: bool = True) -> None:
+        """Start the session's runner there. `node_args`: its node of a multi-node run
+        (runner/nodes.py); record=False leaves remote.json to the caller (one of several)."""
         local = Path(session.session_dir)
         remote_dir = self.remote_dir(session)
         runner = await self._install_runner()
@@ -91,10 +94,11 @@ class RemoteRunnerProvider:
         secrets = local / "secret_env.json"
         if secrets.exists():
             await self._ship_secrets(session, remote_dir, secrets.read_bytes())
-        (local / "remote.json").write_text(json.dumps(
-            {"host": self.host, "remote_dir": remote_dir, "runner": runner}))
+        self.started = {"host": self.host, "remote_dir": remote_dir, "runner": runner}
+        if record:
+            (local / "remote.json").write_text(json.dumps(self.started))
         result = await self.transport.run(
-            [self.python, runner, "--detach", remote_dir], check=False, timeout=60,
+            [self.python, runner, "--detach", remote_dir, *node_args], check=False, timeout=60,
             retry=False)  # never start a second runner because a connection hiccuped
         if result.returncode != 0:
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
@@ -189,6 +193,13 @@ class RemoteRunnerProvider:
                 f"{self.label}: unreadable answer from the runner probe") from None
         self._probes[session.id] = (time.monotonic(), answer)
         await self.sync_log(session, answer.get("log_size", 0))
+        if answer.get("nodes"):  # a multi-node run whose nodes share the session folder
+            from .nodes import hold_for_nodes, node_logs
+
+            for remote, local, offset, size in node_logs(
+                    self.remote_dir(session), session.session_dir, answer["nodes"]):
+                await RemoteLogMirror(self.transport, remote, local, offset).sync(size)
+            hold_for_nodes(answer)
         return answer
 
     async def sync_log(self, session: Session, remote_size: int) -> int:

@@ -182,6 +182,23 @@ def _ssh_accepts(host: str) -> bool:
     return done.returncode == 0
 
 
+def ssh_hostname(host: str) -> str:
+    """The address ssh connects to for `host` (an alias's HostName, by `ssh -G`), or `host`."""
+    argv = ["ssh", "-G"]
+    if cfg := _ssh_config_path():
+        argv += ["-F", os.path.expanduser(cfg)]
+    try:
+        done = subprocess.run(argv + ["--", host], capture_output=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return host
+    for line in done.stdout.decode(errors="replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "hostname" and value.strip():
+            return value.strip()
+    return host
+
+
 def _is_config_alias(host: str) -> bool:
     """Whether a Host line of the ssh config (or a file it Includes) names `host`."""
     cfg = _ssh_config_path()

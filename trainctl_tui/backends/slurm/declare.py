@@ -23,8 +23,8 @@ def _options() -> tuple[Option, ...]:
                    after="provider", **{"placeholder": "(the cluster's default)", **more})
 
     return (
-        field("nodes", "--nodes", "nodes of the job", "Nodes", type="int", metavar="N",
-              minimum=1, placeholder="1"),
+        field("nodes", "--nodes", "nodes of the job, one runner each (MIN:MAX: as many as "
+              "Slurm gives)", "Nodes", metavar="N|MIN:MAX", placeholder="1"),
         field("gpus_per_node", "--gpus-per-node", "GPUs per node (--gres=gpu:G)",
               "GPUs per node", type="int", metavar="G", minimum=0),
         field("time", "--time", "time limit, e.g. 04:00:00", "Time limit", metavar="T",

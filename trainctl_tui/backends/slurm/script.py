@@ -1,5 +1,6 @@
 """The batch script of a session: every #SBATCH line, the cluster's setup lines, then the
-runner supervising the training in the session folder on the shared filesystem.
+runner supervising the training in the session folder on the shared filesystem (with
+several nodes, one runner per node started by srun: runner/nodes.py).
 
 The runner runs in the job's working directory (the submit directory: the login directory,
 as over ssh). It starts in the background and the shell waits for it, so the shell's traps
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from ...runner.nodes import NodeCountError, node_count_text, parse_node_count
 from ..base import ProviderError
 
 SIGNALS_FILE = "slurm-signals"  # in the session folder: "TERM 1733370000" a line
@@ -33,14 +35,18 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class JobRequest:
     """What one job asks Slurm for: the cluster's defaults overridden by the launch options."""
 
-    __slots__ = ("nodes", "gpus_per_node", "gres", "time", "partition", "account", "qos")
+    __slots__ = ("nodes", "several", "node_range", "gpus_per_node", "gres", "time", "partition",
+                 "account", "qos")
 
     def __init__(self, cluster, options: dict | None = None):
         options = {k: v for k, v in (options or {}).items() if v is not None}
-        self.nodes = int(options.get("nodes") or 1)
-        if self.nodes != 1:  # several nodes would be allocated and all but one left idle
-            raise ProviderError(f"slurm: --nodes {self.nodes} is not supported yet: one runner "
-                                "per node (srun) comes with multi-node runs; use --nodes 1")
+        try:  # "N" or "MIN:MAX" (as many as Slurm gives)
+            self.nodes = node_count_text(options.get("nodes") or 1)
+            low, high = parse_node_count(self.nodes)
+        except NodeCountError as exc:
+            raise ProviderError(f"slurm: {exc}") from None
+        self.several = high > 1  # one runner per node, started by srun
+        self.node_range = str(low) if low == high else f"{low}-{high}"
         self.gpus_per_node = options.get("gpus_per_node", cluster.gpus_per_node)
         self.gres = None if "gpus_per_node" in options else cluster.gres
         self.time = options.get("time", cluster.time)
@@ -49,7 +55,7 @@ class JobRequest:
         self.qos = options.get("qos", cluster.qos)
 
     def sbatch_lines(self) -> list[str]:
-        lines = [f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        lines = [f"--nodes={self.node_range}", "--ntasks-per-node=1"]
         for flag, value in (("partition", self.partition), ("account", self.account),
                             ("qos", self.qos), ("time", self.time)):
             if value:
@@ -105,17 +111,19 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
         RESUME_NEWEST,
         "EOF",
         "fi",
-        f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" &",
-        "runner=$!",
+        *(start_node_runners(python, runner, request.nodes) if request.several else [
+            f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" &",
+            "runner=$!",
+            "signal_runners() { kill -\"$1\" \"$runner\" 2>/dev/null; }"]),
         # Slurm's own TERM (scancel, a requeue, a preemption, the time limit) reaches every
-        # process of the job, the runner too: passing it on would be a second SIGTERM, the
+        # process of the job, the runners too: passing it on would be a second SIGTERM, the
         # runner's force stop. trainctl's stop (INT) reaches the batch shell alone.
         "trap '[ -n \"$requeued\" ] && exit 0; note TERM' TERM",
-        "trap 'note INT; kill -TERM \"$runner\" 2>/dev/null' INT",
-        "trap 'note USR2; kill -USR1 \"$runner\" 2>/dev/null' USR2",
+        "trap 'note INT; signal_runners TERM' INT",
+        "trap 'note USR2; signal_runners USR1' USR2",
         # Slurm's warning before the time limit: a graceful stop so the training saves, then
         # a requeue (up to max_requeues) that starts it again from that checkpoint.
-        "trap 'note USR1; warned=1; kill -TERM \"$runner\" 2>/dev/null' USR1",
+        "trap 'note USR1; warned=1; signal_runners TERM' USR1",
         "wait \"$runner\"; code=$?",
         "while kill -0 \"$runner\" 2>/dev/null; do wait \"$runner\"; code=$?; done",
         "if [ -n \"$warned\" ] && [ ! -e \"$trainctl_dir\"/" + STOP_FILE + " ]; then",
@@ -131,3 +139,24 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
         "",
     ]
     return "\n".join(lines)
+
+
+def start_node_runners(python: str, runner: str, nodes: str) -> list[str]:
+    """One runner per node (srun, one task a node): each gets its rank from SLURM_NODEID and
+    every node's address, head first, resolved here from Slurm's NodeAddr. A signal for the
+    runners goes to the job step's tasks (srun itself would turn TERM into SIGKILL)."""
+    return [
+        "node_ip() {",
+        "  addr=$(scontrol -o show node \"$1\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
+        "  ip=$(getent ahostsv4 \"${addr:-$1}\" | awk 'NR == 1 { print $1 }')",
+        "  echo \"${ip:-${addr:-$1}}\"",
+        "}",
+        "node_ips=$(for node in $(scontrol show hostnames \"$SLURM_JOB_NODELIST\"); do "
+        "node_ip \"$node\"; done | paste -sd, -)",
+        "srun --ntasks-per-node=1 bash -c 'exec \"$0\" \"$1\" \"$2\" "
+        "--node-rank \"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\"' "
+        f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" \"$node_ips\" "
+        f"{shlex.quote(nodes)} &",
+        "runner=$!",
+        "signal_runners() { scancel --signal=\"$1\" \"$SLURM_JOB_ID\"; }",
+    ]

@@ -13,6 +13,14 @@ class SSHDeclaration(Declaration):
 
     log_url_scheme = "ssh://"
 
+    @property
+    def options(self):  # built on first use: `sessions` never asks
+        from ...core.options import LAUNCH, Option
+
+        return (Option("nodes", "--nodes", help="ssh: nodes of a group run, one host each "
+                       "(--provider ssh:GROUP or ssh:a,b,c; default: every host)",
+                       metavar="N|MIN:MAX", fills="spec", commands=(LAUNCH,), forms=()),)
+
     def configured(self, config) -> bool:
         return bool(config.ssh.hosts)
 

@@ -11,17 +11,23 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from ...core import aio
+from ...core.models import Session
 from ..base import ProviderError
 from ..remote.runner import HostOverSSH, RemoteLogMirror
 from ..remote.transport import SSHTarget, SSHTransport, resolve_target
+from .group import GroupRun, chosen_hosts, group_hosts, own_remote_dir, spec_nodes
 
 
 class SSHProvider(HostOverSSH):
-    """The runner on a host named in [ssh.hosts] or ~/.ssh/config."""
+    """The runner on a host named in [ssh.hosts] or ~/.ssh/config, or on each host of a group
+    (`ssh:GROUP` of [ssh.groups], or `ssh:a,b,c`) for a multi-node run: group.py."""
 
-    def __init__(self, host: str):
+    def __init__(self, host: str, own_dir: bool = False):
         super().__init__()
         self.host = host
+        self.own_dir = own_dir  # one node of a group: its folder is under its own workdir
+        self._group_hosts: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -33,11 +39,58 @@ class SSHProvider(HostOverSSH):
 
     @property
     def target(self) -> SSHTarget:
+        """The host's target; a group's head (its first host), every host checked."""
         if self._target is None:
             from ...config.loader import load_config
 
-            self._target = resolve_target(self.host, load_config().ssh.hosts)
+            config = load_config()
+            self._group_hosts = group_hosts(self.host, config)
+            head = self._group_hosts[0] if self._group_hosts else self.host
+            self._target = resolve_target(head, config.ssh.hosts)
         return self._target
+
+    @property
+    def group(self) -> GroupRun:
+        from ...config.loader import load_config
+
+        return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True))
+
+    def check_options(self, options: dict) -> None:
+        """At launch, before anything is made: --nodes against the group's hosts."""
+        self.target  # noqa: B018 - resolves the group
+        chosen_hosts(self.host, self._group_hosts, options.get("nodes"))
+
+    def remote_dir(self, session: Session) -> str:
+        if self.own_dir:
+            return own_remote_dir(self.workdir, session)
+        return super().remote_dir(session)
+
+    async def launch(self, session: Session, node_args: tuple[str, ...] = (),
+                     record: bool = True) -> None:
+        self.target  # noqa: B018 - resolves the group
+        if node_args or self._group_hosts is None:
+            return await super().launch(session, node_args, record)
+        hosts = chosen_hosts(self.host, self._group_hosts, spec_nodes(session))
+        await self.group.launch(session, hosts)
+
+    async def _probe(self, session: Session) -> dict:
+        answer = await super()._probe(session)
+        if len(GroupRun.nodes_of(session)) > 1:
+            from ..remote.nodes import hold_for_nodes
+
+            await self.group.probe_nodes(session, answer)
+            hold_for_nodes(answer)
+        return answer
+
+    async def _stop(self, session: Session, force: bool) -> str:
+        nodes = GroupRun.nodes_of(session)
+        if len(nodes) < 2:
+            return await super()._stop(session, force)
+        # every node at once: the head (rank 0) here, the others through group.py
+        others = list(enumerate(nodes))[1:]
+        done, _ = await aio.gather(super()._stop(session, force),
+                                   self.group.stop_nodes(session, others, force=force))
+        return done
 
 
 def mirror_for_url(url: str, hosts: dict) -> RemoteLogMirror:

@@ -17,5 +17,13 @@ class SshHost(Section):
     workdir: str = "~/.trainctl"
 
 
+class SshGroup(Section):
+    """Hosts that run one multi-node run together (`--provider ssh:NAME --nodes N`): names
+    of [ssh.hosts] or ~/.ssh/config aliases; the first is the head (rank 0)."""
+
+    hosts: list[str] = Field(default_factory=list)
+
+
 class SshConfig(Section):
     hosts: dict[str, SshHost] = Field(default_factory=dict)
+    groups: dict[str, SshGroup] = Field(default_factory=dict)

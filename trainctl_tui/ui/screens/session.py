@@ -20,7 +20,7 @@ from textual.widgets import Footer, Input, Static
 
 from ...core.models import Session
 from ...monitor.session_monitor import SessionMonitor
-from ...render.snapshot import elapsed, outcome
+from ...render.snapshot import elapsed, outcome, where_text
 from ..format import STATUS_STYLE, number, step
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -185,7 +185,7 @@ class SessionScreen(Screen):
             (s.name, "bold"), "  ", (s.id, "dim"), "  ",
             (str(s.status), STATUS_STYLE[s.status]),
             f"  attempt {s.attempt or '-'}  ", f"elapsed {elapsed(s)}  ",
-            (s.provider if not s.host else f"{s.provider}:{s.host}", "dim"),
+            (where_text(s), "dim"),  # 'ssh:trio · 2 nodes'; a host said once
         )
         why = outcome(s)
         if why and not s.status.active or s.detail:

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ...app.service import SessionOverview
+from ...core.formatting import nodes_note
 from ...render.snapshot import NAME_WIDTH, elapsed, outcome, visible
 from ...render.sparkline import sparkline
 from ..columns import ColumnLayout
@@ -168,7 +169,8 @@ class SessionsScreen(Screen):
             "alert": Text("!", style="bold red") if row.alerts else Text(" "),
             "name": Text(visible(s.name, NAME_WIDTH), style="bold red" if row.alerts else ""),
             "id": s.id,
-            "where": s.provider if not s.host else s.host,
+            # 8 columns: a multi-node run says how many (its place is on its screen)
+            "where": nodes_note(s.nodes).lstrip(" ·") or (s.provider if not s.host else s.host),
             "status": Text(str(s.status), style=STATUS_STYLE[s.status]),
             "attempt": str(s.attempt or "-"),
             "step": step(row.step),

@@ -1,0 +1,124 @@
+"""Issue 16's figure: the time from `trainctl launch --provider ssh:GROUP --nodes 3` to every
+rank training, on three SSH "hosts" (the test sshd on 127.0.0.1, a workdir each, as the tests
+use them). Two commands: a plain python trainer (the runners' start over ssh alone), and
+torchrun with a c10d rendezvous running a tiny DDP training on CPU (gloo; needs torch),
+timed to the first step logged by every rank.
+
+    python bench/multinode.py [--runs 3] [--nodes 3]
+
+Prints figures (median and each run) and the launch command's own share; asserts nothing.
+Not measured: the time from a node's loss to the run training again (replacing a lost node
+is not built yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sshd import SshServer, find_sshd  # noqa: E402 - the tests' sshd
+
+TRAINER = """\
+import os, sys, time
+print("step 0 loss 1.0 rank", os.environ["TRAINCTL_NODE_RANK"], flush=True)
+time.sleep(1)
+"""
+
+
+def config(root: Path, server: SshServer, hosts: list[str]) -> Path:
+    lines = []
+    for name in hosts:
+        lines += [f"[ssh.hosts.{name}]", *(f"{key} = {json.dumps(value)}"
+                                          for key, value in server.host_entry().items()),
+                  f"workdir = {json.dumps(str(root / f'ws-{name}'))}",
+                  f"python = {json.dumps(sys.executable)}", ""]
+    lines += ["[ssh.groups.bench]", f"hosts = {json.dumps(hosts)}", ""]
+    path = root / "config.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def node_logs(root: Path, hosts: list[str], session_id: str) -> list[Path]:
+    return [root / f"ws-{host}" / "sessions" / session_id /
+            ("train.log" if not rank else f"nodes/{rank}/train.log")
+            for rank, host in enumerate(hosts)]
+
+
+def one_run(root: Path, env: dict, hosts: list[str], command: list[str]) -> tuple[float, float]:
+    """(seconds until every rank logged its first step, seconds the launch command took)."""
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "trainctl_tui", "launch", "--provider",
+                             "ssh:bench", "--nodes", str(len(hosts)), "--cwd", str(root), "--",
+                             *command], capture_output=True, text=True, env=env, timeout=300)
+    launched = time.monotonic() - start
+    if result.returncode != 0:
+        raise SystemExit(f"launch failed: {result.stderr.strip()}")
+    session_id = result.stdout.strip().splitlines()[-1]
+    logs = node_logs(root, hosts, session_id)
+    while not all(log.exists() and "step 0" in log.read_text(errors="replace")
+                  for log in logs):
+        if time.monotonic() - start > 300:
+            raise SystemExit(f"ranks not training after 300 s: {session_id}")
+        time.sleep(0.05)
+    training = time.monotonic() - start
+    subprocess.run([sys.executable, "-m", "trainctl_tui", "stop", session_id, "--force"],
+                   capture_output=True, env=env, timeout=120)
+    return training, launched
+
+
+def report(name: str, runs: list[tuple[float, float]]) -> None:
+    training = [t for t, _ in runs]
+    launch = [lo for _, lo in runs]
+    print(f"{name}: launch -> every rank training: median {statistics.median(training):.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in training)}); the launch command itself: "
+          f"median {statistics.median(launch):.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args()
+    sshd = find_sshd()
+    if sshd is None:
+        raise SystemExit("sshd is not installed (apt-get install openssh-server)")
+    with tempfile.TemporaryDirectory(prefix="trainctl-bench-nodes-") as tmp:
+        root = Path(tmp)
+        (root / "sshd").mkdir()
+        server = SshServer(root / "sshd", sshd)
+        server.start()
+        try:
+            hosts = [f"h{n}" for n in range(args.nodes)]
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAINCTL_HOME": str(root / "home"),
+                   "TRAINCTL_CONFIG": str(config(root, server, hosts)),
+                   "TRAINCTL_SSH_CONFIG": str(server.config_path)}
+            trainer = root / "train.py"
+            trainer.write_text(TRAINER)
+            plain = [one_run(root, env, hosts, [sys.executable, "-u", str(trainer)])
+                     for _ in range(args.runs)]
+            report(f"{args.nodes} nodes, python", plain)
+            torchrun = Path(sys.executable).with_name("torchrun")
+            if torchrun.exists():
+                ddp = [str(torchrun), "--nproc-per-node", "1",
+                       str(ROOT / "tests" / "fixtures" / "ddp_train.py"), "3"]
+                env["OMP_NUM_THREADS"] = "1"
+                report(f"{args.nodes} nodes, torchrun c10d + DDP (gloo)",
+                       [one_run(root, env, hosts, ddp) for _ in range(args.runs)])
+            else:
+                print("torchrun not installed here: the DDP figure is skipped")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
