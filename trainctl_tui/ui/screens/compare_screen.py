@@ -20,7 +20,7 @@ from ...app.log_sources import LogSource
 from ...core.errors import TrainctlError
 from ...monitor.compare import default_metric, elapsed_xs, figures, metric_names, time_unit
 from ...monitor.session_monitor import SessionMonitor
-from ...render.compare import COLUMNS, cells
+from ...render.compare import COLUMNS, cells, short_label
 from ..plotting import SERIES_COLORS
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -187,7 +187,7 @@ class CompareScreen(Screen):
         for index, run in enumerate(self.runs):
             color = SERIES_COLORS[index % len(SERIES_COLORS)]
             text.append("━━ ", style=f"color({color})")
-            text.append(short_label(run.label))
+            text.append(short_label(run.label, LABEL_WIDTH))
             series = run.monitor.shown.series.get(metric)
             if series is None or not len(series):
                 text.append(f" (no {metric})", style="dim")
@@ -219,7 +219,7 @@ class CompareScreen(Screen):
 
     def _styled(self, index: int, row: tuple[str, ...]) -> list:
         color = SERIES_COLORS[index % len(SERIES_COLORS)]
-        name = Text.assemble(("━━ ", f"color({color})"), short_label(row[0]))
+        name = Text.assemble(("━━ ", f"color({color})"), row[0])
         return [name, *(Text(cell, justify="right") for cell in row[1:])]
 
     # -- actions ------------------------------------------------------------------------
@@ -268,10 +268,3 @@ def open_log(service, target: str) -> LogSource:
     if not target:
         raise TrainctlError("give a log path or an ssh:// URL")
     return asyncio.run(log_source(service, target))
-
-
-def short_label(label: str, width: int = LABEL_WIDTH) -> str:
-    """A run's name for the legend: a long log path keeps its end (…/run-3/train.log)."""
-    if len(label) <= width:
-        return label
-    return "…" + label[-(width - 1):]
