@@ -69,7 +69,7 @@ class CompareScreen(Screen):
         yield Static("", id="compare-header")
         yield Static("", id="compare-legend")
         yield PlotView(id="compare-plot", min_interval=0.5)
-        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="compare-table", cursor_type="none", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -28,7 +28,9 @@ COLUMNS = [
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
     ("cost", "COST", 5), ("detail", "DETAIL", 0),
 ]
-LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail"},
+# At 80 columns the alert's `!` shares the mark column (a marked row shows its mark; its
+# name is red either way).
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail", "alert"},
                       narrow_widths={"name": 12, "trend": 8}, min_rest=10)
 
 SESSION_KEYS = [
@@ -173,7 +175,7 @@ class SessionsScreen(Screen):
         s = row.session
         detail = "; ".join(a.message for a in row.alerts) if row.alerts else outcome(s)
         return {
-            "mark": Text("✓", style="bold magenta") if s.id in self.marked else Text(" "),
+            "mark": self._mark(row),
             "alert": Text("!", style="bold red") if row.alerts else Text(" "),
             "name": Text(visible(s.name, NAME_WIDTH), style="bold red" if row.alerts else ""),
             "id": s.id,
@@ -187,6 +189,13 @@ class SessionsScreen(Screen):
             "cost": "-",
             "detail": Text(visible(detail)),
         }
+
+    def _mark(self, row: SessionOverview) -> Text:
+        if row.session.id in self.marked:
+            return Text("✓", style="bold magenta")
+        if row.alerts and "alert" not in self.query_one(DataTable).columns:
+            return Text("!", style="bold red")
+        return Text(" ")
 
     def _matches(self, row: SessionOverview) -> bool:
         if not self.filter_text:
