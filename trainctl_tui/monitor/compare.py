@@ -58,10 +58,8 @@ def figures(label: str, series: Series | None, *, elapsed: float | None = None,
             cost: float | None = None) -> RunFigures:
     if series is None or not len(series):
         return RunFigures(label, None, None, None, None, 0, elapsed, cost)
-    low = series.min
-    at = None
-    if low is not None:
-        at = series.xs[series.ys.index(low)]
+    low, where = series.min, series.min_index()
+    at = series.xs[where] if where is not None else None
     return RunFigures(label, series.ys[-1], low, at, series.xs[-1], len(series), elapsed, cost)
 
 

@@ -64,11 +64,12 @@ class CompareScreen(Screen):
         self.patterns: tuple[str, ...] = ()
         self.metric: str | None = None  # None: the default (train loss, else eval loss)
         self.by_time = False
+        self._shown: dict[str, tuple[str, ...]] = {}  # table row -> the cells drawn
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-header")
         yield Static("", id="compare-legend")
-        yield PlotView(id="compare-plot", min_interval=0.5)
+        yield PlotView(id="compare-plot", min_interval=0.5, fast=True)
         yield DataTable(id="compare-table", cursor_type="none", zebra_stripes=True)
         yield Footer()
 
@@ -212,10 +213,17 @@ class CompareScreen(Screen):
             table.clear()
             for key, row in zip(keys, rows, strict=True):
                 table.add_row(*self._styled(int(key), row), key=key)
+            self._shown = dict(zip(keys, rows, strict=True))
             return
         for key, row in zip(keys, rows, strict=True):
-            for column, value in zip(COLUMNS, self._styled(int(key), row), strict=True):
-                table.update_cell(key, column, value)
+            shown = self._shown.get(key)
+            if shown == row:  # nothing redrawn (or sent over a slow link) when nothing changed
+                continue
+            styled = self._styled(int(key), row)
+            for column, value, cell, old in zip(COLUMNS, styled, row, shown, strict=True):
+                if cell != old:
+                    table.update_cell(key, column, value, update_width=True)
+            self._shown[key] = row
 
     def _styled(self, index: int, row: tuple[str, ...]) -> list:
         color = SERIES_COLORS[index % len(SERIES_COLORS)]

@@ -18,14 +18,19 @@ from ...monitor.smoothing import SmoothedSeries, next_smoothing, smoothing_label
 from ..plotting import FAINT_COLORS, SERIES_COLORS, Line, render
 
 XMap = Callable[[list[float], Series], list[float]]
+# Points smoothed a redraw, all lines together (~0.05 s): millions catch up over a few redraws.
+SMOOTH_BUDGET = 100_000
 
 
 class PlotView(Widget):
     DEFAULT_CSS = "PlotView { height: 1fr; }"
 
-    def __init__(self, *, min_interval: float = 0.5, **kwargs):
+    def __init__(self, *, min_interval: float = 0.5, fast: bool = False, **kwargs):
+        """`fast`: draw with ui/linechart.py (many lines, many redraws) instead of
+        plotext."""
         super().__init__(**kwargs)
         self.min_interval = min_interval
+        self.fast = fast
         self._series: list[tuple[str, Series | None]] = []
         self._live: dict[str, tuple[float, float]] = {}  # label -> the unfinished line's point
         self._x_map: XMap | None = None
@@ -84,6 +89,10 @@ class PlotView(Widget):
             self._pending = True
             self.set_timer(wait, self._flush)
 
+    def _catch_up(self) -> None:
+        self._version += 1
+        self.refresh()
+
     def _flush(self) -> None:
         self._pending = False
         self.refresh()
@@ -107,7 +116,13 @@ class PlotView(Widget):
                         style="dim")
         key = (self._version, width, height)
         if key != self._cache_key:
-            self._cache = Text.from_ansi(render(self.lines(width * 2), width, height))
+            if self.fast:
+                from ..linechart import render as draw
+
+                # min and max of each cell-wide bucket: 2 points a cell, 1 a dot column
+                self._cache = draw(self.lines(width), width, height)
+            else:
+                self._cache = Text.from_ansi(render(self.lines(width * 2), width, height))
             self._cache_key = key
             self._last_draw = time.monotonic()
         return self._cache
@@ -116,6 +131,7 @@ class PlotView(Widget):
         """What is drawn, each series sampled down to `points`: the raw curves (faint when
         smoothed), then the smoothed ones over them."""
         raw, smooth = [], []
+        budget, catching_up = SMOOTH_BUDGET, False
         for index, (label, series) in enumerate(self._series):
             color = SERIES_COLORS[index % len(SERIES_COLORS)]
             faint = FAINT_COLORS[index % len(FAINT_COLORS)]
@@ -131,11 +147,16 @@ class PlotView(Widget):
                 continue
             raw.append(Line(label, sx, sy, faint))
             twin = self._smoothed.setdefault(label, SmoothedSeries(self.smoothing))
-            smoothed = twin.of(series)
+            behind = twin.behind(series)
+            smoothed = twin.of(series, budget)
+            budget = max(0, budget - behind)
+            catching_up = catching_up or twin.behind(series) > 0
             mx, my = smoothed.downsample(points)
             if self._x_map is not None:
                 mx = self._x_map(mx, series)
             smooth.append(Line(f"{label} smoothed", mx, my, color))
+        if catching_up:  # drawn as far as smoothed; the rest over the next redraws
+            self.set_timer(0.05, self._catch_up)
         return raw + smooth
 
     def _newest(self, label: str, series: Series | None) -> float | None:
