@@ -149,8 +149,19 @@ def _compose(bits, colors, y_ticks, y_labels, margin, y_scale, x_scale, whole) -
             labels[at:at + len(label)] = label
             free = at + len(label) + 1
     text.append(" " * (margin - 1) + "└" + "".join(axis) + "\n", _AXES)
-    text.append("".join(labels).rstrip(), _AXES)
+    # Each label its own piece, the gaps unstyled: an SVG export places every piece at its
+    # cell (a renderer may drop the leading spaces of one long piece).
+    for gap, label in _pieces("".join(labels).rstrip()):
+        text.append(gap)
+        text.append(label, _AXES)
     return text
+
+
+def _pieces(row: str) -> list[tuple[str, str]]:
+    """(spaces, word) pairs of a row of labels."""
+    import re
+
+    return re.findall(r"( *)(\S+)", row)
 
 
 def _value_label(value: float) -> str:
