@@ -95,10 +95,13 @@ def test_two_sessions_of_one_name_are_told_apart_by_id(runs, trainctl_home):
     (["{a}", "{tmp}"], "{tmp} is a directory; give the log file inside it"),
     (["{a}", "bert", "--metric", "accuracy"],
      "no run has the series 'accuracy'; they have: loss, val_loss, lr"),
+    (["{prose}", "{prose}"], "none of the runs has printed a metric yet (nothing to compare)"),
 ])
 def test_bad_input_is_one_line(runs, tmp_path, args, error):
     log_a, _ = runs
-    fill = {"a": str(log_a), "tmp": str(tmp_path)}
+    prose = tmp_path / "prose.log"
+    prose.write_text("loading the data\nstarting\n")
+    fill = {"a": str(log_a), "tmp": str(tmp_path), "prose": str(prose)}
     result = run_cli("compare", *[arg.format(**fill) for arg in args])
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == error.format(**fill) + "\n"

@@ -94,6 +94,14 @@ def test_marks_then_compare_with_every_key(three_sessions, trainctl_home, tmp_pa
             plot = screen.query_one(PlotView)
             assert [label for label, _ in plot._series] == ["run-a", "bert"]
 
+            # a run that goes on: its new lines reach the table and the chart
+            log_a = trainctl_home / "sessions" / "run-a" / "train.log"
+            with open(log_a, "a") as out:
+                out.write("step 50 | loss 1.00 | lr 0.05\n")
+            await wait_until(pilot, lambda: rows(screen)[0][1] == "1", what="the new point")
+            assert rows(screen)[0] == ["━━ run-a", "1", "1", "50", "50", "10m00s", ""]
+            assert len(plot._series[0][1]) == 5
+
             await pilot.press("m")  # the series the runs have: loss, val_loss, lr
             assert text(screen, "#compare-header").startswith("compare val_loss 2/3")
             assert rows(screen) == [["━━ run-a", "-", "-", "-", "-", "10m00s", ""],
@@ -105,7 +113,7 @@ def test_marks_then_compare_with_every_key(three_sessions, trainctl_home, tmp_pa
             await pilot.press("x")  # elapsed time: each run's steps at its average pace
             assert "x: elapsed (min)" in text(screen, "#compare-header")
             lines = {line.label: line for line in plot.lines(200)}
-            assert list(lines["run-a"].xs) == [0.0, 10 / 3, 20 / 3, 10.0]
+            assert list(lines["run-a"].xs) == [0.0, 2.5, 5.0, 7.5, 10.0]
             assert lines["bert"].xs[0] == 0.0 and lines["bert"].xs[-1] == 3725 / 60
             await pilot.press("x")
             assert "x: step" in text(screen, "#compare-header")
@@ -114,10 +122,10 @@ def test_marks_then_compare_with_every_key(three_sessions, trainctl_home, tmp_pa
             assert "smoothed 0.6" in text(screen, "#compare-header")
             assert json.loads((trainctl_home / "ui.json").read_text()) == {"smoothing": 0.6}
             lines = {line.label: line for line in plot.lines(200)}
+            # 2.5, 1.75, 1.25, 1.5, 1.0 smoothed by hand: last = 0.6 last + 0.4 y, / (1 - 0.6^n)
             assert list(lines["run-a smoothed"].ys) == pytest.approx(
-                [2.5, 2.5 * 0.4 * 0.6 / 0.64 + 1.75 * 0.4 / 0.64,
-                 (1.0 * 0.36 + 1.75 * 0.4 * 0.6 + 1.25 * 0.4) / 0.784,
-                 (1.0 * 0.216 + 0.7 * 0.36 + 0.5 * 0.6 + 1.5 * 0.4) / 0.8704])
+                [2.5, (0.6 + 0.7) / 0.64, (0.78 + 0.5) / 0.784, (0.768 + 0.6) / 0.8704,
+                 (0.8208 + 0.4) / 0.92224])
             assert lines["run-a"].color != lines["run-a smoothed"].color  # the faint raw one
             await pilot.press("S", "S", "S")
             assert "smoothed" not in text(screen, "#compare-header")

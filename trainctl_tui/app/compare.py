@@ -66,8 +66,9 @@ def check_metric(metric: str, metric_sets: list[MetricSet]) -> None:
     names = metric_names(metric_sets)
     if metric in names:
         return
-    have = ", ".join(names) if names else "no metrics at all"
-    raise TrainctlError(f"no run has the series '{metric}'; they have: {have}")
+    if not names:
+        raise TrainctlError("none of the runs has printed a metric yet (nothing to compare)")
+    raise TrainctlError(f"no run has the series '{metric}'; they have: {', '.join(names)}")
 
 
 async def compare(service, targets: list[str], metric: str | None = None, *,
