@@ -9,6 +9,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,45 @@ async def shoot(size: tuple[int, int], suffix: str) -> None:
         await pilot.press("escape", "escape", "n")
         await pilot.pause(0.5)
         app.save_screenshot(str(OUT / f"launch{suffix}.svg"))
+
+
+def launch_lr_sweep() -> None:
+    """Two more demo runs at other learning rates, for the compare screen."""
+    from trainctl_tui.app.service import LaunchRequest, Service, demo_script_path
+
+    service = Service()
+    for name, lr in (("demo-lr-0.005", "0.005"), ("demo-lr-0.08", "0.08")):
+        command = [sys.executable, "-u", str(demo_script_path()), "--steps", "400",
+                   "--step-time", "0.01", "--lr", lr, "--ckpt-every", "1000"]
+        asyncio.run(service.launch(LaunchRequest(command=command, name=name)))
+    service.close()
+
+
+async def shoot_compare(size: tuple[int, int], suffix: str) -> None:
+    """The three demo runs marked (space) and compared (C), smoothed at 0.9 (S)."""
+    from trainctl_tui.ui.screens.compare_screen import CompareScreen
+
+    app = TrainctlApp(refresh_seconds=30)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.screen.query("DataTable")
+                         and app.screen.query_one("DataTable").row_count >= 5)
+        screen = app.screen
+        table = screen.query_one("DataTable")
+        order = [key.value for key in table.rows]
+        for row in screen.rows:
+            if row.session.name.startswith("demo"):
+                table.move_cursor(row=order.index(row.session.id), animate=False)
+                await pilot.press("space")
+        await pilot.press("C")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen)
+                         and len(app.screen.runs) == 3)
+        compare = app.screen
+        await wait_until(pilot, lambda: all(len(run.monitor.shown.series.get("loss") or ())
+                                            > 30 for run in compare.runs))
+        while compare.query_one(PlotView).smoothing != 0.9:  # kept from the last run
+            await pilot.press("S")
+        await pilot.pause(1.0)
+        app.save_screenshot(str(OUT / f"compare{suffix}.svg"))
 
 
 def cloud_machines() -> None:
@@ -142,6 +182,10 @@ def main() -> None:
     from trainctl_tui.app.service import Service
 
     asyncio.run(Service().stop("demo", force=True, wait=True))
+    launch_lr_sweep()
+    time.sleep(8)  # 400 steps each
+    asyncio.run(shoot_compare((120, 35), ""))
+    asyncio.run(shoot_compare((80, 24), "-80x24"))
     cloud_machines()
     slurm_cluster()
     asyncio.run(shoot_instances((120, 35), ""))

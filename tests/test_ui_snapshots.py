@@ -175,3 +175,38 @@ def test_checkpoints_screen(trainctl_home, snap_compare, size):
 
     assert snap_compare(make_app(checkpoints=str(folder)), terminal_size=size,
                         run_before=loaded)
+
+
+async def compare_drawn(pilot, names=("gpt2-small", "demo"), keys=()) -> None:
+    """Mark the sessions `names` with space, press C, wait for the chart and the table."""
+    from textual.widgets import DataTable
+
+    from trainctl_tui.ui.screens.compare_screen import CompareScreen
+
+    await table_filled(pilot)
+    table = pilot.app.screen.query_one(DataTable)
+    shown = {row.session.name: row.session.id for row in pilot.app.screen.rows}
+    order = [key.value for key in table.rows]
+    for name in names:
+        table.move_cursor(row=order.index(shown[name]), animate=False)
+        await pilot.press("space")
+    await pilot.press("C", *keys)
+    for _ in range(100):
+        await pilot.pause(0.1)
+        screen = pilot.app.screen
+        if isinstance(screen, CompareScreen) and len(screen.runs) == len(names) and all(
+                len(run.monitor.shown.series.get("loss") or ()) for run in screen.runs):
+            break
+    await pilot.pause(0.8)  # the chart redraws at most twice a second
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_screen(fixed_store, snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size, run_before=compare_drawn)
+
+
+def test_compare_screen_smoothed(fixed_store, snap_compare):
+    async def smoothed(pilot):
+        await compare_drawn(pilot, keys=("S", "S"))
+
+    assert snap_compare(make_app(), terminal_size=(120, 35), run_before=smoothed)

@@ -167,6 +167,11 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
                          "ssh://[user@]host[:port]/path/to/train.log")
     metrics.add_argument("--json", action="store_true", help="every point, as JSON")
 
+    if wanted is None or wanted == "compare":  # its module only when it may run
+        from .compare import add_parser as add_compare
+
+        add_compare(commands)
+
     checkpoints = commands.add_parser(
         "checkpoints", help="list a session's (or a directory's) checkpoints; prune them",
         description="trainctl checkpoints DIR|ID [--json]  |  "
@@ -445,12 +450,9 @@ def cmd_logs(args) -> int:
 
 
 def require_session_folder(session) -> None:
-    """A session whose folder was deleted by hand: its log and files are gone, say so."""
-    from pathlib import Path
+    from ..app.log_sources import require_session_folder as check
 
-    if not Path(session.session_dir).is_dir():
-        raise TrainctlError(f"session {session.id}'s folder {session.session_dir} is gone "
-                            f"(deleted?); trainctl rm {session.id} forgets the session")
+    check(session)
 
 
 def print_container_log(session, lines: int) -> None:
@@ -635,30 +637,16 @@ def metrics_source(service, target: str):
     """(local file, name to show) of what `trainctl metrics` reads: every source
     `trainctl watch` takes, with its errors (a log file, ssh://[user@]host[:port]/path), or
     a session id/name."""
-    from pathlib import Path
+    from ..app.log_sources import log_source
 
-    from ..core.errors import SessionNotFound
+    source = _run(log_source(service, target))
+    return source.path, source.label
 
-    if service.is_log_url(target):
-        mirror = service.log_mirror(target)
-        _run(service.mirror_whole_log(mirror))
-        return mirror.local, target
-    path = Path(target).expanduser()
-    if path.is_file():
-        return path, str(path)
-    if path.is_dir():
-        raise TrainctlError(f"{path} is a directory; give the log file inside it")
-    try:
-        session = _run(service.get(target))
-    except SessionNotFound:
-        if "/" in target or target.startswith((".", "~")) or path.suffix:
-            raise TrainctlError(f"no such log file: {path}") from None  # as `watch` says
-        raise
-    require_session_folder(session)
-    log = service.log_path(session)
-    if not log.is_file():
-        raise TrainctlError(f"session {session.id} has no log yet ({log})")
-    return log, str(log)
+
+def cmd_compare(args) -> int:
+    from .compare import print_comparison
+
+    return print_comparison(_service(), args)
 
 
 def cmd_checkpoints(args) -> int:
@@ -767,5 +755,6 @@ COMMANDS = {
     "checkpoints": cmd_checkpoints,
     "checkpoint": cmd_checkpoint,
     "metrics": cmd_metrics,
+    "compare": cmd_compare,
     "_recover": cmd_recover,
 }

@@ -17,8 +17,8 @@ class Series:
     says where the first one was. `min`/`max` are over finite values only.
     """
 
-    __slots__ = ("name", "xs", "ys", "nonfinite", "_min", "_max", "_scanned", "_first_bad",
-                 "_blocks")
+    __slots__ = ("name", "xs", "ys", "nonfinite", "_min", "_max", "_min_at", "_scanned",
+                 "_first_bad", "_blocks")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -27,6 +27,7 @@ class Series:
         self.nonfinite = 0
         self._min = math.inf
         self._max = -math.inf
+        self._min_at = -1  # where the minimum first is
         self._scanned = 0  # min/max cover ys[:_scanned]; appends stay two array appends
         self._first_bad = -1
         self._blocks = _BlockSummary()
@@ -66,17 +67,29 @@ class Series:
         self._scan()
         return self._max if self._min <= self._max else None
 
+    def min_index(self) -> int | None:
+        """The index of the first point at the smallest finite value, or None."""
+        self._scan()
+        return self._min_at if self._min_at >= 0 else None
+
     def _scan(self) -> None:
         if self._scanned == len(self.ys):
             return
-        chunk = self.ys[self._scanned :]
+        start = self._scanned
+        chunk = self.ys[start:]
         self._scanned = len(self.ys)
-        if not math.isfinite(sum(chunk)):
-            chunk = [y for y in chunk if y - y == 0]
-            if not chunk:
+        if math.isfinite(sum(chunk)):
+            low, high = min(chunk), max(chunk)
+            low_at = chunk.index(low)
+        else:
+            values = [y for y in chunk if y - y == 0]
+            if not values:
                 return
-        self._min = min(self._min, min(chunk))
-        self._max = max(self._max, max(chunk))
+            low, high = min(values), max(values)
+            low_at = next(k for k, y in enumerate(chunk) if y == low)
+        if low < self._min:
+            self._min, self._min_at = low, start + low_at
+        self._max = max(self._max, high)
 
     def __len__(self) -> int:
         return len(self.ys)
@@ -178,13 +191,16 @@ def _extremes_with_nonfinite(chunk) -> tuple[int, int]:
 
 
 class _BlockSummary:
-    """Per whole block of BLOCK points, the two indexes `_extremes` keeps for it."""
+    """Per whole block of BLOCK points, the two indexes `_extremes` keeps for it, and its
+    smallest and largest value (nan for a block holding nan/inf)."""
 
-    __slots__ = ("first", "second")
+    __slots__ = ("first", "second", "low", "high")
 
     def __init__(self) -> None:
         self.first = array("q")
         self.second = array("q")
+        self.low = array("d")
+        self.high = array("d")
 
     def update(self, ys) -> None:
         done = len(self.first)
@@ -194,6 +210,11 @@ class _BlockSummary:
             i, j = picked[0], picked[-1]
             self.first.append(i)
             self.second.append(j)
+            a, b = ys[i], ys[j]
+            if a - a or b - b:  # the block holds nan or inf: its runs take the long way
+                a = b = math.nan
+            self.low.append(min(a, b))
+            self.high.append(max(a, b))
 
     def downsample(self, xs, ys, width: int) -> tuple[list[float], list[float]]:
         self.update(ys)
@@ -212,6 +233,18 @@ class _BlockSummary:
     def _run_extremes(self, ys, start: int, stop: int) -> tuple[int, ...]:
         if start >= stop:
             return ()
+        lows = self.low[start:stop]
+        if lows[0] == lows[0] and math.isfinite(sum(lows)):
+            # The earliest block with the run's minimum holds its first point at it (and the
+            # same for the maximum): what `_extremes` of every candidate picks, found in C.
+            highs = self.high[start:stop]
+            low, high = min(lows), max(highs)
+            k, m = start + lows.index(low), start + highs.index(high)
+            i = self.first[k] if ys[self.first[k]] == low else self.second[k]
+            j = self.first[m] if ys[self.first[m]] == high else self.second[m]
+            if i == j:
+                return (i,)
+            return (i, j) if i < j else (j, i)
         candidates = sorted({*self.first[start:stop], *self.second[start:stop]})
         picked = _extremes([ys[i] for i in candidates], 0, len(candidates))
         return tuple(candidates[k] for k in picked)

@@ -98,6 +98,11 @@ class TrainctlApp(App):
     def open_session(self, session_id: str) -> None:
         self.push_screen(SessionScreen(session_id=session_id))
 
+    def open_compare(self, session_ids: list[str]) -> None:
+        from .screens.compare_screen import CompareScreen
+
+        self.push_screen(CompareScreen(session_ids))
+
     def switch_to_sessions(self) -> None:
         """Back from a session opened directly (e.g. by `trainctl watch`)."""
         if self.watch_path is not None:
@@ -301,6 +306,10 @@ class TrainctlApp(App):
             yield SystemCommand("Open session", "Live log and loss curve (enter)",
                                 screen.action_open)
             yield SystemCommand("Filter sessions", "Filter the table (/)", screen.action_filter)
+            yield SystemCommand("Mark session", "Mark / unmark it for comparing (space)",
+                                screen.action_toggle_mark)
+            yield SystemCommand("Compare marked sessions", "One chart, one table (C)",
+                                screen.action_compare)
         if isinstance(screen, CheckpointsScreen):
             yield SystemCommand("Validate checkpoint", "Check every byte (v)",
                                 screen.action_validate)
@@ -314,6 +323,14 @@ class TrainctlApp(App):
             yield SystemCommand("Search log", "Find text in the log (/)", screen.action_search)
             yield SystemCommand("Follow log", "Follow the end of the log on/off (f)",
                                 screen.action_toggle_follow)
+        if hasattr(screen, "action_cycle_smoothing"):
+            yield SystemCommand("Smoothing", "Off, 0.6, 0.9, 0.99 (S)",
+                                screen.action_cycle_smoothing)
+        if hasattr(screen, "action_toggle_x"):
+            yield SystemCommand("Next series", "Compare another series (m)",
+                                screen.action_next_metric)
+            yield SystemCommand("X axis", "Step or elapsed time (x)", screen.action_toggle_x)
+            yield SystemCommand("Add a log", "A path or ssh:// URL (a)", screen.action_add_log)
         yield SystemCommand("Help", "Keys of this screen (?)", self.action_help)
 
 

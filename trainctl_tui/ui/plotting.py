@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # xterm-256 colours of the 1st, 2nd, 3rd ... series; the widget's legend uses the same.
-SERIES_COLORS = (39, 214, 170, 78, 203, 227)
+SERIES_COLORS = (39, 214, 170, 78, 203, 227, 141, 44)
+# The same hues, darker: a raw curve drawn faint under its smoothed one.
+FAINT_COLORS = (25, 130, 96, 29, 131, 136, 60, 30)
 AXES_COLOR = 245
 # plotext "dark" theme: axes colour 3, series sequence 4, 22, 54, 12, 10, 9.
 _DARK_THEME_MAP = {3: AXES_COLOR, 4: 39, 22: 214, 54: 170, 12: 78, 10: 203, 9: 227}
@@ -26,6 +28,7 @@ class Line:
     label: str
     xs: Sequence[float]
     ys: Sequence[float]
+    color: int | None = None  # xterm-256; None: the next of the theme's sequence
 
 
 def render(lines: list[Line], width: int, height: int) -> str:
@@ -46,7 +49,7 @@ def _finite(line: Line) -> Line:
     """plotext cannot place nan/inf; they are flagged elsewhere, here they are left out."""
     pairs = [(x, y) for x, y in zip(line.xs, line.ys, strict=False)
              if math.isfinite(y) and math.isfinite(x)]
-    return Line(line.label, [p[0] for p in pairs], [p[1] for p in pairs])
+    return Line(line.label, [p[0] for p in pairs], [p[1] for p in pairs], line.color)
 
 
 def _render_v6(plotext, lines: list[Line], width: int, height: int) -> str:
@@ -58,7 +61,9 @@ def _render_v6(plotext, lines: list[Line], width: int, height: int) -> str:
     for line in lines:
         # An empty series still takes its colour slot, so colours match the legend.
         xs, ys = (list(line.xs), list(line.ys)) if line.xs else ([math.nan], [math.nan])
-        signal = figure.signal(xs, ys)
+        marker = None if line.color is None else \
+            plotext.marker(None, plotext.pixel(foreground=line.color))
+        signal = figure.signal(xs, ys, marker=marker)
         figure.draw(signal.lines() if len(xs) > 1 else signal)
     figure.legend(active=False)
     xs = [x for line in lines for x in line.xs]
@@ -105,5 +110,6 @@ def _render_v5(plotext, lines: list[Line], width: int, height: int) -> str:
     plotext.plotsize(width, height)
     plotext.theme("dark")
     for line in lines:
-        plotext.plot(list(line.xs) or [0], list(line.ys) or [math.nan])
+        color = {} if line.color is None else {"color": line.color}
+        plotext.plot(list(line.xs) or [0], list(line.ys) or [math.nan], **color)
     return plotext.build()

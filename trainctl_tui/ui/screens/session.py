@@ -44,6 +44,7 @@ SESSION_KEYS = [
     ("d", "delete the session (refused while it runs)"),
     ("i", "instances: SSH hosts, EC2 instances and RunPod pods (cost, GPUs, shell)"),
     ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
+    ("S", "smoothing: off, 0.6, 0.9, 0.99 (TensorBoard's moving average; kept)"),
     ("f", "follow the end of the log on/off"),
     ("/", "search the log; enter: next match"),
     ("N / P", "next / previous match"),
@@ -63,6 +64,7 @@ class SessionScreen(Screen):
         Binding("c", "app.checkpoints", "Ckpts"),
         Binding("i", "app.instances", "Instances", show=False),
         Binding("m", "next_chart", "Chart"),
+        Binding("S", "cycle_smoothing", "Smooth", show=False),
         Binding("f", "toggle_follow", "Follow"),
         Binding("slash", "search", "Search"),
         Binding("N", "find(False)", "Next", show=False),
@@ -109,6 +111,7 @@ class SessionScreen(Screen):
         self.query_one("#progress").display = False
         log = self.query_one(LogView)
         log.focus()
+        self.query_one(PlotView).use_saved_smoothing()
         # The title says whether the log follows, whoever changed it (f, a key, the wheel).
         self.watch(log, "auto_scroll", lambda _: self.render_log_title())
         self.start()
@@ -212,6 +215,7 @@ class SessionScreen(Screen):
         legend = Text.assemble((title, "bold"),
                                (f" {self.chart_index % len(charts) + 1}/{len(charts)}  ", "dim"))
         legend.append_text(plot.legend())
+        legend.append_text(plot.smoothing_text())
         if self.history_progress is not None:  # a long log's first parse, still going
             done, total = self.history_progress
             legend.append(f"  reading history {100 * done // max(total, 1)}%", style="yellow")
@@ -266,6 +270,13 @@ class SessionScreen(Screen):
     def action_next_chart(self) -> None:
         self.chart_index += 1
         self.render_chart()
+
+    def action_cycle_smoothing(self) -> None:
+        unsaved = self.query_one(PlotView).cycle_smoothing()
+        if unsaved:
+            self.notify(unsaved, severity="warning")
+        if self.monitor is not None:
+            self.render_chart()
 
     def action_toggle_follow(self) -> None:
         log = self.query_one(LogView)

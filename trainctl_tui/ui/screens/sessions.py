@@ -23,12 +23,15 @@ from ..visibility import in_view
 # (key, label, width); DETAIL takes what is left. Narrow terminals (80 columns, often over
 # SSH) drop the columns that matter least.
 COLUMNS = [
+    ("mark", "", 1),  # space marks a session for `C` (compare)
     ("alert", "", 1), ("name", "NAME", 14), ("id", "ID", 6), ("where", "WHERE", 8),
     ("status", "STATUS", 9), ("attempt", "ATT", 3), ("step", "STEP", 7),
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
     ("cost", "COST", 5), ("detail", "DETAIL", 0),
 ]
-LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail"},
+# At 80 columns the alert's `!` shares the mark column (a marked row shows its mark; its
+# name is red either way).
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail", "alert"},
                       narrow_widths={"name": 12, "trend": 8}, min_rest=10)
 
 SESSION_KEYS = [
@@ -41,6 +44,8 @@ SESSION_KEYS = [
     ("d", "delete the selected session (refused while it runs)"),
     ("i", "instances: SSH hosts, EC2 instances and RunPod pods (cost, GPUs, shell)"),
     ("w", "watch any log: a path here, or ssh://[user@]host[:port]/path"),
+    ("space", "mark / unmark the session (marks show in the first column)"),
+    ("C", "compare the marked sessions: one chart, last / min / steps / elapsed / cost"),
     ("/", "filter sessions by name, id, status or provider"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
@@ -59,6 +64,8 @@ class SessionsScreen(Screen):
         Binding("c", "app.checkpoints", "Ckpts"),
         Binding("i", "app.instances", "Instances", show=False),
         Binding("w", "app.watch", "Watch a log", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("C", "compare", "Compare"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "app.help", "Help"),
@@ -71,6 +78,7 @@ class SessionsScreen(Screen):
         super().__init__()
         self.rows: list[SessionOverview] = []
         self.filter_text = ""
+        self.marked: list[str] = []  # session ids, in the order they were marked
         self._shown: dict[tuple[str, str], object] = {}  # (row, column) -> value drawn
 
     def compose(self) -> ComposeResult:
@@ -158,6 +166,8 @@ class SessionsScreen(Screen):
         line = f"{len(rows)} session{'s' if len(rows) != 1 else ''} · {running} active"
         if alerts:
             line += f" · [b red]{alerts} alert{'s' if alerts > 1 else ''}[/]"
+        if self.marked:
+            line += f" · {len(self.marked)} marked (C compares)"
         if self.filter_text:
             line += f" · filter '{self.filter_text}': {len(shown)} shown"
         self.query_one("#status-line", Static).update(line)
@@ -166,6 +176,7 @@ class SessionsScreen(Screen):
         s = row.session
         detail = "; ".join(a.message for a in row.alerts) if row.alerts else outcome(s)
         return {
+            "mark": self._mark(row),
             "alert": Text("!", style="bold red") if row.alerts else Text(" "),
             "name": Text(visible(s.name, NAME_WIDTH), style="bold red" if row.alerts else ""),
             "id": s.id,
@@ -181,12 +192,40 @@ class SessionsScreen(Screen):
             "detail": Text(visible(detail)),
         }
 
+    def _mark(self, row: SessionOverview) -> Text:
+        if row.session.id in self.marked:
+            return Text("✓", style="bold magenta")
+        if row.alerts and "alert" not in self.query_one(DataTable).columns:
+            return Text("!", style="bold red")
+        return Text(" ")
+
     def _matches(self, row: SessionOverview) -> bool:
         if not self.filter_text:
             return True
         s = row.session
         haystack = f"{s.name} {s.id} {s.status} {s.provider} {s.host or ''}".lower()
         return all(word in haystack for word in self.filter_text.lower().split())
+
+    def action_toggle_mark(self) -> None:
+        """k9s-style: space marks the row (or unmarks it) and moves down, to mark the next."""
+        session_id = self.selected_id
+        if session_id is None:
+            return
+        if session_id in self.marked:
+            self.marked.remove(session_id)
+        else:
+            self.marked.append(session_id)
+        self.apply_rows(self.rows)
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_compare(self) -> None:
+        known = {row.session.id for row in self.rows}
+        self.marked = [session_id for session_id in self.marked if session_id in known]
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more sessions with space to compare them "
+                        f"({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_compare(list(self.marked))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -14,13 +14,19 @@ from ..screen_work import screen_work
 
 
 class WatchPrompt(ModalScreen[tuple | None]):
-    """Dismisses with (local log path, RemoteLogMirror or None, label), or None."""
+    """Dismisses with (local log path, RemoteLogMirror or None, label), or None. With
+    `prepare`, with what `prepare(service, target)` (in a thread) returns instead."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
+    def __init__(self, title: str = "Watch a log", prepare=None):
+        super().__init__()
+        self.title_text = title
+        self.prepare = prepare
+
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="watch"):
-            yield Static("[b]Watch a log[/b]  [dim]a path on this machine, or "
+            yield Static(f"[b]{self.title_text}[/b]  [dim]a path on this machine, or "
                          "ssh://[user@]host[:port]/path · enter: open · esc: cancel[/dim]",
                          id="form-title")
             yield Input(placeholder="/path/to/train.log or ssh://gpu-box/home/me/run/train.log",
@@ -37,6 +43,9 @@ class WatchPrompt(ModalScreen[tuple | None]):
         error = self.query_one("#watch-error", Static)
         error.update("opening…")
         try:
+            if self.prepare is not None:
+                self.dismiss(await self.app.backend.run(self.prepare, target))
+                return
             result = await self.app.backend.run(lambda service: prepare_watch(service, target))
             if result[1] is not None:
                 await result[1].sync()  # unreachable host or missing file: say so here

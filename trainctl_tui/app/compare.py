@@ -1,0 +1,102 @@
+"""`trainctl compare A B [C ...]`: the runs (sessions or logs), their metrics, and one row of
+figures per run. The compare screen builds the same rows from the same functions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..core.errors import TrainctlError
+from ..core.models import Session
+from ..monitor.compare import RunFigures, default_metric, figures, metric_names
+from ..monitor.metrics import MetricSet
+from .log_sources import LogSource, log_source
+
+
+@dataclass
+class ComparedRun:
+    source: LogSource
+    label: str
+    metrics: MetricSet
+
+
+@dataclass
+class Comparison:
+    metric: str
+    runs: list[ComparedRun]
+    rows: list[RunFigures]
+
+    def to_json(self) -> dict:
+        """Every run's figures and every point of the compared series."""
+        runs = []
+        for run, row in zip(self.runs, self.rows, strict=True):
+            series = run.metrics.series.get(self.metric)
+            session = run.source.session
+            entry = {**row.to_json(), "session": session.id if session else None,
+                     "log": str(run.source.path) if session else run.source.label,
+                     "x": list(series.xs) if series is not None else [],
+                     "y": [_json_y(y) for y in series.ys] if series is not None else []}
+            runs.append(entry)
+        return {"version": 1, "metric": self.metric, "runs": runs}
+
+
+def run_elapsed(session: Session | None, now: float | None = None) -> float | None:
+    """Seconds the session has run (to its end, or to now while it runs); None for a log
+    trainctl did not launch (nothing says when it started)."""
+    if session is None or not session.started:
+        return None
+    return max(0.0, (session.ended or (now or time.time())) - session.started)
+
+
+def run_cost(session: Session | None) -> float | None:
+    """What the run cost, as far as trainctl knows it. It keeps no per-session cost yet (the
+    Instances screen knows machines, not runs), so this is None: shown blank, never $0."""
+    return None
+
+
+def run_labels(sources: list[LogSource]) -> list[str]:
+    """A session's name (with its id when two runs share it); a log as it was given."""
+    names = [s.session.name if s.session else s.label for s in sources]
+    return [f"{name} ({s.session.id})" if s.session and names.count(name) > 1 else name
+            for name, s in zip(names, sources, strict=True)]
+
+
+def check_metric(metric: str, metric_sets: list[MetricSet]) -> None:
+    """Refuse, in one line listing what they have, a series none of the runs has."""
+    names = metric_names(metric_sets)
+    if metric in names:
+        return
+    if not names:
+        raise TrainctlError("none of the runs has printed a metric yet (nothing to compare)")
+    raise TrainctlError(f"no run has the series '{metric}'; they have: {', '.join(names)}")
+
+
+async def compare(service, targets: list[str], metric: str | None = None, *,
+                  load=None) -> Comparison:
+    """The comparison of `targets` (session ids/names, log files, log URLs) on `metric`
+    (default: train loss, else eval loss). `load(path, patterns)` reads a log's metrics."""
+    if len(targets) < 2:
+        raise TrainctlError(f"compare needs at least two runs (sessions or logs), got "
+                            f"{len(targets)}")
+    if load is None:
+        from ..monitor.index import load_metrics as load
+    sources = [await log_source(service, target) for target in targets]
+    patterns = service.config.metrics.patterns
+    metric_sets = [load(source.path, patterns) for source in sources]
+    if metric is None:
+        metric = default_metric(metric_sets)
+    check_metric(metric, metric_sets)
+    now = time.time()
+    labels = run_labels(sources)
+    runs = [ComparedRun(s, label, m) for s, label, m in zip(sources, labels, metric_sets,
+                                                            strict=True)]
+    rows = [figures(run.label, run.metrics.series.get(metric),
+                    elapsed=run_elapsed(run.source.session, now),
+                    cost=run_cost(run.source.session)) for run in runs]
+    return Comparison(metric, runs, rows)
+
+
+def _json_y(y: float):
+    if y - y:
+        return "nan" if y != y else ("inf" if y > 0 else "-inf")
+    return y

@@ -1,0 +1,90 @@
+"""Runs side by side: which series they share, one row of figures per run, and the x of their
+points by step or by elapsed time. Shared by `trainctl compare` and the compare screen.
+
+Runs are aligned by step: each point keeps the step its log gave it. Logs print no clock per
+line, so on the elapsed-time axis a run's points are spread over its elapsed time at its
+average pace: the first point at 0, the last at the run's elapsed seconds (a run whose
+elapsed time is unknown, a log trainctl did not launch, has no place on that axis).
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .metrics import MetricSet
+from .series import Series
+
+# The series offered first, in this order; then the rest by name. `epoch` is an x, not a metric.
+PREFERRED = ("loss", "val_loss", "eval_loss")
+NOT_METRICS = ("epoch",)
+
+
+@dataclass
+class RunFigures:
+    """One row of the compare table."""
+
+    label: str
+    last: float | None  # the newest value
+    min: float | None  # the smallest finite value
+    min_step: float | None  # the step of the first point at that minimum
+    steps: float | None  # the step the run reached in this series (its last point's x)
+    points: int
+    elapsed: float | None  # seconds, when known
+    cost: float | None  # dollars, when known; never a guess
+
+    def to_json(self) -> dict:
+        return {"run": self.label, "last": _json_number(self.last), "min": self.min,
+                "min_step": self.min_step, "steps": self.steps, "points": self.points,
+                "elapsed_seconds": self.elapsed, "cost": self.cost}
+
+
+def metric_names(metric_sets: list[MetricSet]) -> list[str]:
+    """Every series any of the runs has (with at least one point): the preferred ones first,
+    then by name."""
+    found = {name for metrics in metric_sets for name, series in metrics.series.items()
+             if len(series) and name not in NOT_METRICS}
+    return [name for name in PREFERRED if name in found] + sorted(found - set(PREFERRED))
+
+
+def default_metric(metric_sets: list[MetricSet]) -> str:
+    """Train loss when a run has it, else eval loss, else the first series there is."""
+    names = metric_names(metric_sets)
+    return names[0] if names else PREFERRED[0]
+
+
+def figures(label: str, series: Series | None, *, elapsed: float | None = None,
+            cost: float | None = None) -> RunFigures:
+    if series is None or not len(series):
+        return RunFigures(label, None, None, None, None, 0, elapsed, cost)
+    low, where = series.min, series.min_index()
+    at = series.xs[where] if where is not None else None
+    return RunFigures(label, series.ys[-1], low, at, series.xs[-1], len(series), elapsed, cost)
+
+
+def elapsed_xs(xs, series: Series, elapsed: float | None) -> list[float] | None:
+    """`xs` (steps of `series`, e.g. sampled down) on the elapsed-time axis: seconds from the
+    series' first point (see the module's doc); None when the run's elapsed time is unknown."""
+    if elapsed is None or not len(series):
+        return None
+    first, last = series.xs[0], series.xs[-1]
+    if last <= first:
+        return [float(elapsed)] * len(xs)
+    scale = elapsed / (last - first)
+    return [(x - first) * scale for x in xs]
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """The unit an elapsed-time axis reads best in, and its size in seconds."""
+    if seconds >= 2 * 3600:
+        return "h", 3600.0
+    if seconds >= 2 * 60:
+        return "min", 60.0
+    return "s", 1.0
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
