@@ -17,16 +17,17 @@ FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 
 # Prints `step N/TOTAL`, saves a checkpoint when told to stop (SIGTERM), resumes from one.
 TRAIN = r"""
-import os, signal, sys, time
+import os, pickle, signal, sys, time
 total, pause = int(sys.argv[1]), float(sys.argv[2])
 start = 0
-if "--resume" in sys.argv:
-    start = int(open(sys.argv[sys.argv.index("--resume") + 1]).read())
+if "--resume" in sys.argv:  # a checkpoint is a pickle of the step: sound to the inspector
+    start = pickle.load(open(sys.argv[sys.argv.index("--resume") + 1], "rb"))
+    print("resumed from step %d" % start, flush=True)
 os.makedirs("ckpt", exist_ok=True)
 step = start
 def on_term(*_):
-    with open("ckpt/step_%06d.txt" % step, "w") as fh:
-        fh.write(str(step))
+    with open("ckpt/step_%06d.pt" % step, "wb") as fh:
+        pickle.dump(step, fh, protocol=2)
     print("got SIGTERM at step %d, saved checkpoint" % step, flush=True)
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
@@ -144,7 +145,7 @@ def test_budget_reached_stops_gracefully_after_a_warning(session, train):  # noq
     log = (folder / "train.log").read_text()
     assert re.search(r"got SIGTERM at step \d+, saved checkpoint", log)
     step = int(re.search(r"got SIGTERM at step (\d+)", log).group(1))
-    assert (folder.parent / "ckpt" / f"step_{step:06d}.txt").exists()
+    assert (folder.parent / "ckpt" / f"step_{step:06d}.pt").exists()
     marks = trainctl_lines(folder)
     assert any(re.fullmatch(r"\[trainctl\] budget: \$2\.\d\d of \$2\.50 used \(9\d%\)", m)
                for m in marks)

@@ -48,6 +48,10 @@ class Refreshing:
                     return session
                 status = None
             if status is not None:
+                if provider.remote:
+                    from .costs import mirror_figures
+
+                    mirror_figures(session, status)  # progress and cost, for every view
                 changes, attempts = changes_from_status(session, status)
                 new_status = changes.get("status", session.status)
                 if new_status.active and not await provider.runner_alive(session, status):

@@ -95,6 +95,7 @@ class Meter:
         if self.price is not None:
             spent = self.spent_before + self.price * max(0.0, now - self.started) / 3600
         return {"price_per_hour": self.price, "spent": spent, "hours": run_hours,
+                "spent_before": self.spent_before,
                 "budget": self.budget, "max_hours": self.max_hours,
                 "warned": dict(self.warned), "reached": self.reached}
 

@@ -134,6 +134,12 @@ class AWSProvider(RemoteRunnerProvider):
 
         return await AWSCloud().lookup(self.host)
 
+    async def price_per_hour(self, session: Session, options: dict) -> float | None:
+        """The instance's price (on-demand, or its zone's spot price), or None if unknown."""
+        from .cloud import AWSCloud
+
+        return (await AWSCloud().get_instance(self.host)).price_per_hour
+
     async def validate(self) -> None:
         """One line when the instance does not exist, is not running or not in SSM."""
         raw = await self.describe()
@@ -191,6 +197,10 @@ class AWSProvider(RemoteRunnerProvider):
         if template.autostop_minutes:
             spec["autostop_minutes"] = template.autostop_minutes
             spec.setdefault("autostop_command", "shutdown -h now")
+        if spec.get("budget") is not None or spec.get("max_hours") is not None:
+            # At a limit the spending must end: the instance shuts itself down, which stops
+            # or terminates it as it was created to (the template's shutdown_behavior).
+            spec.setdefault("budget_stop_command", "shutdown -h now")
         spec.setdefault("aws_cli", AWS_CLI)
         try:
             spec.setdefault("aws_region", aws_api.region())

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ...app.service import SessionOverview
+from ...render.progress import cost_cell, eta_cell
 from ...render.snapshot import NAME_WIDTH, elapsed, outcome, visible
 from ...render.sparkline import sparkline
 from ..columns import ColumnLayout
@@ -25,7 +26,7 @@ COLUMNS = [
     ("alert", "", 1), ("name", "NAME", 14), ("id", "ID", 6), ("where", "WHERE", 8),
     ("status", "STATUS", 9), ("attempt", "ATT", 3), ("step", "STEP", 7),
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
-    ("cost", "COST", 5), ("detail", "DETAIL", 0),
+    ("eta", "ETA", 6), ("cost", "COST", 7), ("detail", "DETAIL", 0),
 ]
 LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail"},
                       narrow_widths={"name": 12, "trend": 8}, min_rest=10)
@@ -175,7 +176,8 @@ class SessionsScreen(Screen):
             "loss": number(row.last("loss")),
             "trend": Text(sparkline(row.trend("loss", 12), 12), style="cyan", overflow="crop"),
             "elapsed": elapsed(s, now),
-            "cost": "-",
+            "eta": eta_cell(row.figures),
+            "cost": cost_cell(row.figures),
             "detail": Text(visible(detail)),
         }
 
