@@ -14,6 +14,7 @@ from conftest import run_cli
 from test_budget_runner import TRAIN
 
 PY = sys.executable
+ACTIVE = ("pending", "running", "stopping")
 
 
 def write_config(tmp_path: Path, text: str) -> None:
@@ -107,7 +108,7 @@ def test_budget_stops_the_run_shows_eta_and_cost_and_resume_asks_for_a_new_one(
     assert re.fullmatch(r"would cost \$\d+\.\d\d to finish, over the \$8\.00 budget "
                         r"\(the run stops at the budget\)", projected["message"])
 
-    ended = wait_session(session_id, lambda s: s["status"] != "running")
+    ended = wait_session(session_id, lambda s: s["status"] not in ACTIVE)
     assert ended["status"] == "stopped"
     assert re.fullmatch(r"budget reached \(\$8\.\d\d of \$8\.00\)", ended["detail"])
     assert ended["budget_reached"] == ended["detail"]
@@ -131,7 +132,7 @@ def test_budget_stops_the_run_shows_eta_and_cost_and_resume_asks_for_a_new_one(
     spent = ended["cost_so_far"]
     result = run_cli("resume", session_id, "--budget", "11")
     assert result.returncode == 0, result.stderr
-    resumed = wait_session(session_id, lambda s: s["status"] != "running")
+    resumed = wait_session(session_id, lambda s: s["status"] not in ACTIVE)
     assert resumed["status"] == "stopped" and resumed["attempt"] == 2
     assert re.fullmatch(r"budget reached \(\$11\.\d\d of \$11\.00\)", resumed["detail"])
     # the second runner counted on from the first one's spending
@@ -146,11 +147,11 @@ def test_budget_stops_the_run_shows_eta_and_cost_and_resume_asks_for_a_new_one(
 def test_max_hours_from_the_defaults_and_no_budget_overrides_them(trainctl_home, tmp_path, train):
     write_config(tmp_path, f"[defaults]\nmax_hours = {2 / 3600}\n")
     session_id = launch(*train, "1000", "0.1")
-    ended = wait_session(session_id, lambda s: s["status"] != "running")
+    ended = wait_session(session_id, lambda s: s["status"] not in ACTIVE)
     assert ended["detail"] == "max hours reached (2s of 2s)"
     assert ended["cost_so_far"] is None and ended["price_per_hour"] is None  # no price, no $0
     free = launch("--no-budget", *train, "3", "0.01")
-    done = wait_session(free, lambda s: s["status"] != "running")
+    done = wait_session(free, lambda s: s["status"] not in ACTIVE)
     assert done["status"] == "succeeded" and done["max_hours"] is None
     assert done["progress"]["done"] == 3 and done["progress"]["total"] == 3
 

@@ -645,6 +645,7 @@ theme = "textual-dark"
 # workdir = "~/.trainctl"
 # price_per_hour = 1.2                  # USD, for cost columns and --budget
 
+[aws]
 # Credentials come from the usual AWS chain (env, ~/.aws, SSO); these only choose one.
 # profile = "default"
 # region = "us-east-1"

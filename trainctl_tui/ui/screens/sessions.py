@@ -28,8 +28,9 @@ COLUMNS = [
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
     ("eta", "ETA", 6), ("cost", "COST", 7), ("detail", "DETAIL", 0),
 ]
-LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail"},
-                      narrow_widths={"name": 12, "trend": 8}, min_rest=10)
+# At 80 columns ETA takes the attempt's place (and a little of NAME and TREND).
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "attempt", "cost", "detail"},
+                      narrow_widths={"name": 10, "trend": 7}, min_rest=10)
 
 SESSION_KEYS = [
     ("enter", "open the session (live log, loss curve, attempts)"),
