@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from sshd import sshd_server  # noqa: F401 - the fixture
 from test_budget_runner import TRAIN
 
 PY = sys.executable
@@ -158,3 +159,34 @@ def test_max_hours_from_the_defaults_and_no_budget_overrides_them(trainctl_home,
     result = run_cli("resume", session_id)
     assert result.returncode == 2
     assert result.stderr.endswith("resume it with a new --max-hours H, or with --no-budget\n")
+
+
+# --------------------------------------------------------------------------- on an SSH host
+
+
+@pytest.fixture
+def box(sshd_server, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture injection
+    workdir = tmp_path / "remote work"
+    write_config(tmp_path, "[defaults]\nheartbeat_seconds = 0.5\n"
+                 f"[ssh.hosts.box]\nhost = \"{sshd_server.alias}\"\n"
+                 f"workdir = {json.dumps(str(workdir))}\npython = \"/usr/bin/python3\"\n"
+                 "price_per_hour = 3600\n")
+    monkeypatch.setenv("TRAINCTL_SSH_CONFIG", str(sshd_server.config_path))
+    return workdir
+
+
+def test_the_guard_runs_on_the_host(box, trainctl_home, tmp_path, train):
+    ckpt = tmp_path / "ckpt on host"
+    session_id = launch("--provider", "ssh:box", "--budget", "6", "--checkpoint-dir",
+                        str(ckpt), *train, "1000", "0.1")
+    running = wait_session(session_id, lambda s: s.get("eta_seconds"))
+    # the host's runner's figures, mirrored into the session folder by a refresh
+    assert running["progress"]["total"] == 1000 and running["price_per_hour"] == 3600.0
+    ended = wait_session(session_id, lambda s: s["status"] not in ACTIVE)
+    assert ended["status"] == "stopped"
+    assert re.fullmatch(r"budget reached \(\$6\.\d\d of \$6\.00\)", ended["detail"])
+    remote = (box / "sessions" / session_id / "train.log").read_text()
+    step = int(re.search(r"got SIGTERM at step (\d+), saved checkpoint", remote).group(1))
+    assert (ckpt / f"step_{step:06d}.pt").exists()
+    assert f"[trainctl] session stopped: {ended['detail']}" in remote
+    assert ended["cost_so_far"] >= 6.0

@@ -23,10 +23,11 @@ start = 0
 if "--resume" in sys.argv:  # a checkpoint is a pickle of the step: sound to the inspector
     start = pickle.load(open(sys.argv[sys.argv.index("--resume") + 1], "rb"))
     print("resumed from step %d" % start, flush=True)
-os.makedirs("ckpt", exist_ok=True)
+ckpt = os.environ.get("TRAINCTL_CHECKPOINT_DIR", "ckpt")
+os.makedirs(ckpt, exist_ok=True)
 step = start
 def on_term(*_):
-    with open("ckpt/step_%06d.pt" % step, "wb") as fh:
+    with open(os.path.join(ckpt, "step_%06d.pt" % step), "wb") as fh:
         pickle.dump(step, fh, protocol=2)
     print("got SIGTERM at step %d, saved checkpoint" % step, flush=True)
     sys.exit(0)
@@ -75,6 +76,46 @@ def test_progress_of_real_logs(name, total, source):
     assert seen[-1]["source"] == source
     assert seen[-1]["done"] == total  # they all ran to the end
     assert [p["done"] for p in seen] == sorted(p["done"] for p in seen)
+
+
+def test_hf_trainer_total_from_its_banner_and_a_resume_is_not_speed():
+    """Transformers at INFO verbosity, max_steps=40, a checkpoint at 20, a second run resumed
+    from it (tests/fixtures/make_logs/make_hf_trainer_resume.py): its bar goes 0/40, then
+    22/40 at once; the 20 steps of the checkpoint are no speed."""
+    data = (FIXTURES / "hf_trainer_resume.log").read_bytes()
+    first, resumed = data.split(b"--- resuming from checkpoint-20 ---")
+    scanner = ProgressScanner()
+    scanner.feed(first.split(b"  0%")[0])  # the banner, before any bar
+    assert scanner.setting_total == 40
+    assert scanner.feed(first).as_dict() == {"done": 40, "total": 40, "unit": "step",
+                                             "source": "bar"}  # not `Writing model shards 1/1`
+    # the resumed run, read a poll a second, each poll ending at one of its logged dicts
+    scanner, rate = ProgressScanner(), Rate()
+    polls = resumed.split(b"{'loss'")
+    for second, block in enumerate(polls):
+        found = scanner.feed(block if second == 0 else b"{'loss'" + block)
+        rate.observe(float(second), found.done)
+    assert [done for _, done in rate.samples] == [22, 25, 30, 35, 40]
+    assert rate.seconds_per_step() == pytest.approx(0.2)  # 5 steps a second, not 22
+
+
+def test_trainer_state_json_gives_the_total(tmp_path):
+    import json
+
+    from trainctl_tui.runner.progress import trainer_state_max_steps
+
+    state = json.loads((FIXTURES / "hf_trainer_resume.json").read_text())
+    checkpoint = tmp_path / "checkpoint-20"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(
+        json.dumps(state["checkpoint_trainer_state"]))
+    assert trainer_state_max_steps(str(checkpoint)) == 40
+    log = tmp_path / "train.log"
+    log.write_text("")
+    progress = LogProgress(str(log), str(checkpoint))
+    log.write_text("step 21 loss 0.69\n")  # a print of the step, no total of its own
+    assert progress.poll(1.0)["total"] == 40
+    assert trainer_state_max_steps(str(tmp_path)) is None
 
 
 @pytest.mark.parametrize("name", ["plain_torch.log", "deepspeed.log", "lightning_tqdm.log",

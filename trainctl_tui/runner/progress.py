@@ -40,6 +40,9 @@ _SETTING = re.compile(rb"\b(max_steps|max_iters|total_steps|num_training_steps"
                       rb"|Total optimization steps)\b['\"]?\s*[:=]\s*(\d[\d,]*)\b")
 _STEP = re.compile(rb"\b(?:step|iter|global_step)\s*[:=]?\s*(\d+)\b", re.IGNORECASE)
 _EVAL_BAR = re.compile(rb"valid|sanity|test|predict|eval", re.IGNORECASE)
+# A bar with a description is the run's only when it says so (torchtune's `1|12|Loss: ..`);
+# HF Trainer's own bar has none, and `Writing model shards`, `Map`, `Downloading` are not it.
+_TRAIN_BAR = re.compile(rb"train|step|iter|loss", re.IGNORECASE)
 
 
 class Progress:
@@ -139,9 +142,10 @@ class ProgressScanner:
             return None
         desc = _TQDM_DESC.match(frame)
         label = desc.group(1) if desc else b""
-        if _EVAL_BAR.search(label) or label.startswith(b"Epoch"):
-            # Evaluation bars are not the run's; Lightning's `Epoch 3:` bar counts one
-            # epoch's batches, and the number of epochs is not in it.
+        if label and (_EVAL_BAR.search(label) or label.startswith(b"Epoch")
+                      or not _TRAIN_BAR.search(label)):
+            # Evaluation and saving bars are not the run's; Lightning's `Epoch 3:` bar counts
+            # one epoch's batches, and the number of epochs is not in it.
             return None
         done, total = int(match.group(1)), int(match.group(2))
         if not total or done > total:
@@ -158,7 +162,8 @@ def _frames(data: bytes) -> list:
 
 class Rate:
     """Seconds per step of this attempt: the median of the intervals between observations
-    that saw the count advance."""
+    that saw the count advance. A count at 0 is not a start: a resumed HF Trainer draws its
+    bar at 0/40, then at 22/40 with the 20 steps of its checkpoint, which it never ran."""
 
     def __init__(self) -> None:
         self.samples = []  # [(time, done)], oldest first
@@ -166,7 +171,7 @@ class Rate:
     def observe(self, now: float, done: float) -> None:
         if self.samples and done < self.samples[-1][1]:
             self.samples = []  # counting started again (a new bar): not a speed
-        if self.samples and done == self.samples[-1][1]:
+        if done <= 0 or (self.samples and done == self.samples[-1][1]):
             return
         self.samples.append((now, done))
         del self.samples[:-SAMPLES]
