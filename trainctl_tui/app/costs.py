@@ -178,6 +178,41 @@ def refuse_resume_at_limit(session: Session, budget: float | None, max_hours: fl
                             "new --max-hours H, or with --no-budget")
 
 
+def stopped_by_guard(session: Session, now: float) -> str | None:
+    """The session's detail when the machine it ran on went away because its runner stopped
+    it at a limit (budget_stop_command), else None. Its last status may say so; if that was
+    not seen, the figures of the last look, counted on to now, say whether the limit was
+    passed: a machine gone after that is never taken for an interruption (resuming it would
+    spend past the budget)."""
+    try:
+        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(spec, dict) or not spec.get("budget_stop_command"):
+        return None  # nothing there stops its machine
+    figures = figures_of(session, now)
+    if figures.reached:
+        return figures.reached
+    raw = runner_figures(session)
+    cost = raw.get("cost") if isinstance(raw.get("cost"), dict) else {}
+    progress = raw.get("progress") if isinstance(raw.get("progress"), dict) else {}
+    seen = _number(progress.get("at")) or session.heartbeat
+    if seen is None:
+        return None
+    gone_for = max(0.0, now - seen) / 3600
+    spent, price = figures.cost_so_far, figures.price_per_hour
+    if figures.budget is not None and spent is not None and price is not None and \
+            spent + price * gone_for >= figures.budget:
+        return (f"budget reached (its machine stopped itself; {_usd(spent)} of "
+                f"{_usd(figures.budget)} at the last look)")
+    hours = _number(cost.get("hours"))
+    if figures.max_hours is not None and hours is not None and \
+            hours + gone_for >= figures.max_hours:
+        return (f"max hours reached (its machine stopped itself; {hours:.2f}h of "
+                f"{figures.max_hours:g}h at the last look)")
+    return None
+
+
 # --------------------------------------------------------------------------- alerts
 
 

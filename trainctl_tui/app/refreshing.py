@@ -87,6 +87,13 @@ class Refreshing:
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
+        if changes.get("status") in (Status.UNREACHABLE, Status.LOST, Status.INTERRUPTED):
+            from .costs import stopped_by_guard
+
+            why = stopped_by_guard(session, time.time())
+            if why is not None:  # its runner stopped the run, then its machine, at a limit
+                changes = {"status": Status.STOPPED, "detail": why,
+                           "ended": session.heartbeat or time.time()}
         if attempts is not None and getattr(provider, "replaces_machines", False):
             from .replace import with_reasons
 
