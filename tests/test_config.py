@@ -37,7 +37,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 DEFAULTS_KEYS = (
     "grace_seconds, max_restarts, backoff_seconds, backoff_max_seconds, resume_template, "
-    "checkpoint_dir, keep_last_n, heartbeat_seconds"
+    "checkpoint_dir, keep_last_n, heartbeat_seconds, budget, max_hours"
 )
 SECRET = "rpa_ABCDEFGHIJKLMNOPQRSTUV7xyz"
 HOOK = "https://hooks.example.com/services/T000/B000/abcdefSECRET"
@@ -324,7 +324,7 @@ def test_unknown_top_level_key(cfg_env):
     write(cfg_env.user, "[defaults]\n[colours]\nfg = 'red'\n")
     assert error_of() == (
         f"config error: {cfg_env.user}: unknown key 'colours' "
-        "(allowed: defaults, ui, ssh, aws, runpod, slurm, metrics, alerts)"
+        "(allowed: defaults, ui, local, ssh, aws, runpod, slurm, metrics, alerts)"
     )
 
 
@@ -341,7 +341,7 @@ def test_unknown_key_inside_a_named_table(cfg_env):
     write(cfg_env.user, "[ssh.hosts.gpu]\nhost = 'h'\nhostname = 'h'\n")
     assert error_of() == (
         f"config error: {cfg_env.user}: unknown key 'ssh.hosts.gpu.hostname' "
-        "(allowed: host, user, port, identity_file, python, workdir)"
+        "(allowed: host, user, port, identity_file, python, workdir, price_per_hour)"
     )
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..backends.registry import get_provider
-from ..core import paths
+from ..core import aio, paths
 from ..core.errors import TrainctlError
 from ..core.models import Record, Session, Status, is_secret_name
 from ..core.placement import Placement
@@ -64,6 +64,7 @@ class Launching:
         session = build_session(request, defaults, remote=provider.remote)
         if provider.remote:
             session.host = Placement.parse(request.provider).target
+        limits = await self.run_limits(provider, session, request)
         secret_env = {k: v for k, v in request.env.items() if is_secret_name(k)}
 
         def prepare(s: Session) -> None:
@@ -72,12 +73,49 @@ class Launching:
         self.store.insert(session, prepare=prepare)
         write_session_files(session, defaults, secret_env, local=not provider.remote,
                             session_options=request.backend_options)
+        if request.s3_prefix or limits:
+            spec = json.loads(spec_path(session).read_text())
+            spec.update(limits)
+            write_spec(session, spec)
         if request.s3_prefix:
             spec = json.loads(spec_path(session).read_text())
             spec["s3_checkpoint_uri"] = f"{request.s3_prefix.rstrip('/')}/{session.id}/checkpoints/"
             write_spec(session, spec)
         await self.start_runner(session)
         return session
+
+    async def run_limits(self, provider, session: Session, request: LaunchRequest) -> dict:
+        """The spec keys of the run's budget, max hours and price (the machine's, when its
+        backend knows or the config declares it); a budget without a price is refused."""
+        from .costs import limits_for_spec
+
+        defaults = self.config.defaults
+        budget, max_hours = request.budget, request.max_hours
+        if request.no_budget:
+            budget = max_hours = None
+        else:
+            budget = budget if budget is not None else defaults.budget
+            max_hours = max_hours if max_hours is not None else defaults.max_hours
+        price = await aio.call_optional(provider, "price_per_hour", session,
+                                        dict(request.backend_options))
+        return limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
+                               getattr(provider, "price_setting", None))
+
+    async def carry_spending(self, provider, session: Session) -> None:
+        """A run starting again (resume, restart on a replacement machine) counts on from
+        what its earlier runners spent, at the price of the machine it is on now."""
+        from .costs import carried_spending, runner_figures
+
+        if not runner_figures(session):
+            return  # a new run: nothing spent yet
+        spec = json.loads(spec_path(session).read_text())
+        spent, hours = carried_spending(session)
+        spec["spent_before"], spec["hours_before"] = spent or 0.0, hours
+        price = await aio.call_optional(provider, "price_per_hour", session,
+                                        dict(spec.get("backend_options") or {}))
+        if price is not None:
+            spec["price_per_hour"] = price
+        write_spec(session, spec)
 
     async def dry_run(self, request: LaunchRequest) -> str:
         """What a launch would submit (a batch script), without storing or starting anything;
@@ -94,6 +132,7 @@ class Launching:
     async def start_runner(self, session: Session) -> None:
         provider = get_provider(session.provider)
         try:
+            await self.carry_spending(provider, session)
             await provider.launch(session)
         except TrainctlError as exc:
             self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
@@ -119,6 +158,9 @@ class LaunchRequest(Record):
     s3_prefix: str | None = None  # checkpoints sync to PREFIX/<session>/checkpoints/
     # The backend's own job settings (declared Options with fills="spec"), by key.
     backend_options: dict[str, object] = {}
+    budget: float | None = None  # USD the run may cost; None: [defaults] budget
+    max_hours: float | None = None  # hours the run may take; None: [defaults] max_hours
+    no_budget: bool = False  # neither, whatever [defaults] says
 
 
 def build_session(request: LaunchRequest, defaults, *, remote: bool = False) -> Session:

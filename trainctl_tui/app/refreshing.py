@@ -48,6 +48,10 @@ class Refreshing:
                     return session
                 status = None
             if status is not None:
+                if provider.remote:
+                    from .costs import mirror_figures
+
+                    mirror_figures(session, status)  # progress and cost, for every view
                 changes, attempts = changes_from_status(session, status)
                 new_status = changes.get("status", session.status)
                 if new_status.active and not await provider.runner_alive(session, status):
@@ -83,6 +87,13 @@ class Refreshing:
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,
                        "detail": f"runner never started (see {session.session_dir}/runner.log)"}
+        if changes.get("status") in (Status.UNREACHABLE, Status.LOST, Status.INTERRUPTED):
+            from .costs import stopped_by_guard
+
+            why = stopped_by_guard(session, time.time())
+            if why is not None:  # its runner stopped the run, then its machine, at a limit
+                changes = {"status": Status.STOPPED, "detail": why,
+                           "ended": session.heartbeat or time.time()}
         if attempts is not None and getattr(provider, "replaces_machines", False):
             from .replace import with_reasons
 

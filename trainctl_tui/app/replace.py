@@ -57,6 +57,13 @@ async def _noticed(service, provider, session: Session) -> Session:
         if current is None or current.provider != session.provider or \
                 current.status is not session.status:
             return current or session  # handled meanwhile
+        from .costs import stopped_by_guard
+
+        why = stopped_by_guard(session, time.time())
+        if why is not None:  # its runner stopped it at a limit: no interruption, no resume
+            _update(service, session, status=Status.STOPPED, detail=why,
+                    ended=session.heartbeat or time.time())
+            return session
         try:
             found = await provider.interruption(session,
                                                 interruptions.load(session.session_dir))

@@ -22,7 +22,9 @@ class Resuming:
     remove."""
 
     async def resume(self, ref: str, *, from_checkpoint: str | None = None,
-                     scratch: bool = False, trust: bool = False, note=None) -> Session:
+                     scratch: bool = False, trust: bool = False, note=None,
+                     budget: float | None = None, max_hours: float | None = None,
+                     no_budget: bool = False) -> Session:
         """Start a new attempt of an ended session, from a checkpoint (the newest sound one by
         default, none with `scratch`). `trust` accepts the unknown pickle globals of the
         checkpoint named by `from_checkpoint` for this session from now on; `note(text)`
@@ -36,6 +38,7 @@ class Resuming:
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
+        self.set_resume_limits(session, budget, max_hours, no_budget)
         # Interrupted where the machine is gone: on a replacement. Where the place stays (a
         # Slurm job out of requeues), in place like a stopped session.
         if session.status is Status.INTERRUPTED and getattr(
@@ -80,6 +83,33 @@ class Resuming:
         # is reported is what it resumed from.
         return await self._wait_for(
             session.id, lambda s: (s.attempt or 0) > before or not s.status.active, 10.0)
+
+    def set_resume_limits(self, session: Session, budget: float | None,
+                          max_hours: float | None, no_budget: bool) -> None:
+        """New limits for the run's next attempts; one the guard stopped needs them."""
+        from .costs import carried_spending, refuse_resume_at_limit
+
+        refuse_resume_at_limit(session, budget, max_hours, no_budget)
+        if budget is None and max_hours is None and not no_budget:
+            return
+        spent, hours = carried_spending(session)
+        if budget is not None and spent is not None and budget <= spent:
+            raise TrainctlError(f"--budget {budget:g} is not more than the ${spent:,.2f} "
+                                f"session {session.id} has cost already")
+        if max_hours is not None and max_hours <= hours:
+            raise TrainctlError(f"--max-hours {max_hours:g} is not more than the "
+                                f"{hours:.2f}h session {session.id} has run already")
+        spec = read_spec(session)
+        if no_budget:
+            spec["budget"] = spec["max_hours"] = None
+        if budget is not None:
+            if spec.get("price_per_hour") is None:
+                raise TrainctlError(f"--budget needs what session {session.id}'s machine costs "
+                                    "per hour, which is not known; use --max-hours")
+            spec["budget"] = budget
+        if max_hours is not None:
+            spec["max_hours"] = max_hours
+        write_spec(session, spec)
 
     async def _remote_named_checkpoint(self, session: Session, wanted: str, trust: bool
                                        ) -> tuple[str, list[str]]:

@@ -104,6 +104,13 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
                         help="how long a stop waits after SIGTERM before SIGKILL")
     launch.add_argument("--keep-last", type=int, metavar="N",
                         help="keep only the newest N checkpoints (older ones go to the trash)")
+    launch.add_argument("--budget", metavar="USD",
+                        help="stop the run gracefully once it has cost this much (needs the "
+                             "machine's price); 90%% raises an alert first")
+    launch.add_argument("--max-hours", metavar="H",
+                        help="stop the run gracefully after this many hours")
+    launch.add_argument("--no-budget", action="store_true",
+                        help="no budget or max hours, whatever [defaults] says")
     launch.add_argument("--dry-run", action="store_true",
                         help="print what would be submitted (a batch script) and start nothing")
     launch.add_argument("--env", action="append", default=[], metavar="K=V",
@@ -139,6 +146,11 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     resume.add_argument("--trust", action="store_true",
                         help="with --from: accept that checkpoint's unknown pickle globals "
                              "for this session (they may run code when loaded)")
+    resume.add_argument("--budget", metavar="USD",
+                        help="a new budget for the run (needed when its budget stopped it)")
+    resume.add_argument("--max-hours", metavar="H", help="a new limit of hours for the run")
+    resume.add_argument("--no-budget", action="store_true",
+                        help="resume without a budget or max hours")
 
     logs = commands.add_parser("logs", help="print a session's training log")
     logs.add_argument("id")
@@ -301,23 +313,28 @@ def cmd_sessions(args) -> int:
     local = service.is_local()
     sessions = _run(service.list_sessions(show_all=args.all), local=local)
     if args.json:
-        print(sessions_json(sessions))
+        from ..app.costs import figures_of
+
+        print(sessions_json(sessions, {s.id: figures_of(s) for s in sessions}))
     else:
         render_sessions(sessions, sys.stdout)
     return 0
 
 
 def cmd_launch(args) -> int:
+    from ..app.costs import parse_dollars, parse_hours
     from ..app.service import LaunchRequest
     from .machine_flags import machine_values
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    limits = limit_values(args, parse_dollars, parse_hours)
     request = LaunchRequest(
         command=command, cwd=args.cwd, name=args.name, provider=args.provider,
         checkpoint_dir=args.checkpoint_dir, resume_template=args.resume_template,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds,
         keep_last_n=args.keep_last, env=parse_env(args.env), machine=machine_request(args),
         backend_options=machine_values(args, "launch", fills="spec"), **run_values(args),
+        **limits,
     )
     if args.dry_run:
         print(_run(_service().dry_run(request)), end="")
@@ -418,9 +435,21 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def limit_values(args, parse_dollars, parse_hours) -> dict:
+    """--budget, --max-hours, --no-budget as checked values (one line when malformed)."""
+    if args.no_budget and (args.budget is not None or args.max_hours is not None):
+        raise TrainctlError("--no-budget cannot go with --budget or --max-hours")
+    return {"budget": parse_dollars(args.budget), "max_hours": parse_hours(args.max_hours),
+            "no_budget": args.no_budget}
+
+
 def cmd_resume(args) -> int:
+    from ..app.costs import parse_dollars, parse_hours
+
+    limits = limit_values(args, parse_dollars, parse_hours)
     session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint,
-                                     scratch=args.scratch, trust=args.trust, note=print))
+                                     scratch=args.scratch, trust=args.trust, note=print,
+                                     **limits))
     last = session.attempts[-1] if session.attempts else None
     source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint)"
     print(f"resumed session {session.id} as attempt {session.attempt} from {source}")

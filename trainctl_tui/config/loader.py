@@ -77,6 +77,8 @@ class DefaultsConfig(Section):
     checkpoint_dir: str | None = None
     keep_last_n: int | None = Field(None, ge=1)
     heartbeat_seconds: float = Field(2.0, gt=0)
+    budget: float | None = Field(None, gt=0)  # USD a run may spend (launch --budget)
+    max_hours: float | None = Field(None, gt=0)  # hours a run may take (launch --max-hours)
 
 
 class UiConfig(Section):
@@ -616,6 +618,14 @@ backoff_max_seconds = 300
 # keep_last_n = 3
 # How often the runner writes its heartbeat to status.json, in seconds.
 heartbeat_seconds = 2
+# Stop a run gracefully once it has cost this many dollars, or run this many hours
+# (launch --budget / --max-hours); 90 % of either raises an alert first.
+# budget = 25
+# max_hours = 12
+
+[local]
+# What a run on this machine costs per hour (USD), so cost and budgets work here too.
+# price_per_hour = 0.5
 
 [ui]
 # Screen refresh interval in seconds (0.1 to 60); raise it on slow SSH links.
@@ -633,6 +643,7 @@ theme = "textual-dark"
 # identity_file = "~/.ssh/id_ed25519"
 # python = "python3"
 # workdir = "~/.trainctl"
+# price_per_hour = 1.2                  # USD, for cost columns and --budget
 
 [aws]
 # Credentials come from the usual AWS chain (env, ~/.aws, SSO); these only choose one.

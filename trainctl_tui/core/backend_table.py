@@ -21,7 +21,8 @@ class Entry:
 _B = "trainctl_tui.backends"
 # In the order the front ends list them, and the config shows their sections.
 BACKENDS = {
-    "local": Entry(f"{_B}.local.declare:LocalDeclaration", f"{_B}.local.provider:LocalProvider"),
+    "local": Entry(f"{_B}.local.declare:LocalDeclaration", f"{_B}.local.provider:LocalProvider",
+                   f"{_B}.local.settings:LocalConfig"),
     "ssh": Entry(f"{_B}.ssh.declare:SSHDeclaration", f"{_B}.ssh.provider:SSHProvider",
                  f"{_B}.ssh.settings:SshConfig"),
     "aws": Entry(f"{_B}.aws.declare:AWSDeclaration", f"{_B}.aws.provider:AWSProvider",

@@ -49,6 +49,10 @@ class AlertKind(str, Enum):
     DIVERGED = "diverged"
     STALLED = "stalled"
     INTERRUPTED = "interrupted"
+    BUDGET = "budget"  # 90 % of the budget spent
+    HOURS = "hours"  # 90 % of the max hours run
+    PROJECTED = "projected"  # the cost to finish would pass the budget
+    LIMIT = "limit"  # the runner stopped the run at its budget or max hours
 
     def __str__(self) -> str:
         return self.value

@@ -38,10 +38,19 @@ def cell(text, limit: int | None = None) -> str:
     return escape(visible(text, limit))
 
 
-def sessions_json(sessions: list[Session]) -> str:
+def sessions_json(sessions: list[Session], figures: dict | None = None) -> str:
+    """`sessions --json`; `figures`: each session's progress and cost (app/costs.py) by id."""
+    figures = figures or {}
+
+    def entry(session: Session) -> dict:
+        data = session.to_json()
+        if session.id in figures:
+            data.update(figures[session.id].to_json())
+        return data
+
     return json.dumps(
         {"version": SCHEMA_VERSION, "generated": time.time(),
-         "sessions": [s.to_json() for s in sessions]},
+         "sessions": [entry(s) for s in sessions]},
         indent=2,
     )
 
@@ -118,6 +127,8 @@ def overview_json(rows) -> str:
                             for name, s in row.metrics.series.items() if len(s)}
                            if row.metrics else {})
         data["step"] = row.step
+        if row.figures is not None:
+            data.update(row.figures.to_json())
         entry = row.newest_checkpoint
         data["newest_checkpoint"] = None if entry is None else {
             "path": entry.path, "step": entry.step, "mtime": entry.mtime, "size": entry.size}
@@ -141,10 +152,12 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
     width = width or terminal_columns()  # 80 when piped
     # At 80 columns (ssh, tmux) the less important columns go; NAME is cut short to fit.
     narrow = width < 110
+    from .progress import cost_cell, eta_cell
+
     columns = ["", "ID", "NAME", "WHERE", "STATUS", "ATT", "STEP", "LOSS", "VAL", "TREND",
-               "ELAPSED", "DETAIL"]
+               "ELAPSED", "ETA", "COST", "DETAIL"]
     if narrow:
-        columns = [c for c in columns if c not in ("WHERE", "VAL", "DETAIL")]
+        columns = [c for c in columns if c not in ("WHERE", "VAL", "COST", "DETAIL")]
     now = time.time()
     table, styles = [], []
     for row in rows:
@@ -156,7 +169,8 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
             "STEP": format_step(row.step), "LOSS": format_number(row.last("loss")),
             "VAL": format_number(row.last("val_loss")),
             "TREND": sparkline(row.trend("loss", 8 if narrow else 12)),
-            "ELAPSED": elapsed(s, now), "DETAIL": visible(outcome(s)),
+            "ELAPSED": elapsed(s, now), "ETA": eta_cell(row.figures),
+            "COST": cost_cell(row.figures), "DETAIL": visible(outcome(s)),
         }
         style = {"": "bold red", "STATUS": STATUS_STYLE[s.status], "TREND": "cyan"}
         table.append([cells[c] for c in columns])

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 
+from . import budget
 from .parts import owned_checkpoint, part_classes, spec_defaults
 
 SPEC_DEFAULTS = {
@@ -28,6 +29,7 @@ SPEC_DEFAULTS = {
     "resume_skipped": [],
     "autostop_minutes": None,
     "autostop_command": None,
+    **budget.SPEC_DEFAULTS,
 }
 
 NEWEST = "newest"  # spec resume_from: the newest checkpoint in checkpoint_dir at start
@@ -84,6 +86,10 @@ def load_spec(session_dir: str, base_cwd: str | None = None) -> dict:
         raise SpecError(f"{path}: 'max_restarts' must be an integer") from None
     spec["heartbeat_seconds"] = spec["heartbeat_seconds"] or SPEC_DEFAULTS["heartbeat_seconds"]
     load_cloud_spec(spec, path)
+    budget.check_spec(spec, path, SpecError)
+    if spec["budget_stop_command"] is not None:
+        spec["budget_stop_command"] = command_list(spec["budget_stop_command"],
+                                                   "budget_stop_command", path)
     return spec
 
 

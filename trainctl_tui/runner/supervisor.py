@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+from .budget import Meter
 from .lazy_import import OnFirstUse
 from .parts import part_classes
 from .processes import (
@@ -50,6 +51,7 @@ class Supervisor:
         self.stop_requested = False
         self.force_stop = False
         self.stop_signal: int | None = None
+        self.stop_reason: str | None = None  # a stop the runner decided (the budget guard)
         self.proc: subprocess.Popen | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._status_dirty = False
@@ -93,12 +95,14 @@ class Supervisor:
             self.status.update(autostop_at=None, autostop=None)
         if node:
             self.status["node"] = node.describe()
+        self.meter = Meter(self)  # progress, cost and the budget guard (budget.py)
 
     # ---- status and log
 
     def write_status(self, strict: bool = False) -> None:
         for part in self.parts:
             part.before_status_write()
+        self.meter.update(time.time())
         self.status["heartbeat"] = time.time()
         try:
             atomic_write_json(self.status_path, self.status)
@@ -150,6 +154,14 @@ class Supervisor:
         self.force_stop = True
         self.stop_signal = self.stop_signal or signum
 
+    def request_stop(self, reason: str) -> None:
+        """A graceful stop the runner itself decided, e.g. at the budget: `reason` is the
+        session's."""
+        if not self.stop_requested:
+            self.stop_reason = reason
+        self.stop_requested = True
+        self.wake_from_thread()
+
     def wake_from_thread(self) -> None:
         """Make the main loop look at the flags now (and write status.json)."""
         self._status_dirty = True
@@ -189,7 +201,9 @@ class Supervisor:
         for part in self.parts:
             part.start()
         code = self.supervise()
-        if self.spec["autostop_minutes"] is not None:
+        if self.meter.reached and self.spec["budget_stop_command"]:
+            self.run_autostop(self.spec["budget_stop_command"], "budget_stop")
+        elif self.spec["autostop_minutes"] is not None:
             self.autostop_wait()
         return code
 
@@ -350,6 +364,7 @@ class Supervisor:
         total = self.first_attempt + self.spec["max_restarts"]
         resuming = f" resuming from {checkpoint}" if checkpoint else ""
         self.log_line(f"attempt {n}/{total}{resuming}: {quote_command(command)}")
+        self.meter.attempt_started(n, checkpoint)
 
         failure = self.launch(command, n)
         if failure is not None:
@@ -399,7 +414,7 @@ class Supervisor:
             if self.stop_requested and not term_sent:
                 term_sent = True
                 name = signal_name(self.stop_signal) if self.stop_signal else "request"
-                reason = f"stopped by {name}"
+                reason = self.stop_reason or f"stopped by {name}"
                 kill_at = now + grace
                 self.set_state("stopping", stop_requested=True)
                 if not self.force_stop:  # a force stop is SIGKILL alone, just below
@@ -454,6 +469,9 @@ class Supervisor:
     def finish(self, state: str, reason: str | None) -> int:
         for part in self.parts:
             part.finish(state)
+        if state == "stopped" and self.stop_reason:
+            reason = self.stop_reason  # not "stopped during backoff": why it was stopped
+        self.meter.finish()
         self.status.update(
             state=state,
             reason=reason,
@@ -536,9 +554,11 @@ class Supervisor:
         self.log_line(f"autostop cancelled by {name}")
         self.write_status()
 
-    def run_autostop(self) -> None:
-        command = self.spec["autostop_command"]
-        self.log_line(f"autostop: {quote_command(command)}")
+    def run_autostop(self, command=None, key: str = "autostop") -> None:
+        """Run the machine's stop command once (idle autostop, or at the budget: `key`)
+        and record how it went in status.json under `key`."""
+        command = command or self.spec["autostop_command"]
+        self.log_line(f"{key.replace('_', ' ')}: {quote_command(command)}")
         record = {"action": "ran", "at": time.time(), "reason": None, "command": command,
                   "exit_code": None, "error": None}
         try:
@@ -550,8 +570,10 @@ class Supervisor:
         except (OSError, subprocess.SubprocessError) as exc:
             record["error"] = f"cannot run {command[0]}: {exc}"
         if record["error"]:
-            log_stderr(f"autostop command failed: {record['error']}")
-        self.status.update(autostop_at=None, autostop=record)
+            log_stderr(f"{key} command failed: {record['error']}")
+        if key == "autostop":
+            self.status["autostop_at"] = None
+        self.status[key] = record
         self.write_status()
 
 

@@ -134,6 +134,12 @@ class AWSProvider(RemoteRunnerProvider):
 
         return await AWSCloud().lookup(self.host)
 
+    async def price_per_hour(self, session: Session, options: dict) -> float | None:
+        """The instance's price (on-demand, or its zone's spot price), or None if unknown."""
+        from .cloud import AWSCloud
+
+        return (await AWSCloud().get_instance(self.host)).price_per_hour
+
     async def validate(self) -> None:
         """One line when the instance does not exist, is not running or not in SSM."""
         raw = await self.describe()
@@ -191,6 +197,11 @@ class AWSProvider(RemoteRunnerProvider):
         if template.autostop_minutes:
             spec["autostop_minutes"] = template.autostop_minutes
             spec.setdefault("autostop_command", "shutdown -h now")
+        if spec.get("budget") is not None or spec.get("max_hours") is not None:
+            # At a limit the spending must end: the instance shuts itself down, which stops
+            # or terminates it as it was created to (the template's shutdown_behavior). In a
+            # minute: a trainctl that watches reads the run's final status first.
+            spec.setdefault("budget_stop_command", "shutdown -h +1")
         spec.setdefault("aws_cli", AWS_CLI)
         try:
             spec.setdefault("aws_region", aws_api.region())
@@ -258,19 +269,18 @@ class AWSProvider(RemoteRunnerProvider):
                 return await self._probe(session)
             except SSMUnreachable as exc:
                 line, spot = await self._unreachable_reason(exc)
-                if spot:
-                    return self._interrupted(session, line)
+                if spot or (self._last_status(session).get("cost") or {}).get("reached"):
+                    return self._interrupted(session, line)  # taken, or stopped at a limit
                 raise ProviderError(line) from None
 
     def _interrupted(self, session: Session, line: str) -> dict:
         """A status for a reclaimed instance: the last one seen, in state interrupted."""
-        folder = Path(session.session_dir)
-        try:
-            status = json.loads((folder / LAST_STATUS).read_text()) or {}
-        except (OSError, ValueError):
-            status = {}
+        status = self._last_status(session)
+        reached = (status.get("cost") or {}).get("reached")
         if status.get("state") in ("stopped", "succeeded", "failed", "interrupted"):
             pass  # the runner said how it ended before the instance went
+        elif reached:  # the runner's budget guard stopped the run, then the instance
+            status.update(state="stopped", reason=reached, ended=time.time())
         else:
             status.update(state="interrupted", reason=f"spot interruption: {line}",
                           ended=time.time())
@@ -281,6 +291,15 @@ class AWSProvider(RemoteRunnerProvider):
                   "log_size": 0, "newest_checkpoint": None, "interrupted": True}
         self._probes[session.id] = (time.monotonic(), answer)
         return answer
+
+    @staticmethod
+    def _last_status(session: Session) -> dict:
+        """The runner's status as the last probe read it ({} if none)."""
+        try:
+            status = json.loads((Path(session.session_dir) / LAST_STATUS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return status if isinstance(status, dict) else {}
 
     async def _probe(self, session: Session) -> dict:
         """One SSM command: the runner's probe and the next slice of train.log."""

@@ -23,7 +23,15 @@ KILL_WAIT_SECONDS = 3.0  # for SIGKILLed processes to disappear before calling t
 
 class LocalProvider:
     name = "local"
+    label = "this machine"
     remote = False
+    price_setting = "price_per_hour in [local]"
+
+    async def price_per_hour(self, session: Session, options: dict) -> float | None:
+        """What this machine costs per hour, as [local] declares (else None)."""
+        from ...config.loader import load_config
+
+        return load_config().local.price_per_hour
 
     async def launch(self, session: Session) -> None:
         import asyncio  # here only: stopping and reading never need an event loop (aio.py)

@@ -52,6 +52,10 @@ class RunPodProvider(HostOverSSH):
     def label(self) -> str:
         return f"runpod {self.pod_id}"
 
+    async def price_per_hour(self, session: Session, options: dict) -> float | None:
+        """The pod's cost per hour, as RunPod bills it."""
+        return (await self.cloud.get_instance(self.pod_id)).price_per_hour
+
     @property
     def cloud(self) -> RunPodCloud:
         if self._cloud is None:
@@ -143,6 +147,7 @@ class RunPodProvider(HostOverSSH):
         return f" (pod log: {lines[-1]})"
 
     async def launch(self, session: Session) -> None:
+        add_budget_stop(session)
         await self._with_target(lambda: HostOverSSH.launch(self, session))
 
     async def probe(self, session: Session) -> dict:
@@ -177,3 +182,22 @@ def _run_graphql_blocking(cloud: RunPodCloud, pod_id: str) -> dict | None:
 
     document = f"query Pod {{ pod(input: {{podId: {gql_quote(pod_id)}}}) {{ {POD_FIELDS} }} }}"
     return run_graphql_query(document, api_key=cloud.api.key)["data"].get("pod")
+
+
+# At a budget the pod stops itself (RunPod sets RUNPOD_POD_ID and ships runpodctl in its
+# images): a stopped pod bills only its volume.
+BUDGET_STOP = ["sh", "-c", 'runpodctl stop pod "$RUNPOD_POD_ID"']
+
+
+def add_budget_stop(session: Session) -> None:
+    """The pod's stop command in the spec of a session with a budget or max hours."""
+    import json
+
+    from ...core.atomic import atomic_write
+
+    path = Path(session.session_dir) / "spec.json"
+    spec = json.loads(path.read_text())
+    if spec.get("budget") is None and spec.get("max_hours") is None:
+        return
+    spec.setdefault("budget_stop_command", BUDGET_STOP)
+    atomic_write(path, json.dumps(spec, indent=2))

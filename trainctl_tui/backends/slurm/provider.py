@@ -118,6 +118,13 @@ class SlurmProvider(RemoteRunnerProvider):
         return batch_script(session_name=session.name, session_dir=remote_dir, runner=runner,
                             python=self.python, cluster=self.cluster, request=request)
 
+    async def price_per_hour(self, session: Session, options: dict) -> float | None:
+        from .price import job_price  # the cluster's declared price (price.py)
+
+        return job_price(self.cluster, options)
+
+    price_setting = "price_per_gpu_hour in [slurm.clusters.NAME]"
+
     async def dry_run(self, session: Session, options: dict) -> str:
         """The batch script a launch would submit; nothing is written or submitted."""
         remote_dir = remote_path(self.workdir, "sessions", session.id or "SESSION")

@@ -21,6 +21,8 @@ class SlurmCluster(Section):
     signal_lead_seconds: int = Field(120, ge=0, le=65535)
     max_requeues: int = Field(5, ge=0)
     python: str = "python3"
+    # USD per GPU-hour: a run's price is this x GPUs per node x nodes (cost, budgets)
+    price_per_gpu_hour: float | None = Field(None, ge=0)
 
 
 class SlurmConfig(Section):

@@ -37,6 +37,15 @@ class SSHProvider(HostOverSSH):
     def label(self) -> str:
         return f"ssh {self.host}"
 
+    price_setting = "price_per_hour in [ssh.hosts.NAME]"
+
+    async def price_per_hour(self, session, options: dict) -> float | None:
+        """What the host costs per hour, as its [ssh.hosts.NAME] declares (else None)."""
+        from ...config.loader import load_config
+
+        host = load_config().ssh.hosts.get(self.host)
+        return host.price_per_hour if host is not None else None
+
     @property
     def target(self) -> SSHTarget:
         """The host's target; a group's head (its first host), every host checked."""

@@ -15,6 +15,7 @@ class SshHost(Section):
     identity_file: str | None = None
     python: str = "python3"
     workdir: str = "~/.trainctl"
+    price_per_hour: float | None = Field(None, ge=0)  # USD, for cost columns and budgets
 
 
 class SshGroup(Section):

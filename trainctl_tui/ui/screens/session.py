@@ -18,8 +18,10 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from ...app.costs import figures_of
 from ...core.models import Session
 from ...monitor.session_monitor import SessionMonitor
+from ...render.progress import figures_line
 from ...render.snapshot import elapsed, outcome, where_text
 from ..format import STATUS_STYLE, number, step
 from ..screen_work import screen_work
@@ -190,6 +192,9 @@ class SessionScreen(Screen):
             f"  attempt {s.attempt or '-'}  ", f"elapsed {elapsed(s)}  ",
             (where_text(s), "dim"),  # 'ssh:trio · 2 nodes'; a host said once
         )
+        figures = figures_line(figures_of(s))
+        if figures:
+            text.append(f"  {figures}", style="cyan")
         why = outcome(s)
         if why and not s.status.active or s.detail:
             text.append(f"  {why}", style="yellow")

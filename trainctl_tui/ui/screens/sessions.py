@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from ...app.service import SessionOverview
 from ...core.formatting import nodes_note
+from ...render.progress import cost_cell, eta_cell
 from ...render.snapshot import NAME_WIDTH, elapsed, outcome, visible
 from ...render.sparkline import sparkline
 from ..columns import ColumnLayout
@@ -27,12 +28,12 @@ COLUMNS = [
     ("alert", "", 1), ("name", "NAME", 14), ("id", "ID", 6), ("where", "WHERE", 8),
     ("status", "STATUS", 9), ("attempt", "ATT", 3), ("step", "STEP", 7),
     ("loss", "LOSS", 7), ("trend", "TREND", 12), ("elapsed", "ELAPSED", 7),
-    ("cost", "COST", 5), ("detail", "DETAIL", 0),
+    ("eta", "ETA", 6), ("cost", "COST", 7), ("detail", "DETAIL", 0),
 ]
 # At 80 columns the alert's `!` shares the mark column (a marked row shows its mark; its
-# name is red either way).
-LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "cost", "detail", "alert"},
-                      narrow_widths={"name": 12, "trend": 8}, min_rest=10)
+# name is red either way), and ETA takes the attempt's place (and a little of NAME and TREND).
+LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"where", "attempt", "cost", "detail", "alert"},
+                      narrow_widths={"name": 10, "trend": 7}, min_rest=10)
 
 SESSION_KEYS = [
     ("enter", "open the session (live log, loss curve, attempts)"),
@@ -188,7 +189,8 @@ class SessionsScreen(Screen):
             "loss": number(row.last("loss")),
             "trend": Text(sparkline(row.trend("loss", 12), 12), style="cyan", overflow="crop"),
             "elapsed": elapsed(s, now),
-            "cost": "-",
+            "eta": eta_cell(row.figures),
+            "cost": cost_cell(row.figures),
             "detail": Text(visible(detail)),
         }
 

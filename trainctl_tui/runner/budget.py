@@ -1,0 +1,133 @@
+"""What a run has cost and how far it is, kept in status.json, and the budget guard.
+
+The spec says what the machine costs (`price_per_hour`, USD; None when nobody declared it)
+and what the session spent before this runner started (`spent_before` USD, `hours_before`),
+and the limits (`budget` USD, `max_hours`). The runner adds its own wall-clock time as it
+goes, whatever the terminals do: at 90 % of a limit it says so once (status.json `budget`
+`warned`, a line in the log), at the limit it stops the training gracefully (SIGTERM, so it
+saves) with the reason `budget reached ($25.03 of $25.00)`, then runs `budget_stop_command`
+(set where the runner is on a rented machine: its shutdown stops or terminates the machine,
+as the machine was created to).
+
+status.json gets:
+  progress  {done, total, unit, source, seconds_per_step, eta_seconds, at, attempt}: this
+            attempt's, from the log (runner/progress.py); None when the log gives no total
+  cost      {price_per_hour, spent, hours, budget, max_hours, warned, reached}
+
+Stdlib only, Python 3.7+: shipped with the runner."""
+
+from __future__ import annotations
+
+import time
+
+from .progress import LogProgress
+
+WARN_AT = 0.9
+SPEC_DEFAULTS = {
+    "price_per_hour": None,
+    "spent_before": 0.0,
+    "hours_before": 0.0,
+    "budget": None,
+    "max_hours": None,
+    "budget_stop_command": None,
+}
+
+
+def check_spec(spec: dict, path: str, error) -> None:
+    """Numbers in place; `error(message)` is the exception to raise."""
+    for key in ("price_per_hour", "budget", "max_hours", "spent_before", "hours_before"):
+        value = spec.get(key)
+        if value is None:
+            continue
+        try:
+            spec[key] = float(value)
+        except (TypeError, ValueError):
+            raise error(f"{path}: '{key}' must be a number") from None
+        if not spec[key] >= 0:  # nan too
+            raise error(f"{path}: '{key}' must be 0 or more")
+    for key in ("spent_before", "hours_before"):
+        spec[key] = spec.get(key) or 0.0
+
+
+def usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def hours(value: float) -> str:
+    """12h, 1.5h; under six minutes in seconds (tests run on tiny limits)."""
+    if value < 0.1:
+        return f"{value * 3600:.0f}s"
+    return f"{round(value, 2):g}h"
+
+
+class Meter:
+    """The supervisor's accounting: call `attempt_started` when a child starts, `update`
+    before each status write; `reached` says why the run must stop (once)."""
+
+    def __init__(self, supervisor) -> None:
+        self.supervisor = supervisor
+        spec = supervisor.spec
+        self.price = spec.get("price_per_hour")
+        self.budget = spec.get("budget")
+        self.max_hours = spec.get("max_hours")
+        self.spent_before = spec.get("spent_before") or 0.0
+        self.hours_before = spec.get("hours_before") or 0.0
+        self.started = time.time()
+        self.progress = None  # LogProgress of the attempt running
+        self.attempt = 0
+        self.ended = None  # the run's final state: the meter stops
+        self.reached = None  # the reason the guard stopped the run
+        self.warned = {}
+        supervisor.status["progress"] = None
+        supervisor.status["cost"] = self.figures(self.started)
+
+    def attempt_started(self, n: int, checkpoint) -> None:
+        self.progress = LogProgress(self.supervisor.log_path, checkpoint)
+        self.attempt = n
+
+    def finish(self) -> None:
+        self.update(time.time())
+        self.ended = time.time()
+
+    def figures(self, now: float) -> dict:
+        run_hours = self.hours_before + max(0.0, now - self.started) / 3600
+        spent = None
+        if self.price is not None:
+            spent = self.spent_before + self.price * max(0.0, now - self.started) / 3600
+        return {"price_per_hour": self.price, "spent": spent, "hours": run_hours,
+                "spent_before": self.spent_before,
+                "budget": self.budget, "max_hours": self.max_hours,
+                "warned": dict(self.warned), "reached": self.reached}
+
+    def update(self, now: float) -> None:
+        """Bring status.json's progress and cost up to now; stop the run at a limit."""
+        if self.ended is not None:
+            return
+        status = self.supervisor.status
+        if self.progress is not None:
+            found = self.progress.poll(now)
+            if found is not None:
+                found["attempt"] = self.attempt
+                status["progress"] = found
+        figures = self.figures(now)
+        self._check(figures, now)
+        figures.update(warned=dict(self.warned), reached=self.reached)
+        status["cost"] = figures
+
+    def _check(self, figures: dict, now: float) -> None:
+        limits = []
+        if self.budget is not None and figures["spent"] is not None:
+            limits.append(("budget", figures["spent"], self.budget, usd))
+        if self.max_hours is not None:
+            limits.append(("hours", figures["hours"], self.max_hours, hours))
+        for name, used, limit, show in limits:
+            label = "budget" if name == "budget" else "max hours"
+            if used >= limit and self.reached is None:
+                self.reached = f"{label} reached ({show(used)} of {show(limit)})"
+                self.supervisor.log_line(self.reached + ": stopping the run")
+                self.supervisor.request_stop(self.reached)
+            elif used >= WARN_AT * limit and name not in self.warned:
+                self.warned[name] = now
+                share = 100 * used / limit
+                self.supervisor.log_line(f"{label}: {show(used)} of {show(limit)} used "
+                                         f"({share:.0f}%)")
