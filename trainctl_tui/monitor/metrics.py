@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 
+from .line_blocks import LineBlocks
 from .parsers import (
     DIGIT_MARKS,
     KERAS_FRAME,
@@ -63,6 +64,7 @@ class MetricSet:
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
         self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
         self._numbers = _Numbers()
+        self._blocks = LineBlocks(self)
         # Some x is a record's index in its series: right only when the log was fed whole.
         self.indexed_x = False
         # When a dict: notes that a series' last x was read (a step repeated) or a point
@@ -85,6 +87,20 @@ class MetricSet:
         """The series `name`, created (last) if new."""
         return self._series(name)
 
+    def name_series(self, names: tuple[str, ...]) -> None:
+        """Make the series a record of `names` adds to, in that order, where new."""
+        if names not in self._targets:
+            self._targets[names] = [self._series(name) for name in names]
+
+    @property
+    def last_step(self) -> float | None:
+        """The step of the last record that gave one: the x of records without one."""
+        return self._last_step
+
+    @last_step.setter
+    def last_step(self, step: float) -> None:
+        self._last_step = step
+
     # -- feeding
 
     def feed_line(self, line: str) -> bool:
@@ -105,19 +121,27 @@ class MetricSet:
         `templates`, when given, are the lines with their digits marked (`DIGIT_MARKS`):
         one translate of a whole block costs less than one a line.
 
-        The hot loop of `extract_file`: a line of a template the parser has seen costs one
-        dict lookup and a float() per value.
+        A block of dense metric lines is fed by `LineBlocks` (a few C-level passes a series);
+        other lines by `feed_plain`, with the same result.
         """
-        parser = self.parser
-        if parser.patterns:
+        if self.parser.patterns:
             return self._feed_each(lines)
+        lines = lines if isinstance(lines, list) else list(lines)
+        if templates is None:
+            templates = [raw.translate(DIGIT_MARKS) for raw in lines]
+        templates = templates if isinstance(templates, list) else list(templates)
+        if len(lines) != len(templates):
+            raise ValueError("one template a line")
+        return self._blocks.feed(lines, templates)
+
+    def feed_plain(self, lines: Sequence[bytes], templates: Sequence[bytes]) -> int:
+        """`feed_bytes`, a line at a time: a line of a template the parser has seen costs
+        one dict lookup and a float() per value."""
+        parser = self.parser
         plans = parser.plans
         apply = parser.apply
         add = self._add
         targets_of = self._targets.get
-        if templates is None:
-            lines = list(lines)
-            templates = [raw.translate(DIGIT_MARKS) for raw in lines]
         count = found = 0
         for raw, template in zip(lines, templates, strict=True):
             count += 1

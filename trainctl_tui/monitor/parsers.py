@@ -322,7 +322,7 @@ _MAX_PLANS = 8192
 
 
 class Plan:
-    __slots__ = ("names", "has_step", "take", "doubled", "keras", "epoch_context_at",
+    __slots__ = ("names", "has_step", "take", "slices", "doubled", "keras", "epoch_context_at",
                  "progress_of", "live_only", "stateless")
 
     def __init__(self, step_at=None, names=(), value_at=(), keras=False, epoch_context_at=None,
@@ -334,6 +334,7 @@ class Plan:
         # One C call slices every number out of a line: the step first, then the values.
         slices = [slice(*span) for span in
                   ((step_at,) if step_at else ()) + tuple(value_at) + tuple(progress_at)]
+        self.slices = tuple(slices)
         self.doubled = len(slices) == 1  # itemgetter returns a tuple only for 2+ items
         self.take = itemgetter(*slices, *slices[:1]) if self.doubled else (
             itemgetter(*slices) if slices else None)
@@ -378,7 +379,8 @@ class MetricsParser:
 
     def __init__(self, patterns: Sequence[str] = ()) -> None:
         self.patterns = compile_patterns(patterns)
-        self.plans: dict[bytes, Plan] = {}
+        self.plans: dict[bytes, Plan] = {}  # new plans are added at the end
+        self.generation = 0  # counts the times `plans` was emptied
         self._names: dict[str, tuple[str, int]] = {}
         self._epoch: float | None = None
 
@@ -464,9 +466,13 @@ class MetricsParser:
             return self._keras_step(found.step, names, found.values)
         return found.step, names, found.values
 
-    def _remember_nothing(self, template: bytes) -> None:
+    def _make_room(self) -> None:
         if len(self.plans) >= _MAX_PLANS:
             self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
+            self.generation += 1
+
+    def _remember_nothing(self, template: bytes) -> None:
+        self._make_room()
         self.plans[template] = NOTHING
 
     def _remember_plan(self, template: bytes, line: bytes, text: str,
@@ -474,8 +480,7 @@ class MetricsParser:
         if found is None:
             self._remember_nothing(template)
             return
-        if len(self.plans) >= _MAX_PLANS:
-            self.plans.clear()  # a log of endless one-off shapes: start over, stay bounded
+        self._make_room()
         if not found.cacheable:
             return
         if len(text) == len(line):

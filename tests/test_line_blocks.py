@@ -1,0 +1,136 @@
+"""A block of lines fed at once (`LineBlocks`, the C-level passes) gives what the line loop
+gives, point for point, bit for bit: steps that repeat, steps that are no steps, nan/inf/-0,
+templates new in the middle of a block, series created in the order lines name them."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainctl_tui.monitor.line_blocks import floats
+from trainctl_tui.monitor.metrics import DIGIT_MARKS, MetricSet
+
+
+def state(metrics: MetricSet) -> tuple:
+    return (metrics.lines, metrics.records, metrics.indexed_x, metrics.last_step,
+            sorted(metrics.carried_state()["previous"].items()),
+            [(name, s.xs.tobytes(), s.ys.tobytes(), s.nonfinite, s.first_nonfinite() is None)
+             for name, s in metrics.series.items()])
+
+
+def by_blocks(lines: list[bytes], size: int, reads: bool = False) -> MetricSet:
+    metrics = MetricSet()
+    if reads:
+        metrics.reads = {"x": False, "index": False}
+    for at in range(0, len(lines), size):
+        block = lines[at:at + size]
+        metrics.feed_bytes(block, [line.translate(DIGIT_MARKS) for line in block])
+    return metrics
+
+
+def one_by_one(lines: list[bytes], reads: bool = False) -> MetricSet:
+    metrics = MetricSet()
+    if reads:
+        metrics.reads = {"x": False, "index": False}
+    for line in lines:
+        metrics.feed_plain([line], [line.translate(DIGIT_MARKS)])
+    return metrics
+
+
+def noisy_log(seed: int, count: int, dense: float) -> list[bytes]:
+    rng = random.Random(seed)
+    odd = ["0.5", "nan", "inf", "-inf", "-0.0", "0.0", "1e-3", "3", "NaN"]
+    out, step = [], 0
+    for i in range(count):
+        kind = rng.random() * (0.66 if rng.random() < dense else 1.0)
+        value = (rng.choice(odd) if rng.random() < 0.3
+                 else f"{rng.uniform(0, 3):.{rng.randint(1, 5)}f}")
+        if kind < 0.55:
+            step = max(0, step + rng.choice([1, 1, 1, 0, 10, -3]))
+            out.append(f"step {step} loss={value} lr={rng.choice(['3e-4', '1e-4'])}")
+        elif kind < 0.62:
+            out.append(f"iter {step}: loss {rng.uniform(0, 3):.4f}, time "
+                       f"{rng.uniform(1, 300):.2f}ms, mfu {rng.uniform(0, 40):.2f}%")
+        elif kind < 0.66:
+            out.append(f"step {step}: train loss {rng.choice(['0.5', '1.0'])}, val loss "
+                       f"{rng.uniform(1, 3):.4f}")
+        elif kind < 0.70:
+            out.append(f"loss={rng.choice(['0.5', '0.7'])} acc={rng.choice(['0.1', '0.2'])}")
+        elif kind < 0.72:
+            out.append(f"step {rng.choice(['2.5', '7.25'])} loss={rng.uniform(0, 1):.3f}")
+        elif kind < 0.74:
+            out.append(f"Epoch {rng.randint(1, 9)}/10")
+        elif kind < 0.76:
+            out.append(f"32/32 - 0s 2ms/step - loss: {rng.uniform(0, 1):.4f} - accuracy: 0.5")
+        elif kind < 0.78:
+            out.append("".join(f"\r{k}/10 [00:01<00:02, 9.1it/s, loss={rng.uniform(0, 1):.3f}]"
+                               for k in range(rng.randint(1, 5))))
+        elif kind < 0.80:
+            out.append(f"step {step} loss={value} lr=3e-4\r")
+        elif kind < 0.82:
+            out.append(f"new shape {i} step {step} grad_norm {rng.random():.2f} loss 0.5")
+        elif kind < 0.85:
+            out.append(f"epoch {rng.randint(0, 3)} step {step} val_loss={rng.uniform(0, 1):.4f}")
+        else:
+            out.append(rng.choice(["INFO something 12", "", "warming up",
+                                   f"global_step={step} loss={rng.random():.3f}"]))
+    return [line.encode() for line in out]
+
+
+def test_blocks_of_dense_lines_give_what_the_loop_gives():
+    for seed in range(8):
+        lines = noisy_log(seed, 6000, dense=0.9 + seed / 100)
+        expected = state(one_by_one(lines, reads=True))
+        for size in (64, 500, 6000):
+            got = by_blocks(lines, size, reads=True)
+            assert state(got) == expected, (seed, size)
+        assert by_blocks(lines, 500, reads=True).reads == one_by_one(lines, reads=True).reads
+
+
+def test_blocks_of_mixed_lines_give_what_the_loop_gives():
+    for seed in range(4):
+        lines = noisy_log(100 + seed, 4000, dense=0.0)
+        assert state(by_blocks(lines, 256)) == state(one_by_one(lines))
+
+
+def test_a_block_goes_through_the_passes():
+    """Not only the loop: the block path is taken (and still equal)."""
+    lines = [f"step {s} loss={1 / s:.6f} lr=3e-4".encode() for s in range(1000, 2000)]
+    metrics = by_blocks(lines, 1000)
+    calls = []
+    plain = metrics.feed_plain
+    metrics.feed_plain = lambda *args: calls.append(len(args[0])) or plain(*args)
+    more = [f"step {s} loss={1 / s:.6f} lr=3e-4".encode() for s in range(2000, 3000)]
+    metrics.feed_bytes(more, [line.translate(DIGIT_MARKS) for line in more])
+    assert calls == []
+    assert state(metrics) == state(one_by_one(lines + more))
+
+
+def bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.floats(allow_nan=False).map(repr),
+    st.floats(allow_nan=False).map(lambda x: f"{x:.17e}"),
+    st.from_regex(r"\A[-+]?[0-9]{1,30}(\.[0-9]{0,30})?([eE][-+]?[0-9]{1,3})?\Z"),
+    st.from_regex(r"\A[-+]?\.[0-9]{1,30}([eE][-+]?[0-9]{1,3})?\Z"),
+    st.sampled_from(["nan", "-nan", "NaN", "inf", "-inf", "Infinity", "1e500", "-0", "4.9e-324",
+                     "2.4703282292062328e-324", "1.7976931348623159e308"]),
+))
+def test_floats_are_float_bit_for_bit(text):
+    raw = text.encode()
+    assert bits(floats([raw])[0]) == bits(float(raw))
+
+
+def test_floats_refuses_what_float_refuses():
+    for text in (b"1.2.3", b"", b"abc", b"1e", b"--1"):
+        try:
+            floats([text])
+        except ValueError:
+            continue
+        raise AssertionError(text)
