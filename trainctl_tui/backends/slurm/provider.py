@@ -226,8 +226,14 @@ class SlurmProvider(RemoteRunnerProvider):
         job = self.job_id(session)
         if state is None:
             state = await self.job_state(session)
-        if await self.transport.size(f"{self.remote_dir(session)}/slurm-{job}.out") is None:
-            return not_visible(self.label, self.workdir, job)
+        if (state is None or state.reason == "JobLaunchFailure") and await self.transport.size(
+                f"{self.remote_dir(session)}/slurm-{job}.out") is None:
+            # The batch step could not even open its output file in the session folder.
+            if state is not None:
+                return not_visible(self.label, self.workdir, job)
+            return (f"{self.label}: job {job} is gone from the queue without writing its "
+                    "output (cancelled while queued?); if it ran: "
+                    + not_visible("", self.workdir, job).removeprefix(": "))
         ended = state.state if state else await accounted_state(self.transport, job)
         if ended:
             why = {"CANCELLED": "was cancelled (scancel by someone else?)",
