@@ -206,3 +206,28 @@ def test_slurm_commands_missing_on_the_login_node_are_one_line_with_the_fix(
     assert not (tmp_path / "shared").exists()  # nothing written
     assert cluster.job_ids() == []
     assert os.environ.get("SLURM_CONF") is None
+
+
+def test_a_queued_job_stays_queued_through_a_login_node_outage(cluster, tmp_path):
+    cluster.drain()
+    try:
+        service = Service()
+        session = asyncio.run(service.launch(demo(tmp_path, "waiting", steps=10)))
+        job = job_of(session)
+        wait_session(service, session.id, lambda s: (s.detail or "").startswith("queued: "))
+        service.close()
+        cluster.login.stop()
+        try:
+            for _ in range(2):
+                assert info(session.id)["status"] == "unreachable"
+        finally:
+            cluster.login.start()
+        service = Service()
+        again = wait_session(service, session.id, lambda s: s.status is Status.PENDING)
+        assert again.detail == (f"queued: {cluster.job_state(job)[1]} (1st in partition "
+                                f"debug, job {job})")
+        stopped = asyncio.run(service.stop(session.id))
+        assert stopped.detail == f"cancelled while queued (job {job})"
+        service.close()
+    finally:
+        cluster.resume_node()
