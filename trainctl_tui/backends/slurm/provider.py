@@ -47,6 +47,7 @@ class SlurmProvider(RemoteRunnerProvider):
         self.host = cluster
         self._cluster = None
         self._transport = None
+        self._notes: dict[str, list | None] = {}  # read this refresh (a provider is per refresh)
 
     @property
     def name(self) -> str:
@@ -210,7 +211,9 @@ class SlurmProvider(RemoteRunnerProvider):
 
     async def queued_detail(self, session: Session, job: str, state: JobState) -> str:
         """'queued: Priority (2nd in partition debug, job 123)', after a requeue with why."""
-        notes = await self.notes(session) or []
+        # A job that ran before (requeued) left a status.json, and read_status read the
+        # notes of this refresh; a job that never ran has none to read.
+        notes = self._notes.get(session.id) or []
         again = requeues.requeues(notes + [("START", None)])
         requeued = ""
         if again and notes and notes[-1][0] in ("REQUEUE", "TERM", "USR1"):
@@ -252,6 +255,7 @@ class SlurmProvider(RemoteRunnerProvider):
         (None: the job is queued or starting again); after max_requeues the session is
         interrupted, with a hint. After a resubmission (resume), None until the new runner
         wrote its first word."""
+        self._notes.pop(session.id, None)
         status = await super().read_status(session)
         if not status:
             return status
@@ -263,7 +267,7 @@ class SlurmProvider(RemoteRunnerProvider):
             status = await self.with_requeues(session, status)
         if status.get("state") != "stopped" or status.get("slurm_checked"):
             return status
-        notes = await self.notes(session)
+        notes = self._notes[session.id] = await self.notes(session)
         if notes is None:  # trainctl's own stop
             return status
         names = [name for name, _ in notes]
