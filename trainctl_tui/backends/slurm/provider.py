@@ -357,8 +357,8 @@ class SlurmProvider(RemoteRunnerProvider):
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
         """Graceful: INT to the batch shell alone, which hands it to the runner as TERM (the
         training gets SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel
-        (Slurm's TERM then reaches every process of the job). force: the
-        runner's immediate stop (USR2 -> SIGUSR1), then scancel at once."""
+        (Slurm's TERM then reaches every process of the job). force: the runner's immediate
+        stop (USR2 -> SIGUSR1), then scancel at once."""
         job = self.job_id(session)
         if not job:
             return
