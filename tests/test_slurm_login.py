@@ -97,6 +97,10 @@ def test_through_the_login_node_a_run_ends_its_log_metrics_and_checkpoints_work(
 
 
 def test_through_the_login_node_a_graceful_stop_saves_a_checkpoint(cluster, tmp_path):
+    """The login node named by its ~/.ssh/config alias this time (not an [ssh.hosts] name)."""
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('login = "hpc-login"',
+                                                 f'login = "{cluster.login.alias}"'))
     service = Service()
     session = asyncio.run(service.launch(demo(tmp_path, "long", steps=100000)))
     wait_session(service, session.id, lambda s: s.status is Status.RUNNING
