@@ -97,6 +97,10 @@ def test_through_the_login_node_a_run_ends_its_log_metrics_and_checkpoints_work(
 
 
 def test_through_the_login_node_a_graceful_stop_saves_a_checkpoint(cluster, tmp_path):
+    """The login node named by its ~/.ssh/config alias this time (not an [ssh.hosts] name)."""
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('login = "hpc-login"',
+                                                 f'login = "{cluster.login.alias}"'))
     service = Service()
     session = asyncio.run(service.launch(demo(tmp_path, "long", steps=100000)))
     wait_session(service, session.id, lambda s: s.status is Status.RUNNING
@@ -164,7 +168,7 @@ def test_a_workdir_the_compute_nodes_do_not_see_is_one_line_with_the_fix(cluster
     session = asyncio.run(service.launch(demo(tmp_path, "unshared", steps=10)))
     job = job_of(session)
     ended = wait_session(service, session.id, lambda s: not s.status.active, timeout=60)
-    assert ended.status in (Status.FAILED, Status.LOST)
+    assert ended.status is Status.FAILED  # FAILED, JobLaunchFailure (exit 0:53) in squeue
     assert ended.detail == (f"slurm hpc: workdir {workdir} is not visible on the compute "
                             f"node(s) (job {job} could not write there); set workdir to a "
                             "shared filesystem")
@@ -206,3 +210,28 @@ def test_slurm_commands_missing_on_the_login_node_are_one_line_with_the_fix(
     assert not (tmp_path / "shared").exists()  # nothing written
     assert cluster.job_ids() == []
     assert os.environ.get("SLURM_CONF") is None
+
+
+def test_a_queued_job_stays_queued_through_a_login_node_outage(cluster, tmp_path):
+    cluster.drain()
+    try:
+        service = Service()
+        session = asyncio.run(service.launch(demo(tmp_path, "waiting", steps=10)))
+        job = job_of(session)
+        wait_session(service, session.id, lambda s: (s.detail or "").startswith("queued: "))
+        service.close()
+        cluster.login.stop()
+        try:
+            for _ in range(2):
+                assert info(session.id)["status"] == "unreachable"
+        finally:
+            cluster.login.start()
+        service = Service()
+        again = wait_session(service, session.id, lambda s: s.status is Status.PENDING)
+        assert again.detail == (f"queued: {cluster.job_state(job)[1]} (1st in partition "
+                                f"debug, job {job})")
+        stopped = asyncio.run(service.stop(session.id))
+        assert stopped.detail == f"cancelled while queued (job {job})"
+        service.close()
+    finally:
+        cluster.resume_node()

@@ -77,9 +77,10 @@ def test_queued_jobs_show_their_reason_and_place_in_the_partition(cluster, tmp_p
         return check
 
     wait_session(service, first.id, placed(1))
-    two = wait_session(service, second.id, placed(2))
+    wait_session(service, second.id, placed(2))
     listed = json.loads(run_cli("sessions", "--json").stdout)["sessions"]
-    assert {s["id"]: s["detail"] for s in listed}[second.id] == two.detail
+    assert re.fullmatch(rf"queued: (Priority|Resources) \(2nd in partition debug, job "
+                        rf"{jobs[1]}\)", {s["id"]: s["detail"] for s in listed}[second.id])
     service.close()
 
 
@@ -255,3 +256,27 @@ def test_the_preflights_answers_are_one_line_each():
     assert error("Welcome to the cluster!\n") == (
         "slurm hpc: unexpected answer from the login node hpc-login: 'Welcome to the "
         "cluster!'")
+
+
+def test_a_resume_that_waits_in_the_queue_says_so(cluster, tmp_path):
+    """A stopped session resumed while its partition's node is drained: the new job waits,
+    and `trainctl resume` says where instead of naming an attempt that has not started."""
+    service = Service()
+    session = asyncio.run(service.launch(demo_trainer(tmp_path, steps=1000)))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and "step 20/" in service.log_path(s).read_text())
+    assert asyncio.run(service.stop(session.id)).status is Status.STOPPED
+    old_job = job_of(session)
+    cluster.wait_state(old_job, {"COMPLETED", "CANCELLED", None})
+    cluster.drain()
+    resumed = run_cli("resume", session.id, timeout=90)
+    assert resumed.returncode == 0, resumed.stderr
+    new_job = job_of(session)
+    reason = cluster.job_state(new_job)[1]
+    assert resumed.stdout.splitlines() == [
+        f"resumed session {session.id}: queued: {reason} (1st in partition debug, job "
+        f"{new_job})", session.id]
+    stopped = asyncio.run(service.stop(session.id))
+    assert (stopped.status, stopped.detail) == (
+        Status.STOPPED, f"cancelled while queued (job {new_job})")
+    service.close()

@@ -450,6 +450,10 @@ def cmd_resume(args) -> int:
     session = _run(_service().resume(args.id, from_checkpoint=args.checkpoint,
                                      scratch=args.scratch, trust=args.trust, note=print,
                                      **limits))
+    if session.status.value == "pending":  # its new runner has not started yet (a queue)
+        print(f"resumed session {session.id}: {session.detail or 'waiting for its runner'}")
+        print(session.id)
+        return 0
     last = session.attempts[-1] if session.attempts else None
     source = last.resumed_from if last and last.resumed_from else "scratch (no checkpoint)"
     print(f"resumed session {session.id} as attempt {session.attempt} from {source}")

@@ -47,6 +47,7 @@ class SlurmProvider(RemoteRunnerProvider):
         self.host = cluster
         self._cluster = None
         self._transport = None
+        self._notes: dict[str, list | None] = {}  # read this refresh (a provider is per refresh)
 
     @property
     def name(self) -> str:
@@ -217,7 +218,9 @@ class SlurmProvider(RemoteRunnerProvider):
 
     async def queued_detail(self, session: Session, job: str, state: JobState) -> str:
         """'queued: Priority (2nd in partition debug, job 123)', after a requeue with why."""
-        notes = await self.notes(session) or []
+        # A job that ran before (requeued) left a status.json, and read_status read the
+        # notes of this refresh; a job that never ran has none to read.
+        notes = self._notes.get(session.id) or []
         again = requeues.requeues(notes + [("START", None)])
         requeued = ""
         if again and notes and notes[-1][0] in ("REQUEUE", "TERM", "USR1"):
@@ -233,8 +236,14 @@ class SlurmProvider(RemoteRunnerProvider):
         job = self.job_id(session)
         if state is None:
             state = await self.job_state(session)
-        if await self.transport.size(f"{self.remote_dir(session)}/slurm-{job}.out") is None:
-            return not_visible(self.label, self.workdir, job)
+        if (state is None or state.reason == "JobLaunchFailure") and await self.transport.size(
+                f"{self.remote_dir(session)}/slurm-{job}.out") is None:
+            # The batch step could not even open its output file in the session folder.
+            if state is not None:
+                return not_visible(self.label, self.workdir, job)
+            return (f"{self.label}: job {job} is gone from the queue without writing its "
+                    "output (cancelled while queued?); if it ran: "
+                    + not_visible("", self.workdir, job).removeprefix(": "))
         ended = state.state if state else await accounted_state(self.transport, job)
         if ended:
             why = {"CANCELLED": "was cancelled (scancel by someone else?)",
@@ -253,6 +262,7 @@ class SlurmProvider(RemoteRunnerProvider):
         (None: the job is queued or starting again); after max_requeues the session is
         interrupted, with a hint. After a resubmission (resume), None until the new runner
         wrote its first word."""
+        self._notes.pop(session.id, None)
         status = await super().read_status(session)
         if not status:
             return status
@@ -264,7 +274,7 @@ class SlurmProvider(RemoteRunnerProvider):
             status = await self.with_requeues(session, status)
         if status.get("state") != "stopped" or status.get("slurm_checked"):
             return status
-        notes = await self.notes(session)
+        notes = self._notes[session.id] = await self.notes(session)
         if notes is None:  # trainctl's own stop
             return status
         names = [name for name, _ in notes]
@@ -354,8 +364,8 @@ class SlurmProvider(RemoteRunnerProvider):
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
         """Graceful: INT to the batch shell alone, which hands it to the runner as TERM (the
         training gets SIGTERM, its grace, then SIGKILL); when the job outlives that, scancel
-        (Slurm's TERM then reaches every process of the job). force: the
-        runner's immediate stop (USR2 -> SIGUSR1), then scancel at once."""
+        (Slurm's TERM then reaches every process of the job). force: the runner's immediate
+        stop (USR2 -> SIGUSR1), then scancel at once."""
         job = self.job_id(session)
         if not job:
             return
