@@ -249,6 +249,7 @@ def test_launch_form_offers_the_clusters_partitions_and_launches_there(cluster, 
             form.query_one("#j-nodes", Input).value = "0"
             await pilot.press("ctrl+s")
             assert form_text(form, "#launch-error") == "Nodes must be at least 1"
+            assert Service().store.count() == 0 and cluster.job_ids() == []
             form.query_one("#j-nodes", Input).value = "1"
             form.query_one("#j-time", Input).value = "soon"
             await pilot.press("ctrl+s")
@@ -256,7 +257,8 @@ def test_launch_form_offers_the_clusters_partitions_and_launches_there(cluster, 
                 form, "#launch-error"), what="sbatch's refusal")
             assert form_text(form, "#launch-error") == (
                 "slurm hpc: sbatch refused the job: Invalid --time specification")
-            assert cluster.job_ids() == []
+            assert cluster.job_ids() == []  # the failed session is recorded, nothing queued
+            assert [s.status.value for s in Service().store.list()] == ["failed"]
 
             form.query_one("#j-time", Input).value = "00:05:00"
             partition.value = "pair"
