@@ -195,6 +195,25 @@ def test_probe_and_stop_address_one_node(tmp_path):
     assert read_status(str(folder))["state"] == "stopped"
 
 
+def test_a_line_in_the_signals_file_is_a_signal_to_the_runner(tmp_path):
+    """How a batch shell stops runners on other nodes (a shared folder, no signal to the
+    step): TERM is graceful; the file may hold lines from before the runner started."""
+    folder = session_folder(tmp_path, [PY, "-c", "import time; time.sleep(60)"])
+    signals = tmp_path / "node-signals"
+    signals.write_text("HUP 1\n")  # not one the runner takes: ignored
+    runner = start_runner(folder, "--node-rank", "1", "--node-ips", "h0,h1", "--signals-from",
+                          str(signals))
+    deadline = time.monotonic() + 30
+    while (read_status(str(folder / "nodes" / "1")) or {}).get("state") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with open(signals, "a") as handle:
+        handle.write("TERM 2\n")
+    assert runner.wait(timeout=30) == 0
+    status = read_status(str(folder / "nodes" / "1"))
+    assert (status["state"], status["reason"]) == ("stopped", "stopped by SIGTERM")
+
+
 # -- launch refusals --------------------------------------------------------------------------
 
 @pytest.fixture

@@ -29,10 +29,11 @@ import os, signal, sys, time
 names = ("TRAINCTL_NODE_RANK", "TRAINCTL_NUM_NODES", "TRAINCTL_NODE_IPS", "MASTER_ADDR",
          "MASTER_PORT", "SLURMD_NODENAME")
 rank = os.environ.get("TRAINCTL_NODE_RANK")
-def term(*_):
+def term(*_):  # slow to save: a second SIGTERM meanwhile would be noted twice
     with open(sys.argv[1], "a") as f:
         f.write(f"TERM {rank}\\n")
     print("saving on SIGTERM", flush=True)
+    time.sleep(1)
     sys.exit(0)
 signal.signal(signal.SIGTERM, term)
 print(" ".join(f"{n}={os.environ.get(n)}" for n in names), flush=True)
@@ -98,7 +99,7 @@ def test_dry_run_shows_one_runner_per_node_started_by_srun(cluster):
     srun = [line for line in lines if line.startswith("srun ")]
     assert srun == [
         "srun --ntasks-per-node=1 bash -c 'exec \"$0\" \"$1\" \"$2\" --node-rank "
-        "\"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\"' "
+        "\"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\" --signals-from \"$2\"/node-signals' "
         f"{sys.executable} {cluster.shared}/runner/{runner_folder(cluster)}/trainctl-runner.pyz "
         "\"$trainctl_dir\" \"$node_ips\" 2:4 &"]
     assert cluster.job_ids() == [] and not cluster.shared.exists()
@@ -142,12 +143,38 @@ def test_a_stop_reaches_every_nodes_training_and_the_run_ends_when_all_have(clus
                  and marks(tmp_path) == ["started 0", "started 1"])
     stopped = asyncio.run(service.stop(session.id))
     assert stopped.status is Status.STOPPED, stopped.detail
+    # one SIGTERM each, from its runner (Slurm signals no training directly)
     assert marks(tmp_path) == ["TERM 0", "TERM 1", "started 0", "started 1"]
     shared = cluster.shared / "sessions" / session.id
     for folder in (shared, shared / "nodes" / "1"):
         assert json.loads((folder / "status.json").read_text())["state"] == "stopped"
         assert "saving on SIGTERM" in (folder / "train.log").read_text()
     service.close()
+
+
+def test_a_force_stop_ends_every_node_at_once(cluster, tmp_path):
+    """USR2 to the batch shell becomes the runners' force stop (SIGUSR1) on every node: the
+    trainings are SIGKILLed without their grace (they never note a TERM), by their runner
+    only (a signal from Slurm to the step would reach them directly)."""
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, 3000), provider="slurm:hpc", cwd=str(tmp_path),
+        grace_seconds=120, backend_options={"nodes": "2"})))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and marks(tmp_path) == ["started 0", "started 1"])
+    stopped = asyncio.run(service.stop(session.id, force=True))
+    assert stopped.status is Status.STOPPED, stopped.detail
+    shared = cluster.shared / "sessions" / session.id
+    for folder in (shared, shared / "nodes" / "1"):
+        status = json.loads((folder / "status.json").read_text())
+        assert (status["state"], status["reason"]) == ("stopped", "force-stopped by SIGUSR1")
+    assert marks(tmp_path) == ["started 0", "started 1"]
+    cluster.wait_state(job_of(session), {"COMPLETED", "CANCELLED", None})
+    service.close()
+
+
+def job_of(session) -> str:
+    return json.loads((Path(session.session_dir) / "remote.json").read_text())["job_id"]
 
 
 def test_torchrun_meets_through_c10d_and_ddp_ends_with_identical_parameters(cluster, tmp_path):
