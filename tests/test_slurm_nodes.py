@@ -173,6 +173,38 @@ def test_a_force_stop_ends_every_node_at_once(cluster, tmp_path):
     service.close()
 
 
+def test_the_time_limit_warning_requeues_every_node_and_both_resume(cluster, tmp_path):
+    """Slurm's warning (USR1 to the batch shell, sent here as Slurm does: SLURM.md) stops
+    every node's training gracefully, the job requeues, and both nodes start again from
+    rank 0's newest checkpoint (as DDP does: rank 0 saves, every rank loads)."""
+    from trainctl_tui.app.launching import demo_script_path
+
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text() + "max_requeues = 1\n")
+    script = ('d=ckpt; [ "$TRAINCTL_NODE_RANK" = 0 ] || d=ckpt-node$TRAINCTL_NODE_RANK; '
+              f'exec {sys.executable} -u {demo_script_path()} --steps 150 --step-time 0.1 '
+              '--ckpt-every 20 --log-every 20 --checkpoint-dir "$d" "$@"')
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=["bash", "-c", script, "train"], provider="slurm:hpc", cwd=str(tmp_path),
+        checkpoint_dir=str(tmp_path / "ckpt"), resume_template="--resume {checkpoint}",
+        grace_seconds=20, backend_options={"nodes": "2"})))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and "step 40" in node_log(s, 0) and "step 40" in node_log(s, 1))
+    cluster.run("scancel", "--batch", "--signal=USR1", job_of(session))
+    done = wait_session(service, session.id, lambda s: not s.status.active, timeout=150)
+    assert done.status is Status.SUCCEEDED, done.detail
+    shared = cluster.shared / "sessions" / session.id
+    for folder in (shared, shared / "nodes" / "1"):
+        status = json.loads((folder / "status.json").read_text())
+        assert status["state"] == "succeeded" and len(status["attempts"]) == 2
+        resumed = status["attempts"][1]["resumed_from"]
+        assert resumed and resumed.startswith(str(tmp_path / "ckpt") + "/")
+    notes = (shared / "slurm-signals").read_text().split()
+    assert [n for n in notes if not n.isdigit()] == ["USR1", "REQUEUE", "START"]
+    service.close()
+
+
 def job_of(session) -> str:
     return json.loads((Path(session.session_dir) / "remote.json").read_text())["job_id"]
 
