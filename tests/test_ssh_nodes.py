@@ -141,6 +141,28 @@ def test_a_stop_reaches_every_node_and_the_run_ends_when_all_have(hosts, tmp_pat
         assert json.loads((folder / "status.json").read_text())["state"] == "stopped"
 
 
+def test_a_stopped_group_run_resumes_on_every_node(hosts, tmp_path):
+    session_id = launch("--provider", "ssh:a,b", "--cwd", str(tmp_path), "--grace-seconds", "5",
+                        "--", *trainer(tmp_path, 3000))
+    deadline = time.monotonic() + 60
+    while marks(tmp_path) != ["started 0", "started 1"]:
+        assert time.monotonic() < deadline, marks(tmp_path)
+        time.sleep(0.3)
+    assert run_cli("stop", session_id).returncode == 0
+    assert wait_ended(session_id)["status"] == "stopped"
+    resumed = run_cli("resume", session_id, "--scratch")
+    assert resumed.returncode == 0, resumed.stderr
+    while marks(tmp_path).count("started 1") < 2 or marks(tmp_path).count("started 0") < 2:
+        assert time.monotonic() < deadline + 60, marks(tmp_path)
+        time.sleep(0.3)
+    assert info(session_id)["status"] == "running"
+    assert run_cli("stop", session_id).returncode == 0
+    assert wait_ended(session_id)["status"] == "stopped"
+    node = json.loads((hosts["b"] / "sessions" / session_id / "nodes" / "1" /
+                       "status.json").read_text())
+    assert [a["reason"] for a in node["attempts"]] == ["stopped by SIGTERM"] * 2
+
+
 def test_a_node_whose_runner_dies_is_named_and_the_run_ends_lost(hosts, tmp_path):
     """Node 1's runner and training SIGKILLed mid-run: the detail names it while the head
     runs on; after the stop the run cannot end well (node 1 never wrote a final state)."""
