@@ -134,6 +134,27 @@ def test_two_nodes_run_to_the_end_each_with_its_rank_and_log(cluster, tmp_path):
     service.close()
 
 
+def test_min_max_nodes_run_on_what_slurm_gives(cluster, tmp_path):
+    """--nodes 1:2 is sbatch's --nodes=1-2 (this Slurm gives one node when it can start the
+    job at once): the runners, the environment and the session count the nodes the job got,
+    and torchrun would get --nnodes 1:2."""
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, 2), provider="slurm:hpc", cwd=str(tmp_path),
+        backend_options={"nodes": "1:2"})))
+    done = wait_session(service, session.id, lambda s: not s.status.active)
+    assert done.status is Status.SUCCEEDED, done.detail
+    head = json.loads((cluster.shared / "sessions" / session.id / "status.json").read_text())
+    got = len(head["node"]["ips"])
+    assert head["node"] == {"rank": 0, "ips": ["127.0.0.1"] * got, "nnodes": "1:2"}
+    assert done.nodes == got and 1 <= got <= 2
+    for rank in range(got):
+        assert f"TRAINCTL_NODE_RANK={rank} TRAINCTL_NUM_NODES={got} " in node_log(done, rank)
+    script = (cluster.shared / "sessions" / session.id / "job.sh").read_text()
+    assert "#SBATCH --nodes=1-2" in script.splitlines()
+    service.close()
+
+
 def test_a_stop_reaches_every_nodes_training_and_the_run_ends_when_all_have(cluster, tmp_path):
     service = Service()
     session = asyncio.run(service.launch(LaunchRequest(
@@ -222,11 +243,12 @@ def test_torchrun_meets_through_c10d_and_ddp_ends_with_identical_parameters(clus
     done = wait_session(service, session.id, lambda s: not s.status.active, timeout=180)
     logs = [node_log(done, rank) for rank in (0, 1)]
     assert done.status is Status.SUCCEEDED, (done.detail, logs)
-    attempt = (f"--nnodes 2 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29400 "
-               f"--rdzv-id {session.id} --nproc-per-node 1")
     finals = []
     for rank, log in enumerate(logs):
-        assert attempt in log  # the runner's attempt line shows the command it ran
+        # the runner's attempt line shows the command it ran; rank 0 hosts the c10d store
+        assert (f"--nnodes 2 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29400 "
+                f"--rdzv-id {session.id} --rdzv-conf is_host={1 - rank} --nproc-per-node 1"
+                ) in log
         # torchrun sets the workers' own MASTER_ADDR; TRAINCTL_NODE_RANK is the runner's
         assert re.search(rf"^rank [01]/2 on node {rank} master ", log, re.M), log
         finals += re.findall(r"^final rank (\d)/2 sum (\S+) digest (\w+)$", log, re.M)

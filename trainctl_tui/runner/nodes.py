@@ -93,7 +93,7 @@ class Node:
 
     def command(self, command: list, session_id: str) -> list:
         """`command`, with the c10d rendezvous added when it is torchrun."""
-        return with_rendezvous(command, self.nnodes, self.head, session_id)
+        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank)
 
     def watch_signals(self, interval: float = SIGNALS_POLL_SECONDS) -> None:
         """Each line of the signals file (from its start: the file is new for each job)
@@ -188,9 +188,13 @@ def nnodes_conflict(command: list, nodes) -> str | None:
             "drop torchrun's --nnodes (trainctl adds it) or give the same count")
 
 
-def with_rendezvous(command: list, nnodes: str, head: str, session_id: str) -> list:
+def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
+                    rank: int | None = None) -> list:
     """A torchrun command with --nnodes, --rdzv-backend c10d, --rdzv-endpoint HEAD:29400 and
-    --rdzv-id SESSION added where the user did not give them; any other command unchanged."""
+    --rdzv-id SESSION added where the user did not give them; any other command unchanged.
+    With c10d, node `rank` 0 hosts the rendezvous store (--rdzv-conf is_host=1, the others
+    0): torchrun would guess from the endpoint's host, which fails where the head's address
+    is not one its own hostname resolves to, and races where nodes share a machine."""
     at = torchrun_args_at(command)
     if at is None:
         return list(command)
@@ -201,6 +205,9 @@ def with_rendezvous(command: list, nnodes: str, head: str, session_id: str) -> l
                         ("--rdzv-id", session_id)):
         if name not in given:
             added += [name, value]
+    if rank is not None and given.get("--rdzv-backend", "c10d") == "c10d" and \
+            "--rdzv-conf" not in given:
+        added += ["--rdzv-conf", f"is_host={1 if rank == 0 else 0}"]
     return command[:at] + added + command[at:]
 
 
