@@ -6,7 +6,8 @@ timed to the first step logged by every rank.
 
     python bench/multinode.py [--runs 3] [--nodes 3]
 
-Prints figures (median and each run) and the launch command's own share; asserts nothing.
+Prints figures (median and each run) and the launch command's own share, after the same for
+one host (`ssh:h0`, no nodes) as the baseline; asserts nothing.
 Not measured: the time from a node's loss to the run training again (replacing a lost node
 is not built yet).
 """
@@ -57,9 +58,10 @@ def node_logs(root: Path, hosts: list[str], session_id: str) -> list[Path]:
 def one_run(root: Path, env: dict, hosts: list[str], command: list[str]) -> tuple[float, float]:
     """(seconds until every rank logged its first step, seconds the launch command took)."""
     start = time.monotonic()
+    where = ["ssh:bench", "--nodes", str(len(hosts))] if len(hosts) > 1 else [f"ssh:{hosts[0]}"]
     result = subprocess.run([sys.executable, "-m", "trainctl_tui", "launch", "--provider",
-                             "ssh:bench", "--nodes", str(len(hosts)), "--cwd", str(root), "--",
-                             *command], capture_output=True, text=True, env=env, timeout=300)
+                             *where, "--cwd", str(root), "--", *command],
+                            capture_output=True, text=True, env=env, timeout=300)
     launched = time.monotonic() - start
     if result.returncode != 0:
         raise SystemExit(f"launch failed: {result.stderr.strip()}")
@@ -104,9 +106,11 @@ def main() -> None:
                    "TRAINCTL_SSH_CONFIG": str(server.config_path)}
             trainer = root / "train.py"
             trainer.write_text(TRAINER)
-            plain = [one_run(root, env, hosts, [sys.executable, "-u", str(trainer)])
-                     for _ in range(args.runs)]
-            report(f"{args.nodes} nodes, python", plain)
+            python = [sys.executable, "-u", str(trainer)]
+            report("baseline: 1 host, python", [one_run(root, env, hosts[:1], python)
+                                                for _ in range(args.runs)])
+            report(f"{args.nodes} nodes, python", [one_run(root, env, hosts, python)
+                                                   for _ in range(args.runs)])
             torchrun = Path(sys.executable).with_name("torchrun")
             if torchrun.exists():
                 ddp = [str(torchrun), "--nproc-per-node", "1",

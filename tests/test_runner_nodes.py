@@ -82,6 +82,16 @@ def test_torchrun_gets_the_c10d_rendezvous_unless_the_user_gave_it():
         "--rdzv-endpoint", "h:1", "train.py", "--rdzv-id", "mine"]
     assert with_rendezvous(["python3", "-u", "-m", "torch.distributed.run", "t.py"], "3", "h",
                            "s")[:5] == ["python3", "-u", "-m", "torch.distributed.run", "--nnodes"]
+    # Rank 0 hosts the c10d store, the others do not; the user's --rdzv-conf, or another
+    # rendezvous backend, is left alone.
+    assert with_rendezvous(["torchrun", "t.py"], "2", "h", "s", rank=1)[-3:] == [
+        "--rdzv-conf", "is_host=0", "t.py"]
+    assert with_rendezvous(["torchrun", "t.py"], "2", "h", "s", rank=0)[-3:] == [
+        "--rdzv-conf", "is_host=1", "t.py"]
+    assert "--rdzv-conf" not in with_rendezvous(
+        ["torchrun", "--rdzv-backend", "etcd", "t.py"], "2", "h", "s", rank=0)
+    assert with_rendezvous(["torchrun", "--rdzv_conf=timeout=60", "t.py"], "2", "h", "s",
+                           rank=0).count("--rdzv-conf") == 0
     for other in (["python", "train.py", "--nnodes", "9"], ["accelerate", "launch", "t.py"],
                   ["python", "-m", "torch.distributed.launch", "t.py"]):
         assert with_rendezvous(other, "2", "h", "s") == other
@@ -122,7 +132,8 @@ def test_each_node_runs_the_command_with_its_rank_and_keeps_its_own_log_and_stat
     for rank, log in ((0, folder / "train.log"), (1, folder / "nodes" / "1" / "train.log")):
         seen = printed(log)
         assert seen["argv"] == ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                                "10.1.0.5:29400", "--rdzv-id", "s-nodes",
+                                "10.1.0.5:29400", "--rdzv-id", "s-nodes", "--rdzv-conf",
+                                f"is_host={1 if rank == 0 else 0}",
                                 "--nproc-per-node", "1", "train.py"]
         assert seen["env"] == {"TRAINCTL_NODE_RANK": str(rank), "TRAINCTL_NUM_NODES": "2",
                                "TRAINCTL_NODE_IPS": "10.1.0.5,10.1.0.6",
@@ -193,6 +204,25 @@ def test_probe_and_stop_address_one_node(tmp_path):
                    capture_output=True)
     assert runners[0].wait(timeout=30) == 0
     assert read_status(str(folder))["state"] == "stopped"
+
+
+def test_a_line_in_the_signals_file_is_a_signal_to_the_runner(tmp_path):
+    """How a batch shell stops runners on other nodes (a shared folder, no signal to the
+    step): TERM is graceful; the file may hold lines from before the runner started."""
+    folder = session_folder(tmp_path, [PY, "-c", "import time; time.sleep(60)"])
+    signals = tmp_path / "node-signals"
+    signals.write_text("HUP 1\n")  # not one the runner takes: ignored
+    runner = start_runner(folder, "--node-rank", "1", "--node-ips", "h0,h1", "--signals-from",
+                          str(signals))
+    deadline = time.monotonic() + 30
+    while (read_status(str(folder / "nodes" / "1")) or {}).get("state") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with open(signals, "a") as handle:
+        handle.write("TERM 2\n")
+    assert runner.wait(timeout=30) == 0
+    status = read_status(str(folder / "nodes" / "1"))
+    assert (status["state"], status["reason"]) == ("stopped", "stopped by SIGTERM")
 
 
 # -- launch refusals --------------------------------------------------------------------------

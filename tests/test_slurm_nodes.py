@@ -29,10 +29,11 @@ import os, signal, sys, time
 names = ("TRAINCTL_NODE_RANK", "TRAINCTL_NUM_NODES", "TRAINCTL_NODE_IPS", "MASTER_ADDR",
          "MASTER_PORT", "SLURMD_NODENAME")
 rank = os.environ.get("TRAINCTL_NODE_RANK")
-def term(*_):
+def term(*_):  # slow to save: a second SIGTERM meanwhile would be noted twice
     with open(sys.argv[1], "a") as f:
         f.write(f"TERM {rank}\\n")
     print("saving on SIGTERM", flush=True)
+    time.sleep(1)
     sys.exit(0)
 signal.signal(signal.SIGTERM, term)
 print(" ".join(f"{n}={os.environ.get(n)}" for n in names), flush=True)
@@ -98,7 +99,7 @@ def test_dry_run_shows_one_runner_per_node_started_by_srun(cluster):
     srun = [line for line in lines if line.startswith("srun ")]
     assert srun == [
         "srun --ntasks-per-node=1 bash -c 'exec \"$0\" \"$1\" \"$2\" --node-rank "
-        "\"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\"' "
+        "\"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\" --signals-from \"$2\"/node-signals' "
         f"{sys.executable} {cluster.shared}/runner/{runner_folder(cluster)}/trainctl-runner.pyz "
         "\"$trainctl_dir\" \"$node_ips\" 2:4 &"]
     assert cluster.job_ids() == [] and not cluster.shared.exists()
@@ -133,6 +134,27 @@ def test_two_nodes_run_to_the_end_each_with_its_rank_and_log(cluster, tmp_path):
     service.close()
 
 
+def test_min_max_nodes_run_on_what_slurm_gives(cluster, tmp_path):
+    """--nodes 1:2 is sbatch's --nodes=1-2 (this Slurm gives one node when it can start the
+    job at once): the runners, the environment and the session count the nodes the job got,
+    and torchrun would get --nnodes 1:2."""
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, 2), provider="slurm:hpc", cwd=str(tmp_path),
+        backend_options={"nodes": "1:2"})))
+    done = wait_session(service, session.id, lambda s: not s.status.active)
+    assert done.status is Status.SUCCEEDED, done.detail
+    head = json.loads((cluster.shared / "sessions" / session.id / "status.json").read_text())
+    got = len(head["node"]["ips"])
+    assert head["node"] == {"rank": 0, "ips": ["127.0.0.1"] * got, "nnodes": "1:2"}
+    assert done.nodes == got and 1 <= got <= 2
+    for rank in range(got):
+        assert f"TRAINCTL_NODE_RANK={rank} TRAINCTL_NUM_NODES={got} " in node_log(done, rank)
+    script = (cluster.shared / "sessions" / session.id / "job.sh").read_text()
+    assert "#SBATCH --nodes=1-2" in script.splitlines()
+    service.close()
+
+
 def test_a_stop_reaches_every_nodes_training_and_the_run_ends_when_all_have(cluster, tmp_path):
     service = Service()
     session = asyncio.run(service.launch(LaunchRequest(
@@ -142,12 +164,70 @@ def test_a_stop_reaches_every_nodes_training_and_the_run_ends_when_all_have(clus
                  and marks(tmp_path) == ["started 0", "started 1"])
     stopped = asyncio.run(service.stop(session.id))
     assert stopped.status is Status.STOPPED, stopped.detail
+    # one SIGTERM each, from its runner (Slurm signals no training directly)
     assert marks(tmp_path) == ["TERM 0", "TERM 1", "started 0", "started 1"]
     shared = cluster.shared / "sessions" / session.id
     for folder in (shared, shared / "nodes" / "1"):
         assert json.loads((folder / "status.json").read_text())["state"] == "stopped"
         assert "saving on SIGTERM" in (folder / "train.log").read_text()
     service.close()
+
+
+def test_a_force_stop_ends_every_node_at_once(cluster, tmp_path):
+    """USR2 to the batch shell becomes the runners' force stop (SIGUSR1) on every node: the
+    trainings are SIGKILLed without their grace (they never note a TERM), by their runner
+    only (a signal from Slurm to the step would reach them directly)."""
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=trainer(tmp_path, 3000), provider="slurm:hpc", cwd=str(tmp_path),
+        grace_seconds=120, backend_options={"nodes": "2"})))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and marks(tmp_path) == ["started 0", "started 1"])
+    stopped = asyncio.run(service.stop(session.id, force=True))
+    assert stopped.status is Status.STOPPED, stopped.detail
+    shared = cluster.shared / "sessions" / session.id
+    for folder in (shared, shared / "nodes" / "1"):
+        status = json.loads((folder / "status.json").read_text())
+        assert (status["state"], status["reason"]) == ("stopped", "force-stopped by SIGUSR1")
+    assert marks(tmp_path) == ["started 0", "started 1"]
+    cluster.wait_state(job_of(session), {"COMPLETED", "CANCELLED", None})
+    service.close()
+
+
+def test_the_time_limit_warning_requeues_every_node_and_both_resume(cluster, tmp_path):
+    """Slurm's warning (USR1 to the batch shell, sent here as Slurm does: SLURM.md) stops
+    every node's training gracefully, the job requeues, and both nodes start again from
+    rank 0's newest checkpoint (as DDP does: rank 0 saves, every rank loads)."""
+    from trainctl_tui.app.launching import demo_script_path
+
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text() + "max_requeues = 1\n")
+    script = ('d=ckpt; [ "$TRAINCTL_NODE_RANK" = 0 ] || d=ckpt-node$TRAINCTL_NODE_RANK; '
+              f'exec {sys.executable} -u {demo_script_path()} --steps 150 --step-time 0.1 '
+              '--ckpt-every 20 --log-every 20 --checkpoint-dir "$d" "$@"')
+    service = Service()
+    session = asyncio.run(service.launch(LaunchRequest(
+        command=["bash", "-c", script, "train"], provider="slurm:hpc", cwd=str(tmp_path),
+        checkpoint_dir=str(tmp_path / "ckpt"), resume_template="--resume {checkpoint}",
+        grace_seconds=20, backend_options={"nodes": "2"})))
+    wait_session(service, session.id, lambda s: s.status is Status.RUNNING
+                 and "step 40" in node_log(s, 0) and "step 40" in node_log(s, 1))
+    cluster.run("scancel", "--batch", "--signal=USR1", job_of(session))
+    done = wait_session(service, session.id, lambda s: not s.status.active, timeout=150)
+    assert done.status is Status.SUCCEEDED, done.detail
+    shared = cluster.shared / "sessions" / session.id
+    for folder in (shared, shared / "nodes" / "1"):
+        status = json.loads((folder / "status.json").read_text())
+        assert status["state"] == "succeeded" and len(status["attempts"]) == 2
+        resumed = status["attempts"][1]["resumed_from"]
+        assert resumed and resumed.startswith(str(tmp_path / "ckpt") + "/")
+    notes = (shared / "slurm-signals").read_text().split()
+    assert [n for n in notes if not n.isdigit()] == ["USR1", "REQUEUE", "START"]
+    service.close()
+
+
+def job_of(session) -> str:
+    return json.loads((Path(session.session_dir) / "remote.json").read_text())["job_id"]
 
 
 def test_torchrun_meets_through_c10d_and_ddp_ends_with_identical_parameters(cluster, tmp_path):
@@ -163,11 +243,12 @@ def test_torchrun_meets_through_c10d_and_ddp_ends_with_identical_parameters(clus
     done = wait_session(service, session.id, lambda s: not s.status.active, timeout=180)
     logs = [node_log(done, rank) for rank in (0, 1)]
     assert done.status is Status.SUCCEEDED, (done.detail, logs)
-    attempt = (f"--nnodes 2 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29400 "
-               f"--rdzv-id {session.id} --nproc-per-node 1")
     finals = []
     for rank, log in enumerate(logs):
-        assert attempt in log  # the runner's attempt line shows the command it ran
+        # the runner's attempt line shows the command it ran; rank 0 hosts the c10d store
+        assert (f"--nnodes 2 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29400 "
+                f"--rdzv-id {session.id} --rdzv-conf is_host={1 - rank} --nproc-per-node 1"
+                ) in log
         # torchrun sets the workers' own MASTER_ADDR; TRAINCTL_NODE_RANK is the runner's
         assert re.search(rf"^rank [01]/2 on node {rank} master ", log, re.M), log
         finals += re.findall(r"^final rank (\d)/2 sum (\S+) digest (\w+)$", log, re.M)

@@ -72,6 +72,14 @@ def prepare(session_dir: str, base_cwd: str | None = None, node=None) -> tuple[d
 def run_foreground(session_dir: str, base_cwd: str | None = None, on_ready=None,
                    node=None) -> int:
     spec, secret_env = prepare(session_dir, base_cwd, node)
+    if node is not None and node.signals_from:
+        # once its signal handlers are in place (a TERM before them would kill it)
+        def ready(then=on_ready) -> None:
+            node.watch_signals()
+            if then:
+                then()
+
+        on_ready = ready
     supervisor = Supervisor(session_dir, spec, secret_env, on_ready=on_ready, node=node)
     try:
         return supervisor.run()

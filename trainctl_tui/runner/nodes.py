@@ -11,6 +11,7 @@ nodes/R/. Stdlib only, Python 3.7+, like the rest of the runner."""
 from __future__ import annotations
 
 import os
+import signal
 
 from .processes import NODE_RANK_ENV
 
@@ -21,6 +22,11 @@ MASTER_PORT = 29500  # torch.distributed's default, for launchers that read MAST
 TORCHRUN_FLAGS = {"--standalone", "--no-python", "--no_python", "-m", "--module",
                   "--run-path", "--run_path"}
 TORCHRUN_MODULE = "torch.distributed.run"
+# A line "TERM 1733370000" in a signals file asks a node's runner for that signal: how a batch
+# shell reaches runners on other nodes without signalling their trainings too (a scheduler's
+# signal to a job step reaches every process in it).
+FILE_SIGNALS = {"TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
+SIGNALS_POLL_SECONDS = 0.5
 
 
 class NodeCountError(ValueError):
@@ -62,7 +68,8 @@ class Node:
     """This runner's place in the run: its rank, every node's address (head first) and the
     node count asked for (torchrun's --nnodes: 'N' or 'MIN:MAX')."""
 
-    def __init__(self, rank: int, ips: list, nnodes: str | None = None):
+    def __init__(self, rank: int, ips: list, nnodes: str | None = None,
+                 signals_from: str | None = None):
         if not ips or any(not ip or "," in ip for ip in ips):
             raise NodeCountError(f"bad node addresses {','.join(ips)!r}")
         if not 0 <= rank < len(ips):
@@ -70,6 +77,7 @@ class Node:
         self.rank = rank
         self.ips = list(ips)
         self.nnodes = node_count_text(nnodes if nnodes is not None else len(ips))
+        self.signals_from = signals_from  # a file whose new lines are signals for this runner
 
     @property
     def head(self) -> str:
@@ -85,11 +93,38 @@ class Node:
 
     def command(self, command: list, session_id: str) -> list:
         """`command`, with the c10d rendezvous added when it is torchrun."""
-        return with_rendezvous(command, self.nnodes, self.head, session_id)
+        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank)
+
+    def watch_signals(self, interval: float = SIGNALS_POLL_SECONDS) -> None:
+        """Each line of the signals file (from its start: the file is new for each job)
+        becomes that signal to this runner, from a daemon thread."""
+        import threading
+        import time
+
+        def watch() -> None:
+            seen = 0
+            while True:
+                for line in read_lines(self.signals_from)[seen:]:
+                    seen += 1
+                    signum = FILE_SIGNALS.get(line.split()[0] if line.split() else "")
+                    if signum is not None:
+                        os.kill(os.getpid(), signum)
+                time.sleep(interval)
+
+        threading.Thread(target=watch, name="trainctl-node-signals", daemon=True).start()
 
     def describe(self) -> dict:
         """The node's part of status.json."""
         return {"rank": self.rank, "ips": self.ips, "nnodes": self.nnodes}
+
+
+def read_lines(path: str) -> list:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return []
+    return text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]  # whole lines
 
 
 def torchrun_args_at(command: list):
@@ -153,9 +188,13 @@ def nnodes_conflict(command: list, nodes) -> str | None:
             "drop torchrun's --nnodes (trainctl adds it) or give the same count")
 
 
-def with_rendezvous(command: list, nnodes: str, head: str, session_id: str) -> list:
+def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
+                    rank: int | None = None) -> list:
     """A torchrun command with --nnodes, --rdzv-backend c10d, --rdzv-endpoint HEAD:29400 and
-    --rdzv-id SESSION added where the user did not give them; any other command unchanged."""
+    --rdzv-id SESSION added where the user did not give them; any other command unchanged.
+    With c10d, node `rank` 0 hosts the rendezvous store (--rdzv-conf is_host=1, the others
+    0): torchrun would guess from the endpoint's host, which fails where the head's address
+    is not one its own hostname resolves to, and races where nodes share a machine."""
     at = torchrun_args_at(command)
     if at is None:
         return list(command)
@@ -166,6 +205,9 @@ def with_rendezvous(command: list, nnodes: str, head: str, session_id: str) -> l
                         ("--rdzv-id", session_id)):
         if name not in given:
             added += [name, value]
+    if rank is not None and given.get("--rdzv-backend", "c10d") == "c10d" and \
+            "--rdzv-conf" not in given:
+        added += ["--rdzv-conf", f"is_host={1 if rank == 0 else 0}"]
     return command[:at] + added + command[at:]
 
 
@@ -176,7 +218,7 @@ def parse_node_args(args: list):
     rest = []
     i = 0
     while i < len(args):
-        if args[i] in ("--node-rank", "--node-ips", "--nnodes"):
+        if args[i] in ("--node-rank", "--node-ips", "--nnodes", "--signals-from"):
             if i + 1 >= len(args):
                 raise NodeCountError(f"{args[i]} needs a value")
             values[args[i]] = args[i + 1]
@@ -193,4 +235,4 @@ def parse_node_args(args: list):
     except ValueError:
         raise NodeCountError(f"bad node rank {values['--node-rank']!r}") from None
     ips = [ip.strip() for ip in values["--node-ips"].split(",")]
-    return Node(rank, ips, values.get("--nnodes")), rest
+    return Node(rank, ips, values.get("--nnodes"), values.get("--signals-from")), rest

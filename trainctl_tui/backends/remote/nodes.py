@@ -28,18 +28,33 @@ def waiting_nodes(status: dict | None, nodes: dict) -> list[str]:
 
 def hold_for_nodes(answer: dict) -> None:
     """In a probe's answer: a head that has ended while other nodes run on is shown as
-    running (stopping, for a stop) with who is awaited; it lives while they beat."""
+    running (stopping, for a stop) with who is awaited; it lives while they beat. While the
+    head runs, a node whose runner is gone without a final state is named in the detail."""
     status, nodes = answer.get("status"), answer.get("nodes") or {}
-    if not status or status.get("state") not in FINAL_STATES:
+    if not status:
         return
     waiting = waiting_nodes(status, nodes)
+    gone = [rank for rank in waiting
+            if (nodes.get(rank) or {}).get("state") and not alive(nodes[rank])]
+    state = status.get("state")
+    if state not in FINAL_STATES:
+        if gone and state == "running":
+            answer["status"] = {**status, "reason": gone_line(gone, nodes)}
+        return
     if not waiting:
         return
-    state = status["state"]
     answer["status"] = {**status, "state": "running" if state == "succeeded" else "stopping",
-                        "ended": None,
+                        "ended": None, "lost_nodes": gone_line(gone, nodes) if gone else None,
                         "reason": f"node 0 {state}; waiting for node {', '.join(waiting)}"}
     answer["runner_alive"] = any(alive(nodes.get(rank) or {}) for rank in waiting)
+
+
+def gone_line(ranks: list[str], nodes: dict) -> str:
+    """'node 1 (on b) is gone without a final status' for the session's detail."""
+    names = [f"{rank} (on {nodes[rank]['host']})" if nodes[rank].get("host") else rank
+             for rank in ranks]
+    verb = "is" if len(ranks) == 1 else "are"
+    return f"node {', '.join(names)} {verb} gone without a final status"
 
 
 def alive(node: dict) -> bool:

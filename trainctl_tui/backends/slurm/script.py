@@ -18,6 +18,7 @@ from ..base import ProviderError
 
 SIGNALS_FILE = "slurm-signals"  # in the session folder: "TERM 1733370000" a line
 STOP_FILE = "trainctl-stop"  # in the session folder: trainctl asked for the stop
+NODE_SIGNALS_FILE = "node-signals"  # in the session folder: signals for every node's runner
 # Run by the job's python on a requeued start: spec.json's resume_from becomes "newest".
 RESUME_NEWEST = """\
 import json, os, sys
@@ -144,7 +145,9 @@ def batch_script(*, session_name: str, session_dir: str, runner: str, python: st
 def start_node_runners(python: str, runner: str, nodes: str) -> list[str]:
     """One runner per node (srun, one task a node): each gets its rank from SLURM_NODEID and
     every node's address, head first, resolved here from Slurm's NodeAddr. A signal for the
-    runners goes to the job step's tasks (srun itself would turn TERM into SIGKILL)."""
+    runners is a line in NODE_SIGNALS_FILE on the shared filesystem, which each runner
+    watches: srun would turn TERM into SIGKILL, and `scancel --signal` reaches every process
+    of the step, the trainings too (a second SIGTERM may kill one that is saving)."""
     return [
         "node_ip() {",
         "  addr=$(scontrol -o show node \"$1\" | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
@@ -153,10 +156,13 @@ def start_node_runners(python: str, runner: str, nodes: str) -> list[str]:
         "}",
         "node_ips=$(for node in $(scontrol show hostnames \"$SLURM_JOB_NODELIST\"); do "
         "node_ip \"$node\"; done | paste -sd, -)",
+        f"rm -f \"$trainctl_dir\"/{NODE_SIGNALS_FILE}",
         "srun --ntasks-per-node=1 bash -c 'exec \"$0\" \"$1\" \"$2\" "
-        "--node-rank \"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\"' "
+        "--node-rank \"$SLURM_NODEID\" --node-ips \"$3\" --nnodes \"$4\" "
+        f"--signals-from \"$2\"/{NODE_SIGNALS_FILE}' "
         f"{shlex.quote(python)} {shlex.quote(runner)} \"$trainctl_dir\" \"$node_ips\" "
         f"{shlex.quote(nodes)} &",
         "runner=$!",
-        "signal_runners() { scancel --signal=\"$1\" \"$SLURM_JOB_ID\"; }",
+        "signal_runners() { echo \"$1 $(date +%s)\" >> \"$trainctl_dir\"/"
+        f"{NODE_SIGNALS_FILE}; }}",
     ]

@@ -91,6 +91,12 @@ class SSHProvider(HostOverSSH):
             hold_for_nodes(answer)
         return answer
 
+    async def lost_detail(self, session: Session, status: dict) -> str | None:
+        """A run held for its other nodes, one of which is gone: say which."""
+        if status.get("lost_nodes"):
+            return f"{status['lost_nodes']} ({status.get('reason')})"
+        return None
+
     async def _stop(self, session: Session, force: bool) -> str:
         nodes = GroupRun.nodes_of(session)
         if len(nodes) < 2:

@@ -48,6 +48,7 @@ SESSION_KEYS = [
     ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
     ("S", "smoothing: off, 0.6, 0.9, 0.99 (TensorBoard's moving average; kept)"),
     ("f", "follow the end of the log on/off"),
+    ("o", "a multi-node run: the next node's log and its curves (rank 0's first)"),
     ("/", "search the log; enter: next match"),
     ("N / P", "next / previous match"),
     ("home / end", "top / bottom of the log"),
@@ -68,6 +69,7 @@ class SessionScreen(Screen):
         Binding("m", "next_chart", "Chart"),
         Binding("S", "cycle_smoothing", "Smooth", show=False),
         Binding("f", "toggle_follow", "Follow"),
+        Binding("o", "next_node", "Node", show=False),
         Binding("slash", "search", "Search"),
         Binding("N", "find(False)", "Next", show=False),
         Binding("P", "find(True)", "Prev", show=False),
@@ -89,6 +91,7 @@ class SessionScreen(Screen):
         self.patterns = patterns
         self.monitor: SessionMonitor | None = None
         self.chart_index = 0
+        self.node = 0  # the node whose log is shown (a multi-node run; rank 0 is the session's)
         self.query_text = ""
         self.history_progress: tuple[int, int] | None = None  # (bytes read, bytes in all)
 
@@ -127,6 +130,7 @@ class SessionScreen(Screen):
                 lambda service: service.config.metrics.patterns))
         self.monitor = SessionMonitor(self.log_path, self.patterns)
         self.render_header()
+        self.render_log_title()  # a multi-node run's says which node
         self.follow_log()
         if self.session_id:
             self.refresh_session()
@@ -295,7 +299,24 @@ class SessionScreen(Screen):
         log = self.query_one(LogView)
         follow = "following" if log.auto_scroll else "paused (f follows)"
         search = f" · '{self.query_text}'" if self.query_text else ""
-        log.border_title = f"log · {follow}{search}"
+        node = f" · node {self.node}" if self.session and self.session.nodes > 1 else ""
+        log.border_title = f"log{node} · {follow}{search}"
+
+    def action_next_node(self) -> None:
+        """Follow the next node's log (mirrored to nodes/R/), back to rank 0 after the last."""
+        if self.session is None or self.session.nodes < 2:
+            self.notify("this run has one node")
+            return
+        self.node = (self.node + 1) % self.session.nodes
+        folder = Path(self.session.session_dir)
+        self.log_path = folder / ("train.log" if not self.node else
+                                  f"nodes/{self.node}/train.log")
+        if self.monitor is not None:
+            self.monitor.close()
+        self.monitor = SessionMonitor(self.log_path, self.patterns)
+        self.query_one(LogView).clear()
+        self.render_log_title()
+        self.follow_log()
 
     def action_search(self) -> None:
         box = self.query_one("#search", Input)
