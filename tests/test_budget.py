@@ -190,3 +190,19 @@ def test_the_guard_runs_on_the_host(box, trainctl_home, tmp_path, train):
     assert (ckpt / f"step_{step:06d}.pt").exists()
     assert f"[trainctl] session stopped: {ended['detail']}" in remote
     assert ended["cost_so_far"] >= 6.0
+
+
+# --------------------------------------------------------------------------- Slurm's price
+
+
+def test_a_slurm_jobs_price_is_per_gpu_hour_x_gpus_x_nodes():
+    from trainctl_tui.backends.slurm.price import job_price
+    from trainctl_tui.backends.slurm.settings import SlurmCluster
+
+    cluster = SlurmCluster(workdir="/scratch", price_per_gpu_hour=2.5, gpus_per_node=4)
+    assert job_price(cluster, {}) == 10.0
+    assert job_price(cluster, {"gpus_per_node": 2, "nodes": 3}) == 15.0
+    assert job_price(cluster.model_copy(update={"gpus_per_node": None, "gres": "gpu:a100:8"}),
+                     {}) == 20.0
+    assert job_price(cluster.model_copy(update={"gpus_per_node": None}), {}) is None  # no GPU
+    assert job_price(cluster.model_copy(update={"price_per_gpu_hour": None}), {}) is None
