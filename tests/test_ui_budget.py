@@ -13,7 +13,9 @@ from test_ui import cell, run, static_text, table_ids
 from textual.widgets import Input
 from uihelpers import wait_for_status, wait_until
 
+from trainctl_tui.app.service import Service
 from trainctl_tui.ui.app import TrainctlApp
+from trainctl_tui.ui.screens.launch import LaunchScreen
 from trainctl_tui.ui.screens.limit_prompt import LimitPrompt
 from trainctl_tui.ui.screens.resume import ResumeScreen
 from trainctl_tui.ui.screens.session import SessionScreen
@@ -64,3 +66,34 @@ def test_eta_cost_and_a_new_budget_from_the_keyboard(trainctl_home, tmp_path):
     spec = json.loads((trainctl_home / "sessions" / session_id / "spec.json").read_text())
     assert spec["budget"] == 30.0 and spec["spent_before"] >= 10.0
     run_cli("stop", session_id, "--force")
+
+
+def test_the_launch_form_takes_a_budget_and_max_hours(trainctl_home, tmp_path):
+
+    async def scenario():
+        app = TrainctlApp(refresh_seconds=0.2)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("n")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+            form = app.screen
+            form.query_one("#f-command", Input).value = f"{sys.executable} -c pass"
+            form.query_one("#f-budget", Input).value = "abc"
+            await pilot.press("ctrl+s")
+            assert static_text(form, "#launch-error") == (
+                "budget takes dollars, a number above 0, not 'abc'")
+            form.query_one("#f-budget", Input).value = "5"
+            await pilot.press("ctrl+s")  # this machine has no price: one line, nothing stored
+            await wait_until(pilot, lambda: static_text(form, "#launch-error").startswith(
+                "--budget needs what this machine costs per hour"))
+            assert Service().store.count() == 0
+            form.query_one("#f-budget", Input).value = ""
+            form.query_one("#f-max_hours", Input).value = "1.5"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, SessionScreen))
+            await wait_until(pilot, lambda: "python" in static_text(app.screen,
+                                                                    "#session-header"))
+
+    run(scenario)
+    (session,) = Service().store.list()
+    spec = json.loads((trainctl_home / "sessions" / session.id / "spec.json").read_text())
+    assert spec["max_hours"] == 1.5 and spec["budget"] is None
