@@ -130,6 +130,11 @@ def test_budget_stops_the_run_shows_eta_and_cost_and_resume_asks_for_a_new_one(
     assert result.returncode == 2
     assert re.fullmatch(rf"--budget 3 is not more than the \$8\.\d\d session {session_id} "
                         r"has cost already\n", result.stderr)
+    result = run_cli("resume", session_id, "--budget", "abc")
+    assert result.returncode == 2 and result.stderr == (
+        "--budget takes dollars, a number above 0 (e.g. --budget 25), not 'abc'\n")
+    spec_file = trainctl_home / "sessions" / session_id / "spec.json"
+    assert json.loads(spec_file.read_text())["budget"] == 8.0  # the refusals changed nothing
     spent = ended["cost_so_far"]
     result = run_cli("resume", session_id, "--budget", "11")
     assert result.returncode == 0, result.stderr

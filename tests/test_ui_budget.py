@@ -50,7 +50,8 @@ def test_eta_cost_and_a_new_budget_from_the_keyboard(trainctl_home, tmp_path):
             await wait_until(pilot, lambda: cell(app, session_id, "eta") == "-")
 
             await pilot.press("r")
-            await wait_until(pilot, lambda: isinstance(app.screen, LimitPrompt))
+            await wait_until(pilot, lambda: isinstance(app.screen, LimitPrompt)
+                             and app.screen.query("#form-title"))
             assert "it was stopped, budget reached ($10." in static_text(app.screen,
                                                                           "#form-title")
             await pilot.press(*"abc", "enter")

@@ -90,7 +90,7 @@ class Supervisor:
             part.init_status(previous)
         if self.spec["autostop_minutes"] is not None:
             self.status.update(autostop_at=None, autostop=None)
-        self.meter = Meter(self)  # progress, cost and the budget guard (budget.py)
+        self.meter = Meter(self, previous)  # progress, cost, the budget guard (budget.py)
 
     # ---- status and log
 
