@@ -130,6 +130,11 @@ def test_budget_stops_the_run_shows_eta_and_cost_and_resume_asks_for_a_new_one(
     assert result.returncode == 2
     assert re.fullmatch(rf"--budget 3 is not more than the \$8\.\d\d session {session_id} "
                         r"has cost already\n", result.stderr)
+    result = run_cli("resume", session_id, "--budget", "abc")
+    assert result.returncode == 2 and result.stderr == (
+        "--budget takes dollars, a number above 0 (e.g. --budget 25), not 'abc'\n")
+    spec_file = trainctl_home / "sessions" / session_id / "spec.json"
+    assert json.loads(spec_file.read_text())["budget"] == 8.0  # the refusals changed nothing
     spent = ended["cost_so_far"]
     result = run_cli("resume", session_id, "--budget", "11")
     assert result.returncode == 0, result.stderr
@@ -190,3 +195,82 @@ def test_the_guard_runs_on_the_host(box, trainctl_home, tmp_path, train):
     assert (ckpt / f"step_{step:06d}.pt").exists()
     assert f"[trainctl] session stopped: {ended['detail']}" in remote
     assert ended["cost_so_far"] >= 6.0
+
+
+# --------------------------------------------------------------------------- Slurm's price
+
+
+def test_a_slurm_jobs_price_is_per_gpu_hour_x_gpus_x_nodes():
+    from trainctl_tui.backends.slurm.price import job_price
+    from trainctl_tui.backends.slurm.settings import SlurmCluster
+
+    cluster = SlurmCluster(workdir="/scratch", price_per_gpu_hour=2.5, gpus_per_node=4)
+    assert job_price(cluster, {}) == 10.0
+    assert job_price(cluster, {"gpus_per_node": 2, "nodes": 3}) == 15.0
+    assert job_price(cluster.model_copy(update={"gpus_per_node": None, "gres": "gpu:a100:8"}),
+                     {}) == 20.0
+    assert job_price(cluster.model_copy(update={"gpus_per_node": None}), {}) is None  # no GPU
+    assert job_price(cluster.model_copy(update={"price_per_gpu_hour": None}), {}) is None
+
+
+# --------------------------------------------------------------------------- the app's figures
+
+
+def folder_session(tmp_path: Path, status: dict, spec: dict | None = None, **fields):
+    from trainctl_tui.core.models import Session, Status
+
+    folder = tmp_path / "s1"
+    folder.mkdir()
+    (folder / "status.json").write_text(json.dumps(status))
+    (folder / "spec.json").write_text(json.dumps(spec or {"command": ["x"]}))
+    fields.setdefault("status", Status.RUNNING)
+    return Session(id="s1", name="run", provider="aws:i-1", command=["x"], cwd="/",
+                   session_dir=str(folder), **fields)
+
+
+def test_cost_so_far_carries_an_interrupted_machines_cost(tmp_path):
+    from trainctl_tui.app.costs import carried_spending
+    from trainctl_tui.core import interruptions
+
+    session = folder_session(tmp_path, {"started": 1000.0, "cost": {
+        "spent": 1.25, "spent_before": 0.5, "hours": 2.0, "price_per_hour": 1.0}})
+    assert carried_spending(session) == (1.25, 2.0)
+    # the machine was taken; it had cost $2.00 since it booted, before its runner started
+    interruptions.append(session.session_dir, {"machine": "i-1", "at": 2000.0, "reason": "x",
+                                               "spot": True, "cost": 2.0})
+    assert carried_spending(session) == (2.5, 2.0)  # what was spent before + that machine
+    # an interruption of an earlier runner's machine is already in spent_before
+    interruptions.append(session.session_dir, {"machine": "i-0", "at": 10.0, "reason": "x",
+                                               "spot": True, "cost": 9.0})
+    assert carried_spending(session) == (2.5, 2.0)
+
+
+def test_budget_alerts_and_figures(tmp_path):
+    from trainctl_tui.app.costs import budget_alerts, figures_of
+
+    now = 10_000.0
+    session = folder_session(tmp_path, {"started": 1000.0, "progress": {
+        "done": 500, "total": 1000, "unit": "step", "eta_seconds": 3600.0, "at": now - 600},
+        "cost": {"spent": 23.0, "price_per_hour": 4.0, "hours": 5.75, "budget": 25.0,
+                 "max_hours": 6.0, "warned": {"budget": now - 60, "hours": now - 30}}})
+    figures = figures_of(session, now)
+    assert figures.eta_seconds == 3000.0  # as of the last look, ten minutes ago
+    assert figures.cost_to_finish == pytest.approx(3000 / 3600 * 4.0)
+    alerts = {a.kind.value: a for a in budget_alerts(session, figures, now)}
+    assert alerts["budget"].message == "$23.00 of the $25.00 budget spent (92%)"
+    assert alerts["hours"].message == "5.8h of the 6h limit used"
+    assert alerts["projected"].message == ("would cost $26.33 to finish, over the $25.00 "
+                                           "budget (the run stops at the budget)")
+    assert figures.to_json()["cost_so_far"] == 23.0
+
+
+def test_no_total_no_eta_and_no_price_no_cost(tmp_path):
+    from trainctl_tui.app.costs import figures_of
+
+    session = folder_session(tmp_path, {"started": 1.0, "progress": None,
+                                        "cost": {"spent": None, "price_per_hour": None}})
+    figures = figures_of(session)
+    assert figures.to_json() == {"progress": None, "eta_seconds": None, "cost_so_far": None,
+                                 "cost_to_finish": None, "price_per_hour": None,
+                                 "budget": None, "max_hours": None, "hours": None,
+                                 "budget_reached": None}

@@ -168,8 +168,8 @@ def test_log_progress_reads_only_this_attempts_lines(tmp_path):
 
 
 def test_budget_reached_stops_gracefully_after_a_warning(session, train):  # noqa: F811
-    # $3600/h is $1 a second: a $2.50 budget lasts 2.5 s of a run that would take 100 s
-    folder = session(train + ["1000", "0.1"], price_per_hour=3600.0, budget=2.5,
+    # $3600/h is $1 a second: a $5.50 budget lasts 5 s of a run that would take 100 s
+    folder = session(train + ["1000", "0.1"], price_per_hour=3600.0, budget=5.5,
                      spent_before=0.5, checkpoint_dir="ckpt")
     launch(folder)
     running = wait_status(folder, lambda s: (s.get("progress") or {}).get("eta_seconds"))
@@ -178,17 +178,17 @@ def test_budget_reached_stops_gracefully_after_a_warning(session, train):  # noq
     assert progress["attempt"] == 1 and progress["seconds_per_step"] > 0
     final = wait_state(folder, "stopped", "failed", "succeeded")
     assert final["state"] == "stopped"
-    assert re.fullmatch(r"budget reached \(\$2\.\d\d of \$2\.50\)", final["reason"])
+    assert re.fullmatch(r"budget reached \(\$5\.\d\d of \$5\.50\)", final["reason"])
     cost = final["cost"]
-    assert cost["price_per_hour"] == 3600.0 and cost["budget"] == 2.5
-    assert 2.5 <= cost["spent"] < 3.5 and cost["reached"] == final["reason"]
+    assert cost["price_per_hour"] == 3600.0 and cost["budget"] == 5.5
+    assert 5.5 <= cost["spent"] < 6.5 and cost["reached"] == final["reason"]
     assert set(cost["warned"]) == {"budget"}
     log = (folder / "train.log").read_text()
     assert re.search(r"got SIGTERM at step \d+, saved checkpoint", log)
     step = int(re.search(r"got SIGTERM at step (\d+)", log).group(1))
     assert (folder.parent / "ckpt" / f"step_{step:06d}.pt").exists()
     marks = trainctl_lines(folder)
-    assert any(re.fullmatch(r"\[trainctl\] budget: \$2\.\d\d of \$2\.50 used \(9\d%\)", m)
+    assert any(re.fullmatch(r"\[trainctl\] budget: \$\d\.\d\d of \$5\.50 used \((9\d|100)%\)", m)
                for m in marks)
     assert marks[-1] == f"[trainctl] session stopped: {final['reason']}"
 
@@ -217,3 +217,17 @@ def test_a_bad_budget_in_the_spec_is_one_line(session, train):  # noqa: F811
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].endswith(
         f"{folder}/spec.json: 'budget' must be a number")
+
+
+def test_a_runner_started_again_counts_on_from_the_one_before(session, train):  # noqa: F811
+    """A Slurm requeue starts the runner again from the same spec: the spending of the
+    runner before it (its status.json) is not forgotten."""
+    from test_runner import run_foreground
+
+    folder = session(train + ["3", "0.01"], price_per_hour=3600.0, budget=100.0)
+    run_foreground(folder)
+    first = wait_state(folder, "succeeded")["cost"]["spent"]
+    assert first > 0
+    run_foreground(folder)  # the same folder, the same spec: a requeue
+    again = wait_state(folder, "succeeded")["cost"]
+    assert again["spent_before"] == first and again["spent"] > first

@@ -120,8 +120,8 @@ def parse_dollars(text, flag: str = "--budget") -> float | None:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise TrainctlError(f"{flag} takes dollars, a number above 0 (e.g. {flag} 25), "
-                            f"not '{text}'")
+        example = f" (e.g. {flag} 25)" if flag.startswith("--") else ""
+        raise TrainctlError(f"{flag} takes dollars, a number above 0{example}, not '{text}'")
     return value
 
 
@@ -133,8 +133,8 @@ def parse_hours(text, flag: str = "--max-hours") -> float | None:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise TrainctlError(f"{flag} takes hours, a number above 0 (e.g. {flag} 12), "
-                            f"not '{text}'")
+        example = f" (e.g. {flag} 12)" if flag.startswith("--") else ""
+        raise TrainctlError(f"{flag} takes hours, a number above 0{example}, not '{text}'")
     return value
 
 

@@ -96,8 +96,7 @@ class Launching:
         else:
             budget = budget if budget is not None else defaults.budget
             max_hours = max_hours if max_hours is not None else defaults.max_hours
-        price = await aio.call_optional(provider, "price_per_hour", session,
-                                        dict(request.backend_options))
+        price = await machine_price(provider, session, request.backend_options)
         return limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
                                getattr(provider, "price_setting", None))
 
@@ -111,8 +110,7 @@ class Launching:
         spec = json.loads(spec_path(session).read_text())
         spent, hours = carried_spending(session)
         spec["spent_before"], spec["hours_before"] = spent or 0.0, hours
-        price = await aio.call_optional(provider, "price_per_hour", session,
-                                        dict(spec.get("backend_options") or {}))
+        price = await machine_price(provider, session, spec.get("backend_options") or {})
         if price is not None:
             spec["price_per_hour"] = price
         write_spec(session, spec)
@@ -138,6 +136,15 @@ class Launching:
             self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
             raise
         await self.refresh_session(session)
+
+
+async def machine_price(provider, session: Session, options: dict) -> float | None:
+    """What the machine costs per hour, as its backend knows or the config declares; None
+    when nobody says (a price that cannot be read never stops a run from starting)."""
+    try:
+        return await aio.call_optional(provider, "price_per_hour", session, dict(options))
+    except TrainctlError:  # a ProviderError too: the cloud did not answer
+        return None
 
 
 class LaunchRequest(Record):

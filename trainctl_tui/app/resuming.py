@@ -38,7 +38,7 @@ class Resuming:
                 f"session {session.id} is still {session.status}; stop it first "
                 f"(trainctl stop {session.id})"
             )
-        self.set_resume_limits(session, budget, max_hours, no_budget)
+        limits = await self.resume_limits(session, budget, max_hours, no_budget)
         # Interrupted where the machine is gone: on a replacement. Where the place stays (a
         # Slurm job out of requeues), in place like a stopped session.
         if session.status is Status.INTERRUPTED and getattr(
@@ -47,6 +47,8 @@ class Resuming:
                 raise TrainctlError(f"session {session.id} was interrupted: its machine is "
                                     "gone; --trust works where the checkpoints are (resume "
                                     "it first, or pull the checkpoint and inspect it)")
+            if limits:
+                write_spec(session, {**read_spec(session), **limits})
             return await self._resume_interrupted(session, from_checkpoint, scratch)
         await self._refuse_if_training_alive(session)
         skipped, trusted = [], []
@@ -62,6 +64,7 @@ class Resuming:
             checkpoint, skipped, trusted = resolve_resume_checkpoint(session, from_checkpoint,
                                                                      trust=trust)
         spec = read_spec(session)
+        spec.update(limits)
         spec["resume_from"] = checkpoint
         spec["resume_skipped"] = skipped
         if trusted:
@@ -84,14 +87,15 @@ class Resuming:
         return await self._wait_for(
             session.id, lambda s: (s.attempt or 0) > before or not s.status.active, 10.0)
 
-    def set_resume_limits(self, session: Session, budget: float | None,
-                          max_hours: float | None, no_budget: bool) -> None:
-        """New limits for the run's next attempts; one the guard stopped needs them."""
+    async def resume_limits(self, session: Session, budget: float | None,
+                            max_hours: float | None, no_budget: bool) -> dict:
+        """The spec keys of new limits for the run's next attempts, checked (one the guard
+        stopped needs them); written with the rest of the resume's spec."""
         from .costs import carried_spending, refuse_resume_at_limit
 
         refuse_resume_at_limit(session, budget, max_hours, no_budget)
         if budget is None and max_hours is None and not no_budget:
-            return
+            return {}
         spent, hours = carried_spending(session)
         if budget is not None and spent is not None and budget <= spent:
             raise TrainctlError(f"--budget {budget:g} is not more than the ${spent:,.2f} "
@@ -99,17 +103,22 @@ class Resuming:
         if max_hours is not None and max_hours <= hours:
             raise TrainctlError(f"--max-hours {max_hours:g} is not more than the "
                                 f"{hours:.2f}h session {session.id} has run already")
-        spec = read_spec(session)
-        if no_budget:
-            spec["budget"] = spec["max_hours"] = None
+        limits = {"budget": None, "max_hours": None} if no_budget else {}
         if budget is not None:
-            if spec.get("price_per_hour") is None:
+            from .launching import machine_price
+
+            spec = read_spec(session)
+            price = spec.get("price_per_hour")
+            if price is None:  # not known at launch: maybe declared since
+                price = await machine_price(get_provider(session.provider), session,
+                                            spec.get("backend_options") or {})
+            if price is None:
                 raise TrainctlError(f"--budget needs what session {session.id}'s machine costs "
                                     "per hour, which is not known; use --max-hours")
-            spec["budget"] = budget
+            limits["budget"] = budget
         if max_hours is not None:
-            spec["max_hours"] = max_hours
-        write_spec(session, spec)
+            limits["max_hours"] = max_hours
+        return limits
 
     async def _remote_named_checkpoint(self, session: Session, wanted: str, trust: bool
                                        ) -> tuple[str, list[str]]:

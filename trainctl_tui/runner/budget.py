@@ -64,7 +64,7 @@ class Meter:
     """The supervisor's accounting: call `attempt_started` when a child starts, `update`
     before each status write; `reached` says why the run must stop (once)."""
 
-    def __init__(self, supervisor) -> None:
+    def __init__(self, supervisor, previous: dict) -> None:
         self.supervisor = supervisor
         spec = supervisor.spec
         self.price = spec.get("price_per_hour")
@@ -72,6 +72,13 @@ class Meter:
         self.max_hours = spec.get("max_hours")
         self.spent_before = spec.get("spent_before") or 0.0
         self.hours_before = spec.get("hours_before") or 0.0
+        # A runner started again without trainctl (a Slurm requeue) counts on from the one
+        # before it here; trainctl's resume already put that into the spec.
+        before = previous.get("cost") if isinstance(previous.get("cost"), dict) else {}
+        if isinstance(before.get("spent"), (int, float)):
+            self.spent_before = max(self.spent_before, before["spent"])
+        if isinstance(before.get("hours"), (int, float)):
+            self.hours_before = max(self.hours_before, before["hours"])
         self.started = time.time()
         self.progress = None  # LogProgress of the attempt running
         self.attempt = 0

@@ -33,11 +33,14 @@ _TQDM_DESC = re.compile(rb"^\s*([^|]*?)\s*(?:\d+%)?\|")
 _RICH_EPOCH = re.compile(rb"Epoch (\d+)/(\d+)\s+(?:\xe2\x94\x81|\xe2\x95[\xb8\xba]|\s)*?"
                          rb"\s(\d+)/(\d+)\s")
 _KERAS_EPOCH = re.compile(rb"^\s*Epoch (\d+)/(\d+)\s*$")
+_KERAS_EPOCH_END = re.compile(rb"Epoch (\d+)/(\d+)[ \t]*(?:[\r\n]|$)")
 _KERAS_BAR = re.compile(rb"^\s*(\d+)/(\d+) (?:\[[=>.]*\]|\xe2\x94\x81)")
 _STEP_OF = re.compile(rb"\b(?:step|iter|iteration|global_step)\s*[:=]?\s*(\d+)\s*/\s*(\d+)\b",
                       re.IGNORECASE)
 _SETTING = re.compile(rb"\b(max_steps|max_iters|total_steps|num_training_steps"
                       rb"|Total optimization steps)\b['\"]?\s*[:=]\s*(\d[\d,]*)\b")
+_SETTING_WORDS = (b"max_steps", b"max_iters", b"total_steps", b"num_training_steps",
+                  b"optimization steps")
 _STEP = re.compile(rb"\b(?:step|iter|global_step)\s*[:=]?\s*(\d+)\b", re.IGNORECASE)
 _EVAL_BAR = re.compile(rb"valid|sanity|test|predict|eval", re.IGNORECASE)
 # A bar with a description is the run's only when it says so (torchtune's `1|12|Loss: ..`);
@@ -74,23 +77,27 @@ class ProgressScanner:
         cut = max(data.rfind(b"\r"), data.rfind(b"\n")) + 1
         data, self.row = self.row + data, data[cut:] if cut else self.row + data
         self.row = self.row[-4096:]  # a row without end for megabytes is no bar
-        for frame in reversed(_frames(data)):
-            if self._settings(frame):
-                break
-        for frame in _frames(data):
+        # What later rows need, from the whole block (a search for a word first: most
+        # blocks have none): the last setting printed, the last Keras epoch begun.
+        last_word = max(data.rfind(word) for word in _SETTING_WORDS)
+        if last_word >= 0:
+            match = _SETTING.search(data, max(0, last_word - 16), last_word + 64)
+            if match is None:  # not a setting there (prose): look through the block
+                for match in _SETTING.finditer(data):  # noqa: B007 - the last one
+                    pass
+            if match is not None and int(match.group(2).replace(b",", b"")) > 0:
+                self.setting_total = int(match.group(2).replace(b",", b""))
+        if b"Epoch " in data:
+            epoch = _last_epoch_row(data)
+            if epoch is not None:
+                self.keras_epoch = epoch
+        # Only the newest row that says how far the run is counts: rows from the end.
+        for frame in _rows_from_end(data):
             found = self._frame(frame)
             if found is not None:
                 self.last = found
+                break
         return self.last
-
-    def _settings(self, frame: bytes) -> bool:
-        match = _SETTING.search(frame)
-        if match is None:
-            return False
-        total = int(match.group(2).replace(b",", b""))
-        if total > 0:
-            self.setting_total = total
-        return True
 
     def _frame(self, frame: bytes) -> Progress | None:
         if b"poch" in frame:
@@ -153,11 +160,29 @@ class ProgressScanner:
         return Progress(done, total, "step", "bar")
 
 
-def _frames(data: bytes) -> list:
-    """The log's rows as a terminal would draw them, each redraw of a bar a row."""
-    if b"\x1b" in data or b"\x08" in data:
-        data = _ESCAPE.sub(b"", data)
-    return [row for row in re.split(rb"[\r\n]", data) if row.strip()]
+def _rows_from_end(data: bytes):
+    """The rows of a block as a terminal draws them (each redraw of a bar a row), newest
+    first, cleaned of escapes one by one: only the last few are ever looked at."""
+    end = len(data)
+    while end > 0:
+        start = max(data.rfind(b"\r", 0, end), data.rfind(b"\n", 0, end)) + 1
+        row = data[start:end]
+        if b"\x1b" in row or b"\x08" in row:
+            row = _ESCAPE.sub(b"", row)
+        if row.strip():
+            yield row
+        end = start - 1
+
+
+def _last_epoch_row(data: bytes):
+    """(epoch, epochs) of the last row that is only `Epoch 3/20` (Keras), or None."""
+    found = None
+    for match in _KERAS_EPOCH_END.finditer(data):
+        row_start = max(data.rfind(b"\r", 0, match.start()),
+                        data.rfind(b"\n", 0, match.start())) + 1
+        if not data[row_start:match.start()].strip():
+            found = match
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 class Rate:

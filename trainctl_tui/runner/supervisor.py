@@ -95,7 +95,7 @@ class Supervisor:
             self.status.update(autostop_at=None, autostop=None)
         if node:
             self.status["node"] = node.describe()
-        self.meter = Meter(self)  # progress, cost and the budget guard (budget.py)
+        self.meter = Meter(self, previous)  # progress, cost, the budget guard (budget.py)
 
     # ---- status and log
 

@@ -15,6 +15,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from ..app.costs import figures_of
 from ..app.service import Service, SessionOverview
 from ..core.errors import TrainctlError
 from .backend import Backend
@@ -214,12 +215,20 @@ class TrainctlApp(App):
                 _, _, _, rows = await self.backend.call("checkpoints", session.id)
             except TrainctlError as exc:  # e.g. the directory is gone: offer a fresh start
                 self.notify(str(exc), severity="warning")
+        limits = {}
+        reached = await self.backend.run(lambda service: figures_of(session).reached)
+        if reached:  # stopped by its budget guard: a new limit (or none) first
+            from .screens.limit_prompt import LimitPrompt
+
+            limits = await self.push_screen_wait(LimitPrompt(session.name, reached))
+            if limits is None:
+                return
         picked = await self.push_screen_wait(ResumeScreen(session.name, rows))
         if picked is None:
             return
         resumed = await self.call_or_notify(
             "resume", session.id, from_checkpoint=None if picked == SCRATCH else picked,
-            scratch=picked == SCRATCH)
+            scratch=picked == SCRATCH, **limits)
         if resumed is None:
             return
         self.notify(f"resumed {resumed.name} ({resumed.id}) as attempt {resumed.attempt}")

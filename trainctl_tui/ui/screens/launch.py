@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from ...app.costs import parse_dollars, parse_hours
 from ...app.machines import check_form_request, new_machine_kind
 from ...app.service import LaunchRequest
 from ...core.errors import TrainctlError
@@ -38,6 +39,8 @@ FIELDS = [
     ("checkpoint_dir", "Checkpoint dir", "(config default, or none)"),
     ("resume_template", "Resume template", "--resume {checkpoint}"),
     ("max_restarts", "Max restarts", "(config default)"),
+    ("budget", "Budget $", "(config default, or none)"),
+    ("max_hours", "Max hours", "(config default, or none)"),
 ]
 
 
@@ -214,6 +217,8 @@ class LaunchScreen(ModalScreen[str | None]):
             checkpoint_dir=values["checkpoint_dir"] or None,
             resume_template=values["resume_template"] or None,
             max_restarts=int(restarts) if restarts else None,
+            budget=parse_dollars(values["budget"] or None, "budget"),
+            max_hours=parse_hours(values["max_hours"] or None, "max hours"),
         )
 
     def show_error(self, message: str) -> None:
