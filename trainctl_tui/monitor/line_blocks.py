@@ -109,6 +109,8 @@ class LineBlocks:
             # A template new to the parser (the first block, a step with one more digit):
             # the loop makes its plan from its first line, the rest of its lines use it.
             cut = plans.index(None) + 1
+            if b"\r" in templates[cut - 1]:
+                break  # bar lines have no plan: this block is for the loop
             found += metrics.feed_plain(lines[:cut], templates[:cut])
             lines, templates = lines[cut:], templates[cut:]
         return found + metrics.feed_plain(lines, templates)
