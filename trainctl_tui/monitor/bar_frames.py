@@ -52,24 +52,26 @@ def bar_records(frames: list[bytes], templates: list[bytes], plans: dict[bytes, 
         plan_of = list(compress(plan_of, bars))
     if len(frames) < MIN_FRAMES:
         return None, frames, templates
-    return _records(frames, templates, plan_of, plans, shapes, last_step), frames, templates
+    return _records(frames, templates, plan_of, shapes, last_step), frames, templates
 
 
 def _records(frames: list[bytes], templates: list[bytes], plan_of: list[Plan],
-             plans: dict[bytes, Plan], shapes: dict[bytes, tuple], last_step: float | None
-             ) -> list[BarRun] | None:
-    counter_at = {}
-    for template in set(templates):
+             shapes: dict[bytes, tuple], last_step: float | None) -> list[BarRun] | None:
+    counter_at = {}  # a plan is its template's: the template's counter
+    for plan, template in dict(zip(plan_of, templates, strict=True)).items():
         shape = shapes.get(template)
         if shape is None or shape[0] is None or shape[0] == KERAS_FRAME or shape[1] is not None:
             return None  # not seen yet, no counter, Keras, a print glued to the frame
-        if shape[2] is not None and "epoch" not in plans[template].names:
+        if shape[2] is not None and "epoch" not in plan.names:
             return None  # x at the tqdm counter: a record with a step
-        counter_at[template] = slice(*shape[0])
-    for plan in set(plan_of):
         if not plan.stateless or (last_step is None and "epoch" not in plan.names):
             return None
-    counters = list(map(bytes.__getitem__, frames, map(counter_at.__getitem__, templates)))
+        counter_at[plan] = itemgetter(slice(*shape[0]))
+    counters, at = [], 0
+    for plan, group in groupby(plan_of):  # a template's frames come in runs
+        count = len(list(group))
+        counters += map(counter_at[plan], frames[at:at + count])
+        at += count
     last = [*map(ne, counters, islice(counters, 1, None)), True]  # of frames at one counter
     frames = list(compress(frames, last))
     plan_of = list(compress(plan_of, last))

@@ -297,10 +297,16 @@ class MetricSet:
                 last = series.ys[-1] if len(series.ys) else math.nan  # nan: no value equals it
                 keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
                 before = len(series.ys)
-                series.xs.extend(compress(xs, keep))
-                series.ys.extend(compress(ys, keep))
-                series.count_nonfinite(before)
-                added = bytes(map(or_, added, keep))
+                if keep.count(0):
+                    series.xs.extend(compress(xs, keep))
+                    series.ys.extend(compress(ys, keep))
+                    added = bytes(map(or_, added, keep))
+                else:  # every value changed (a loss, the epoch moving along)
+                    series.xs.extend(xs)
+                    series.ys.extend(ys)
+                    added = keep
+                if not math.isfinite(sum(ys)):
+                    series.count_nonfinite(before)
             records = count - added.count(0)
             self.records += records
             found += records
