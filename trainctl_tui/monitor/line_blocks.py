@@ -18,6 +18,7 @@ append (x = their step), so the state they see is the state the loop would have 
 from __future__ import annotations
 
 import math
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -62,8 +63,12 @@ class LineBlocks:
     """The block feeder of one MetricSet."""
 
     def __init__(self, metrics) -> None:
-        self.metrics = metrics
+        self._metrics = weakref.ref(metrics)  # no cycle: a MetricSet goes when its user drops it
         self._reset()
+
+    @property
+    def metrics(self):
+        return self._metrics()
 
     def _reset(self) -> None:
         self._codes: dict[Plan, int] = {NOTHING: SKIP}
@@ -112,6 +117,10 @@ class LineBlocks:
             first = plans.index(None)
             if b"\r" in templates[first]:
                 break  # bar lines have no plan: this block is for the loop
+            new = [template for template, plan in zip(templates, plans, strict=True)
+                   if plan is None]
+            if len(set(new)) * 4 > len(new):
+                break  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`): the loop
             cut = first + LEARN_LINES  # new templates come together (a parse's first lines)
             found += metrics.feed_plain(lines[:cut], templates[:cut])
             lines, templates = lines[cut:], templates[cut:]
