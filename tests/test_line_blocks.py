@@ -134,3 +134,65 @@ def test_floats_refuses_what_float_refuses():
         except ValueError:
             continue
         raise AssertionError(text)
+
+
+def bar_log(seed: int) -> list[bytes]:
+    """Lightning/tqdm bars of many frames: counters drawn twice, postfixes that change or
+    not, nan, a block character filling the bar (templates whose offsets shift), prints
+    glued to a frame, escapes."""
+    rng = random.Random(seed)
+    out, step = [], 0
+    for epoch in range(6):
+        frames = []
+        total = rng.choice([40, 400, 1000])
+        val = rng.choice(["0.498", "nan", "1.5"])
+        glue, escape = rng.random() < 0.3, rng.random() < 0.2  # lines the loop reads
+        for n in range(0, total, rng.choice([1, 3, 7])):
+            fill = "\u2588" * (n * 10 // total) + " " * (10 - n * 10 // total)
+            loss = rng.choice([f"{rng.uniform(0, 1):.3f}", "0.500", "nan", "inf"])
+            frame = (f"Epoch {epoch}: {n * 100 // total:3d}%|{fill}| {n}/{total} [00:01<00:02, "
+                     f"{rng.uniform(1, 60):.2f}it/s, v_num=0, train_loss_step={loss}, "
+                     f"val_loss={val}]")
+            frames.append(frame)
+            if rng.random() < 0.3:
+                frames.append(frame.replace("train_loss_step=", "train_loss_step=1"))
+            if glue and rng.random() < 0.02:
+                step += 10
+                frames.append(frame + f"epoch {epoch} step {step} loss=0.25")
+            if escape and rng.random() < 0.01:
+                frames.append("\x1b[A" + frame)
+        out.append("\r" + "\r".join(frames))
+        out.append(f"step {step} val_loss={rng.random():.4f}" if rng.random() < 0.5 else "")
+    return [line.encode() for line in out]
+
+
+def test_bar_lines_read_at_once_give_what_the_frame_loop_gives(monkeypatch):
+    import trainctl_tui.monitor.metrics as metrics_module
+
+    for seed in range(10):
+        lines = bar_log(seed)
+        fast = state(one_by_one(lines + lines))
+        monkeypatch.setattr(metrics_module, "MIN_FRAMES", 10**9)  # the frame loop only
+        slow = state(one_by_one(lines + lines))
+        monkeypatch.undo()
+        assert fast == slow, seed
+
+
+def test_bar_lines_are_read_at_once():
+    import trainctl_tui.monitor.metrics as metrics_module
+
+    read = []
+    bar_records = metrics_module.bar_records
+
+    def counting(*args):
+        runs = bar_records(*args)[0]
+        read.append(runs is not None)
+        return bar_records(*args)
+
+    metrics_module.bar_records, kept = counting, metrics_module.bar_records
+    try:
+        lines = bar_log(3)
+        one_by_one(lines + lines)
+    finally:
+        metrics_module.bar_records = kept
+    assert sum(read) >= 3

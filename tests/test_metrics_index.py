@@ -314,3 +314,38 @@ def test_a_big_logs_end_is_charted_first_only_where_its_x_needs_no_start(tmp_pat
     assert tail_preview(counted, ()) is None  # x is the record's number: needs the start
     stepped.write_text("step 1 loss 0.5\n")
     assert tail_preview(stepped, ()) is None  # small: parsed whole at once
+
+
+def header_of(index: Path) -> dict:
+    data = index.read_bytes()
+    length = int.from_bytes(data[len(MAGIC):len(MAGIC) + 8], "little")
+    return json.loads(data[len(MAGIC) + 8:len(MAGIC) + 8 + length])
+
+
+def test_series_with_the_same_steps_store_them_once_and_reopen_bit_for_bit(tmp_path):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    lines = [f"iter {s}: loss {1 / (s + 1):.4f}, time {s % 7 - 3:.2f}ms, mfu -0.00%"
+             for s in range(2000)]
+    lines[500] = "iter 500: loss nan, time 1.00ms, mfu 1.00%"
+    log.write_text("\n".join(lines) + "\n")
+    whole = extract_file(log)
+    load_metrics(log, index=index)
+    assert [entry["xs_of"] for entry in header_of(index)["series"]] == [None, 0, 0]
+    reopened = load_metrics(log, index=index)
+    assert [(name, s.xs.tobytes(), s.ys.tobytes(), s.nonfinite, repr(s.first_nonfinite()))
+            for name, s in reopened.series.items()] == [
+        (name, s.xs.tobytes(), s.ys.tobytes(), s.nonfinite, repr(s.first_nonfinite()))
+        for name, s in whole.series.items()]
+
+
+def test_an_index_naming_shared_steps_it_does_not_hold_is_rebuilt(tmp_path):
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {s} loss={s / 10:.2f} acc={s / 20:.2f}\n" for s in range(300)))
+    load_metrics(log, index=index)
+    data = index.read_bytes()
+    assert b'"xs_of": 0' in data
+    index.write_bytes(data.replace(b'"xs_of": 0', b'"xs_of": 7'))  # same length, same crc
+    seen = []
+    got = load_metrics(log, index=index, progress=lambda done, total: seen.append(done))
+    assert as_json(got) == as_json(extract_file(log))
+    assert max(seen) == log.stat().st_size  # parsed again from the start

@@ -13,13 +13,15 @@ Where: beside a session's log (`.metrics-index` in the folder holding spec.json)
 the user cache dir (`$TRAINCTL_HOME/cache/metrics`, or the platform's user cache dir).
 
 File layout: MAGIC, an 8-byte little-endian header length, the JSON header, then for each
-series its xs and ys as raw `array('d')` bytes.
+series its xs (unless they are, bit for bit, those of a series before it: `xs_of` names it)
+and its ys, as raw `array('d')` bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import sys
 import zlib
@@ -32,7 +34,7 @@ from .parallel import extract_log
 from .series import Series
 
 MAGIC = b"trainctl metrics index\n"
-VERSION = 1
+VERSION = 2
 CHECK_BYTES = 64 * 1024  # hashed at the log's head and just before the offset
 MAX_INDEX_BYTES = 256 << 20  # 16 M points; a bigger index is not written
 MIN_LOG_BYTES = 4 << 20  # a smaller log parses in well under a second: no index for it
@@ -143,22 +145,32 @@ def read_index(index: Path, handle, size: int, print_: str,
     """(metrics restored from the index, offset they cover), or (an empty MetricSet, 0) when
     the index is missing, damaged, of another parser, or no longer matches the log."""
     try:
-        header, body = _read_file(index)
+        header, body = _read_file(_mapped(index))
         if header["fingerprint"] != print_ or not _still_matches(header["log"], handle, size):
             raise ValueError("stale")
         return _restore(header, body, patterns), header["log"]["offset"]
-    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError,
+            json.JSONDecodeError, UnicodeDecodeError):
         return MetricSet(patterns), 0
 
 
-def _read_file(index: Path) -> tuple[dict, bytes]:
-    data = index.read_bytes()
-    if not data.startswith(MAGIC):
+def _mapped(index: Path) -> memoryview:
+    """The index file's bytes, mapped (unmapped when the last view of them goes): its
+    points are copied once, into their series."""
+    with open(index, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < len(MAGIC) + 8:
+            raise ValueError("not an index")
+        return memoryview(mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ))
+
+
+def _read_file(data: memoryview) -> tuple[dict, memoryview]:
+    if data[:len(MAGIC)] != MAGIC:
         raise ValueError("not an index")
     at = len(MAGIC)
     length = int.from_bytes(data[at:at + 8], "little")
-    header = json.loads(data[at + 8:at + 8 + length])
-    body = memoryview(data)[at + 8 + length:]  # no copy of what may be 100 MB
+    header = json.loads(bytes(data[at + 8:at + 8 + length]))
+    body = data[at + 8 + length:]
     if header.get("version") != VERSION or zlib.crc32(body) != header["body"]:
         raise ValueError("damaged")
     return header, body
@@ -179,16 +191,25 @@ def _restore(header: dict, body: bytes, patterns: Sequence[str]) -> MetricSet:
     metrics._previous = {tuple(names): values for names, values in state["previous"]}
     metrics.parser._epoch = state["epoch"]
     at = 0
+    restored: list[Series] = []
     for entry in header["series"]:
         series = Series(entry["name"])
         width = 8 * int(entry["count"])
-        series.xs.frombytes(body[at:at + width])
-        series.ys.frombytes(body[at + width:at + 2 * width])
-        at += 2 * width
-        if len(series.ys) != entry["count"]:
+        shared = entry.get("xs_of")
+        if shared is None:
+            series.xs.frombytes(body[at:at + width])
+            at += width
+        elif not (isinstance(shared, int) and 0 <= shared < len(restored)):
+            raise ValueError("xs_of")
+        else:
+            series.xs.extend(restored[shared].xs)
+        series.ys.frombytes(body[at:at + width])
+        at += width
+        if not len(series.xs) == len(series.ys) == entry["count"]:
             raise ValueError("short body")
         series.nonfinite, series._first_bad = int(entry["nonfinite"]), int(entry["first_bad"])
         metrics.series[series.name] = series
+        restored.append(series)
     if at != len(body):
         raise ValueError("body length")
     return metrics
@@ -204,14 +225,17 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: s
     if points * 16 > MAX_INDEX_BYTES:
         _remove(index)  # an older, smaller index would only be stale
         return False
-    body = b"".join(s.xs.tobytes() + s.ys.tobytes() for s in metrics.series.values())
+    xs_of = _shared_xs(list(metrics.series.values()))
+    body = b"".join((b"" if xs_of[at] is not None else s.xs.tobytes()) + s.ys.tobytes()
+                    for at, s in enumerate(metrics.series.values()))
     header = {
         "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
         "state": {"lines": metrics.lines, "records": metrics.records,
                   "last_step": metrics._last_step, "epoch": metrics.parser._epoch,
                   "previous": [[list(k), v] for k, v in metrics._previous.items()]},
         "series": [{"name": s.name, "count": len(s), "nonfinite": s.nonfinite,
-                    "first_bad": s._first_bad} for s in metrics.series.values()],
+                    "first_bad": s._first_bad, "xs_of": xs_of[at]}
+                   for at, s in enumerate(metrics.series.values())],
         "body": zlib.crc32(body),  # damage, not tampering: a cache the user owns
     }
     encoded = json.dumps(header).encode()
@@ -225,6 +249,19 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: s
     if index.parent == cache_dir():
         prune_cache(index.parent, keep=index)
     return True
+
+
+def _shared_xs(series: list[Series]) -> list[int | None]:
+    """For each series, the first series before it whose xs are the same bytes (the series
+    of one kind of record share their steps), or None."""
+    firsts: dict[bytes, int] = {}  # a digest of xs -> the first series with them
+    shared: list[int | None] = []
+    for at, one in enumerate(series):
+        key = hashlib.sha1(one.xs).digest()
+        first = firsts.setdefault(key, at)
+        shared.append(first if first != at and series[first].xs.tobytes() == one.xs.tobytes()
+                      else None)
+    return shared
 
 
 def _remove(path: Path) -> None:

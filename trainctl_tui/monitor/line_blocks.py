@@ -18,6 +18,7 @@ append (x = their step), so the state they see is the state the loop would have 
 from __future__ import annotations
 
 import math
+import weakref
 from array import array
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -29,7 +30,8 @@ from .parsers import NOTHING, Plan
 SLOW, SKIP = 0, 1
 MAX_CODES = 256
 MIN_LINES = 64  # a smaller block goes through the loop: the passes cost more than they save
-NEW_TEMPLATES = 8  # new templates a block learns before it is fed line by line
+NEW_TEMPLATES = 8  # times a block learns new templates before it is fed line by line
+LEARN_LINES = 128  # lines fed by the loop from a new template on, to learn the templates
 _STEP_LINES = bytes([0, 0] + [1] * (MAX_CODES - 2))  # translate table: 1 for a step plan
 _SLOW_LINES = bytes([1] + [0] * (MAX_CODES - 1))
 _NOT_STEP = bytes([SLOW, SKIP])
@@ -61,8 +63,12 @@ class LineBlocks:
     """The block feeder of one MetricSet."""
 
     def __init__(self, metrics) -> None:
-        self.metrics = metrics
+        self._metrics = weakref.ref(metrics)  # no cycle: a MetricSet goes when its user drops it
         self._reset()
+
+    @property
+    def metrics(self):
+        return self._metrics()
 
     def _reset(self) -> None:
         self._codes: dict[Plan, int] = {NOTHING: SKIP}
@@ -108,7 +114,14 @@ class LineBlocks:
                 return found + self._feed_coded(lines, templates, codes)
             # A template new to the parser (the first block, a step with one more digit):
             # the loop makes its plan from its first line, the rest of its lines use it.
-            cut = plans.index(None) + 1
+            first = plans.index(None)
+            if b"\r" in templates[first]:
+                break  # bar lines have no plan: this block is for the loop
+            new = [template for template, plan in zip(templates, plans, strict=True)
+                   if plan is None]
+            if len(set(new)) * 4 > len(new):
+                break  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`): the loop
+            cut = first + LEARN_LINES  # new templates come together (a parse's first lines)
             found += metrics.feed_plain(lines[:cut], templates[:cut])
             lines, templates = lines[cut:], templates[cut:]
         return found + metrics.feed_plain(lines, templates)

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from collections.abc import Iterable, Sequence
+from itertools import chain, compress, islice
+from operator import ne, or_
 
+from .bar_frames import MIN_FRAMES, BarRun, bar_records, repeated
 from .line_blocks import LineBlocks
 from .parsers import (
     DIGIT_MARKS,
@@ -229,6 +233,14 @@ class MetricSet:
             templates = [frame.translate(DIGIT_MARKS) for frame in frames]
         else:  # one translate for the line: \r is no digit, so the frames split alike
             templates = (template or raw.translate(DIGIT_MARKS)).split(b"\r")
+        if line_ends and pending is None and len(frames) > MIN_FRAMES:
+            try:
+                runs, frames, templates = bar_records(frames, templates, plans, shapes,
+                                                      self._last_step)
+            except ValueError:
+                runs = None
+            if runs is not None:
+                return self._add_bar_runs(runs)
         for frame, template in zip(frames, templates, strict=True):  # noqa: B020
             plan = plans.get(template)
             if plan is NOTHING or not frame or frame.isspace():
@@ -266,6 +278,39 @@ class MetricSet:
         elif pending is not None:
             hit = self._add_frame(*pending) or hit
         return hit
+
+    def _add_bar_runs(self, runs: list[BarRun]) -> bool:
+        """`_add_frame` of each record of `bar_records`, a series at a time: a value equal
+        to the last of its series is skipped."""
+        found = 0
+        for run in runs:
+            self.name_series(run.names)
+            count = run.count
+            xs = run.x if isinstance(run.x, array) else repeated(run.x, count)
+            added = bytes(count)
+            for series, ys in zip(self._targets[run.names], run.columns, strict=True):
+                if not isinstance(ys, array):  # one value all along: a point if it changed
+                    if not (len(series.ys) and series.ys[-1] == ys):
+                        series.append(xs[0], ys)
+                        added = b"\x01" + added[1:]
+                    continue
+                last = series.ys[-1] if len(series.ys) else math.nan  # nan: no value equals it
+                keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
+                before = len(series.ys)
+                if keep.count(0):
+                    series.xs.extend(compress(xs, keep))
+                    series.ys.extend(compress(ys, keep))
+                    added = bytes(map(or_, added, keep))
+                else:  # every value changed (a loss, the epoch moving along)
+                    series.xs.extend(xs)
+                    series.ys.extend(ys)
+                    added = keep
+                if not math.isfinite(sum(ys)):
+                    series.count_nonfinite(before)
+            records = count - added.count(0)
+            self.records += records
+            found += records
+        return found > 0
 
     @staticmethod
     def _counter(frame: bytes, counter_at) -> bytes | str | None:
