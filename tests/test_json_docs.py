@@ -326,3 +326,30 @@ def test_clusters_output_matches_the_docs(sections, cluster, tmp_path):  # noqa:
     cluster.wait_state(job, {"RUNNING"})
     data = check_output(sections, CLUSTERS, clusters_cli(cluster, "--json"))
     assert [c["state"] for c in data["clusters"]] == ["unreachable", "up"]
+
+
+def test_a_nan_loss_is_a_string_in_every_output(sections, tmp_path):
+    """Strict JSON (no NaN token) from `--once`, `metrics` and `compare`."""
+    log = tmp_path / "nan.log"
+    log.write_text("step 1 loss 0.5\nstep 2 loss nan\n")
+    script = tmp_path / "nan.py"
+    script.write_text(f"print({log.read_text()!r}, end='')\n")
+    result = run_cli("launch", "--name", "nan", "--", sys.executable, str(script))
+    assert result.returncode == 0, result.stderr
+    session = result.stdout.strip().splitlines()[-1]
+    wait_for(lambda: '"succeeded"' in run_cli("sessions", "--json").stdout)
+
+    def strict(text: str):
+        def refuse(token):
+            raise AssertionError(f"not strict JSON: {token}")
+        return json.loads(text, parse_constant=refuse)
+
+    once = run_cli("--once", "--json")
+    assert strict(once.stdout)["sessions"][0]["metrics"]["loss"]["last"] == "nan"
+    check_output(sections, ONCE, once)
+    metrics = run_cli("metrics", session, "--json")
+    assert strict(metrics.stdout)["series"]["loss"]["y"] == [0.5, "nan"]
+    check_output(sections, METRICS, metrics)
+    compare = run_cli("compare", session, str(log), "--json")
+    assert [run["last"] for run in strict(compare.stdout)["runs"]] == ["nan", "nan"]
+    check_output(sections, COMPARE, compare)
