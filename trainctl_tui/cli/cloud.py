@@ -145,7 +145,7 @@ def cmd_instance(args) -> int:
         verb = "dry run" if args.dry_run else {"start": "starting", "stop": "stopping",
                                                "terminate": "terminating"}[args.action]
     if args.json:
-        print(json.dumps(instance.to_json(), indent=2))
+        print(json.dumps({"version": 1, **instance.to_json()}, indent=2))
     else:
         render_instance(instance, sys.stdout, verb)
     return 0

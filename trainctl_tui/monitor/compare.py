@@ -10,10 +10,9 @@ Stdlib only.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from .metrics import MetricSet
+from .metrics import MetricSet, json_number
 from .series import Series
 
 # The series offered first, in this order; then the rest by name. `epoch` is an x, not a metric.
@@ -35,7 +34,7 @@ class RunFigures:
     cost: float | None  # dollars, when known; never a guess
 
     def to_json(self) -> dict:
-        return {"run": self.label, "last": _json_number(self.last), "min": self.min,
+        return {"run": self.label, "last": json_number(self.last), "min": self.min,
                 "min_step": self.min_step, "steps": self.steps, "points": self.points,
                 "elapsed_seconds": self.elapsed, "cost": self.cost}
 
@@ -82,9 +81,3 @@ def time_unit(seconds: float) -> tuple[str, float]:
     if seconds >= 2 * 60:
         return "min", 60.0
     return "s", 1.0
-
-
-def _json_number(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value

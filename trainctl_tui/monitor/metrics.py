@@ -465,10 +465,10 @@ class MetricSet:
         for name, s in self.series.items():
             xs, ys = (list(s.xs), list(s.ys)) if all_points else s.downsample(width)
             bad = s.first_nonfinite()
-            entry = {k: _json_number(v) for k, v in s.summary().items()}
-            entry["first_nonfinite"] = None if bad is None else [bad[0], _json_number(bad[1])]
+            entry = {k: json_number(v) for k, v in s.summary().items()}
+            entry["first_nonfinite"] = None if bad is None else [bad[0], json_number(bad[1])]
             entry["x"] = xs
-            entry["y"] = [_json_number(y) for y in ys]
+            entry["y"] = [json_number(y) for y in ys]
             out[name] = entry
         return {"lines": self.lines, "records": self.records, "series": out}
 
@@ -501,7 +501,8 @@ def _apply_stateless(plan, frame: bytes, numbers: _Numbers
     return None, plan.names, values
 
 
-def _json_number(value):
+def json_number(value):
+    """A value for strict JSON: nan, inf and -inf become the strings "nan", "inf", "-inf"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value

@@ -119,11 +119,13 @@ def format_step(value: float | None) -> str:
 
 def overview_json(rows) -> str:
     """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
+    from ..monitor.metrics import json_number  # strict JSON: a nan loss is "nan", not NaN
+
     sessions = []
     for row in rows:
         data = row.session.to_json()
-        data["metrics"] = ({name: {"last": s.ys[-1], "step": s.xs[-1], "count": len(s),
-                                   "nonfinite": s.nonfinite}
+        data["metrics"] = ({name: {"last": json_number(s.ys[-1]), "step": s.xs[-1],
+                                   "count": len(s), "nonfinite": s.nonfinite}
                             for name, s in row.metrics.series.items() if len(s)}
                            if row.metrics else {})
         data["step"] = row.step
