@@ -19,12 +19,16 @@ lint:
     lint-imports
     python -m pytest -q tests/test_architecture.py
 
-# Every benchmark, figures and ratios printed (several minutes: the monitor one parses 1 GB)
+# Every benchmark, figures and ratios printed (several minutes: the monitor one parses 1 GB;
+# multinode.py starts sshd and torch)
 bench:
     python bench/startup.py
     python bench/monitor.py
     python bench/tail_latency.py
     python bench/checkpoints.py
+    python bench/compare.py
+    python bench/progress.py
+    python bench/multinode.py
 
 # Re-export the README's screenshots from the app, then list the ones that changed
 screenshots:

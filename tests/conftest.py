@@ -68,7 +68,8 @@ def cli():
 # Fixtures that start a real component (sshd, moto's server, the GraphQL server, Slurm): a test
 # using one, directly or through another fixture, is marked `real`, so `pytest -m "not real"`
 # (`just test-fast`) runs the rest in a fraction of the time.
-REAL_COMPONENTS = {"sshd_server", "moto_server", "runpod_server", "slurm_cluster"}
+REAL_COMPONENTS = {"sshd_server", "moto_server", "runpod_server", "slurm_cluster",
+                   "gres_cluster"}
 
 
 def pytest_collection_modifyitems(items):

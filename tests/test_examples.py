@@ -20,7 +20,8 @@ from conftest import run_cli
 from sshd import missing
 from test_cli import session_json, status_file, wait_for
 
-pytestmark = pytest.mark.timeout(600)
+# Real libraries training for real: left out of `just test-fast` like the real components.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.real]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"

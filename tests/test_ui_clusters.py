@@ -248,7 +248,8 @@ def test_launch_form_offers_the_clusters_partitions_and_launches_there(cluster, 
             form.query_one("#f-cwd", Input).value = str(tmp_path)
             form.query_one("#j-nodes", Input).value = "0"
             await pilot.press("ctrl+s")
-            assert form_text(form, "#launch-error") == "Nodes must be at least 1"
+            assert form_text(form, "#launch-error") == (
+                "--nodes must be N or MIN:MAX with 1 <= MIN <= MAX, not '0'")
             assert Service().store.count() == 0 and cluster.job_ids() == []
             form.query_one("#j-nodes", Input).value = "1"
             form.query_one("#j-time", Input).value = "soon"

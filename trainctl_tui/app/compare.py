@@ -10,6 +10,7 @@ from ..core.errors import TrainctlError
 from ..core.models import Session
 from ..monitor.compare import RunFigures, default_metric, figures, metric_names
 from ..monitor.metrics import MetricSet
+from .costs import figures_of
 from .log_sources import LogSource, log_source
 
 
@@ -49,9 +50,9 @@ def run_elapsed(session: Session | None, now: float | None = None) -> float | No
 
 
 def run_cost(session: Session | None) -> float | None:
-    """What the run cost, as far as trainctl knows it. It keeps no per-session cost yet (the
-    Instances screen knows machines, not runs), so this is None: shown blank, never $0."""
-    return None
+    """What the run cost so far (every attempt), as the runner counts it from its machine's
+    price; None (shown blank, never $0) for a log or a machine without a known price."""
+    return figures_of(session).cost_so_far if session is not None else None
 
 
 def run_labels(sources: list[LogSource]) -> list[str]:
