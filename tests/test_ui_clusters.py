@@ -268,7 +268,7 @@ def test_launch_form_offers_the_clusters_partitions_and_launches_there(cluster, 
                              what="the launch")
             session = next(s for s in Service().store.list() if s.status.value != "failed")
             spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
-            assert spec["backend_options"] == {"nodes": 1, "time": "00:05:00",
+            assert spec["backend_options"] == {"nodes": "1", "time": "00:05:00",
                                                "partition": "pair"}
             (job,) = cluster.job_ids()
             shown = cluster.show_job(job)
