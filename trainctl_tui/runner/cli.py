@@ -11,6 +11,7 @@ import sys
 import time
 
 from .checkpoint_files import checkpoint_step, find_newest_checkpoint
+from .gpu_sampler import PROBE_SAMPLES, read_usage
 from .launch import run_detached, run_foreground
 from .processes import marked_pids, pid_alive, signal_training
 from .spec import SpecError, load_spec
@@ -31,6 +32,8 @@ def probe(session_dir: str) -> dict:
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
+        # GPUs, CPU and memory with the newest samples: the app keeps the ring (no extra trip)
+        "usage": read_usage(session_dir, samples=PROBE_SAMPLES),
     }
 
 

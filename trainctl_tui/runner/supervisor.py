@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+from .gpu_sampler import start_sampler
 from .lazy_import import OnFirstUse
 from .parts import part_classes
 from .processes import (
@@ -183,7 +184,10 @@ class Supervisor:
             self.on_ready()
         for part in self.parts:
             part.start()
+        usage = start_sampler(self)  # GPUs, CPU and memory into usage.json (gpu_sampler.py)
         code = self.supervise()
+        if usage is not None:
+            usage.stop()
         if self.spec["autostop_minutes"] is not None:
             self.autostop_wait()
         return code

@@ -28,7 +28,14 @@ from ...core.machines import Instance
 from ...core.models import Session, Status
 from ...runner.bundle import RUNNER_NAME
 from ..base import ProviderError, UnknownProvider
-from ..remote.runner import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, backoff, remote_info
+from ..remote.runner import (
+    PROBE_TTL,
+    RemoteLogMirror,
+    RemoteRunnerProvider,
+    backoff,
+    keep_usage,
+    remote_info,
+)
 from ..remote.transport import SSHTarget, ssh_command
 from . import api as aws_api
 from .api import AWSError
@@ -301,6 +308,7 @@ class AWSProvider(RemoteRunnerProvider):
             raise ProviderError(f"{self.label}: unreadable answer from the runner probe"
                                 ) from None
         self._probes[session.id] = (time.monotonic(), answer)
+        keep_usage(session, answer.get("usage"))
         if answer.get("status") is not None:
             atomic_write(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))
