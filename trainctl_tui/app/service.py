@@ -31,6 +31,7 @@ class SessionOverview(Record):
     metrics: object | None = None  # monitor.metrics.MetricSet of the log's tail
     alerts: list = []  # monitor.alerts.Alert that hold now
     newest_checkpoint: object | None = None  # checkpoints.scan.CheckpointEntry (active ones)
+    usage: object | None = None  # monitor.usage.Usage: GPUs, CPU and memory (active ones)
 
     def last(self, name: str) -> float | None:
         series = self.metrics.series.get(name) if self.metrics else None
@@ -166,6 +167,7 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
         """
         from ..monitor.alerts import evaluate
         from ..monitor.session_monitor import metrics_summary
+        from .gpu_usage import gpu_idle_alert, machine_price, session_usage
 
         sessions = await self.list_sessions(show_all=show_all)
         settings = self.settings("metrics", "alerts")
@@ -186,7 +188,12 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
                               divergence_factor=alerts_config.divergence_factor,
                               stall_seconds=alerts_config.stall_seconds)
             newest = await self._newest_checkpoint(session) if session.status.active else None
-            rows.append(SessionOverview(session, metrics, alerts, newest))
+            usage = session_usage(session)
+            idle = gpu_idle_alert(session, usage, price=machine_price(session), now=now,
+                                  below_percent=alerts_config.gpu_idle_percent,
+                                  after_seconds=alerts_config.gpu_idle_seconds)
+            alerts += [idle] if idle else []
+            rows.append(SessionOverview(session, metrics, alerts, newest, usage=usage))
         return rows
 
     async def _newest_checkpoint(self, session: Session):

@@ -294,7 +294,9 @@ def cmd_sessions(args) -> int:
     local = service.is_local()
     sessions = _run(service.list_sessions(show_all=args.all), local=local)
     if args.json:
-        print(sessions_json(sessions))
+        from ..app.gpu_usage import session_usage
+
+        print(sessions_json(sessions, {s.id: session_usage(s) for s in sessions}))
     else:
         render_sessions(sessions, sys.stdout)
     return 0

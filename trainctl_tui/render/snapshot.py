@@ -38,10 +38,14 @@ def cell(text, limit: int | None = None) -> str:
     return escape(visible(text, limit))
 
 
-def sessions_json(sessions: list[Session]) -> str:
+def sessions_json(sessions: list[Session], usage: dict | None = None) -> str:
+    """`sessions --json`; `usage`: each active session's GPUs, CPU and memory by id."""
+    from ..app.gpu_usage import usage_json
+
+    usage = usage or {}
     return json.dumps(
         {"version": SCHEMA_VERSION, "generated": time.time(),
-         "sessions": [s.to_json() for s in sessions]},
+         "sessions": [{**s.to_json(), **usage_json(usage.get(s.id))} for s in sessions]},
         indent=2,
     )
 
@@ -109,6 +113,8 @@ def format_step(value: float | None) -> str:
 
 def overview_json(rows) -> str:
     """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
+    from ..app.gpu_usage import usage_json
+
     sessions = []
     for row in rows:
         data = row.session.to_json()
@@ -117,6 +123,7 @@ def overview_json(rows) -> str:
                             for name, s in row.metrics.series.items() if len(s)}
                            if row.metrics else {})
         data["step"] = row.step
+        data.update(usage_json(row.usage))
         entry = row.newest_checkpoint
         data["newest_checkpoint"] = None if entry is None else {
             "path": entry.path, "step": entry.step, "mtime": entry.mtime, "size": entry.size}
@@ -172,6 +179,14 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
             out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
                       f"{visible(entry.path)} "
                       f"({step}{format_duration(now - entry.mtime)} ago)\n")
+    working = [row for row in rows if row.usage is not None]
+    if working:
+        from .usage import usage_line
+
+        out.write(f"\n{paint('GPUs at work', 'bold', colour)}\n")
+        for row in working:
+            out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
+                      f"{usage_line(row.usage)}\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
         title = f"{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}"

@@ -1,0 +1,32 @@
+"""GPUs, CPU and memory of a session as one line of text (`--once`, the session screen)."""
+
+from __future__ import annotations
+
+
+def gpu_text(gpu: dict) -> str:
+    """'GPU0 97% 20.0/22.5G 187W 61°C'; '?' for what nvidia-smi did not know."""
+    util = "?" if gpu["util"] is None else f"{gpu['util']:.0f}%"
+    parts = [f"GPU{gpu['index'] if gpu['index'] is not None else '?'}", util,
+             f"{gib(gpu['mem_used_mb'])}/{gib(gpu['mem_total_mb'])}G"]
+    if gpu["power_w"] is not None:
+        parts.append(f"{gpu['power_w']:.0f}W")
+    if gpu["temp_c"] is not None:
+        parts.append(f"{gpu['temp_c']:.0f}°C")
+    return " ".join(parts)
+
+
+def gib(mb) -> str:
+    return "?" if mb is None else f"{mb / 1024:.1f}"
+
+
+def process_text(usage) -> str:
+    """'CPU 98% · RSS 1.2G' for the training's process group."""
+    cpu = "?" if usage.cpu_percent is None else f"{usage.cpu_percent:.0f}%"
+    rss = "?" if usage.rss_mb is None else f"{gib(usage.rss_mb)}G"
+    return f"CPU {cpu} · RSS {rss}"
+
+
+def usage_line(usage) -> str:
+    """Every GPU, then the training's CPU and memory; 'no GPU' when the runner found none."""
+    gpus = [gpu_text(gpu) for gpu in usage.gpus] or ["no GPU"]
+    return " · ".join([*gpus, process_text(usage)])
