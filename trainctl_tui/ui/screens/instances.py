@@ -27,6 +27,7 @@ from ...app.service import Service
 from ...core.errors import TrainctlError
 from ...core.formatting import format_duration
 from ...core.machines import Instance
+from ...render.usage import short_gpu_name
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -104,18 +105,6 @@ def machine_from_instance(instance: Instance) -> Machine:
                    address=instance.address or "", state=instance.state,
                    error=instance.detail, sessions=[instance.session] if instance.session
                    else [], cost_per_hour=instance.price_per_hour, instance=instance)
-
-
-def short_gpu_name(name: str) -> str:
-    """'NVIDIA A100-SXM4-80GB' -> 'A100'; 'NVIDIA GeForce RTX 4090' -> 'RTX 4090'."""
-    words = name.split()
-    while words and words[0] in ("NVIDIA", "GeForce", "Tesla", "Quadro"):
-        words = words[1:]
-    if not words:
-        return name
-    if words[0] in ("RTX", "GTX", "TITAN") and len(words) > 1:
-        return f"{words[0]} {words[1].split('-')[0]}"
-    return words[0].split("-")[0]
 
 
 def gpu_summary(gpus: list[dict]) -> str:
