@@ -29,6 +29,16 @@ def usage_json(usage: Usage | None) -> dict:
     return usage.to_json() if usage is not None else empty_json()
 
 
+def gpu_util_by_session(service, ids: list[str]) -> dict[str, float | None]:
+    """The mean GPU % each session's runner sampled last (None: unknown, or it ended)."""
+    found = {}
+    for session_id in ids:
+        session = service.store.get(session_id)
+        usage = session_usage(session) if session is not None else None
+        found[session_id] = usage.util_percent if usage is not None else None
+    return found
+
+
 def machine_price(session: Session) -> float | None:
     """The $/h of the machine the session runs on, if known (its spec's price_per_hour)."""
     try:
