@@ -25,6 +25,7 @@ bench:
     python bench/monitor.py
     python bench/tail_latency.py
     python bench/checkpoints.py
+    python bench/gpu_sampling.py
 
 # Re-export the README's screenshots from the app, then list the ones that changed
 screenshots:

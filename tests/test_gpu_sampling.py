@@ -81,9 +81,10 @@ def usage(folder: Path):
         return None
 
 
-def trainctl_lines(folder: Path) -> list[str]:
-    text = (folder / "train.log").read_text(errors="replace")
-    return [line for line in text.splitlines() if line.startswith("[trainctl] ")]
+def gpu_notes(folder: Path) -> list[str]:
+    """The runner's own log lines about GPUs, without their time and pid prefix."""
+    text = (folder / "runner.log").read_text(errors="replace")
+    return [line.split("]: ", 1)[1] for line in text.splitlines() if "GPU" in line]
 
 
 # A training that keeps a core busy and holds 64 MB until it is stopped.
@@ -187,9 +188,9 @@ def test_without_nvidia_smi_it_says_no_gpu_once_and_keeps_cpu_and_memory(session
     assert found["busy"] == [] and found["gpu_since"] is None
     os.kill(sv.read_status(str(folder))["runner_pid"], signal.SIGTERM)
     wait_for(lambda: sv.read_status(str(folder)), lambda s: s["state"] == "stopped")
-    notes = [line for line in trainctl_lines(folder) if "GPU" in line]
-    assert notes == ["[trainctl] no GPU: nvidia-smi not found; sampling CPU and memory only"]
+    assert gpu_notes(folder) == ["no GPU: nvidia-smi not found; sampling CPU and memory only"]
     assert "Traceback" not in (folder / "runner.log").read_text()
+    assert "GPU" not in (folder / "train.log").read_text()  # the training's log stays its own
 
 
 def test_a_failing_nvidia_smi_is_said_once_in_its_own_words(tmp_path, monkeypatch):
@@ -238,9 +239,8 @@ def test_a_hung_nvidia_smi_is_killed_and_does_not_stall_the_runner(session, tmp_
     wait_for(lambda: usage(folder), lambda u: u["gpus"] and u["gpu_note"] is None)
     os.kill(sv.read_status(str(folder))["runner_pid"], signal.SIGTERM)
     wait_for(lambda: sv.read_status(str(folder)), lambda s: s["state"] == "stopped")
-    notes = [line for line in trainctl_lines(folder) if "GPU" in line]
-    assert notes == ["[trainctl] no GPU: nvidia-smi timed out after 1s (killed); "
-                     "sampling CPU and memory only", "[trainctl] GPUs answer again"]
+    assert gpu_notes(folder) == ["no GPU: nvidia-smi timed out after 1s (killed); "
+                                 "sampling CPU and memory only", "GPUs answer again"]
     wait_for(lambda: fake_smi_pids(tmp_path / "bin"), lambda pids: pids == [])
 
 

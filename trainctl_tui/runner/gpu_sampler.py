@@ -299,9 +299,10 @@ def start_sampler(supervisor):
     interval = sample_interval(supervisor.spec)
     if interval is None:
         return None
+    # "no GPU" goes to the runner's own log (runner.log) and usage.json, never into the
+    # training's log: train.log stays what the training printed plus the attempts' lines.
     sampler = UsageSampler(supervisor.session_dir, interval,
-                           pgid=lambda: supervisor.status.get("child_pid"),
-                           note=supervisor.log_line)
+                           pgid=lambda: supervisor.status.get("child_pid"))
     sampler.start()
     return sampler
 
