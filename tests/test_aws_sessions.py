@@ -146,6 +146,9 @@ def test_a_refresh_is_one_ssm_command(ssm, ec2, trainctl_home):  # noqa: F811
     assert refreshed.status is Status.RUNNING
     assert len(ssm.commands) - before == 1
     assert "step 5 loss" in (Path(session.session_dir) / "train.log").read_text()
+    # the runner's GPU/CPU samples came back in that same command (usage.json, kept here)
+    usage = json.loads((Path(session.session_dir) / "usage.json").read_text())
+    assert usage["samples"] and usage["version"] == 1
     run(service.stop(session.id, force=True))
     service.close()
 
