@@ -11,6 +11,7 @@ from pathlib import Path
 from ..runner.gpu_sampler import read_usage
 
 GPU_JSON_FIELDS = ("index", "name", "util", "mem_used_mb", "mem_total_mb", "power_w", "temp_c")
+UTIL, MEMORY = 3, 4  # where a sample ([time, cpu, rss, [util...], [mem...]]) keeps them
 
 
 def _number(value) -> float | None:
@@ -51,7 +52,7 @@ class Usage:
         return {"gpus": self.gpus, "cpu_percent": self.cpu_percent, "rss_mb": self.rss_mb}
 
     def history(self, field: int, gpu: int) -> list[float | None]:
-        """GPU `gpu`'s utilization (field 3) or memory used (field 4), oldest first."""
+        """GPU `gpu`'s utilization (field UTIL) or memory used (MEMORY), oldest first."""
         values = []
         for sample in self.samples:
             row = sample[field] if isinstance(sample[field], list) else []

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from ...monitor.usage import MEMORY, UTIL
 from ...render.usage import gib, process_text, short_gpu_name
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -92,7 +93,7 @@ class GpuPanel(Vertical):
             self.call_after_refresh(self.show, usage)  # the rows compose first
             return
         for i, (row, gpu) in enumerate(zip(rows, usage.gpus, strict=True)):
-            row.show(gpu, usage.history(3, i), usage.history(4, i))
+            row.show(gpu, usage.history(UTIL, i), usage.history(MEMORY, i))
         count = f"{len(usage.gpus)} GPU{'s' if len(usage.gpus) != 1 else ''}"
         self.border_title = usage.gpu_note or count
         self.border_subtitle = f"training {process_text(usage)}"
