@@ -259,3 +259,49 @@ def test_nvidia_smi_asked_with_the_documented_query(tmp_path, monkeypatch):
     calls = Path(os.environ["FAKE_NVIDIA_SMI_STATE"] + ".calls").read_text().splitlines()
     assert calls == ["--query-gpu=index,uuid,name,utilization.gpu,memory.used,memory.total,"
                      "power.draw,temperature.gpu --format=csv,noheader,nounits"]
+
+
+def test_a_damaged_usage_file_reads_as_unknown_never_as_an_error(tmp_path):
+    from trainctl_tui.app.gpu_usage import usage_json
+    from trainctl_tui.monitor.usage import usage_of
+
+    path = tmp_path / "usage.json"
+    for garbage in ("", "{half", "[1, 2]", "null"):
+        path.write_text(garbage)
+        assert usage_of(tmp_path) is None
+        assert usage_json(usage_of(tmp_path)) == {"gpus": None, "cpu_percent": None,
+                                                  "rss_mb": None}
+    path.write_text(json.dumps({"cpu_percent": "lots", "rss_mb": float("inf"), "gpus": [
+        {"index": "0", "name": 7, "util": True, "mem_used_mb": 5}, "not a gpu"],
+        "busy": [[1, "x"], [2, 50], "y"], "samples": [[1, 2], "z", [3.0, 1, 2, [5], [6]]]}))
+    usage = usage_of(tmp_path)
+    assert usage.to_json() == {"gpus": [{"index": None, "name": None, "util": None,
+                                         "mem_used_mb": 5, "mem_total_mb": None,
+                                         "power_w": None, "temp_c": None}],
+                               "cpu_percent": None, "rss_mb": None}
+    assert usage.busy == [(2, 50)] and len(usage.samples) == 1
+    assert usage.history(3, 0) == [5] and usage.history(3, 1) == [None]
+
+
+def test_a_probe_without_usage_or_with_garbage_leaves_the_kept_copy(tmp_path):
+    from trainctl_tui.backends.remote.runner import keep_usage
+    from trainctl_tui.core.models import Session
+
+    session = Session(id="s", name="s", provider="ssh:box", command=["x"], cwd="/",
+                      session_dir=str(tmp_path))
+    for answer in (None, "garbage", [1]):
+        keep_usage(session, answer)  # an older runner's probe has no usage: nothing kept
+    assert not (tmp_path / "usage.json").exists()
+    keep_usage(session, {"at": 2.0, "samples": [[1.0, 0, 0, [], []], [2.0, 0, 0, [], []]]})
+    keep_usage(session, {"at": 3.0, "samples": [[2.0, 0, 0, [], []], [3.0, 0, 0, [], []]]})
+    kept = json.loads((tmp_path / "usage.json").read_text())
+    assert [s[0] for s in kept["samples"]] == [1.0, 2.0, 3.0] and kept["at"] == 3.0
+
+
+@pytest.mark.parametrize("value, interval", [(None, 5.0), ("abc", 5.0), (0, None),
+                                             (-1, None), (2, 2.0)])
+def test_the_spec_interval(value, interval):
+    from trainctl_tui.runner.gpu_sampler import sample_interval
+
+    assert sample_interval({"usage_sample_seconds": value}) == interval
+    assert sample_interval({}) == 5.0
