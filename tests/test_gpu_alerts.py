@@ -52,6 +52,16 @@ def overview() -> dict:
     return {row.session.name: row for row in asyncio.run(Service().overview())}
 
 
+def newest_util(home: Path) -> list | None:
+    """The GPUs' utilization in the newest sample of the (only) session's usage.json."""
+    for path in home.glob("sessions/*/usage.json"):
+        try:
+            return json.loads(path.read_text())["samples"][-1][3]
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
 def idle_alerts(row) -> list:
     return [a for a in row.alerts if a.kind == "gpu_idle"]
 
@@ -172,3 +182,44 @@ def test_the_rule_holds_only_for_a_running_attempt_on_a_paid_machine_with_quiet_
     assert alert_for(running_session(1000.0), None) is None
     no_gpu = Usage({"at": 4000.0, "gpus": [], "busy": [], "gpu_note": "no GPU: x"})
     assert alert_for(running_session(1000.0), no_gpu) is None
+
+
+def test_the_tui_delivers_the_idle_alert_to_the_webhook_once_per_idle_stretch(
+        cli, trainctl_home, tmp_path, monkeypatch):
+    from test_alerts import Receiver
+    from uihelpers import wait_until
+
+    from trainctl_tui.monitor.alerts import Notifier
+    from trainctl_tui.ui.app import TrainctlApp
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config.toml").write_text(FAST)
+    gpus = install_fake_nvidia_smi(tmp_path / "bin", monkeypatch)
+    gpus.set(A10G)
+    assert cli("launch", "--name", "paid", "--", *BUSY).returncode == 0
+    set_price(trainctl_home, session_id(cli, "paid"), 1.01)
+
+    def posted(receiver) -> list[dict]:
+        return [json.loads(request["body"])["alert"] for request in receiver.requests]
+
+    async def scenario(receiver):
+        notifier = Notifier(bell=False, desktop=False, webhook_url=receiver.url)
+        app = TrainctlApp(refresh_seconds=0.3, notifier=notifier)
+        async with app.run_test(size=(120, 35)) as pilot:
+            gpus.set(A10G_IDLE)
+            await wait_until(pilot, lambda: posted(receiver), what="the first POST")
+            gpus.set(A10G)  # busy again: nothing new
+            await wait_until(pilot, lambda: newest_util(trainctl_home) == [97], what="busy")
+            await pilot.pause(1.0)  # a few refreshes of the TUI while busy
+            assert len(posted(receiver)) == 1
+            gpus.set(A10G_IDLE)
+            await wait_until(pilot, lambda: len(posted(receiver)) == 2, what="a second POST")
+            await pilot.pause(1.0)
+        return posted(receiver)
+
+    with Receiver([200, 200, 200]) as receiver:
+        alerts = asyncio.run(scenario(receiver))
+    assert [a["kind"] for a in alerts] == ["gpu_idle", "gpu_idle"]
+    assert alerts[0]["message"] == "GPU idle for 1s on this machine (1x NVIDIA A10G, $1.01/h)"
+    assert alerts[0]["key"] != alerts[1]["key"]
