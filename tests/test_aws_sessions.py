@@ -127,6 +127,7 @@ def test_launch_follows_status_log_and_metrics_and_keeps_secrets_out_of_commands
     # the spec on the instance says where things are; on-demand: no spot polling
     spec = json.loads((remote / "spec.json").read_text())
     assert "spot_notice_url" not in spec
+    assert spec["machine_type"] == "t3.micro"  # how an idle-GPU alert names the machine
     # ended for good: the secrets are gone from SSM
     assert not ssm_client.get_parameters_by_path(
         Path=f"/trainctl/{session.id}/env/")["Parameters"]

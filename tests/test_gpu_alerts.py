@@ -164,6 +164,10 @@ def test_the_rule_counts_from_the_first_quiet_sample_and_the_attempts_start():
     assert alert_for(session, idle_usage(quiet_from=2000.0, at=2599.0)) is None
     alert = alert_for(session, idle_usage(quiet_from=2000.0, at=2600.0))
     assert alert.message == "GPU idle for 10 min on i-0abc (1x NVIDIA A10G, $1.01/h)"
+    named = gpu_idle_alert(session, idle_usage(quiet_from=2000.0, at=2600.0), price=1.01,
+                           now=2600.0, below_percent=5, after_seconds=600,
+                           machine_type="g5.xlarge")
+    assert named.message == "GPU idle for 10 min on g5.xlarge (1x NVIDIA A10G, $1.01/h)"
     assert alert.key == "s1:gpu_idle@2000"
     # Quiet since before this attempt began: counted from the attempt's start.
     late = running_session(started=2500.0)

@@ -39,28 +39,35 @@ def gpu_util_by_session(service, ids: list[str]) -> dict[str, float | None]:
     return found
 
 
-def machine_price(session: Session) -> float | None:
-    """The $/h of the machine the session runs on, if known (its spec's price_per_hour)."""
+def machine_price(session: Session) -> tuple[float | None, str | None]:
+    """The $/h of the machine the session runs on, if known (its spec's price_per_hour), and
+    its type when the backend recorded one (spec machine_type: g5.xlarge)."""
     try:
         spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
     except (OSError, ValueError, RecursionError):
-        return None
-    price = spec.get("price_per_hour") if isinstance(spec, dict) else None
+        return None, None
+    if not isinstance(spec, dict):
+        return None, None
+    price, kind = spec.get("price_per_hour"), spec.get("machine_type")
     if isinstance(price, bool) or not isinstance(price, (int, float)) or price <= 0:
-        return None
-    return float(price)
+        price = None
+    return (float(price) if price is not None else None,
+            kind if isinstance(kind, str) and kind else None)
 
 
-def machine_label(session: Session, usage: Usage, price: float) -> str:
-    """'i-0abc (1x NVIDIA A10G, $1.01/h)': the machine, its GPUs and what it costs."""
-    where = machine_of(session) or "this machine"
+def machine_label(session: Session, usage: Usage, price: float,
+                  machine_type: str | None = None) -> str:
+    """'g5.xlarge (1x NVIDIA A10G, $1.01/h)': the machine (its type, else its id or host),
+    its GPUs and what it costs."""
+    where = machine_type or machine_of(session) or "this machine"
     names = [gpu["name"] for gpu in usage.gpus if gpu["name"]]
     gpus = [f"{names.count(kind)}x {kind}" for kind in sorted(set(names))]
     return f"{where} ({', '.join([*gpus, f'${price:.2f}/h'])})"
 
 
 def gpu_idle_alert(session: Session, usage: Usage | None, *, price: float | None, now: float,
-                   below_percent: float, after_seconds: float):
+                   below_percent: float, after_seconds: float,
+                   machine_type: str | None = None):
     """The idle-GPU alert if it holds now, else None: every GPU under `below_percent` for
     `after_seconds` while the run's current attempt is running on a machine with a price.
     Fires once per idle stretch (its key names when the stretch began): GPUs that get busy
@@ -80,7 +87,8 @@ def gpu_idle_alert(session: Session, usage: Usage | None, *, price: float | None
     quiet = (usage.at or now) - since
     if quiet < after_seconds:
         return None
-    message = f"GPU idle for {idle_for(after_seconds)} on {machine_label(session, usage, price)}"
+    where = machine_label(session, usage, price, machine_type)
+    message = f"GPU idle for {idle_for(after_seconds)} on {where}"
     return Alert(session_id=session.id, session_name=session.name, kind=AlertKind.GPU_IDLE,
                  message=message, severity=WARNING, at=since + after_seconds,
                  attempt=session.attempt or 0, episode=f"{since:.0f}")

@@ -189,8 +189,8 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
                               stall_seconds=alerts_config.stall_seconds)
             newest = await self._newest_checkpoint(session) if session.status.active else None
             usage = session_usage(session)
-            price = machine_price(session) if usage is not None else None
-            idle = gpu_idle_alert(session, usage, price=price, now=now,
+            price, kind = machine_price(session) if usage is not None else (None, None)
+            idle = gpu_idle_alert(session, usage, price=price, now=now, machine_type=kind,
                                   below_percent=alerts_config.gpu_idle_percent,
                                   after_seconds=alerts_config.gpu_idle_seconds)
             alerts += [idle] if idle else []

@@ -145,6 +145,7 @@ class AWSProvider(RemoteRunnerProvider):
         """One line when the instance does not exist, is not running or not in SSM."""
         raw = await self.describe()
         self._spot = raw.get("InstanceLifecycle") == "spot"
+        self._instance_type = raw.get("InstanceType")
         tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []}
         if self.template_name is None and tags.get(TEMPLATE_TAG):
             self.template_name, self._template, self._transport = tags[TEMPLATE_TAG], None, None
@@ -198,6 +199,8 @@ class AWSProvider(RemoteRunnerProvider):
         if template.autostop_minutes:
             spec["autostop_minutes"] = template.autostop_minutes
             spec.setdefault("autostop_command", "shutdown -h now")
+        if getattr(self, "_instance_type", None):  # how alerts name the machine: g5.xlarge
+            spec["machine_type"] = self._instance_type
         spec.setdefault("aws_cli", AWS_CLI)
         try:
             spec.setdefault("aws_region", aws_api.region())
