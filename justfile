@@ -29,6 +29,7 @@ bench:
     python bench/compare.py
     python bench/progress.py
     python bench/multinode.py
+    python bench/gpu_sampling.py
 
 # Re-export the README's screenshots from the app, then list the ones that changed
 screenshots:

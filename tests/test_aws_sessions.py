@@ -127,6 +127,7 @@ def test_launch_follows_status_log_and_metrics_and_keeps_secrets_out_of_commands
     # the spec on the instance says where things are; on-demand: no spot polling
     spec = json.loads((remote / "spec.json").read_text())
     assert "spot_notice_url" not in spec
+    assert spec["machine_type"] == "t3.micro"  # how an idle-GPU alert names the machine
     # ended for good: the secrets are gone from SSM
     assert not ssm_client.get_parameters_by_path(
         Path=f"/trainctl/{session.id}/env/")["Parameters"]
@@ -146,6 +147,9 @@ def test_a_refresh_is_one_ssm_command(ssm, ec2, trainctl_home):  # noqa: F811
     assert refreshed.status is Status.RUNNING
     assert len(ssm.commands) - before == 1
     assert "step 5 loss" in (Path(session.session_dir) / "train.log").read_text()
+    # the runner's GPU/CPU samples came back in that same command (usage.json, kept here)
+    usage = json.loads((Path(session.session_dir) / "usage.json").read_text())
+    assert usage["samples"] and usage["version"] == 1
     run(service.stop(session.id, force=True))
     service.close()
 

@@ -37,7 +37,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 DEFAULTS_KEYS = (
     "grace_seconds, max_restarts, backoff_seconds, backoff_max_seconds, resume_template, "
-    "checkpoint_dir, keep_last_n, heartbeat_seconds, budget, max_hours"
+    "checkpoint_dir, keep_last_n, heartbeat_seconds, budget, max_hours, usage_sample_seconds"
 )
 SECRET = "rpa_ABCDEFGHIJKLMNOPQRSTUV7xyz"
 HOOK = "https://hooks.example.com/services/T000/B000/abcdefSECRET"
@@ -270,6 +270,18 @@ def test_invalid_value_names_file_field_value_and_rule(cfg_env):
             "alerts.divergence_factor = 1: Input should be greater than 1",
         ),
         (
+            "[alerts]\ngpu_idle_percent = 101\n",
+            "alerts.gpu_idle_percent = 101: Input should be less than or equal to 100",
+        ),
+        (
+            "[alerts]\ngpu_idle_seconds = 0\n",
+            "alerts.gpu_idle_seconds = 0: Input should be greater than 0",
+        ),
+        (
+            "[defaults]\nusage_sample_seconds = -1\n",
+            "defaults.usage_sample_seconds = -1: Input should be greater than or equal to 0",
+        ),
+        (
             "[aws.templates.x]\nvolume_gb = 0\n",
             "aws.templates.x.volume_gb = 0: Input should be greater than 0",
         ),
@@ -350,7 +362,8 @@ def test_unknown_nested_key_from_env_is_an_error(cfg_env, monkeypatch):
     monkeypatch.setenv("TRAINCTL_ALERTS__BELLS", "1")
     assert error_of() == (
         "config error: TRAINCTL_ALERTS__BELLS: unknown key 'alerts.bells' "
-        "(allowed: stall_seconds, divergence_factor, bell, desktop, webhook_url)"
+        "(allowed: stall_seconds, divergence_factor, gpu_idle_percent, gpu_idle_seconds, "
+        "bell, desktop, webhook_url)"
     )
 
 

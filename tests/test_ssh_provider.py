@@ -299,3 +299,29 @@ def test_keras_checkpoints_on_a_host_are_inspected_there(ssh_env, tmp_path):
     assert (weights["status"], weights["info"]["format"], weights["step"]) == (
         "ok", "keras-weights", 9)
     assert rows["model.04-0.50.keras"]["status"] == "writing"
+
+
+def test_gpu_and_cpu_samples_travel_with_the_status_probe(ssh_env, trainctl_home, tmp_path):
+    server, workdir = ssh_env
+    with open(tmp_path / "config.toml", "a") as config:
+        config.write("[defaults]\nusage_sample_seconds = 0.2\n")
+    session_id = launch_on_box("--", sys.executable, "-c",
+                               "import time\nx = bytearray(32 << 20)\ntime.sleep(30)")
+    local = trainctl_home / "sessions" / session_id / "usage.json"
+
+    def listed():
+        entry = info(session_id)  # a refresh: one probe, which carries the samples
+        return entry if entry["rss_mb"] and local.exists() and len(
+            json.loads(local.read_text())["samples"]) >= 3 else None
+
+    entry = wait_for(listed)
+    assert entry["rss_mb"] >= 32
+    remote = json.loads((workdir / "sessions" / session_id / "usage.json").read_text())
+    kept = json.loads(local.read_text())
+    remote_times = [sample[0] for sample in remote["samples"]]
+    kept_times = [sample[0] for sample in kept["samples"]]
+    assert kept_times == sorted(set(kept_times))  # the ring grows, never repeats a sample
+    assert {t for t in kept_times if t >= remote_times[0]} <= set(remote_times)
+    if remote["gpus"] == []:  # no nvidia-smi on this host: said once, CPU and memory kept
+        assert kept["gpu_note"] == "no GPU: nvidia-smi not found" and entry["gpus"] == []
+    assert run_cli("stop", session_id).returncode == 0

@@ -349,6 +349,7 @@ def write_session_files(session: Session, defaults, secret_env: dict[str, str], 
         "backoff_max_seconds": defaults.backoff_max_seconds,
         "grace_seconds": session.grace_seconds,
         "heartbeat_seconds": defaults.heartbeat_seconds,
+        "usage_sample_seconds": defaults.usage_sample_seconds,
         "resume_from": None,
         "backend_options": {k: v for k, v in session_options.items() if v is not None},
         # Not for the runner: what rebuilding the store from this folder needs.

@@ -32,6 +32,7 @@ class SessionOverview(Record):
     alerts: list = []  # monitor.alerts.Alert that hold now
     newest_checkpoint: object | None = None  # checkpoints.scan.CheckpointEntry (active ones)
     figures: object | None = None  # costs.Figures: progress, ETA, cost so far and to finish
+    usage: object | None = None  # monitor.usage.Usage: GPUs, CPU and memory (active ones)
 
     def last(self, name: str) -> float | None:
         series = self.metrics.series.get(name) if self.metrics else None
@@ -168,6 +169,7 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
         from ..monitor.alerts import evaluate
         from ..monitor.session_monitor import metrics_summary
         from .costs import budget_alerts, figures_of
+        from .gpu_usage import gpu_idle_alert, machine_price, session_usage
 
         sessions = await self.list_sessions(show_all=show_all)
         settings = self.settings("metrics", "alerts")
@@ -190,7 +192,13 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
             newest = await self._newest_checkpoint(session) if session.status.active else None
             figures = figures_of(session, now)
             alerts += budget_alerts(session, figures, now)
-            rows.append(SessionOverview(session, metrics, alerts, newest, figures))
+            usage = session_usage(session)
+            price, kind = machine_price(session) if usage is not None else (None, None)
+            idle = gpu_idle_alert(session, usage, price=price, now=now, machine_type=kind,
+                                  below_percent=alerts_config.gpu_idle_percent,
+                                  after_seconds=alerts_config.gpu_idle_seconds)
+            alerts += [idle] if idle else []
+            rows.append(SessionOverview(session, metrics, alerts, newest, figures, usage))
         return rows
 
     async def _newest_checkpoint(self, session: Session):

@@ -314,8 +314,10 @@ def cmd_sessions(args) -> int:
     sessions = _run(service.list_sessions(show_all=args.all), local=local)
     if args.json:
         from ..app.costs import figures_of
+        from ..app.gpu_usage import session_usage
 
-        print(sessions_json(sessions, {s.id: figures_of(s) for s in sessions}))
+        print(sessions_json(sessions, {s.id: figures_of(s) for s in sessions},
+                            {s.id: session_usage(s) for s in sessions}))
     else:
         render_sessions(sessions, sys.stdout)
     return 0

@@ -79,6 +79,7 @@ class DefaultsConfig(Section):
     heartbeat_seconds: float = Field(2.0, gt=0)
     budget: float | None = Field(None, gt=0)  # USD a run may spend (launch --budget)
     max_hours: float | None = Field(None, gt=0)  # hours a run may take (launch --max-hours)
+    usage_sample_seconds: float = Field(5.0, ge=0)
 
 
 class UiConfig(Section):
@@ -110,6 +111,8 @@ class MetricsConfig(Section):
 class AlertsConfig(Section):
     stall_seconds: float = Field(600.0, gt=0)
     divergence_factor: float = Field(3.0, gt=1)
+    gpu_idle_percent: float = Field(5.0, gt=0, le=100)
+    gpu_idle_seconds: float = Field(600.0, gt=0)
     bell: bool = False
     desktop: bool = False
     webhook_url: SecretStr | None = None
@@ -618,6 +621,9 @@ backoff_max_seconds = 300
 # keep_last_n = 3
 # How often the runner writes its heartbeat to status.json, in seconds.
 heartbeat_seconds = 2
+# How often the runner samples the GPUs (nvidia-smi) and the training's CPU and memory, in
+# seconds (0 turns sampling off).
+usage_sample_seconds = 5
 # Stop a run gracefully once it has cost this many dollars, or run this many hours
 # (launch --budget / --max-hours); 90 % of either raises an alert first.
 # budget = 25
@@ -722,6 +728,10 @@ workdir = "/workspace/trainctl"
 stall_seconds = 600
 # Alert when the loss exceeds this multiple of its best value so far (> 1).
 divergence_factor = 3.0
+# Alert when every GPU of a paid machine (a known $/h) stays under gpu_idle_percent for
+# gpu_idle_seconds while its run is running.
+gpu_idle_percent = 5
+gpu_idle_seconds = 600
 # Ring the terminal bell / send a desktop notification on an alert.
 bell = false
 desktop = false

@@ -53,6 +53,7 @@ class AlertKind(str, Enum):
     HOURS = "hours"  # 90 % of the max hours run
     PROJECTED = "projected"  # the cost to finish would pass the budget
     LIMIT = "limit"  # the runner stopped the run at its budget or max hours
+    GPU_IDLE = "gpu_idle"  # a paid machine's GPUs sat idle while the run was running
 
     def __str__(self) -> str:
         return self.value
@@ -67,16 +68,20 @@ class Alert:
     severity: str  # "error" | "warning"
     at: float  # when the condition began, if known; else when it was first seen
     attempt: int = 0  # the session's attempt when the alert was raised
+    episode: str = ""  # a condition that can end and come back fires once per episode
 
     @property
     def key(self) -> str:
         """Identity for 'fired once'. A resumed session (attempt 2+) gets fresh keys so the new
         attempt can alert again; attempt 0/1 keep the plain form."""
         base = f"{self.session_id}:{self.kind.value}"
-        return f"{base}:{self.attempt}" if self.attempt > 1 else base
+        base = f"{base}:{self.attempt}" if self.attempt > 1 else base
+        return f"{base}@{self.episode}" if self.episode else base
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        if not self.episode:
+            del data["episode"]  # only alerts that can come back carry it
         data["kind"] = self.kind.value
         data["key"] = self.key
         return data

@@ -38,14 +38,19 @@ def cell(text, limit: int | None = None) -> str:
     return escape(visible(text, limit))
 
 
-def sessions_json(sessions: list[Session], figures: dict | None = None) -> str:
-    """`sessions --json`; `figures`: each session's progress and cost (app/costs.py) by id."""
-    figures = figures or {}
+def sessions_json(sessions: list[Session], figures: dict | None = None,
+                  usage: dict | None = None) -> str:
+    """`sessions --json`; by session id, `figures`: progress and cost (app/costs.py), `usage`:
+    an active session's GPUs, CPU and memory (app/gpu_usage.py)."""
+    from ..app.gpu_usage import usage_json
+
+    figures, usage = figures or {}, usage or {}
 
     def entry(session: Session) -> dict:
         data = session.to_json()
         if session.id in figures:
             data.update(figures[session.id].to_json())
+        data.update(usage_json(usage.get(session.id)))
         return data
 
     return json.dumps(
@@ -119,6 +124,7 @@ def format_step(value: float | None) -> str:
 
 def overview_json(rows) -> str:
     """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
+    from ..app.gpu_usage import usage_json
     from ..monitor.metrics import json_number  # strict JSON: a nan loss is "nan", not NaN
 
     sessions = []
@@ -131,6 +137,7 @@ def overview_json(rows) -> str:
         data["step"] = row.step
         if row.figures is not None:
             data.update(row.figures.to_json())
+        data.update(usage_json(row.usage))
         entry = row.newest_checkpoint
         data["newest_checkpoint"] = None if entry is None else {
             "path": entry.path, "step": entry.step, "mtime": entry.mtime, "size": entry.size}
@@ -189,6 +196,14 @@ def render_overview(rows, out: TextIO, *, width: int | None = None) -> None:
             out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
                       f"{visible(entry.path)} "
                       f"({step}{format_duration(now - entry.mtime)} ago)\n")
+    working = [row for row in rows if row.usage is not None]
+    if working:
+        from .usage import usage_line
+
+        out.write(f"\n{paint('GPUs at work', 'bold', colour)}\n")
+        for row in working:
+            out.write(f"  {visible(row.session.name, NAME_WIDTH)} ({row.session.id}): "
+                      f"{usage_line(row.usage)}\n")
     alerts = [a for row in rows for a in row.alerts]
     if alerts:
         title = f"{len(alerts)} open alert{'s' if len(alerts) > 1 else ''}"

@@ -12,6 +12,7 @@ import sys
 import time
 
 from .checkpoint_files import checkpoint_step, find_newest_checkpoint
+from .gpu_sampler import PROBE_SAMPLES, read_usage
 from .launch import run_detached, run_foreground
 from .nodes import NODES_DIR, NodeCountError, node_folder, parse_node_args
 from .processes import marked_pids, pid_alive, signal_training
@@ -36,6 +37,8 @@ def probe(session_dir: str, rank: int = 0) -> dict:
         "child_alive": bool(status) and pid_alive(status.get("child_pid"),
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
+        # GPUs, CPU and memory with the newest samples: the app keeps the ring (no extra trip)
+        "usage": read_usage(session_dir, samples=PROBE_SAMPLES),
     }
 
 
@@ -127,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"trainctl runner: {exc}\n")
         return 2
     if args[:1] == ["--probe"] and len(args) == 2:
-        sys.stdout.write(json.dumps(probe(os.path.abspath(args[1]), rank or 0)) + "\n")
+        # Compact: over SSM the answer and a slice of the log share 24,000 characters.
+        sys.stdout.write(json.dumps(probe(os.path.abspath(args[1]), rank or 0),
+                                    separators=(",", ":")) + "\n")
         return 0
     if args[:1] == ["--stop"] and len(args) in (2, 3):
         sys.stdout.write(stop(os.path.abspath(args[1]), "--force" in args[2:], rank) + "\n")

@@ -9,6 +9,7 @@ import sys
 import time
 
 from .budget import Meter
+from .gpu_sampler import start_sampler
 from .lazy_import import OnFirstUse
 from .parts import part_classes
 from .processes import (
@@ -200,7 +201,10 @@ class Supervisor:
             self.on_ready()
         for part in self.parts:
             part.start()
+        usage = start_sampler(self)  # GPUs, CPU and memory into usage.json (gpu_sampler.py)
         code = self.supervise()
+        if usage is not None:
+            usage.stop()
         if self.meter.reached and self.spec["budget_stop_command"]:
             self.run_autostop(self.spec["budget_stop_command"], "budget_stop")
         elif self.spec["autostop_minutes"] is not None:

@@ -28,7 +28,14 @@ from ...core.machines import Instance
 from ...core.models import Session, Status
 from ...runner.bundle import RUNNER_NAME
 from ..base import ProviderError, UnknownProvider
-from ..remote.runner import PROBE_TTL, RemoteLogMirror, RemoteRunnerProvider, backoff, remote_info
+from ..remote.runner import (
+    PROBE_TTL,
+    RemoteLogMirror,
+    RemoteRunnerProvider,
+    backoff,
+    keep_usage,
+    remote_info,
+)
 from ..remote.transport import SSHTarget, ssh_command
 from . import api as aws_api
 from .api import AWSError
@@ -144,6 +151,7 @@ class AWSProvider(RemoteRunnerProvider):
         """One line when the instance does not exist, is not running or not in SSM."""
         raw = await self.describe()
         self._spot = raw.get("InstanceLifecycle") == "spot"
+        self._instance_type = raw.get("InstanceType")
         tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []}
         if self.template_name is None and tags.get(TEMPLATE_TAG):
             self.template_name, self._template, self._transport = tags[TEMPLATE_TAG], None, None
@@ -202,6 +210,8 @@ class AWSProvider(RemoteRunnerProvider):
             # or terminates it as it was created to (the template's shutdown_behavior). In a
             # minute: a trainctl that watches reads the run's final status first.
             spec.setdefault("budget_stop_command", "shutdown -h +1")
+        if getattr(self, "_instance_type", None):  # how alerts name the machine: g5.xlarge
+            spec["machine_type"] = self._instance_type
         spec.setdefault("aws_cli", AWS_CLI)
         try:
             spec.setdefault("aws_region", aws_api.region())
@@ -320,6 +330,7 @@ class AWSProvider(RemoteRunnerProvider):
             raise ProviderError(f"{self.label}: unreadable answer from the runner probe"
                                 ) from None
         self._probes[session.id] = (time.monotonic(), answer)
+        keep_usage(session, answer.get("usage"))
         if answer.get("status") is not None:
             atomic_write(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))

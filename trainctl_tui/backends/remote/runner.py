@@ -192,6 +192,7 @@ class RemoteRunnerProvider:
             raise ProviderError(
                 f"{self.label}: unreadable answer from the runner probe") from None
         self._probes[session.id] = (time.monotonic(), answer)
+        keep_usage(session, answer.get("usage"))
         await self.sync_log(session, answer.get("log_size", 0))
         if answer.get("nodes"):  # a multi-node run whose nodes share the session folder
             from .nodes import hold_for_nodes, node_logs
@@ -278,6 +279,21 @@ class HostOverSSH(RemoteRunnerProvider):
     @property
     def workdir(self) -> str:
         return self.target.workdir
+
+
+def keep_usage(session: Session, usage) -> None:
+    """The GPU, CPU and memory samples a probe carried, kept in the session folder's
+    usage.json as the runner keeps its own (the ring grows by the newer samples)."""
+    from ...runner.gpu_sampler import USAGE_FILE, merge_usage, read_usage
+
+    if not isinstance(usage, dict):
+        return
+    merged = merge_usage(read_usage(session.session_dir), usage)
+    try:
+        atomic_write(Path(session.session_dir) / USAGE_FILE,
+                     json.dumps(merged, separators=(",", ":")), durable=False)
+    except OSError:
+        pass  # a view: a full disk must not break a refresh
 
 
 def remote_info(session: Session) -> dict | None:

@@ -24,12 +24,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
+from ...app.gpu_usage import gpu_util_by_session
 from ...app.machines import host_kind, instance_kind
 from ...app.service import Service
 from ...core.clusters import ClusterInfo
 from ...core.errors import TrainctlError
 from ...core.formatting import format_duration
 from ...core.machines import Instance
+from ...render.usage import short_gpu_name
 from ..columns import ColumnLayout
 from ..screen_work import screen_work
 from ..visibility import in_view
@@ -60,10 +62,11 @@ INSTANCE_KEYS = [
 COLUMNS = [
     ("kind", "KIND", 4), ("name", "NAME", 14), ("address", "ADDRESS", 15),
     ("state", "STATE", 11), ("market", "MARKET", 6), ("load", "LOAD", 5), ("gpus", "GPUS", 14),
-    ("cost", "$/H", 6), ("uptime", "UP", 6), ("spent", "SPENT", 6), ("sessions", "SESSIONS", 0),
+    ("util", "GPU%", 4), ("cost", "$/H", 6), ("uptime", "UP", 6), ("spent", "SPENT", 6),
+    ("sessions", "SESSIONS", 0),
 ]
 LAYOUT = ColumnLayout(COLUMNS, narrow_drops={"address", "market", "uptime"},
-                      narrow_widths={"name": 9, "gpus": 14, "sessions": 4},
+                      narrow_widths={"name": 9, "gpus": 12, "sessions": 4},
                       narrow_labels={"sessions": "SESS"})  # a count; the detail lists the ids
 
 STATE_STYLE = {"up": "green", "unreachable": "bold red", "probing": "dim", "running": "green",
@@ -97,6 +100,16 @@ class Machine:
     sessions: list[str] = field(default_factory=list)
     cost_per_hour: float | None = None
     instance: Instance | None = None  # cloud machines: everything the cloud said
+    gpu_util: float | None = None  # mean GPU % its sessions' runners sampled last
+
+    @property
+    def util(self) -> float | None:
+        """GPU utilization: what its sessions' runners sampled, else what the probe saw."""
+        if self.gpu_util is not None:
+            return self.gpu_util
+        known = [g["utilization"] for g in self.gpus
+                 if isinstance(g.get("utilization"), (int, float))]
+        return sum(known) / len(known) if known else None
 
     @property
     def key(self) -> str:
@@ -117,18 +130,6 @@ def machine_from_instance(instance: Instance) -> Machine:
                    address=instance.address or "", state=instance.state,
                    error=instance.detail, sessions=[instance.session] if instance.session
                    else [], cost_per_hour=instance.price_per_hour, instance=instance)
-
-
-def short_gpu_name(name: str) -> str:
-    """'NVIDIA A100-SXM4-80GB' -> 'A100'; 'NVIDIA GeForce RTX 4090' -> 'RTX 4090'."""
-    words = name.split()
-    while words and words[0] in ("NVIDIA", "GeForce", "Tesla", "Quadro"):
-        words = words[1:]
-    if not words:
-        return name
-    if words[0] in ("RTX", "GTX", "TITAN") and len(words) > 1:
-        return f"{words[0]} {words[1].split('-')[0]}"
-    return words[0].split("-")[0]
 
 
 def gpu_summary(gpus: list[dict]) -> str:
@@ -175,6 +176,7 @@ def cells(machine: Machine, *, narrow: bool = False, now: float | None = None) -
         "market": instance.lifecycle.replace("on-demand", "on-dem") if instance else "-",
         "load": f"{machine.load[0]:.2f}" if machine.load else "-",
         "gpus": gpus,
+        "util": f"{machine.util:.0f}%" if machine.util is not None else "-",
         "cost": f"{machine.cost_per_hour:.3f}" if machine.cost_per_hour is not None else "-",
         "uptime": format_duration(uptime) if uptime is not None else "-",
         "spent": f"{spent:.2f}" if spent is not None else "-",
@@ -322,6 +324,7 @@ class InstancesScreen(Screen):
             self.machines = {m.key: m for m in map(machine_from_host, hosts or [])} | \
                 {m.key: m for m in map(machine_from_instance, fleet[0] if fleet else [])}
             self.clusters = infos or []
+            await self._add_gpu_util()
             self.show_machines()
             self.show_clusters()
             self._show_status()
@@ -338,6 +341,16 @@ class InstancesScreen(Screen):
             delay = max(self.PROBE_SECONDS, 3 * (time.monotonic() - started))
             if self.is_attached:
                 self._timer = self.set_timer(delay, self._probe_due)
+
+    async def _add_gpu_util(self) -> None:
+        """Each machine's GPU % as its sessions' runners sampled it (usage.json)."""
+        ids = sorted({sid for m in self.machines.values() for sid in m.sessions})
+        if not ids:
+            return
+        utils = await self.app.backend.run(gpu_util_by_session, ids)
+        for machine in self.machines.values():
+            known = [utils[sid] for sid in machine.sessions if utils.get(sid) is not None]
+            machine.gpu_util = sum(known) / len(known) if known else None
 
     @property
     def in_view(self) -> bool:

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ...app.costs import figures_of
+from ...app.gpu_usage import session_usage
 from ...core.models import Session
 from ...monitor.session_monitor import SessionMonitor
 from ...render.progress import figures_line
@@ -26,6 +27,7 @@ from ...render.snapshot import elapsed, outcome, where_text
 from ..format import STATUS_STYLE, number, step
 from ..screen_work import screen_work
 from ..visibility import in_view
+from ..widgets.gpu_panel import GpuPanel
 from ..widgets.logview import LogView
 from ..widgets.plot import PlotView
 
@@ -106,6 +108,7 @@ class SessionScreen(Screen):
                 yield Static("", id="chart-legend")
                 yield PlotView(id="plot", min_interval=0.5)
             yield Static("", id="side")
+        yield GpuPanel(id="gpus")
         yield LogView(id="log")
         yield Static("", id="progress")
         yield Input(placeholder="search the log (enter: next, esc: close)", id="search")
@@ -142,6 +145,8 @@ class SessionScreen(Screen):
                 self.session = await self.app.backend.call("get", self.session_id)
                 self.render_header()
                 self.render_side()
+                self.query_one(GpuPanel).show(await self.app.backend.run(
+                    lambda _service, session: session_usage(session), self.session))
         except NoMatches:
             return
         except Exception as exc:
