@@ -196,3 +196,18 @@ def test_bar_lines_are_read_at_once():
     finally:
         metrics_module.bar_records = kept
     assert sum(read) >= 3
+
+
+def test_a_metric_set_goes_when_dropped_without_waiting_for_the_garbage_collector():
+    import gc
+    import weakref
+
+    lines = [f"step {s} loss={1 / s:.6f}".encode() for s in range(1000, 1200)]
+    metrics = by_blocks(lines, 200)
+    gone = weakref.ref(metrics)
+    gc.disable()
+    try:
+        del metrics
+        assert gone() is None
+    finally:
+        gc.enable()

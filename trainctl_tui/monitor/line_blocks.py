@@ -74,6 +74,7 @@ class LineBlocks:
         self._codes: dict[Plan, int] = {NOTHING: SKIP}
         self._plans: list[Plan | None] = [None, NOTHING]  # code -> plan
         self._step_slices: list[slice | None] = [None, None]
+        self._widths: list[int] = [0, 0]
         self._seen = 0  # plans of the parser given a code (or not) so far
         self._generation = self.metrics.parser.generation
         self._deletes: dict[frozenset, bytes] = {}
@@ -86,11 +87,12 @@ class LineBlocks:
         plans = parser.plans
         if len(plans) <= self._seen:
             return
-        for plan in islice(plans.values(), self._seen, None):
+        for template, plan in islice(plans.items(), self._seen, None):
             if len(self._plans) < MAX_CODES and plan not in self._codes and _bulk_plan(plan):
                 self._codes[plan] = len(self._plans)
                 self._plans.append(plan)
                 self._step_slices.append(plan.slices[0])
+                self._widths.append(len(template))  # the length of each of its lines
         self._seen = len(plans)
 
     def _delete_all_but(self, codes: frozenset) -> bytes:
@@ -161,12 +163,19 @@ class LineBlocks:
             return metrics.feed_plain(lines, templates)
         return self._walk(lines, templates, regular, steps, repeats, alone, columns)
 
-    @staticmethod
-    def _cut(lines: Iterable[bytes], codes: bytes, slices: list) -> Iterator[bytes]:
+    def _cut(self, lines: Iterable[bytes], codes: bytes, slices: list) -> Iterator[bytes]:
         """The slice each line's code gives (`slices[code]`), of each line."""
-        if codes and codes.count(codes[0]) == len(codes):  # one template: a cheaper getter
-            return map(itemgetter(slices[codes[0]]), lines)
-        return map(bytes.__getitem__, lines, map(slices.__getitem__, codes))
+        present = set(codes)
+        if len(present) > 1:  # templates whose digits differ in width before or after it
+            starts = {(slices[code].start, slices[code].stop) for code in present}
+            widths = self._widths
+            ends = {(slices[code].start - widths[code], slices[code].stop - widths[code])
+                    for code in present}
+            if len(starts) > 1 and len(ends) > 1:
+                return map(bytes.__getitem__, lines, map(slices.__getitem__, codes))
+            start, stop = starts.pop() if len(starts) == 1 else ends.pop()
+            return map(itemgetter(slice(start, stop or None)), lines)  # one getter for all
+        return map(itemgetter(slices[present.pop()]) if present else repeat(None), lines)
 
     def _columns(self, lines: list[bytes], regular: bytes, steps: array,
                  repeats: bytes) -> list[_Column]:
