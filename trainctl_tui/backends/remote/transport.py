@@ -169,30 +169,28 @@ def _ssh_config_path() -> str | None:
     return os.environ.get("TRAINCTL_SSH_CONFIG") or None
 
 
-def _ssh_accepts(host: str) -> bool:
-    """`ssh -G` parses the config and the name without connecting."""
+def _ssh_settings(host: str) -> subprocess.CompletedProcess | None:
+    """`ssh -G HOST`: the config and the name parsed without connecting (None: ssh failed to
+    run)."""
     argv = ["ssh", "-G"]
     if cfg := _ssh_config_path():
         argv += ["-F", os.path.expanduser(cfg)]
     try:
-        done = subprocess.run(argv + ["--", host], capture_output=True, timeout=10,
+        return subprocess.run(argv + ["--", host], capture_output=True, timeout=10,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        return None
+
+
+def _ssh_accepts(host: str) -> bool:
+    done = _ssh_settings(host)
+    return done is not None and done.returncode == 0
 
 
 def ssh_hostname(host: str) -> str:
     """The address ssh connects to for `host` (an alias's HostName, by `ssh -G`), or `host`."""
-    argv = ["ssh", "-G"]
-    if cfg := _ssh_config_path():
-        argv += ["-F", os.path.expanduser(cfg)]
-    try:
-        done = subprocess.run(argv + ["--", host], capture_output=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return host
-    for line in done.stdout.decode(errors="replace").splitlines():
+    done = _ssh_settings(host)
+    for line in (done.stdout.decode(errors="replace").splitlines() if done else []):
         key, _, value = line.partition(" ")
         if key == "hostname" and value.strip():
             return value.strip()
