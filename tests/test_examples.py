@@ -55,8 +55,11 @@ def log(home: Path, session_id: str) -> str:
 
 
 def stop_after(home: Path, session_id: str, first_checkpoint) -> None:
-    """Stop once the first periodic checkpoint exists (the run is under way), gracefully."""
-    wait_for(first_checkpoint, timeout=300, every=0.2)
+    """Stop once the first periodic checkpoint exists (the run is under way), gracefully; a
+    run that ended before it saved fails the test with its log."""
+    wait_for(lambda: first_checkpoint() or session_json(session_id)["status"] not in
+             {"pending", "running"}, timeout=300, every=0.2)
+    assert first_checkpoint(), log(home, session_id)[-3000:]
     result = run_cli("stop", session_id, timeout=120)
     assert result.returncode == 0, result.stderr
     assert ended(session_id)["status"] == "stopped", log(home, session_id)
