@@ -4,6 +4,7 @@ modules that hold them now, and the runner zipapp the way it is shipped."""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -30,3 +31,14 @@ BUNDLE_CACHE = Path(tempfile.gettempdir()) / f"trainctl-test-runner-{os.getuid()
 def runner_zipapp() -> Path:
     """trainctl-runner.pyz for the current sources: what providers copy to remote machines."""
     return runner_bundle(BUNDLE_CACHE)
+
+
+def kill_left_behind(folders) -> None:
+    """SIGKILL the runner and the training group of each session folder a test made, when
+    still alive (never a reused pid: the start tokens are checked)."""
+    for folder in folders:
+        status = read_status(str(folder)) or {}
+        if pid_alive(status.get("runner_pid"), status.get("runner_start")):
+            os.kill(status["runner_pid"], signal.SIGKILL)
+        if pid_alive(status.get("child_pid"), status.get("child_start")):
+            os.killpg(status["child_pid"], signal.SIGKILL)

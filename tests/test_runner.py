@@ -53,12 +53,7 @@ def session(tmp_path):
         return folder
 
     yield make
-    for folder in made:
-        status = sv.read_status(str(folder)) or {}
-        if sv.pid_alive(status.get("runner_pid"), status.get("runner_start")):
-            os.kill(status["runner_pid"], signal.SIGKILL)
-        if sv.pid_alive(status.get("child_pid"), status.get("child_start")):
-            os.killpg(status["child_pid"], signal.SIGKILL)
+    sv.kill_left_behind(made)
 
 
 def safetensors_file(path: Path, age: float = 100.0) -> Path:
