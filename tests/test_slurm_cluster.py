@@ -237,9 +237,9 @@ fi
     assert held == ("PENDING", "BeginTime")  # held for cred_expire seconds
     text = wait_for_file_text(starts, r"start 1 ", CRED_EXPIRE_SECONDS + 20)
     assert cluster.wait_state(job, {"COMPLETED"}) == ("COMPLETED", "None")
-    first, requeue, second = text.splitlines()
-    assert first.startswith("start unset ") and requeue == "requeue exit 0"
-    assert second.startswith("start 1 ")
+    lines = text.splitlines()  # a loaded machine may add lines (CI once saw 4): name them
+    first, second = lines[0], next(line for line in lines if line.startswith("start 1 "))
+    assert first.startswith("start unset ") and "requeue exit 0" in lines, lines
     waited = int(second.split()[2]) - int(first.split()[2])
     assert waited >= CRED_EXPIRE_SECONDS
     assert "DUE TO JOB REQUEUE" in (tmp_path / "requeue.out").read_text()
