@@ -5,9 +5,11 @@ and what the session spent before this runner started (`spent_before` USD, `hour
 and the limits (`budget` USD, `max_hours`). The runner adds its own wall-clock time as it
 goes, whatever the terminals do: at 90 % of a limit it says so once (status.json `budget`
 `warned`, a line in the log), at the limit it stops the training gracefully (SIGTERM, so it
-saves) with the reason `budget reached ($25.03 of $25.00)`, then runs `budget_stop_command`
-(set where the runner is on a rented machine: its shutdown stops or terminates the machine,
-as the machine was created to).
+saves) with the reason `budget reached ($25.03 of $25.00)`, then the supervisor ends the
+machine's spending (`Supervisor.stop_machine_at_limit`): a backend's runner part where it has
+one (a RunPod pod through RunPod's API), else or when that failed `budget_stop_command` (set
+where the runner is on a rented machine: its shutdown stops or terminates the machine, as the
+machine was created to).
 
 status.json gets:
   progress  {done, total, unit, source, seconds_per_step, eta_seconds, at, attempt}: this
