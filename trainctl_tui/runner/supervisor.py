@@ -197,6 +197,7 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         self.install_signal_handlers()
         self.write_status(strict=True)
+        self.meter.runner_started()
         if self.on_ready:
             self.on_ready()
         for part in self.parts:
