@@ -170,3 +170,28 @@ def test_the_pods_key_is_found_where_runpod_puts_it(tmp_path):
         ("rpa_FILE", str(rp_environment))
     assert pod_api_key({"RUNPOD_API_KEY": " "}, [missing_file]) == \
         (None, f"$RUNPOD_API_KEY, {missing_file}")
+
+
+def test_no_key_on_the_pod_or_no_api_is_a_clear_error(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sshd import free_port
+
+    from trainctl_tui.backends.runpod import runner_pod_api
+    from trainctl_tui.backends.runpod.runner_part import RunPodRunnerPart
+    from trainctl_tui.backends.runpod.runner_pod_api import PodAPIError, end_pod
+
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    absent = str(tmp_path / "absent")
+    monkeypatch.setattr(runner_pod_api, "POD_ENV_FILES", (absent,))
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    spec = {"runpod_pod_id": "pod0001x", "runpod_api_url": url,
+            "runpod_shutdown_behavior": "stop"}
+    record = RunPodRunnerPart(SimpleNamespace(spec=spec)).stop_machine()
+    assert (record["action"], record["machine"]) == ("stop", "pod pod0001x")
+    assert record["error"] == f"no RunPod API key on the pod (looked in $RUNPOD_API_KEY, {absent})"
+    waits = []
+    with pytest.raises(PodAPIError) as raised:
+        end_pod(url, "rpa_KEY", "pod0001x", "stop", sleep=waits.append)
+    assert str(raised.value).startswith(f"cannot reach {url} (")
+    assert str(raised.value).endswith(") after 4 tries") and waits == [1.0, 2.0, 4.0]

@@ -73,6 +73,13 @@ def run_axis(source: LogSource, metrics: MetricSet | None,
     return elapsed_axis(folder, metrics, run_elapsed(session, now))
 
 
+def axis_signature(source: LogSource):
+    """What changes when a run's axis must be read again (its steps.jsonl's mtime and size)."""
+    from ..monitor.step_clock import signature
+
+    return signature(source.session.session_dir) if source.session is not None else None
+
+
 def run_elapsed(session: Session | None, now: float | None = None) -> float | None:
     """Seconds the session has run (to its end, or to now while it runs); None for a log
     trainctl did not launch (nothing says when it started)."""

@@ -84,6 +84,16 @@ class StepClock:
         return out
 
 
+def signature(folder: str | Path) -> tuple[int, int] | None:
+    """(mtime, size) of the steps.jsonl in `folder`, None without one: read it again when
+    this changed."""
+    try:
+        stat = (Path(folder) / STEPS_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def load(folder: str | Path) -> StepClock | None:
     """The clock of the steps.jsonl in `folder`; None when there is none (or no sample).
     Raises Damaged when the file is there but cannot be trusted."""

@@ -51,9 +51,10 @@ def env_file_values(path: str) -> dict:
     return values
 
 
-def pod_api_key(environ=None, files=POD_ENV_FILES):
+def pod_api_key(environ=None, files=None):
     """(key, where it was found), or (None, the places looked at)."""
     environ = os.environ if environ is None else environ
+    files = POD_ENV_FILES if files is None else files
     key = (environ.get(KEY_VARIABLE) or "").strip()
     if key:
         return key, f"${KEY_VARIABLE}"

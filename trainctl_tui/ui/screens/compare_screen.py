@@ -15,7 +15,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ...app.compare import run_axis, run_cost, run_elapsed, run_labels
+from ...app.compare import axis_signature, run_axis, run_cost, run_elapsed, run_labels
 from ...app.log_sources import LogSource
 from ...core.errors import TrainctlError
 from ...monitor.compare import (
@@ -50,7 +50,8 @@ class Run:
     source: LogSource
     monitor: SessionMonitor
     label: str = ""
-    axis: ElapsedAxis | None = None  # read again with each refresh (steps.jsonl grows)
+    axis: ElapsedAxis | None = None  # read again when its steps.jsonl changed
+    axis_key: tuple | None = None  # that file's (mtime, size) when it was read
 
 
 class CompareScreen(Screen):
@@ -139,7 +140,9 @@ class CompareScreen(Screen):
                             "get", run.source.session.id)
                     elif run.source.mirror is not None:
                         await run.source.mirror.sync()
-                    run.axis = None
+                    if run.axis is not None and (run.axis.clock is None
+                                                 or axis_signature(run.source) != run.axis_key):
+                        run.axis = None  # a live run's elapsed time, or its file, changed
                 self.render_table()
                 if self.by_time:
                     self.render_chart()
@@ -172,7 +175,8 @@ class CompareScreen(Screen):
         for run in self.runs:
             series = run.monitor.shown.series.get(metric)
             if self.by_time:
-                if run.axis is None:  # steps.jsonl read once a refresh, not each frame
+                if run.axis is None:  # steps.jsonl read when it changed, not each frame
+                    run.axis_key = axis_signature(run.source)
                     run.axis = run_axis(run.source, run.monitor.shown, now)
                 sample = series.downsample(64)[0] if series is not None else []
                 placed, source, _ = run.axis.place(sample, series) if series is not None \
