@@ -292,3 +292,25 @@ def test_a_log_without_a_total_still_gives_its_steps(tmp_path):
     with open(log, "a") as out:
         out.write("step 30/100 loss 1.0\n")
     assert progress.poll(2.0)["done"] == 30 and progress.log_step() == 30
+
+
+def test_the_fast_path_places_as_the_point_by_point_one():
+    """A rising series on one stretch (what the compare redraws each frame) takes a path
+    without a call a point: the same places as walking point by point, plateaus and all."""
+    import random
+
+    for trial in range(200):
+        rng = random.Random(trial)
+        lines, t, step = [b'{"runner":0}'], 0.0, 0
+        for _ in range(rng.randint(1, 30)):
+            t += rng.random()
+            step += rng.choice([0, 0, 1, 2, 5])
+            lines.append(b'{"t":%.3f,"step":%d}' % (t, step))
+        clock = step_clock.parse(lines)
+        xs = sorted([rng.uniform(-1, step + 2) for _ in range(40)] + list(range(step + 2)))
+        walked, index = [], 0
+        for x in xs:
+            found = clock.stretches[0].place(x, index)
+            walked.append(None if found is None else found[0])
+            index = found[1] if found is not None else index
+        assert clock.place(xs) == pytest.approx(walked, abs=1e-9)
