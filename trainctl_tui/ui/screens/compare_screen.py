@@ -178,7 +178,9 @@ class CompareScreen(Screen):
                 if run.axis is None:  # steps.jsonl read when it changed, not each frame
                     run.axis_key = axis_signature(run.source)
                     run.axis = run_axis(run.source, run.monitor.shown, now)
-                sample = series.downsample(64)[0] if series is not None else []
+                # Which way it is placed, and how far it goes, from every nth point.
+                sample = list(series.xs[::max(1, len(series) // 64)]) + list(series.xs[-1:]) \
+                    if series is not None else []
                 placed, source, _ = run.axis.place(sample, series) if series is not None \
                     else (None, None, None)
                 if placed is None:
