@@ -6,7 +6,8 @@ screen's `render_all()` (series picked, legend, table of last/min/steps) and the
 widget's `render()` (each run sampled down to the chart's width through its cached block
 summaries, then drawn by plotext). Measured with smoothing off and at 0.9 (a smoothed twin
 per run, kept up to date point by point, drawn over the faint raw curve), by step and by
-elapsed time. The first smoothing of 8 x 1 M points after S is spread over redraws (a
+elapsed time (each run's steps.jsonl of 3,000 samples, and without one: its average
+pace). The first smoothing of 8 x 1 M points after S is spread over redraws (a
 budget of points a redraw); those frames are printed apart.
 Textual's compositing of the frame is not included.
 
@@ -44,6 +45,18 @@ def fill(metrics: MetricSet, points: int, seed: int) -> None:
     series.xs.extend(array("d", range(1, points + 1)))
     series.ys.extend(array("d", (scale * math.exp(-i / (points / 5)) + 0.3
                                  + 0.2 * rng.random() for i in range(points))))
+
+
+def write_steps(folder: Path, start: float, end: float, steps: int,
+                samples: int = 3000) -> None:
+    """A runner's steps.jsonl: `samples` samples from step 1 at `start` to `steps` at `end`,
+    at a pace that changes (as the compare reads them: runner/step_times.py's format)."""
+    lines = [f'{{"runner":{start:.3f}}}']
+    for k in range(samples + 1):
+        share = k / samples
+        t = start + (end - start) * (share ** 1.5)
+        lines.append(f'{{"t":{t:.3f},"step":{max(1, round(share * steps))},"src":"log"}}')
+    (folder / "steps.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def figures(times: list[float]) -> str:
@@ -84,8 +97,12 @@ async def main(runs: int, points: int, frames: int) -> None:
             log = folder / f"run-{index}.log"
             log.write_text("")
             now = time.time()
+            run_dir = folder / f"run-{index}"
+            run_dir.mkdir()
+            write_steps(run_dir, now - 3600 * (index + 1), now, points + frames + 1)
+            metrics.last_step = float(points)  # its xs are steps (filled in bulk)
             session = Session(id=f"r{index}", name=f"run-{index}", provider="local",
-                              command=["x"], cwd=str(folder), session_dir=str(folder),
+                              command=["x"], cwd=str(folder), session_dir=str(run_dir),
                               status=Status.SUCCEEDED, started=now - 3600 * (index + 1),
                               ended=now)
             screen.add_run(LogSource(log, f"run-{index}", session=session))
@@ -106,8 +123,13 @@ async def main(runs: int, points: int, frames: int) -> None:
 
         for label, weight, by_time in (("smoothing off, by step", 0.0, False),
                                        ("smoothing 0.9, by step", 0.9, False),
-                                       ("smoothing 0.9, by elapsed time", 0.9, True)):
-            screen.by_time = by_time
+                                       ("smoothing 0.9, by elapsed time", 0.9, True),
+                                       ("smoothing 0.9, by average pace", 0.9, "pace")):
+            screen.by_time = bool(by_time)
+            if by_time == "pace":  # no steps.jsonl: spread at each run's average pace
+                for run in screen.runs:
+                    (Path(run.source.session.session_dir) / "steps.jsonl").unlink()
+                    run.axis = None
             if weight != plot.smoothing:
                 plot.set_smoothing(weight)
                 catch_up = []

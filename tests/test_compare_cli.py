@@ -68,12 +68,17 @@ def test_another_metric_and_every_point_as_json(runs):
     first, second = data["runs"]
     assert first == {"run": str(log_a), "log": str(log_a), "session": None, "last": None,
                      "min": None, "min_step": None, "steps": None, "points": 0,
-                     "elapsed_seconds": None, "cost": None, "x": [], "y": []}
+                     "elapsed_seconds": None, "cost": None, "x": [], "y": [],
+                     "x_elapsed": None, "elapsed_from": None, "elapsed_note": None, "gaps": []}
     assert second["run"] == "bert" and second["session"] == session.id
     assert second["x"] == [100.0, 200.0, 400.0] and second["y"] == [3.1, 2.0, 1.9]
     assert (second["last"], second["min"], second["min_step"], second["steps"]) == \
         (1.9, 1.9, 400.0, 400.0)
     assert second["elapsed_seconds"] == 3725.0 and second["cost"] is None
+    # No steps.jsonl (its runner kept none): at its average pace over 100..400, said so.
+    assert second["x_elapsed"] == pytest.approx([0.0, 3725.0 / 3, 3725.0])
+    assert (second["elapsed_from"], second["elapsed_note"]) == \
+        ("average pace", "its runner recorded no steps")
 
     loss = json.loads(run_cli("compare", str(log_a), "bert", "--json").stdout)
     assert loss["metric"] == "loss"  # the default: train loss

@@ -131,7 +131,10 @@ def read_table(chunk: str) -> dict[str, Field]:
         fields[path] = Field(kind, not null_when.startswith("never"))
         for container in ("list", "map"):
             if kind.startswith(f"{container} of "):
-                fields[element_path(path, container)] = Field(kind[len(container) + 4:], False)
+                element = kind[len(container) + 4:]  # `list of float or null`: null elements
+                nullable = element.endswith(" or null")
+                fields[element_path(path, container)] = Field(
+                    element[:-len(" or null")] if nullable else element, nullable)
     return fields
 
 

@@ -325,3 +325,31 @@ def test_gpu_and_cpu_samples_travel_with_the_status_probe(ssh_env, trainctl_home
     if remote["gpus"] == []:  # no nvidia-smi on this host: said once, CPU and memory kept
         assert kept["gpu_note"] == "no GPU: nvidia-smi not found" and entry["gpus"] == []
     assert run_cli("stop", session_id).returncode == 0
+
+
+def test_when_each_step_was_reached_travels_with_the_status_probe(ssh_env, trainctl_home,
+                                                                  tmp_path):
+    server, workdir = ssh_env
+    with open(tmp_path / "config.toml", "a") as config:
+        config.write("[defaults]\nheartbeat_seconds = 0.2\n")
+    session_id = launch_on_box("--", sys.executable, "-u", "-c",
+                               "import time\nfor s in range(1, 31):\n"
+                               "    print('step %d/30 loss %.3f' % (s, 1.0 / s))\n"
+                               "    time.sleep(0.05)\n")
+    # Each refresh is a probe, which carries the newest records of the runner's steps.jsonl;
+    # the one that sees the final state carries its end (written before that state).
+    wait_for(lambda: info(session_id)["status"] == "succeeded")
+
+    def records(folder: Path) -> list[dict]:
+        return [json.loads(line) for line in (folder / "steps.jsonl").read_text().splitlines()]
+
+    remote = records(workdir / "sessions" / session_id)
+    assert remote[0].keys() == {"runner"} and remote[-1].keys() == {"end"}
+    assert records(trainctl_home / "sessions" / session_id) == remote
+    other = tmp_path / "other.log"
+    other.write_text("step 1 loss 2\n")
+    result = run_cli("compare", session_id, str(other), "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["elapsed_from"] == "runner" and None not in run["x_elapsed"]
+    assert len(run["x_elapsed"]) == 30

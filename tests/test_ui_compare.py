@@ -37,6 +37,15 @@ def three_sessions(trainctl_home):
             folder.mkdir(parents=True)
             (folder / "train.log").write_text(log)
             start = T0 + index * 10_000
+            if name == "bert":  # its runner kept when each step was reached: a pause at 200
+                records = [{"runner": start}, {"t": start + 60, "step": 100, "src": "log"},
+                           {"t": start + 120, "step": 200, "src": "log"},
+                           {"t": start + 1800, "step": 200, "src": "log"},
+                           {"t": start + 1860, "step": 300, "src": "log"},
+                           {"t": start + 1920, "step": 400, "src": "log"},
+                           {"end": start + 1925}]
+                (folder / "steps.jsonl").write_text(
+                    "".join(json.dumps(record) + "\n" for record in records))
             ids[name] = store.insert(Session(
                 id="", name=name, provider="local", command=["python", "train.py"],
                 cwd="/srv", session_dir=str(folder), status=Status.SUCCEEDED, created=start,
@@ -110,11 +119,15 @@ def test_marks_then_compare_with_every_key(three_sessions, trainctl_home, tmp_pa
             await pilot.press("m", "m")
             assert text(screen, "#compare-header").startswith("compare loss 1/3")
 
-            await pilot.press("x")  # elapsed time: each run's steps at its average pace
+            await pilot.press("x")  # elapsed time
             assert "x: elapsed (min)" in text(screen, "#compare-header")
             lines = {line.label: line for line in plot.lines(200)}
+            # run-a's runner kept no steps.jsonl: its steps at its average pace, marked so
             assert list(lines["run-a"].xs) == [0.0, 2.5, 5.0, 7.5, 10.0]
-            assert lines["bert"].xs[0] == 0.0 and lines["bert"].xs[-1] == 3725 / 60
+            assert "run-a (avg pace)" in text(screen, "#compare-legend")
+            # bert's: when its runner saw each step (in minutes), the pause where it was
+            assert list(lines["bert"].xs) == [1.0, 2.0, 31.0, 32.0]
+            assert "bert (" not in text(screen, "#compare-legend")
             await pilot.press("x")
             assert "x: step" in text(screen, "#compare-header")
 

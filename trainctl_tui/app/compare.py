@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from ..core.errors import TrainctlError
 from ..core.models import Session
-from ..monitor.compare import RunFigures, default_metric, figures, metric_names
+from ..monitor.compare import (
+    ElapsedAxis,
+    RunFigures,
+    default_metric,
+    elapsed_axis,
+    figures,
+    metric_names,
+)
 from ..monitor.metrics import MetricSet
 from .costs import figures_of
 from .log_sources import LogSource, log_source
@@ -19,6 +26,7 @@ class ComparedRun:
     source: LogSource
     label: str
     metrics: MetricSet
+    axis: ElapsedAxis | None = None  # where its points go on the elapsed-time axis
 
 
 @dataclass
@@ -37,8 +45,39 @@ class Comparison:
                      "log": str(run.source.path) if session else run.source.label,
                      "x": list(series.xs) if series is not None else [],
                      "y": [_json_y(y) for y in series.ys] if series is not None else []}
+            entry.update(elapsed_json(run.axis, series))
             runs.append(entry)
         return {"version": 1, "metric": self.metric, "runs": runs}
+
+
+def elapsed_json(axis: ElapsedAxis | None, series) -> dict:
+    """A run's points on the elapsed-time axis, how they were placed, and the gaps its
+    runners left (not counted)."""
+    if axis is None or series is None:
+        placed, source, note = None, None, axis.note if axis is not None else None
+    else:
+        placed, source, note = axis.place(list(series.xs), series)
+    if placed is not None:  # to the millisecond, as the runner keeps its times
+        placed = [round(t, 3) if t is not None else None for t in placed]
+    return {"x_elapsed": placed, "elapsed_from": source, "elapsed_note": note,
+            "gaps": [{"at_seconds": round(at, 3), "seconds": round(length, 3)}
+                     for at, length in (axis.gaps if axis is not None else [])]}
+
+
+def run_axis(source: LogSource, metrics: MetricSet | None,
+             now: float | None = None) -> ElapsedAxis:
+    """Where a run's points go on the elapsed-time axis: a session's by its runners'
+    steps.jsonl (in its folder: a remote runner's arrives with its probes)."""
+    session = source.session
+    folder = session.session_dir if session is not None else None
+    return elapsed_axis(folder, metrics, run_elapsed(session, now))
+
+
+def axis_signature(source: LogSource):
+    """What changes when a run's axis must be read again (its steps.jsonl's mtime and size)."""
+    from ..monitor.step_clock import signature
+
+    return signature(source.session.session_dir) if source.session is not None else None
 
 
 def run_elapsed(session: Session | None, now: float | None = None) -> float | None:
@@ -89,8 +128,8 @@ async def compare(service, targets: list[str], metric: str | None = None, *,
     check_metric(metric, metric_sets)
     now = time.time()
     labels = run_labels(sources)
-    runs = [ComparedRun(s, label, m) for s, label, m in zip(sources, labels, metric_sets,
-                                                            strict=True)]
+    runs = [ComparedRun(s, label, m, run_axis(s, m, now))
+            for s, label, m in zip(sources, labels, metric_sets, strict=True)]
     rows = [figures(run.label, run.metrics.series.get(metric),
                     elapsed=run_elapsed(run.source.session, now),
                     cost=run_cost(run.source.session)) for run in runs]

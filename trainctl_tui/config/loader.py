@@ -716,6 +716,10 @@ ssh_user = "root"
 # identity_file = "~/.ssh/id_ed25519"
 python = "python3"
 workdir = "/workspace/trainctl"
+# At a session's --budget or --max-hours the runner stops its pod through RunPod's API
+# ("stop": the volume is kept and still bills) or terminates it ("terminate": the pod and its
+# disks are deleted; a network volume stays).
+shutdown_behavior = "stop"
 
 [metrics]
 # Extra regexes that pull metrics out of train.log, one series per named group:

@@ -1,17 +1,21 @@
 """Runs side by side: which series they share, one row of figures per run, and the x of their
 points by step or by elapsed time. Shared by `trainctl compare` and the compare screen.
 
-Runs are aligned by step: each point keeps the step its log gave it. Logs print no clock per
-line, so on the elapsed-time axis a run's points are spread over its elapsed time at its
-average pace: the first point at 0, the last at the run's elapsed seconds (a run whose
-elapsed time is unknown, a log trainctl did not launch, has no place on that axis).
+Runs are aligned by step: each point keeps the step its log gave it. On the elapsed-time axis
+(`ElapsedAxis`) a session's point goes where its runner saw that step reached (steps.jsonl,
+monitor/step_clock.py: active time, an interruption's gap left out). Where that cannot be
+had (a session from before trainctl kept the file, a log whose points are not numbered by
+the steps the runner counted, a damaged file: the axis says which) its points are spread over
+its elapsed time at its average pace, the first at 0 and the last at the run's elapsed
+seconds, and said to be so. A log trainctl did not launch has no place on that axis.
 Stdlib only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import step_clock
 from .metrics import MetricSet, json_number
 from .series import Series
 
@@ -72,6 +76,52 @@ def elapsed_xs(xs, series: Series, elapsed: float | None) -> list[float] | None:
         return [float(elapsed)] * len(xs)
     scale = elapsed / (last - first)
     return [(x - first) * scale for x in xs]
+
+
+RUNNER = "runner"  # ElapsedAxis.source: when the runner saw each step
+PACE = "average pace"  # spread over the run's elapsed time
+
+
+@dataclass
+class ElapsedAxis:
+    """How one run's points go on the elapsed-time axis: by its runner's clock where it has
+    a usable one, else at its average pace over `elapsed`, else nowhere."""
+
+    clock: step_clock.StepClock | None
+    elapsed: float | None  # the run's wall-clock seconds (the average pace's span)
+    note: str | None = None  # why the runner's clock is not used
+    gaps: list = field(default_factory=list)  # (active seconds, seconds without a runner)
+
+    def place(self, xs, series: Series) -> tuple[list | None, str | None, str | None]:
+        """The elapsed seconds of each of `xs` (None for a point with no place) or None (the
+        run has no place on the axis); how they were had (RUNNER or PACE); and why not by
+        the runner's clock (None when by it)."""
+        note = self.note
+        if self.clock is not None:
+            placed = self.clock.place(xs)
+            if 2 * placed.count(None) <= len(placed):
+                return placed, RUNNER, None
+            note = "its points are not numbered by the steps its runner counted"
+        estimate = elapsed_xs(xs, series, self.elapsed)
+        return (estimate, PACE, note) if estimate is not None else (None, None, note)
+
+
+def elapsed_axis(folder, metrics: MetricSet | None, elapsed: float | None) -> ElapsedAxis:
+    """The axis of a run whose runner kept its steps.jsonl in `folder` (None: a log trainctl
+    did not launch) and whose wall-clock time is `elapsed`."""
+    if folder is None:
+        return ElapsedAxis(None, elapsed)
+    try:
+        clock = step_clock.load(folder)
+    except step_clock.Damaged as exc:
+        return ElapsedAxis(None, elapsed, f"{exc}: not used")
+    if clock is None:
+        return ElapsedAxis(None, elapsed, "its runner recorded no steps")
+    if metrics is not None and (metrics.last_step is None or metrics.indexed_x):
+        # HF Trainer's dicts are placed by epoch, others by their index: not steps.
+        return ElapsedAxis(None, elapsed, "its log's points are not numbered by step",
+                           clock.gaps)
+    return ElapsedAxis(clock, elapsed, None, clock.gaps)
 
 
 def time_unit(seconds: float) -> tuple[str, float]:

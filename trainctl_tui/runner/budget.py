@@ -5,9 +5,11 @@ and what the session spent before this runner started (`spent_before` USD, `hour
 and the limits (`budget` USD, `max_hours`). The runner adds its own wall-clock time as it
 goes, whatever the terminals do: at 90 % of a limit it says so once (status.json `budget`
 `warned`, a line in the log), at the limit it stops the training gracefully (SIGTERM, so it
-saves) with the reason `budget reached ($25.03 of $25.00)`, then runs `budget_stop_command`
-(set where the runner is on a rented machine: its shutdown stops or terminates the machine,
-as the machine was created to).
+saves) with the reason `budget reached ($25.03 of $25.00)`, then the supervisor ends the
+machine's spending (`Supervisor.stop_machine_at_limit`): a backend's runner part where it has
+one (a RunPod pod through RunPod's API), else or when that failed `budget_stop_command` (set
+where the runner is on a rented machine: its shutdown stops or terminates the machine, as the
+machine was created to).
 
 status.json gets:
   progress  {done, total, unit, source, seconds_per_step, eta_seconds, at, attempt}: this
@@ -18,9 +20,12 @@ Stdlib only, Python 3.7+: shipped with the runner."""
 
 from __future__ import annotations
 
+import os
 import time
 
+from .checkpoint_files import checkpoint_step
 from .progress import LogProgress
+from .step_times import StepTimes
 
 WARN_AT = 0.9
 SPEC_DEFAULTS = {
@@ -85,16 +90,25 @@ class Meter:
         self.ended = None  # the run's final state: the meter stops
         self.reached = None  # the reason the guard stopped the run
         self.warned = {}
+        # When each step was reached, for the compare's elapsed axis (step_times.py).
+        self.step_times = StepTimes(os.path.dirname(supervisor.status_path))
         supervisor.status["progress"] = None
         supervisor.status["cost"] = self.figures(self.started)
 
     def attempt_started(self, n: int, checkpoint) -> None:
         self.progress = LogProgress(self.supervisor.log_path, checkpoint)
         self.attempt = n
+        start = 0 if not checkpoint else checkpoint_step(os.path.basename(
+            str(checkpoint).rstrip("/")))
+        self.step_times.attempt_started(time.time(), start)
+
+    def runner_started(self) -> None:
+        self.step_times.runner_started(self.started)
 
     def finish(self) -> None:
         self.update(time.time())
         self.ended = time.time()
+        self.step_times.runner_ended(self.ended)
 
     def figures(self, now: float) -> dict:
         run_hours = self.hours_before + max(0.0, now - self.started) / 3600
@@ -116,6 +130,9 @@ class Meter:
             if found is not None:
                 found["attempt"] = self.attempt
                 status["progress"] = found
+            last = self.progress.scanner.last
+            self.step_times.poll(now, self.progress.log_step(), last.source if last else "step",
+                                 self.progress.log_mtime)
         figures = self.figures(now)
         self._check(figures, now)
         figures.update(warned=dict(self.warned), reached=self.reached)

@@ -18,6 +18,7 @@ from .nodes import NODES_DIR, NodeCountError, node_folder, parse_node_args
 from .processes import marked_pids, pid_alive, signal_training
 from .spec import SpecError, load_spec
 from .status import read_status
+from .step_times import newest_records
 
 
 def probe(session_dir: str, rank: int = 0) -> dict:
@@ -39,6 +40,8 @@ def probe(session_dir: str, rank: int = 0) -> dict:
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
         # GPUs, CPU and memory with the newest samples: the app keeps the ring (no extra trip)
         "usage": read_usage(session_dir, samples=PROBE_SAMPLES),
+        # When steps were reached (steps.jsonl): the app keeps its copy of the file
+        "steps": newest_records(folder),
     }
 
 

@@ -60,6 +60,12 @@ class RunnerPart:
     def finish(self, state: str) -> None:
         """The session reached its final `state`: stop watching, save what must be saved."""
 
+    def stop_machine(self):
+        """The budget guard stopped the run: stop (or terminate) the machine it runs on so
+        the spending ends. A record of how it went (`action`, `machine`, `error` None or one
+        line), or None when this part stops no machine."""
+        return None
+
 
 def part_classes() -> list:
     """Every backend's RunnerPart class, by folder name order."""

@@ -70,6 +70,7 @@ class ProgressScanner:
         self.keras_epoch = None  # (epoch, epochs) of the last `Epoch 3/20`
         self.keras_batches = None  # the batches of a Keras epoch, once a bar said
         self.last = None  # the newest Progress found
+        self.bare_step = None  # the newest `step N` of a log that gives no total
         self.row = b""  # the last row of the previous block: the next may go on with it
 
     def feed(self, data: bytes) -> Progress | None:
@@ -92,11 +93,17 @@ class ProgressScanner:
             if epoch is not None:
                 self.keras_epoch = epoch
         # Only the newest row that says how far the run is counts: rows from the end.
+        bare = None
         for frame in _rows_from_end(data):
             found = self._frame(frame)
             if found is not None:
                 self.last = found
                 break
+            if bare is None and self.last is None:
+                match = _STEP.search(frame)
+                bare = int(match.group(1)) if match else None
+        if bare is not None:
+            self.bare_step = bare
         return self.last
 
     def _frame(self, frame: bytes) -> Progress | None:
@@ -225,11 +232,13 @@ class LogProgress:
         self.scanner = ProgressScanner()
         self.scanner.setting_total = trainer_state_max_steps(resumed_from)
         self.rate = Rate()
+        self.log_mtime = None  # when the log was last written, as of the last poll
 
     def poll(self, now: float) -> dict | None:
         """The progress as status.json keeps it, or None when the log gives no total."""
         try:
-            size = os.path.getsize(self.log_path)
+            stat = os.stat(self.log_path)
+            size, self.log_mtime = stat.st_size, stat.st_mtime
             if size < self.offset:
                 self.offset = 0  # truncated: read it again
             if size > self.offset:
@@ -258,6 +267,19 @@ class LogProgress:
                                  if per_step is not None else None)
         result["at"] = now
         return result
+
+
+    def log_step(self):
+        """The newest count as the log's own metric lines number it, or None: steps (a bare
+        `step N` too, where the log gives no total), but Keras' in epochs (its lines say
+        `Epoch 3/20`; a batch bar counts within one)."""
+        found = self.scanner.last
+        if found is None:
+            return self.scanner.bare_step  # no total: no progress, but still a step
+        if found.source == "keras" and found.unit == "step":
+            batches = self.scanner.keras_batches
+            return round(found.done / batches, 4) if batches else None
+        return found.done
 
 
 def trainer_state_max_steps(checkpoint) -> int | None:

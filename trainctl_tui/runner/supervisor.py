@@ -197,6 +197,7 @@ class Supervisor:
         os.set_blocking(self._wake_r, False)
         self.install_signal_handlers()
         self.write_status(strict=True)
+        self.meter.runner_started()
         if self.on_ready:
             self.on_ready()
         for part in self.parts:
@@ -205,8 +206,8 @@ class Supervisor:
         code = self.supervise()
         if usage is not None:
             usage.stop()
-        if self.meter.reached and self.spec["budget_stop_command"]:
-            self.run_autostop(self.spec["budget_stop_command"], "budget_stop")
+        if self.meter.reached:
+            self.stop_machine_at_limit()
         elif self.spec["autostop_minutes"] is not None:
             self.autostop_wait()
         return code
@@ -558,10 +559,48 @@ class Supervisor:
         self.log_line(f"autostop cancelled by {name}")
         self.write_status()
 
-    def run_autostop(self, command=None, key: str = "autostop") -> None:
-        """Run the machine's stop command once (idle autostop, or at the budget: `key`)
-        and record how it went in status.json under `key`."""
-        command = command or self.spec["autostop_command"]
+    def stop_machine_at_limit(self) -> None:
+        """The budget guard stopped the run: end the machine's spending. A backend's runner
+        part does it where it can (a pod through RunPod's API), else `budget_stop_command`,
+        which is also the fallback when the part failed. A stop that failed is said in
+        train.log, in status.json (`budget_stop`) and in the session's reason."""
+        record = next((found for found in (part.stop_machine() for part in self.parts)
+                       if found is not None), None)
+        command = self.spec["budget_stop_command"]
+        if record is not None and not record["error"]:
+            self.log_line(f"budget stop: {record['machine']} {record['action']}ped through "
+                          f"the {record['via']} (now {record.get('state')})"
+                          if record["action"] == "stop" else
+                          f"budget stop: {record['machine']} terminated through the "
+                          f"{record['via']}")
+        elif record is not None:
+            self.log_line(f"budget stop: could not {record['action']} {record['machine']}: "
+                          f"{record['error']}")
+            if command:
+                ran = self.run_stop_command(command, "budget_stop")
+                record.update(command=ran["command"], exit_code=ran["exit_code"])
+                if ran["error"] is None:
+                    record["error"] = None
+                    self.log_line(f"budget stop: {quote_command(command)} did it")
+                else:
+                    record["error"] += f"; {quote_command(command)}: {ran['error']}"
+        elif command:
+            record = self.run_stop_command(command, "budget_stop")
+        else:
+            return  # nothing here rents the machine
+        record["at"] = time.time()
+        if record["error"]:
+            machine = record.get("machine") or "the machine"
+            line = (f"{machine} was NOT stopped and may still cost money ({record['error']})")
+            self.log_line("budget stop: " + line)
+            log_stderr("budget stop failed: " + record["error"])
+            self.status["reason"] = "; ".join(
+                part for part in (self.status.get("reason"), line) if part)
+        self.status["budget_stop"] = record
+        self.write_status()
+
+    def run_stop_command(self, command: list, key: str) -> dict:
+        """Run a machine's stop command once: its record (exit code, error line or None)."""
         self.log_line(f"{key.replace('_', ' ')}: {quote_command(command)}")
         record = {"action": "ran", "at": time.time(), "reason": None, "command": command,
                   "exit_code": None, "error": None}
@@ -570,14 +609,20 @@ class Supervisor:
                                     timeout=120)
             record["exit_code"] = result.returncode
             if result.returncode != 0:
-                record["error"] = one_line(result.stderr.decode("utf-8", "replace")) or None
+                record["error"] = (one_line(result.stderr.decode("utf-8", "replace"))
+                                   or f"exited with code {result.returncode}")
         except (OSError, subprocess.SubprocessError) as exc:
             record["error"] = f"cannot run {command[0]}: {exc}"
+        return record
+
+    def run_autostop(self) -> None:
+        """Run the machine's idle autostop command once and record how it went in
+        status.json (`autostop`)."""
+        record = self.run_stop_command(self.spec["autostop_command"], "autostop")
         if record["error"]:
-            log_stderr(f"{key} command failed: {record['error']}")
-        if key == "autostop":
-            self.status["autostop_at"] = None
-        self.status[key] = record
+            log_stderr(f"autostop command failed: {record['error']}")
+        self.status["autostop_at"] = None
+        self.status["autostop"] = record
         self.write_status()
 
 

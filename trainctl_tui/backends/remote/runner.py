@@ -193,6 +193,7 @@ class RemoteRunnerProvider:
                 f"{self.label}: unreadable answer from the runner probe") from None
         self._probes[session.id] = (time.monotonic(), answer)
         keep_usage(session, answer.get("usage"))
+        keep_step_times(session, answer.get("steps"))
         await self.sync_log(session, answer.get("log_size", 0))
         if answer.get("nodes"):  # a multi-node run whose nodes share the session folder
             from .nodes import hold_for_nodes, node_logs
@@ -292,6 +293,20 @@ def keep_usage(session: Session, usage) -> None:
     try:
         atomic_write(Path(session.session_dir) / USAGE_FILE,
                      json.dumps(merged, separators=(",", ":")), durable=False)
+    except OSError:
+        pass  # a view: a full disk must not break a refresh
+
+
+def keep_step_times(session: Session, records) -> None:
+    """The newest records of the runner's steps.jsonl a probe carried, added to the session
+    folder's copy (for the compare's elapsed axis). A probe carries the newest few: after a
+    long time without one, the copy interpolates across what it missed."""
+    from ...runner.step_times import merge_records
+
+    if not isinstance(records, list) or not records:
+        return
+    try:
+        merge_records(session.session_dir, records)
     except OSError:
         pass  # a view: a full disk must not break a refresh
 

@@ -147,7 +147,7 @@ class RunPodProvider(HostOverSSH):
         return f" (pod log: {lines[-1]})"
 
     async def launch(self, session: Session) -> None:
-        add_budget_stop(session)
+        add_budget_stop(session, self.pod_id)
         await self._with_target(lambda: HostOverSSH.launch(self, session))
 
     async def probe(self, session: Session) -> dict:
@@ -184,20 +184,30 @@ def _run_graphql_blocking(cloud: RunPodCloud, pod_id: str) -> dict | None:
     return run_graphql_query(document, api_key=cloud.api.key)["data"].get("pod")
 
 
-# At a budget the pod stops itself (RunPod sets RUNPOD_POD_ID and ships runpodctl in its
-# images): a stopped pod bills only its volume.
+# At a limit the runner stops the pod itself through RunPod's API with the pod's own key
+# (runner_part.py); runpodctl, which RunPod's images carry with that key, is the fallback.
+# A stopped pod bills only its volume.
 BUDGET_STOP = ["sh", "-c", 'runpodctl stop pod "$RUNPOD_POD_ID"']
 
 
-def add_budget_stop(session: Session) -> None:
-    """The pod's stop command in the spec of a session with a budget or max hours."""
+def add_budget_stop(session: Session, pod_id: str) -> None:
+    """In the spec of a session with a budget or max hours: the pod to stop at the limit
+    (this one: a replacement pod is written in again), how (`[runpod] shutdown_behavior`)
+    and where RunPod's API is; the fallback command."""
     import json
 
+    from ...config.loader import load_config
     from ...core.atomic import atomic_write
+    from .api import base_url
 
     path = Path(session.session_dir) / "spec.json"
     spec = json.loads(path.read_text())
     if spec.get("budget") is None and spec.get("max_hours") is None:
         return
-    spec.setdefault("budget_stop_command", BUDGET_STOP)
+    behavior = load_config().runpod.shutdown_behavior
+    spec.update(runpod_pod_id=pod_id, runpod_api_url=base_url(),
+                runpod_shutdown_behavior=behavior)
+    fallback = BUDGET_STOP if behavior == "stop" else \
+        ["sh", "-c", 'runpodctl remove pod "$RUNPOD_POD_ID"']
+    spec.setdefault("budget_stop_command", fallback)
     atomic_write(path, json.dumps(spec, indent=2))

@@ -36,6 +36,9 @@ class RunpodConfig(Section):
     identity_file: str | None = None
     python: str = "python3"
     workdir: str = "/workspace/trainctl"
+    # What the budget guard does to the pod at a limit: "stop" keeps its volume (which still
+    # bills), "terminate" deletes the pod and what is on it (not a network volume).
+    shutdown_behavior: Literal["stop", "terminate"] = "stop"
 
     @classmethod
     def notes(cls, config) -> list[str]:

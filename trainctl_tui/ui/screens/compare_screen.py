@@ -15,10 +15,17 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ...app.compare import run_cost, run_elapsed, run_labels
+from ...app.compare import axis_signature, run_axis, run_cost, run_elapsed, run_labels
 from ...app.log_sources import LogSource
 from ...core.errors import TrainctlError
-from ...monitor.compare import default_metric, elapsed_xs, figures, metric_names, time_unit
+from ...monitor.compare import (
+    PACE,
+    ElapsedAxis,
+    default_metric,
+    figures,
+    metric_names,
+    time_unit,
+)
 from ...monitor.session_monitor import SessionMonitor
 from ...render.compare import COLUMNS, cells, short_label
 from ..plotting import SERIES_COLORS
@@ -28,7 +35,8 @@ from ..widgets.plot import PlotView
 
 COMPARE_KEYS = [
     ("m", "next series the runs have: loss, val_loss, then the others by name"),
-    ("x", "x axis: step / elapsed time (each run's steps at its average pace)"),
+    ("x", "x axis: step / elapsed time (when its runner saw each step; else, marked, at "
+          "the run's average pace)"),
     ("S", "smoothing: off, 0.6, 0.9, 0.99 (TensorBoard's moving average; kept)"),
     ("a", "add a log trainctl did not launch: a path, or ssh://[user@]host[:port]/path"),
     ("esc", "back to all sessions"),
@@ -42,6 +50,8 @@ class Run:
     source: LogSource
     monitor: SessionMonitor
     label: str = ""
+    axis: ElapsedAxis | None = None  # read again when its steps.jsonl changed
+    axis_key: tuple | None = None  # that file's (mtime, size) when it was read
 
 
 class CompareScreen(Screen):
@@ -130,7 +140,12 @@ class CompareScreen(Screen):
                             "get", run.source.session.id)
                     elif run.source.mirror is not None:
                         await run.source.mirror.sync()
+                    if run.axis is not None and (run.axis.clock is None
+                                                 or axis_signature(run.source) != run.axis_key):
+                        run.axis = None  # a live run's elapsed time, or its file, changed
                 self.render_table()
+                if self.by_time:
+                    self.render_chart()
         except TrainctlError as exc:  # a host that stops answering: said, retried
             self.notify(str(exc), severity="warning")
         finally:
@@ -156,23 +171,32 @@ class CompareScreen(Screen):
         names = metric_names(self.metric_sets()) or [metric]
         plot = self.query_one(PlotView)
         now = time.time()
-        data, live, clocks = [], {}, {}
+        data, live, clocks, spans = [], {}, {}, []
         for run in self.runs:
             series = run.monitor.shown.series.get(metric)
             if self.by_time:
-                elapsed = run_elapsed(run.source.session, now)
-                if elapsed is None or series is None:
+                if run.axis is None:  # steps.jsonl read when it changed, not each frame
+                    run.axis_key = axis_signature(run.source)
+                    run.axis = run_axis(run.source, run.monitor.shown, now)
+                # Which way it is placed, and how far it goes, from every nth point.
+                sample = list(series.xs[::max(1, len(series) // 64)]) + list(series.xs[-1:]) \
+                    if series is not None else []
+                placed, source, _ = run.axis.place(sample, series) if series is not None \
+                    else (None, None, None)
+                if placed is None:
                     series = None  # no clock: keeps its colour, draws nothing
                 else:
-                    clocks[id(series)] = elapsed
+                    clocks[id(series)] = (run.axis, source)
+                    spans.append(max((t for t in placed if t is not None), default=0.0))
             elif run.monitor.live and metric in run.monitor.live[1]:
                 live[run.label] = (run.monitor.live[0], run.monitor.live[1][metric])
             data.append((run.label, series))
-        unit, size = time_unit(max(clocks.values(), default=0.0))
+        unit, size = time_unit(max(spans, default=0.0))
         x_map = None
         if self.by_time:
             def x_map(xs, series):
-                return [x / size for x in elapsed_xs(xs, series, clocks[id(series)])]
+                placed = clocks[id(series)][0].place(xs, series)[0] or [None] * len(xs)
+                return [t / size if t is not None else None for t in placed]
         plot.set_series(data, live, x_map=x_map)
         axis = f"elapsed ({unit})" if self.by_time else "step"
         header = Text.assemble(("compare ", "bold"), (metric, "bold cyan"),
@@ -194,6 +218,8 @@ class CompareScreen(Screen):
                 text.append(f" (no {metric})", style="dim")
             elif self.by_time and id(series) not in clocks:
                 text.append(" (no clock)", style="dim")
+            elif self.by_time and clocks[id(series)][1] == PACE:
+                text.append(" (avg pace)", style="dim")
             text.append("  ")
         if not self.runs:
             text.append("loading the runs…", style="dim")

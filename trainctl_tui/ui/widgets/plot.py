@@ -17,7 +17,7 @@ from ...monitor.metrics import Series
 from ...monitor.smoothing import SmoothedSeries, next_smoothing, smoothing_label
 from ..plotting import FAINT_COLORS, SERIES_COLORS, Line, render
 
-XMap = Callable[[list[float], Series], list[float]]
+XMap = Callable[[list[float], Series], list[float | None]]  # None: no place
 # Points smoothed a redraw, all lines together (~0.05 s): millions catch up over a few redraws.
 SMOOTH_BUDGET = 100_000
 
@@ -141,7 +141,7 @@ class PlotView(Widget):
             if point is not None and (not len(sx) or point[0] >= sx[-1]):
                 sx, sy = [*sx, point[0]], [*sy, point[1]]
             if self._x_map is not None and series is not None:
-                sx = self._x_map(sx, series)
+                sx, sy = placed(self._x_map(sx, series), sy)
             if not self.smoothing or series is None or not len(series):
                 raw.append(Line(label, sx, sy, color))
                 continue
@@ -153,7 +153,7 @@ class PlotView(Widget):
             catching_up = catching_up or twin.behind(series) > 0
             mx, my = smoothed.downsample(points)
             if self._x_map is not None:
-                mx = self._x_map(mx, series)
+                mx, my = placed(self._x_map(mx, series), my)
             smooth.append(Line(f"{label} smoothed", mx, my, color))
         if catching_up:  # drawn as far as smoothed; the rest over the next redraws
             self.set_timer(0.05, self._catch_up)
@@ -163,3 +163,11 @@ class PlotView(Widget):
         if label in self._live:
             return self._live[label][1]
         return series.ys[-1] if series is not None and len(series) else None
+
+
+def placed(xs, ys) -> tuple[list, list]:
+    """The points an x map gave a place (an x of None has none: it is not drawn)."""
+    if None not in xs:
+        return xs, ys
+    kept = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None]
+    return [x for x, _ in kept], [y for _, y in kept]
