@@ -180,6 +180,30 @@ def test_a_type_with_efa_gets_an_efa_interface_and_the_all_traffic_rule(ec2):
         assert fields["InstanceType"] == "p4d.24xlarge"
 
 
+def test_a_spot_template_makes_every_node_spot(ec2):
+    made = run(cloud(spot=True).create_nodes(CreateRequest(provider="aws", name="trainctl-s"),
+                                             "2"))
+    sent = ec2["faults"].sent("RunInstances")
+    assert [fields["InstanceMarketOptions.MarketType"] for fields in sent] == ["spot"] * 2
+    assert [fields["InstanceMarketOptions.SpotOptions.SpotInstanceType"]
+            for fields in sent] == ["one-time"] * 2
+    assert [item.lifecycle for item in made] == ["spot", "spot"]
+
+
+def test_terminating_the_last_node_by_hand_removes_its_groups(ec2):
+    client = ec2["client"]
+    c = cloud()
+    first, second = run(c.create_nodes(CreateRequest(provider="aws", name="trainctl-h"), "2"))
+    name = client.describe_placement_groups()["PlacementGroups"][0]["GroupName"]
+    one = run(c.terminate_instance(first.id))
+    assert one.state == "terminated"
+    assert one.detail.endswith("the placement group stays while a node of it remains")
+    assert len(client.describe_placement_groups()["PlacementGroups"]) == 1
+    last = run(c.terminate_instance(second.id))
+    assert last.detail.endswith(f"deleted placement group {name} and its security group")
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+
+
 def test_a_create_that_fails_half_way_leaves_nothing_and_says_so_in_one_line(ec2):
     client = ec2["client"]
     ec2["faults"].error("RunInstances", "InsufficientInstanceCapacity",
@@ -274,6 +298,47 @@ def test_stop_reaches_every_node_and_a_terminating_template_leaves_nothing(ec2, 
     assert ours(client) == []
     assert "terminated 3 instances" in stopped.detail
     assert stopped.detail.endswith("and its security group")
+    service.close()
+
+
+def test_a_run_whose_runners_cannot_start_discards_its_nodes(ec2, tmp_path):
+    text = (tmp_path / "config.toml").read_text()
+    (tmp_path / "config.toml").write_text(text.replace(
+        f'python = "{sys.executable}"', 'python = "/nonexistent/python3"', 1))
+    result = run_cli("launch", "--nodes", "2", "--provider", "aws", "--",
+                     sys.executable, "-c", "1")
+    client = ec2["client"]
+    ids = [raw["InstanceId"] for raw in instances(client)]
+    assert result.returncode == 2 and len(ids) == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("runner on i-") and " failed to start: " in line
+    name = ec2["faults"].sent("CreatePlacementGroup")[0]["GroupName"]
+    assert line.endswith(f"; terminated the 2 instances ({', '.join(ids)}); deleted placement "
+                         f"group {name} and its security group"), line
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"terminated"}
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+    [session] = json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"]
+    assert session["status"] == "failed"
+
+
+def test_a_resume_starts_the_stopped_nodes_again(ec2, trainctl_home):
+    client = ec2["client"]
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    node_log = Path(session.session_dir) / "nodes" / "1" / "train.log"
+    run(wait_status(service, session.id, lambda s: node_log.exists() and
+                    "step 2 " in node_log.read_text()))
+    stopped = run(service.stop(session.id))
+    assert stopped.status is Status.STOPPED
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
+    resumed = run(service.resume(session.id))
+    assert resumed.attempt == 2
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"running"}
+    run(wait_status(service, session.id, lambda s: s.status is Status.RUNNING and
+                    node_log.read_text().count("TRAINCTL_NODE_RANK=1") == 2))
+    run(service.stop(session.id, force=True))
     service.close()
 
 

@@ -21,7 +21,7 @@ from ...core.machines import CreateRequest, Instance, Price, Progress
 from ..base import ProviderError
 from . import api as aws_api
 from .api import AWSError
-from .cluster import NodesOfCloud
+from .cluster import CLUSTER_TAG, NodesOfCloud
 from .settings import AwsConfig, AwsTemplate
 from .tags import MANAGED_TAG, SESSION_TAG, TEMPLATE_TAG
 
@@ -540,6 +540,8 @@ class AWSCloud(NodesOfCloud):
                              "cancel_spot_instance_requests",
                              SpotInstanceRequestIds=[raw["SpotInstanceRequestId"]])
         await self._call("ec2", doing, method, InstanceIds=[instance_id])
+        if method == "terminate_instances" and CLUSTER_TAG in _tags(raw):
+            return await self.terminated_node(instance_id)  # the last: its groups go too
         return await self.get_instance(instance_id)
 
     async def start_instance(self, instance_id: str, *, dry_run: bool = False,

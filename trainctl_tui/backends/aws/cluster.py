@@ -316,6 +316,15 @@ class NodesOfCloud:
         await self._call("ec2", f"tagging {', '.join(ids)}", "create_tags", Resources=ids,
                          Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
+    async def terminated_node(self, instance_id: str) -> Instance:
+        """A node terminated by hand (`trainctl instance terminate`): once it is gone, the
+        placement group and security group go too if it was the last of its cluster."""
+        await self.terminate_all([instance_id], [])
+        note = await self.delete_cluster_of([instance_id])
+        instance = (await self.nodes_now([instance_id]))[instance_id]
+        instance.detail = "; ".join(filter(None, [instance.detail, note]))
+        return instance
+
     async def delete_cluster_of(self, ids: list[str]) -> str:
         """The placement group and security group of the instances' cluster, deleted once
         every instance of it is terminated."""

@@ -269,7 +269,17 @@ class AWSProvider(RemoteRunnerProvider):
 
     # -- replacing a reclaimed spot instance (backends/replacing.py) ---------------------------
 
-    replaces_machines = True
+    @property
+    def replaces_machines(self) -> bool:
+        """One instance: yes. A node of a multi-node run is not replaced yet (the run ends
+        interrupted or lost, and the detail names the node)."""
+        return len(self.node_ids) == 1
+
+    async def lost_detail(self, session: Session, status: dict) -> str | None:
+        from ..remote.node_group import lost_nodes_detail
+
+        return lost_nodes_detail(status)
+
     interrupted_when = (Status.INTERRUPTED,)  # the probe says so (_interrupted)
 
     async def interruption(self, session: Session, entries: list[dict]):

@@ -97,3 +97,11 @@ class NodeGroup:
                 pass  # an unreachable node: the others still stop; its state says the rest
 
         await aio.gather(*(stop(rank, node) for rank, node in nodes))
+
+
+def lost_nodes_detail(status: dict) -> str | None:
+    """A run held for its other nodes, one of which is gone: which (the session's detail
+    when it is lost), else None."""
+    if status.get("lost_nodes"):
+        return f"{status['lost_nodes']} ({status.get('reason')})"
+    return None
