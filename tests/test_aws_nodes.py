@@ -263,6 +263,7 @@ def test_a_run_on_two_new_instances_gives_each_node_its_rank_and_the_ips(ec2, tr
         assert (f"TRAINCTL_NODE_RANK={rank} TRAINCTL_NUM_NODES=2 TRAINCTL_NODE_IPS={ips} "
                 f"MASTER_ADDR={raws[head]['PrivateIpAddress']}") in log
         assert f"done {rank}" in log
+    assert "done 1" in run_cli("logs", session.id, "--node", "1", "-n", "50").stdout
     # each node's runner ran on its own instance, started with its rank and the ips
     assert ssm.path(other, "sessions", session.id, "nodes", "1", "status.json").exists()
     started = [text for text in ssm.commands if "--detach" in text]

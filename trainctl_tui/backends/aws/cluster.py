@@ -297,12 +297,16 @@ class NodesOfCloud:
     async def discard_nodes(self, ids: list[str]) -> str:
         """Terminate nodes made for a run that then failed to start, with their placement
         group and security group; the text says what was done."""
-        found = await self.nodes_now(ids)
-        spot = [item.extra["spot_request_id"] for item in found.values()
-                if item.extra.get("spot_request_id")]
-        await self.terminate_all(ids, spot)
-        return f"terminated the {len(ids)} instances ({', '.join(ids)}); " + \
-            await self.delete_cluster_of(ids)
+        try:
+            found = await self.nodes_now(ids)
+            spot = [item.extra["spot_request_id"] for item in found.values()
+                    if item.extra.get("spot_request_id")]
+            await self.terminate_all(ids, spot)
+            return f"terminated the {len(ids)} instances ({', '.join(ids)}); " + \
+                await self.delete_cluster_of(ids)
+        except AWSError as exc:
+            return (f"removing the nodes failed too ({exc}): terminate {', '.join(ids)} "
+                    "(trainctl instance terminate ID; the last one takes its groups along)")
 
     async def start_nodes(self, ids: list[str], progress: Progress | None = None) -> None:
         """Start stopped nodes and wait until they run and answer through SSM."""
