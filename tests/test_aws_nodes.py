@@ -134,9 +134,15 @@ async def wait_status(service: Service, session_id: str, predicate, timeout: flo
 
 def test_three_nodes_share_a_placement_group_a_subnet_and_a_security_group(ec2):
     client = ec2["client"]
+    vpc = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    office = client.create_security_group(GroupName="ssh-from-office", Description="ssh",
+                                          VpcId=vpc["VpcId"])["GroupId"]
+    client.authorize_security_group_ingress(GroupId=office, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+        "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}])
     lines: list[str] = []
-    made = run(cloud().create_nodes(CreateRequest(provider="aws", name="trainctl-bert"), "3",
-                                    lines.append))
+    made = run(cloud(security_group_ids=[office]).create_nodes(
+        CreateRequest(provider="aws", name="trainctl-bert"), "3", lines.append))
     assert len(made) == 3 and all(item.state == "running" for item in made)
     [group] = client.describe_placement_groups()["PlacementGroups"]
     name = group["GroupName"]
@@ -145,7 +151,7 @@ def test_three_nodes_share_a_placement_group_a_subnet_and_a_security_group(ec2):
     assert sorted(ec2["groups"].groups[name]["members"]) == sorted(i.id for i in made)
     raws = {raw["InstanceId"]: raw for raw in instances(client)}
     assert len({raws[i.id]["SubnetId"] for i in made}) == 1
-    [sg] = ours(client)
+    [sg] = [g for g in ours(client) if g["GroupId"] != office]
     assert sg["GroupName"] == name and tags(sg)["trainctl:cluster"] == name
     # in: every TCP port from members of the group, nobody else; out: anything
     assert [(p["IpProtocol"], p.get("FromPort"), p.get("ToPort"),
@@ -153,10 +159,14 @@ def test_three_nodes_share_a_placement_group_a_subnet_and_a_security_group(ec2):
             for p in sg["IpPermissions"]] == [("tcp", 0, 65535, [sg["GroupId"]], [])]
     for rank, item in enumerate(made):
         raw = raws[item.id]
-        assert [g["GroupId"] for g in raw["SecurityGroups"]] == [sg["GroupId"]]
+        # the run's group, then the template's own (how you reach them), left as it was
+        assert [g["GroupId"] for g in raw["SecurityGroups"]] == [sg["GroupId"], office]
         assert tags(raw)["trainctl:node"] == str(rank)
         assert tags(raw)["Name"] == f"trainctl-bert-node{rank}"
     assert lines[0] == f"created {made[0].id} (node 0 of {name}, on-demand t3.micro)"
+    [kept] = [g for g in ours(client) if g["GroupId"] == office]
+    assert [(p["FromPort"], p["IpRanges"][0]["CidrIp"]) for p in kept["IpPermissions"]] == [
+        (22, "203.0.113.0/24")]
     sent = ec2["faults"].sent("RunInstances")
     assert [fields["Placement.GroupName"] for fields in sent] == [name] * 3
     assert all("NetworkInterface.1.InterfaceType" not in fields for fields in sent)
@@ -277,6 +287,35 @@ def test_a_run_on_two_new_instances_gives_each_node_its_rank_and_the_ips(ec2, tr
     assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
     [row] = run_cli("sessions", "--all", env={"COLUMNS": "200"}).stdout.splitlines()[1:]
     assert f" aws:{head},{other} · 2 nodes  succeeded " in row
+    service.close()
+
+
+FAKE_TORCHRUN = """\
+#!/bin/sh
+echo "torchrun $*"
+"""
+
+
+def test_torchrun_on_each_instance_meets_at_the_heads_private_ip(ec2, trainctl_home):
+    client = ec2["client"]
+    torchrun = ec2["tmp"] / "bin" / "torchrun"  # prints what it was given, as torchrun would run
+    torchrun.parent.mkdir()
+    torchrun.write_text(FAKE_TORCHRUN)
+    torchrun.chmod(0o755)
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=[str(torchrun), "--nproc-per-node", "8", "train.py"], provider="aws",
+        backend_options={"nodes": "2"})))
+    done = run(wait_status(service, session.id, lambda s: not s.status.active))
+    assert done.status is Status.SUCCEEDED, done.detail
+    head = session.provider.removeprefix("aws:").split(",")[0]
+    [raw] = [r for r in instances(client) if r["InstanceId"] == head]
+    logs = [(Path(session.session_dir) / "train.log").read_text(),
+            (Path(session.session_dir) / "nodes" / "1" / "train.log").read_text()]
+    for rank, log in enumerate(logs):
+        assert (f"torchrun --nnodes 2 --rdzv-backend c10d --rdzv-endpoint "
+                f"{raw['PrivateIpAddress']}:29400 --rdzv-id {session.id} --rdzv-conf "
+                f"is_host={1 - rank} --nproc-per-node 8 train.py") in log, log
     service.close()
 
 
