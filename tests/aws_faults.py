@@ -30,6 +30,7 @@ class Rule:
     body: bytes
     content_type: str
     times: int | None  # None: forever
+    after: int = 0  # requests of the action let through before this rule answers
 
 
 def ec2_error(code: str, message: str) -> bytes:
@@ -78,9 +79,10 @@ class FaultProxy:
     # -- what to answer ---------------------------------------------------------------------
 
     def add(self, action: str, status: int, body: bytes, *, times: int | None = None,
-            content_type: str = "text/xml") -> None:
+            content_type: str = "text/xml", after: int = 0) -> None:
         with self.lock:
-            self.rules.setdefault(action, []).append(Rule(status, body, content_type, times))
+            self.rules.setdefault(action, []).append(Rule(status, body, content_type, times,
+                                                          after))
 
     def throttle(self, action: str, times: int | None = None) -> None:
         self.add(action, 400, ec2_error("RequestLimitExceeded", "Request limit exceeded."),
@@ -91,8 +93,10 @@ class FaultProxy:
                                            "An internal error has occurred"), times=times)
 
     def error(self, action: str, code: str, message: str, *, status: int = 400,
-              times: int | None = None) -> None:
-        self.add(action, status, ec2_error(code, message), times=times)
+              times: int | None = None, after: int = 0) -> None:
+        """`action` answers this error (`times` times, or forever), from the request after
+        the first `after` ones on (e.g. after=2: the third RunInstances fails)."""
+        self.add(action, status, ec2_error(code, message), times=times, after=after)
 
     def answer_json(self, operation: str, data: dict, *, status: int = 200,
                     times: int | None = None) -> None:
@@ -131,6 +135,9 @@ class FaultProxy:
         with self.lock:
             self.seen[action] += 1
             for rule in self.rules.get(action, []):
+                if rule.after > 0:
+                    rule.after -= 1
+                    continue
                 if rule.times is None:
                     return rule
                 if rule.times > 0:

@@ -246,7 +246,7 @@ def slurm_config(tmp_path):
     (("--provider", "slurm:hpc", "--nodes", "two", "--", "python", "t.py"),
      "--nodes must be N or MIN:MAX, not 'two'"),
     (("--nodes", "2", "--", PY, "-c", "1"),
-     "--nodes is for runs on ssh or slurm (--provider ssh:NAME)"),
+     "--nodes is for runs on ssh or aws or slurm (--provider ssh:NAME)"),
 ])
 def test_bad_nodes_at_launch_are_one_line_and_nothing_is_created(slurm_config, args, line):
     for dry in ((), ("--dry-run",)) if "slurm:hpc" in args else ((),):

@@ -236,7 +236,7 @@ def test_a_node_that_cannot_start_stops_the_others_and_says_so(hosts, tmp_path):
     (("--provider", "ssh:trio", "--nodes", "3", "--", "torchrun", "--nnodes", "2", "t.py"),
      "torchrun --nnodes 2 disagrees with --nodes 3: drop torchrun's --nnodes (trainctl adds "
      "it) or give the same count"),
-    (("--nodes", "2"), "--nodes is for runs on ssh or slurm (--provider ssh:NAME)"),
+    (("--nodes", "2"), "--nodes is for runs on ssh or aws or slurm (--provider ssh:NAME)"),
 ])
 def test_bad_multi_node_inputs_are_one_line_and_nothing_is_created(hosts, args, line):
     command = () if "--" in args else ("--", sys.executable, "-c", "1")

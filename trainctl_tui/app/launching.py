@@ -39,6 +39,8 @@ class Launching:
             return await self._launch(request)
         build_session(request, self.config.defaults, remote=True)  # refuse bad input first
         create.name = create.name or f"trainctl-{request.name or default_name(request.command)}"
+        if several_nodes(request):
+            return await self._launch_on_new_nodes(request, create, progress)
         instance = await self.create_instance(create, progress)
         if progress:
             progress(f"{instance.provider} {instance.id} is up; starting the run")
@@ -48,6 +50,24 @@ class Launching:
         except TrainctlError as exc:
             raise TrainctlError(f"{exc} (the {create.provider} machine {instance.id} is still "
                                 f"running: trainctl instance terminate {instance.id})") from None
+
+    async def _launch_on_new_nodes(self, request: LaunchRequest, create: CreateRequest,
+                                   progress) -> Session:
+        """A multi-node run on machines its cloud creates together (`create_nodes`), head
+        first; if the run then fails to start, they are discarded and the error says so."""
+        from ..backends.registry import get_cloud
+
+        cloud = get_cloud(create.provider)
+        nodes = request.backend_options["nodes"]
+        instances = await cloud.create_nodes(create, nodes, progress)
+        ids = [instance.id for instance in instances]
+        if progress:
+            progress(f"{create.provider} {', '.join(ids)} are up; starting the run")
+        try:
+            return await self._launch(request.replace(provider=f"{create.provider}:"
+                                                                f"{','.join(ids)}"))
+        except TrainctlError as exc:
+            raise TrainctlError(f"{exc}; {await cloud.discard_nodes(ids)}") from None
 
     async def _launch(self, request: LaunchRequest) -> Session:
         defaults = self.config.defaults
@@ -118,6 +138,15 @@ class Launching:
     async def dry_run(self, request: LaunchRequest) -> str:
         """What a launch would submit (a batch script), without storing or starting anything;
         a provider that cannot say refuses in one line."""
+        create = new_machine_request(request)
+        if create is not None and build_session(request, self.config.defaults, remote=True) \
+                and several_nodes(request):  # the machines its cloud would make
+            from ..backends.registry import get_cloud
+
+            create.name = create.name or \
+                f"trainctl-{request.name or default_name(request.command)}"
+            return await get_cloud(create.provider).plan_nodes(
+                create, request.backend_options["nodes"])
         provider = get_provider(request.provider)
         if not hasattr(provider, "dry_run"):
             raise TrainctlError(f"--dry-run is not supported for --provider {request.provider}"
@@ -276,6 +305,13 @@ def check_nodes(command: list[str], nodes) -> int:
     if conflict:
         raise TrainctlError(conflict)
     return low
+
+
+def several_nodes(request: LaunchRequest) -> bool:
+    """Whether the launch asks for more than one node (--nodes 2, --nodes 1:3)."""
+    from ..runner.nodes import several
+
+    return several(request.backend_options.get("nodes"))
 
 
 def _remote_relative(path: str) -> str:

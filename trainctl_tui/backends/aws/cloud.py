@@ -21,6 +21,7 @@ from ...core.machines import CreateRequest, Instance, Price, Progress
 from ..base import ProviderError
 from . import api as aws_api
 from .api import AWSError
+from .cluster import CLUSTER_TAG, NodesOfCloud
 from .settings import AwsConfig, AwsTemplate
 from .tags import MANAGED_TAG, SESSION_TAG, TEMPLATE_TAG
 
@@ -146,9 +147,10 @@ def parse_on_demand(price_list: list) -> float | None:
     return None
 
 
-class AWSCloud:
-    """EC2 instances trainctl creates and manages. `settings` defaults to `[aws]` of the
-    config; `poll_seconds` is how often a create asks EC2/SSM whether the instance is ready."""
+class AWSCloud(NodesOfCloud):
+    """EC2 instances trainctl creates and manages (several for one run: cluster.py).
+    `settings` defaults to `[aws]` of the config; `poll_seconds` is how often a create asks
+    EC2/SSM whether the instance is ready."""
 
     name = "aws"
 
@@ -538,6 +540,8 @@ class AWSCloud:
                              "cancel_spot_instance_requests",
                              SpotInstanceRequestIds=[raw["SpotInstanceRequestId"]])
         await self._call("ec2", doing, method, InstanceIds=[instance_id])
+        if method == "terminate_instances" and CLUSTER_TAG in _tags(raw):
+            return await self.terminated_node(instance_id)  # the last: its groups go too
         return await self.get_instance(instance_id)
 
     async def start_instance(self, instance_id: str, *, dry_run: bool = False,

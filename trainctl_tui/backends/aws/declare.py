@@ -35,6 +35,9 @@ class AWSDeclaration(Declaration):
                commands=(LAUNCH,), forms=(LAUNCH,), field="s3", label="S3 prefix",
                placeholder="(the template's; s3://bucket/prefix)", after="image"),
         Option("disk_gb", "--disk-gb", type="int", metavar="GB", help="aws: root volume"),
+        Option("nodes", "--nodes", help="aws: instances of a multi-node run, made from the "
+               "template in one cluster placement group (--provider aws or aws:TEMPLATE)",
+               metavar="N|MIN:MAX", fills="spec", commands=(LAUNCH,), forms=()),
     )
     foreign_options = (
         (("gpu", "bid"), "--gpu and --bid are for runpod; aws takes --type and --max-price"),

@@ -83,17 +83,22 @@ class AWSProvider(RemoteRunnerProvider):
 
     def __init__(self, instance_id: str, template: str | None = None):
         super().__init__()
-        if not INSTANCE_ID.match(instance_id):
-            raise UnknownProvider(f"aws: '{instance_id}' is not an EC2 instance id: use "
-                                  "--provider aws:i-0123456789abcdef0")
-        self.host = instance_id
+        ids = [part.strip() for part in instance_id.split(",")]
+        for part in ids:
+            if not INSTANCE_ID.match(part):
+                raise UnknownProvider(f"aws: '{part}' is not an EC2 instance id: use "
+                                      "--provider aws:i-0123456789abcdef0")
+        if len(set(ids)) != len(ids):
+            raise UnknownProvider(f"aws: {instance_id} names an instance twice")
+        self.host = ids[0]  # the head of a multi-node run (aws:i-HEAD,i-B,...): rank 0
+        self.node_ids = ids
         self.template_name = template
         self._template = None
         self._transport: SSMTransport | None = None
 
     @property
     def name(self) -> str:
-        return f"aws:{self.host}"
+        return f"aws:{','.join(self.node_ids)}"
 
     @property
     def label(self) -> str:
@@ -145,6 +150,10 @@ class AWSProvider(RemoteRunnerProvider):
         """The instance's price (on-demand, or its zone's spot price), or None if unknown."""
         from .cloud import AWSCloud
 
+        if len(self.node_ids) > 1:  # a multi-node run costs what its nodes cost together
+            from .nodes import price_of_nodes
+
+            return await price_of_nodes(self)
         return (await AWSCloud().get_instance(self.host)).price_per_hour
 
     async def validate(self) -> None:
@@ -183,11 +192,22 @@ class AWSProvider(RemoteRunnerProvider):
             return info["remote_dir"]
         return f"{self.workdir.rstrip('/')}/sessions/{session.id}"
 
-    async def launch(self, session: Session) -> None:
-        await self.validate()
-        self._add_aws_spec(session)
+    def check_options(self, options: dict) -> None:
+        """At launch, before anything is made: --nodes against the instances named."""
+        from .nodes import check_node_count
+
+        check_node_count(",".join(self.node_ids), self.node_ids, options.get("nodes"))
+
+    async def launch(self, session: Session, node_args: tuple[str, ...] = (),
+                     record: bool = True) -> None:
         try:
-            await super().launch(session)
+            if len(self.node_ids) > 1 and not node_args:
+                from .nodes import start_nodes
+
+                return await start_nodes(self, session)  # each node comes back here
+            await self.validate()
+            self._add_aws_spec(session)
+            await super().launch(session, node_args, record)
         except SSMUnreachable as exc:
             raise ProviderError(str(exc)) from None
 
@@ -249,7 +269,17 @@ class AWSProvider(RemoteRunnerProvider):
 
     # -- replacing a reclaimed spot instance (backends/replacing.py) ---------------------------
 
-    replaces_machines = True
+    @property
+    def replaces_machines(self) -> bool:
+        """One instance: yes. A node of a multi-node run is not replaced yet (the run ends
+        interrupted or lost, and the detail names the node)."""
+        return len(self.node_ids) == 1
+
+    async def lost_detail(self, session: Session, status: dict) -> str | None:
+        from ..remote.node_group import lost_nodes_detail
+
+        return lost_nodes_detail(status)
+
     interrupted_when = (Status.INTERRUPTED,)  # the probe says so (_interrupted)
 
     async def interruption(self, session: Session, entries: list[dict]):
@@ -274,6 +304,12 @@ class AWSProvider(RemoteRunnerProvider):
         cached = self._probes.get(session.id)
         if cached and time.monotonic() - cached[0] < PROBE_TTL:
             return cached[1]
+        if len(self.node_ids) > 1:
+            from .nodes import released_answer
+
+            answer = released_answer(session)  # the run ended, its instances released
+            if answer is not None:
+                return answer
         with backoff(self.backoff_key):
             try:
                 return await self._probe(session)
@@ -334,6 +370,16 @@ class AWSProvider(RemoteRunnerProvider):
         if answer.get("status") is not None:
             atomic_write(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))
+        await self._sync_probed_log(session, answer, mark, tail, offset, mirror)
+        if len(self.node_ids) > 1:
+            from .nodes import probe_nodes
+
+            await probe_nodes(self, session, answer)
+        return answer
+
+    async def _sync_probed_log(self, session: Session, answer: dict, mark: str, tail: str,
+                               offset: int, mirror: RemoteLogMirror) -> None:
+        """The log slice the probe carried appended here; a backlog read further."""
         size = answer.get("log_size", 0)
         if size < offset:
             await mirror.sync(size)  # truncated there: the mirror says so and starts over
@@ -348,7 +394,6 @@ class AWSProvider(RemoteRunnerProvider):
                 mirror.save(offset + len(data))
             if size > mirror.offset:
                 await mirror.sync(size)  # a backlog beyond one answer: further commands
-        return answer
 
     async def read_status(self, session: Session) -> dict | None:
         """The runner's status; after spot interruptions, with the attempts of the reclaimed
@@ -364,6 +409,15 @@ class AWSProvider(RemoteRunnerProvider):
 
     async def _stop(self, session: Session, force: bool) -> str:
         try:
+            if len(self.node_ids) > 1:  # every node at once: the head here, the others there
+                from ...core import aio
+                from .nodes import InstanceGroup
+
+                group = InstanceGroup(self)
+                others = list(enumerate(group.nodes_of(session)))[1:]
+                done, _ = await aio.gather(super()._stop(session, force),
+                                           group.stop_nodes(session, others, force=force))
+                return done
             return await super()._stop(session, force)
         except SSMUnreachable as exc:
             line, _ = await self._unreachable_reason(exc)

@@ -93,9 +93,9 @@ class SSHProvider(HostOverSSH):
 
     async def lost_detail(self, session: Session, status: dict) -> str | None:
         """A run held for its other nodes, one of which is gone: say which."""
-        if status.get("lost_nodes"):
-            return f"{status['lost_nodes']} ({status.get('reason')})"
-        return None
+        from ..remote.node_group import lost_nodes_detail
+
+        return lost_nodes_detail(status)
 
     async def _stop(self, session: Session, force: bool) -> str:
         nodes = GroupRun.nodes_of(session)

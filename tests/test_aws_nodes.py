@@ -1,0 +1,433 @@
+"""Multi-node runs on EC2 (issue 16): `launch --nodes N --provider aws[:TEMPLATE]` creates N
+instances from the template in one cluster placement group and subnet, with a security group
+of the run's own, and starts a runner on each through SSM with its rank and every node's
+private IP. boto3 -> a fault proxy -> the SSM double (which runs the commands in a sandbox
+folder per instance) -> a placement-group double (moto has none) -> moto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from aws_faults import FaultProxy
+from conftest import run_cli
+from moto_aws import aws, moto_server  # noqa: F401 - the fixtures
+from placement_groups import PlacementGroups
+from ssm_double import SSMDouble, kill_sandbox_runners
+
+from trainctl_tui.app.service import LaunchRequest, Service
+from trainctl_tui.backends.aws import api as aws_api
+from trainctl_tui.backends.aws.api import AWSError
+from trainctl_tui.backends.aws.cloud import AWSCloud
+from trainctl_tui.backends.aws.settings import AwsConfig, AwsTemplate
+from trainctl_tui.core.machines import CreateRequest
+from trainctl_tui.core.models import Status
+
+pytestmark = pytest.mark.timeout(180)
+
+REGION = "us-east-1"
+# Prints its node's environment and a few steps; on SIGTERM notes its rank and exits 0.
+TRAINER = """\
+import os, signal, sys, time
+rank = os.environ.get("TRAINCTL_NODE_RANK")
+def term(*_):
+    with open(sys.argv[1], "a") as f:
+        f.write(f"TERM {rank}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+names = ("TRAINCTL_NODE_RANK", "TRAINCTL_NUM_NODES", "TRAINCTL_NODE_IPS", "MASTER_ADDR")
+print(" ".join(f"{n}={os.environ.get(n)}" for n in names), flush=True)
+for i in range(int(sys.argv[2])):
+    print(f"step {i} loss {1.0 / (i + 1):.3f}", flush=True)
+    time.sleep(0.1)
+print("done", rank, flush=True)
+"""
+
+
+@pytest.fixture
+def ec2(aws, tmp_path, monkeypatch):  # noqa: F811 - pytest fixture injection
+    """The chain of doubles in front of moto, AWS_ENDPOINT_URL at its front, a template
+    `default` (t3.micro, moto's default VPC) and `big` (p4d.24xlarge: EFA, terminates)."""
+    sandbox = tmp_path / "instances"
+    sandbox.mkdir()
+    workdir = f"/opt/trainctl-nodes-{tmp_path.name[-8:]}"
+    with PlacementGroups(aws) as groups:
+        ssm = SSMDouble(groups.url, sandbox, workdir)
+        with FaultProxy(ssm.url) as faults:
+            faults.json_error("GetProducts", "AccessDeniedException", "not authorized")
+            monkeypatch.setenv("AWS_ENDPOINT_URL", faults.url)
+            ssm.env = dict(__import__("os").environ)
+            aws_api.reset_clients()
+            ssm.start()
+            client = boto3.client("ec2", region_name=REGION)
+            ami = client.describe_images()["Images"][0]["ImageId"]
+            (tmp_path / "config.toml").write_text(
+                f'[aws]\nregion = "{REGION}"\n\n[aws.prices]\n"t3.micro" = 0.25\n'
+                f'"p4d.24xlarge" = 32.77\n\n'
+                f'[aws.templates.default]\nami = "{ami}"\ninstance_type = "t3.micro"\n'
+                f'workdir = "{workdir}"\npython = "{sys.executable}"\n\n'
+                f'[aws.templates.big]\nami = "{ami}"\ninstance_type = "p4d.24xlarge"\n'
+                f'shutdown_behavior = "terminate"\nworkdir = "{workdir}"\n'
+                f'python = "{sys.executable}"\n')
+            try:
+                yield {"client": client, "ssm": ssm, "faults": faults, "groups": groups,
+                       "ami": ami, "tmp": tmp_path}
+            finally:
+                kill_sandbox_runners(sandbox)
+                ssm.stop()
+                aws_api.reset_clients()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def instances(client) -> list[dict]:
+    return [raw for res in client.describe_instances()["Reservations"]
+            for raw in res["Instances"]]
+
+
+def ours(client) -> list[dict]:
+    """The security groups trainctl made (the VPCs' default groups aside)."""
+    return [g for g in client.describe_security_groups()["SecurityGroups"]
+            if g["GroupName"] != "default"]
+
+
+def tags(item: dict) -> dict:
+    return {tag["Key"]: tag["Value"] for tag in item.get("Tags") or []}
+
+
+def cloud(template: str = "default", **changes) -> AWSCloud:
+    from trainctl_tui.config.loader import load_config
+
+    settings = load_config().aws
+    if changes:
+        base = settings.templates[template].model_dump()
+        settings = AwsConfig(**{**settings.model_dump(), "templates": {
+            template: AwsTemplate(**{**base, **changes})}})
+    return AWSCloud(settings, poll_seconds=0.05)
+
+
+def trainer(tmp_path: Path, steps: int) -> list[str]:
+    script = tmp_path / "train.py"
+    script.write_text(TRAINER)
+    return [sys.executable, "-u", str(script), str(tmp_path / "marks"), str(steps)]
+
+
+async def wait_status(service: Service, session_id: str, predicate, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session = await service.get(session_id)
+        if predicate(session):
+            return session
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"session {session_id} stayed {session.status}: {session.detail}")
+
+
+# -- creating the nodes -----------------------------------------------------------------------
+
+
+def test_three_nodes_share_a_placement_group_a_subnet_and_a_security_group(ec2):
+    client = ec2["client"]
+    vpc = client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    office = client.create_security_group(GroupName="ssh-from-office", Description="ssh",
+                                          VpcId=vpc["VpcId"])["GroupId"]
+    client.authorize_security_group_ingress(GroupId=office, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+        "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}])
+    lines: list[str] = []
+    made = run(cloud(security_group_ids=[office]).create_nodes(
+        CreateRequest(provider="aws", name="trainctl-bert"), "3", lines.append))
+    assert len(made) == 3 and all(item.state == "running" for item in made)
+    [group] = client.describe_placement_groups()["PlacementGroups"]
+    name = group["GroupName"]
+    assert name.startswith("trainctl-bert-") and group["Strategy"] == "cluster"
+    assert tags(group)["trainctl:managed"] == "true" and tags(group)["trainctl:cluster"] == name
+    assert sorted(ec2["groups"].groups[name]["members"]) == sorted(i.id for i in made)
+    raws = {raw["InstanceId"]: raw for raw in instances(client)}
+    assert len({raws[i.id]["SubnetId"] for i in made}) == 1
+    [sg] = [g for g in ours(client) if g["GroupId"] != office]
+    assert sg["GroupName"] == name and tags(sg)["trainctl:cluster"] == name
+    # in: every TCP port from members of the group, nobody else; out: anything
+    assert [(p["IpProtocol"], p.get("FromPort"), p.get("ToPort"),
+             [pair["GroupId"] for pair in p["UserIdGroupPairs"]], p["IpRanges"])
+            for p in sg["IpPermissions"]] == [("tcp", 0, 65535, [sg["GroupId"]], [])]
+    for rank, item in enumerate(made):
+        raw = raws[item.id]
+        # the run's group, then the template's own (how you reach them), left as it was
+        assert [g["GroupId"] for g in raw["SecurityGroups"]] == [sg["GroupId"], office]
+        assert tags(raw)["trainctl:node"] == str(rank)
+        assert tags(raw)["Name"] == f"trainctl-bert-node{rank}"
+    assert lines[0] == f"created {made[0].id} (node 0 of {name}, on-demand t3.micro)"
+    [kept] = [g for g in ours(client) if g["GroupId"] == office]
+    assert [(p["FromPort"], p["IpRanges"][0]["CidrIp"]) for p in kept["IpPermissions"]] == [
+        (22, "203.0.113.0/24")]
+    sent = ec2["faults"].sent("RunInstances")
+    assert [fields["Placement.GroupName"] for fields in sent] == [name] * 3
+    assert all("NetworkInterface.1.InterfaceType" not in fields for fields in sent)
+
+
+def test_a_type_with_efa_gets_an_efa_interface_and_the_all_traffic_rule(ec2):
+    client = ec2["client"]
+    made = run(cloud("big").create_nodes(CreateRequest(provider="aws", template="big",
+                                                       name="trainctl-llm"), "2"))
+    [sg] = ours(client)
+    assert [(p["IpProtocol"], [pair["GroupId"] for pair in p["UserIdGroupPairs"]])
+            for p in sg["IpPermissions"]] == [("-1", [sg["GroupId"]])]
+    sent = ec2["faults"].sent("RunInstances")
+    assert len(sent) == 2 and len(made) == 2
+    for fields in sent:
+        assert fields["NetworkInterface.1.InterfaceType"] == "efa"
+        assert fields["NetworkInterface.1.DeviceIndex"] == "0"
+        assert fields["NetworkInterface.1.SecurityGroupId.1"] == sg["GroupId"]
+        assert fields["NetworkInterface.1.SubnetId"].startswith("subnet-")
+        assert "SubnetId" not in fields and "SecurityGroupId.1" not in fields
+        assert fields["InstanceType"] == "p4d.24xlarge"
+
+
+def test_a_spot_template_makes_every_node_spot(ec2):
+    made = run(cloud(spot=True).create_nodes(CreateRequest(provider="aws", name="trainctl-s"),
+                                             "2"))
+    sent = ec2["faults"].sent("RunInstances")
+    assert [fields["InstanceMarketOptions.MarketType"] for fields in sent] == ["spot"] * 2
+    assert [fields["InstanceMarketOptions.SpotOptions.SpotInstanceType"]
+            for fields in sent] == ["one-time"] * 2
+    assert [item.lifecycle for item in made] == ["spot", "spot"]
+
+
+def test_terminating_the_last_node_by_hand_removes_its_groups(ec2):
+    client = ec2["client"]
+    c = cloud()
+    first, second = run(c.create_nodes(CreateRequest(provider="aws", name="trainctl-h"), "2"))
+    name = client.describe_placement_groups()["PlacementGroups"][0]["GroupName"]
+    one = run(c.terminate_instance(first.id))
+    assert one.state == "terminated"
+    assert one.detail.endswith("the placement group stays while a node of it remains")
+    assert len(client.describe_placement_groups()["PlacementGroups"]) == 1
+    last = run(c.terminate_instance(second.id))
+    assert last.detail.endswith(f"deleted placement group {name} and its security group")
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+
+
+def test_a_create_that_fails_half_way_leaves_nothing_and_says_so_in_one_line(ec2):
+    client = ec2["client"]
+    ec2["faults"].error("RunInstances", "InsufficientInstanceCapacity",
+                        "We currently do not have sufficient t3.micro capacity in the "
+                        "Availability Zone you requested.", after=2)
+    with pytest.raises(AWSError) as err:
+        run(cloud().create_nodes(CreateRequest(provider="aws", name="trainctl-bert"), "4"))
+    made = [raw["InstanceId"] for raw in instances(client)]
+    assert len(made) == 2
+    assert all(raw["State"]["Name"] == "terminated" for raw in instances(client))
+    assert client.describe_placement_groups()["PlacementGroups"] == []
+    assert ours(client) == []
+    line = str(err.value)
+    assert "\n" not in line
+    head, _, tail = line.partition("; terminated")
+    assert head == (
+        "aws: creating node 3 of 4 (on-demand t3.micro): InsufficientInstanceCapacity: We "
+        "currently do not have sufficient t3.micro capacity in the Availability Zone you "
+        "requested. (AWS has no capacity for this type in this zone now: try another zone, "
+        "type, or on-demand)")
+    name = ec2["faults"].sent("CreatePlacementGroup")[0]["GroupName"]
+    sg = ec2["faults"].sent("DeleteSecurityGroup")[0]["GroupId"]
+    assert tail == (f" the 2 instances made ({', '.join(made)}); deleted placement group "
+                    f"{name}; deleted security group {sg}")
+
+
+def test_a_quota_error_on_the_first_node_removes_the_groups(ec2):
+    client = ec2["client"]
+    ec2["faults"].error("RunInstances", "VcpuLimitExceeded", "You have requested more vCPU "
+                        "capacity than your current vCPU limit of 0 allows.")
+    with pytest.raises(AWSError) as err:
+        run(cloud().create_nodes(CreateRequest(provider="aws", name="trainctl-x"), "2"))
+    assert str(err.value).startswith("aws: creating node 1 of 2 (on-demand t3.micro): "
+                                     "VcpuLimitExceeded: ")
+    assert "; deleted placement group trainctl-x-" in str(err.value)
+    assert instances(client) == [] and ours(client) == []
+    assert client.describe_placement_groups()["PlacementGroups"] == []
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def test_a_run_on_two_new_instances_gives_each_node_its_rank_and_the_ips(ec2, trainctl_home):
+    client, ssm = ec2["client"], ec2["ssm"]
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 5), provider="aws", backend_options={"nodes": "2"})))
+    head, other = session.provider.removeprefix("aws:").split(",")
+    done = run(wait_status(service, session.id, lambda s: not s.status.active))
+    assert done.status is Status.SUCCEEDED, done.detail
+    assert done.nodes == 2
+    raws = {raw["InstanceId"]: raw for raw in instances(client)}
+    ips = f"{raws[head]['PrivateIpAddress']},{raws[other]['PrivateIpAddress']}"
+    logs = [(Path(session.session_dir) / "train.log").read_text(),
+            (Path(session.session_dir) / "nodes" / "1" / "train.log").read_text()]
+    for rank, log in enumerate(logs):
+        assert (f"TRAINCTL_NODE_RANK={rank} TRAINCTL_NUM_NODES=2 TRAINCTL_NODE_IPS={ips} "
+                f"MASTER_ADDR={raws[head]['PrivateIpAddress']}") in log
+        assert f"done {rank}" in log
+    assert "done 1" in run_cli("logs", session.id, "--node", "1", "-n", "50").stdout
+    # each node's runner ran on its own instance, started with its rank and the ips
+    assert ssm.path(other, "sessions", session.id, "nodes", "1", "status.json").exists()
+    started = [text for text in ssm.commands if "--detach" in text]
+    assert len(started) == 2
+    assert any(f"--node-rank 1 --node-ips {ips} --nnodes 2" in text for text in started)
+    # the session's tags, the price of both, and the instances stopped at the run's end
+    assert all(tags(raws[i])["trainctl:session"] == session.id for i in (head, other))
+    spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+    assert spec["price_per_hour"] == pytest.approx(0.5)
+    assert done.detail == f"stopped 2 instances ({head}, {other})"
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
+    [row] = run_cli("sessions", "--all", env={"COLUMNS": "200"}).stdout.splitlines()[1:]
+    assert f" aws:{head},{other} · 2 nodes  succeeded " in row
+    service.close()
+
+
+FAKE_TORCHRUN = """\
+#!/bin/sh
+echo "torchrun $*"
+"""
+
+
+def test_torchrun_on_each_instance_meets_at_the_heads_private_ip(ec2, trainctl_home):
+    client = ec2["client"]
+    torchrun = ec2["tmp"] / "bin" / "torchrun"  # prints what it was given, as torchrun would run
+    torchrun.parent.mkdir()
+    torchrun.write_text(FAKE_TORCHRUN)
+    torchrun.chmod(0o755)
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=[str(torchrun), "--nproc-per-node", "8", "train.py"], provider="aws",
+        backend_options={"nodes": "2"})))
+    done = run(wait_status(service, session.id, lambda s: not s.status.active))
+    assert done.status is Status.SUCCEEDED, done.detail
+    head = session.provider.removeprefix("aws:").split(",")[0]
+    [raw] = [r for r in instances(client) if r["InstanceId"] == head]
+    logs = [(Path(session.session_dir) / "train.log").read_text(),
+            (Path(session.session_dir) / "nodes" / "1" / "train.log").read_text()]
+    for rank, log in enumerate(logs):
+        assert (f"torchrun --nnodes 2 --rdzv-backend c10d --rdzv-endpoint "
+                f"{raw['PrivateIpAddress']}:29400 --rdzv-id {session.id} --rdzv-conf "
+                f"is_host={1 - rank} --nproc-per-node 8 train.py") in log, log
+    service.close()
+
+
+def test_stop_reaches_every_node_and_a_terminating_template_leaves_nothing(ec2, trainctl_home):
+    client = ec2["client"]
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws:big",
+        backend_options={"nodes": "3"}, grace_seconds=10)))
+    assert len(session.provider.split(",")) == 3
+    run(wait_status(service, session.id, lambda s: s.status is Status.RUNNING and (
+        Path(session.session_dir) / "nodes" / "2" / "train.log").exists() and "step 3" in (
+        Path(session.session_dir) / "nodes" / "2" / "train.log").read_text()))
+    stopped = run(service.stop(session.id))
+    assert stopped.status is Status.STOPPED, stopped.detail
+    marks = sorted((ec2["tmp"] / "marks").read_text().splitlines())
+    assert marks == ["TERM 0", "TERM 1", "TERM 2"]
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"terminated"}
+    assert client.describe_placement_groups()["PlacementGroups"] == []
+    assert ours(client) == []
+    assert "terminated 3 instances" in stopped.detail
+    assert stopped.detail.endswith("and its security group")
+    service.close()
+
+
+def test_a_run_whose_runners_cannot_start_discards_its_nodes(ec2, tmp_path):
+    text = (tmp_path / "config.toml").read_text()
+    (tmp_path / "config.toml").write_text(text.replace(
+        f'python = "{sys.executable}"', 'python = "/nonexistent/python3"', 1))
+    result = run_cli("launch", "--nodes", "2", "--provider", "aws", "--",
+                     sys.executable, "-c", "1")
+    client = ec2["client"]
+    ids = [raw["InstanceId"] for raw in instances(client)]
+    assert result.returncode == 2 and len(ids) == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("runner on i-") and " failed to start: " in line
+    name = ec2["faults"].sent("CreatePlacementGroup")[0]["GroupName"]
+    assert line.endswith(f"; terminated the 2 instances ({', '.join(ids)}); deleted placement "
+                         f"group {name} and its security group"), line
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"terminated"}
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+    [session] = json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"]
+    assert session["status"] == "failed"
+
+
+def test_a_resume_starts_the_stopped_nodes_again(ec2, trainctl_home):
+    client = ec2["client"]
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    node_log = Path(session.session_dir) / "nodes" / "1" / "train.log"
+    run(wait_status(service, session.id, lambda s: node_log.exists() and
+                    "step 2 " in node_log.read_text()))
+    stopped = run(service.stop(session.id))
+    assert stopped.status is Status.STOPPED
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
+    resumed = run(service.resume(session.id))
+    assert resumed.attempt == 2
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"running"}
+    run(wait_status(service, session.id, lambda s: s.status is Status.RUNNING and
+                    node_log.read_text().count("TRAINCTL_NODE_RANK=1") == 2))
+    run(service.stop(session.id, force=True))
+    service.close()
+
+
+# -- what a user types --------------------------------------------------------------------------
+
+
+def test_dry_run_shows_the_instances_the_group_and_the_rules_and_makes_nothing(ec2):
+    result = run_cli("launch", "--dry-run", "--nodes", "2", "--provider", "aws:big",
+                     "--name", "llm", "--", "torchrun", "--nproc-per-node", "8", "train.py")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("would create 2 on-demand p4d.24xlarge instances (AMI ami-")
+    assert lines[1].startswith("  node 0: trainctl-llm-") and lines[1].endswith("-node0")
+    assert lines[3].startswith("placement group trainctl-llm-")
+    assert lines[3].endswith(" (strategy cluster)")
+    assert "inbound all traffic from members of the group only; outbound all" in lines[5]
+    assert lines[7] == "network interface: EFA"
+    assert lines[8] == ("at the run's end the instances are terminated (the template's "
+                        "shutdown_behavior)")
+    client = ec2["client"]
+    assert instances(client) == [] and ours(client) == []
+    assert client.describe_placement_groups()["PlacementGroups"] == []
+
+
+@pytest.mark.parametrize("args, line", [
+    (("--nodes", "0"), "--nodes must be N or MIN:MAX with 1 <= MIN <= MAX, not '0'"),
+    (("--nodes", "3:2"), "--nodes must be N or MIN:MAX with 1 <= MIN <= MAX, not '3:2'"),
+    (("--nodes", "3", "--", "torchrun", "--nnodes", "2", "t.py"),
+     "torchrun --nnodes 2 disagrees with --nodes 3: drop torchrun's --nnodes (trainctl adds "
+     "it) or give the same count"),
+])
+def test_bad_node_counts_are_one_line_and_nothing_is_created(ec2, args, line):
+    command = () if "--" in args else ("--", sys.executable, "-c", "1")
+    result = run_cli("launch", "--provider", "aws", *args, *command)
+    assert (result.returncode, result.stderr.strip()) == (2, line)
+    client = ec2["client"]
+    assert instances(client) == [] and ours(client) == []
+    assert client.describe_placement_groups()["PlacementGroups"] == []
+    assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
+
+
+def test_nodes_on_one_existing_instance_are_refused(ec2):
+    client = ec2["client"]
+    ami = ec2["ami"]
+    instance = client.run_instances(ImageId=ami, MinCount=1, MaxCount=1,
+                                    InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    result = run_cli("launch", "--provider", f"aws:{instance}", "--nodes", "2", "--",
+                     sys.executable, "-c", "1")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"--nodes 2 does not fit aws:{instance}, which is one instance: let trainctl "
+           "create them (--provider aws or aws:TEMPLATE)")
+    assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
