@@ -96,9 +96,10 @@ class Launching:
         else:
             budget = budget if budget is not None else defaults.budget
             max_hours = max_hours if max_hours is not None else defaults.max_hours
-        price = await machine_price(provider, session, request.backend_options)
-        return limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
-                               getattr(provider, "price_setting", None))
+        price, nodes = await machine_prices(provider, session, request.backend_options)
+        limits = limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
+                                 getattr(provider, "price_setting", None))
+        return {**limits, "node_prices": nodes} if nodes else limits
 
     async def carry_spending(self, provider, session: Session) -> None:
         """A run starting again (resume, restart on a replacement machine) counts on from
@@ -110,9 +111,11 @@ class Launching:
         spec = json.loads(spec_path(session).read_text())
         spent, hours = carried_spending(session)
         spec["spent_before"], spec["hours_before"] = spent or 0.0, hours
-        price = await machine_price(provider, session, spec.get("backend_options") or {})
+        price, nodes = await machine_prices(provider, session, spec.get("backend_options") or {})
         if price is not None:
             spec["price_per_hour"] = price
+        if nodes:
+            spec["node_prices"] = nodes
         write_spec(session, spec)
 
     async def dry_run(self, request: LaunchRequest) -> str:
@@ -145,6 +148,19 @@ async def machine_price(provider, session: Session, options: dict) -> float | No
         return await aio.call_optional(provider, "price_per_hour", session, dict(options))
     except TrainctlError:  # a ProviderError too: the cloud did not answer
         return None
+
+
+async def machine_prices(provider, session: Session, options: dict) -> tuple:
+    """(the run's $/h, each node's $/h or None): a run on several nodes costs the sum of its
+    nodes' prices (unknown when one of them is); the runner sums the nodes it got."""
+    try:
+        nodes = await aio.call_optional(provider, "node_prices", session, dict(options))
+    except TrainctlError:
+        nodes = None
+    if isinstance(nodes, list) and len(nodes) > 1:
+        known = [price for price in nodes if price is not None]
+        return (sum(known) if len(known) == len(nodes) else None), nodes
+    return await machine_price(provider, session, options), None
 
 
 class LaunchRequest(Record):
