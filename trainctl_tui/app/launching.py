@@ -271,10 +271,30 @@ def check_backend_options(request: LaunchRequest) -> None:
     kind = Placement.parse(request.provider).kind
     for key in given:
         owners = spec_option_owners(key)
+        if key == "nodes" and kind not in owners:
+            refuse_nodes(kind, given[key], owners)
         if kind not in owners:
             flag = "--" + key.replace("_", "-")
             raise TrainctlError(f"{flag} is for runs on {' or '.join(owners) or 'no backend'} "
                                 f"(--provider {owners[0] if owners else '...'}:NAME)")
+
+
+def refuse_nodes(kind: str, nodes, owners: list[str]) -> None:
+    """Several nodes asked of a backend that says why it cannot run them: that line, with the
+    places that can (`runpod: --nodes 2: RunPod pods cannot ...; use ssh:GROUP ...`)."""
+    from ..backends.registry import declaration
+    from ..runner.nodes import NodeCountError, node_count_text, several
+
+    try:
+        why = declaration(kind).no_nodes_because if several(nodes) else ""
+    except (NodeCountError, TrainctlError):
+        return  # a malformed count or an unknown backend: said elsewhere
+    if not why:
+        return
+    places = [declaration(owner).nodes_place or owner for owner in owners]
+    use = ", ".join(places[:-1]) + f" or {places[-1]}" if len(places) > 1 else "".join(places)
+    raise TrainctlError(f"{kind}: --nodes {node_count_text(nodes)}: {why}"
+                        + (f"; use {use} for several nodes" if use else ""))
 
 
 def check_nodes(command: list[str], nodes) -> int:
