@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -32,7 +33,7 @@ rank = os.environ.get("TRAINCTL_NODE_RANK")
 with open(sys.argv[1], "a") as f:
     f.write(f"started {rank}\\n")
 for i in range(int(sys.argv[2])):
-    print(f"step {i} loss {1.0 / (i + 1):.3f}", flush=True)
+    print(f"step {i}/{sys.argv[2]} loss {1.0 / (i + 1):.3f}", flush=True)
     if rank == "1" and sys.argv[3] == "fail1" and i == 3:
         print("rank 1: out of memory", flush=True)
         sys.exit(1)
@@ -132,9 +133,10 @@ def test_each_node_has_a_row_with_its_host_state_gpus_and_price_and_the_run_cost
                for r in rows)
     spec = json.loads((Path(info(session_id)["session_dir"]) / "spec.json").read_text())
     assert (spec["price_per_hour"], spec["node_prices"]) == (2.0, [1.2, 0.8])
-    found = wait_for(lambda: (s := info(session_id))["price_per_hour"] and s,
+    found = wait_for(lambda: (s := info(session_id))["cost_to_finish"] and s,
                      "the runner's figures")
     assert found["price_per_hour"] == 2.0  # the runner counts the sum of its nodes
+    assert found["cost_to_finish"] == pytest.approx(found["eta_seconds"] / 3600 * 2.0, rel=0.05)
     # node 1 samples into its own folder on its host; the head's stays the session's
     remote_b = hosts["b"] / "sessions" / session_id
     assert (remote_b / "nodes" / "1" / "usage.json").exists()
@@ -174,3 +176,127 @@ def test_a_node_whose_runner_dies_raises_an_alert_naming_it(hosts, tmp_path):
         "node 1 (on b) is gone without a final status (last heartbeat "), alerts
     assert info(session_id)["detail"] == "node 1 (on b) is gone without a final status"
     stop_and_wait(session_id)
+
+
+def test_a_budget_on_a_group_with_an_unpriced_host_is_refused_and_nothing_is_made(
+        trainctl_home, tmp_path):
+    (tmp_path / "config.toml").write_text(
+        '[ssh.hosts.a]\nhost = "127.0.0.1"\nprice_per_hour = 1.2\n'
+        '[ssh.hosts.b]\nhost = "127.0.0.1"\n')
+    result = run_cli("launch", "--provider", "ssh:a,b", "--budget", "5", "--", "python", "t.py")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "--budget needs what ssh a,b costs per hour, which is not known (declare "
+        "price_per_hour in [ssh.hosts.NAME]); or use --max-hours")
+    assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
+
+
+# --------------------------------------------------------------------------- prices
+
+
+def test_a_slurm_runs_price_is_per_node_summed_and_min_max_is_priced_at_its_max():
+    from trainctl_tui.backends.slurm.price import job_price, node_prices
+    from trainctl_tui.backends.slurm.settings import SlurmCluster
+
+    cluster = SlurmCluster(workdir="/scratch", price_per_gpu_hour=2.0, gpus_per_node=4)
+    # as the command line gives it: text (a number crashed the price before)
+    assert job_price(cluster, {"nodes": "2"}) == 16.0
+    assert job_price(cluster, {"nodes": "2:4"}) == 32.0
+    assert node_prices(cluster, {"nodes": "2:3", "gpus_per_node": 2}) == [4.0, 4.0, 4.0]
+    assert node_prices(cluster, {"nodes": "1"}) is None and node_prices(cluster, {}) is None
+
+
+class Stand:
+    """What the runner's Meter reads of its supervisor."""
+
+    def __init__(self, spec: dict, node):
+        self.spec, self.node, self.status = spec, node, {}
+
+
+def test_the_runner_counts_the_nodes_it_got():
+    from trainctl_tui.runner.budget import Meter
+    from trainctl_tui.runner.nodes import Node
+
+    spec = {"price_per_hour": 24.0, "node_prices": [8.0, 8.0, 8.0], "spent_before": 0.0,
+            "hours_before": 0.0}
+    two = Node(1, ["h0", "h1"], "2:3")  # MIN:MAX: Slurm gave two of three
+    assert Meter(Stand(spec, two), {}).price == 16.0
+    assert Meter(Stand(spec, Node(0, ["h0", "h1", "h2"])), {}).price == 24.0
+    assert Meter(Stand({**spec, "node_prices": [8.0, None]}, two), {}).price == 24.0
+    assert Meter(Stand(spec, None), {}).price == 24.0  # one node: the spec's price
+
+
+def test_a_group_costs_the_sum_of_its_hosts_and_nothing_when_one_is_unknown(trainctl_home,
+                                                                             tmp_path):
+    import asyncio
+
+    from trainctl_tui.app.launching import machine_prices
+    from trainctl_tui.backends.ssh.provider import SSHProvider
+
+    (tmp_path / "config.toml").write_text(
+        '[ssh.hosts.a]\nhost = "127.0.0.1"\nprice_per_hour = 1.2\n'
+        '[ssh.hosts.b]\nhost = "127.0.0.1"\nprice_per_hour = 0.8\n'
+        '[ssh.hosts.c]\nhost = "127.0.0.1"\n'
+        '[ssh.groups.trio]\nhosts = ["a", "b", "c"]\n')
+
+    def prices(provider: str, options: dict):
+        return asyncio.run(machine_prices(SSHProvider(provider), None, options))
+
+    assert prices("a,b", {}) == (2.0, [1.2, 0.8])
+    assert prices("trio", {"nodes": "2"}) == (2.0, [1.2, 0.8])
+    assert prices("trio", {}) == (None, [1.2, 0.8, None])
+    assert prices("a", {}) == (1.2, None)
+
+
+# --------------------------------------------------------------------------- a shared folder
+
+
+def test_a_slurm_heads_probe_gives_each_nodes_row_and_gpus(trainctl_home, tmp_path):
+    """Slurm's nodes share the session folder: the head's probe reads node R's status and
+    usage from nodes/R/; the backend keeps them as rows; a silent node is named."""
+    from trainctl_tui.app.nodes import node_alerts, node_rows, with_node_trouble
+    from trainctl_tui.backends.remote.node_view import keep_nodes
+    from trainctl_tui.core.models import Session, Status
+    from trainctl_tui.runner.cli import probe
+
+    now = time.time()
+    remote = tmp_path / "cluster" / "s1"
+    node = {"rank": 0, "ips": ["cn1", "cn2", "cn3"], "nnodes": "3"}
+
+    def write(path: Path, data: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+
+    write(remote / "status.json", {"state": "running", "heartbeat": now, "node": node,
+                                   "runner_pid": os.getpid()})
+    write(remote / "nodes" / "1" / "status.json", {"state": "failed", "exit_code": 3,
+                                                   "heartbeat": now - 5})
+    write(remote / "nodes" / "2" / "status.json", {"state": "running", "heartbeat": now - 300})
+    gpu = {"index": 0, "name": "NVIDIA A100", "util": 88, "mem_used_mb": 1000,
+           "mem_total_mb": 80000, "power_w": 300, "temp_c": 60}
+    write(remote / "nodes" / "2" / "usage.json", {"version": 1, "at": now, "gpus": [gpu],
+                                                  "samples": [[now, 1, 2, [88], [1000]]]})
+    answer = probe(str(remote))
+    assert answer["heartbeat_age"] < 5
+    assert answer["nodes"]["1"]["exit_code"] == 3
+    assert answer["nodes"]["2"]["usage"]["gpus"][0]["util"] == 88
+    answer["runner_alive"] = True
+    folder = tmp_path / "local" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"node_prices": [8.0, 8.0, 8.0]}))
+    session = Session(id="s1", name="big", provider="slurm:hpc", command=["x"], cwd="/",
+                      session_dir=str(folder), status=Status.RUNNING, nodes=3, attempt=1)
+    keep_nodes(session, answer)
+    rows = node_rows(session)
+    assert [(r.rank, r.host, r.state, r.price_per_hour) for r in rows] == [
+        (0, "cn1", "running", 8.0), (1, "cn2", "failed", 8.0), (2, "cn3", "running", 8.0)]
+    assert [g["util"] for g in rows[2].usage.gpus] == [88] and rows[1].usage is None
+    alerts = node_alerts(session, now)
+    assert [a.kind.value for a in alerts] == ["node_failed", "node_lost"]
+    assert alerts[0].message == "node 1 (on cn2) failed (exit 3)"
+    assert re.fullmatch(r"node 2 \(on cn3\) is gone without a final status \(last heartbeat "
+                        r"5m0\ds ago\)", alerts[1].message), alerts[1].message
+    assert [a.key for a in alerts] == ["s1:node_failed@node1", "s1:node_lost@node2"]
+    assert with_node_trouble(session, {}) == {"detail": f"{alerts[0].message}; "
+                                              f"{alerts[1].message}"}
+    assert node_alerts(session.replace(status=Status.UNREACHABLE), now) == []
+    assert node_alerts(session.replace(status=Status.STOPPED), now) == []
