@@ -300,3 +300,18 @@ def test_a_slurm_heads_probe_gives_each_nodes_row_and_gpus(trainctl_home, tmp_pa
                                               f"{alerts[1].message}"}
     assert node_alerts(session.replace(status=Status.UNREACHABLE), now) == []
     assert node_alerts(session.replace(status=Status.STOPPED), now) == []
+
+
+def test_a_silent_host_and_a_frozen_runner_are_not_answering_and_a_waiting_node_is_no_alarm():
+    from trainctl_tui.app.nodes import NodeRow
+
+    unreachable = NodeRow(rank=1, host="b", state=None, answering=False,
+                          error="ssh b: Connection refused")
+    frozen = NodeRow(rank=2, host="c", state="running", heartbeat_age=95.0, answering=True)
+    waiting = NodeRow(rank=3, host="d", state=None, answering=False)  # not started yet
+    assert unreachable.trouble() == ("node_lost", "node 1 (on b) is not answering: ssh b: "
+                                                  "Connection refused")
+    assert frozen.trouble() == ("node_lost", "node 2 (on c) is not answering: no heartbeat "
+                                             "for 1m35s")
+    assert waiting.trouble() is None
+    assert NodeRow(rank=1, state="stopped", answering=False).trouble() is None

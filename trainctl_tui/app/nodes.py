@@ -16,12 +16,13 @@ from pathlib import Path
 from ..core.formatting import format_duration
 from ..core.models import Record, Session, Status
 from ..monitor.usage import Usage, usage_of
+from ..runner.nodes import NODES_DIR
+from ..runner.status import FINAL_STATES
 
-NODES_FILE = "nodes.json"
-NODES_DIR = "nodes"
+NODES_FILE = "nodes.json"  # written by backends/remote/node_view.py
 # A node whose heartbeat is older than this (seconds, as its probe saw it) is not answering.
 STALE_SECONDS = 60.0
-FINAL = ("succeeded", "failed", "stopped", "interrupted", "lost")
+FINAL = (*FINAL_STATES, "lost")
 # While the session is one of these its nodes' troubles are news (an unreachable head
 # says nothing new about its nodes).
 WATCHED = (Status.RUNNING, Status.STOPPING)
