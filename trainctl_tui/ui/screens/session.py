@@ -55,7 +55,7 @@ SESSION_KEYS = [
     ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
     ("S", "smoothing: off, 0.6, 0.9, 0.99 (TensorBoard's moving average; kept)"),
     ("f", "follow the end of the log on/off"),
-    ("o", "a multi-node run: the next node's log and its curves (rank 0's first)"),
+    ("o", "a multi-node run: the next node's log, curves and GPUs (rank 0's first)"),
     ("/", "search the log; enter: next match"),
     ("N / P", "next / previous match"),
     ("home / end", "top / bottom of the log"),
