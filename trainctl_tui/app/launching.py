@@ -116,9 +116,10 @@ class Launching:
         else:
             budget = budget if budget is not None else defaults.budget
             max_hours = max_hours if max_hours is not None else defaults.max_hours
-        price = await machine_price(provider, session, request.backend_options)
-        return limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
-                               getattr(provider, "price_setting", None))
+        price, nodes = await machine_prices(provider, session, request.backend_options)
+        limits = limits_for_spec(budget, max_hours, price, getattr(provider, "label", "it"),
+                                 getattr(provider, "price_setting", None))
+        return {**limits, "node_prices": nodes} if nodes else limits
 
     async def carry_spending(self, provider, session: Session) -> None:
         """A run starting again (resume, restart on a replacement machine) counts on from
@@ -130,9 +131,11 @@ class Launching:
         spec = json.loads(spec_path(session).read_text())
         spent, hours = carried_spending(session)
         spec["spent_before"], spec["hours_before"] = spent or 0.0, hours
-        price = await machine_price(provider, session, spec.get("backend_options") or {})
+        price, nodes = await machine_prices(provider, session, spec.get("backend_options") or {})
         if price is not None:
             spec["price_per_hour"] = price
+        if nodes:
+            spec["node_prices"] = nodes
         write_spec(session, spec)
 
     async def dry_run(self, request: LaunchRequest) -> str:
@@ -174,6 +177,19 @@ async def machine_price(provider, session: Session, options: dict) -> float | No
         return await aio.call_optional(provider, "price_per_hour", session, dict(options))
     except TrainctlError:  # a ProviderError too: the cloud did not answer
         return None
+
+
+async def machine_prices(provider, session: Session, options: dict) -> tuple:
+    """(the run's $/h, each node's $/h or None): a run on several nodes costs the sum of its
+    nodes' prices (unknown when one of them is); the runner sums the nodes it got."""
+    try:
+        nodes = await aio.call_optional(provider, "node_prices", session, dict(options))
+    except TrainctlError:
+        nodes = None
+    if isinstance(nodes, list) and len(nodes) > 1:
+        known = [price for price in nodes if price is not None]
+        return (sum(known) if len(known) == len(nodes) else None), nodes
+    return await machine_price(provider, session, options), None
 
 
 class LaunchRequest(Record):
@@ -284,10 +300,30 @@ def check_backend_options(request: LaunchRequest) -> None:
     kind = Placement.parse(request.provider).kind
     for key in given:
         owners = spec_option_owners(key)
+        if key == "nodes" and kind not in owners:
+            refuse_nodes(kind, given[key], owners)
         if kind not in owners:
             flag = "--" + key.replace("_", "-")
             raise TrainctlError(f"{flag} is for runs on {' or '.join(owners) or 'no backend'} "
                                 f"(--provider {owners[0] if owners else '...'}:NAME)")
+
+
+def refuse_nodes(kind: str, nodes, owners: list[str]) -> None:
+    """Several nodes asked of a backend that says why it cannot run them: that line, with the
+    places that can (`runpod: --nodes 2: RunPod pods cannot ...; use ssh:GROUP ...`)."""
+    from ..backends.registry import declaration
+    from ..runner.nodes import NodeCountError, node_count_text, several
+
+    try:
+        why = declaration(kind).no_nodes_because if several(nodes) else ""
+    except (NodeCountError, TrainctlError):
+        return  # a malformed count or an unknown backend: said elsewhere
+    if not why:
+        return
+    places = [declaration(owner).nodes_place or owner for owner in owners]
+    use = ", ".join(places[:-1]) + f" or {places[-1]}" if len(places) > 1 else "".join(places)
+    raise TrainctlError(f"{kind}: --nodes {node_count_text(nodes)}: {why}"
+                        + (f"; use {use} for several nodes" if use else ""))
 
 
 def check_nodes(command: list[str], nodes) -> int:

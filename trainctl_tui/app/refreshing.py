@@ -83,6 +83,10 @@ class Refreshing:
             # The host did not answer: the run may well go on there. Say so; check again later.
             status = None
             changes = {"status": Status.UNREACHABLE, "detail": str(exc)}
+        if status is not None and max(session.nodes, changes.get("nodes", 1)) > 1:
+            from .nodes import with_node_trouble
+
+            changes = with_node_trouble(session, changes)  # a node failed or went silent
         if status is None and not changes and not waiting and \
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,

@@ -105,13 +105,13 @@ class Resuming:
                                 f"{hours:.2f}h session {session.id} has run already")
         limits = {"budget": None, "max_hours": None} if no_budget else {}
         if budget is not None:
-            from .launching import machine_price
+            from .launching import machine_prices
 
             spec = read_spec(session)
             price = spec.get("price_per_hour")
             if price is None:  # not known at launch: maybe declared since
-                price = await machine_price(get_provider(session.provider), session,
-                                            spec.get("backend_options") or {})
+                price, _ = await machine_prices(get_provider(session.provider), session,
+                                                spec.get("backend_options") or {})
             if price is None:
                 raise TrainctlError(f"--budget needs what session {session.id}'s machine costs "
                                     "per hour, which is not known; use --max-hours")

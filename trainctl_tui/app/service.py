@@ -198,6 +198,10 @@ class Service(Launching, Refreshing, Stopping, Resuming, CheckpointActions,
                                   below_percent=alerts_config.gpu_idle_percent,
                                   after_seconds=alerts_config.gpu_idle_seconds)
             alerts += [idle] if idle else []
+            if session.nodes > 1:
+                from .nodes import node_alerts
+
+                alerts += node_alerts(session, now)  # a node failed or stopped answering
             rows.append(SessionOverview(session, metrics, alerts, newest, figures, usage))
         return rows
 

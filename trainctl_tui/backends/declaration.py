@@ -36,6 +36,11 @@ class Declaration:
     log_url_scheme: str = ""
     # (flags of other backends, as argparse dests; the error naming ours instead), in order.
     foreign_options: tuple[tuple[tuple[str, ...], str], ...] = ()
+    # Capability "runs on several nodes" (a `nodes` option): how the refusal of other
+    # backends names it as a place for several nodes ("ssh:GROUP"; "" = its name).
+    nodes_place: str = ""
+    # A backend without it may say why it cannot run several nodes (one line, no period).
+    no_nodes_because: str = ""
 
     @property
     def rents_machines(self) -> bool:

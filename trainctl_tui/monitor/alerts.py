@@ -54,6 +54,8 @@ class AlertKind(str, Enum):
     PROJECTED = "projected"  # the cost to finish would pass the budget
     LIMIT = "limit"  # the runner stopped the run at its budget or max hours
     GPU_IDLE = "gpu_idle"  # a paid machine's GPUs sat idle while the run was running
+    NODE_FAILED = "node_failed"  # a node of a multi-node run failed while the head runs on
+    NODE_LOST = "node_lost"  # a node stopped answering (runner gone, host silent, no heartbeat)
 
     def __str__(self) -> str:
         return self.value

@@ -65,6 +65,18 @@ def hours(value: float) -> str:
     return f"{round(value, 2):g}h"
 
 
+def nodes_price(spec: dict, node):
+    """A run on several nodes costs the sum of the nodes it got (`node_prices`: each node's
+    $/h as the launch priced them, as many as it may get); None when not known."""
+    prices = spec.get("node_prices")
+    if node is None or not isinstance(prices, list) or len(prices) < len(node.ips):
+        return None
+    got = prices[:len(node.ips)]
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in got):
+        return None
+    return float(sum(got))
+
+
 class Meter:
     """The supervisor's accounting: call `attempt_started` when a child starts, `update`
     before each status write; `reached` says why the run must stop (once)."""
@@ -72,7 +84,7 @@ class Meter:
     def __init__(self, supervisor, previous: dict) -> None:
         self.supervisor = supervisor
         spec = supervisor.spec
-        self.price = spec.get("price_per_hour")
+        self.price = nodes_price(spec, supervisor.node) or spec.get("price_per_hour")
         self.budget = spec.get("budget")
         self.max_hours = spec.get("max_hours")
         self.spent_before = spec.get("spent_before") or 0.0

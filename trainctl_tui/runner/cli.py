@@ -39,9 +39,11 @@ def probe(session_dir: str, rank: int = 0) -> dict:
                                                   status.get("child_start")),
         "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
         # GPUs, CPU and memory with the newest samples: the app keeps the ring (no extra trip)
-        "usage": read_usage(session_dir, samples=PROBE_SAMPLES),
+        "usage": read_usage(folder, samples=PROBE_SAMPLES),
         # When steps were reached (steps.jsonl): the app keeps its copy of the file
         "steps": newest_records(folder),
+        # as this machine's clock sees it: the asker's clock may differ
+        "heartbeat_age": beat_age(status),
     }
 
 
@@ -58,11 +60,17 @@ def node_states(session_dir: str) -> dict:
         folder = node_folder(session_dir, rank)
         status = read_status(folder) or {}
         log = os.path.join(folder, "train.log")
-        beat = status.get("heartbeat")
         found[str(rank)] = {"state": status.get("state"), "reason": status.get("reason"),
-                            "age": time.time() - beat if isinstance(beat, (int, float)) else None,
-                            "log_size": os.path.getsize(log) if os.path.exists(log) else 0}
+                            "age": beat_age(status), "exit_code": status.get("exit_code"),
+                            "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
+                            "usage": read_usage(folder, samples=1)}
     return found
+
+
+def beat_age(status) -> float | None:
+    """Seconds since the runner's last heartbeat (None before it wrote one)."""
+    beat = (status or {}).get("heartbeat")
+    return time.time() - beat if isinstance(beat, (int, float)) else None
 
 
 def _newest_checkpoint_info(session_dir: str) -> dict | None:

@@ -301,8 +301,10 @@ def start_sampler(supervisor):
         return None
     # "no GPU" goes to the runner's own log (runner.log) and usage.json, never into the
     # training's log: train.log stays what the training printed plus the attempts' lines.
-    sampler = UsageSampler(supervisor.session_dir, interval,
-                           pgid=lambda: supervisor.status.get("child_pid"))
+    # Node R of a multi-node run samples into its own folder (nodes/R/): on a shared
+    # filesystem the nodes would otherwise overwrite one usage.json.
+    folder = os.path.dirname(supervisor.status_path)
+    sampler = UsageSampler(folder, interval, pgid=lambda: supervisor.status.get("child_pid"))
     sampler.start()
     return sampler
 

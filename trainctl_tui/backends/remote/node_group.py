@@ -72,7 +72,7 @@ class NodeGroup:
                                           node["remote_dir"], "--node", str(rank)], timeout=30)
             answer = json.loads(result.stdout)
         except (ProviderError, ValueError) as exc:
-            return {"state": None, "alive": False, "error": str(exc)}
+            return {"state": None, "alive": False, "error": str(exc), "host": node["host"]}
         folder = Path(session.session_dir) / NODES_DIR / str(rank)
         folder.mkdir(parents=True, exist_ok=True)
         remote_log = f"{node['remote_dir']}/{NODES_DIR}/{rank}/train.log"
@@ -81,7 +81,10 @@ class NodeGroup:
         status = answer.get("status") or {}
         return {"state": status.get("state"), "reason": status.get("reason"),
                 "alive": bool(answer.get("runner_alive")), "host": node["host"],
-                "log_size": answer.get("log_size") or 0}
+                "log_size": answer.get("log_size") or 0,
+                # for the session screen's node rows (remote/node_view.py)
+                "heartbeat_age": answer.get("heartbeat_age"), "exit_code": status.get("exit_code"),
+                "usage": answer.get("usage")}
 
     async def stop_nodes(self, session: Session, nodes: list[tuple[int, dict]], *,
                          force: bool) -> None:

@@ -52,6 +52,7 @@ class RemoteRunnerProvider:
 
     remote = True
     host: str
+    probes_nodes_apart = False  # True: the other nodes are probed on hosts of their own
 
     def __init__(self) -> None:
         self._probes: dict[str, tuple[float, dict]] = {}
@@ -195,6 +196,10 @@ class RemoteRunnerProvider:
         keep_usage(session, answer.get("usage"))
         keep_step_times(session, answer.get("steps"))
         await self.sync_log(session, answer.get("log_size", 0))
+        if not self.probes_nodes_apart:
+            from .node_view import keep_nodes
+
+            keep_nodes(session, answer)  # each node's row, for the session screen
         if answer.get("nodes"):  # a multi-node run whose nodes share the session folder
             from .nodes import hold_for_nodes, node_logs
 

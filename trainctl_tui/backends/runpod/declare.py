@@ -15,6 +15,9 @@ class RunPodDeclaration(Declaration):
     cloud = "trainctl_tui.backends.runpod.cloud:RunPodCloud"
     instance_kind = "pod"
     rents_by_gpu = True
+    # The pod API (runpod SDK, GraphQL) makes pods with no network between them; RunPod's
+    # Instant Clusters are not in it.
+    no_nodes_because = "RunPod pods cannot reach each other through its pod API"
     options = (
         Option("type", "--gpu", help="runpod: GPU type id, e.g. 'NVIDIA A40'", field="gpu",
                label="GPU type", select="prices", required="choose a GPU type"),

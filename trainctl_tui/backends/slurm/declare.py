@@ -41,6 +41,7 @@ class SlurmDeclaration(Declaration):
     needs_target = ("slurm needs a cluster: --provider slurm:NAME (a [slurm.clusters.NAME] in "
                     "the config)")
     lists_clusters = True
+    nodes_place = "slurm:NAME"
     cluster_section = "[slurm.clusters.NAME]"
 
     @property

@@ -8,8 +8,6 @@ import re
 _GRES_COUNT = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
 
 
-
-
 def job_price(cluster, options: dict) -> float | None:
     """USD per hour of a job with `options` (--nodes, --gpus-per-node) on `cluster`, or None
     when the cluster declares no price or the job asks for no GPU."""
@@ -21,7 +19,22 @@ def job_price(cluster, options: dict) -> float | None:
     if gpus is None and cluster.gres:
         match = _GRES_COUNT.match(cluster.gres.strip())
         gpus = int(match.group(1)) if match else None
-    nodes = options.get("nodes") or 1
     if not gpus:
         return None
-    return cluster.price_per_gpu_hour * gpus * nodes
+    return cluster.price_per_gpu_hour * gpus * node_count(options)
+
+
+def node_prices(cluster, options: dict) -> list[float | None] | None:
+    """Each node's $/h of a job on several nodes (MIN:MAX: as many as it may get; the runner
+    counts the nodes it got), or None for one node."""
+    count = node_count(options)
+    if count < 2:
+        return None
+    return [job_price(cluster, {**options, "nodes": 1})] * count
+
+
+def node_count(options: dict) -> int:
+    """The nodes a job may run on: --nodes N, or MAX of MIN:MAX (1 when not given)."""
+    from ...runner.nodes import parse_node_count
+
+    return parse_node_count(options.get("nodes") or 1)[1]

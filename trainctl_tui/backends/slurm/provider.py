@@ -124,6 +124,11 @@ class SlurmProvider(RemoteRunnerProvider):
 
         return job_price(self.cluster, options)
 
+    async def node_prices(self, session: Session, options: dict) -> list | None:
+        from .price import node_prices
+
+        return node_prices(self.cluster, options)
+
     price_setting = "price_per_gpu_hour in [slurm.clusters.NAME]"
 
     async def dry_run(self, session: Session, options: dict) -> str:

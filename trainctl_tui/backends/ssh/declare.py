@@ -12,6 +12,7 @@ class SSHDeclaration(Declaration):
                     "or an alias from ~/.ssh/config)")
 
     log_url_scheme = "ssh://"
+    nodes_place = "ssh:GROUP"
 
     @property
     def options(self):  # built on first use: `sessions` never asks

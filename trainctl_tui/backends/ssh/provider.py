@@ -38,6 +38,7 @@ class SSHProvider(HostOverSSH):
         return f"ssh {self.host}"
 
     price_setting = "price_per_hour in [ssh.hosts.NAME]"
+    probes_nodes_apart = True  # a group's nodes are probed on their hosts (group.py)
 
     async def price_per_hour(self, session, options: dict) -> float | None:
         """What the host costs per hour, as its [ssh.hosts.NAME] declares (else None)."""
@@ -45,6 +46,18 @@ class SSHProvider(HostOverSSH):
 
         host = load_config().ssh.hosts.get(self.host)
         return host.price_per_hour if host is not None else None
+
+    async def node_prices(self, session, options: dict) -> list | None:
+        """Each host's $/h of a group run (None where its [ssh.hosts.NAME] declares none);
+        None for one host."""
+        from ...config.loader import load_config
+
+        self.target  # noqa: B018 - resolves the group
+        hosts = chosen_hosts(self.host, self._group_hosts, options.get("nodes"))
+        if not hosts or len(hosts) < 2:
+            return None
+        declared = load_config().ssh.hosts
+        return [declared[host].price_per_hour if host in declared else None for host in hosts]
 
     @property
     def target(self) -> SSHTarget:
@@ -85,9 +98,11 @@ class SSHProvider(HostOverSSH):
     async def _probe(self, session: Session) -> dict:
         answer = await super()._probe(session)
         if len(GroupRun.nodes_of(session)) > 1:
+            from ..remote.node_view import keep_nodes
             from ..remote.nodes import hold_for_nodes
 
             await self.group.probe_nodes(session, answer)
+            keep_nodes(session, answer, [node["host"] for node in GroupRun.nodes_of(session)])
             hold_for_nodes(answer)
         return answer
 

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, Static
 
 from ...app.costs import figures_of
 from ...app.gpu_usage import session_usage
+from ...app.nodes import node_rows
 from ...core.models import Session
 from ...monitor.session_monitor import SessionMonitor
 from ...render.progress import figures_line
@@ -29,6 +30,7 @@ from ..screen_work import screen_work
 from ..visibility import in_view
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.logview import LogView
+from ..widgets.node_panel import NodePanel
 from ..widgets.plot import PlotView
 
 # Charts the `m` key cycles through; series in one group share a chart (train vs eval).
@@ -40,6 +42,9 @@ PLOT_GROUPS = [
     ("throughput", ("throughput",)),
 ]
 
+# Below this many rows a multi-node run's nodes panel stands in for the GPU panel.
+SHORT_TERMINAL = 30
+
 SESSION_KEYS = [
     ("s", "stop gracefully (SIGTERM, grace, SIGKILL)"),
     ("K", "kill now (SIGKILL)"),
@@ -50,7 +55,7 @@ SESSION_KEYS = [
     ("m", "next chart: loss, learning rate, grad norm, accuracy, throughput, ..."),
     ("S", "smoothing: off, 0.6, 0.9, 0.99 (TensorBoard's moving average; kept)"),
     ("f", "follow the end of the log on/off"),
-    ("o", "a multi-node run: the next node's log and its curves (rank 0's first)"),
+    ("o", "a multi-node run: the next node's log, curves and GPUs (rank 0's first)"),
     ("/", "search the log; enter: next match"),
     ("N / P", "next / previous match"),
     ("home / end", "top / bottom of the log"),
@@ -94,6 +99,8 @@ class SessionScreen(Screen):
         self.monitor: SessionMonitor | None = None
         self.chart_index = 0
         self.node = 0  # the node whose log is shown (a multi-node run; rank 0 is the session's)
+        self.nodes: list = []  # app.nodes.NodeRow of each node, as the last refresh saw them
+        self.usage = None  # monitor.usage.Usage of the session's (head's) machine
         self.query_text = ""
         self.history_progress: tuple[int, int] | None = None  # (bytes read, bytes in all)
 
@@ -108,6 +115,7 @@ class SessionScreen(Screen):
                 yield Static("", id="chart-legend")
                 yield PlotView(id="plot", min_interval=0.5)
             yield Static("", id="side")
+        yield NodePanel(id="nodes")
         yield GpuPanel(id="gpus")
         yield LogView(id="log")
         yield Static("", id="progress")
@@ -145,8 +153,10 @@ class SessionScreen(Screen):
                 self.session = await self.app.backend.call("get", self.session_id)
                 self.render_header()
                 self.render_side()
-                self.query_one(GpuPanel).show(await self.app.backend.run(
-                    lambda _service, session: session_usage(session), self.session))
+                self.nodes, self.usage = await self.app.backend.run(
+                    lambda _service, session: (node_rows(session), session_usage(session)),
+                    self.session)
+                self.render_nodes()
         except NoMatches:
             return
         except Exception as exc:
@@ -268,6 +278,16 @@ class SessionScreen(Screen):
                 side.add_row(f"#{attempt.n}", _attempt_text(attempt))
         self.query_one("#side", Static).update(side)
 
+    def render_nodes(self) -> None:
+        """The nodes panel, and the GPUs of the node whose log is shown (rank 0's at first)."""
+        self.query_one(NodePanel).show(self.nodes, self.node)
+        shown = next((row for row in self.nodes if row.rank == self.node), None)
+        if shown is not None:  # a short terminal keeps the rows' GPU column for the log
+            short = self.app.size.height < SHORT_TERMINAL
+            self.query_one(GpuPanel).show(None if short else shown.usage, f"node {self.node}")
+        else:
+            self.query_one(GpuPanel).show(self.usage)
+
     # -- actions ------------------------------------------------------------------------
 
     def action_back(self) -> None:
@@ -321,6 +341,7 @@ class SessionScreen(Screen):
         self.monitor = SessionMonitor(self.log_path, self.patterns)
         self.query_one(LogView).clear()
         self.render_log_title()
+        self.render_nodes()
         self.follow_log()
 
     def action_search(self) -> None:

@@ -79,8 +79,9 @@ class GpuPanel(Vertical):
         self.border_title = "GPUs"
         self.display = False
 
-    def show(self, usage) -> None:
-        """Draw `usage` (monitor.usage.Usage); hidden when None."""
+    def show(self, usage, whose: str | None = None) -> None:
+        """Draw `usage` (monitor.usage.Usage); hidden when None. `whose`: the node of a
+        multi-node run they are ('node 1'), said in the title."""
         self.display = usage is not None
         if usage is None:
             return
@@ -90,10 +91,10 @@ class GpuPanel(Vertical):
             rows = [GpuRow() for _ in usage.gpus]
             if rows:
                 self.mount_all(rows)
-            self.call_after_refresh(self.show, usage)  # the rows compose first
+            self.call_after_refresh(self.show, usage, whose)  # the rows compose first
             return
         for i, (row, gpu) in enumerate(zip(rows, usage.gpus, strict=True)):
             row.show(gpu, usage.history(UTIL, i), usage.history(MEMORY, i))
         count = f"{len(usage.gpus)} GPU{'s' if len(usage.gpus) != 1 else ''}"
-        self.border_title = usage.gpu_note or count
+        self.border_title = (f"{whose} · " if whose else "") + (usage.gpu_note or count)
         self.border_subtitle = f"training {process_text(usage)}"
