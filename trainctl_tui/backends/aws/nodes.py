@@ -16,6 +16,7 @@ from ...core.models import Session
 from ...runner.nodes import NodeCountError, node_count_text, parse_node_count
 from ...runner.status import FINAL_STATES
 from ..remote.node_group import NodeGroup
+from ..remote.node_view import keep_nodes
 from ..remote.nodes import hold_for_nodes
 from ..remote.runner import remote_info
 from .tags import SESSION_TAG
@@ -77,6 +78,7 @@ async def probe_nodes(provider, session: Session, answer: dict) -> None:
     instances are stopped or terminated as the template says (once), and the detail says
     so."""
     await InstanceGroup(provider).probe_nodes(session, answer)
+    keep_nodes(session, answer, provider.node_ids)  # each node's row, for the session screen
     hold_for_nodes(answer)
     status = answer.get("status") or {}
     if status.get("state") not in FINAL_STATES:

@@ -81,6 +81,8 @@ def secret_path(session_id: str) -> str:
 class AWSProvider(RemoteRunnerProvider):
     """The runner on one EC2 instance, through SSM."""
 
+    probes_nodes_apart = True  # a run's other instances are probed on their own (nodes.py)
+
     def __init__(self, instance_id: str, template: str | None = None):
         super().__init__()
         ids = [part.strip() for part in instance_id.split(",")]
