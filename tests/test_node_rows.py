@@ -208,21 +208,22 @@ def test_a_slurm_runs_price_is_per_node_summed_and_min_max_is_priced_at_its_max(
 class Stand:
     """What the runner's Meter reads of its supervisor."""
 
-    def __init__(self, spec: dict, node):
+    def __init__(self, spec: dict, node, folder):
         self.spec, self.node, self.status = spec, node, {}
+        self.status_path = str(folder / "status.json")
 
 
-def test_the_runner_counts_the_nodes_it_got():
+def test_the_runner_counts_the_nodes_it_got(tmp_path):
     from trainctl_tui.runner.budget import Meter
     from trainctl_tui.runner.nodes import Node
 
     spec = {"price_per_hour": 24.0, "node_prices": [8.0, 8.0, 8.0], "spent_before": 0.0,
             "hours_before": 0.0}
     two = Node(1, ["h0", "h1"], "2:3")  # MIN:MAX: Slurm gave two of three
-    assert Meter(Stand(spec, two), {}).price == 16.0
-    assert Meter(Stand(spec, Node(0, ["h0", "h1", "h2"])), {}).price == 24.0
-    assert Meter(Stand({**spec, "node_prices": [8.0, None]}, two), {}).price == 24.0
-    assert Meter(Stand(spec, None), {}).price == 24.0  # one node: the spec's price
+    assert Meter(Stand(spec, two, tmp_path), {}).price == 16.0
+    assert Meter(Stand(spec, Node(0, ["h0", "h1", "h2"]), tmp_path), {}).price == 24.0
+    assert Meter(Stand({**spec, "node_prices": [8.0, None]}, two, tmp_path), {}).price == 24.0
+    assert Meter(Stand(spec, None, tmp_path), {}).price == 24.0  # one node: the spec's price
 
 
 def test_a_group_costs_the_sum_of_its_hosts_and_nothing_when_one_is_unknown(trainctl_home,
