@@ -27,7 +27,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from functools import partial
 from itertools import accumulate, compress, islice, repeat
-from operator import and_, eq, itemgetter, mul, not_
+from operator import and_, eq, itemgetter, not_
 
 from .parsers import NOTHING, Plan
 
@@ -36,6 +36,7 @@ MAX_CODES = 256
 MIN_LINES = 64  # a smaller block goes through the loop: the passes cost more than they save
 NEW_TEMPLATES = 8  # times a block learns new templates before it is fed line by line
 LEARN_LINES = 128  # lines fed by the loop from a new template on, to learn the templates
+UNKNOWN_SHARE = 16  # a block with more than 1/16 of lines of new templates learns them first
 _SLOW_LINES = bytes([1] + [0] * (MAX_CODES - 1))
 _SKIP = bytes([SKIP])
 _FLIP = bytes([1, 0] + [0] * (MAX_CODES - 2))  # translate table: 0 <-> 1
@@ -147,7 +148,7 @@ class LineBlocks:
             self._refresh()
             plans = list(map(metrics.parser.plans.get, templates))
             codes = bytes(map(self._codes.get, plans, repeat(SLOW)))
-            if codes.count(SLOW) * 4 <= len(codes) or None not in plans:
+            if plans.count(None) * UNKNOWN_SHARE <= len(codes):
                 return found + self._feed_coded(lines, templates, codes)
             # A template new to the parser (the first block, a step with one more digit):
             # the loop makes its plan from its first line, the rest of its lines use it.
@@ -158,6 +159,9 @@ class LineBlocks:
                    if plan is None]
             if len(set(new)) * 4 > len(new):
                 break  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`): the loop
+            if first >= MIN_LINES:  # the lines before it have their plans: in bulk
+                found += self._feed_coded(lines[:first], templates[:first], codes[:first])
+                lines, templates, first = lines[first:], templates[first:], 0
             cut = first + LEARN_LINES  # new templates come together (a parse's first lines)
             found += metrics.feed_plain(lines[:cut], templates[:cut])
             lines, templates = lines[cut:], templates[cut:]
@@ -247,7 +251,7 @@ class LineBlocks:
             first = group.mask.find(1, at, stop)
             block.keep[first] = previous.get(group.names) != group.row(first)
         first_step = block.step_mask.find(1, at, stop)
-        first_repeats = first_step >= 0 and block.xs[first_step] == last_step
+        first_repeats = first_step >= 0 and block.step_of(first_step) == last_step
         any_repeat = first_repeats or (first_step >= 0 and
                                        block.repeats.find(1, first_step + 1, stop) >= 0)
         if any_repeat and metrics.reads is not None:
@@ -290,7 +294,7 @@ class LineBlocks:
                     previous[group.names] = group.row(lines_at[last])
         last = block.step_mask.rfind(1, at, stop)
         if last >= 0:
-            metrics.last_step = block.xs[last]
+            metrics.last_step = block.step_of(last)
         step_lines = block.step_mask.count(1, at, stop)
         full = sum(1 for line, count in dropped.items()
                    if count == len(plans[block.regular[line]].names))
@@ -309,8 +313,16 @@ class LineBlocks:
             return xs, ys
         # points equal to the point before them (a skipped one's equals it too)
         first = bool(len(series.ys)) and xs[0] == series.xs[-1] and ys[0] == series.ys[-1]
-        same = bytes(map(and_, flags, map(and_, [first, *map(eq, islice(xs, 1, None), xs)],
-                                          [first, *map(eq, islice(ys, 1, None), ys)])))
+        if flags.count(1) * 8 < len(flags):  # a few: one at a time
+            marks = bytearray(len(flags))
+            for point in compress(range(len(flags)), flags):
+                if (xs[point] == xs[point - 1] and ys[point] == ys[point - 1] if point
+                        else first):
+                    marks[point] = 1
+            same = bytes(marks)
+        else:
+            same = bytes(map(and_, flags, map(and_, [first, *map(eq, islice(xs, 1, None), xs)],
+                                              [first, *map(eq, islice(ys, 1, None), ys)])))
         if not same.count(1):
             return xs, ys
         lines = list(compress(range(at, at + len(feeds)), feeds))  # each point's line
@@ -330,18 +342,23 @@ class _Block:
                  step_codes: bytes, stepless_codes: bytes) -> None:
         n = len(lines)
         self.regular = regular
+        self.steps = steps
         self.stepless_codes = stepless_codes
         self.step_mask = regular.translate(step_codes)  # 1 for a line at a step
-        # x of each line: its step, or the step of the last step line before it (nan: none)
-        below = array("d", [math.nan])
-        below.extend(steps)
-        counted = accumulate(self.step_mask)
-        self.xs = array("d", map(below.__getitem__, counted))
+        stepless = regular.translate(stepless_codes).count(1)
+        xs = None
+        if stepless:  # x of each line: its step, or the last step line's before it (nan: none)
+            below = array("d", [math.nan])
+            below.extend(steps)
+            xs = array("d", map(below.__getitem__, accumulate(self.step_mask)))
         # 1 for a step line at the step of the step line before it
-        repeat_of = bytes([0, 0, *map(eq, islice(steps, 1, None), steps)])
-        self.repeats = bytes(map(repeat_of.__getitem__, map(
-            mul, accumulate(self.step_mask), self.step_mask)))
+        repeats = bytearray(n)
+        for at in compress(compress(range(n), self.step_mask),
+                           [0, *map(eq, islice(steps, 1, None), steps)]):
+            repeats[at] = 1
+        self.repeats = bytes(repeats)
         self.keep = bytearray(b"\x01") * n  # 0: a step-less record equal to the one before
+        step_codes_only = regular.translate(None, bytes(blocks._not_step))
         plans = blocks._plans
         feeding: dict[str, set[int]] = {}
         for code in dict.fromkeys(regular.translate(None, bytes([SLOW, SKIP]))):
@@ -360,8 +377,10 @@ class _Block:
             feeds = regular.translate(table)
             ys = floats(blocks._cut(compress(lines, feeds), regular.translate(None, delete),
                                     slices))
-            column = _Column(name, table, array("d", compress(self.xs, feeds)), ys,
-                             any(map(stepless_codes.__getitem__, codes)))
+            with_stepless = any(map(stepless_codes.__getitem__, codes))
+            column = _Column(name, table, array("d", compress(xs, feeds)) if with_stepless
+                             else array("d", compress(steps, step_codes_only.translate(table))),
+                             ys, with_stepless)
             self.columns.append(column)
             by_name[name] = column
         self.groups: list[_Group] = []
@@ -377,6 +396,11 @@ class _Block:
             self.groups.append(group)
             for at in compress(group.lines, map(not_, group.keep_rows)):
                 self.keep[at] = 0
+
+
+    def step_of(self, line: int) -> float:
+        """The step of a step line."""
+        return self.steps[self.step_mask.count(1, 0, line)]
 
 
 class _Group:
