@@ -296,3 +296,21 @@ def test_step_less_records_go_through_the_passes():
     metrics.feed_bytes(lines[1000:], [line.translate(DIGIT_MARKS) for line in lines[1000:]])
     assert sum(calls) < 200  # the odd lines (Epoch, warming up ...), one at a time
     assert exact_state(metrics) == exact_state(one_by_one(lines))
+
+
+def test_a_block_of_new_templates_learns_them_and_goes_through_the_passes():
+    """The first block of a parse (a reopen's too) and a step one digit wider: the plans of
+    the new templates are made from one line each, then the block is read in bulk; an
+    `Epoch N/M` line among them sets the Keras epoch only where the loop reads it."""
+    rng = random.Random(4)
+    lines = [f"step {s} loss={rng.uniform(0, 3):.{rng.choice([3, 4, 16])}f} lr=3e-4".encode()
+             for s in range(900, 3000)]
+    lines[1500:1500] = [b"Epoch 2/10", b"32/32 - 0s 2ms/step - loss: 0.2500 - accuracy: 0.5"]
+    metrics = MetricSet()
+    calls = []
+    plain = metrics.feed_plain
+    metrics.feed_plain = lambda *args: calls.append(len(args[0])) or plain(*args)
+    metrics.feed_bytes(lines, [line.translate(DIGIT_MARKS) for line in lines])
+    assert sum(calls) <= 4  # the Keras lines only
+    assert exact_state(metrics) == exact_state(one_by_one(lines))
+    assert metrics.carried_state()["epoch"] == 2.0

@@ -27,9 +27,9 @@ from array import array
 from collections.abc import Iterable, Iterator
 from functools import partial
 from itertools import accumulate, compress, islice, repeat
-from operator import and_, eq, itemgetter, not_
+from operator import and_, eq, is_, itemgetter, not_
 
-from .parsers import NOTHING, Plan
+from .parsers import DIGIT_MARKS, MAX_LINE, NOTHING, Plan
 
 SLOW, SKIP = 0, 1
 MAX_CODES = 256
@@ -147,6 +147,9 @@ class LineBlocks:
                 break
             self._refresh()
             plans = list(map(metrics.parser.plans.get, templates))
+            if None in plans and self._learn(lines, plans):
+                self._refresh()
+                plans = list(map(metrics.parser.plans.get, templates))
             codes = bytes(map(self._codes.get, plans, repeat(SLOW)))
             if plans.count(None) * UNKNOWN_SHARE <= len(codes):
                 return found + self._feed_coded(lines, templates, codes)
@@ -166,6 +169,28 @@ class LineBlocks:
             found += metrics.feed_plain(lines[:cut], templates[:cut])
             lines, templates = lines[cut:], templates[cut:]
         return found + metrics.feed_plain(lines, templates)
+
+    def _learn(self, lines: list[bytes], plans: list) -> bool:
+        """Make the plans of the block's new templates from one plain line of each, when
+        they are a few templates of many lines (a step or a value one digit wider); whether
+        any was made."""
+        unknown = list(compress(range(len(lines)), map(is_, plans, repeat(None))))
+        firsts: dict[bytes, bytes] = {}
+        for at in unknown:
+            line = lines[at]
+            key = line.translate(DIGIT_MARKS)
+            if key not in firsts:
+                if len(firsts) * 4 > len(unknown):
+                    return False  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`)
+                firsts[key] = line
+        parser = self.metrics.parser
+        learned = False
+        for line in firsts.values():
+            if len(line) <= MAX_LINE and not (b"\r" in line or b"\x1b" in line
+                                              or b"\x08" in line):
+                parser.learn(line)  # the loop would parse such a line as it is
+                learned = True
+        return learned
 
     def _feed_coded(self, lines: list[bytes], templates: list[bytes], codes: bytes) -> int:
         metrics = self.metrics
