@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -382,8 +383,8 @@ def test_an_index_appended_to_many_times_equals_a_cold_parse(name, tmp_path, mon
         assert as_json(again) == as_json(got), cut
     # one segment more an open that parsed a line, written whole again after 4
     assert all(now in (before, before + 1) if before < 4 else now in (4, 0)
-               for before, now in zip(counts, counts[1:]))
-    assert name not in ("mixed", "adversarial") or (4, 0) in zip(counts, counts[1:])
+               for before, now in pairwise(counts))
+    assert name not in ("mixed", "adversarial") or (4, 0) in pairwise(counts)
 
 
 def grown_log_with_segments(tmp_path, monkeypatch) -> tuple[Path, Path]:
@@ -477,3 +478,29 @@ def test_an_index_replaced_by_another_writer_is_written_whole_not_appended_to(tm
     assert again is not None and again.segments == 0 and segments_of(index) == 0
     got, parsed = parsed_bytes(log, index)
     assert parsed == 0 and as_json(got) == as_json(extract_file(log))
+
+
+def test_the_session_screen_appends_what_it_parsed_past_the_index(tmp_path, monkeypatch):
+    from trainctl_tui.monitor.session_monitor import SessionMonitor
+
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 3001)))
+    first = SessionMonitor(log)
+    follow_until_caught_up(first)
+    first.close()
+    written = index_path(log).read_bytes()
+    with open(log, "a") as out:
+        out.write("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(3001, 4001)))
+    again = SessionMonitor(log)
+    follow_until_caught_up(again)
+    again.close()
+    grown = index_path(log).read_bytes()
+    assert grown.startswith(written) and grown.count(SEGMENT_MAGIC) == 1
+    third = SessionMonitor(log)
+    follow_until_caught_up(third)
+    third.close()
+    assert again.history.bytes_read > 20_000
+    assert third.history.bytes_read < 1000  # the segment covers what was appended
+    assert as_json(third.metrics) == as_json(extract_file(log))
