@@ -329,13 +329,13 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int,
     header = {
         "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
         "state": _state(metrics), "series": entries,
-        "body": zlib.crc32(body), "body_bytes": len(body),  # damage, not tampering
-    }
+        "body": _crc(body), "body_bytes": sum(8 * len(part) for part in body),  # damage,
+    }                                                                         # not tampering
     encoded = json.dumps(header).encode()
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: a file cut short by a crash fails its checksum and is rebuilt.
-        atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, body],
+        atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, *body],
                      durable=False)
         stat = os.stat(index)
     except OSError:
@@ -359,9 +359,10 @@ def _append_segment(index: Path, metrics: MetricSet, fd: int, offset: int,
     header = {"start": indexed.offset, "log": _log_checks(fd, offset),
               "state": _state(metrics), "series": entries}
     encoded = json.dumps(header).encode()
-    crc = zlib.crc32(body, zlib.crc32(encoded))
+    length = sum(8 * len(part) for part in body)
+    crc = _crc(body, zlib.crc32(encoded))
     blob = b"".join([SEGMENT_MAGIC, len(encoded).to_bytes(8, "little"),
-                     len(body).to_bytes(8, "little"), crc.to_bytes(4, "little"), encoded, body])
+                     length.to_bytes(8, "little"), crc.to_bytes(4, "little"), encoded, *body])
     if indexed.file[2] + len(blob) > MAX_INDEX_BYTES:
         return None
     try:
@@ -392,29 +393,47 @@ def _state(metrics: MetricSet) -> dict:
             "previous": [[list(k), v] for k, v in state["previous"].items()]}
 
 
-def _points(series: list[Series], starts: list[int]) -> tuple[list[dict], bytes]:
-    """The entries and body of each series' points from its start on."""
+def _points(series: list[Series], starts: list[int]) -> tuple[list[dict], list[array]]:
+    """The entries of each series' points from its start on, and the arrays of the body
+    in order (written as they are: no copy of a big index)."""
     xs = [s.xs[start:] if start else s.xs for s, start in zip(series, starts, strict=True)]
     ys = [s.ys[start:] if start else s.ys for s, start in zip(series, starts, strict=True)]
     xs_of = _shared_xs(xs)
-    body = b"".join((b"" if xs_of[at] is not None else xs[at].tobytes()) + ys[at].tobytes()
-                    for at in range(len(series)))
+    body = [part for at in range(len(series))
+            for part in ((ys[at],) if xs_of[at] is not None else (xs[at], ys[at]))]
     entries = [{"name": s.name, "count": len(ys[at]), "nonfinite": s.nonfinite,
                 "first_bad": s._first_bad, "xs_of": xs_of[at]}
                for at, s in enumerate(series)]
     return entries, body
 
 
+def _crc(parts: list[array], crc: int = 0) -> int:
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
 def _shared_xs(xs: list[array]) -> list[int | None]:
     """For each series' xs, the first before it that are the same bytes (the series of one
     kind of record share their steps), or None."""
-    firsts: dict[bytes, int] = {}  # a digest of xs -> the first series with them
+    firsts: dict[tuple, list[int]] = {}  # (length, first x, last x) -> series with them
     shared: list[int | None] = []
     for at, one in enumerate(xs):
-        key = hashlib.sha1(one).digest()
-        first = firsts.setdefault(key, at)
-        shared.append(first if first != at and xs[first].tobytes() == one.tobytes() else None)
+        key = (len(one), one[:1].tobytes(), one[-1:].tobytes())
+        candidates = firsts.setdefault(key, [])
+        shared.append(next((first for first in candidates if _same_bits(xs[first], one)),
+                           None))
+        if shared[-1] is None:
+            candidates.append(at)
     return shared
+
+
+def _same_bits(a: array, b: array) -> bool:
+    """Whether two arrays of doubles hold the same bits (nan equals nan), compared in C
+    without copying them."""
+    with memoryview(a) as one, memoryview(b) as other:
+        with one.cast("B").cast("Q") as left, other.cast("B").cast("Q") as right:
+            return left == right
 
 
 def _remove(path: Path) -> None:
