@@ -50,13 +50,15 @@ MAGIC = b"trainctl metrics index\n"
 SEGMENT_MAGIC = b"\nsegment\n"
 VERSION = 3
 CHECK_BYTES = 64 * 1024  # hashed at the log's head and just before the offset
-MAX_INDEX_BYTES = 256 << 20  # 16 M points; a bigger index is not written
+# A bigger index is not written: about 64 M points (steps shared), what a 1 GB log of dense
+# `step N loss X` lines gives; the chart holds them in memory anyway.
+MAX_INDEX_BYTES = 1 << 30
 MIN_LOG_BYTES = 4 << 20  # a smaller log parses in well under a second: no index for it
 # A segment is appended once this much was parsed past the index: a reopen after a smaller
 # append parses it again rather than add a segment for a few lines.
 SEGMENT_BYTES = 1 << 20
 MAX_SEGMENTS = 32  # then the index is written whole again (a reopen reads one body)
-CACHE_LIMIT_BYTES = 1 << 30
+CACHE_LIMIT_BYTES = 2 << 30
 INDEX_NAME = ".metrics-index"
 _PARSER_FILES = ("parsers.py", "metrics.py", "series.py", "index.py")
 
@@ -322,10 +324,10 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int,
     (a line's end), atomically. What it then holds; None when too big or not writable (a
     cache may fail)."""
     series = list(metrics.series.values())
-    if sum(len(s) for s in series) * 16 > MAX_INDEX_BYTES:
+    entries, body = _points(series, [0] * len(series))
+    if sum(8 * len(part) for part in body) > MAX_INDEX_BYTES:
         _remove(index)  # an older, smaller index would only be stale
         return None
-    entries, body = _points(series, [0] * len(series))
     header = {
         "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
         "state": _state(metrics), "series": entries,
