@@ -8,11 +8,17 @@
 3. peak RSS while holding 10 million points (target <= 300 MB) — also monitor_throughput.py;
 4. the metrics index (issue 13), as ratios to `grep -c loss` on the same file in one run: a
    cold parse that writes the index (target <= 30x, on every mix), a reopen whose index is
-   current (target <= 1x, under 0.5 s), a reopen after 10 MB were appended (target <= 2x);
+   current (target <= 1x, under 0.5 s), a reopen after 10 MB were appended (target <= 2x; it
+   appends them to the index) and the reopen after that; wall clock and CPU time (workers
+   and grep included);
    for the mixed log, then for a log of each format alone (--per-format-mb, default 128 MB:
-   big enough for the parse on every core, which starts at 64 MB).
+   big enough for the parse on every core, which starts at 64 MB). The issue's targets are
+   for a 1 GB log: on a 128 MB one, 10 MB appended are 8% of the log, and parsing them at the
+   cold parse's speed alone costs 8% of its ratio (--per-format-mb 1024 measures the issue's
+   case; --formats picks some).
 
     python bench/monitor.py [--size-mb 1024] [--lines 200] [--only index] [--per-format-mb 128]
+                            [--formats jsonl,lightning] [--no-mixed]
 
 Prints figures and ratios; asserts nothing.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import subprocess
@@ -84,6 +91,29 @@ def timed(call) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children waited for (parse workers, grep)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def timed_cpu(call) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds, result): the machine is shared, CPU time is steadier."""
+    cpu = cpu_seconds()
+    wall, result = timed(call)
+    return wall, cpu_seconds() - cpu, result
+
+
+def grep_cpu(path: Path) -> float:
+    """The least CPU time of three `grep -c loss` runs (as `time_grep` runs it)."""
+    best = float("inf")
+    for _ in range(3):
+        cpu = cpu_seconds()
+        subprocess.run(["grep", "-c", "loss", str(path)], stdout=subprocess.PIPE, check=False)
+        best = min(best, cpu_seconds() - cpu)
+    return best
+
+
 def reset_peak_rss() -> None:
     """Start this process's peak RSS (VmHWM) over from its current RSS (Linux 4.0+)."""
     try:
@@ -131,25 +161,30 @@ def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
         while src.tell() < head:
             out.write(src.read(min(64 << 20, head - src.tell())))
     grep = throughput.time_grep(source)
+    grep_cpu_s = grep_cpu(source)
     reset_peak_rss()
-    cold, metrics = timed(lambda: load_metrics(log, index=index))
+    cold, cold_cpu, metrics = timed_cpu(lambda: load_metrics(log, index=index))
     peak = peak_rss_mb()
-    warm, _ = timed(lambda: load_metrics(log, index=index))
+    warm, warm_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     with open(source, "rb") as src, open(log, "ab") as out:
         src.seek(head)
         out.write(src.read())
-    grown, grown_metrics = timed(lambda: load_metrics(log, index=index))
+    grown, grown_cpu, grown_metrics = timed_cpu(lambda: load_metrics(log, index=index))
+    after, after_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     points = sum(len(s) for s in grown_metrics.series.values())
     indexed = f"{index.stat().st_size / 1e6:.0f} MB" if index.exists() else "none"
-    print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s; index {indexed} for "
-          f"{points / 1e6:.2f} M points; peak RSS of the cold parse {peak:.0f} MB "
-          f"(this process; a worker's is about its share of the points)")
-    print(f"  cold parse + index write {cold:7.2f} s  x{cold / grep:6.1f} grep (target <= 30)",
-          flush=True)
-    print(f"  reopen, index current    {warm:7.2f} s  x{warm / grep:6.1f} grep (target <= 1, "
-          f"< 0.5 s)")
-    print(f"  reopen, {appended_mb} MB appended   {grown:7.2f} s  x{grown / grep:6.1f} grep "
-          f"(target <= 2)", flush=True)
+    print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s (CPU {grep_cpu_s:.2f} s); "
+          f"index {indexed} for {points / 1e6:.2f} M points; peak RSS of the cold parse "
+          f"{peak:.0f} MB (this process; a worker's is about its share of the points)")
+
+    def row(what: str, wall: float, cpu: float, target: str) -> None:
+        print(f"  {what:<26} {wall:7.2f} s  x{wall / grep:6.1f} grep  CPU {cpu:6.2f} s  "
+              f"x{cpu / max(grep_cpu_s, 1e-3):6.1f} grep's CPU  (target {target})", flush=True)
+
+    row("cold parse + index write", cold, cold_cpu, "<= 30")
+    row("reopen, index current", warm, warm_cpu, "<= 1, < 0.5 s")
+    row(f"reopen, {appended_mb} MB appended", grown, grown_cpu, "<= 2")
+    row("reopen after that", after, after_cpu, "<= 1")
     for path in (log, index):
         path.unlink(missing_ok=True)
     folder.rmdir()
@@ -162,6 +197,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "latency", "index"])
     parser.add_argument("--per-format-mb", type=int, default=128,
                         help="size of each one-format log of the index figures (0: none)")
+    parser.add_argument("--formats", help="comma-separated formats of the one-format logs "
+                                          "(default: all)")
+    parser.add_argument("--no-mixed", action="store_true",
+                        help="index figures of the one-format logs only")
     args = parser.parse_args()
 
     if args.only in (None, "throughput"):
@@ -183,9 +222,11 @@ def main() -> None:
               flush=True)
         import monitor_throughput as throughput
 
-        measure_index(throughput.mixed_log(args.size_mb), "mixed log")
+        if not args.no_mixed:
+            measure_index(throughput.mixed_log(args.size_mb), "mixed log")
         if args.per_format_mb:  # every mix: a log of one format only is the slowest case
-            for name in throughput.FORMATS:
+            names = args.formats.split(",") if args.formats else list(throughput.FORMATS)
+            for name in names:
                 measure_index(format_log(name, args.per_format_mb), f"only {name}")
 
 

@@ -211,3 +211,106 @@ def test_a_metric_set_goes_when_dropped_without_waiting_for_the_garbage_collecto
         assert gone() is None
     finally:
         gc.enable()
+
+
+class FirstSets(dict):
+    """A `previous` dict noting the first values set for each names (as a parallel parse's
+    worker does): the blocks must set them in the loop's order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: dict = {}
+
+    def __setitem__(self, key, value) -> None:
+        if key not in self:
+            self.first[key] = list(value)
+        super().__setitem__(key, value)
+
+
+def exact_state(metrics: MetricSet) -> tuple:
+    """`state`, with the last step-less values compared bit for bit (a nan equals no nan)."""
+    *head, previous, series = state(metrics)
+    return (*head, [(names, [bits(v) for v in values]) for names, values in previous], series)
+
+
+def stepless_log(seed: int, count: int, lead: int = 0) -> list[bytes]:
+    """DeepSpeed-like blocks: a step line, a step-less timing line whose `step: 1.52` is no
+    step, a line repeating the step; step-less records that repeat the one before (or not,
+    or nan, or -0.0 after 0.0), lines the loop reads between them; `lead` step-less lines
+    before the first step."""
+    rng = random.Random(seed)
+    out = [f"[Rank 0] time (ms) | fwd: {rng.choice(['0.5', '0.7'])} | bwd: 0.25 | step: 1.5"
+           for _ in range(lead)]
+    step = 0
+    odd = ["0.5", "nan", "-0.0", "0.0", "inf"]
+    while len(out) < count:
+        step += rng.choice([10, 10, 10, 0, 1])
+        out.append(f"[Rank 0] step={step}, skipped=0, lr=[{rng.uniform(1e-4, 1e-3)}]")
+        fwd = rng.choice(odd) if rng.random() < 0.2 else f"{rng.uniform(0, 1):.2f}"
+        out.append(f"[Rank 0] time (ms) | fwd: {fwd} | bwd: {rng.choice(['0.25', '0.5'])} | "
+                   f"step: {rng.choice(['1.52', '2.0', '3'])}")
+        if rng.random() < 0.3:  # the same record again, or only its step part
+            out.append(out[-1] if rng.random() < 0.5 else
+                       f"[Rank 0] time (ms) | fwd: {fwd} | bwd: 0.25 | step: 1.52")
+        out.append(f"step {step} loss {rng.choice(odd) if rng.random() < 0.1 else rng.random():.4}"
+                   if rng.random() < 0.9 else f"step {step} loss 0.5")
+        if rng.random() < 0.05:
+            out.append(rng.choice(["ValueError: the loss 0.5 is not what we wanted",
+                                   "eval acc=0.5 f1=0.25", "eval acc=0.5 f1=0.25",
+                                   "Epoch 3/10", "warming up", f"global_step={step} acc=0.5"]))
+    return [line.encode() for line in out]
+
+
+def test_step_less_records_in_blocks_give_what_the_loop_gives():
+    for seed in range(8):
+        lines = stepless_log(seed, 5000, lead=seed * 40)
+        loop = one_by_one(lines, reads=True)
+        for size in (64, 300, 5000):
+            got = by_blocks(lines, size, reads=True)
+            assert exact_state(got) == exact_state(loop), (seed, size)
+            assert got.reads == loop.reads
+
+
+def test_step_less_records_set_the_previous_values_in_the_loop_s_order():
+    lines = stepless_log(5, 3000)
+    loop, blocks = MetricSet(previous=FirstSets()), MetricSet(previous=FirstSets())
+    for line in lines:
+        loop.feed_plain([line], [line.translate(DIGIT_MARKS)])
+    for at in range(0, len(lines), 500):
+        block = lines[at:at + 500]
+        blocks.feed_bytes(block, [line.translate(DIGIT_MARKS) for line in block])
+    assert exact_state(blocks) == exact_state(loop)
+    firsts = [{names: [bits(v) for v in values] for names, values in m.carried_state()[
+        "previous"].first.items()} for m in (blocks, loop)]
+    assert firsts[0] == firsts[1]
+
+
+def test_step_less_records_go_through_the_passes():
+    """DeepSpeed's timing lines (`step: 1.52`) and other step-less records do not send a
+    block to the loop: only the lines the loop must read go there."""
+    lines = stepless_log(9, 3000)
+    metrics = by_blocks(lines[:1000], 1000)
+    calls = []
+    plain = metrics.feed_plain
+    metrics.feed_plain = lambda *args: calls.append(len(args[0])) or plain(*args)
+    metrics.feed_bytes(lines[1000:], [line.translate(DIGIT_MARKS) for line in lines[1000:]])
+    assert sum(calls) < 200  # the odd lines (Epoch, warming up ...), one at a time
+    assert exact_state(metrics) == exact_state(one_by_one(lines))
+
+
+def test_a_block_of_new_templates_learns_them_and_goes_through_the_passes():
+    """The first block of a parse (a reopen's too) and a step one digit wider: the plans of
+    the new templates are made from one line each, then the block is read in bulk; an
+    `Epoch N/M` line among them sets the Keras epoch only where the loop reads it."""
+    rng = random.Random(4)
+    lines = [f"step {s} loss={rng.uniform(0, 3):.{rng.choice([3, 4, 16])}f} lr=3e-4".encode()
+             for s in range(900, 3000)]
+    lines[1500:1500] = [b"Epoch 2/10", b"32/32 - 0s 2ms/step - loss: 0.2500 - accuracy: 0.5"]
+    metrics = MetricSet()
+    calls = []
+    plain = metrics.feed_plain
+    metrics.feed_plain = lambda *args: calls.append(len(args[0])) or plain(*args)
+    metrics.feed_bytes(lines, [line.translate(DIGIT_MARKS) for line in lines])
+    assert sum(calls) <= 4  # the Keras lines only
+    assert exact_state(metrics) == exact_state(one_by_one(lines))
+    assert metrics.carried_state()["epoch"] == 2.0

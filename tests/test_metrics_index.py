@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from trainctl_tui.monitor import index as index_module
 from trainctl_tui.monitor.index import (
     INDEX_NAME,
     MAGIC,
+    SEGMENT_MAGIC,
     cache_dir,
     index_path,
     load_metrics,
@@ -182,7 +184,7 @@ def test_the_index_is_bounded_and_the_cache_dir_too(tmp_path, monkeypatch):
     load_metrics(log)
     written = index_path(log)
     assert written.exists() and not list(written.parent.glob("*.tmp"))
-    monkeypatch.setattr(index_module, "REWRITE_BYTES", 1)
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
     monkeypatch.setattr(index_module, "MAX_INDEX_BYTES", 1000)  # 3000 points do not fit
     with open(log, "a") as out:
         out.write("step 3001 loss 0.1\n")
@@ -199,7 +201,7 @@ def test_the_index_is_bounded_and_the_cache_dir_too(tmp_path, monkeypatch):
 
 
 def test_a_small_append_is_parsed_without_rewriting_a_big_index(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_module, "REWRITE_BYTES", 3000)
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 3000)
     log, index = tmp_path / "train.log", tmp_path / "i.index"
     log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 2001)))
     load_metrics(log, index=index)
@@ -212,12 +214,16 @@ def test_a_small_append_is_parsed_without_rewriting_a_big_index(tmp_path, monkey
         appended += len(line)
         got, parsed = parsed_bytes(log, index)
         assert got.series["loss"].xs[-1] == step
-        if index.read_bytes() != written:  # rewritten once 3000 bytes were past it
+        if index.read_bytes() != written:  # a segment once 3000 bytes were past it
             assert appended >= 3000 and parsed == appended
             break
         assert parsed == appended < 3000
     else:
-        raise AssertionError("never rewritten")
+        raise AssertionError("never brought up to date")
+    grown = index.read_bytes()
+    # only what was appended is written: the index's points, then a segment of 150 or so
+    assert grown.startswith(written) and len(grown) - len(written) < 150 * 16 + 1000
+    assert grown[len(written):].startswith(SEGMENT_MAGIC)
     assert parsed_bytes(log, index)[1] == 0
     assert as_json(load_metrics(log, index=index)) == as_json(extract_file(log))
 
@@ -349,3 +355,152 @@ def test_an_index_naming_shared_steps_it_does_not_hold_is_rebuilt(tmp_path):
     got = load_metrics(log, index=index, progress=lambda done, total: seen.append(done))
     assert as_json(got) == as_json(extract_file(log))
     assert max(seen) == log.stat().st_size  # parsed again from the start
+
+
+def segments_of(index: Path) -> int:
+    return index.read_bytes().count(SEGMENT_MAGIC) if index.exists() else 0
+
+
+@pytest.mark.parametrize("name", sorted(sample_logs()))
+def test_an_index_appended_to_many_times_equals_a_cold_parse(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
+    monkeypatch.setattr(index_module, "MAX_SEGMENTS", 4)  # then written whole again
+    data = sample_logs()[name]
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    rng = random.Random(name)
+    cuts = sorted(rng.sample(range(1, len(data)), 9)) + [len(data)]  # mid-line cuts too
+    counts = []
+    for cut in cuts:
+        log.write_bytes(data[:cut])
+        before = index.read_bytes() if index.exists() else b""
+        got, _ = parsed_bytes(log, index)
+        assert as_json(got) == as_json(extract_file(log)), cut
+        counts.append(segments_of(index))
+        if counts[-1]:  # a segment added: what the index held stays as it was
+            assert index.read_bytes().startswith(before)
+        again, parsed = parsed_bytes(log, index)  # up to date: only an unfinished line
+        assert parsed == len(data[:cut]) - (data[:cut].rfind(b"\n") + 1)
+        assert as_json(again) == as_json(got), cut
+    # one segment more an open that parsed a line, written whole again after 4
+    assert all(now in (before, before + 1) if before < 4 else now in (4, 0)
+               for before, now in pairwise(counts))
+    assert name not in ("mixed", "adversarial") or (4, 0) in pairwise(counts)
+
+
+def grown_log_with_segments(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A log indexed, then grown twice: an index of two segments."""
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    lines = [f"step {i} loss {1 / i:.5f} acc {i % 9 / 9:.3f}\n" for i in range(1, 3001)]
+    lines[1500] = "eval loss 0.25 acc 0.5\n"
+    log.write_text("".join(lines[:1000]))
+    for stop in (2000, 3000):
+        load_metrics(log, index=index)
+        with open(log, "a") as out:
+            out.write("".join(lines[stop - 1000:stop]))
+    load_metrics(log, index=index)
+    assert segments_of(index) == 2
+    return log, index
+
+
+def segment_flip_a_point(index: Path) -> None:
+    data = bytearray(index.read_bytes())
+    data[-3] ^= 0xFF  # in the last segment's ys
+    index.write_bytes(bytes(data))
+
+
+def segment_cut_short(index: Path) -> None:  # a crash while it was appended
+    index.write_bytes(index.read_bytes()[:-40])
+
+
+def segment_garbage_after(index: Path) -> None:
+    with open(index, "ab") as out:
+        out.write(os.urandom(300))
+
+
+def segment_of_another_writer(index: Path) -> None:
+    """Two processes appended what each parsed past the same offset: the second segment
+    does not start where the first ends."""
+    data = index.read_bytes()
+    last = data.rfind(SEGMENT_MAGIC)
+    index.write_bytes(data + data[last:])
+
+
+def segment_header_lies(index: Path) -> None:
+    data = index.read_bytes()
+    last = data.rfind(SEGMENT_MAGIC)
+    index.write_bytes(data[:last] + data[last:].replace(b'"count": ', b'"count": 1', 1))
+
+
+@pytest.mark.parametrize("damage", [segment_flip_a_point, segment_cut_short,
+                                    segment_garbage_after, segment_of_another_writer,
+                                    segment_header_lies])
+def test_a_damaged_segment_means_a_rebuild_with_no_wrong_point(damage, tmp_path, monkeypatch):
+    log, index = grown_log_with_segments(tmp_path, monkeypatch)
+    damage(index)
+    got, parsed = parsed_bytes(log, index)
+    assert parsed == log.stat().st_size and as_json(got) == as_json(extract_file(log))
+    assert segments_of(index) == 0 and parsed_bytes(log, index)[1] == 0  # rebuilt whole
+
+
+def test_a_log_rewritten_before_a_segment_s_offset_is_parsed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_module, "CHECK_BYTES", 1000)  # only the first segment's check
+    log, index = grown_log_with_segments(tmp_path, monkeypatch)  # covers the bytes changed
+    data = bytearray(log.read_bytes())
+    first_end = data.index(b"step 2001 ")  # where the first segment ends
+    assert data[first_end - 8:first_end - 5] != b"999"
+    data[first_end - 8:first_end - 5] = b"999"  # acc of step 2000
+    log.write_bytes(bytes(data))
+    got, parsed = parsed_bytes(log, index)
+    assert parsed == log.stat().st_size and as_json(got) == as_json(extract_file(log))
+
+
+def test_an_index_replaced_by_another_writer_is_written_whole_not_appended_to(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
+    log, index = tmp_path / "train.log", tmp_path / "i.index"
+    log.write_text("".join(f"step {i} loss {1 / i:.5f}\n" for i in range(1, 2001)))
+    from trainctl_tui.monitor.index import fingerprint, read_index, update_index
+
+    load_metrics(log, index=index)
+    with open(log, "a") as out:
+        out.write("step 2001 loss 0.125\n")
+    with open(log, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        metrics, indexed = read_index(index, handle, size, fingerprint(()), ())
+        assert indexed is not None and indexed.segments == 0
+        from trainctl_tui.monitor.metrics import extract_range
+
+        extract_range(metrics, handle, indexed.offset, size)
+        load_metrics(log, index=index)  # another process brings it up to date meanwhile
+        assert segments_of(index) == 1
+        again = update_index(index, metrics, handle.fileno(), size, fingerprint(()), indexed)
+    assert again is not None and again.segments == 0 and segments_of(index) == 0
+    got, parsed = parsed_bytes(log, index)
+    assert parsed == 0 and as_json(got) == as_json(extract_file(log))
+
+
+def test_the_session_screen_appends_what_it_parsed_past_the_index(tmp_path, monkeypatch):
+    from trainctl_tui.monitor.session_monitor import SessionMonitor
+
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(index_module, "SEGMENT_BYTES", 1)
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(1, 3001)))
+    first = SessionMonitor(log)
+    follow_until_caught_up(first)
+    first.close()
+    written = index_path(log).read_bytes()
+    with open(log, "a") as out:
+        out.write("".join(f"step {i} loss {1 / i:.6f}\n" for i in range(3001, 4001)))
+    again = SessionMonitor(log)
+    follow_until_caught_up(again)
+    again.close()
+    grown = index_path(log).read_bytes()
+    assert grown.startswith(written) and grown.count(SEGMENT_MAGIC) == 1
+    third = SessionMonitor(log)
+    follow_until_caught_up(third)
+    third.close()
+    assert again.history.bytes_read > 20_000
+    assert third.history.bytes_read < 1000  # the segment covers what was appended
+    assert as_json(third.metrics) == as_json(extract_file(log))

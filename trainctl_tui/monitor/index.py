@@ -4,17 +4,27 @@ The index holds the series, the byte offset the parse reached (always just past 
 and the little state the parser carries from line to line. It is a cache, never the truth:
 it is used only when the log still starts with the same bytes, still holds the same bytes
 just before the offset (a truncated, rotated or rewritten log does not), was made by the same
-parser code with the same patterns, and its own checksum holds. Anything else, a damaged
-file included, means a parse from the start. Written atomically; an index over
-MAX_INDEX_BYTES is not written, and the cache folder is kept under CACHE_LIMIT_BYTES (oldest
-first), so a user can delete it at any time and lose only time.
+parser code with the same patterns, and its own checksums hold. Anything else, a damaged
+file included, means a parse from the start. An index over MAX_INDEX_BYTES is not written, and
+the cache folder is kept under CACHE_LIMIT_BYTES (oldest first), so a user can delete it at
+any time and lose only time.
+
+What a later parse adds is appended as a segment (the points past what the index held and the
+parser's state at the new offset), so bringing an index up to date costs what was appended,
+not the whole index again. The whole file is written atomically (temp file, rename); a segment
+is appended with one write and checks itself, so one cut short by a crash, or added by two
+writers at once, fails its check and the index is rebuilt. After MAX_SEGMENTS segments the
+index is written whole again.
 
 Where: beside a session's log (`.metrics-index` in the folder holding spec.json), else in
 the user cache dir (`$TRAINCTL_HOME/cache/metrics`, or the platform's user cache dir).
 
 File layout: MAGIC, an 8-byte little-endian header length, the JSON header, then for each
 series its xs (unless they are, bit for bit, those of a series before it: `xs_of` names it)
-and its ys, as raw `array('d')` bytes.
+and its ys, as raw `array('d')` bytes (`body_bytes` in all). Then any segments: SEGMENT_MAGIC,
+8-byte lengths of its JSON header and of its body, a 4-byte crc32 of both, the header (the
+offset it starts from, the log checks at its end, the state, per series the points added, in
+the order of the series), its body laid out as the first one's.
 """
 
 from __future__ import annotations
@@ -24,8 +34,11 @@ import json
 import mmap
 import os
 import sys
+import weakref
 import zlib
+from array import array
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.atomic import atomic_write
@@ -34,14 +47,18 @@ from .parallel import extract_log
 from .series import Series
 
 MAGIC = b"trainctl metrics index\n"
-VERSION = 2
+SEGMENT_MAGIC = b"\nsegment\n"
+VERSION = 3
 CHECK_BYTES = 64 * 1024  # hashed at the log's head and just before the offset
-MAX_INDEX_BYTES = 256 << 20  # 16 M points; a bigger index is not written
+# A bigger index is not written: about 64 M points (steps shared), what a 1 GB log of dense
+# `step N loss X` lines gives; the chart holds them in memory anyway.
+MAX_INDEX_BYTES = 1 << 30
 MIN_LOG_BYTES = 4 << 20  # a smaller log parses in well under a second: no index for it
-# An index is rewritten once this much was parsed past it: a reopen after a small append
-# parses the few new megabytes instead of writing the whole index again.
-REWRITE_BYTES = 32 << 20
-CACHE_LIMIT_BYTES = 1 << 30
+# A segment is appended once this much was parsed past the index: a reopen after a smaller
+# append parses it again rather than add a segment for a few lines.
+SEGMENT_BYTES = 1 << 20
+MAX_SEGMENTS = 32  # then the index is written whole again (a reopen reads one body)
+CACHE_LIMIT_BYTES = 2 << 30
 INDEX_NAME = ".metrics-index"
 _PARSER_FILES = ("parsers.py", "metrics.py", "series.py", "index.py")
 
@@ -76,6 +93,18 @@ def fingerprint(patterns: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class Indexed:
+    """What an index file held when it was read or written: a later parse into the same
+    MetricSet appends a segment to it only while the file is still this one."""
+
+    offset: int  # the log offset its points reach
+    file: tuple[int, int, int]  # (st_dev, st_ino, st_size) of the index file
+    segments: int
+    lengths: dict[str, int]  # the points of each series, in the series' order
+    owner: weakref.ref  # the MetricSet holding those points
+
+
 def load_metrics(log: str | os.PathLike, patterns: Sequence[str] = (), *,
                  index: Path | None = None,
                  progress: Callable[[int, int], None] | None = None) -> MetricSet:
@@ -87,14 +116,15 @@ def load_metrics(log: str | os.PathLike, patterns: Sequence[str] = (), *,
     print_ = fingerprint(patterns)
     with open(log, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        metrics, start = read_index(index, handle, size, print_, patterns)
+        metrics, indexed = read_index(index, handle, size, print_, patterns)
+        start = indexed.offset if indexed else 0
         end = _line_boundary(handle, start, size)
         def report(at: int) -> Callable[[int], None] | None:
             return None if progress is None else (lambda done: progress(at + done, size - start))
 
         extract_log(metrics, handle, start, end, progress=report(0))
-        if end >= MIN_LOG_BYTES and end - start >= (REWRITE_BYTES if start else 1):
-            write_index(index, metrics, handle.fileno(), end, print_)
+        if end >= MIN_LOG_BYTES and end - start >= (SEGMENT_BYTES if start else 1):
+            update_index(index, metrics, handle.fileno(), end, print_, indexed)
         # an unfinished last line: parsed, not indexed (it may still change)
         extract_range(metrics, handle, end, size, progress=report(end - start))
     return metrics
@@ -114,10 +144,17 @@ def _line_boundary(handle, start: int, size: int) -> int:
     return start
 
 
-def _log_checks(fd: int, offset: int) -> dict:
-    """What must still hold for an index reaching `offset` of the log open as `fd`."""
+def _log_checks(fd: int, offset: int, digests: dict | None = None) -> dict:
+    """What must still hold for an index reaching `offset` of the log open as `fd`
+    (`digests`: the hashes of ranges already hashed)."""
+    digests = {} if digests is None else digests
+
     def digest(begin: int, end: int) -> str:
-        return hashlib.sha256(os.pread(fd, end - begin, begin)).hexdigest()
+        found = digests.get((begin, end))
+        if found is None:
+            found = digests[begin, end] = hashlib.sha256(os.pread(fd, end - begin, begin)
+                                                         ).hexdigest()
+        return found
 
     return {"offset": offset, "head": digest(0, min(CHECK_BYTES, offset)),
             "before": digest(max(0, offset - CHECK_BYTES), offset)}
@@ -127,141 +164,278 @@ def _log_checks(fd: int, offset: int) -> dict:
 
 
 def restore(log: Path, patterns: Sequence[str], index: Path
-            ) -> tuple[MetricSet, int, tuple[int, int] | None]:
-    """(metrics from the index, offset they cover, (st_dev, st_ino) of the log they were
-    checked against); (empty, 0, None) when the index cannot be used."""
+            ) -> tuple[MetricSet, Indexed | None, tuple[int, int] | None]:
+    """(metrics from the index, what the index held, (st_dev, st_ino) of the log they were
+    checked against); (empty, None, None) when the index cannot be used."""
     try:
         with open(log, "rb") as handle:
             stat = os.fstat(handle.fileno())
-            metrics, offset = read_index(index, handle, stat.st_size, fingerprint(patterns),
-                                         patterns)
+            metrics, indexed = read_index(index, handle, stat.st_size, fingerprint(patterns),
+                                          patterns)
     except OSError:
-        return MetricSet(patterns), 0, None
-    return metrics, offset, (stat.st_dev, stat.st_ino)
+        return MetricSet(patterns), None, None
+    return metrics, indexed, (stat.st_dev, stat.st_ino)
 
 
 def read_index(index: Path, handle, size: int, print_: str,
-               patterns: Sequence[str]) -> tuple[MetricSet, int]:
-    """(metrics restored from the index, offset they cover), or (an empty MetricSet, 0) when
-    the index is missing, damaged, of another parser, or no longer matches the log."""
+               patterns: Sequence[str]) -> tuple[MetricSet, Indexed | None]:
+    """(metrics restored from the index and its segments, what it held), or (an empty
+    MetricSet, None) when the index is missing, damaged, of another parser, or no longer
+    matches the log."""
     try:
-        header, body = _read_file(_mapped(index))
-        if header["fingerprint"] != print_ or not _still_matches(header["log"], handle, size):
+        data, file = _mapped(index)
+        header, body, segments = _read_file(data)
+        if header["fingerprint"] != print_:
+            raise ValueError("another parser")
+        checks = [header["log"], *(segment["log"] for segment, _ in segments)]
+        if not _still_matches(checks, handle, size):
             raise ValueError("stale")
-        return _restore(header, body, patterns), header["log"]["offset"]
+        metrics = MetricSet(patterns)
+        for part, part_body in ((header, body), *segments):
+            _restore_part(metrics, part, part_body)
+        return metrics, Indexed(checks[-1]["offset"], file, len(segments), _lengths(metrics),
+                                weakref.ref(metrics))
     except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError,
             json.JSONDecodeError, UnicodeDecodeError):
-        return MetricSet(patterns), 0
+        return MetricSet(patterns), None
 
 
-def _mapped(index: Path) -> memoryview:
-    """The index file's bytes, mapped (unmapped when the last view of them goes): its
-    points are copied once, into their series."""
+def _mapped(index: Path) -> tuple[memoryview, tuple[int, int, int]]:
+    """The index file's bytes, mapped (unmapped when the last view of them goes: its points
+    are copied once, into their series), and the file's (st_dev, st_ino, st_size)."""
     with open(index, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size < len(MAGIC) + 8:
+        stat = os.fstat(handle.fileno())
+        if stat.st_size < len(MAGIC) + 8:
             raise ValueError("not an index")
-        return memoryview(mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ))
+        data = memoryview(mmap.mmap(handle.fileno(), stat.st_size, access=mmap.ACCESS_READ))
+    return data, (stat.st_dev, stat.st_ino, stat.st_size)
 
 
-def _read_file(data: memoryview) -> tuple[dict, memoryview]:
+def _read_file(data: memoryview) -> tuple[dict, memoryview, list[tuple[dict, memoryview]]]:
+    """(header, body) of the index and of each of its segments, their checksums checked."""
     if data[:len(MAGIC)] != MAGIC:
         raise ValueError("not an index")
     at = len(MAGIC)
     length = int.from_bytes(data[at:at + 8], "little")
     header = json.loads(bytes(data[at + 8:at + 8 + length]))
-    body = data[at + 8 + length:]
-    if header.get("version") != VERSION or zlib.crc32(body) != header["body"]:
+    if header.get("version") != VERSION:
+        raise ValueError("another version")
+    at += 8 + length
+    body = data[at:at + header["body_bytes"]]
+    if len(body) != header["body_bytes"] or zlib.crc32(body) != header["body"]:
         raise ValueError("damaged")
-    return header, body
+    at += len(body)
+    segments, offset = [], header["log"]["offset"]
+    while at < len(data):
+        segment, segment_body, at = _read_segment(data, at)
+        if segment["start"] != offset:
+            raise ValueError("a segment of another offset")  # two writers at once
+        offset = segment["log"]["offset"]
+        segments.append((segment, segment_body))
+    return header, body, segments
 
 
-def _still_matches(checks: dict, handle, size: int) -> bool:
-    offset = checks["offset"]
-    if not isinstance(offset, int) or not 0 < offset <= size:
-        return False  # truncated below what was parsed
-    return _log_checks(handle.fileno(), offset) == checks
+def _read_segment(data: memoryview, at: int) -> tuple[dict, memoryview, int]:
+    """(header, body, where the next one starts) of the segment at `at`."""
+    if data[at:at + len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+        raise ValueError("not a segment")
+    at += len(SEGMENT_MAGIC)
+    header_bytes, body_bytes, crc = (int.from_bytes(data[at + begin:at + end], "little")
+                                     for begin, end in ((0, 8), (8, 16), (16, 20)))
+    at += 20
+    end = at + header_bytes + body_bytes
+    if end > len(data) or zlib.crc32(data[at:end]) != crc:
+        raise ValueError("damaged segment")  # cut short by a crash, or garbage
+    return json.loads(bytes(data[at:at + header_bytes])), data[at + header_bytes:end], end
 
 
-def _restore(header: dict, body: bytes, patterns: Sequence[str]) -> MetricSet:
-    metrics = MetricSet(patterns)
-    state = header["state"]
+def _still_matches(checks: list[dict], handle, size: int) -> bool:
+    digests: dict = {}
+    for check in checks:
+        offset = check["offset"]
+        if not isinstance(offset, int) or not 0 < offset <= size:
+            return False  # truncated below what was parsed
+        if _log_checks(handle.fileno(), offset, digests) != check:
+            return False
+    return True
+
+
+def _restore_part(metrics: MetricSet, part: dict, body: memoryview) -> None:
+    """Append the points of the index's body or of a segment to `metrics` (its series in
+    order: those `metrics` has first) and take the parser's state at its end."""
+    state = part["state"]
     metrics.lines, metrics.records = int(state["lines"]), int(state["records"])
-    metrics._last_step = state["last_step"]
-    metrics._previous = {tuple(names): values for names, values in state["previous"]}
-    metrics.parser._epoch = state["epoch"]
+    metrics.carry_on(state["last_step"], state["epoch"],
+                     {tuple(names): values for names, values in state["previous"]})
+    entries = part["series"]
+    if [entry["name"] for entry in entries[:len(metrics.series)]] != list(metrics.series):
+        raise ValueError("series order")
     at = 0
-    restored: list[Series] = []
-    for entry in header["series"]:
-        series = Series(entry["name"])
-        width = 8 * int(entry["count"])
+    added_xs: list[memoryview] = []  # the xs of each entry, for `xs_of`
+    for entry in entries:
+        series = metrics.series_named(entry["name"])
+        count = int(entry["count"])
+        width = 8 * count
         shared = entry.get("xs_of")
         if shared is None:
-            series.xs.frombytes(body[at:at + width])
+            xs = body[at:at + width]
             at += width
-        elif not (isinstance(shared, int) and 0 <= shared < len(restored)):
-            raise ValueError("xs_of")
+        elif isinstance(shared, int) and 0 <= shared < len(added_xs):
+            xs = added_xs[shared]
         else:
-            series.xs.extend(restored[shared].xs)
+            raise ValueError("xs_of")
+        added_xs.append(xs)
+        before = len(series.ys)
+        series.xs.frombytes(xs)
         series.ys.frombytes(body[at:at + width])
         at += width
-        if not len(series.xs) == len(series.ys) == entry["count"]:
+        if not len(series.xs) - before == len(series.ys) - before == count >= 0:
             raise ValueError("short body")
         series.nonfinite, series._first_bad = int(entry["nonfinite"]), int(entry["first_bad"])
-        metrics.series[series.name] = series
-        restored.append(series)
     if at != len(body):
         raise ValueError("body length")
-    return metrics
+
+
+def _lengths(metrics: MetricSet) -> dict[str, int]:
+    return {name: len(series.ys) for name, series in metrics.series.items()}
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def write_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: str) -> bool:
-    """Write the index of `metrics`, which covers the log open as `fd` up to `offset` (a
-    line's end), atomically; False when too big or not writable (a cache may fail)."""
-    points = sum(len(s) for s in metrics.series.values())
-    if points * 16 > MAX_INDEX_BYTES:
+def update_index(index: Path, metrics: MetricSet, fd: int, offset: int, print_: str,
+                 indexed: Indexed | None) -> Indexed | None:
+    """Bring the index up to `offset` (a line's end of the log open as `fd`): a segment of
+    what `metrics` added since `indexed` when the file is still that one and has room, else
+    the whole index again. What it then holds; None when it holds nothing."""
+    if indexed is not None and indexed.owner() is metrics and indexed.offset == offset:
+        return indexed
+    if (indexed is not None and indexed.owner() is metrics and indexed.offset < offset
+            and indexed.segments < MAX_SEGMENTS):
+        appended = _append_segment(index, metrics, fd, offset, indexed)
+        if appended is not None:
+            return appended
+    return write_index(index, metrics, fd, offset, print_)
+
+
+def write_index(index: Path, metrics: MetricSet, fd: int, offset: int,
+                print_: str) -> Indexed | None:
+    """Write the whole index of `metrics`, which covers the log open as `fd` up to `offset`
+    (a line's end), atomically. What it then holds; None when too big or not writable (a
+    cache may fail)."""
+    series = list(metrics.series.values())
+    entries, body = _points(series, [0] * len(series))
+    if sum(8 * len(part) for part in body) > MAX_INDEX_BYTES:
         _remove(index)  # an older, smaller index would only be stale
-        return False
-    xs_of = _shared_xs(list(metrics.series.values()))
-    body = b"".join((b"" if xs_of[at] is not None else s.xs.tobytes()) + s.ys.tobytes()
-                    for at, s in enumerate(metrics.series.values()))
+        return None
     header = {
         "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
-        "state": {"lines": metrics.lines, "records": metrics.records,
-                  "last_step": metrics._last_step, "epoch": metrics.parser._epoch,
-                  "previous": [[list(k), v] for k, v in metrics._previous.items()]},
-        "series": [{"name": s.name, "count": len(s), "nonfinite": s.nonfinite,
-                    "first_bad": s._first_bad, "xs_of": xs_of[at]}
-                   for at, s in enumerate(metrics.series.values())],
-        "body": zlib.crc32(body),  # damage, not tampering: a cache the user owns
-    }
+        "state": _state(metrics), "series": entries,
+        "body": _crc(body), "body_bytes": sum(8 * len(part) for part in body),  # damage,
+    }                                                                         # not tampering
     encoded = json.dumps(header).encode()
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: a file cut short by a crash fails its checksum and is rebuilt.
-        atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, body],
+        atomic_write(index, [MAGIC, len(encoded).to_bytes(8, "little"), encoded, *body],
                      durable=False)
+        stat = os.stat(index)
     except OSError:
-        return False
+        return None
     if index.parent == cache_dir():
         prune_cache(index.parent, keep=index)
-    return True
+    return Indexed(offset, (stat.st_dev, stat.st_ino, stat.st_size), 0, _lengths(metrics),
+                   weakref.ref(metrics))
 
 
-def _shared_xs(series: list[Series]) -> list[int | None]:
-    """For each series, the first series before it whose xs are the same bytes (the series
-    of one kind of record share their steps), or None."""
-    firsts: dict[bytes, int] = {}  # a digest of xs -> the first series with them
+def _append_segment(index: Path, metrics: MetricSet, fd: int, offset: int,
+                    indexed: Indexed) -> Indexed | None:
+    """Append what `metrics` added since `indexed` as one segment, with one write; None
+    (nothing written) when the file is no longer the one read, or would grow too big."""
+    series = list(metrics.series.values())
+    starts = [indexed.lengths.get(s.name, 0) for s in series]
+    if (list(metrics.series)[:len(indexed.lengths)] != list(indexed.lengths)
+            or any(len(s.ys) < start for s, start in zip(series, starts, strict=True))):
+        return None  # not the points the index holds and more
+    entries, body = _points(series, starts)
+    header = {"start": indexed.offset, "log": _log_checks(fd, offset),
+              "state": _state(metrics), "series": entries}
+    encoded = json.dumps(header).encode()
+    length = sum(8 * len(part) for part in body)
+    crc = _crc(body, zlib.crc32(encoded))
+    blob = b"".join([SEGMENT_MAGIC, len(encoded).to_bytes(8, "little"),
+                     length.to_bytes(8, "little"), crc.to_bytes(4, "little"), encoded, *body])
+    if indexed.file[2] + len(blob) > MAX_INDEX_BYTES:
+        return None
+    try:
+        out = os.open(index, os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return None
+    try:
+        stat = os.fstat(out)
+        if (stat.st_dev, stat.st_ino, stat.st_size) != indexed.file:
+            return None  # replaced or grown by another writer: written whole again
+        view = memoryview(blob)
+        while view:
+            view = view[os.write(out, view):]
+    except OSError:
+        return None  # a part written fails its checksum: the whole index is written again
+    finally:
+        os.close(out)
+    if index.parent == cache_dir():
+        prune_cache(index.parent, keep=index)
+    return Indexed(offset, (stat.st_dev, stat.st_ino, stat.st_size + len(blob)),
+                   indexed.segments + 1, _lengths(metrics), indexed.owner)
+
+
+def _state(metrics: MetricSet) -> dict:
+    state = metrics.carried_state()
+    return {"lines": metrics.lines, "records": metrics.records,
+            "last_step": state["last_step"], "epoch": state["epoch"],
+            "previous": [[list(k), v] for k, v in state["previous"].items()]}
+
+
+def _points(series: list[Series], starts: list[int]) -> tuple[list[dict], list[array]]:
+    """The entries of each series' points from its start on, and the arrays of the body
+    in order (written as they are: no copy of a big index)."""
+    xs = [s.xs[start:] if start else s.xs for s, start in zip(series, starts, strict=True)]
+    ys = [s.ys[start:] if start else s.ys for s, start in zip(series, starts, strict=True)]
+    xs_of = _shared_xs(xs)
+    body = [part for at in range(len(series))
+            for part in ((ys[at],) if xs_of[at] is not None else (xs[at], ys[at]))]
+    entries = [{"name": s.name, "count": len(ys[at]), "nonfinite": s.nonfinite,
+                "first_bad": s._first_bad, "xs_of": xs_of[at]}
+               for at, s in enumerate(series)]
+    return entries, body
+
+
+def _crc(parts: list[array], crc: int = 0) -> int:
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def _shared_xs(xs: list[array]) -> list[int | None]:
+    """For each series' xs, the first before it that are the same bytes (the series of one
+    kind of record share their steps), or None."""
+    firsts: dict[tuple, list[int]] = {}  # (length, first x, last x) -> series with them
     shared: list[int | None] = []
-    for at, one in enumerate(series):
-        key = hashlib.sha1(one.xs).digest()
-        first = firsts.setdefault(key, at)
-        shared.append(first if first != at and series[first].xs.tobytes() == one.xs.tobytes()
-                      else None)
+    for at, one in enumerate(xs):
+        key = (len(one), one[:1].tobytes(), one[-1:].tobytes())
+        candidates = firsts.setdefault(key, [])
+        shared.append(next((first for first in candidates if _same_bits(xs[first], one)),
+                           None))
+        if shared[-1] is None:
+            candidates.append(at)
     return shared
+
+
+def _same_bits(a: array, b: array) -> bool:
+    """Whether two arrays of doubles hold the same bits (nan equals nan), compared in C
+    without copying them."""
+    with memoryview(a) as one, memoryview(b) as other:
+        with one.cast("B").cast("Q") as left, other.cast("B").cast("Q") as right:
+            return left == right
 
 
 def _remove(path: Path) -> None:

@@ -394,6 +394,15 @@ class MetricsParser:
         step, names, values = parsed
         return ParsedLine(step, dict(zip(names, values, strict=True)))
 
+    def learn(self, line: bytes) -> None:
+        """Make the plan of a plain line's template (no \\r, no escapes, not too long) without
+        reading it as a record: an `Epoch N/M` line sets no epoch here."""
+        epoch = self._epoch
+        try:
+            self.parse_bytes(line)
+        finally:
+            self._epoch = epoch
+
     def parse_bytes(self, line: bytes, live: bool = False
                     ) -> tuple[float | None, tuple[str, ...], list] | None:
         """(step, names, values) of one reduced line (see `reduce_line`), or None. With

@@ -59,7 +59,8 @@ class SessionMonitor:
             from .index import index_path  # here only: summaries for --once need no index
 
             self.index = index_path(self.log_path)
-        self._indexed = (0, -math.inf)  # offset and time of the last index written or read
+        self._indexed = None  # what the index held when last read or written (`index.Indexed`)
+        self._tried = (0, -math.inf)  # offset and time of the last index read or written
         self._expected_identity: tuple[int, int] | None = None
         self.preview: MetricSet | None = None  # the log's end, shown while its start is read
 
@@ -100,7 +101,7 @@ class SessionMonitor:
         if self._expected_identity is not None:
             parsed = self._check_identity(parsed, update, max_bytes)
         if parsed.reset:
-            self.metrics = MetricSet(self.patterns)
+            self._start_over()
             update.metrics_changed = True
         for line in parsed.lines:
             if self.metrics.feed_line(line):
@@ -127,10 +128,12 @@ class SessionMonitor:
 
         offset, identity = 0, None
         if self.index is not None:
-            metrics, offset, identity = index.restore(self.log_path, self.patterns, self.index)
-            if offset:
+            metrics, indexed, identity = index.restore(self.log_path, self.patterns, self.index)
+            if indexed is not None:
                 self.metrics, update.metrics_changed = metrics, True
-                self._indexed = (offset, time.monotonic())
+                # what was appended since is added to it as soon as it is parsed
+                self._indexed, offset = indexed, indexed.offset
+                self._tried = (offset, -math.inf)
         self.history = LogFollower(self.log_path, start="beginning", raw_lines=True,
                                    offset=offset or None)
         self._expected_identity = identity if offset else None
@@ -146,23 +149,28 @@ class SessionMonitor:
             return parsed
         self.history.close()  # replaced in between: its start, without the index
         self.history = LogFollower(self.log_path, start="beginning", raw_lines=True)
-        self.metrics, self._indexed = MetricSet(self.patterns), (0, -math.inf)
+        self._start_over()
         update.metrics_changed = True
         return self.history.poll(max_bytes=max_bytes)
 
+    def _start_over(self) -> None:
+        """Metrics from nothing (the log was truncated or replaced): the index is not theirs."""
+        self.metrics, self._indexed, self._tried = MetricSet(self.patterns), None, (0, -math.inf)
+
     def _save_index(self) -> None:
-        """Write the index once the history is parsed, when enough is new since the last one
-        (a live run rewrites it at most every INDEX_EVERY seconds)."""
+        """Bring the index up to date once the history is parsed, when enough is new since
+        it (a segment of what was added; a live run at most every INDEX_EVERY seconds)."""
         from . import index
 
         offset, fd = self.history.line_offset, self.history.fileno()
-        done_offset, done_at = self._indexed
+        done_offset, done_at = self._tried  # a failed write is not tried again at once
         if (self.index is None or fd is None or offset < index.MIN_LOG_BYTES
-                or offset - done_offset < (index.REWRITE_BYTES if done_offset else 1)
+                or offset - done_offset < (index.SEGMENT_BYTES if done_offset else 1)
                 or time.monotonic() - done_at < INDEX_EVERY):
             return
-        index.write_index(self.index, self.metrics, fd, offset, index.fingerprint(self.patterns))
-        self._indexed = (offset, time.monotonic())
+        self._indexed = index.update_index(self.index, self.metrics, fd, offset,
+                                           index.fingerprint(self.patterns), self._indexed)
+        self._tried = (offset, time.monotonic())
 
     def close(self) -> None:
         self.view.close()
