@@ -135,6 +135,10 @@ class Launching:
         except TrainctlError as exc:
             self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
             raise
+        if getattr(provider, "heals_nodes", False):
+            from . import watching
+
+            watching.start(session)  # healing with every terminal closed
         await self.refresh_session(session)
 
 

@@ -69,7 +69,7 @@ class Node:
     node count asked for (torchrun's --nnodes: 'N' or 'MIN:MAX')."""
 
     def __init__(self, rank: int, ips: list, nnodes: str | None = None,
-                 signals_from: str | None = None):
+                 signals_from: str | None = None, restarts: int | None = None):
         if not ips or any(not ip or "," in ip for ip in ips):
             raise NodeCountError(f"bad node addresses {','.join(ips)!r}")
         if not 0 <= rank < len(ips):
@@ -78,6 +78,10 @@ class Node:
         self.ips = list(ips)
         self.nnodes = node_count_text(nnodes if nnodes is not None else len(ips))
         self.signals_from = signals_from  # a file whose new lines are signals for this runner
+        # torchrun's --max-restarts, from a backend that replaces lost nodes: a node lost
+        # fails the others' workers, and their agents restart them into a new rendezvous
+        # (with the replacement) instead of ending the run.
+        self.restarts = restarts
 
     @property
     def head(self) -> str:
@@ -93,7 +97,8 @@ class Node:
 
     def command(self, command: list, session_id: str) -> list:
         """`command`, with the c10d rendezvous added when it is torchrun."""
-        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank)
+        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank,
+                               self.restarts)
 
     def watch_signals(self, interval: float = SIGNALS_POLL_SECONDS) -> None:
         """Each line of the signals file (from its start: the file is new for each job)
@@ -189,12 +194,13 @@ def nnodes_conflict(command: list, nodes) -> str | None:
 
 
 def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
-                    rank: int | None = None) -> list:
+                    rank: int | None = None, restarts: int | None = None) -> list:
     """A torchrun command with --nnodes, --rdzv-backend c10d, --rdzv-endpoint HEAD:29400 and
     --rdzv-id SESSION added where the user did not give them; any other command unchanged.
     With c10d, node `rank` 0 hosts the rendezvous store (--rdzv-conf is_host=1, the others
     0): torchrun would guess from the endpoint's host, which fails where the head's address
-    is not one its own hostname resolves to, and races where nodes share a machine."""
+    is not one its own hostname resolves to, and races where nodes share a machine.
+    `restarts`: --max-restarts added unless given (a backend that heals nodes)."""
     at = torchrun_args_at(command)
     if at is None:
         return list(command)
@@ -202,7 +208,8 @@ def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
     added = []
     for name, value in (("--nnodes", nnodes), ("--rdzv-backend", "c10d"),
                         ("--rdzv-endpoint", f"{head}:{RDZV_PORT}"),
-                        ("--rdzv-id", session_id)):
+                        ("--rdzv-id", session_id),
+                        *((("--max-restarts", str(restarts)),) if restarts is not None else ())):
         if name not in given:
             added += [name, value]
     if rank is not None and given.get("--rdzv-backend", "c10d") == "c10d" and \
@@ -218,7 +225,8 @@ def parse_node_args(args: list):
     rest = []
     i = 0
     while i < len(args):
-        if args[i] in ("--node-rank", "--node-ips", "--nnodes", "--signals-from"):
+        if args[i] in ("--node-rank", "--node-ips", "--nnodes", "--signals-from",
+                       "--node-restarts"):
             if i + 1 >= len(args):
                 raise NodeCountError(f"{args[i]} needs a value")
             values[args[i]] = args[i + 1]
@@ -234,5 +242,9 @@ def parse_node_args(args: list):
         rank = int(values["--node-rank"])
     except ValueError:
         raise NodeCountError(f"bad node rank {values['--node-rank']!r}") from None
+    restarts = values.get("--node-restarts")
+    if restarts is not None and not restarts.isdigit():
+        raise NodeCountError(f"bad --node-restarts {restarts!r}")
     ips = [ip.strip() for ip in values["--node-ips"].split(",")]
-    return Node(rank, ips, values.get("--nnodes"), values.get("--signals-from")), rest
+    return Node(rank, ips, values.get("--nnodes"), values.get("--signals-from"),
+                int(restarts) if restarts is not None else None), rest

@@ -351,7 +351,23 @@ class RemoteLogMirror:
             pass
 
     async def sync(self, remote_size: int | None = None) -> int:
-        """Copy up to LOG_CHUNK new bytes; returns how many arrived."""
+        """Copy up to LOG_CHUNK new bytes; returns how many arrived. One process at a time
+        (the TUI, a CLI, a node watcher): two reading the same offset would both append."""
+        import fcntl
+        import os
+
+        lock = os.open(f"{self.offset_file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            return 0  # another process is copying it now
+        try:
+            return await self._sync(remote_size)
+        finally:
+            os.close(lock)
+
+    async def _sync(self, remote_size: int | None) -> int:
         if remote_size is None:
             remote_size = await self.transport.size(self.remote)
             if remote_size is None:

@@ -5,18 +5,25 @@ Node R's runner runs on the group's R-th host, in that host's own workdir, start
 rank and every node's address, head first (runner/nodes.py); the head is rank 0 and keeps the
 session's train.log and status.json as a one-host session would. remote.json lists the nodes
 (`nodes`: host, remote_dir and runner of each rank). Every refresh probes each node; node R's
-log is mirrored to nodes/R/train.log here, and the run ends only when every node has."""
+log is mirrored to nodes/R/train.log here, and the run ends only when every node has.
+
+A node lost is healed (backends/remote/healing.py): a runner for its rank starts on the
+group's next free host (a group listing more hosts than --nodes uses has spares), bounded by
+`[ssh] max_resumes`; its entry in remote.json then names the new host."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from ...core import aio
+from ...core.atomic import atomic_write_json
 from ...core.errors import TrainctlError
 from ...core.models import Session
 from ...runner.nodes import NODES_DIR, NodeCountError, node_count_text, parse_node_count
 from ..base import ProviderError, UnknownProvider
+from ..remote.healing import NodeGroup
 from ..remote.runner import RemoteLogMirror, remote_info, remote_path
 from ..remote.transport import HostNotFound, SSHTransport, resolve_target, ssh_hostname
 
@@ -79,28 +86,23 @@ def spec_nodes(session: Session):
 class GroupRun:
     """The nodes of one session on a group: launching, probing and stopping them."""
 
-    def __init__(self, provider, config, node_provider):
+    def __init__(self, provider, config, node_provider, hosts: list[str] | None = None):
         self.provider = provider  # the head's SSHProvider (rank 0)
         self.config = config
         self.node_provider = node_provider  # host -> the provider of a node on that host
+        self.hosts = hosts or []  # the group's hosts, spares included
 
     async def launch(self, session: Session, hosts: list[str]) -> None:
         """One runner per host, all at once; if one fails to start, those started are
         stopped and the error says so."""
-        targets = [resolve_target(host, self.config.ssh.hosts) for host in hosts]
-        # Each node's address as ssh reaches it (an alias's HostName): the head's is where
-        # the others meet (torchrun's rendezvous, MASTER_ADDR).
-        ips = ",".join([ssh_hostname(target.host) for target in targets])
+        ips = self.addresses(hosts)
         nnodes = node_count_text(spec_nodes(session) or len(hosts))
 
         async def start(rank: int, host: str):
-            node = self.provider if rank == 0 else self.node_provider(host)
-            args = ("--node-rank", str(rank), "--node-ips", ips, "--nnodes", nnodes)
             try:
-                await node.launch(session, node_args=args, record=False)
+                return await self.start_node(session, rank, host, ips, nnodes)
             except ProviderError as exc:
                 return exc
-            return {**node.started, "host": host}  # the head's provider is named by the group
 
         results = await aio.gather(*(start(rank, host) for rank, host in enumerate(hosts)))
         failed = [result for result in results if isinstance(result, ProviderError)]
@@ -111,8 +113,34 @@ class GroupRun:
             gone = f"; stopped the runners on {', '.join(n['host'] for _, n in started)}" \
                 if started else ""
             raise ProviderError(f"{failed[0]}{gone}")
-        info = {**results[0], "nodes": results}
-        (Path(session.session_dir) / "remote.json").write_text(json.dumps(info))
+        results[0]["min_nodes"] = parse_node_count(nnodes)[0]
+        self.save_nodes(session, results)
+
+    def addresses(self, hosts: list[str]) -> list[str]:
+        """Each node's address as ssh reaches it (an alias's HostName): the head's is where
+        the others meet (torchrun's rendezvous, MASTER_ADDR)."""
+        return [ssh_hostname(resolve_target(host, self.config.ssh.hosts).host)
+                for host in hosts]
+
+    async def start_node(self, session: Session, rank: int, host: str, ips: list[str],
+                         nnodes: str) -> dict:
+        """Node `rank`'s runner started on `host`; its remote.json entry."""
+        node = self.provider if rank == 0 else self.node_provider(host)
+        args = ("--node-rank", str(rank), "--node-ips", ",".join(ips), "--nnodes", nnodes,
+                "--node-restarts", str(self.config.ssh.max_resumes))
+        await node.launch(session, node_args=args, record=False)
+        # the head's provider is named by the group
+        return {**node.started, "host": host, "started": time.time()}
+
+    @staticmethod
+    def save_nodes(session: Session, nodes: list[dict]) -> None:
+        """remote.json: the head's entry at the top (where a one-host session has it) and
+        every node's under `nodes`."""
+        head = {key: nodes[0][key] for key in ("host", "remote_dir", "runner")}
+        atomic_write_json(Path(session.session_dir) / "remote.json", {**head, "nodes": nodes})
+
+    def healing(self, session: Session) -> SSHNodes:
+        return SSHNodes(self, session)
 
     @staticmethod
     def nodes_of(session: Session) -> list[dict]:
@@ -140,9 +168,14 @@ class GroupRun:
         await RemoteLogMirror(transport, remote_log, folder / "train.log",
                               folder / "remote.offset").sync(answer.get("log_size") or 0)
         status = answer.get("status") or {}
+        attempts = status.get("attempts") or [{}]
         return {"state": status.get("state"), "reason": status.get("reason"),
                 "alive": bool(answer.get("runner_alive")), "host": node["host"],
-                "log_size": answer.get("log_size") or 0}
+                "log_size": answer.get("log_size") or 0, "heartbeat": status.get("heartbeat"),
+                "exit_code": status.get("exit_code"), "signal": status.get("signal"),
+                # when its training started, once it runs: a replacement has joined
+                "training_started": attempts[-1].get("started")
+                if status.get("state") == "running" and answer.get("child_alive") else None}
 
     async def stop_nodes(self, session: Session, nodes: list[tuple[int, dict]], *,
                          force: bool) -> None:
@@ -164,6 +197,43 @@ class GroupRun:
 
     def python(self, host: str) -> str:
         return resolve_target(host, self.config.ssh.hosts).python
+
+
+class SSHNodes(NodeGroup):
+    """Healing's view of one session's nodes on a group (remote/healing.py): the spare hosts
+    are the group's hosts no node of the run uses or lost."""
+
+    def __init__(self, run: GroupRun, session: Session):
+        self.run, self.session = run, session
+        self.place = f"ssh:{run.provider.host}"
+        self.setting = "[ssh] max_resumes"
+        self.max_resumes = run.config.ssh.max_resumes
+        self.lost_after = run.config.ssh.node_lost_seconds
+
+    def nodes(self) -> list[dict]:
+        return GroupRun.nodes_of(self.session)
+
+    def save_nodes(self, nodes: list[dict]) -> None:
+        GroupRun.save_nodes(self.session, nodes)
+
+    def spare(self, used: set[str]) -> str | None:
+        return next((host for host in self.run.hosts if host not in used), None)
+
+    async def start(self, rank: int, host: str) -> dict:
+        hosts = [node["host"] for node in self.nodes()]
+        hosts[rank] = host
+        nnodes = node_count_text(spec_nodes(self.session) or len(hosts))
+        return await self.run.start_node(self.session, rank, host, self.run.addresses(hosts),
+                                         nnodes)
+
+    async def stop(self, ranks: list[int]) -> None:
+        nodes = self.nodes()
+        await self.run.stop_nodes(self.session, [(rank, nodes[rank]) for rank in ranks],
+                                  force=False)
+
+    def price(self, host: str) -> float | None:
+        entry = self.run.config.ssh.hosts.get(host)
+        return entry.price_per_hour if entry is not None else None
 
 
 def own_remote_dir(workdir: str, session: Session) -> str:

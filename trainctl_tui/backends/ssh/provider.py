@@ -62,7 +62,15 @@ class SSHProvider(HostOverSSH):
     def group(self) -> GroupRun:
         from ...config.loader import load_config
 
-        return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True))
+        self.target  # noqa: B018 - resolves the group's hosts
+        return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True),
+                        self._group_hosts)
+
+    @property
+    def heals_nodes(self) -> bool:
+        """A group's run is watched and healed (remote/healing.py) with terminals closed."""
+        self.target  # noqa: B018 - resolves the group
+        return self._group_hosts is not None
 
     def check_options(self, options: dict) -> None:
         """At launch, before anything is made: --nodes against the group's hosts."""
@@ -85,11 +93,25 @@ class SSHProvider(HostOverSSH):
     async def _probe(self, session: Session) -> dict:
         answer = await super()._probe(session)
         if len(GroupRun.nodes_of(session)) > 1:
-            from ..remote.nodes import hold_for_nodes
-
-            await self.group.probe_nodes(session, answer)
-            hold_for_nodes(answer)
+            await self._probe_and_heal(session, answer)
         return answer
+
+    async def _probe_and_heal(self, session: Session, answer: dict) -> None:
+        """Every node probed; a lost or failed one healed (remote/healing.py); the answer
+        says what the run is now."""
+        from ...runner.status import FINAL_STATES
+        from ..remote import healing
+
+        group = self.group
+        await group.probe_nodes(session, answer)
+        nodes = group.healing(session)
+        status = answer.get("status") or {}
+        if status and status.get("state") not in FINAL_STATES and \
+                not answer.get("runner_alive"):
+            await healing.head_lost(nodes, session, "its runner is gone without a final status")
+        else:
+            await healing.heal(nodes, session, answer.get("nodes") or {})
+        healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
 
     async def lost_detail(self, session: Session, status: dict) -> str | None:
         """A run held for its other nodes, one of which is gone: say which."""
