@@ -24,6 +24,14 @@ pytestmark = pytest.mark.timeout(300)
 LOST = "its runner is gone without a final status"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def wait_marks(tmp_path: Path, *wanted: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not all(marks(tmp_path).count(mark) >= wanted.count(mark) for mark in wanted):
@@ -37,10 +45,15 @@ def node_status(workdir: Path, session_id: str, rank: int) -> dict:
 
 
 def kill_node(workdir: Path, session_id: str, rank: int) -> None:
-    """SIGKILL node `rank`'s runner and its training's process group."""
+    """SIGKILL node `rank`'s runner and its training's process group (those still there)."""
     status = node_status(workdir, session_id, rank)
-    os.kill(status["runner_pid"], signal.SIGKILL)
-    os.killpg(status["child_pid"], signal.SIGKILL)
+    for kill, pid in ((os.kill, status["runner_pid"]), (os.killpg, status["child_pid"])):
+        if not pid:
+            continue
+        try:
+            kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_detail(session_id: str, detail: str, timeout: float = 60) -> dict:
@@ -180,9 +193,12 @@ def test_torchrun_ddp_heals_a_lost_node_on_the_spare_and_the_ranks_agree(hosts, 
     from the newest checkpoint and end with identical parameters."""
     import torch  # noqa: F401 - the test extra has it; a missing torch fails, never skips
     torchrun = str(Path(sys.executable).with_name("torchrun"))
+    # A port of its own: test runs on this machine at once must not meet at 29400.
+    endpoint = f"127.0.0.1:{free_port()}"
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--env", "OMP_NUM_THREADS=1", "--", torchrun, "--nproc-per-node", "1",
-                        str(FIXTURES / "ddp_elastic.py"), str(tmp_path / "ckpt"), "60")
+                        "--rdzv-endpoint", endpoint, str(FIXTURES / "ddp_elastic.py"),
+                        str(tmp_path / "ckpt"), "60")
     deadline = time.monotonic() + 120
     while not list((tmp_path / "ckpt").glob("step_*.pt")):
         assert time.monotonic() < deadline
@@ -199,4 +215,56 @@ def test_torchrun_ddp_heals_a_lost_node_on_the_spare_and_the_ranks_agree(hosts, 
     assert sorted(rank for rank, _, _ in finals) == ["0", "1"], logs
     assert len({(step, digest) for _, step, digest in finals}) == 1, finals
     assert re.search(r"^resumed from step [1-9]\d*$", logs[1], re.M), logs[1]  # on c
-    assert "--max-restarts 3" in logs[1]
+    assert f"torchrun --nnodes 2 --rdzv-backend c10d --rdzv-id {session_id} --max-restarts 3 " \
+        f"--rdzv-conf is_host=0 --nproc-per-node 1 --rdzv-endpoint {endpoint} " in logs[1]
+    assert f"[trainctl] node 1 (on b) lost: {LOST}; replaced on c (1 of 3)" in logs[0]
+
+
+def stop_answering(tmp_path: Path, host: str) -> None:
+    """Host `host` of the config no longer answers ssh (its port moved to a closed one; the
+    test sshd serves the others), and a host counts as lost after 2 s of that."""
+    config = tmp_path / "config.toml"
+    lines, section = [], None
+    for line in config.read_text().splitlines():
+        if line.startswith("["):
+            section = line
+        if section == f"[ssh.hosts.{host}]" and line.startswith("port = "):
+            line = f"port = {free_port()}"
+        lines.append(line)
+    config.write_text("\n".join(lines) + "\n[ssh]\nnode_lost_seconds = 2\n")
+
+
+def test_a_node_whose_host_stops_answering_is_replaced(hosts, tmp_path):  # noqa: F811
+    session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
+                        "--grace-seconds", "5", "--", *trainer(tmp_path, 3000))
+    wait_marks(tmp_path, "started 0", "started 1")
+    stop_answering(tmp_path, "b")
+    try:
+        wait_marks(tmp_path, "started 0", "started 1", "started 1")  # on c
+        found = info(session_id)
+        [loss] = found["node_losses"]
+        assert re.fullmatch(r"node 1 \(on b\) lost: its host stopped answering for \d+s; "
+                            r"replaced on c \(1 of 3\)", loss["reason"]), loss
+        assert found["status"] == "running"
+        assert run_cli("stop", session_id).returncode == 0
+        assert wait_ended(session_id)["status"] == "stopped"
+        assert node_status(hosts["c"], session_id, 1)["state"] == "stopped"
+    finally:
+        kill_node(hosts["b"], session_id, 1)  # what a network split leaves running there
+
+
+def test_a_head_whose_host_stops_answering_stops_the_others(hosts, tmp_path):  # noqa: F811
+    session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
+                        "--grace-seconds", "5", "--", *trainer(tmp_path, 3000))
+    wait_marks(tmp_path, "started 0", "started 1")
+    run_cli("sessions")  # the head's status, kept for when it stops answering
+    stop_answering(tmp_path, "a")
+    try:
+        ended = wait_ended(session_id)
+        assert ended["status"] == "interrupted", ended
+        assert re.fullmatch(rf"node 0 \(on a\) lost: its host stopped answering for \d+s; "
+                            rf"stopped the other nodes \(trainctl resume {session_id} restarts "
+                            r"every node from the newest checkpoint\)", ended["detail"]), ended
+        assert marks(tmp_path) == ["TERM 1", "started 0", "started 1"]
+    finally:
+        kill_node(hosts["a"], session_id, 0)  # what a network split leaves running there

@@ -22,6 +22,7 @@ MASTER_PORT = 29500  # torch.distributed's default, for launchers that read MAST
 TORCHRUN_FLAGS = {"--standalone", "--no-python", "--no_python", "-m", "--module",
                   "--run-path", "--run_path"}
 TORCHRUN_MODULE = "torch.distributed.run"
+SHARED_STORE_OFF = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
 # A line "TERM 1733370000" in a signals file asks a node's runner for that signal: how a batch
 # shell reaches runners on other nodes without signalling their trainings too (a scheduler's
 # signal to a job step reaches every process in it).
@@ -91,9 +92,15 @@ class Node:
         return node_folder(session_dir, self.rank)
 
     def env(self) -> dict:
-        return {NODE_RANK_ENV: str(self.rank), "TRAINCTL_NUM_NODES": str(len(self.ips)),
-                "TRAINCTL_NODE_IPS": ",".join(self.ips), "MASTER_ADDR": self.head,
-                "MASTER_PORT": str(MASTER_PORT)}
+        env = {NODE_RANK_ENV: str(self.rank), "TRAINCTL_NUM_NODES": str(len(self.ips)),
+               "TRAINCTL_NODE_IPS": ",".join(self.ips), "MASTER_ADDR": self.head,
+               "MASTER_PORT": str(MASTER_PORT)}
+        if self.restarts is not None:
+            # A node that joins a later round (a replacement) waits for the workers' store
+            # address, which an agent sharing its rendezvous store writes in its first round
+            # only (torch 2.x): without sharing, rank 0 writes it every round.
+            env[SHARED_STORE_OFF] = "1"
+        return env
 
     def command(self, command: list, session_id: str) -> list:
         """`command`, with the c10d rendezvous added when it is torchrun."""

@@ -87,6 +87,10 @@ class NodeGroup:
     def price(self, host: str) -> float | None:
         return None
 
+    def moved(self, rank: int, line: str) -> None:
+        """Node `rank` runs elsewhere from now on (saved): its log mirror starts over there,
+        after `line`."""
+
 
 def node_name(rank: int, host: str | None) -> str:
     return f"node {rank} (on {host})" if host else f"node {rank}"
@@ -95,7 +99,7 @@ def node_name(rank: int, host: str | None) -> str:
 def verdicts(answers: dict, nodes: list[dict], now: float,
              lost_after: float = LOST_AFTER_SECONDS) -> list[Verdict]:
     """The nodes past the head that are lost or failed for good, from their probes'
-    answers (rank -> state, alive, error, heartbeat). Marks in `nodes` when a host first
+    answers (rank -> host, state, alive, error, heartbeat). Marks in `nodes` when a host first
     failed to answer (`unreachable_since`), cleared when it answers again."""
     found = []
     for rank, node in enumerate(nodes):
@@ -103,6 +107,8 @@ def verdicts(answers: dict, nodes: list[dict], now: float,
             continue
         info = answers.get(str(rank)) or {}
         host = node.get("host")
+        if info.get("host") != host:
+            continue  # a probe of the host it ran on before (another process moved it)
         if info.get("error"):
             since = node.setdefault("unreachable_since", now)
             if now - since >= lost_after:
@@ -164,13 +170,18 @@ async def heal(group: NodeGroup, session, answers: dict, now: float | None = Non
         nodes = group.nodes()  # as the last decision left them
         if nodes[0].get("ended_by"):
             return
+        nodes[0].pop("unreachable_since", None)  # the head answered
         found = verdicts(answers, nodes, now, group.lost_after)
         note_joined(session.session_dir, nodes, answers)
+        hosts = [node.get("host") for node in nodes]
         for verdict in found:
             ended = await decide(group, session, nodes, verdict, now)
             if ended:
                 break
         group.save_nodes(nodes)
+        for rank, node in enumerate(nodes):
+            if node.get("host") != hosts[rank]:
+                group.moved(rank, replacements(session.session_dir)[-1]["reason"])
 
 
 async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
@@ -260,6 +271,25 @@ async def head_lost(group: NodeGroup, session, why: str) -> dict | None:
         await end(group, session, nodes, Verdict(0, host, "lost", why, now), entry,
                   "interrupted", line)
         return nodes[0]["ended_by"]
+
+
+async def head_unanswered(group: NodeGroup, session, now: float | None = None
+                          ) -> dict | None:
+    """The head's host did not answer a probe: once it has not for `lost_after`, the head is
+    lost (head_lost). Returns what the run says now, or None while it is only unreachable."""
+    now = time.time() if now is None else now
+    with healing_lock(session.session_dir) as mine:
+        if not mine:
+            return None
+        nodes = group.nodes()
+        if not nodes or ended_by(nodes):
+            return ended_by(nodes)
+        since = nodes[0].setdefault("unreachable_since", now)
+        group.save_nodes(nodes)
+    if now - since < group.lost_after:
+        return None
+    return await head_lost(group, session, "its host stopped answering for "
+                                           f"{format_duration(now - since)}")
 
 
 def note_joined(session_dir: str, nodes: list[dict], answers: dict) -> None:

@@ -161,7 +161,7 @@ class GroupRun:
                                           node["remote_dir"], "--node", str(rank)], timeout=30)
             answer = json.loads(result.stdout)
         except (ProviderError, ValueError) as exc:
-            return {"state": None, "alive": False, "error": str(exc)}
+            return {"state": None, "alive": False, "error": str(exc), "host": node["host"]}
         folder = Path(session.session_dir) / NODES_DIR / str(rank)
         folder.mkdir(parents=True, exist_ok=True)
         remote_log = f"{node['remote_dir']}/{NODES_DIR}/{rank}/train.log"
@@ -234,6 +234,14 @@ class SSHNodes(NodeGroup):
     def price(self, host: str) -> float | None:
         entry = self.run.config.ssh.hosts.get(host)
         return entry.price_per_hour if entry is not None else None
+
+    def moved(self, rank: int, line: str) -> None:
+        folder = Path(self.session.session_dir) / NODES_DIR / str(rank)
+        folder.mkdir(parents=True, exist_ok=True)
+        for log_path in (folder / "train.log", Path(self.session.session_dir) / "train.log"):
+            with open(log_path, "ab") as log:  # the node's log, and the head's: the session's
+                log.write(f"\n[trainctl] {line}\n".encode())
+        (folder / "remote.offset").write_text("0")  # the new host's train.log is new
 
 
 def own_remote_dir(workdir: str, session: Session) -> str:

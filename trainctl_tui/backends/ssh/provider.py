@@ -8,15 +8,20 @@ dropped connection resumes where it stopped: no line is lost or repeated.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ...core import aio
+from ...core.atomic import atomic_write_json
 from ...core.models import Session
 from ..base import ProviderError
 from ..remote.runner import HostOverSSH, RemoteLogMirror
 from ..remote.transport import SSHTarget, SSHTransport, resolve_target
 from .group import GroupRun, chosen_hosts, group_hosts, own_remote_dir, spec_nodes
+
+HEAD_STATUS = "head_status.json"  # a group's head's last status.json, for when it is lost
 
 
 class SSHProvider(HostOverSSH):
@@ -91,9 +96,36 @@ class SSHProvider(HostOverSSH):
         await self.group.launch(session, hosts)
 
     async def _probe(self, session: Session) -> dict:
-        answer = await super()._probe(session)
-        if len(GroupRun.nodes_of(session)) > 1:
-            await self._probe_and_heal(session, answer)
+        if len(GroupRun.nodes_of(session)) < 2:
+            return await super()._probe(session)
+        try:
+            answer = await super()._probe(session)
+        except ProviderError:
+            answer = await self._head_unanswered(session)
+            if answer is None:
+                raise  # unreachable for now: the run may well go on there
+            return answer
+        atomic_write_json(Path(session.session_dir) / HEAD_STATUS, answer.get("status"),
+                          durable=False)
+        await self._probe_and_heal(session, answer)
+        return answer
+
+    async def _head_unanswered(self, session: Session) -> dict | None:
+        """The head's host did not answer: once it is lost (remote/healing.py), what the run
+        says, from the head's last status; else None."""
+        from ..remote import healing
+
+        try:
+            last = json.loads((Path(session.session_dir) / HEAD_STATUS).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(last, dict) or await healing.head_unanswered(
+                self.group.healing(session), session) is None:
+            return None
+        answer = {"status": last, "runner_alive": False, "child_alive": False, "log_size": 0,
+                  "nodes": {}, "newest_checkpoint": None, "usage": None}
+        await self.group.probe_nodes(session, answer)
+        healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
         return answer
 
     async def _probe_and_heal(self, session: Session, answer: dict) -> None:
