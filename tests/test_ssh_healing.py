@@ -101,10 +101,9 @@ def test_no_spare_host_and_a_fixed_count_stops_the_others_gracefully(hosts, tmp_
     assert line in table, table
 
 
-FAILS_ON_RANK_1 = """\
-import os, sys, time
+FAILS_ON_ONE_RANK = """\
+import os, signal, sys, time
 rank = os.environ["TRAINCTL_NODE_RANK"]
-import signal
 def term(*_):
     with open(sys.argv[1], "a") as f:
         f.write(f"TERM {rank}\\n")
@@ -114,22 +113,26 @@ with open(sys.argv[1], "a") as f:
     f.write(f"started {rank}\\n")
 for i in range(3000):
     print(f"step {i}", flush=True)
-    if rank == "1" and i == 5:
+    if rank == sys.argv[2] and i == 5:
         sys.exit(3)
     time.sleep(0.2)
 """
 
 
-def test_a_node_that_failed_for_good_stops_the_others(hosts, tmp_path):  # noqa: F811 - the fixture
+@pytest.mark.parametrize("failing, host, other", [(1, "b", 0), (0, "a", 1)])
+def test_a_node_that_failed_for_good_stops_the_others(hosts, tmp_path, failing,  # noqa: F811
+                                                      host, other):
+    """Node 1's training, or the head's, exits 3 while the other runs: the other would wait
+    in a collective; it is stopped gracefully and the run fails saying which node."""
     script = tmp_path / "fails.py"
-    script.write_text(FAILS_ON_RANK_1)
+    script.write_text(FAILS_ON_ONE_RANK)
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--grace-seconds", "5", "--", sys.executable, "-u", str(script),
-                        str(tmp_path / "marks"))
+                        str(tmp_path / "marks"), str(failing))
     ended = wait_ended(session_id)
-    line = "node 1 (on b) failed: exit code 3; stopped the other nodes"
+    line = f"node {failing} (on {host}) failed: exit code 3; stopped the other nodes"
     assert (ended["status"], ended["detail"]) == ("failed", line), ended
-    assert marks(tmp_path) == ["TERM 0", "started 0", "started 1"]
+    assert marks(tmp_path) == [f"TERM {other}", "started 0", "started 1"]
     assert not (hosts["c"] / "sessions" / session_id).exists()  # failed: not replaced
 
 

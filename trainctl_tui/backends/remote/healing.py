@@ -98,8 +98,9 @@ def node_name(rank: int, host: str | None) -> str:
 
 def verdicts(answers: dict, nodes: list[dict], now: float,
              lost_after: float = LOST_AFTER_SECONDS) -> list[Verdict]:
-    """The nodes past the head that are lost or failed for good, from their probes'
-    answers (rank -> host, state, alive, error, heartbeat). Marks in `nodes` when a host first
+    """The nodes that are lost or failed for good, from their probes' answers (rank ->
+    host, state, alive, error, heartbeat; "0" the head's, judged failed only while others
+    run: a head lost is head_lost's). Marks in `nodes` when a host first
     failed to answer (`unreachable_since`), cleared when it answers again."""
     found = []
     for rank, node in enumerate(nodes):
@@ -129,6 +130,12 @@ def verdicts(answers: dict, nodes: list[dict], now: float,
         elif now - (node.get("started") or now) > START_SECONDS:
             found.append(Verdict(rank, host, "lost", "its runner never started",
                                  node.get("started") or now))
+    head = answers.get("0") or {}
+    others_on = [rank for rank in range(1, len(nodes)) if not nodes[rank].get("given_up")
+                 and (answers.get(str(rank)) or {}).get("state") not in FINAL_STATES]
+    if head.get("state") == "failed" and others_on:  # they would wait in a collective
+        found.insert(0, Verdict(0, nodes[0].get("host"), "failed", failure(head),
+                                head.get("heartbeat") or now))
     return found
 
 

@@ -142,7 +142,10 @@ class SSHProvider(HostOverSSH):
                 not answer.get("runner_alive"):
             await healing.head_lost(nodes, session, "its runner is gone without a final status")
         else:
-            await healing.heal(nodes, session, answer.get("nodes") or {})
+            head = {"host": GroupRun.nodes_of(session)[0].get("host"), "alive":
+                    answer.get("runner_alive"), **{key: status.get(key) for key in (
+                        "state", "reason", "exit_code", "signal", "heartbeat")}}
+            await healing.heal(nodes, session, {**(answer.get("nodes") or {}), "0": head})
         healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
 
     async def lost_detail(self, session: Session, status: dict) -> str | None:
