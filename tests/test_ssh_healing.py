@@ -271,3 +271,31 @@ def test_a_head_whose_host_stops_answering_stops_the_others(hosts, tmp_path):  #
         assert marks(tmp_path) == ["TERM 1", "started 0", "started 1"]
     finally:
         kill_node(hosts["a"], session_id, 0)  # what a network split leaves running there
+
+
+def test_which_nodes_are_lost_or_failed_from_their_probes():
+    from trainctl_tui.backends.remote.healing import verdicts
+
+    nodes = [{"host": "a"}, {"host": "b", "started": 100.0}, {"host": "c", "started": 100.0},
+             {"host": "d", "started": 100.0}, {"host": "e", "given_up": True}]
+    answers = {"0": {"host": "a", "state": "running", "alive": True},
+               "1": {"host": "b", "error": "ssh: connect to host b port 22: refused"},
+               "2": {"host": "c", "state": None, "alive": False},
+               "3": {"host": "old-d", "state": "running", "alive": False},  # before a move
+               "4": {"host": "e", "state": "running", "alive": False}}
+    assert verdicts(answers, nodes, now=130.0, lost_after=60) == []
+    assert nodes[1]["unreachable_since"] == 130.0  # counted from its first silence
+    found = verdicts(answers, nodes, now=190.0, lost_after=60)
+    assert [(v.rank, v.host, v.kind, v.why, v.since, v.reachable) for v in found] == [
+        (1, "b", "lost", "its host stopped answering for 1m00s", 130.0, False),
+        (2, "c", "lost", "its runner never started", 100.0, True)]
+    answers["1"] = {"host": "b", "state": "running", "alive": True}
+    assert [v.rank for v in verdicts(answers, nodes, now=200.0)] == [2]
+    assert "unreachable_since" not in nodes[1]  # it answers again
+    answers["0"] = {"host": "a", "state": "failed", "exit_code": 3, "heartbeat": 150.0}
+    head = verdicts(answers, nodes, now=200.0)[0]
+    assert (head.rank, head.kind, head.why, head.since) == (0, "failed", "exit code 3", 150.0)
+    answers.update({str(r): {"host": nodes[r]["host"], "state": "succeeded"} for r in (1, 2)})
+    answers["3"]["host"] = "d"
+    answers["3"]["state"] = "stopped"
+    assert verdicts(answers, nodes, now=200.0) == []  # nobody left waits on the head

@@ -29,6 +29,7 @@ A backend brings a `NodeGroup` (below); this module decides and records."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ class Verdict(Record):
     kind: str  # "lost" or "failed"
     why: str  # "its runner is gone without a final status", "exit code 1" ...
     since: float  # when it was last seen well (its last heartbeat, or the first failed probe)
+    reachable: bool = True  # its host answers: what its dead runner left can be stopped
 
 
 class NodeGroup:
@@ -115,7 +117,7 @@ def verdicts(answers: dict, nodes: list[dict], now: float,
             if now - since >= lost_after:
                 found.append(Verdict(rank, host, "lost",
                                      f"its host stopped answering for "
-                                     f"{format_duration(now - since)}", since))
+                                     f"{format_duration(now - since)}", since, False))
             continue
         node.pop("unreachable_since", None)
         state = info.get("state")
@@ -177,6 +179,7 @@ async def heal(group: NodeGroup, session, answers: dict, now: float | None = Non
         nodes = group.nodes()  # as the last decision left them
         if nodes[0].get("ended_by"):
             return
+        before = json.dumps(nodes, sort_keys=True)
         nodes[0].pop("unreachable_since", None)  # the head answered
         found = verdicts(answers, nodes, now, group.lost_after)
         note_joined(session.session_dir, nodes, answers)
@@ -185,10 +188,12 @@ async def heal(group: NodeGroup, session, answers: dict, now: float | None = Non
             ended = await decide(group, session, nodes, verdict, now)
             if ended:
                 break
-        group.save_nodes(nodes)
+        if json.dumps(nodes, sort_keys=True) != before:
+            group.save_nodes(nodes)
         for rank, node in enumerate(nodes):
             if node.get("host") != hosts[rank]:
-                group.moved(rank, replacements(session.session_dir)[-1]["reason"])
+                entry = [e for e in replacements(session.session_dir) if e["node"] == rank][-1]
+                group.moved(rank, entry["reason"])
 
 
 async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
@@ -208,7 +213,7 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
     if verdict.kind == "failed":
         return await end(group, session, nodes, verdict, entry, "failed",
                          f"{what}; stopped the other nodes")
-    done = len(replacements(session.session_dir))
+    done = sum(1 for e in replacements(session.session_dir) if e.get("new_host"))
     if done >= group.max_resumes:
         return await end(group, session, nodes, verdict, entry, "interrupted",
                          f"{what}; not replaced: max_resumes {group.max_resumes} reached "
@@ -217,7 +222,7 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
         {e.get("host") for e in replacements(session.session_dir)}
     spare = group.spare(used)
     if spare is not None:
-        if not verdict.why.startswith("its host"):
+        if verdict.reachable:
             await group.stop([verdict.rank])  # a training its dead runner left, if any
         replaced_at = time.time()  # when its runner was asked to start
         try:
