@@ -141,7 +141,8 @@ def test_within_min_max_the_run_goes_on_without_a_lost_node(hosts, tmp_path):  #
                         "--", *trainer(tmp_path, 40))
     wait_marks(tmp_path, "started 0", "started 1")
     kill_node(hosts["b"], session_id, 1)
-    line = f"node 1 (on b) lost: {LOST}; no spare host in ssh:a,b: going on with 1 node"
+    line = (f"node 1 (on b) lost: {LOST}; no spare host in ssh:a,b to replace it: going on "
+            "with 1 node")
     running = wait_detail(session_id, line)
     assert running["status"] == "running"
     ended = wait_ended(session_id)

@@ -58,6 +58,8 @@ def node_states(session_dir: str) -> dict:
         beat = status.get("heartbeat")
         found[str(rank)] = {"state": status.get("state"), "reason": status.get("reason"),
                             "age": time.time() - beat if isinstance(beat, (int, float)) else None,
+                            "heartbeat": beat, "exit_code": status.get("exit_code"),
+                            "signal": status.get("signal"),
                             "log_size": os.path.getsize(log) if os.path.exists(log) else 0}
     return found
 

@@ -63,6 +63,9 @@ class NodeGroup:
     """What a backend gives healing, for one session. Subclasses fill in the methods."""
 
     place: str = ""  # how lines name where the nodes run: "ssh:trio"
+    # Why a lost node is not replaced when spare() has nothing, for the run's line.
+    no_spare: str = "nowhere to replace it"
+    replaces: bool = True  # False: spare() is always None (a batch job's nodes)
     setting: str = "max_resumes"  # the setting that bounds replacements, for the hint
     max_resumes: int = 3
     lost_after: float = LOST_AFTER_SECONDS
@@ -196,6 +199,24 @@ async def heal(group: NodeGroup, session, answers: dict, now: float | None = Non
                 group.moved(rank, entry["reason"])
 
 
+async def heal_shared(group: NodeGroup, session, answer: dict) -> None:
+    """heal() for nodes that share the head's folder (a batch job's: the head's probe tells
+    their states and heartbeats' age), then the answer as the run is."""
+    from .nodes import alive
+
+    nodes = group.nodes()
+    status = answer.get("status") or {}
+    answers = {rank: {**info, "alive": alive(info),
+                      "host": nodes[int(rank)]["host"] if int(rank) < len(nodes) else None}
+               for rank, info in (answer.get("nodes") or {}).items()}
+    answers["0"] = {"host": nodes[0]["host"] if nodes else None,
+                    "alive": answer.get("runner_alive"),
+                    **{key: status.get(key) for key in ("state", "reason", "exit_code",
+                                                        "signal", "heartbeat")}}
+    await heal(group, session, answers)
+    show(answer, group.nodes(), session.session_dir)
+
+
 async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
                  now: float) -> bool:
     """What one lost or failed node calls for; True when the run ends."""
@@ -214,7 +235,7 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
         return await end(group, session, nodes, verdict, entry, "failed",
                          f"{what}; stopped the other nodes")
     done = sum(1 for e in replacements(session.session_dir) if e.get("new_host"))
-    if done >= group.max_resumes:
+    if group.replaces and done >= group.max_resumes:
         return await end(group, session, nodes, verdict, entry, "interrupted",
                          f"{what}; not replaced: max_resumes {group.max_resumes} reached "
                          f"(raise {group.setting}, or trainctl resume {session.id})")
@@ -241,13 +262,12 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
                if rank != verdict.rank and not node.get("given_up"))
     if low < len(nodes) and left >= low:  # MIN:MAX: torchrun goes on without it
         nodes[verdict.rank]["given_up"] = True
-        entry["reason"] = f"{what}; no spare host in {group.place}: going on with {left} " \
+        entry["reason"] = f"{what}; {group.no_spare}: going on with {left} " \
                           f"node{'s' if left != 1 else ''}"
         interruptions.append(session.session_dir, entry)
         return False
     return await end(group, session, nodes, verdict, entry, "interrupted",
-                     f"{what}; no spare host in {group.place} to replace it; stopped the "
-                     "other nodes")
+                     f"{what}; {group.no_spare}; stopped the other nodes")
 
 
 async def end(group: NodeGroup, session, nodes: list[dict], verdict: Verdict, entry: dict,

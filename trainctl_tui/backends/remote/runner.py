@@ -200,8 +200,19 @@ class RemoteRunnerProvider:
             for remote, local, offset, size in node_logs(
                     self.remote_dir(session), session.session_dir, answer["nodes"]):
                 await RemoteLogMirror(self.transport, remote, local, offset).sync(size)
-            hold_for_nodes(answer)
+            group = self.node_group(session, answer)
+            if group is None:
+                hold_for_nodes(answer)
+            else:
+                from .healing import heal_shared
+
+                await heal_shared(group, session, answer)
         return answer
+
+    def node_group(self, session: Session, answer: dict):
+        """The NodeGroup (healing.py) of a multi-node run whose nodes share the session
+        folder, for a backend that heals them; None: the run is only held for its nodes."""
+        return None
 
     async def sync_log(self, session: Session, remote_size: int) -> int:
         """Append what the remote train.log has beyond the local copy; returns bytes added."""

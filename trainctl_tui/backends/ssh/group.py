@@ -206,6 +206,7 @@ class SSHNodes(NodeGroup):
     def __init__(self, run: GroupRun, session: Session):
         self.run, self.session = run, session
         self.place = f"ssh:{run.provider.host}"
+        self.no_spare = f"no spare host in {self.place} to replace it"
         self.setting = "[ssh] max_resumes"
         self.max_resumes = run.config.ssh.max_resumes
         self.lost_after = run.config.ssh.node_lost_seconds

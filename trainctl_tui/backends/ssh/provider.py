@@ -71,8 +71,7 @@ class SSHProvider(HostOverSSH):
         return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True),
                         self._group_hosts)
 
-    @property
-    def heals_nodes(self) -> bool:
+    def heals_nodes(self, session: Session) -> bool:
         """A group's run is watched and healed (remote/healing.py) with terminals closed."""
         self.target  # noqa: B018 - resolves the group
         return self._group_hosts is not None
