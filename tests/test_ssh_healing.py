@@ -65,6 +65,9 @@ def wait_detail(session_id: str, detail: str, timeout: float = 60) -> dict:
 
 
 def test_a_lost_node_is_replaced_on_the_spare_host_and_the_run_finishes(hosts, tmp_path):  # noqa: F811 - the fixture
+    config = tmp_path / "config.toml"  # b costs $3.60/h: its loss says what it cost
+    config.write_text(config.read_text().replace("[ssh.hosts.b]\n",
+                                                 "[ssh.hosts.b]\nprice_per_hour = 3.6\n"))
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--", *trainer(tmp_path, 40))
     wait_marks(tmp_path, "started 0", "started 1")
@@ -74,9 +77,10 @@ def test_a_lost_node_is_replaced_on_the_spare_host_and_the_run_finishes(hosts, t
     assert (ended["status"], ended["nodes"]) == ("succeeded", 2), ended
     assert node_status(hosts["c"], session_id, 1)["state"] == "succeeded"
     [loss] = ended["node_losses"]
-    assert {key: loss[key] for key in ("node", "host", "new_host", "reason", "cost")} == {
-        "node": 1, "host": "b", "new_host": "c", "cost": None,
+    assert {key: loss[key] for key in ("node", "host", "new_host", "reason")} == {
+        "node": 1, "host": "b", "new_host": "c",
         "reason": f"node 1 (on b) lost: {LOST}; replaced on c (1 of 3)"}
+    assert 0 < loss["cost"] < 3.6 * 120 / 3600  # b's hours until it was lost
     assert loss["lost_at"] <= loss["replaced_at"] <= loss["joined_at"]
     assert loss["seconds_lost"] == pytest.approx(loss["joined_at"] - loss["lost_at"], abs=1e-3)
     log = run_cli("logs", session_id, "--node", "1", "-n", "200").stdout

@@ -226,8 +226,8 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
     what = f"{name} {verdict.kind}: {verdict.why}" if verdict.kind == "lost" else \
         f"{name} failed: {verdict.why}"
     entry = {"machine": name, "at": now, "reason": what, "spot": False,
-             "cost": cost(group.price(verdict.host), nodes[verdict.rank].get("started"),
-                          verdict.since),
+             # the host was the run's from its start until the loss was noticed
+             "cost": cost(group.price(verdict.host), nodes[verdict.rank].get("started"), now),
              "node": verdict.rank, "host": verdict.host, "new_host": None,
              "lost_at": verdict.since, "replaced_at": None, "joined_at": None,
              "seconds_lost": None, "kind": verdict.kind}
@@ -283,7 +283,8 @@ async def end(group: NodeGroup, session, nodes: list[dict], verdict: Verdict, en
     return True
 
 
-async def head_lost(group: NodeGroup, session, why: str) -> dict | None:
+async def head_lost(group: NodeGroup, session, why: str, since: float | None = None
+                    ) -> dict | None:
     """The head is lost: the others are stopped gracefully and the run is interrupted.
     Returns what the run says now ({'state', 'reason'}), or None when another process
     decides."""
@@ -298,9 +299,10 @@ async def head_lost(group: NodeGroup, session, why: str) -> dict | None:
         line = (f"{node_name(0, host)} lost: {why}; stopped the other nodes (trainctl resume "
                 f"{session.id} restarts every node from the newest checkpoint)")
         entry = {"machine": node_name(0, host), "at": now, "reason": line, "spot": False,
-                 "cost": None, "node": 0, "host": host, "new_host": None, "lost_at": now,
+                 "cost": cost(group.price(host), nodes[0].get("started"), now),
+                 "node": 0, "host": host, "new_host": None, "lost_at": since or now,
                  "replaced_at": None, "joined_at": None, "seconds_lost": None, "kind": "lost"}
-        await end(group, session, nodes, Verdict(0, host, "lost", why, now), entry,
+        await end(group, session, nodes, Verdict(0, host, "lost", why, since or now), entry,
                   "interrupted", line)
         return nodes[0]["ended_by"]
 
@@ -321,7 +323,7 @@ async def head_unanswered(group: NodeGroup, session, now: float | None = None
     if now - since < group.lost_after:
         return None
     return await head_lost(group, session, "its host stopped answering for "
-                                           f"{format_duration(now - since)}")
+                                           f"{format_duration(now - since)}", since)
 
 
 def note_joined(session_dir: str, nodes: list[dict], answers: dict) -> None:
@@ -357,7 +359,7 @@ def min_nodes(nodes: list[dict]) -> int:
 
 
 def cost(price: float | None, started: float | None, until: float) -> float | None:
-    """What a node's host cost from its start until it was lost, when its price is known."""
+    """What a node's host cost from its start until `until`, when its price is known."""
     if price is None or started is None:
         return None
     return round(price * max(0.0, until - started) / 3600, 4)

@@ -139,7 +139,8 @@ class SSHProvider(HostOverSSH):
         status = answer.get("status") or {}
         if status and status.get("state") not in FINAL_STATES and \
                 not answer.get("runner_alive"):
-            await healing.head_lost(nodes, session, "its runner is gone without a final status")
+            await healing.head_lost(nodes, session, "its runner is gone without a final status",
+                                    status.get("heartbeat"))
         else:
             head = {"host": GroupRun.nodes_of(session)[0].get("host"), "alive":
                     answer.get("runner_alive"), **{key: status.get(key) for key in (
