@@ -44,16 +44,19 @@ def node_status(workdir: Path, session_id: str, rank: int) -> dict:
     return json.loads((folder / "status.json").read_text())
 
 
-def kill_node(workdir: Path, session_id: str, rank: int) -> None:
-    """SIGKILL node `rank`'s runner and its training's process group (those still there)."""
+def kill_node(workdir: Path, session_id: str, rank: int, *, running: bool = True) -> None:
+    """SIGKILL node `rank`'s runner and its training's process group; `running=False`: those
+    still there, if any."""
     status = node_status(workdir, session_id, rank)
+    assert status["state"] == "running" or not running, status
     for kill, pid in ((os.kill, status["runner_pid"]), (os.killpg, status["child_pid"])):
         if not pid:
             continue
         try:
             kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            if running:
+                raise
 
 
 def wait_detail(session_id: str, detail: str, timeout: float = 60) -> dict:
@@ -69,7 +72,7 @@ def test_a_lost_node_is_replaced_on_the_spare_host_and_the_run_finishes(hosts, t
     config.write_text(config.read_text().replace("[ssh.hosts.b]\n",
                                                  "[ssh.hosts.b]\nprice_per_hour = 3.6\n"))
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
-                        "--", *trainer(tmp_path, 40))
+                        "--", *trainer(tmp_path, 150))
     wait_marks(tmp_path, "started 0", "started 1")
     kill_node(hosts["b"], session_id, 1)
     wait_marks(tmp_path, "started 0", "started 1", "started 1")  # again, on c
@@ -142,7 +145,7 @@ def test_a_node_that_failed_for_good_stops_the_others(hosts, tmp_path, failing, 
 
 def test_within_min_max_the_run_goes_on_without_a_lost_node(hosts, tmp_path):  # noqa: F811 - the fixture
     session_id = launch("--provider", "ssh:a,b", "--nodes", "1:2", "--cwd", str(tmp_path),
-                        "--", *trainer(tmp_path, 40))
+                        "--", *trainer(tmp_path, 150))
     wait_marks(tmp_path, "started 0", "started 1")
     kill_node(hosts["b"], session_id, 1)
     line = (f"node 1 (on b) lost: {LOST}; no spare host in ssh:a,b to replace it: going on "
@@ -206,12 +209,11 @@ def test_torchrun_ddp_heals_a_lost_node_on_the_spare_and_the_ranks_agree(hosts, 
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--env", "OMP_NUM_THREADS=1", "--", torchrun, "--nproc-per-node", "1",
                         "--rdzv-endpoint", endpoint, str(FIXTURES / "ddp_elastic.py"),
-                        str(tmp_path / "ckpt"), "60")
+                        str(tmp_path / "ckpt"), "150")
     deadline = time.monotonic() + 120
     while not list((tmp_path / "ckpt").glob("step_*.pt")):
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    time.sleep(1)
     kill_node(hosts["b"], session_id, 1)
     ended = wait_ended(session_id, timeout=240)
     logs = [run_cli("logs", session_id, "--node", str(rank), "-n", "400").stdout
@@ -258,7 +260,7 @@ def test_a_node_whose_host_stops_answering_is_replaced(hosts, tmp_path):  # noqa
         assert wait_ended(session_id)["status"] == "stopped"
         assert node_status(hosts["c"], session_id, 1)["state"] == "stopped"
     finally:
-        kill_node(hosts["b"], session_id, 1)  # what a network split leaves running there
+        kill_node(hosts["b"], session_id, 1, running=False)  # what a split leaves there
 
 
 def test_a_head_whose_host_stops_answering_stops_the_others(hosts, tmp_path):  # noqa: F811
@@ -275,7 +277,7 @@ def test_a_head_whose_host_stops_answering_stops_the_others(hosts, tmp_path):  #
                             r"every node from the newest checkpoint\)", ended["detail"]), ended
         assert marks(tmp_path) == ["TERM 1", "started 0", "started 1"]
     finally:
-        kill_node(hosts["a"], session_id, 0)  # what a network split leaves running there
+        kill_node(hosts["a"], session_id, 0, running=False)  # what a split leaves there
 
 
 def test_which_nodes_are_lost_or_failed_from_their_probes():
@@ -304,3 +306,41 @@ def test_which_nodes_are_lost_or_failed_from_their_probes():
     answers["3"]["host"] = "d"
     answers["3"]["state"] = "stopped"
     assert verdicts(answers, nodes, now=200.0) == []  # nobody left waits on the head
+
+
+def test_a_node_lost_after_the_head_ended_is_not_replaced(tmp_path):
+    """Nothing would meet a replacement once node 0 has ended: the loss is recorded, the run
+    waits for it no more, and no spare is taken."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from trainctl_tui.backends.remote import healing
+
+    class Nodes(healing.NodeGroup):
+        def __init__(self):
+            self.kept, self.started = [{"host": "a"}, {"host": "b", "started": 1.0}], []
+
+        def nodes(self):
+            return [dict(node) for node in self.kept]
+
+        def save_nodes(self, nodes):
+            self.kept = nodes
+
+        def spare(self, used):
+            return "c"
+
+        async def start(self, rank, host):
+            self.started.append(host)
+            return {"host": host}
+
+        async def stop(self, ranks):
+            raise AssertionError("nothing to stop")
+
+    group = Nodes()
+    answers = {"0": {"host": "a", "state": "succeeded"},
+               "1": {"host": "b", "state": "running", "alive": False, "heartbeat": 5.0}}
+    session = SimpleNamespace(id="s1", session_dir=str(tmp_path))
+    asyncio.run(healing.heal(group, session, answers, now=10.0))
+    assert group.started == [] and group.kept[1]["given_up"] is True
+    assert [e["reason"] for e in healing.replacements(str(tmp_path))] == [
+        f"node 1 (on b) lost: {LOST}; not replaced: node 0 has ended (succeeded)"]

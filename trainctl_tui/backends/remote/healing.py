@@ -93,8 +93,8 @@ class NodeGroup:
         return None
 
     def moved(self, rank: int, line: str) -> None:
-        """Node `rank` runs elsewhere from now on (saved): its log mirror starts over there,
-        after `line`."""
+        """Node `rank` runs elsewhere from now on (saved): its log follows from there, after
+        `line`."""
 
 
 def node_name(rank: int, host: str | None) -> str:
@@ -187,7 +187,15 @@ async def heal(group: NodeGroup, session, answers: dict, now: float | None = Non
         found = verdicts(answers, nodes, now, group.lost_after)
         note_joined(session.session_dir, nodes, answers)
         hosts = [node.get("host") for node in nodes]
+        head = (answers.get("0") or {}).get("state")
         for verdict in found:
+            if verdict.kind == "lost" and head in FINAL_STATES:
+                # The run is over (the head ended): nothing would meet a replacement.
+                nodes[verdict.rank]["given_up"] = True
+                interruptions.append(session.session_dir, loss_entry(
+                    group, nodes, verdict, now, f"{node_name(verdict.rank, verdict.host)} lost: "
+                    f"{verdict.why}; not replaced: node 0 has ended ({head})"))
+                continue
             ended = await decide(group, session, nodes, verdict, now)
             if ended:
                 break
@@ -223,14 +231,8 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
     from ..base import ProviderError
 
     name = node_name(verdict.rank, verdict.host)
-    what = f"{name} {verdict.kind}: {verdict.why}" if verdict.kind == "lost" else \
-        f"{name} failed: {verdict.why}"
-    entry = {"machine": name, "at": now, "reason": what, "spot": False,
-             # the host was the run's from its start until the loss was noticed
-             "cost": cost(group.price(verdict.host), nodes[verdict.rank].get("started"), now),
-             "node": verdict.rank, "host": verdict.host, "new_host": None,
-             "lost_at": verdict.since, "replaced_at": None, "joined_at": None,
-             "seconds_lost": None, "kind": verdict.kind}
+    what = f"{name} {verdict.kind}: {verdict.why}"
+    entry = loss_entry(group, nodes, verdict, now, what)
     if verdict.kind == "failed":
         return await end(group, session, nodes, verdict, entry, "failed",
                          f"{what}; stopped the other nodes")
@@ -268,6 +270,18 @@ async def decide(group: NodeGroup, session, nodes: list[dict], verdict: Verdict,
         return False
     return await end(group, session, nodes, verdict, entry, "interrupted",
                      f"{what}; {group.no_spare}; stopped the other nodes")
+
+
+def loss_entry(group: NodeGroup, nodes: list[dict], verdict: Verdict, now: float,
+               reason: str) -> dict:
+    """The interruption record's entry of a node lost or failed."""
+    return {"machine": node_name(verdict.rank, verdict.host), "at": now, "reason": reason,
+            "spot": False,
+            # the host was the run's from its start until the loss was noticed
+            "cost": cost(group.price(verdict.host), nodes[verdict.rank].get("started"), now),
+            "node": verdict.rank, "host": verdict.host, "new_host": None,
+            "lost_at": verdict.since, "replaced_at": None, "joined_at": None,
+            "seconds_lost": None, "kind": verdict.kind}
 
 
 async def end(group: NodeGroup, session, nodes: list[dict], verdict: Verdict, entry: dict,

@@ -165,8 +165,11 @@ class GroupRun:
         folder = Path(session.session_dir) / NODES_DIR / str(rank)
         folder.mkdir(parents=True, exist_ok=True)
         remote_log = f"{node['remote_dir']}/{NODES_DIR}/{rank}/train.log"
+        # An offset per host: a node replaced elsewhere has a new log, and a refresh that
+        # still probed the old host (another process) copies only what is new there.
         await RemoteLogMirror(transport, remote_log, folder / "train.log",
-                              folder / "remote.offset").sync(answer.get("log_size") or 0)
+                              folder / f"remote-{node['host']}.offset").sync(
+                                  answer.get("log_size") or 0)
         status = answer.get("status") or {}
         attempts = status.get("attempts") or [{}]
         return {"state": status.get("state"), "reason": status.get("reason"),
@@ -237,12 +240,12 @@ class SSHNodes(NodeGroup):
         return entry.price_per_hour if entry is not None else None
 
     def moved(self, rank: int, line: str) -> None:
+        """A note in the node's log and the head's (its new host's log follows it)."""
         folder = Path(self.session.session_dir) / NODES_DIR / str(rank)
         folder.mkdir(parents=True, exist_ok=True)
         for log_path in (folder / "train.log", Path(self.session.session_dir) / "train.log"):
             with open(log_path, "ab") as log:  # the node's log, and the head's: the session's
                 log.write(f"\n[trainctl] {line}\n".encode())
-        (folder / "remote.offset").write_text("0")  # the new host's train.log is new
 
 
 def own_remote_dir(workdir: str, session: Session) -> str:
