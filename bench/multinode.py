@@ -8,8 +8,13 @@ timed to the first step logged by every rank.
 
 Prints figures (median and each run) and the launch command's own share, after the same for
 one host (`ssh:h0`, no nodes) as the baseline; asserts nothing.
-Not measured: the time from a node's loss to the run training again (replacing a lost node
-is not built yet).
+
+Then healing: `--nodes 2` on a group of three hosts (one spare), node 1's runner and training
+SIGKILLed once every rank trains, with no terminal refreshing (the node watcher alone heals):
+the time from the kill to the replacement's runner started on the spare, to its training
+logging a step (it joined), and, for torchrun, to the head logging a step again (the run goes
+on: its agent restarted its worker into a new rendezvous with the replacement, from the
+newest checkpoint). Its ratio to a launch's time to every rank training is printed too.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ TRAINER = """\
 import os, sys, time
 print("step 0 loss 1.0 rank", os.environ["TRAINCTL_NODE_RANK"], flush=True)
 time.sleep(1)
+"""
+# A step every 0.1 s until stopped: the healing runs.
+SLOW_TRAINER = """\
+import time
+for i in range(10 ** 6):
+    print(f"step {i} loss 1.0", flush=True)
+    time.sleep(0.1)
 """
 
 
@@ -78,12 +90,78 @@ def one_run(root: Path, env: dict, hosts: list[str], command: list[str]) -> tupl
     return training, launched
 
 
-def report(name: str, runs: list[tuple[float, float]]) -> None:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, check, limit: float = 300) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > limit:
+            raise SystemExit(f"{what}: not after {limit:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def heal_run(root: Path, env: dict, hosts: list[str], command: list[str]) -> tuple:
+    """(kill -> replacement started, kill -> it logged a step, kill -> head logged a step
+    again or None) for `--nodes 2` on `hosts` (three: one spare)."""
+    result = subprocess.run([sys.executable, "-m", "trainctl_tui", "launch", "--provider",
+                             "ssh:bench", "--nodes", "2", "--cwd", str(root), "--", *command],
+                            capture_output=True, text=True, env=env, timeout=300)
+    if result.returncode != 0:
+        raise SystemExit(f"launch failed: {result.stderr.strip()}")
+    session_id = result.stdout.strip().splitlines()[-1]
+    head, node = node_logs(root, hosts[:2], session_id)
+    wait_for("every rank training", lambda: "step 1 " in text(head) and "step 1 " in text(node))
+    status = json.loads((node.parent / "status.json").read_text())
+    head_before = len(text(head))
+    os.kill(status["runner_pid"], 9)
+    os.killpg(status["child_pid"], 9)
+    killed = time.monotonic()
+    spare = root / f"ws-{hosts[2]}" / "sessions" / session_id / "nodes" / "1"
+    started = wait_for("replacement started", lambda: (spare / "status.json").exists())
+    joined = wait_for("replacement training", lambda: "step " in text(spare / "train.log"))
+    again = None
+    if "torchrun" in command[0]:
+        def head_steps() -> bool:
+            after = text(head)[head_before:]
+            return "resumed from step" in after and \
+                "step " in after.split("resumed from step", 1)[1].split("\n", 1)[-1]
+        again = wait_for("head training again", head_steps) - killed
+    subprocess.run([sys.executable, "-m", "trainctl_tui", "stop", session_id, "--force"],
+                   capture_output=True, env=env, timeout=120)
+    return started - killed, joined - killed, again
+
+
+def report_heal(name: str, runs: list[tuple], launch_median: float) -> None:
+    started = statistics.median(r[0] for r in runs)
+    joined = statistics.median(r[1] for r in runs)
+    line = (f"{name}: node 1 lost -> replacement started: median {started:.2f} s; -> it "
+            f"trains: median {joined:.2f} s ({joined / launch_median:.1f}x a launch's time to "
+            f"every rank training)")
+    if runs[0][2] is not None:
+        again = [r[2] for r in runs]
+        line += (f"; -> the head trains again: median {statistics.median(again):.2f} s "
+                 f"(runs: {', '.join(f'{t:.2f}' for t in again)})")
+    print(line)
+
+
+def report(name: str, runs: list[tuple[float, float]]) -> float:
     training = [t for t, _ in runs]
     launch = [lo for _, lo in runs]
     print(f"{name}: launch -> every rank training: median {statistics.median(training):.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in training)}); the launch command itself: "
           f"median {statistics.median(launch):.2f} s")
+    return statistics.median(training)
 
 
 def main() -> None:
@@ -109,17 +187,31 @@ def main() -> None:
             python = [sys.executable, "-u", str(trainer)]
             report("baseline: 1 host, python", [one_run(root, env, hosts[:1], python)
                                                 for _ in range(args.runs)])
-            report(f"{args.nodes} nodes, python", [one_run(root, env, hosts, python)
-                                                   for _ in range(args.runs)])
+            launch_python = report(f"{args.nodes} nodes, python",
+                                   [one_run(root, env, hosts, python) for _ in range(args.runs)])
             torchrun = Path(sys.executable).with_name("torchrun")
             if torchrun.exists():
                 ddp = [str(torchrun), "--nproc-per-node", "1",
                        str(ROOT / "tests" / "fixtures" / "ddp_train.py"), "3"]
                 env["OMP_NUM_THREADS"] = "1"
-                report(f"{args.nodes} nodes, torchrun c10d + DDP (gloo)",
-                       [one_run(root, env, hosts, ddp) for _ in range(args.runs)])
+                launch_ddp = report(f"{args.nodes} nodes, torchrun c10d + DDP (gloo)",
+                                    [one_run(root, env, hosts, ddp) for _ in range(args.runs)])
             else:
-                print("torchrun not installed here: the DDP figure is skipped")
+                print("torchrun not installed here: the DDP figures are skipped")
+            heal_hosts = hosts[:3] if len(hosts) >= 3 else [f"h{n}" for n in range(3)]
+            config(root, server, heal_hosts)  # the group: two nodes and a spare
+            slow = root / "slow.py"
+            slow.write_text(SLOW_TRAINER)
+            report_heal("healing, python", [heal_run(root, env, heal_hosts, [
+                sys.executable, "-u", str(slow)]) for _ in range(args.runs)], launch_python)
+            if torchrun.exists():
+                report_heal("healing, torchrun c10d + DDP (gloo)", [heal_run(
+                    root, env, heal_hosts, [
+                        str(torchrun), "--nproc-per-node", "1", "--rdzv-endpoint",
+                        f"127.0.0.1:{free_port()}",
+                        str(ROOT / "tests" / "fixtures" / "ddp_elastic.py"),
+                        str(root / f"ckpt-{n}"), "100000"]) for n in range(args.runs)],
+                    launch_ddp)
         finally:
             server.stop()
 

@@ -33,7 +33,15 @@ def trainctl_home(tmp_path, monkeypatch):
 
 
 def kill_leftovers(home: Path) -> None:
-    """SIGKILL the process groups of runners and trainings the test started."""
+    """SIGKILL the process groups of runners and trainings the test started, and the node
+    watchers (`trainctl _watch`) of its multi-node sessions."""
+    for lock in home.glob("sessions/*/watch.lock"):
+        text = lock.read_text().strip() if lock.exists() else ""
+        if text.isdigit():
+            try:
+                os.kill(int(text), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     for status_file in home.glob("sessions/*/status.json"):
         try:
             status = json.loads(status_file.read_text())

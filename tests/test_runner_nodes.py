@@ -17,6 +17,7 @@ from conftest import run_cli
 from runner_names import read_status, runner_zipapp
 
 from trainctl_tui.runner.nodes import (
+    Node,
     NodeCountError,
     nnodes_conflict,
     parse_node_count,
@@ -92,6 +93,15 @@ def test_torchrun_gets_the_c10d_rendezvous_unless_the_user_gave_it():
         ["torchrun", "--rdzv-backend", "etcd", "t.py"], "2", "h", "s", rank=0)
     assert with_rendezvous(["torchrun", "--rdzv_conf=timeout=60", "t.py"], "2", "h", "s",
                            rank=0).count("--rdzv-conf") == 0
+    # A backend that heals nodes: torchrun restarts its workers into a new round (the
+    # user's own --max-restarts wins), and no node waits for a store address never written.
+    assert with_rendezvous(["torchrun", "t.py"], "2", "h", "s", rank=1, restarts=3) == [
+        "torchrun", "--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "h:29400",
+        "--rdzv-id", "s", "--max-restarts", "3", "--rdzv-conf", "is_host=0", "t.py"]
+    assert with_rendezvous(["torchrun", "--max_restarts=9", "t.py"], "2", "h", "s",
+                           restarts=3).count("--max-restarts") == 0
+    assert Node(1, ["h", "b"], restarts=3).env()["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in Node(1, ["h", "b"]).env()
     for other in (["python", "train.py", "--nnodes", "9"], ["accelerate", "launch", "t.py"],
                   ["python", "-m", "torch.distributed.launch", "t.py"]):
         assert with_rendezvous(other, "2", "h", "s") == other
@@ -167,6 +177,8 @@ def test_the_users_env_wins_and_a_plain_command_is_not_changed(tmp_path):
     (("--node-rank", "0", "--node-ips", "a,,b"), "bad node addresses 'a,,b'"),
     (("--node-rank", "0", "--node-ips", "a,b", "--nnodes", "3:1"),
      "--nodes must be N or MIN:MAX with 1 <= MIN <= MAX, not '3:1'"),
+    (("--node-rank", "0", "--node-ips", "a,b", "--node-restarts", "-1"),
+     "bad --node-restarts '-1'"),
 ])
 def test_a_bad_node_argument_is_one_line_and_nothing_starts(tmp_path, args, line):
     folder = session_folder(tmp_path, [PY, "-c", "open('ran', 'w')"])

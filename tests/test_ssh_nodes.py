@@ -7,9 +7,7 @@ c10d rendezvous runs DDP on CPU across the three; bad inputs are one line, nothi
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import sys
 import time
 from pathlib import Path
@@ -134,7 +132,7 @@ def test_a_stop_reaches_every_node_and_the_run_ends_when_all_have(hosts, tmp_pat
     assert marks(tmp_path) == ["TERM 0", "TERM 1", "TERM 2",
                                "started 0", "started 1", "started 2"]
     assert wait_ended(session_id)["status"] == "stopped"
-    log = run_cli("logs", session_id, "--node", "2", "-n", "100").stdout
+    log = run_cli("logs", session_id, "--node", "2", "-n", "5000").stdout  # from its top
     assert "TRAINCTL_NODE_RANK=2 TRAINCTL_NUM_NODES=3 TRAINCTL_NODE_IPS=127.0.0.1,127.0.0.1," \
         "127.0.0.1 MASTER_ADDR=127.0.0.1" in log and "saving on SIGTERM" in log
     for rank, host in enumerate(HOSTS):
@@ -162,32 +160,6 @@ def test_a_stopped_group_run_resumes_on_every_node(hosts, tmp_path):
     node = json.loads((hosts["b"] / "sessions" / session_id / "nodes" / "1" /
                        "status.json").read_text())
     assert [a["reason"] for a in node["attempts"]] == ["stopped by SIGTERM"] * 2
-
-
-def test_a_node_whose_runner_dies_is_named_and_the_run_ends_lost(hosts, tmp_path):
-    """Node 1's runner and training SIGKILLed mid-run: the detail names it while the head
-    runs on; after the stop the run cannot end well (node 1 never wrote a final state)."""
-    session_id = launch("--provider", "ssh:a,b", "--cwd", str(tmp_path), "--grace-seconds", "5",
-                        "--", *trainer(tmp_path, 3000))
-    deadline = time.monotonic() + 60
-    while marks(tmp_path) != ["started 0", "started 1"]:
-        assert time.monotonic() < deadline, marks(tmp_path)
-        time.sleep(0.3)
-    node = json.loads((hosts["b"] / "sessions" / session_id / "nodes" / "1" /
-                       "status.json").read_text())
-    os.kill(node["runner_pid"], signal.SIGKILL)
-    os.killpg(node["child_pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while (found := info(session_id))["detail"] != "node 1 (on b) is gone without a final " \
-            "status":
-        assert time.monotonic() < deadline, found
-        time.sleep(0.5)
-    assert found["status"] == "running"
-    run_cli("stop", session_id)
-    ended = wait_ended(session_id)
-    assert (ended["status"], ended["detail"]) == ("lost", (
-        "node 1 (on b) is gone without a final status (node 0 stopped; waiting for node 1)"))
-    assert marks(tmp_path) == ["TERM 0", "started 0", "started 1"]
 
 
 def test_torchrun_on_three_hosts_meets_through_c10d_and_ddp_agrees(hosts, tmp_path):

@@ -167,6 +167,11 @@ class Launching:
         except TrainctlError as exc:
             self.store.update(session.id, status=Status.FAILED, detail=str(exc), ended=time.time())
             raise
+        heals = getattr(provider, "heals_nodes", None)
+        if heals is not None and heals(session):
+            from . import watching
+
+            watching.start(session)  # healing with every terminal closed
         await self.refresh_session(session)
 
 

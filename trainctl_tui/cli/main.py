@@ -57,8 +57,7 @@ class _NotBuilt:
 
 
 def help_formatter():
-    """argparse's help formatter told the width: finding it itself imports shutil, a tenth
-    of `trainctl sessions`, even when no help is shown."""
+    """argparse's help formatter told the width (finding it imports shutil: slow start)."""
     import argparse
     from functools import partial
 
@@ -218,6 +217,7 @@ def _build_parser(wanted: str | None) -> tuple[argparse.ArgumentParser, set[str]
     recover = commands.add_parser("_recover")
     recover.add_argument("id")
     recover.add_argument("--lock-fd", type=int, required=True)
+    commands.add_parser("_watch").add_argument("id")  # hidden: app/watching.py
 
     if wanted is None or (wanted and wanted not in built):  # the cloud verbs; all for help
         from . import cloud as cli_cloud
@@ -747,14 +747,18 @@ def cmd_checkpoint(args) -> int:
 
 
 def cmd_recover(args) -> int:
-    """Resume an interrupted session with the lock the refresh handed over (recovery.py);
-    its output goes to recover.log in the session folder."""
+    """Resume an interrupted session with the lock a refresh handed over (recovery.py)."""
     from ..app import recovery
 
     recovery.wait_for_go()
     recovery.log_to_stderr()
     _run(_service().recover(args.id, args.lock_fd))
     return 0
+
+
+def cmd_watch_nodes(args) -> int:  # refreshes a session whose nodes heal until it ends
+    from ..app.watching import watch
+    return _run(watch(_service(), args.id)) or 0
 
 
 def cmd_config(args) -> int:
@@ -792,4 +796,5 @@ COMMANDS = {
     "metrics": cmd_metrics,
     "compare": cmd_compare,
     "_recover": cmd_recover,
+    "_watch": cmd_watch_nodes,
 }

@@ -640,6 +640,13 @@ refresh_seconds = 1.0
 theme = "textual-dark"
 
 [ssh]
+# Multi-node runs on a group (--provider ssh:GROUP --nodes N): a node lost is replaced on a
+# spare host of the group (one --nodes leaves free) at most max_resumes times per session;
+# a host that does not answer for node_lost_seconds counts as lost.
+max_resumes = 3
+node_lost_seconds = 60
+# [ssh.groups.trio]
+# hosts = ["gpu-box", "gpu-box-2", "gpu-box-3"]  # the first is the head (rank 0)
 # One [ssh.hosts.NAME] table per machine; NAME is what you pass to --host.
 # trainctl runs your system ssh, so ~/.ssh/config, agents and jump hosts all apply.
 # [ssh.hosts.gpu-box]

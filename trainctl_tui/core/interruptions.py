@@ -8,7 +8,9 @@ session folder, a list of entries, oldest first. Every entry has
     cost      what the machine had cost until then (USD) or None
 
 and whatever the backend keeps about the machine to replace it (its type, template, bid...).
-An entry with "attempt" puts its reason on that attempt of the session. Written atomically;
+An entry with "attempt" puts its reason on that attempt of the session. An entry with "node" is
+a node of a multi-node run lost (backends/remote/healing.py): node, host, new_host, lost_at,
+replaced_at, joined_at, seconds_lost. Written atomically;
 a damaged file reads as no interruptions."""
 
 from __future__ import annotations
@@ -72,3 +74,17 @@ def with_reasons(entries: list[dict], attempts: list) -> list | None:
                     attempt.reason != entry["reason"]:
                 attempt.reason, changed = entry["reason"], True
     return attempts if changed and entries else None
+
+
+NODE_LOSS_KEYS = ("node", "host", "new_host", "reason", "lost_at", "replaced_at", "joined_at",
+                  "seconds_lost", "cost")
+
+
+def node_losses(folder: str | Path) -> list[dict]:
+    """The entries of nodes of a multi-node run that were lost, oldest first."""
+    return [entry for entry in load(folder) if "node" in entry]
+
+
+def node_losses_json(folder: str | Path) -> list[dict]:
+    """`sessions[].node_losses` of the JSON outputs: each node lost, replaced or given up."""
+    return [{key: entry.get(key) for key in NODE_LOSS_KEYS} for entry in node_losses(folder)]

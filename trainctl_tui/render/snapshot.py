@@ -43,11 +43,13 @@ def sessions_json(sessions: list[Session], figures: dict | None = None,
     """`sessions --json`; by session id, `figures`: progress and cost (app/costs.py), `usage`:
     an active session's GPUs, CPU and memory (app/gpu_usage.py)."""
     from ..app.gpu_usage import usage_json
+    from ..core.interruptions import node_losses_json
 
     figures, usage = figures or {}, usage or {}
 
     def entry(session: Session) -> dict:
         data = session.to_json()
+        data["node_losses"] = node_losses_json(session.session_dir)
         if session.id in figures:
             data.update(figures[session.id].to_json())
         data.update(usage_json(usage.get(session.id)))
@@ -125,11 +127,13 @@ def format_step(value: float | None) -> str:
 def overview_json(rows) -> str:
     """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
     from ..app.gpu_usage import usage_json
+    from ..core.interruptions import node_losses_json
     from ..monitor.metrics import json_number  # strict JSON: a nan loss is "nan", not NaN
 
     sessions = []
     for row in rows:
         data = row.session.to_json()
+        data["node_losses"] = node_losses_json(row.session.session_dir)
         data["metrics"] = ({name: {"last": json_number(s.ys[-1]), "step": s.xs[-1],
                                    "count": len(s), "nonfinite": s.nonfinite}
                             for name, s in row.metrics.series.items() if len(s)}

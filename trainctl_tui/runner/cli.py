@@ -61,7 +61,8 @@ def node_states(session_dir: str) -> dict:
         status = read_status(folder) or {}
         log = os.path.join(folder, "train.log")
         found[str(rank)] = {"state": status.get("state"), "reason": status.get("reason"),
-                            "age": beat_age(status), "exit_code": status.get("exit_code"),
+                            "age": beat_age(status), "heartbeat": status.get("heartbeat"),
+                            "exit_code": status.get("exit_code"), "signal": status.get("signal"),
                             "log_size": os.path.getsize(log) if os.path.exists(log) else 0,
                             "usage": read_usage(folder, samples=1)}
     return found

@@ -22,6 +22,7 @@ MASTER_PORT = 29500  # torch.distributed's default, for launchers that read MAST
 TORCHRUN_FLAGS = {"--standalone", "--no-python", "--no_python", "-m", "--module",
                   "--run-path", "--run_path"}
 TORCHRUN_MODULE = "torch.distributed.run"
+SHARED_STORE_OFF = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
 # A line "TERM 1733370000" in a signals file asks a node's runner for that signal: how a batch
 # shell reaches runners on other nodes without signalling their trainings too (a scheduler's
 # signal to a job step reaches every process in it).
@@ -69,7 +70,7 @@ class Node:
     node count asked for (torchrun's --nnodes: 'N' or 'MIN:MAX')."""
 
     def __init__(self, rank: int, ips: list, nnodes: str | None = None,
-                 signals_from: str | None = None):
+                 signals_from: str | None = None, restarts: int | None = None):
         if not ips or any(not ip or "," in ip for ip in ips):
             raise NodeCountError(f"bad node addresses {','.join(ips)!r}")
         if not 0 <= rank < len(ips):
@@ -78,6 +79,10 @@ class Node:
         self.ips = list(ips)
         self.nnodes = node_count_text(nnodes if nnodes is not None else len(ips))
         self.signals_from = signals_from  # a file whose new lines are signals for this runner
+        # torchrun's --max-restarts, from a backend that replaces lost nodes: a node lost
+        # fails the others' workers, and their agents restart them into a new rendezvous
+        # (with the replacement) instead of ending the run.
+        self.restarts = restarts
 
     @property
     def head(self) -> str:
@@ -87,13 +92,20 @@ class Node:
         return node_folder(session_dir, self.rank)
 
     def env(self) -> dict:
-        return {NODE_RANK_ENV: str(self.rank), "TRAINCTL_NUM_NODES": str(len(self.ips)),
-                "TRAINCTL_NODE_IPS": ",".join(self.ips), "MASTER_ADDR": self.head,
-                "MASTER_PORT": str(MASTER_PORT)}
+        env = {NODE_RANK_ENV: str(self.rank), "TRAINCTL_NUM_NODES": str(len(self.ips)),
+               "TRAINCTL_NODE_IPS": ",".join(self.ips), "MASTER_ADDR": self.head,
+               "MASTER_PORT": str(MASTER_PORT)}
+        if self.restarts is not None:
+            # A node that joins a later round (a replacement) waits for the workers' store
+            # address, which an agent sharing its rendezvous store writes in its first round
+            # only (torch 2.x): without sharing, rank 0 writes it every round.
+            env[SHARED_STORE_OFF] = "1"
+        return env
 
     def command(self, command: list, session_id: str) -> list:
         """`command`, with the c10d rendezvous added when it is torchrun."""
-        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank)
+        return with_rendezvous(command, self.nnodes, self.head, session_id, self.rank,
+                               self.restarts)
 
     def watch_signals(self, interval: float = SIGNALS_POLL_SECONDS) -> None:
         """Each line of the signals file (from its start: the file is new for each job)
@@ -189,12 +201,13 @@ def nnodes_conflict(command: list, nodes) -> str | None:
 
 
 def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
-                    rank: int | None = None) -> list:
+                    rank: int | None = None, restarts: int | None = None) -> list:
     """A torchrun command with --nnodes, --rdzv-backend c10d, --rdzv-endpoint HEAD:29400 and
     --rdzv-id SESSION added where the user did not give them; any other command unchanged.
     With c10d, node `rank` 0 hosts the rendezvous store (--rdzv-conf is_host=1, the others
     0): torchrun would guess from the endpoint's host, which fails where the head's address
-    is not one its own hostname resolves to, and races where nodes share a machine."""
+    is not one its own hostname resolves to, and races where nodes share a machine.
+    `restarts`: --max-restarts added unless given (a backend that heals nodes)."""
     at = torchrun_args_at(command)
     if at is None:
         return list(command)
@@ -202,7 +215,8 @@ def with_rendezvous(command: list, nnodes: str, head: str, session_id: str,
     added = []
     for name, value in (("--nnodes", nnodes), ("--rdzv-backend", "c10d"),
                         ("--rdzv-endpoint", f"{head}:{RDZV_PORT}"),
-                        ("--rdzv-id", session_id)):
+                        ("--rdzv-id", session_id),
+                        *((("--max-restarts", str(restarts)),) if restarts is not None else ())):
         if name not in given:
             added += [name, value]
     if rank is not None and given.get("--rdzv-backend", "c10d") == "c10d" and \
@@ -218,7 +232,8 @@ def parse_node_args(args: list):
     rest = []
     i = 0
     while i < len(args):
-        if args[i] in ("--node-rank", "--node-ips", "--nnodes", "--signals-from"):
+        if args[i] in ("--node-rank", "--node-ips", "--nnodes", "--signals-from",
+                       "--node-restarts"):
             if i + 1 >= len(args):
                 raise NodeCountError(f"{args[i]} needs a value")
             values[args[i]] = args[i + 1]
@@ -234,5 +249,9 @@ def parse_node_args(args: list):
         rank = int(values["--node-rank"])
     except ValueError:
         raise NodeCountError(f"bad node rank {values['--node-rank']!r}") from None
+    restarts = values.get("--node-restarts")
+    if restarts is not None and not restarts.isdigit():
+        raise NodeCountError(f"bad --node-restarts {restarts!r}")
     ips = [ip.strip() for ip in values["--node-ips"].split(",")]
-    return Node(rank, ips, values.get("--nnodes"), values.get("--signals-from")), rest
+    return Node(rank, ips, values.get("--nnodes"), values.get("--signals-from"),
+                int(restarts) if restarts is not None else None), rest

@@ -8,9 +8,11 @@ reach the node on a host (`node`)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from ...core import aio
+from ...core.atomic import atomic_write_json
 from ...core.models import Session
 from ...runner.nodes import NODES_DIR
 from ..base import ProviderError
@@ -28,17 +30,20 @@ class NodeGroup:
         """The provider (a RemoteRunnerProvider) of the node on `host`, rank > 0."""
         raise NotImplementedError
 
-    async def start(self, session: Session, hosts: list[str], ips: str, nnodes: str) -> None:
+    def node_args(self) -> tuple[str, ...]:
+        """Runner arguments every node gets besides its place (a backend may add some)."""
+        return ()
+
+    async def start(self, session: Session, hosts: list[str], ips: str, nnodes: str,
+                    head: dict | None = None) -> None:
         """One runner per host, all at once, node R told `--node-rank R --node-ips IPS
-        --nnodes N`; if one fails to start, those started are stopped and the error says so."""
+        --nnodes N`; if one fails to start, those started are stopped and the error says so.
+        `head`: more keys for rank 0's entry in remote.json."""
         async def start(rank: int, host: str):
-            node = self.provider if rank == 0 else self.node(host)
-            args = ("--node-rank", str(rank), "--node-ips", ips, "--nnodes", nnodes)
             try:
-                await node.launch(session, node_args=args, record=False)
+                return await self.start_node(session, rank, host, ips, nnodes)
             except ProviderError as exc:
                 return exc
-            return {**node.started, "host": host}  # the head's provider may name a group
 
         results = await aio.gather(*(start(rank, host) for rank, host in enumerate(hosts)))
         failed = [result for result in results if isinstance(result, ProviderError)]
@@ -49,8 +54,24 @@ class NodeGroup:
             gone = f"; stopped the runners on {', '.join(n['host'] for _, n in started)}" \
                 if started else ""
             raise ProviderError(f"{failed[0]}{gone}")
-        info = {**results[0], "nodes": results}
-        (Path(session.session_dir) / "remote.json").write_text(json.dumps(info))
+        results[0].update(head or {})
+        self.save_nodes(session, results)
+
+    async def start_node(self, session: Session, rank: int, host: str, ips: str,
+                         nnodes: str) -> dict:
+        """Node `rank`'s runner started on `host`; its remote.json entry."""
+        node = self.provider if rank == 0 else self.node(host)
+        args = ("--node-rank", str(rank), "--node-ips", ips, "--nnodes", nnodes,
+                *self.node_args())
+        await node.launch(session, node_args=args, record=False)
+        # the head's provider may name a group: the entry names the host
+        return {**node.started, "host": host, "started": time.time()}
+
+    @staticmethod
+    def save_nodes(session: Session, nodes: list[dict]) -> None:
+        """remote.json: the head's entry at the top (where a one-node session has it) and
+        every node's under `nodes`."""
+        atomic_write_json(Path(session.session_dir) / "remote.json", {**nodes[0], "nodes": nodes})
 
     @staticmethod
     def nodes_of(session: Session) -> list[dict]:
@@ -76,15 +97,22 @@ class NodeGroup:
         folder = Path(session.session_dir) / NODES_DIR / str(rank)
         folder.mkdir(parents=True, exist_ok=True)
         remote_log = f"{node['remote_dir']}/{NODES_DIR}/{rank}/train.log"
+        # An offset per host: a node replaced elsewhere has a new log, and a refresh that
+        # still probed the old host (another process) copies only what is new there.
         await RemoteLogMirror(transport, remote_log, folder / "train.log",
-                              folder / "remote.offset").sync(answer.get("log_size") or 0)
+                              folder / f"remote-{node['host']}.offset").sync(
+                                  answer.get("log_size") or 0)
         status = answer.get("status") or {}
+        attempts = status.get("attempts") or [{}]
         return {"state": status.get("state"), "reason": status.get("reason"),
                 "alive": bool(answer.get("runner_alive")), "host": node["host"],
-                "log_size": answer.get("log_size") or 0,
+                "log_size": answer.get("log_size") or 0, "heartbeat": status.get("heartbeat"),
+                "exit_code": status.get("exit_code"), "signal": status.get("signal"),
+                # when its training started, once it runs: a replacement has joined (healing)
+                "training_started": attempts[-1].get("started")
+                if status.get("state") == "running" and answer.get("child_alive") else None,
                 # for the session screen's node rows (remote/node_view.py)
-                "heartbeat_age": answer.get("heartbeat_age"), "exit_code": status.get("exit_code"),
-                "usage": answer.get("usage")}
+                "heartbeat_age": answer.get("heartbeat_age"), "usage": answer.get("usage")}
 
     async def stop_nodes(self, session: Session, nodes: list[tuple[int, dict]], *,
                          force: bool) -> None:

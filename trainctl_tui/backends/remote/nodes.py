@@ -20,20 +20,23 @@ def node_count(status: dict | None) -> int:
     return len(node.get("ips") or ()) if isinstance(node, dict) else 1
 
 
-def waiting_nodes(status: dict | None, nodes: dict) -> list[str]:
-    """The ranks (past the head) whose runners have not ended yet."""
+def waiting_nodes(status: dict | None, nodes: dict, skip=()) -> list[str]:
+    """The ranks (past the head) whose runners have not ended yet, but those in `skip`
+    (nodes lost that the run goes on without)."""
     return [str(rank) for rank in range(1, node_count(status))
-            if (nodes.get(str(rank)) or {}).get("state") not in FINAL_STATES]
+            if (nodes.get(str(rank)) or {}).get("state") not in FINAL_STATES
+            and str(rank) not in skip]
 
 
-def hold_for_nodes(answer: dict) -> None:
+def hold_for_nodes(answer: dict, skip=()) -> None:
     """In a probe's answer: a head that has ended while other nodes run on is shown as
     running (stopping, for a stop) with who is awaited; it lives while they beat. While the
-    head runs, a node whose runner is gone without a final state is named in the detail."""
+    head runs, a node whose runner is gone without a final state is named in the detail.
+    Ranks in `skip` are not waited for."""
     status, nodes = answer.get("status"), answer.get("nodes") or {}
     if not status:
         return
-    waiting = waiting_nodes(status, nodes)
+    waiting = waiting_nodes(status, nodes, skip)
     gone = [rank for rank in waiting
             if (nodes.get(rank) or {}).get("state") and not alive(nodes[rank])]
     state = status.get("state")

@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ...core import aio
 from ...core.atomic import atomic_write
 from ...core.models import Session
 from ...core.paths import state_dir
@@ -20,6 +21,7 @@ from ..base import ProviderError
 
 LOG_CHUNK = 8 << 20  # bytes mirrored per refresh: a long backlog arrives over a few refreshes
 PROBE_TTL = 1.0  # seconds a probe answers read_status/runner_alive/training_alive together
+MIRROR_WAIT = 10.0  # seconds a log copy waits for another process copying the same log
 
 
 def runner_version() -> str:
@@ -206,8 +208,19 @@ class RemoteRunnerProvider:
             for remote, local, offset, size in node_logs(
                     self.remote_dir(session), session.session_dir, answer["nodes"]):
                 await RemoteLogMirror(self.transport, remote, local, offset).sync(size)
-            hold_for_nodes(answer)
+            group = self.healing_nodes(session, answer)
+            if group is None:
+                hold_for_nodes(answer)
+            else:
+                from .healing import heal_shared
+
+                await heal_shared(group, session, answer)
         return answer
+
+    def healing_nodes(self, session: Session, answer: dict):
+        """The HealingNodes (healing.py) of a multi-node run whose nodes share the session
+        folder, for a backend that heals them; None: the run is only held for its nodes."""
+        return None
 
     async def sync_log(self, session: Session, remote_size: int) -> int:
         """Append what the remote train.log has beyond the local copy; returns bytes added."""
@@ -371,7 +384,30 @@ class RemoteLogMirror:
             pass
 
     async def sync(self, remote_size: int | None = None) -> int:
-        """Copy up to LOG_CHUNK new bytes; returns how many arrived."""
+        """Copy up to LOG_CHUNK new bytes; returns how many arrived. One copier at a time
+        (the TUI, a CLI, a node watcher): two reading the same offset would both append. A
+        copier waits for the one at work (polling: never blocking the event loop, which may
+        run the other), then copies what is left."""
+        import fcntl
+        import os
+
+        lock = os.open(f"{self.offset_file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + MIRROR_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(lock)
+                    return 0  # still busy: the next sync copies it
+                await aio.sleep(0.05)
+        try:
+            return await self._sync(remote_size)
+        finally:
+            os.close(lock)
+
+    async def _sync(self, remote_size: int | None) -> int:
         if remote_size is None:
             remote_size = await self.transport.size(self.remote)
             if remote_size is None:

@@ -364,6 +364,26 @@ class SlurmProvider(RemoteRunnerProvider):
     async def lost_detail(self, session: Session, status: dict) -> str:
         return await self.gone_detail(session)
 
+    def healing_nodes(self, session: Session, answer: dict):
+        """A multi-node job's nodes, for healing (node_healing.py)."""
+        from ..remote.nodes import node_count
+
+        status = answer.get("status") or {}
+        if node_count(status) < 2:
+            return None
+        from .node_healing import SlurmNodes
+
+        return SlurmNodes(self, session, status, self.job_id(session))
+
+    def heals_nodes(self, session: Session) -> bool:
+        """A multi-node job is watched (app/watching.py) so a lost node ends it promptly."""
+        from ...runner.nodes import NodeCountError, several
+
+        try:
+            return several(job_options(session).get("nodes"))
+        except NodeCountError:
+            return False
+
     # -- stopping -----------------------------------------------------------------------
 
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:

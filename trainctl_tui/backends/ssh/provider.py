@@ -8,15 +8,20 @@ dropped connection resumes where it stopped: no line is lost or repeated.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ...core import aio
+from ...core.atomic import atomic_write_json
 from ...core.models import Session
 from ..base import ProviderError
 from ..remote.runner import HostOverSSH, RemoteLogMirror
 from ..remote.transport import SSHTarget, SSHTransport, resolve_target
 from .group import GroupRun, chosen_hosts, group_hosts, own_remote_dir, spec_nodes
+
+HEAD_STATUS = "head_status.json"  # a group's head's last status.json, for when it is lost
 
 
 class SSHProvider(HostOverSSH):
@@ -75,7 +80,14 @@ class SSHProvider(HostOverSSH):
     def group(self) -> GroupRun:
         from ...config.loader import load_config
 
-        return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True))
+        self.target  # noqa: B018 - resolves the group's hosts
+        return GroupRun(self, load_config(), lambda host: SSHProvider(host, own_dir=True),
+                        self._group_hosts)
+
+    def heals_nodes(self, session: Session) -> bool:
+        """A group's run is watched and healed (remote/healing.py) with terminals closed."""
+        self.target  # noqa: B018 - resolves the group
+        return self._group_hosts is not None
 
     def check_options(self, options: dict) -> None:
         """At launch, before anything is made: --nodes against the group's hosts."""
@@ -96,15 +108,67 @@ class SSHProvider(HostOverSSH):
         await self.group.launch(session, hosts)
 
     async def _probe(self, session: Session) -> dict:
-        answer = await super()._probe(session)
-        if len(GroupRun.nodes_of(session)) > 1:
-            from ..remote.node_view import keep_nodes
-            from ..remote.nodes import hold_for_nodes
-
-            await self.group.probe_nodes(session, answer)
-            keep_nodes(session, answer, [node["host"] for node in GroupRun.nodes_of(session)])
-            hold_for_nodes(answer)
+        if len(GroupRun.nodes_of(session)) < 2:
+            return await super()._probe(session)
+        try:
+            answer = await super()._probe(session)
+        except ProviderError:
+            answer = await self._head_unanswered(session)
+            if answer is None:
+                raise  # unreachable for now: the run may well go on there
+            return answer
+        atomic_write_json(Path(session.session_dir) / HEAD_STATUS, answer.get("status"),
+                          durable=False)
+        await self._probe_and_heal(session, answer)
         return answer
+
+    async def _head_unanswered(self, session: Session) -> dict | None:
+        """The head's host did not answer: once it is lost (remote/healing.py), what the run
+        says, from the head's last status; else None."""
+        from ..remote import healing
+
+        try:
+            last = json.loads((Path(session.session_dir) / HEAD_STATUS).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(last, dict) or await healing.head_unanswered(
+                self.group.healing(session), session) is None:
+            return None
+        answer = {"status": last, "runner_alive": False, "child_alive": False, "log_size": 0,
+                  "nodes": {}, "newest_checkpoint": None, "usage": None}
+        await self.group.probe_nodes(session, answer)
+        self._keep_nodes(session, answer)
+        healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
+        return answer
+
+    async def _probe_and_heal(self, session: Session, answer: dict) -> None:
+        """Every node probed; a lost or failed one healed (remote/healing.py); the answer
+        says what the run is now."""
+        from ...runner.status import FINAL_STATES
+        from ..remote import healing
+
+        group = self.group
+        await group.probe_nodes(session, answer)
+        self._keep_nodes(session, answer)
+        nodes = group.healing(session)
+        status = answer.get("status") or {}
+        if status and status.get("state") not in FINAL_STATES and \
+                not answer.get("runner_alive"):
+            await healing.head_lost(nodes, session, "its runner is gone without a final status",
+                                    status.get("heartbeat"))
+        else:
+            head = {"host": GroupRun.nodes_of(session)[0].get("host"), "alive":
+                    answer.get("runner_alive"), **{key: status.get(key) for key in (
+                        "state", "reason", "exit_code", "signal", "heartbeat")}}
+            await healing.heal(nodes, session, {**(answer.get("nodes") or {}), "0": head})
+        healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
+
+    @staticmethod
+    def _keep_nodes(session: Session, answer: dict) -> None:
+        """Each node's row for the session screen, as probed (before healing's verdict)."""
+        from ..remote.node_view import keep_nodes
+
+        keep_nodes(session, answer, [node["host"] for node in GroupRun.nodes_of(session)])
 
     async def lost_detail(self, session: Session, status: dict) -> str | None:
         """A run held for its other nodes, one of which is gone: say which."""

@@ -28,3 +28,7 @@ class SshGroup(Section):
 class SshConfig(Section):
     hosts: dict[str, SshHost] = Field(default_factory=dict)
     groups: dict[str, SshGroup] = Field(default_factory=dict)
+    # A group's node lost is replaced on a spare host at most this many times per session.
+    max_resumes: int = Field(3, ge=0)
+    # Seconds a node's host may not answer before the node counts as lost.
+    node_lost_seconds: float = Field(60.0, gt=0)
