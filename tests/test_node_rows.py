@@ -146,22 +146,23 @@ def test_each_node_has_a_row_with_its_host_state_gpus_and_price_and_the_run_cost
     assert [r.state for r in rows_of(session_id)] == ["stopped", "stopped"]
 
 
-def test_a_node_that_fails_while_the_head_runs_is_an_alert_and_the_detail(hosts, tmp_path):
+def test_a_node_that_fails_while_the_head_runs_ends_the_run_naming_it(hosts, tmp_path):
+    """A fixed --nodes run cannot go on without a node whose training failed for good (the
+    others would wait in a collective): healing stops them and the run fails saying which
+    (tests/test_ssh_healing.py has the rest); its row shows the failure."""
     session_id = launch(tmp_path, "3000", "fail1")
-    line = "node 1 (on b) failed (exit 1)"
-    found = wait_for(lambda: (s := info(session_id))["detail"] == line and s,
-                     "the detail naming node 1")
-    assert found["status"] == "running"
-    alerts = once_alerts(session_id)
-    assert [(a["kind"], a["message"], a["severity"]) for a in alerts] == [
-        ("node_failed", line, "error")]
-    assert [r.state for r in rows_of(session_id)] == ["running", "failed"]
-    ended = stop_and_wait(session_id)
-    assert ended["status"] == "stopped"
-    assert once_alerts(session_id) == []  # the run ended: no longer news
+    ended = wait_for(lambda: (s := info(session_id))["status"] not in (
+        "running", "stopping", "pending", "unreachable") and s, "the run to end")
+    assert (ended["status"], ended["detail"]) == (
+        "failed", "node 1 (on b) failed: exit code 1; stopped the other nodes")
+    rows = rows_of(session_id)
+    assert [(r.rank, r.host) for r in rows] == [(0, "a"), (1, "b")]
+    assert (rows[1].state, rows[1].exit_code) == ("failed", 1)
+    # the run's own failure is the alert; the node's is no longer news once the run ended
+    assert [alert["kind"] for alert in once_alerts(session_id)] == ["failed"]
 
 
-def test_a_node_whose_runner_dies_raises_an_alert_naming_it(hosts, tmp_path):
+def test_a_node_whose_runner_dies_ends_the_run_when_there_is_no_spare(hosts, tmp_path):
     session_id = launch(tmp_path, "3000", "-")
     wait_for(lambda: (tmp_path / "marks").exists() and
              len((tmp_path / "marks").read_text().splitlines()) == 2, "both nodes started")
@@ -169,13 +170,11 @@ def test_a_node_whose_runner_dies_raises_an_alert_naming_it(hosts, tmp_path):
                        "status.json").read_text())
     os.kill(node["runner_pid"], signal.SIGKILL)
     os.killpg(node["child_pid"], signal.SIGKILL)
-    alerts = wait_for(lambda: info(session_id) and once_alerts(session_id),
-                      "the alert of node 1")
-    assert [(a["kind"], a["severity"]) for a in alerts] == [("node_lost", "error")]
-    assert alerts[0]["message"].startswith(
-        "node 1 (on b) is gone without a final status (last heartbeat "), alerts
-    assert info(session_id)["detail"] == "node 1 (on b) is gone without a final status"
-    stop_and_wait(session_id)
+    ended = wait_for(lambda: (s := info(session_id))["status"] not in (
+        "running", "stopping", "pending", "unreachable") and s, "the run to end")
+    assert (ended["status"], ended["detail"]) == (
+        "interrupted", "node 1 (on b) lost: its runner is gone without a final status; no "
+        "spare host in ssh:a,b to replace it; stopped the other nodes")
 
 
 def test_a_budget_on_a_group_with_an_unpriced_host_is_refused_and_nothing_is_made(
