@@ -258,32 +258,15 @@ def test_torchrun_meets_through_c10d_and_ddp_ends_with_identical_parameters(clus
 
 
 
-FAILS_ON_RANK_1 = """\
-import os, signal, sys, time
-rank = os.environ["TRAINCTL_NODE_RANK"]
-def term(*_):
-    with open(sys.argv[1], "a") as f:
-        f.write(f"TERM {rank}\\n")
-    sys.exit(0)
-signal.signal(signal.SIGTERM, term)
-with open(sys.argv[1], "a") as f:
-    f.write(f"started {rank}\\n")
-for i in range(3000):
-    print(f"step {i}", flush=True)
-    if rank == "1" and i == 5:
-        sys.exit(3)
-    time.sleep(0.2)
-"""
 
 
 def test_a_node_that_failed_for_good_stops_the_job_at_once(cluster, tmp_path):
     """Node 1's training exits 3 while node 0's runs on (it would wait in a collective until
     the time limit): the job is stopped gracefully at once and the run fails naming node 1."""
-    script = tmp_path / "fails.py"
-    script.write_text(FAILS_ON_RANK_1)
+    script = FIXTURES / "fails_on_one_rank.py"
     service = Service()
     session = asyncio.run(service.launch(LaunchRequest(
-        command=[sys.executable, "-u", str(script), str(tmp_path / "marks")],
+        command=[sys.executable, "-u", str(script), str(tmp_path / "marks"), "1"],
         provider="slurm:hpc", cwd=str(tmp_path), grace_seconds=5,
         backend_options={"nodes": "2"})))
     ended = wait_session(service, session.id, lambda s: not s.status.active)

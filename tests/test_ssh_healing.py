@@ -108,22 +108,6 @@ def test_no_spare_host_and_a_fixed_count_stops_the_others_gracefully(hosts, tmp_
     assert line in table, table
 
 
-FAILS_ON_ONE_RANK = """\
-import os, signal, sys, time
-rank = os.environ["TRAINCTL_NODE_RANK"]
-def term(*_):
-    with open(sys.argv[1], "a") as f:
-        f.write(f"TERM {rank}\\n")
-    sys.exit(0)
-signal.signal(signal.SIGTERM, term)
-with open(sys.argv[1], "a") as f:
-    f.write(f"started {rank}\\n")
-for i in range(3000):
-    print(f"step {i}", flush=True)
-    if rank == sys.argv[2] and i == 5:
-        sys.exit(3)
-    time.sleep(0.2)
-"""
 
 
 @pytest.mark.parametrize("failing, host, other", [(1, "b", 0), (0, "a", 1)])
@@ -131,8 +115,7 @@ def test_a_node_that_failed_for_good_stops_the_others(hosts, tmp_path, failing, 
                                                       host, other):
     """Node 1's training, or the head's, exits 3 while the other runs: the other would wait
     in a collective; it is stopped gracefully and the run fails saying which node."""
-    script = tmp_path / "fails.py"
-    script.write_text(FAILS_ON_ONE_RANK)
+    script = FIXTURES / "fails_on_one_rank.py"
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--grace-seconds", "5", "--", sys.executable, "-u", str(script),
                         str(tmp_path / "marks"), str(failing))

@@ -15,7 +15,7 @@ from ...core.errors import TrainctlError
 from ...core.models import Session
 from ...runner.nodes import NodeCountError, node_count_text, parse_node_count
 from ...runner.status import FINAL_STATES
-from ..remote.node_group import NodeGroup
+from ..remote.node_group import NodeGroup, spec_nodes
 from ..remote.node_view import keep_nodes
 from ..remote.nodes import hold_for_nodes
 from ..remote.runner import remote_info
@@ -29,15 +29,6 @@ class InstanceGroup(NodeGroup):
 
     def node(self, host: str):
         return type(self.provider)(host, self.provider.template_name)
-
-
-def spec_nodes(session: Session):
-    """The launch's --nodes as the session's spec.json holds it (None: not given)."""
-    try:
-        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return (spec.get("backend_options") or {}).get("nodes")
 
 
 def check_node_count(name: str, ids: list[str], nodes) -> None:

@@ -130,6 +130,15 @@ class NodeGroup:
         await aio.gather(*(stop(rank, node) for rank, node in nodes))
 
 
+def spec_nodes(session: Session):
+    """The launch's --nodes as the session's spec.json holds it (None: not given)."""
+    try:
+        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (spec.get("backend_options") or {}).get("nodes")
+
+
 def lost_nodes_detail(status: dict) -> str | None:
     """A run held for its other nodes, one of which is gone: which (the session's detail
     when it is lost), else None."""

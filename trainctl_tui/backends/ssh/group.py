@@ -13,7 +13,6 @@ group's next free host (a group listing more hosts than --nodes uses has spares)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...core.errors import TrainctlError
@@ -21,7 +20,7 @@ from ...core.models import Session
 from ...runner.nodes import NODES_DIR, NodeCountError, node_count_text, parse_node_count
 from ..base import UnknownProvider
 from ..remote.healing import HealingNodes
-from ..remote.node_group import NodeGroup
+from ..remote.node_group import NodeGroup, spec_nodes
 from ..remote.runner import remote_path
 from ..remote.transport import HostNotFound, resolve_target, ssh_hostname
 
@@ -70,15 +69,6 @@ def chosen_hosts(name: str, hosts: list[str] | None, nodes) -> list[str] | None:
         raise TrainctlError(f"--nodes {node_count_text(nodes)} needs {low} hosts; ssh:{name} "
                             f"has {len(hosts)} ({', '.join(hosts)})")
     return hosts[:high]
-
-
-def spec_nodes(session: Session):
-    """The launch's --nodes as the session's spec.json holds it (None: not given)."""
-    try:
-        spec = json.loads((Path(session.session_dir) / "spec.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return (spec.get("backend_options") or {}).get("nodes")
 
 
 class GroupRun(NodeGroup):

@@ -17,9 +17,10 @@ from ...core import aio
 from ...core.atomic import atomic_write_json
 from ...core.models import Session
 from ..base import ProviderError
+from ..remote.node_group import spec_nodes
 from ..remote.runner import HostOverSSH, RemoteLogMirror
 from ..remote.transport import SSHTarget, SSHTransport, resolve_target
-from .group import GroupRun, chosen_hosts, group_hosts, own_remote_dir, spec_nodes
+from .group import GroupRun, chosen_hosts, group_hosts, own_remote_dir
 
 HEAD_STATUS = "head_status.json"  # a group's head's last status.json, for when it is lost
 
