@@ -60,8 +60,11 @@ class Refreshing:
                     final = await provider.read_status(session)
                     if final and not RUNNER_STATE_TO_STATUS.get(final.get("state"),
                                                                  Status.RUNNING).active:
-                        status = final
-                        changes, attempts = changes_from_status(session, final)
+                        # its machine's stop took the runner along: nothing more to tell
+                        status = {**final, "budget_stop": None} \
+                            if isinstance(final.get("budget_stop"), dict) and \
+                            final["budget_stop"].get("pending") else final
+                        changes, attempts = changes_from_status(session, status)
                     else:
                         changes.update(status=Status.LOST,
                                        detail=await self._lost_detail(session, status),
@@ -284,6 +287,11 @@ def changes_from_status(session: Session, status: dict) -> tuple[dict, list[Atte
     """Store fields and attempts that a runner's status.json implies for `session`."""
     state = status.get("state")
     new_status = RUNNER_STATE_TO_STATUS.get(state, session.status)
+    machine_stop = status.get("budget_stop")
+    if not new_status.active and isinstance(machine_stop, dict) and machine_stop.get("pending"):
+        # Stopped at a limit, its machine's stop under way: how that went is still news
+        # (a failed stop is said in the reason), so the session is watched until it is told.
+        new_status = Status.STOPPING
     attempts = [
         Attempt(
             n=a.get("n", i + 1), started=a.get("started"), ended=a.get("ended"),

@@ -477,6 +477,8 @@ class Supervisor:
         if state == "stopped" and self.stop_reason:
             reason = self.stop_reason  # not "stopped during backoff": why it was stopped
         self.meter.finish()
+        if self.meter.reached:  # the machine's stop follows (stop_machine_at_limit): its
+            self.status["budget_stop"] = {"pending": True}  # outcome is still news
         self.status.update(
             state=state,
             reason=reason,
@@ -586,8 +588,10 @@ class Supervisor:
                     record["error"] += f"; {quote_command(command)}: {ran['error']}"
         elif command:
             record = self.run_stop_command(command, "budget_stop")
-        else:
-            return  # nothing here rents the machine
+        else:  # nothing here rents the machine
+            self.status["budget_stop"] = None
+            self.write_status()
+            return
         record["at"] = time.time()
         if record["error"]:
             machine = record.get("machine") or "the machine"
