@@ -83,8 +83,8 @@ def test_the_budget_stops_the_run_and_the_instance(ssm, priced_ec2, trainctl_hom
     assert re.fullmatch(r"budget reached \(\$6\.\d\d of \$6\.00\)", stopped.detail)
     log = (remote / "train.log").read_text()
     assert re.search(r"got SIGTERM at step \d+, saved checkpoint", log)
-    ran = run(wait_status(service, session.id, lambda s: "budget_stop" in json.loads(
-        (remote / "status.json").read_text())))
+    ran = run(wait_status(service, session.id, lambda s: (json.loads(  # the stop's record
+        (remote / "status.json").read_text()).get("budget_stop") or {}).get("at")))
     assert ran.status is Status.STOPPED
     status = json.loads((remote / "status.json").read_text())
     assert status["budget_stop"]["exit_code"] == 0

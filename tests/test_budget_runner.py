@@ -202,7 +202,8 @@ def test_max_hours_reached(session, train, tmp_path):  # noqa: F811
     assert final["reason"] == "max hours reached (2s of 2s)"
     assert final["cost"]["spent"] is None  # no price: no cost, never a made-up $0
     assert "got SIGTERM" in (folder / "train.log").read_text()
-    stop = wait_status(folder, lambda s: s.get("budget_stop"))["budget_stop"]
+    # the stop's record (until then the final status says it is pending)
+    stop = wait_status(folder, lambda s: (s.get("budget_stop") or {}).get("at"))["budget_stop"]
     assert stop["exit_code"] == 0 and marker.exists()
 
 

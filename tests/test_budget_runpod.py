@@ -76,8 +76,9 @@ def stopped_by_budget(session):
 
 
 def budget_stop(remote):
-    return wait_for(lambda: json.loads((remote / "status.json").read_text()).get("budget_stop"),
-                    timeout=60)
+    """The machine stop's record (until it is written the final status says it is pending)."""
+    return wait_for(lambda: ((record := json.loads((remote / "status.json").read_text()).get(
+        "budget_stop")) or {}).get("at") and record, timeout=60)
 
 
 def trainctl_lines(remote) -> list[str]:
