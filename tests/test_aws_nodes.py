@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -19,6 +18,7 @@ from conftest import run_cli
 from moto_aws import aws, moto_server  # noqa: F401 - the fixtures
 from placement_groups import PlacementGroups
 from ssm_double import SSMDouble, kill_sandbox_runners
+from test_aws_sessions import wait_status
 
 from trainctl_tui.app.service import LaunchRequest, Service
 from trainctl_tui.backends.aws import api as aws_api
@@ -119,14 +119,9 @@ def trainer(tmp_path: Path, steps: int) -> list[str]:
     return [sys.executable, "-u", str(script), str(tmp_path / "marks"), str(steps)]
 
 
-async def wait_status(service: Service, session_id: str, predicate, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session = await service.get(session_id)
-        if predicate(session):
-            return session
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"session {session_id} stayed {session.status}: {session.detail}")
+def wait_nodes(service: Service, session_id: str, predicate):
+    """test_aws_sessions' wait, with the longer wait several instances need."""
+    return wait_status(service, session_id, predicate, timeout=90)
 
 
 # -- creating the nodes -----------------------------------------------------------------------
@@ -262,7 +257,7 @@ def test_a_run_on_two_new_instances_gives_each_node_its_rank_and_the_ips(ec2, tr
     session = run(service.launch(LaunchRequest(
         command=trainer(ec2["tmp"], 5), provider="aws", backend_options={"nodes": "2"})))
     head, other = session.provider.removeprefix("aws:").split(",")
-    done = run(wait_status(service, session.id, lambda s: not s.status.active))
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
     assert done.status is Status.SUCCEEDED, done.detail
     assert done.nodes == 2
     raws = {raw["InstanceId"]: raw for raw in instances(client)}
@@ -306,7 +301,7 @@ def test_torchrun_on_each_instance_meets_at_the_heads_private_ip(ec2, trainctl_h
     session = run(service.launch(LaunchRequest(
         command=[str(torchrun), "--nproc-per-node", "8", "train.py"], provider="aws",
         backend_options={"nodes": "2"})))
-    done = run(wait_status(service, session.id, lambda s: not s.status.active))
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
     assert done.status is Status.SUCCEEDED, done.detail
     head = session.provider.removeprefix("aws:").split(",")[0]
     [raw] = [r for r in instances(client) if r["InstanceId"] == head]
@@ -326,7 +321,7 @@ def test_stop_reaches_every_node_and_a_terminating_template_leaves_nothing(ec2, 
         command=trainer(ec2["tmp"], 100000), provider="aws:big",
         backend_options={"nodes": "3"}, grace_seconds=10)))
     assert len(session.provider.split(",")) == 3
-    run(wait_status(service, session.id, lambda s: s.status is Status.RUNNING and (
+    run(wait_nodes(service, session.id, lambda s: s.status is Status.RUNNING and (
         Path(session.session_dir) / "nodes" / "2" / "train.log").exists() and "step 3" in (
         Path(session.session_dir) / "nodes" / "2" / "train.log").read_text()))
     stopped = run(service.stop(session.id))
@@ -368,7 +363,7 @@ def test_a_resume_starts_the_stopped_nodes_again(ec2, trainctl_home):
         command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
         grace_seconds=5)))
     node_log = Path(session.session_dir) / "nodes" / "1" / "train.log"
-    run(wait_status(service, session.id, lambda s: node_log.exists() and
+    run(wait_nodes(service, session.id, lambda s: node_log.exists() and
                     "step 2 " in node_log.read_text()))
     stopped = run(service.stop(session.id))
     assert stopped.status is Status.STOPPED
@@ -376,7 +371,7 @@ def test_a_resume_starts_the_stopped_nodes_again(ec2, trainctl_home):
     resumed = run(service.resume(session.id))
     assert resumed.attempt == 2
     assert {raw["State"]["Name"] for raw in instances(client)} == {"running"}
-    run(wait_status(service, session.id, lambda s: s.status is Status.RUNNING and
+    run(wait_nodes(service, session.id, lambda s: s.status is Status.RUNNING and
                     node_log.read_text().count("TRAINCTL_NODE_RANK=1") == 2))
     run(service.stop(session.id, force=True))
     service.close()
