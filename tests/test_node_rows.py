@@ -302,6 +302,56 @@ def test_a_slurm_heads_probe_gives_each_nodes_row_and_gpus(trainctl_home, tmp_pa
     assert node_alerts(session.replace(status=Status.STOPPED), now) == []
 
 
+def test_a_slurm_jobs_healing_decision_outlives_the_rows_each_probe_rewrites(trainctl_home,
+                                                                            tmp_path):
+    """Node 1 failed while the head ran: healing stops the job and records why. The next
+    probe (the head stopped by that SIGTERM) rewrites the node rows first, as every probe
+    does: the run still ends `failed` naming node 1, and the rows stay readable."""
+    import asyncio
+
+    from trainctl_tui.app.nodes import node_rows
+    from trainctl_tui.backends.remote.healing import heal_shared
+    from trainctl_tui.backends.remote.node_view import keep_nodes
+    from trainctl_tui.backends.slurm.node_healing import SlurmNodes
+    from trainctl_tui.core.models import Session, Status
+
+    stops = []
+
+    class Cluster:  # the provider as SlurmNodes uses it
+        name = "slurm:hpc"
+
+        async def stop(self, session, status, *, force):
+            stops.append(force)
+
+    folder = tmp_path / "s1"
+    folder.mkdir()
+    session = Session(id="s1", name="big", provider="slurm:hpc", command=["x"], cwd="/",
+                      session_dir=str(folder), status=Status.RUNNING, nodes=2, attempt=1)
+    node = {"rank": 0, "ips": ["cn1", "cn2"], "nnodes": "2"}
+    now = time.time()
+
+    def probed(head: dict, alive: bool) -> dict:
+        answer = {"status": {"heartbeat": now, "node": node, **head}, "runner_alive": alive,
+                  "nodes": {"1": {"state": "failed", "exit_code": 3, "heartbeat": now,
+                                  "age": 1.0}}}
+        keep_nodes(session, answer)  # what _probe does before healing
+        asyncio.run(heal_shared(SlurmNodes(Cluster(), session, answer["status"], "77"),
+                                session, answer))
+        return answer["status"]
+
+    running = probed({"state": "running"}, True)
+    assert stops == [False]  # gracefully, once
+    assert (running["state"], running["reason"]) == (
+        "stopping", "node 1 (on cn2) failed: exit code 3; stopped the other nodes")
+    ended = probed({"state": "stopped", "reason": "stopped by SIGTERM", "exit_code": 0,
+                    "ended": now}, False)
+    assert (ended["state"], ended["reason"]) == (
+        "failed", "node 1 (on cn2) failed: exit code 3; stopped the other nodes")
+    assert stops == [False]  # decided once
+    assert [(row.rank, row.host, row.state) for row in node_rows(session)] == [
+        (0, "cn1", "stopped"), (1, "cn2", "failed")]
+
+
 def test_a_silent_host_and_a_frozen_runner_are_not_answering_and_a_waiting_node_is_no_alarm():
     from trainctl_tui.app.nodes import NodeRow
 

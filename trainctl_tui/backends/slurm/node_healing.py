@@ -5,7 +5,8 @@ gets TERM: they save) and the session says which node, instead of the others wai
 collective until the time limit. Within --nodes MIN:MAX the run goes on without it.
 
 The nodes (their addresses, from the head's status.json) and what was decided are kept in
-nodes.json in the local session folder, per job: a resubmitted job starts afresh."""
+node_healing.json in the local session folder, per job: a resubmitted job starts afresh.
+(nodes.json beside it is the node rows every probe rewrites: remote/node_view.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ...core.models import Session
 from ...runner.nodes import parse_node_count
 from ..remote.healing import HealingNodes
 
-NODES_FILE = "nodes.json"
+HEALING_FILE = "node_healing.json"
 
 
 class SlurmNodes(HealingNodes):
@@ -30,7 +31,7 @@ class SlurmNodes(HealingNodes):
 
     @property
     def path(self) -> Path:
-        return Path(self.session.session_dir) / NODES_FILE
+        return Path(self.session.session_dir) / HEALING_FILE
 
     def nodes(self) -> list[dict]:
         try:
