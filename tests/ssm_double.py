@@ -52,6 +52,8 @@ class SSMDouble:
         self.sandbox = Path(sandbox)
         self.workdir = workdir
         self.never_register: set[str] = set()
+        # True: an instance terminated or stopped through EC2 takes its processes along
+        self.machines_die = False
         self.gates: list = []  # gates.Gate on an EC2 Action: those requests wait until opened
         self.commands: list[str] = []  # every command text received, in order
         self.invocations: dict[tuple[str, str], Invocation] = {}
@@ -101,6 +103,26 @@ class SSMDouble:
         raw = self._instance(instance_id)
         return bool(raw) and raw["State"]["Name"] == "running" and \
             instance_id not in self.never_register
+
+    def machine_gone(self, instance_id: str) -> None:
+        """SIGKILL every runner and training the instance runs (its machine went away)."""
+        import signal
+
+        from trainctl_tui.runner.processes import pid_alive
+
+        for status_file in self.root(instance_id).glob("**/status.json"):
+            try:
+                status = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                continue
+            for key, token, kill in (("child_pid", "child_start", os.killpg),
+                                     ("runner_pid", "runner_start", os.kill)):
+                pid = status.get(key)
+                if pid and pid_alive(pid, status.get(token)):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
 
     def hold(self, action: str):
         """EC2 requests of `action` (e.g. RunInstances) wait until gate.open()."""
@@ -267,6 +289,12 @@ class SSMDouble:
                 response = conn.getresponse()
                 data = response.read()
                 conn.close()
+                if action in ("TerminateInstances", "StopInstances") and \
+                        response.status == 200 and double.machines_die:
+                    fields = parse_qs(body.decode(errors="replace"))
+                    for key, values in fields.items():
+                        if key.startswith("InstanceId."):
+                            double.machine_gone(values[0])
                 self._reply(response.status, data, response.getheaders())
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle

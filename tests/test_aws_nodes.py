@@ -309,8 +309,8 @@ def test_torchrun_on_each_instance_meets_at_the_heads_private_ip(ec2, trainctl_h
             (Path(session.session_dir) / "nodes" / "1" / "train.log").read_text()]
     for rank, log in enumerate(logs):
         assert (f"torchrun --nnodes 2 --rdzv-backend c10d --rdzv-endpoint "
-                f"{raw['PrivateIpAddress']}:29400 --rdzv-id {session.id} --rdzv-conf "
-                f"is_host={1 - rank} --nproc-per-node 8 train.py") in log, log
+                f"{raw['PrivateIpAddress']}:29400 --rdzv-id {session.id} --max-restarts 3 "
+                f"--rdzv-conf is_host={1 - rank} --nproc-per-node 8 train.py") in log, log
     service.close()
 
 
@@ -426,3 +426,231 @@ def test_nodes_on_one_existing_instance_are_refused(ec2):
         2, f"--nodes 2 does not fit aws:{instance}, which is one instance: let trainctl "
            "create them (--provider aws or aws:TEMPLATE)")
     assert json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"] == []
+
+
+# -- healing: a lost node replaced alone ------------------------------------------------------
+
+
+def session_info(session_id: str) -> dict:
+    [found] = [s for s in json.loads(run_cli("sessions", "--all", "--json").stdout)["sessions"]
+               if s["id"] == session_id]
+    return found
+
+
+def running_steps(service: Service, session, rank: int, steps: str = "step 2 "):
+    log = Path(session.session_dir) / "nodes" / str(rank) / "train.log"
+    return run(wait_nodes(service, session.id, lambda s: log.exists() and
+                          steps in log.read_text()))
+
+
+TERMINATED = "its instance is terminated (Client.UserInitiatedShutdown: User initiated shutdown)"
+
+
+def test_a_terminated_node_is_replaced_alone_in_its_group_and_the_run_finishes(
+        ec2, trainctl_home):
+    client, ssm = ec2["client"], ec2["ssm"]
+    ssm.machines_die = True  # a terminated instance takes its runner along
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 250), provider="aws", backend_options={"nodes": "2"})))
+    head, lost = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    client.terminate_instances(InstanceIds=[lost])
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    assert done.status is Status.SUCCEEDED, done.detail
+    raws = {raw["InstanceId"]: raw for raw in instances(client)}
+    [new] = [i for i in raws if i not in (head, lost)]
+    assert done.provider == f"aws:{head},{new}"  # the session follows its nodes
+    # the same placement group, subnet and security groups as the head; rank 1's tags
+    name = tags(raws[head])["trainctl:cluster"]
+    assert new in ec2["groups"].groups[name]["members"]
+    assert raws[new]["SubnetId"] == raws[head]["SubnetId"]
+    assert [g["GroupId"] for g in raws[new]["SecurityGroups"]] == [
+        g["GroupId"] for g in raws[head]["SecurityGroups"]]
+    assert {k: tags(raws[new])[k] for k in ("trainctl:node", "trainctl:session", "Name")} == {
+        "trainctl:node": "1", "trainctl:session": session.id,
+        "Name": tags(raws[lost])["Name"]}
+    assert raws[new]["InstanceType"] == raws[head]["InstanceType"]
+    # the replacement ran rank 1 in the same rendezvous, with the new IP in place
+    ips = f"{raws[head]['PrivateIpAddress']},{raws[new]['PrivateIpAddress']}"
+    assert json.loads(ssm.path(new, "sessions", session.id, "nodes", "1", "status.json")
+                      .read_text())["state"] == "succeeded"
+    log = run_cli("logs", session.id, "--node", "1", "-n", "400").stdout
+    assert f"TRAINCTL_NODE_RANK=1 TRAINCTL_NUM_NODES=2 TRAINCTL_NODE_IPS={ips} " in log
+    assert "done 1" in log
+    started = [text for text in ssm.commands if "--detach" in text and "--node-rank 1" in text]
+    assert len(started) == 2 and all("--node-restarts 3" in text for text in started)
+    # the loss and the replacement, recorded
+    losses = session_info(session.id)["node_losses"]
+    assert len(losses) == 1, losses
+    [loss] = losses
+    assert {key: loss[key] for key in ("node", "host", "new_host", "old_ip", "new_ip",
+                                       "reason")} == {
+        "node": 1, "host": lost, "new_host": new,
+        "old_ip": raws[lost]["PrivateIpAddress"], "new_ip": raws[new]["PrivateIpAddress"],
+        "reason": f"node 1 (on {lost}) lost: {TERMINATED}; replaced on {new} "
+                  f"({raws[new]['PrivateIpAddress']}) (1 of 3)"}
+    assert 0 < loss["cost"] < 0.25 * 120 / 3600  # t3.micro's $0.25/h until it was lost
+    assert loss["lost_at"] <= loss["replaced_at"] <= loss["joined_at"]
+    assert loss["seconds_lost"] == pytest.approx(loss["joined_at"] - loss["lost_at"], abs=1e-3)
+    assert f"[trainctl] {loss['reason']}" in (Path(session.session_dir) / "train.log").read_text()
+    # at the end: the run's instances stopped (the template says stop), the lost one gone
+    assert done.detail == f"stopped 2 instances ({head}, {new})"
+    assert {i: raws[i]["State"]["Name"] for i in (head, lost, new)} == {
+        head: "stopped", lost: "terminated", new: "stopped"}
+    service.close()
+
+
+def test_past_max_resumes_a_lost_node_ends_the_run_in_one_line(ec2, trainctl_home):
+    config = ec2["tmp"] / "config.toml"
+    config.write_text(config.read_text().replace(
+        f'region = "{REGION}"\n', f'region = "{REGION}"\nmax_resumes = 0\n', 1))
+    client, ssm = ec2["client"], ec2["ssm"]
+    ssm.machines_die = True
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    head, lost = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    client.terminate_instances(InstanceIds=[lost])
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    line = (f"node 1 (on {lost}) lost: {TERMINATED}; not replaced: max_resumes 0 reached "
+            f"(raise [aws] max_resumes, or trainctl resume {session.id})")
+    assert done.status is Status.INTERRUPTED
+    assert done.detail == f"{line}; stopped 1 instances ({head})"
+    assert (ec2["tmp"] / "marks").read_text().splitlines() == ["TERM 0"]  # the head saved
+    assert [loss["reason"] for loss in session_info(session.id)["node_losses"]] == [line]
+    assert len(instances(client)) == 2  # nothing new was made
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped", "terminated"}
+    service.close()
+
+
+def test_a_replacement_that_cannot_be_made_stops_the_others_and_leaves_nothing_running(
+        ec2, trainctl_home):
+    client, ssm, faults = ec2["client"], ec2["ssm"], ec2["faults"]
+    ssm.machines_die = True
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws:big", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    head, lost = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    faults.error("RunInstances", "InsufficientInstanceCapacity", "We currently do not have "
+                 "sufficient p4d.24xlarge capacity in the Availability Zone you requested.")
+    client.terminate_instances(InstanceIds=[lost])
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    line = (f"node 1 (on {lost}) lost: {TERMINATED}; its replacement on a new instance failed "
+            "to start (aws: creating a replacement for node 1 (on-demand p4d.24xlarge): "
+            "InsufficientInstanceCapacity: We currently do not have sufficient p4d.24xlarge "
+            "capacity in the Availability Zone you requested. (AWS has no capacity for this "
+            "type in this zone now: try another zone, type, or on-demand)); stopped the other "
+            "nodes")
+    assert done.status is Status.INTERRUPTED
+    name = tags([r for r in instances(client) if r["InstanceId"] == head][0])["trainctl:cluster"]
+    assert done.detail == (f"{line}; terminated 1 instances ({head}); deleted placement group "
+                           f"{name} and its security group")
+    assert (ec2["tmp"] / "marks").read_text().splitlines() == ["TERM 0"]
+    assert len(faults.sent("RunInstances")) == 3  # the two nodes, the replacement refused
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"terminated"}
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+    service.close()
+
+
+def test_min_max_goes_on_with_the_instances_made_when_capacity_runs_out(ec2, trainctl_home):
+    client = ec2["client"]
+    ec2["faults"].error("RunInstances", "InsufficientInstanceCapacity",
+                        "We currently do not have sufficient t3.micro capacity in the "
+                        "Availability Zone you requested.", after=2)
+    lines: list[str] = []
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 5), provider="aws", backend_options={"nodes": "2:3"}),
+        lines.append))
+    ids = session.provider.removeprefix("aws:").split(",")
+    assert len(ids) == 2
+    assert ("aws: creating node 3 of 3 (on-demand t3.micro): InsufficientInstanceCapacity: We "
+            "currently do not have sufficient t3.micro capacity in the Availability Zone you "
+            "requested. (AWS has no capacity for this type in this zone now: try another zone, "
+            "type, or on-demand): going on with the 2 nodes made (--nodes 2:3)") in lines
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    assert done.status is Status.SUCCEEDED, done.detail
+    assert done.nodes == 2
+    started = [text for text in ec2["ssm"].commands if "--detach" in text]
+    assert len(started) == 2 and all("--nnodes 2:3" in text for text in started)
+    assert len(instances(client)) == 2
+    service.close()
+
+
+def test_min_max_below_min_removes_everything_as_a_half_made_create(ec2):
+    client = ec2["client"]
+    ec2["faults"].error("RunInstances", "VcpuLimitExceeded", "You have requested more vCPU "
+                        "capacity than your current vCPU limit of 2 allows.", after=1)
+    with pytest.raises(AWSError) as err:
+        run(cloud().create_nodes(CreateRequest(provider="aws", name="trainctl-x"), "2:3"))
+    assert str(err.value).startswith("aws: creating node 2 of 3 (on-demand t3.micro): "
+                                     "VcpuLimitExceeded: ")
+    assert "; terminated the 1 instance made (" in str(err.value)
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"terminated"}
+    assert client.describe_placement_groups()["PlacementGroups"] == [] and ours(client) == []
+
+
+def test_which_instances_are_lost_as_ec2_describes_them():
+    """What the healing reads from EC2 (moto cannot mark a spot request for termination, nor
+    serve a node's instance-action notice: the decision is tested on the shapes EC2 returns)."""
+    from trainctl_tui.backends.aws.node_healing import machine_lost, mark_lost
+
+    def raw(state, reason=None, request=None):
+        found = {"InstanceId": "i-1", "State": {"Name": state}}
+        if reason:
+            found["StateReason"] = {"Code": reason.split(":")[0], "Message": reason}
+        if request:
+            found["SpotInstanceRequestId"] = request
+        return found
+
+    spot = {"sir-1": {"SpotInstanceRequestId": "sir-1", "State": "active", "Status": {
+        "Code": "marked-for-termination", "Message": "Spot Instance is marked for termination "
+        "due to capacity constraints."}},
+        "sir-2": {"SpotInstanceRequestId": "sir-2", "State": "active", "Status": {
+            "Code": "fulfilled", "Message": "Your spot request is fulfilled."}}}
+    assert machine_lost(raw("running"), None) is None
+    assert machine_lost(raw("running", request="sir-2"), spot["sir-2"]) is None
+    assert machine_lost(raw("running", request="sir-1"), spot["sir-1"]) == (
+        "its spot request is marked-for-termination (Spot Instance is marked for termination "
+        "due to capacity constraints.)")
+    assert machine_lost(raw("running"), {"Status": {"Code": "marked-for-stop"}}) == \
+        "its spot request is marked-for-stop"
+    assert machine_lost(raw("shutting-down", "Server.SpotInstanceTermination: Spot instance "
+                            "termination"), None) == (
+        "its instance is shutting-down (Server.SpotInstanceTermination: Spot instance "
+        "termination)")
+    assert machine_lost(raw("stopped", "Server.SpotInstanceShutdown: Spot instance "
+                            "shutdown"), None) == (
+        "its instance is stopped (Server.SpotInstanceShutdown: Spot instance shutdown)")
+    assert machine_lost(raw("stopping"), None) == "its instance is stopping"
+    assert machine_lost(None, None) == "its instance is gone (EC2 no longer lists it)"
+    # a node's runner that read the instance-action notice ended interrupted: lost too
+    nodes = [{"host": "i-0"}, {"host": "i-1"}, {"host": "i-2"}, {"host": "i-3"},
+             {"host": "i-4", "given_up": True}]
+    raws = {"i-0": raw("running"), "i-1": raw("running"),
+            "i-2": {**raw("running", request="sir-1"), "InstanceId": "i-2"},
+            "i-3": {**raw("terminated"), "InstanceId": "i-3"},
+            "i-4": {**raw("terminated"), "InstanceId": "i-4"}}
+    answers = {"1": {"host": "i-1", "state": "interrupted",
+                     "reason": "spot interruption notice (terminate at 2026-12-05T11:00:00Z)"},
+               "2": {"host": "i-2", "state": "running", "alive": True},
+               "3": {"host": "i-3", "error": "aws ssm: i-3 is not reachable through SSM"}}
+    mark_lost(answers, nodes, raws, spot)
+    assert {rank: info.get("lost") for rank, info in answers.items()} == {
+        "1": "spot interruption notice (terminate at 2026-12-05T11:00:00Z)",
+        "2": "its spot request is marked-for-termination (Spot Instance is marked for "
+             "termination due to capacity constraints.)",
+        "3": "its instance is terminated"}
+    from trainctl_tui.backends.remote.healing import verdicts
+
+    answers["0"] = {"host": "i-0", "state": "running", "alive": True}
+    found = verdicts(answers, nodes, now=100.0)
+    assert [(v.rank, v.kind, v.why, v.since, v.reachable) for v in found] == [
+        (1, "lost", answers["1"]["lost"], 100.0, False),
+        (2, "lost", answers["2"]["lost"], 100.0, False),
+        (3, "lost", "its instance is terminated", 100.0, False)]

@@ -90,6 +90,12 @@ class Refreshing:
             from .nodes import with_node_trouble
 
             changes = with_node_trouble(session, changes)  # a node failed or went silent
+            placed = getattr(provider, "placed_now", None)
+            name = placed(session) if placed is not None else None
+            if name:  # a lost node's new machine (an instance) is in the provider string now
+                from ..core.placement import Placement
+
+                changes.update(provider=name, host=Placement.parse(name).target)
         if status is None and not changes and not waiting and \
                 time.time() - (session.heartbeat or session.created) > PENDING_TIMEOUT:
             changes = {"status": Status.LOST,

@@ -665,7 +665,11 @@ node_lost_seconds = 60
 # After a spot interruption, launch a new instance and resume from the newest checkpoint,
 # at most max_resumes times per session.
 auto_resume = false
+# Also: a multi-node run (--nodes N) replaces a lost node's instance with a new one in the
+# same placement group at most max_resumes times per session; an instance SSM has not
+# reached for node_lost_seconds counts as lost (terminated or stopped ones at once).
 max_resumes = 3
+node_lost_seconds = 60
 # Seconds a new instance may take to run and register with SSM before it is terminated.
 ready_timeout = 600
 # On-demand $/h by type, for accounts where the Pricing API is not allowed.

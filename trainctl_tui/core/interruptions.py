@@ -78,6 +78,8 @@ def with_reasons(entries: list[dict], attempts: list) -> list | None:
 
 NODE_LOSS_KEYS = ("node", "host", "new_host", "reason", "lost_at", "replaced_at", "joined_at",
                   "seconds_lost", "cost")
+# ... and where the backend records them: an instance's old and new private IP
+NODE_LOSS_EXTRA_KEYS = ("old_ip", "new_ip")
 
 
 def node_losses(folder: str | Path) -> list[dict]:
@@ -87,4 +89,6 @@ def node_losses(folder: str | Path) -> list[dict]:
 
 def node_losses_json(folder: str | Path) -> list[dict]:
     """`sessions[].node_losses` of the JSON outputs: each node lost, replaced or given up."""
-    return [{key: entry.get(key) for key in NODE_LOSS_KEYS} for entry in node_losses(folder)]
+    return [{**{key: entry.get(key) for key in NODE_LOSS_KEYS},
+             **{key: entry[key] for key in NODE_LOSS_EXTRA_KEYS if key in entry}}
+            for entry in node_losses(folder)]

@@ -9,8 +9,14 @@ the security group) and says so in one line. At the run's end the instances are 
 terminated as the template's shutdown_behavior says; the placement group and the security
 group go with the last of them terminated.
 
+With --nodes MIN:MAX, a create short of capacity or quota once MIN instances are made goes
+on with those. A lost node's instance is replaced alone (create_replacement, for
+node_healing.py): the same template, type, market and AMI, in the same placement group,
+subnet and security group.
+
 `NodesOfCloud` is a part of AWSCloud (cloud.py), which gives `_call`, `template`,
-`resolve_ami`, `_root_device`, `_run_arguments`, `_wait_running` and `_wait_for_ssm`."""
+`resolve_ami`, `_root_device`, `_run_arguments`, `_wait_running`, `_wait_for_ssm`,
+`_describe_one`, `_clean_up` and `_to_instances`."""
 
 from __future__ import annotations
 
@@ -27,6 +33,11 @@ from .tags import MANAGED_TAG, SESSION_TAG, TEMPLATE_TAG
 CLUSTER_TAG = "trainctl:cluster"  # the placement group's name, on everything of one cluster
 NODE_TAG = "trainctl:node"  # the instance's rank
 GONE_STATES = ("shutting-down", "terminated")
+# RunInstances errors after which a --nodes MIN:MAX run goes on with the nodes made (>= MIN):
+# no capacity for the type in the zone now, or an account quota reached.
+SHORT_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity",
+               "InsufficientHostCapacity", "MaxSpotInstanceCountExceeded",
+               "VcpuLimitExceeded", "InstanceLimitExceeded"}
 
 
 def cluster_name(request: CreateRequest) -> str:
@@ -77,12 +88,12 @@ class Made:
 class NodesOfCloud:
     """AWSCloud's multi-node part: create, plan and release the instances of one run."""
 
-    async def node_network(self, template, instance_type: str) -> dict:
+    async def node_network(self, subnet_id: str | None, instance_type: str) -> dict:
         """The subnet (the template's, else the default VPC's first default subnet), its VPC
         and whether the type supports EFA."""
-        if template.subnet_id:
-            answer = await self._call("ec2", f"describing subnet {template.subnet_id}",
-                                      "describe_subnets", SubnetIds=[template.subnet_id])
+        if subnet_id:
+            answer = await self._call("ec2", f"describing subnet {subnet_id}",
+                                      "describe_subnets", SubnetIds=[subnet_id])
         else:
             answer = await self._call("ec2", "looking for the default subnets",
                                       "describe_subnets", Filters=[
@@ -101,12 +112,15 @@ class NodesOfCloud:
                 "public_ip": bool(subnet.get("MapPublicIpOnLaunch")),
                 "efa": bool((info.get("NetworkInfo") or {}).get("EfaSupported"))}
 
-    async def node_arguments(self, request: CreateRequest) -> tuple[dict, dict]:
-        """(RunInstances arguments shared by every node, the network) from the template."""
+    async def node_arguments(self, request: CreateRequest, subnet_id: str | None = None
+                             ) -> tuple[dict, dict]:
+        """(RunInstances arguments shared by every node, the network) from the template;
+        `subnet_id`: the cluster's (a replacement's), else the template's."""
         template = self.template(request.template)
         ami = await self.resolve_ami(request.image or template.ami)
         args = self._run_arguments(request, template, ami, await self._root_device(ami))
-        return args, await self.node_network(template, args["InstanceType"])
+        return args, await self.node_network(subnet_id or template.subnet_id,
+                                             args["InstanceType"])
 
     def node_run(self, args: dict, net: dict, name: str, security_group: str,
                  rank: int) -> dict:
@@ -166,8 +180,10 @@ class NodesOfCloud:
                            progress: Progress | None = None, *,
                            timeout: float | None = None) -> list[Instance]:
         """N instances in one placement group and subnet, running and registered with SSM,
-        head first. Any failure terminates what was made and says so in one line."""
-        count = node_count(nodes)
+        head first. Any failure terminates what was made and says so in one line, but for
+        --nodes MIN:MAX short of capacity or quota once MIN are made: the run goes on with
+        those (one progress line says so)."""
+        low, count = parse_node_count(nodes)
         args, net = await self.node_arguments(request)
         kind = "spot" if "InstanceMarketOptions" in args else "on-demand"
         made = Made(cluster_name(request))
@@ -191,8 +207,15 @@ class NodesOfCloud:
             for rank in range(count):
                 node = self.node_run(args, net, made.name, made.security_group, rank)
                 doing = f"creating node {rank + 1} of {count} ({kind} {args['InstanceType']})"
-                answer = await self._call("ec2", doing,
-                                          "run_instances", **node)
+                try:
+                    answer = await self._call("ec2", doing, "run_instances", **node)
+                except AWSError as exc:
+                    if rank < low or exc.code not in SHORT_CODES:
+                        raise
+                    if progress:
+                        progress(f"{exc}: going on with the {rank} nodes made (--nodes "
+                                 f"{low}:{count})")
+                    break
                 made.instances.append(answer["Instances"][0]["InstanceId"])
                 if answer["Instances"][0].get("SpotInstanceRequestId"):
                     made.spot_requests.append(answer["Instances"][0]["SpotInstanceRequestId"])
@@ -353,3 +376,103 @@ class NodesOfCloud:
                 await self.delete_security_group(group["GroupId"])
             done.append(f"deleted placement group {name} and its security group")
         return "; ".join(done) or "the placement group stays while a node of it remains"
+
+    # -- healing: a lost node replaced alone (node_healing.py) ---------------------------------
+
+    async def create_replacement(self, model_id: str, rank: int, session_id: str,
+                                 progress: Progress | None = None) -> Instance:
+        """A new instance for node `rank` of the cluster instance `model_id` is in (the head):
+        its template, type, market and AMI, in its placement group, subnet and the run's
+        security group; running and registered with SSM. A failure once it exists terminates
+        it, and the one line says so."""
+        raw = await self._describe_one(model_id)
+        tags = {tag["Key"]: tag.get("Value", "") for tag in raw.get("Tags") or []}
+        name = tags.get(CLUSTER_TAG)
+        if not name:
+            raise ProviderError(f"aws: {model_id} is not a node of a trainctl cluster (it has "
+                                f"no {CLUSTER_TAG} tag)")
+        request = CreateRequest(
+            provider="aws", template=tags.get(TEMPLATE_TAG) or None,
+            type=raw.get("InstanceType"), spot=raw.get("InstanceLifecycle") == "spot",
+            image=raw.get("ImageId"), session=session_id,
+            name=tags.get("Name", name).removesuffix(f"-node{tags.get(NODE_TAG, '0')}"))
+        args, net = await self.node_arguments(request, raw.get("SubnetId"))
+        groups = await self._call("ec2", f"finding the security group of {name}",
+                                  "describe_security_groups", Filters=[
+                                      {"Name": f"tag:{CLUSTER_TAG}", "Values": [name]}])
+        found = groups.get("SecurityGroups") or []
+        if not found:
+            raise ProviderError(f"aws: the security group of {name} is gone (a replacement "
+                                "could not reach the other nodes)")
+        node = self.node_run(args, net, name, found[0]["GroupId"], rank)
+        node["ClientToken"] = f"{name}-{rank}-{secrets.token_hex(4)}"  # not the first's token
+        kind = "spot" if "InstanceMarketOptions" in args else "on-demand"
+        answer = await self._call("ec2", f"creating a replacement for node {rank} ({kind} "
+                                         f"{args['InstanceType']})", "run_instances", **node)
+        made = answer["Instances"][0]
+        instance_id = made["InstanceId"]
+        if progress:
+            progress(f"created {instance_id} (node {rank} of {name}, {kind} "
+                     f"{args['InstanceType']})")
+        limit, started = self.settings.ready_timeout, time.monotonic()
+        try:
+            await self._wait_running(instance_id, limit, progress, started)
+            await self._wait_for_ssm(instance_id, limit, progress, started)
+        except BaseException as exc:
+            note = await self._clean_up(instance_id, made.get("SpotInstanceRequestId"))
+            if not isinstance(exc, ProviderError):  # Ctrl-C, a cancelled task, a bug
+                raise
+            raise AWSError(f"{exc}; {note}", getattr(exc, "code", None)) from None
+        return (await self.nodes_now([instance_id]))[instance_id]
+
+    async def release_lost_node(self, instance_id: str) -> str:
+        """A lost node's instance, never left billing: terminated (its spot request cancelled
+        first, so a persistent one does not start it again), or stopped when its template's
+        shutdown_behavior is stop. The text says what was done."""
+        found = (await self.nodes_now([instance_id])).get(instance_id)
+        if found is None or found.state in GONE_STATES:
+            return f"{instance_id} is {found.state if found else 'gone'}"
+        tags = found.extra.get("tags") or {}
+        try:
+            template = self.template(tags.get(TEMPLATE_TAG))
+        except ProviderError:
+            template = self.template(None)
+        if found.extra.get("spot_request_id"):
+            await self._call("ec2", f"cancelling the spot request of {instance_id}",
+                             "cancel_spot_instance_requests",
+                             SpotInstanceRequestIds=[found.extra["spot_request_id"]])
+        if template.shutdown_behavior == "stop":
+            if found.state in ("stopping", "stopped"):
+                return f"{instance_id} is {found.state}"
+            await self._call("ec2", f"stopping {instance_id}", "stop_instances",
+                             InstanceIds=[instance_id])
+            return f"stopped {instance_id}"
+        await self._call("ec2", f"terminating {instance_id}", "terminate_instances",
+                         InstanceIds=[instance_id])
+        return f"terminated {instance_id}"
+
+    async def discard_replacement(self, instance: Instance) -> str:
+        """Terminate a replacement its runner could not start on; the text says so."""
+        return await self._clean_up(instance.id, instance.extra.get("spot_request_id"))
+
+    async def node_machines(self, ids: list[str]
+                            ) -> tuple[dict[str, dict], dict[str, dict], float | None]:
+        """(each instance's raw description, each spot request's, the first's $/h: every
+        node's type and market) for healing to judge and to cost a loss."""
+        answer = await self._call("ec2", "describing the nodes", "describe_instances",
+                                  InstanceIds=ids)
+        raws = {raw["InstanceId"]: raw for res in answer.get("Reservations") or []
+                for raw in res.get("Instances") or []}
+        requests = [raw["SpotInstanceRequestId"] for raw in raws.values()
+                    if raw.get("SpotInstanceRequestId")]
+        spot: dict[str, dict] = {}
+        if requests:
+            answer = await self._call("ec2", "describing the nodes' spot requests",
+                                      "describe_spot_instance_requests",
+                                      SpotInstanceRequestIds=requests)
+            spot = {item["SpotInstanceRequestId"]: item
+                    for item in answer.get("SpotInstanceRequests") or []}
+        price = None
+        if ids and ids[0] in raws:
+            price = (await self._to_instances([raws[ids[0]]]))[0].price_per_hour
+        return raws, spot, price

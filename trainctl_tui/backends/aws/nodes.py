@@ -2,22 +2,25 @@
 `launch --nodes N --provider aws[:TEMPLATE]` makes it (cluster.py creates the instances).
 
 Each node is one instance reached through SSM, its runner started with its rank and every
-node's private IP (remote/node_group.py, as ssh groups do); every refresh probes each node and
-the run ends when all nodes have (remote/nodes.py). Then the instances are stopped or
+node's private IP (remote/node_group.py, as ssh groups do); every refresh probes each node,
+heals a lost one (node_healing.py: a new instance in its place, remote.json then names it)
+and the run ends when all nodes have (remote/nodes.py). Then the instances are stopped or
 terminated as the template's shutdown_behavior says; a resume starts stopped ones again."""
 
 from __future__ import annotations
 
-import json
+import fcntl
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
+from ...core.atomic import atomic_write_json
 from ...core.errors import TrainctlError
 from ...core.models import Session
 from ...runner.nodes import NodeCountError, node_count_text, parse_node_count
 from ...runner.status import FINAL_STATES
 from ..remote.node_group import NodeGroup, spec_nodes
 from ..remote.node_view import keep_nodes
-from ..remote.nodes import hold_for_nodes
 from ..remote.runner import remote_info
 from .tags import SESSION_TAG
 
@@ -29,6 +32,27 @@ class InstanceGroup(NodeGroup):
 
     def node(self, host: str):
         return type(self.provider)(host, self.provider.template_name)
+
+    def node_args(self) -> tuple[str, ...]:
+        # torchrun's own restarts, so a replacement joining makes the workers start again
+        from .api import aws_settings
+
+        return ("--node-restarts", str(aws_settings().max_resumes))
+
+    async def start_node(self, session: Session, rank: int, host: str, ips: str,
+                         nnodes: str) -> dict:
+        entry = await super().start_node(session, rank, host, ips, nnodes)
+        return {**entry, "ip": ips.split(",")[rank]}  # where the others reach it
+
+
+def node_ids(provider, session: Session) -> list[str]:
+    """The run's instances as they are now (a lost node's replacement in its place)."""
+    return [node["host"] for node in NodeGroup.nodes_of(session)] or provider.node_ids
+
+
+def keep_nodes_of(session: Session, answer: dict) -> None:
+    """Each node's row for the session screen, as probed (before healing's verdict)."""
+    keep_nodes(session, answer, [node["host"] for node in NodeGroup.nodes_of(session)])
 
 
 def check_node_count(name: str, ids: list[str], nodes) -> None:
@@ -65,21 +89,54 @@ async def start_nodes(provider, session: Session) -> None:
 
 
 async def probe_nodes(provider, session: Session, answer: dict) -> None:
-    """The other nodes into the head's answer, the run held until all have ended; then the
-    instances are stopped or terminated as the template says (once), and the detail says
-    so."""
+    """The other nodes into the head's answer, each node's row kept for the session screen.
+    Then the provider heals (node_healing.py) and releases the instances at the end."""
     await InstanceGroup(provider).probe_nodes(session, answer)
-    keep_nodes(session, answer, provider.node_ids)  # each node's row, for the session screen
-    hold_for_nodes(answer)
+    keep_nodes_of(session, answer)
+
+
+@contextmanager
+def release_lock(session: Session):
+    """Held while a run's end is decided and its instances released: a refresh and the
+    watcher may both see the end (and the head, once released, no longer answers)."""
+    fd = os.open(Path(session.session_dir) / "release.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # frees the lock
+
+
+async def release_at_end(provider, session: Session, answer: dict) -> None:
+    """A run that has ended releases its instances, once: the answer's detail says what was
+    done."""
+    if (answer.get("status") or {}).get("state") in FINAL_STATES:
+        with release_lock(session):
+            await release_now(provider, session, answer)
+
+
+async def release_now(provider, session: Session, answer: dict) -> None:
+    """release_at_end with the lock held."""
     status = answer.get("status") or {}
     if status.get("state") not in FINAL_STATES:
         return
-    note = await release(provider)
+    info = remote_info(session) or {}
+    if info.get(RELEASED):  # the other process did
+        answer["status"] = info.get("final_status") or status
+        return
+    note = await release(provider, session)
     reason = status.get("reason")
     answer["status"] = {**status, "reason": f"{reason}; {note}" if reason else note}
-    info = remote_info(session) or {}
     info.update({RELEASED: note, "final_status": answer["status"]})
-    (Path(session.session_dir) / "remote.json").write_text(json.dumps(info))
+    atomic_write_json(Path(session.session_dir) / "remote.json", info)
+
+
+def save_nodes(session: Session, nodes: list[dict]) -> None:
+    """remote.json with these nodes, what the run's end released kept."""
+    info = remote_info(session) or {}
+    kept = {key: info[key] for key in (RELEASED, "final_status") if key in info}
+    atomic_write_json(Path(session.session_dir) / "remote.json",
+                      {**nodes[0], "nodes": nodes, **kept})
 
 
 def released_answer(session: Session) -> dict | None:
@@ -92,16 +149,17 @@ def released_answer(session: Session) -> dict | None:
             "log_size": 0, "newest_checkpoint": None}
 
 
-async def release(provider) -> str:
+async def release(provider, session: Session) -> str:
     """Stop or terminate the nodes as the template says; a failure is the line it returns
     (the run's end must still be seen)."""
     from .api import AWSError
     from .cloud import AWSCloud
 
+    ids = node_ids(provider, session)
     try:
-        return await AWSCloud().release_nodes(provider.node_ids, provider.template_name)
+        return await AWSCloud().release_nodes(ids, provider.template_name)
     except AWSError as exc:
-        ids = ", ".join(provider.node_ids)
+        ids = ", ".join(ids)
         return (f"the nodes were not released ({exc}): stop or terminate {ids} "
                 "(trainctl instance stop ID)")
 

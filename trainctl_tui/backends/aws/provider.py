@@ -194,6 +194,18 @@ class AWSProvider(RemoteRunnerProvider):
             return info["remote_dir"]
         return f"{self.workdir.rstrip('/')}/sessions/{session.id}"
 
+    def heals_nodes(self, session: Session) -> bool:
+        """A multi-node run is watched and healed (node_healing.py) with terminals closed."""
+        return len(self.node_ids) > 1
+
+    def placed_now(self, session: Session) -> str | None:
+        """The provider string as the run's instances are now: a lost node's replacement
+        in its place (None: as it is)."""
+        from .nodes import node_ids
+
+        ids = node_ids(self, session) if len(self.node_ids) > 1 else self.node_ids
+        return f"aws:{','.join(ids)}" if ids != self.node_ids else None
+
     def check_options(self, options: dict) -> None:
         """At launch, before anything is made: --nodes against the instances named."""
         from .nodes import check_node_count
@@ -273,8 +285,8 @@ class AWSProvider(RemoteRunnerProvider):
 
     @property
     def replaces_machines(self) -> bool:
-        """One instance: yes. A node of a multi-node run is not replaced yet (the run ends
-        interrupted or lost, and the detail names the node)."""
+        """One instance: yes. A node of a multi-node run is healed on its own instead
+        (node_healing.py)."""
         return len(self.node_ids) == 1
 
     async def lost_detail(self, session: Session, status: dict) -> str | None:
@@ -316,10 +328,30 @@ class AWSProvider(RemoteRunnerProvider):
             try:
                 return await self._probe(session)
             except SSMUnreachable as exc:
+                if len(self.node_ids) > 1:
+                    answer = await self._head_unanswered(session)
+                    if answer is not None:
+                        return answer
                 line, spot = await self._unreachable_reason(exc)
                 if spot or (self._last_status(session).get("cost") or {}).get("reached"):
                     return self._interrupted(session, line)  # taken, or stopped at a limit
                 raise ProviderError(line) from None
+
+    async def _head_unanswered(self, session: Session) -> dict | None:
+        """A multi-node run's head SSM does not reach: once it is lost, the run as it ends
+        (node_healing.py), its instances released; None while it is only unreachable."""
+        from .node_healing import head_unanswered
+        from .nodes import release_lock, release_now, released_answer
+
+        with release_lock(session):
+            answer = released_answer(session)  # released meanwhile: why it no longer answers
+            if answer is None:
+                answer = await head_unanswered(self, session)
+                if answer is not None:
+                    await release_now(self, session, answer)
+        if answer is not None:
+            self._probes[session.id] = (time.monotonic(), answer)
+        return answer
 
     def _interrupted(self, session: Session, line: str) -> dict:
         """A status for a reclaimed instance: the last one seen, in state interrupted."""
@@ -373,10 +405,13 @@ class AWSProvider(RemoteRunnerProvider):
             atomic_write(Path(session.session_dir) / LAST_STATUS,
                               json.dumps(answer["status"]))
         await self._sync_probed_log(session, answer, mark, tail, offset, mirror)
-        if len(self.node_ids) > 1:
-            from .nodes import probe_nodes
+        if len(self.node_ids) > 1:  # the other nodes probed, a lost one healed; at the run's
+            from .node_healing import heal  # end its instances released, once
+            from .nodes import probe_nodes, release_at_end
 
             await probe_nodes(self, session, answer)
+            await heal(self, session, answer)
+            await release_at_end(self, session, answer)
         return answer
 
     async def _sync_probed_log(self, session: Session, answer: dict, mark: str, tail: str,
@@ -501,7 +536,8 @@ def merged_attempts(records: list[dict], current: list[dict]) -> list[dict]:
 
 async def _read_status_merged(provider: AWSProvider, session: Session) -> dict | None:
     status = (await provider.probe(session)).get("status")
-    records = interruptions.load(session.session_dir)
+    # the instances reclaimed under the run; a multi-node run's lost nodes are not attempts
+    records = [r for r in interruptions.load(session.session_dir) if "node" not in r]
     if not status or not records:
         return status
     if any(r["machine"] == provider.host for r in records):

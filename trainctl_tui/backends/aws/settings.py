@@ -41,7 +41,10 @@ class AwsConfig(Section):
     profile: str | None = None
     region: str | None = None
     auto_resume: bool = False
+    # Spot resumes of a one-instance run; lost nodes of a multi-node run replaced (each).
     max_resumes: int = Field(3, ge=0)
+    # A node's instance SSM has not reached for this long is lost (one failed probe is not).
+    node_lost_seconds: float = Field(60.0, gt=0)
     # Seconds to wait for a new instance to run and register with SSM.
     ready_timeout: float = Field(600.0, gt=0)
     # On-demand $/h by instance type, used where the Pricing API is not allowed.

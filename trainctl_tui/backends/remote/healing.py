@@ -3,9 +3,10 @@ runner is gone without a final status) or failed for good (its runner ended `fai
 deciding what happens, the same for every backend whose nodes can be told apart:
 
 - a lost node (not the head) is replaced alone: a runner for its rank starts on the next
-  free place (an SSH group's spare host), with the same rendezvous (torchrun's --rdzv-id and
-  endpoint); torchrun's agents on the other nodes restart their workers into a new round with
-  it. Within --nodes MIN:MAX torchrun goes on with fewer nodes meanwhile.
+  free place (an SSH group's spare host, a new EC2 instance), with the same rendezvous
+  (torchrun's --rdzv-id and endpoint); torchrun's agents on the other nodes restart their
+  workers into a new round with it. Within --nodes MIN:MAX torchrun goes on with fewer
+  nodes meanwhile.
 - with no free place and a fixed node count, past `max_resumes` replacements, or a node that
   failed for good, the other nodes are stopped gracefully (SIGTERM: they save) and the run
   ends with one line naming the node and its host, instead of waiting in a collective until
@@ -78,7 +79,8 @@ class HealingNodes:
         raise NotImplementedError
 
     def spare(self, used: set[str]) -> str | None:
-        """A free place for a replacement, not one of `used`; None when there is none."""
+        """A free place for a replacement, not one of `used`; None when there is none. A
+        cloud says what start() will make ("a new instance"); its entry names the machine."""
         raise NotImplementedError
 
     async def start(self, rank: int, host: str) -> dict:
@@ -96,6 +98,14 @@ class HealingNodes:
         """Node `rank` runs elsewhere from now on (saved): its log follows from there, after
         `line`."""
 
+    def place_of(self, node: dict) -> str:
+        """How lines name where a started node runs (its record entry): its host."""
+        return node.get("host")
+
+    def details(self, old: dict, new: dict) -> dict:
+        """More keys for a replacement's record entry (an instance's old and new IP)."""
+        return {}
+
 
 def node_name(rank: int, host: str | None) -> str:
     return f"node {rank} (on {host})" if host else f"node {rank}"
@@ -104,8 +114,9 @@ def node_name(rank: int, host: str | None) -> str:
 def verdicts(answers: dict, nodes: list[dict], now: float,
              lost_after: float = LOST_AFTER_SECONDS) -> list[Verdict]:
     """The nodes that are lost or failed for good, from their probes' answers (rank ->
-    host, state, alive, error, heartbeat; "0" the head's, judged failed only while others
-    run: a head lost is head_lost's). Marks in `nodes` when a host first
+    host, state, alive, error, heartbeat; `lost`: why, when its backend knows its machine is
+    gone; "0" the head's, judged failed only while others run: a head lost is head_lost's).
+    Marks in `nodes` when a host first
     failed to answer (`unreachable_since`), cleared when it answers again."""
     found = []
     for rank, node in enumerate(nodes):
@@ -115,6 +126,11 @@ def verdicts(answers: dict, nodes: list[dict], now: float,
         host = node.get("host")
         if info.get("host") != host:
             continue  # a probe of the host it ran on before (another process moved it)
+        if info.get("lost"):  # its backend knows the machine is gone (an instance terminated)
+            found.append(Verdict(rank, host, "lost", info["lost"],
+                                 node.get("unreachable_since") or info.get("heartbeat") or now,
+                                 bool(info.get("reachable"))))
+            continue
         if info.get("error"):
             since = node.setdefault("unreachable_since", now)
             if now - since >= lost_after:
@@ -254,9 +270,12 @@ async def decide(group: HealingNodes, session, nodes: list[dict], verdict: Verdi
             return await end(group, session, nodes, verdict, entry, "interrupted",
                              f"{what}; its replacement on {spare} failed to start ({exc}); "
                              "stopped the other nodes")
-        nodes[verdict.rank] = started
-        entry.update(new_host=spare, replaced_at=replaced_at,
-                     reason=f"{what}; replaced on {spare} ({done + 1} of {group.max_resumes})")
+        old, nodes[verdict.rank] = nodes[verdict.rank], started
+        # a cloud's spare is a machine made by start(): the started entry names it
+        entry.update(new_host=started.get("host") or spare, replaced_at=replaced_at,
+                     reason=f"{what}; replaced on {group.place_of(started) or spare} "
+                            f"({done + 1} of {group.max_resumes})",
+                     **group.details(old, started))
         interruptions.append(session.session_dir, entry)
         return False
     low = min_nodes(nodes)
@@ -422,3 +441,15 @@ def show(answer: dict, nodes: list[dict], session_dir: str) -> None:
     else:
         answer["status"] = {**status, "state": ended["state"], "reason": ended["reason"],
                             "ended": status.get("ended") or ended["at"]}
+
+
+def note_moved(session_dir: str, rank: int, line: str) -> None:
+    """A note in node `rank`'s log and the head's (the session's): its new machine's log
+    follows after it."""
+    from ...runner.nodes import NODES_DIR
+
+    folder = Path(session_dir) / NODES_DIR / str(rank)
+    folder.mkdir(parents=True, exist_ok=True)
+    for log_path in (folder / "train.log", Path(session_dir) / "train.log"):
+        with open(log_path, "ab") as log:
+            log.write(f"\n[trainctl] {line}\n".encode())
