@@ -15,6 +15,13 @@ the time from the kill to the replacement's runner started on the spare, to its 
 logging a step (it joined), and, for torchrun, to the head logging a step again (the run goes
 on: its agent restarted its worker into a new rendezvous with the replacement, from the
 newest checkpoint). Its ratio to a launch's time to every rank training is printed too.
+
+With --aws, the same on EC2 as the tests see it (moto's server on 127.0.0.1, the tests'
+placement-group and SSM doubles: a sandbox folder per instance): `--nodes 2 --provider aws`,
+node 1's instance terminated through the EC2 API once every rank trains, with no terminal
+refreshing: the time to the replacement instance's runner running rank 1, and to its
+training logging a step. A real instance's boot and SSM registration (a minute or two) come
+on top: this is trainctl's own share (noticing, the EC2 and SSM calls, the runner's start).
 """
 
 from __future__ import annotations
@@ -142,6 +149,98 @@ def heal_run(root: Path, env: dict, hosts: list[str], command: list[str]) -> tup
     return started - killed, joined - killed, again
 
 
+def aws_heal_runs(root: Path, runs: int) -> list[tuple[float, float]]:
+    """(termination -> the replacement's runner running rank 1, -> its training logged a
+    step) for each run of `--nodes 2 --provider aws`, against moto and the tests' doubles."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines
+    from placement_groups import PlacementGroups
+    from ssm_double import SSMDouble, kill_sandbox_runners
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    found = []
+    try:
+        with PlacementGroups(f"http://127.0.0.1:{port}") as groups:
+            sandbox = root / "instances"
+            sandbox.mkdir()
+            ssm = SSMDouble(groups.url, sandbox, "/opt/trainctl-bench")
+            ssm.machines_die = True  # a terminated instance takes its runner along
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ENDPOINT_URL": ssm.url,
+                   "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                   "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE":
+                   "/nonexistent", "TRAINCTL_HOME": str(root / "aws-home")}
+            ssm.env = env
+            ssm.start()
+            client = boto3.client("ec2", region_name="us-east-1", endpoint_url=ssm.url,
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            ami = client.describe_images()["Images"][0]["ImageId"]
+            config = root / "aws.toml"
+            config.write_text(f'[aws]\nregion = "us-east-1"\n[aws.prices]\n"t3.micro" = 0.1\n'
+                              f'[aws.templates.default]\nami = "{ami}"\n'
+                              f'instance_type = "t3.micro"\nworkdir = "/opt/trainctl-bench"\n'
+                              f'python = "{sys.executable}"\n')
+            env["TRAINCTL_CONFIG"] = str(config)
+            slow = root / "slow.py"
+            slow.write_text(SLOW_TRAINER)
+            try:
+                for _ in range(runs):
+                    found.append(aws_heal_run(client, ssm, env, [sys.executable, "-u",
+                                                                 str(slow)]))
+            finally:
+                kill_sandbox_runners(sandbox)
+                ssm.stop()
+    finally:
+        moto.stop()
+    return found
+
+
+def aws_heal_run(client, ssm, env: dict, command: list[str]) -> tuple[float, float]:
+    result = subprocess.run([sys.executable, "-m", "trainctl_tui", "launch", "--provider", "aws",
+                             "--nodes", "2", "--", *command],
+                            capture_output=True, text=True, env=env, timeout=300)
+    if result.returncode != 0:
+        raise SystemExit(f"launch failed: {result.stderr.strip()}")
+    session_id = result.stdout.strip().splitlines()[-1]
+    info = json.loads(subprocess.run([sys.executable, "-m", "trainctl_tui", "sessions", "--all",
+                                      "--json"], capture_output=True, text=True, env=env,
+                                     timeout=60).stdout)
+    [session] = [s for s in info["sessions"] if s["id"] == session_id]
+    head, lost = session["provider"].removeprefix("aws:").split(",")
+
+    def node_dir(instance: str) -> Path:
+        return ssm.path(instance, "sessions", session_id, "nodes", "1")
+
+    wait_for("every rank training", lambda: "step 1 " in text(node_dir(lost) / "train.log"))
+    client.terminate_instances(InstanceIds=[lost])
+    terminated = time.monotonic()
+
+    def replacement() -> Path | None:
+        for res in client.describe_instances()["Reservations"]:
+            for raw in res["Instances"]:
+                if raw["InstanceId"] not in (head, lost) and \
+                        (node_dir(raw["InstanceId"]) / "status.json").exists():
+                    return node_dir(raw["InstanceId"])
+        return None
+
+    def running() -> bool:
+        folder = replacement()
+        return folder is not None and '"running"' in text(folder / "status.json")
+
+    started = wait_for("replacement's runner running", running)
+    joined = wait_for("replacement training", lambda: "step 1 " in text(
+        replacement() / "train.log"))
+    subprocess.run([sys.executable, "-m", "trainctl_tui", "stop", session_id, "--force"],
+                   capture_output=True, env=env, timeout=120)
+    return started - terminated, joined - terminated
+
+
 def report_heal(name: str, runs: list[tuple], launch_median: float) -> None:
     started = statistics.median(r[0] for r in runs)
     joined = statistics.median(r[1] for r in runs)
@@ -168,7 +267,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--aws", action="store_true",
+                        help="only the EC2 healing figure (moto and the tests' doubles)")
     args = parser.parse_args()
+    if args.aws:
+        with tempfile.TemporaryDirectory(prefix="trainctl-bench-aws-") as tmp:
+            runs = aws_heal_runs(Path(tmp), args.runs)
+        started, joined = [r[0] for r in runs], [r[1] for r in runs]
+        print(f"healing on EC2 (moto): node 1's instance terminated -> its replacement's "
+              f"runner running rank 1: median {statistics.median(started):.2f} s (runs: "
+              f"{', '.join(f'{t:.2f}' for t in started)}); -> it trains: median "
+              f"{statistics.median(joined):.2f} s")
+        return
     sshd = find_sshd()
     if sshd is None:
         raise SystemExit("sshd is not installed (apt-get install openssh-server)")

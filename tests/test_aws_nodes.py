@@ -526,6 +526,28 @@ def test_past_max_resumes_a_lost_node_ends_the_run_in_one_line(ec2, trainctl_hom
     service.close()
 
 
+def test_a_terminated_head_stops_the_others_and_interrupts_the_run(ec2, trainctl_home):
+    client, ssm = ec2["client"], ec2["ssm"]
+    ssm.machines_die = True
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    head, other = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    client.terminate_instances(InstanceIds=[head])
+    done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    line = (f"node 0 (on {head}) lost: {TERMINATED}; stopped the other nodes (trainctl resume "
+            f"{session.id} restarts every node from the newest checkpoint)")
+    assert done.status is Status.INTERRUPTED
+    assert done.detail == f"{line}; stopped 1 instances ({other})"
+    assert (ec2["tmp"] / "marks").read_text().splitlines() == ["TERM 1"]  # node 1 saved
+    assert [loss["reason"] for loss in session_info(session.id)["node_losses"]] == [line]
+    assert {raw["InstanceId"]: raw["State"]["Name"] for raw in instances(client)} == {
+        head: "terminated", other: "stopped"}
+    service.close()
+
+
 def test_a_replacement_that_cannot_be_made_stops_the_others_and_leaves_nothing_running(
         ec2, trainctl_home):
     client, ssm, faults = ec2["client"], ec2["ssm"], ec2["faults"]

@@ -20,8 +20,10 @@ Each refresh of the run does this (the detached watcher's every 2 s, app/watchin
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from ...core.interruptions import node_losses
 from ...core.models import Session
 from ...runner.nodes import node_count_text
 from ...runner.status import FINAL_STATES
@@ -34,6 +36,9 @@ from .recovery import LAST_STATUS
 GONE = ("shutting-down", "terminated", "stopping", "stopped")
 MARKED = ("marked-for-termination", "marked-for-stop", "marked-for-hibernation")
 NEW_INSTANCE = "a new instance"  # the spare: start() makes it
+# While every node runs well, EC2 is asked about the instances this often (seconds).
+LOOK_SECONDS = 30.0
+looked: dict[str, float] = {}  # session id -> when this process last asked (monotonic)
 
 
 def machine_lost(raw: dict | None, spot: dict | None) -> str | None:
@@ -147,10 +152,29 @@ async def machines(provider, session: Session) -> tuple[AWSNodes, dict, dict]:
     return AWSNodes(provider, session, price), raws, spot
 
 
-async def heal(provider, session: Session, answer: dict) -> None:
+def all_well(answer: dict, nodes: list[dict]) -> bool:
+    """Every node's runner (the head's too) answers and runs its training."""
+    status = answer.get("status") or {}
+    if status.get("state") != "running" or not answer.get("runner_alive"):
+        return False
+    return all(node.get("given_up") or (
+        (answer.get("nodes") or {}).get(str(rank)) or {}).get("state") == "running" and
+        (answer["nodes"][str(rank)]).get("alive") for rank, node in enumerate(nodes) if rank)
+
+
+async def heal(provider, session: Session, answer: dict, now: float | None = None) -> None:
     """After the head's probe and the other nodes': a lost or failed node healed, the head
-    lost ended; the answer then says what the run is."""
+    lost ended; the answer then says what the run is. EC2 is asked about the instances when
+    a node looks unwell, else every LOOK_SECONDS (a spot request marked early)."""
     nodes = NodeGroup.nodes_of(session)
+    now = time.monotonic() if now is None else now
+    joining = any(entry.get("new_host") and entry.get("joined_at") is None
+                  for entry in node_losses(session.session_dir))  # healing notes when
+    if all_well(answer, nodes) and not joining and \
+            now - looked.get(session.id, -LOOK_SECONDS) < LOOK_SECONDS:
+        healing.show(answer, nodes, session.session_dir)
+        return
+    looked[session.id] = now
     if healing.ended_by(nodes) is None:
         group, raws, spot = await machines(provider, session)
         status = answer.get("status") or {}
