@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -523,6 +524,38 @@ def test_past_max_resumes_a_lost_node_ends_the_run_in_one_line(ec2, trainctl_hom
     assert [loss["reason"] for loss in session_info(session.id)["node_losses"]] == [line]
     assert len(instances(client)) == 2  # nothing new was made
     assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped", "terminated"}
+    service.close()
+
+
+def test_while_ec2_does_not_describe_the_nodes_none_is_judged_lost(ec2, trainctl_home):
+    """A failing DescribeInstances never reads as every instance gone: the run goes on, and
+    once EC2 answers again the terminated node is replaced."""
+    client, ssm, faults = ec2["client"], ec2["ssm"], ec2["faults"]
+    ssm.machines_die = True
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
+        grace_seconds=5)))
+    head, lost = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    faults.error("DescribeInstances", "UnauthorizedOperation",
+                 "You are not authorized to perform this operation.")
+    client.terminate_instances(InstanceIds=[lost])
+    before = faults.seen["DescribeInstances"]
+    deadline = time.monotonic() + 60
+    while faults.seen["DescribeInstances"] < before + 4:  # healing asked, and asked again
+        assert time.monotonic() < deadline
+        found = run(service.get(session.id))
+        time.sleep(0.3)
+    assert found.status is Status.RUNNING, found.detail
+    assert session_info(session.id)["node_losses"] == []
+    faults.clear()
+    node_log = Path(session.session_dir) / "nodes" / "1" / "train.log"
+    run(wait_nodes(service, session.id, lambda s: s.provider != session.provider and
+                   node_log.read_text().count("TRAINCTL_NODE_RANK=1") == 2))
+    [loss] = session_info(session.id)["node_losses"]
+    assert loss["reason"].startswith(f"node 1 (on {lost}) lost: {TERMINATED}; replaced on i-")
+    run(service.stop(session.id, force=True))
     service.close()
 
 

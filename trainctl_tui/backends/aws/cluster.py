@@ -459,8 +459,10 @@ class NodesOfCloud:
                             ) -> tuple[dict[str, dict], dict[str, dict], float | None]:
         """(each instance's raw description, each spot request's, the first's $/h: every
         node's type and market) for healing to judge and to cost a loss."""
+        # a filter, not InstanceIds: one id EC2 has forgotten (an hour after it terminated)
+        # would fail the whole call
         answer = await self._call("ec2", "describing the nodes", "describe_instances",
-                                  InstanceIds=ids)
+                                  Filters=[{"Name": "instance-id", "Values": ids}])
         raws = {raw["InstanceId"]: raw for res in answer.get("Reservations") or []
                 for raw in res.get("Instances") or []}
         requests = [raw["SpotInstanceRequestId"] for raw in raws.values()

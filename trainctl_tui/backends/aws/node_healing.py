@@ -143,12 +143,17 @@ class AWSNodes(HealingNodes):
         return {"old_ip": old.get("ip"), "new_ip": new.get("ip")}
 
 
-async def machines(provider, session: Session) -> tuple[AWSNodes, dict, dict]:
-    """(healing's view of the nodes, each instance's description, each spot request's)."""
+async def machines(provider, session: Session) -> tuple[AWSNodes, dict | None, dict]:
+    """(healing's view of the nodes, each instance's description, each spot request's);
+    None for the descriptions when EC2 did not answer (nothing is judged lost by it then)."""
+    from .api import AWSError
     from .cloud import AWSCloud
 
     nodes = NodeGroup.nodes_of(session)
-    raws, spot, price = await AWSCloud().node_machines([node["host"] for node in nodes])
+    try:
+        raws, spot, price = await AWSCloud().node_machines([node["host"] for node in nodes])
+    except AWSError:
+        raws, spot, price = None, {}, None
     return AWSNodes(provider, session, price), raws, spot
 
 
@@ -193,7 +198,7 @@ async def heal(provider, session: Session, answer: dict, now: float | None = Non
                     **{key: status.get(key) for key in ("state", "reason", "exit_code",
                                                         "signal", "heartbeat")}}
             answers = {**(answer.get("nodes") or {}), "0": head}
-            if status.get("state") not in FINAL_STATES:
+            if raws is not None and status.get("state") not in FINAL_STATES:
                 # Once the head has ended the instances are released (stopped): not a loss.
                 mark_lost(answers, nodes, raws, spot)
             await healing.heal(group, session, answers)
@@ -214,8 +219,9 @@ async def head_unanswered(provider, session: Session) -> dict | None:
     if len(nodes) < 2 or not isinstance(last, dict):
         return None
     group, raws, spot = await machines(provider, session)
-    head = raws.get(nodes[0]["host"])
-    why = machine_lost(head, spot.get((head or {}).get("SpotInstanceRequestId")))
+    head = (raws or {}).get(nodes[0]["host"])
+    why = None if raws is None else \
+        machine_lost(head, spot.get((head or {}).get("SpotInstanceRequestId")))
     if why is not None:
         ended = await healing.head_lost(group, session, why)
     else:
