@@ -162,9 +162,13 @@ def all_well(answer: dict, nodes: list[dict]) -> bool:
     status = answer.get("status") or {}
     if status.get("state") != "running" or not answer.get("runner_alive"):
         return False
-    return all(node.get("given_up") or (
-        (answer.get("nodes") or {}).get(str(rank)) or {}).get("state") == "running" and
-        (answer["nodes"][str(rank)]).get("alive") for rank, node in enumerate(nodes) if rank)
+    probed = answer.get("nodes") or {}
+    for rank, node in enumerate(nodes):
+        info = probed.get(str(rank)) or {}
+        if rank and not node.get("given_up") and not (info.get("state") == "running" and
+                                                      info.get("alive")):
+            return False
+    return True
 
 
 async def heal(provider, session: Session, answer: dict, now: float | None = None) -> None:
