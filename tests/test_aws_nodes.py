@@ -709,3 +709,35 @@ def test_which_instances_are_lost_as_ec2_describes_them():
         (1, "lost", answers["1"]["lost"], 100.0, False),
         (2, "lost", answers["2"]["lost"], 100.0, False),
         (3, "lost", "its instance is terminated", 100.0, False)]
+
+
+def test_a_refresh_during_a_resume_does_not_release_the_instances_again(ec2, tmp_path):
+    """A resume starts the stopped nodes and their runners; a refresh meanwhile (the watcher)
+    may still read the last run's final status: that end was released already, and the
+    instances the resume started must stay running."""
+    import time as clock
+    from types import SimpleNamespace
+
+    from trainctl_tui.backends.aws.nodes import release_now
+    from trainctl_tui.backends.aws.provider import AWSProvider
+
+    client = ec2["client"]
+    ids = [client.run_instances(ImageId=ec2["ami"], MinCount=1, MaxCount=1,
+                                InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+           for _ in range(2)]
+    folder = tmp_path / "session"
+    folder.mkdir()
+    now = clock.time()
+    nodes = [{"host": i, "remote_dir": "/x", "runner": "/r", "started": now} for i in ids]
+    (folder / "remote.json").write_text(json.dumps({**nodes[0], "nodes": nodes}))
+    session = SimpleNamespace(id="s1", session_dir=str(folder))
+    answer = {"status": {"state": "stopped", "reason": "stopped by trainctl",
+                         "ended": now - 60}}
+    run(release_now(AWSProvider(",".join(ids)), session, answer))
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"running"}
+    assert "released" not in json.loads((folder / "remote.json").read_text())
+    answer["status"]["ended"] = now + 5  # this run's own end: released
+    run(release_now(AWSProvider(",".join(ids)), session, answer))
+    assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
+    assert answer["status"]["reason"] == f"stopped by trainctl; stopped 2 instances ({ids[0]}, " \
+        f"{ids[1]})"

@@ -124,6 +124,9 @@ async def release_now(provider, session: Session, answer: dict) -> None:
     if info.get(RELEASED):  # the other process did
         answer["status"] = info.get("final_status") or status
         return
+    started = (NodeGroup.nodes_of(session) or [{}])[0].get("started")
+    if started and (status.get("ended") or started) < started:
+        return  # the end of the run before a resume, read before the new runner wrote
     note = await release(provider, session)
     reason = status.get("reason")
     answer["status"] = {**status, "reason": f"{reason}; {note}" if reason else note}
