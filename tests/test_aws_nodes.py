@@ -715,7 +715,6 @@ def test_a_refresh_during_a_resume_does_not_release_the_instances_again(ec2, tmp
     """A resume starts the stopped nodes and their runners; a refresh meanwhile (the watcher)
     may still read the last run's final status: that end was released already, and the
     instances the resume started must stay running."""
-    import time as clock
     from types import SimpleNamespace
 
     from trainctl_tui.backends.aws.nodes import release_now
@@ -727,16 +726,17 @@ def test_a_refresh_during_a_resume_does_not_release_the_instances_again(ec2, tmp
            for _ in range(2)]
     folder = tmp_path / "session"
     folder.mkdir()
-    now = clock.time()
+    now = time.time()
     nodes = [{"host": i, "remote_dir": "/x", "runner": "/r", "started": now} for i in ids]
+    nodes[0]["runner_before"] = [4242, "88123"]  # the head's runner that ended the last run
     (folder / "remote.json").write_text(json.dumps({**nodes[0], "nodes": nodes}))
     session = SimpleNamespace(id="s1", session_dir=str(folder))
     answer = {"status": {"state": "stopped", "reason": "stopped by trainctl",
-                         "ended": now - 60}}
+                         "runner_pid": 4242, "runner_start": "88123"}}
     run(release_now(AWSProvider(",".join(ids)), session, answer))
     assert {raw["State"]["Name"] for raw in instances(client)} == {"running"}
     assert "released" not in json.loads((folder / "remote.json").read_text())
-    answer["status"]["ended"] = now + 5  # this run's own end: released
+    answer["status"]["runner_pid"] = 4343  # the resumed runner's own end: released
     run(release_now(AWSProvider(",".join(ids)), session, answer))
     assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
     assert answer["status"]["reason"] == f"stopped by trainctl; stopped 2 instances ({ids[0]}, " \

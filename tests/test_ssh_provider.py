@@ -227,6 +227,31 @@ def test_watch_follows_a_log_on_a_host_that_trainctl_did_not_launch(ssh_env, tmp
     asyncio.run(scenario())
 
 
+def test_a_size_probed_before_another_copier_went_on_is_not_a_truncation(ssh_env, tmp_path):
+    """Two refreshers (a node watcher and the TUI) mirror one log: one's probe saw the log
+    smaller than the offset the other has copied to since. That is not a truncation: the
+    log is copied on, once."""
+    import asyncio
+
+    from trainctl_tui.backends.remote.runner import RemoteLogMirror
+    from trainctl_tui.backends.remote.transport import SSHTransport, resolve_target
+    from trainctl_tui.config.loader import load_config
+
+    remote = tmp_path / "train.log"
+    remote.write_text("step 1\nstep 2\n")
+    mirror = RemoteLogMirror(SSHTransport(resolve_target("box", load_config().ssh.hosts)),
+                             str(remote), tmp_path / "copy.log", tmp_path / "copy.offset")
+    asyncio.run(mirror.sync())
+    with open(remote, "a") as out:
+        out.write("step 3\n")
+    assert asyncio.run(mirror.sync(7)) == 7  # 7: a size probed when one line was there
+    assert (tmp_path / "copy.log").read_text() == "step 1\nstep 2\nstep 3\n"
+    remote.write_text("new\n")  # truly truncated: said so, followed again
+    asyncio.run(mirror.sync(4))
+    assert (tmp_path / "copy.log").read_text() == (
+        "step 1\nstep 2\nstep 3\n\n[trainctl] remote log was truncated; following it again\nnew\n")
+
+
 def test_the_watch_prompt_opens_a_remote_log_in_the_tui(ssh_env, tmp_path):
     import asyncio
 

@@ -10,6 +10,7 @@ terminated as the template's shutdown_behavior says; a resume starts stopped one
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from ...runner.status import FINAL_STATES
 from ..remote.node_group import NodeGroup, spec_nodes
 from ..remote.node_view import keep_nodes
 from ..remote.runner import remote_info
+from .recovery import LAST_STATUS
 from .tags import SESSION_TAG
 
 RELEASED = "released"  # remote.json: what was done to the instances at the run's end
@@ -85,7 +87,19 @@ async def start_nodes(provider, session: Session) -> None:
     await cloud.tag_nodes(ids, {SESSION_TAG: session.id})  # the Instances screen's session
     ips = ",".join(found[i].extra.get("private_ip") or "" for i in ids)
     nnodes = node_count_text(spec_nodes(session) or len(ids))
-    await InstanceGroup(provider).start(session, ids, ips, nnodes)
+    try:  # a resume: the head's runner that ended the run before (its status is read on)
+        last = json.loads((Path(session.session_dir) / LAST_STATUS).read_text())
+    except (OSError, ValueError):
+        last = None
+    await InstanceGroup(provider).start(session, ids, ips, nnodes, head={
+        "runner_before": runner_of(last) if isinstance(last, dict) else None})
+
+
+def runner_of(status: dict) -> list | None:
+    """Which runner process wrote a status (pid and its start), None if it says not."""
+    if not status.get("runner_pid"):
+        return None
+    return [status.get("runner_pid"), status.get("runner_start")]
 
 
 async def probe_nodes(provider, session: Session, answer: dict) -> None:
@@ -124,8 +138,8 @@ async def release_now(provider, session: Session, answer: dict) -> None:
     if info.get(RELEASED):  # the other process did
         answer["status"] = info.get("final_status") or status
         return
-    started = (NodeGroup.nodes_of(session) or [{}])[0].get("started")
-    if started and (status.get("ended") or started) < started:
+    before = (NodeGroup.nodes_of(session) or [{}])[0].get("runner_before")
+    if before and before == runner_of(status):
         return  # the end of the run before a resume, read before the new runner wrote
     note = await release(provider, session)
     reason = status.get("reason")

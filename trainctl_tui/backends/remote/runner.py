@@ -408,13 +408,17 @@ class RemoteLogMirror:
             os.close(lock)
 
     async def _sync(self, remote_size: int | None) -> int:
+        offset = self.offset
+        if remote_size is not None and remote_size < offset:
+            # A size probed before another copier (a node watcher) went further: ask again
+            # before calling the log truncated and copying it all a second time.
+            remote_size = None
         if remote_size is None:
             remote_size = await self.transport.size(self.remote)
             if remote_size is None:
                 label = getattr(self.transport, "label", None) or f"ssh {self.transport.name}"
                 raise ProviderError(f"{label}: no such file "
                                     f"{self.remote}")
-        offset = self.offset
         if remote_size < offset:  # truncated there: say so here, then follow it again
             with open(self.local, "ab") as out:
                 out.write(b"\n[trainctl] remote log was truncated; following it again\n")
