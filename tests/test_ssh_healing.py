@@ -370,3 +370,38 @@ def test_a_look_at_the_nodes_before_a_resume_decides_nothing_after_it(tmp_path):
     assert now.stopped == [[0, 1]]
     assert now.kept[0]["ended_by"]["reason"] == (
         f"node 1 (on b) lost: {LOST}; nowhere to replace it; stopped the other nodes")
+
+
+def test_a_watcher_leaving_as_a_resume_comes_watches_the_resumed_run(tmp_path, monkeypatch):
+    """The run ended; while its watcher was leaving, `trainctl resume` found the watcher's
+    lock held and started none: the watcher looks once more and watches the resumed run to
+    its end. A second watcher for a watched run leaves at once."""
+    import asyncio
+    import fcntl
+    from types import SimpleNamespace
+
+    from trainctl_tui.app import watching
+    from trainctl_tui.core.models import Status
+
+    monkeypatch.setattr(watching, "EVERY_SECONDS", 0)
+    # what the store says at each look: running, ended; resumed (seen when leaving), ended
+    says = iter([Status.RUNNING, Status.RUNNING, Status.STOPPED, Status.RUNNING,
+                 Status.STOPPED, Status.STOPPED])
+    holders = []
+
+    class Service:
+        store = SimpleNamespace(get=lambda session_id: SimpleNamespace(
+            id=session_id, session_dir=str(tmp_path), status=next(says)))
+
+        async def refresh_session(self, session):
+            holders.append(watching.watcher_pid(tmp_path))
+
+    asyncio.run(watching.watch(Service(), "s1"))
+    assert holders == [os.getpid()] * 3  # two looks at the first run, one at the resumed
+    assert watching.watcher_pid(tmp_path) is None and next(says, None) is None
+    fd = os.open(tmp_path / watching.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another watcher has it
+    says = iter([Status.RUNNING])
+    asyncio.run(watching.watch(Service(), "s1"))
+    os.close(fd)
+    assert len(holders) == 3
