@@ -29,7 +29,7 @@ from functools import partial
 from itertools import accumulate, compress, islice, repeat
 from operator import and_, eq, is_, itemgetter, not_
 
-from .parsers import DIGIT_MARKS, MAX_LINE, NOTHING, Plan
+from .parsers import MAX_LINE, NOTHING, Plan
 
 SLOW, SKIP = 0, 1
 MAX_CODES = 256
@@ -147,7 +147,7 @@ class LineBlocks:
                 break
             self._refresh()
             plans = list(map(metrics.parser.plans.get, templates))
-            if None in plans and self._learn(lines, plans):
+            if None in plans and self._learn(lines, templates, plans):
                 self._refresh()
                 plans = list(map(metrics.parser.plans.get, templates))
             codes = bytes(map(self._codes.get, plans, repeat(SLOW)))
@@ -170,19 +170,18 @@ class LineBlocks:
             lines, templates = lines[cut:], templates[cut:]
         return found + metrics.feed_plain(lines, templates)
 
-    def _learn(self, lines: list[bytes], plans: list) -> bool:
+    def _learn(self, lines: list[bytes], templates: list[bytes], plans: list) -> bool:
         """Make the plans of the block's new templates from one plain line of each, when
         they are a few templates of many lines (a step or a value one digit wider); whether
         any was made."""
         unknown = list(compress(range(len(lines)), map(is_, plans, repeat(None))))
         firsts: dict[bytes, bytes] = {}
         for at in unknown:
-            line = lines[at]
-            key = line.translate(DIGIT_MARKS)
+            key = templates[at]
             if key not in firsts:
                 if len(firsts) * 4 > len(unknown):
                     return False  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`)
-                firsts[key] = line
+                firsts[key] = lines[at]
         parser = self.metrics.parser
         learned = False
         for line in firsts.values():
