@@ -16,13 +16,16 @@ a Lightning epoch's lines repeat the same few.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from itertools import compress, groupby, islice, repeat
-from operator import add, itemgetter, ne
+from operator import add, itemgetter, ne, truediv
 
+from .line_blocks import floats
 from .parsers import KERAS_FRAME, NOTHING, Plan, epoch_fraction
 
 MIN_FRAMES = 16  # fewer: the frame loop costs less than the passes
-_CACHE_LIMIT = 4096  # entries of each of a BarCache's dicts (one-off templates: start over)
+_CACHE_LIMIT = 4096  # entries of a BarCache's dicts (one-off templates: start over)
+_TOTALS = 16  # bar totals whose counters' fractions a BarCache keeps
 
 
 class BarRun:
@@ -37,19 +40,29 @@ class BarRun:
 
 
 class _Fractions(dict):
-    """`epoch_fraction(done, total)` of a bar's counter text, for one total."""
+    """`epoch_fraction(done, total)` of a bar's counter texts, for one total: the next
+    epoch's frames show the same counters."""
 
     __slots__ = ("total",)
+    LIMIT = 1 << 15  # counters kept (a bar of more batches looks the rest up no more)
 
     def __init__(self, total: float) -> None:
         super().__init__()
         self.total = total
 
-    def __missing__(self, done: bytes) -> float:
-        if len(self) >= 1 << 16:
-            self.clear()
-        value = self[done] = epoch_fraction(float(done), self.total)
-        return value
+    def of(self, done: list[bytes]) -> Iterable[float]:
+        """The fraction of each counter text: looked up when all were seen before, else
+        computed (and kept while there is room). ValueError when one is no number."""
+        if all(map(self.__contains__, done)):
+            return map(self.__getitem__, done)
+        values, total = floats(done), self.total
+        if total > 0 and all(map((0.0).__le__, values)) and all(map(total.__ge__, values)):
+            fractions = array("d", map(truediv, values, repeat(total)))  # nan: neither
+        else:
+            fractions = array("d", map(epoch_fraction, values, repeat(total)))
+        if len(self) + len(done) <= self.LIMIT:
+            self.update(zip(done, fractions, strict=True))
+        return fractions
 
 
 class BarCache:
@@ -64,7 +77,7 @@ class BarCache:
     def fractions_of(self, total: bytes) -> _Fractions:
         found = self.fractions.get(total)
         if found is None:
-            if len(self.fractions) >= _CACHE_LIMIT:
+            if len(self.fractions) >= _TOTALS:
                 self.fractions.clear()
             found = self.fractions[total] = _Fractions(float(total))
         return found
@@ -77,8 +90,8 @@ def bar_records(frames: list[bytes], templates: list[bytes], plans: dict[bytes, 
     """(the records of one whole bar line, its frames cleaned of escapes, or None when the
     frame loop must read it: a new template, a glued print, a frame with a step, ...; the
     frames and templates for that loop, less frames it would skip). Raises ValueError when
-    a slice is no number (the loop then reads the line too). `numbers`: float() of a text,
-    by a lookup where seen before."""
+    a slice is no number (the loop then reads the line too). `numbers`: float() of a text
+    (a lookup where seen before), for the values a whole line shows alike."""
     if not frames[0]:  # the line starts with its first \r
         frames, templates = frames[1:], templates[1:]
     plan_of = list(map(plans.get, templates))
@@ -236,13 +249,13 @@ def _run(plan: Plan, frames: list[bytes], getters: list[itemgetter],
             value = numbers[texts[0]]
             columns.append(value if value == value else repeated(value, count))  # nan: never
         else:                                                                    # alike
-            columns.append(array("d", map(numbers.__getitem__, texts)))
+            columns.append(floats(texts))
     if progress_of is not None:  # `_apply_stateless`: the epoch moves along its bar
         done, total = (list(map(getter, frames)) for getter in getters[-2:])
         if total.count(total[0]) == count:
-            fractions = map(cache.fractions_of(total[0]).__getitem__, done)
+            fractions = cache.fractions_of(total[0]).of(done)
         else:
-            fractions = map(epoch_fraction, map(float, done), map(float, total))
+            fractions = map(epoch_fraction, floats(done), floats(total))
         epoch = columns[progress_of]
         columns[progress_of] = array("d", map(add, epoch if isinstance(epoch, array)
                                               else repeat(epoch), fractions))
