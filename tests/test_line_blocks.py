@@ -181,16 +181,17 @@ def test_bar_lines_read_at_once_give_what_the_frame_loop_gives(monkeypatch):
 def test_bar_lines_of_a_long_epoch_read_at_once_give_what_the_frame_loop_gives(monkeypatch):
     """Lines whose frames differ only where the bar fills up and the counter widens (one
     getter cuts every frame's counter; the line's layout is reused by the next lines),
-    losses that repeat, a total that changes, a counter past its total."""
+    losses that repeat, counters past their total (an epoch's fraction is 0 there: found
+    in bulk the first time, looked up the next epochs), a total that changes."""
     import trainctl_tui.monitor.metrics as metrics_module
 
     rng = random.Random(7)
     lines = []
-    for epoch in range(3):
-        total = 1000 if epoch < 2 else 300
+    for epoch in range(4):
+        total = 1000 if epoch < 3 else 300
         for start in range(0, total, 200):
             frames = []
-            for n in range(start, min(start + 200, total + 3)):
+            for n in range(start, start + 200 if start + 200 < total else total + 3):
                 loss = rng.choice(["0.500", "0.250", f"{rng.random():.3f}"])
                 fill = "\u2588" * (n * 40 // total) + " " * (40 - min(40, n * 40 // total))
                 frames.append(f"\rEpoch {epoch}: {min(100, n * 100 // total):3d}%|{fill}| "
