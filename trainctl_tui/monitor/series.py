@@ -114,6 +114,39 @@ class Series:
             return downsample(self.xs, self.ys, width)
         return self._blocks.downsample(self.xs, self.ys, width)
 
+    # -- what an index keeps, so a reopened big series needs no pass over its points
+
+    def scanned(self) -> dict:
+        """min/max (with where the minimum first is), the non-finite count and the number
+        of whole blocks summarised, all over every point (computed first when not yet)."""
+        self._scan()
+        self._blocks.update(self.ys)
+        return {"min": self._min, "max": self._max, "min_at": self._min_at,
+                "nonfinite": self.nonfinite, "first_bad": self._first_bad,
+                "blocks": len(self._blocks.first)}
+
+    def block_arrays(self, start: int) -> list[array]:
+        """The summaries of whole blocks from block `start` on (after `scanned()`)."""
+        return self._blocks.arrays(start)
+
+    def take_scanned(self, scanned: dict, blocks: Sequence[memoryview]) -> None:
+        """Take what `scanned()` said of these same points and the `block_arrays` from the
+        blocks held so far on, as raw bytes; ValueError when they cannot be of them."""
+        low, high, low_at = scanned["min"], scanned["max"], scanned["min_at"]
+        nonfinite, first_bad = scanned["nonfinite"], scanned["first_bad"]
+        n = len(self.ys)
+        if not (isinstance(low, float) and isinstance(high, float)
+                and type(low_at) is type(nonfinite) is type(first_bad) is int
+                and (low_at == -1 if low > high else 0 <= low_at < n and self.ys[low_at] == low)
+                and 0 <= nonfinite <= n and -1 <= first_bad < n
+                and (first_bad >= 0) == (nonfinite > 0)):
+            raise ValueError("summary")
+        self._blocks.extend(blocks, n)
+        if len(self._blocks.first) != scanned["blocks"]:
+            raise ValueError("blocks")
+        self._min, self._max, self._min_at, self._scanned = low, high, low_at, n
+        self.nonfinite, self._first_bad = nonfinite, first_bad
+
     def summary(self) -> dict:
         last = self.last
         return {
@@ -215,6 +248,25 @@ class _BlockSummary:
                 a = b = math.nan
             self.low.append(min(a, b))
             self.high.append(max(a, b))
+
+    def arrays(self, start: int) -> list[array]:
+        return [part[start:] for part in (self.first, self.second, self.low, self.high)]
+
+    def extend(self, parts: Sequence[memoryview], points: int) -> None:
+        """Add the raw bytes of `arrays()`, which must bring the summary to every whole
+        block of `points` points."""
+        added = [array(part.typecode) for part in (self.first, self.second, self.low,
+                                                    self.high)]
+        for one, raw in zip(added, parts, strict=True):
+            one.frombytes(raw)
+        count = len(added[0])
+        if (any(len(one) != count for one in added)
+                or len(self.first) + count != points // BLOCK
+                or count and not (0 <= min(added[0]) and max(added[1]) < points)):
+            raise ValueError("blocks")
+        for mine, one in zip((self.first, self.second, self.low, self.high), added,
+                             strict=True):
+            mine.extend(one)
 
     def downsample(self, xs, ys, width: int) -> tuple[list[float], list[float]]:
         self.update(ys)
