@@ -75,9 +75,31 @@ class Series:
     def _scan(self) -> None:
         if self._scanned == len(self.ys):
             return
-        start = self._scanned
-        chunk = self.ys[start:]
-        self._scanned = len(self.ys)
+        start, end = self._scanned, len(self.ys)
+        self._scanned = end
+        blocks = self._blocks
+        first = -(-start // BLOCK)  # the first whole block not yet scanned
+        if len(blocks.first) > first:  # summarised already: their extremes stand for them
+            self._scan_range(start, first * BLOCK)
+            for block in range(first, len(blocks.first)):
+                if blocks.low[block] == blocks.low[block]:
+                    self._take(blocks.low[block], blocks.high[block], blocks.first[block],
+                               blocks.second[block])
+                else:  # a block holding nan/inf: its points
+                    self._scan_range(block * BLOCK, (block + 1) * BLOCK)
+            start = len(blocks.first) * BLOCK
+        self._scan_range(start, end)
+
+    def _take(self, low: float, high: float, i: int, j: int) -> None:
+        """Take a block's extremes: where its minimum first is, is i or j."""
+        if low < self._min:
+            self._min, self._min_at = low, i if self.ys[i] == low else j
+        self._max = max(self._max, high)
+
+    def _scan_range(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        chunk = self.ys[start:stop]
         if math.isfinite(sum(chunk)):
             low, high = min(chunk), max(chunk)
             low_at = chunk.index(low)
@@ -118,9 +140,10 @@ class Series:
 
     def scanned(self) -> dict:
         """min/max (with where the minimum first is), the non-finite count and the number
-        of whole blocks summarised, all over every point (computed first when not yet)."""
-        self._scan()
+        of whole blocks summarised, all over every point (computed first when not yet: the
+        blocks first, so min/max come from theirs)."""
         self._blocks.update(self.ys)
+        self._scan()
         return {"min": self._min, "max": self._max, "min_at": self._min_at,
                 "nonfinite": self.nonfinite, "first_bad": self._first_bad,
                 "blocks": len(self._blocks.first)}
