@@ -15,9 +15,13 @@
    big enough for the parse on every core, which starts at 64 MB). The issue's targets are
    for a 1 GB log: on a 128 MB one, 10 MB appended are 8% of the log, and parsing them at the
    cold parse's speed alone costs 8% of its ratio (--per-format-mb 1024 measures the issue's
-   case; --formats picks some).
+   case; --formats picks some);
+5. after such a reopen, `trainctl metrics`' summaries and the chart's first downsample(200)
+   of every series, from what the index keeps and from scratch (--only first-draw; the 1 GB
+   mixed log and, by default, the 1 GB nanoGPT one: --formats picks others).
 
-    python bench/monitor.py [--size-mb 1024] [--lines 200] [--only index] [--per-format-mb 128]
+    python bench/monitor.py [--size-mb 1024] [--lines 200] [--only index|first-draw]
+                            [--per-format-mb 128]
                             [--formats jsonl,lightning] [--no-mixed]
 
 Prints figures and ratios; asserts nothing.
@@ -190,11 +194,54 @@ def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
     folder.rmdir()
 
 
+def measure_first_draw(source: Path, label: str, width: int = 200) -> None:
+    """After a reopen whose index is current: `trainctl metrics`' summaries and the session
+    chart's first `downsample(width)` of every series, from the index's kept summaries, and
+    the same on copies of the series that have none (what they cost before issue 13's
+    summaries were kept); the two must print the same figures."""
+    import monitor_throughput as throughput
+
+    from trainctl_tui.monitor.index import load_metrics
+    from trainctl_tui.monitor.series import Series
+
+    folder = Path(tempfile.mkdtemp(prefix="trainctl-draw-"))
+    index = folder / "metrics.index"
+    grep = throughput.time_grep(source)
+    load_metrics(source, index=index)  # the index, written once
+    reopen, metrics = timed(lambda: load_metrics(source, index=index))
+    bare = {}
+    for name, series in metrics.series.items():
+        copy = bare[name] = Series(name)
+        copy.xs, copy.ys = series.xs, series.ys  # the points alone: summaries from scratch
+        copy.count_nonfinite(0)
+
+    def figures(series: dict) -> tuple[list, list]:
+        summary = [repr(s.summary()) for s in series.values()]
+        return summary, [repr(s.downsample(width)) for s in series.values()]
+
+    summaries, kept = timed(lambda: [s.summary() for s in metrics.series.values()])
+    draw, _ = timed(lambda: [s.downsample(width) for s in metrics.series.values()])
+    slow_summaries, _ = timed(lambda: [s.summary() for s in bare.values()])
+    slow_draw, _ = timed(lambda: [s.downsample(width) for s in bare.values()])
+    same = figures(metrics.series) == figures(bare)
+    points = sum(len(s) for s in metrics.series.values())
+    print(f"{label}: {source.stat().st_size / 1e6:.0f} MB, {points / 1e6:.1f} M points, "
+          f"grep -c loss {grep:.2f} s, reopen {reopen:.2f} s (x{reopen / grep:.2f} grep); "
+          f"same figures both ways: {'yes' if same else 'NO'}")
+    for what, fast, slow in (("summaries (trainctl metrics)", summaries, slow_summaries),
+                             (f"first downsample({width})", draw, slow_draw)):
+        print(f"  {what:<30} kept {fast * 1000:8.1f} ms  x{fast / grep:6.3f} grep   "
+              f"from scratch {slow:6.2f} s  x{slow / grep:5.2f} grep   ({slow / fast:,.0f}x)",
+              flush=True)
+    index.unlink(missing_ok=True)
+    folder.rmdir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--lines", type=int, default=200)
-    parser.add_argument("--only", choices=["throughput", "latency", "index"])
+    parser.add_argument("--only", choices=["throughput", "latency", "index", "first-draw"])
     parser.add_argument("--per-format-mb", type=int, default=128,
                         help="size of each one-format log of the index figures (0: none)")
     parser.add_argument("--formats", help="comma-separated formats of the one-format logs "
@@ -228,6 +275,18 @@ def main() -> None:
             names = args.formats.split(",") if args.formats else list(throughput.FORMATS)
             for name in names:
                 measure_index(format_log(name, args.per_format_mb), f"only {name}")
+
+
+    if args.only in (None, "first-draw"):
+        print("\n== a reopened log's summaries and first chart draw, from the index ==",
+              flush=True)
+        import monitor_throughput as throughput
+
+        if not args.no_mixed:
+            measure_first_draw(throughput.mixed_log(args.size_mb), "mixed log")
+        names = args.formats.split(",") if args.formats else ["nanogpt"]
+        for name in names:
+            measure_first_draw(format_log(name, args.size_mb), f"only {name}")
 
 
 if __name__ == "__main__":

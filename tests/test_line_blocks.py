@@ -178,6 +178,33 @@ def test_bar_lines_read_at_once_give_what_the_frame_loop_gives(monkeypatch):
         assert fast == slow, seed
 
 
+def test_bar_lines_of_a_long_epoch_read_at_once_give_what_the_frame_loop_gives(monkeypatch):
+    """Lines whose frames differ only where the bar fills up and the counter widens (one
+    getter cuts every frame's counter; the line's layout is reused by the next lines),
+    losses that repeat, counters past their total (an epoch's fraction is 0 there: found
+    in bulk the first time, looked up the next epochs), a total that changes."""
+    import trainctl_tui.monitor.metrics as metrics_module
+
+    rng = random.Random(7)
+    lines = []
+    for epoch in range(4):
+        total = 1000 if epoch < 3 else 300
+        for start in range(0, total, 200):
+            frames = []
+            for n in range(start, start + 200 if start + 200 < total else total + 3):
+                loss = rng.choice(["0.500", "0.250", f"{rng.random():.3f}"])
+                fill = "\u2588" * (n * 40 // total) + " " * (40 - min(40, n * 40 // total))
+                frames.append(f"\rEpoch {epoch}: {min(100, n * 100 // total):3d}%|{fill}| "
+                              f"{n}/{total} [00:01<00:09, {rng.uniform(20, 60):.2f}it/s, "
+                              f"v_num=0, train_loss_step={loss}, "
+                              f"val_loss=0.498]")
+            lines.append("".join(frames).encode())
+        lines.append(f"epoch {epoch} done".encode())
+    fast = state(one_by_one(lines))
+    monkeypatch.setattr(metrics_module, "MIN_FRAMES", 10**9)  # the frame loop only
+    assert fast == state(one_by_one(lines))
+
+
 def test_bar_lines_are_read_at_once():
     import trainctl_tui.monitor.metrics as metrics_module
 
@@ -196,6 +223,47 @@ def test_bar_lines_are_read_at_once():
     finally:
         metrics_module.bar_records = kept
     assert sum(read) >= 3
+
+
+def nanogpt_log(seed: int, count: int) -> list[bytes]:
+    """nanoGPT's lines: an `iter` line every step, an eval `step` line at the step of the
+    `iter` line after it every 25 (so loss is fed by both, time and mfu by long runs of
+    `iter` lines only); now and then a value that repeats or is nan."""
+    rng = random.Random(seed)
+    out = []
+    for step in range(0, count * 10, 10):
+        if step % 250 == 0:
+            out.append(f"step {step}: train loss {rng.choice(['2.5000', 'nan'])}, "
+                       f"val loss {rng.uniform(1, 3):.4f}")
+        loss = rng.choice([f"{rng.uniform(1, 3):.4f}", "2.5000", "nan"])
+        out.append(f"iter {step}: loss {loss}, time {rng.uniform(10, 300):.2f}ms, "
+                   f"mfu {rng.choice(['12.00', f'{rng.uniform(1, 40):.2f}'])}%")
+    return [line.encode() for line in out]
+
+
+def test_nanogpt_blocks_give_what_the_loop_gives():
+    lines = nanogpt_log(3, 5000)
+    expected = state(one_by_one(lines, reads=True))
+    for size in (64, 1000, 6000):
+        assert state(by_blocks(lines, size, reads=True)) == expected, size
+
+
+def test_select_gives_the_values_where_the_mask_is_set():
+    from array import array
+    from itertools import compress
+
+    from trainctl_tui.monitor.line_blocks import select
+
+    rng = random.Random(5)
+    values = array("d", (rng.random() for _ in range(3000)))
+    for gap in (1, 2, 5, 25, 400, 10**6):  # from scattered 1s to a few long runs of them
+        mask = bytes(int(rng.randrange(gap) != 0 or gap == 1 and rng.random() < 0.5)
+                     for _ in range(len(values)))
+        chosen: dict = {}
+        got = select(values, mask, chosen)
+        assert got == array("d", compress(values, mask)), gap
+        assert select(values, mask, chosen) is got  # the same lines: the same array
+    assert select(values, b"\x01" * len(values), {}) is values
 
 
 def test_a_metric_set_goes_when_dropped_without_waiting_for_the_garbage_collector():

@@ -22,6 +22,7 @@ import pytest
 from conftest import run_cli
 from gpu_helpers import A10G, FAKE, FakeGpus
 from sshd import sshd_server  # noqa: F401 - the fixture
+from test_json_docs import DOC, check_output, read_sections
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -131,6 +132,15 @@ def test_each_node_has_a_row_with_its_host_state_gpus_and_price_and_the_run_cost
     assert [[g["util"] for g in r.usage.gpus] for r in rows] == [[97], [97, 5]]
     assert all(r.answering and r.heartbeat_age is not None and r.heartbeat_age < 30
                for r in rows)
+    # the JSON outputs carry the same rows, in the shape docs/json.md gives them
+    docs = read_sections(DOC.read_text())
+    for argv, heading in ((("sessions", "--json"), "trainctl sessions --json"),
+                          (("--once", "--json"), "trainctl --once --json")):
+        data = check_output(docs, heading, run_cli(*argv))
+        [entry] = [s for s in data["sessions"] if s["id"] == session_id]
+        assert [(r["rank"], r["host"], r["price_per_hour"], r["answering"])
+                for r in entry["node_rows"]] == [(0, "a", 1.2, True), (1, "b", 0.8, True)]
+        assert [[g["util"] for g in r["gpus"]] for r in entry["node_rows"]] == [[97], [97, 5]]
     spec = json.loads((Path(info(session_id)["session_dir"]) / "spec.json").read_text())
     assert (spec["price_per_hour"], spec["node_prices"]) == (2.0, [1.2, 0.8])
     found = wait_for(lambda: (s := info(session_id))["cost_to_finish"] and s,

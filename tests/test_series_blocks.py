@@ -49,3 +49,28 @@ def test_the_index_of_the_minimum_follows_appends_and_skips_nan():
     only_nan = Series("x")
     only_nan.append(1, math.nan)
     assert only_nan.min_index() is None and only_nan.min is None
+
+
+def test_min_and_max_found_from_the_block_summaries_are_those_of_a_scan():
+    """`scanned()` summarises the blocks first and takes min/max from them (a block
+    holding nan/inf from its points); ties, -0.0, overflowing sums and scans between
+    appends give what a scan of the points gives."""
+    rng = random.Random(8)
+    for trial in range(20):
+        n = rng.randrange(1, BLOCK * 12)
+        pool = [0.0, -0.0, 1.0, 1e308, -1e308, rng.random()]
+        ys = [rng.choice(pool) if rng.random() < 0.5 else round(rng.random(), 2)
+              for _ in range(n)]
+        for _ in range(trial % 4):
+            ys[rng.randrange(n)] = rng.choice([math.nan, math.inf, -math.inf])
+        by_blocks, by_scan = Series("a"), Series("b")
+        cuts = sorted(rng.sample(range(n + 1), 3)) + [n]
+        done = 0
+        for cut in cuts:
+            for at in range(done, cut):
+                by_blocks.append(at, ys[at])
+                by_scan.append(at, ys[at])
+            done = cut
+            by_blocks.scanned()
+            assert (repr(by_blocks.min), repr(by_blocks.max), by_blocks.min_index()) == (
+                repr(by_scan.min), repr(by_scan.max), by_scan.min_index()), (trial, cut)

@@ -327,3 +327,81 @@ def test_a_node_lost_after_the_head_ended_is_not_replaced(tmp_path):
     assert group.started == [] and group.kept[1]["given_up"] is True
     assert [e["reason"] for e in healing.replacements(str(tmp_path))] == [
         f"node 1 (on b) lost: {LOST}; not replaced: node 0 has ended (succeeded)"]
+
+
+def test_a_look_at_the_nodes_before_a_resume_decides_nothing_after_it(tmp_path):
+    """A refresh (the watcher's) probed the run just before `trainctl resume` launched its
+    nodes again: what it saw (the killed head, a dead node) is of the last launch, so it
+    stops nothing and records nothing; a look at this launch decides as before."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from trainctl_tui.backends.remote import healing
+
+    class Nodes(healing.HealingNodes):
+        def __init__(self, probed_started):
+            self.probed_started = probed_started
+            self.kept = [{"host": "a", "started": 20.0}, {"host": "b", "started": 20.0}]
+            self.stopped = []
+
+        def nodes(self):
+            return [dict(node) for node in self.kept]
+
+        def save_nodes(self, nodes):
+            self.kept = nodes
+
+        def spare(self, used):
+            return None
+
+        async def stop(self, ranks):
+            self.stopped.append(ranks)
+
+    session = SimpleNamespace(id="s1", session_dir=str(tmp_path))
+    dead = {"0": {"host": "a", "state": "running", "alive": True},
+            "1": {"host": "b", "state": "running", "alive": False, "heartbeat": 5.0}}
+    before = Nodes(probed_started=10.0)  # the record the probes saw started at 10
+    asyncio.run(healing.heal(before, session, dead, now=30.0))
+    assert asyncio.run(healing.head_lost(before, session, LOST, 5.0)) is None
+    assert asyncio.run(healing.head_unanswered(before, session, now=30.0)) is None
+    assert (before.stopped, healing.replacements(str(tmp_path))) == ([], [])
+    assert "ended_by" not in before.kept[0] and "unreachable_since" not in before.kept[0]
+    now = Nodes(probed_started=20.0)
+    asyncio.run(healing.heal(now, session, dead, now=30.0))
+    assert now.stopped == [[0, 1]]
+    assert now.kept[0]["ended_by"]["reason"] == (
+        f"node 1 (on b) lost: {LOST}; nowhere to replace it; stopped the other nodes")
+
+
+def test_a_watcher_leaving_as_a_resume_comes_watches_the_resumed_run(tmp_path, monkeypatch):
+    """The run ended; while its watcher was leaving, `trainctl resume` found the watcher's
+    lock held and started none: the watcher looks once more and watches the resumed run to
+    its end. A second watcher for a watched run leaves at once."""
+    import asyncio
+    import fcntl
+    from types import SimpleNamespace
+
+    from trainctl_tui.app import watching
+    from trainctl_tui.core.models import Status
+
+    monkeypatch.setattr(watching, "EVERY_SECONDS", 0)
+    # what the store says at each look: running, ended; resumed (seen when leaving), ended
+    says = iter([Status.RUNNING, Status.RUNNING, Status.STOPPED, Status.RUNNING,
+                 Status.STOPPED, Status.STOPPED])
+    holders = []
+
+    class Service:
+        store = SimpleNamespace(get=lambda session_id: SimpleNamespace(
+            id=session_id, session_dir=str(tmp_path), status=next(says)))
+
+        async def refresh_session(self, session):
+            holders.append(watching.watcher_pid(tmp_path))
+
+    asyncio.run(watching.watch(Service(), "s1"))
+    assert holders == [os.getpid()] * 3  # two looks at the first run, one at the resumed
+    assert watching.watcher_pid(tmp_path) is None and next(says, None) is None
+    fd = os.open(tmp_path / watching.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another watcher has it
+    says = iter([Status.RUNNING])
+    asyncio.run(watching.watch(Service(), "s1"))
+    os.close(fd)
+    assert len(holders) == 3

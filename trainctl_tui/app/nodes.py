@@ -120,6 +120,22 @@ def node_rows(session: Session) -> list[NodeRow]:
     return rows
 
 
+def node_rows_json(session: Session, now: float | None = None) -> list[dict]:
+    """`sessions[].node_rows` of the JSON outputs: each node as the last probe saw it, with
+    its heartbeat's age counted on to now and its GPUs; [] for a one-node run."""
+    now = time.time() if now is None else now
+    found = []
+    for row in node_rows(session):
+        age = row.beat_age(now)
+        found.append({"rank": row.rank, "host": row.host, "state": row.state,
+                      "reason": row.reason, "exit_code": row.exit_code,
+                      "heartbeat_age": None if age is None else round(age, 1),
+                      "answering": row.answering, "error": row.error,
+                      "price_per_hour": row.price_per_hour,
+                      "gpus": row.usage.gpus if row.usage is not None else []})
+    return found
+
+
 def node_prices(session: Session) -> list[float | None]:
     """Each node's $/h as the launch priced it (the spec's node_prices), else []."""
     try:

@@ -62,17 +62,26 @@ def watcher_pid(folder: str | Path) -> int | None:
 
 
 async def watch(service, session_id: str) -> None:
-    """`trainctl _watch`: refresh the session until it is no longer active (or gone)."""
-    session = service.store.get(session_id)
-    if session is None:
-        return
-    path = Path(session.session_dir) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """`trainctl _watch`: refresh the session until it is no longer active (or gone). A
+    resume while this watcher was leaving found it still there and started none: having let
+    go of the lock, it looks once more and watches the resumed run."""
+    while True:
+        session = service.store.get(session_id)
+        if session is None or not session.status.active or \
+                not Path(session.session_dir).is_dir() or \
+                not await watch_while_active(service, session):
+            return
+
+
+async def watch_while_active(service, session: Session) -> bool:
+    """Refresh `session` while it is active, holding the watcher's lock; False when another
+    watcher has the lock."""
+    fd = os.open(Path(session.session_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        return  # another watcher has it
+        return False
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -80,7 +89,8 @@ async def watch(service, session_id: str) -> None:
                 Path(session.session_dir).is_dir():
             await service.refresh_session(session)
             await asyncio.sleep(EVERY_SECONDS)
-            session = service.store.get(session_id)
+            session = service.store.get(session.id)
     finally:
         os.ftruncate(fd, 0)
         os.close(fd)
+    return True

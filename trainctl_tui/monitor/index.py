@@ -20,8 +20,11 @@ Where: beside a session's log (`.metrics-index` in the folder holding spec.json)
 the user cache dir (`$TRAINCTL_HOME/cache/metrics`, or the platform's user cache dir).
 
 File layout: MAGIC, an 8-byte little-endian header length, the JSON header, then for each
-series its xs (unless they are, bit for bit, those of a series before it: `xs_of` names it)
-and its ys, as raw `array('d')` bytes (`body_bytes` in all). Then any segments: SEGMENT_MAGIC,
+series its xs (unless they are, bit for bit, those of a series before it: `xs_of` names it),
+its ys, then the summaries of its whole blocks of points (`Series.block_arrays`: four arrays
+of 8-byte items), as raw array bytes (`body_bytes` in all). Each series' entry also holds
+its min/max, where the minimum is and its non-finite count (`Series.scanned`), so a reopened
+big log's summary and its chart's first draw touch no point again. Then any segments: SEGMENT_MAGIC,
 8-byte lengths of its JSON header and of its body, a 4-byte crc32 of both, the header (the
 offset it starts from, the log checks at its end, the state, per series the points added, in
 the order of the series), its body laid out as the first one's.
@@ -44,11 +47,11 @@ from pathlib import Path
 from ..core.atomic import atomic_write
 from .metrics import MetricSet, extract_range
 from .parallel import extract_log
-from .series import Series
+from .series import BLOCK, Series
 
 MAGIC = b"trainctl metrics index\n"
 SEGMENT_MAGIC = b"\nsegment\n"
-VERSION = 3
+VERSION = 4
 CHECK_BYTES = 64 * 1024  # hashed at the log's head and just before the offset
 # A bigger index is not written: about 64 M points (steps shared), what a 1 GB log of dense
 # `step N loss X` lines gives; the chart holds them in memory anyway.
@@ -222,7 +225,9 @@ def _read_file(data: memoryview) -> tuple[dict, memoryview, list[tuple[dict, mem
         raise ValueError("another version")
     at += 8 + length
     body = data[at:at + header["body_bytes"]]
-    if len(body) != header["body_bytes"] or zlib.crc32(body) != header["body"]:
+    if (len(body) != header["body_bytes"]
+            or zlib.crc32(body, _described_crc(header["state"], header["series"]))
+            != header["body"]):
         raise ValueError("damaged")
     at += len(body)
     segments, offset = [], header["log"]["offset"]
@@ -291,7 +296,10 @@ def _restore_part(metrics: MetricSet, part: dict, body: memoryview) -> None:
         at += width
         if not len(series.xs) - before == len(series.ys) - before == count >= 0:
             raise ValueError("short body")
-        series.nonfinite, series._first_bad = int(entry["nonfinite"]), int(entry["first_bad"])
+        blocks = 8 * (len(series.ys) // BLOCK - before // BLOCK)
+        series.take_scanned(entry, [body[at + k * blocks:at + (k + 1) * blocks]
+                                    for k in range(4)])
+        at += 4 * blocks
     if at != len(body):
         raise ValueError("body length")
 
@@ -328,11 +336,13 @@ def write_index(index: Path, metrics: MetricSet, fd: int, offset: int,
     if sum(8 * len(part) for part in body) > MAX_INDEX_BYTES:
         _remove(index)  # an older, smaller index would only be stale
         return None
+    state = _state(metrics)
     header = {
         "version": VERSION, "fingerprint": print_, "log": _log_checks(fd, offset),
-        "state": _state(metrics), "series": entries,
-        "body": _crc(body), "body_bytes": sum(8 * len(part) for part in body),  # damage,
-    }                                                                         # not tampering
+        "state": state, "series": entries,  # damage, not tampering:
+        "body": _crc(body, _described_crc(state, entries)),
+        "body_bytes": sum(8 * len(part) for part in body),
+    }
     encoded = json.dumps(header).encode()
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
@@ -401,12 +411,20 @@ def _points(series: list[Series], starts: list[int]) -> tuple[list[dict], list[a
     xs = [s.xs[start:] if start else s.xs for s, start in zip(series, starts, strict=True)]
     ys = [s.ys[start:] if start else s.ys for s, start in zip(series, starts, strict=True)]
     xs_of = _shared_xs(xs)
-    body = [part for at in range(len(series))
-            for part in ((ys[at],) if xs_of[at] is not None else (xs[at], ys[at]))]
-    entries = [{"name": s.name, "count": len(ys[at]), "nonfinite": s.nonfinite,
-                "first_bad": s._first_bad, "xs_of": xs_of[at]}
+    scanned = [s.scanned() for s in series]
+    body = [part for at, (s, start) in enumerate(zip(series, starts, strict=True))
+            for part in ((ys[at],) if xs_of[at] is not None else (xs[at], ys[at]),
+                         s.block_arrays(start // BLOCK))
+            for part in part]
+    entries = [{"name": s.name, "count": len(ys[at]), "xs_of": xs_of[at], **scanned[at]}
                for at, s in enumerate(series)]
     return entries, body
+
+
+def _described_crc(state: dict, entries: list[dict]) -> int:
+    """The checksum of what the header says of the body (its points' summaries included:
+    a damaged min would be a wrong figure); JSON of them reads back to the same text."""
+    return zlib.crc32(json.dumps([state, entries]).encode())
 
 
 def _crc(parts: list[array], crc: int = 0) -> int:

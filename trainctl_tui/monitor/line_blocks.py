@@ -29,7 +29,7 @@ from functools import partial
 from itertools import accumulate, compress, islice, repeat
 from operator import and_, eq, is_, itemgetter, not_
 
-from .parsers import DIGIT_MARKS, MAX_LINE, NOTHING, Plan
+from .parsers import MAX_LINE, NOTHING, Plan
 
 SLOW, SKIP = 0, 1
 MAX_CODES = 256
@@ -38,7 +38,6 @@ NEW_TEMPLATES = 8  # times a block learns new templates before it is fed line by
 LEARN_LINES = 128  # lines fed by the loop from a new template on, to learn the templates
 UNKNOWN_SHARE = 16  # a block with more than 1/16 of lines of new templates learns them first
 _SLOW_LINES = bytes([1] + [0] * (MAX_CODES - 1))
-_SKIP = bytes([SKIP])
 _FLIP = bytes([1, 0] + [0] * (MAX_CODES - 2))  # translate table: 0 <-> 1
 
 
@@ -147,7 +146,7 @@ class LineBlocks:
                 break
             self._refresh()
             plans = list(map(metrics.parser.plans.get, templates))
-            if None in plans and self._learn(lines, plans):
+            if None in plans and self._learn(lines, templates, plans):
                 self._refresh()
                 plans = list(map(metrics.parser.plans.get, templates))
             codes = bytes(map(self._codes.get, plans, repeat(SLOW)))
@@ -170,19 +169,18 @@ class LineBlocks:
             lines, templates = lines[cut:], templates[cut:]
         return found + metrics.feed_plain(lines, templates)
 
-    def _learn(self, lines: list[bytes], plans: list) -> bool:
+    def _learn(self, lines: list[bytes], templates: list[bytes], plans: list) -> bool:
         """Make the plans of the block's new templates from one plain line of each, when
         they are a few templates of many lines (a step or a value one digit wider); whether
         any was made."""
         unknown = list(compress(range(len(lines)), map(is_, plans, repeat(None))))
         firsts: dict[bytes, bytes] = {}
         for at in unknown:
-            line = lines[at]
-            key = line.translate(DIGIT_MARKS)
+            key = templates[at]
             if key not in firsts:
                 if len(firsts) * 4 > len(unknown):
                     return False  # mostly one-off templates (DeepSpeed's `lr=[0.000859...]`)
-                firsts[key] = line
+                firsts[key] = lines[at]
         parser = self.metrics.parser
         learned = False
         for line in firsts.values():
@@ -267,7 +265,7 @@ class LineBlocks:
         """Append the points of the regular lines [at, stop); how many of them added one."""
         metrics, plans = self.metrics, self._plans
         run = block.regular[at:stop]
-        for code in dict.fromkeys(run.translate(None, _SKIP)):  # series in the order lines
+        for code in codes_in_order(run, len(plans)):  # series in the order lines
             metrics.name_series(plans[code].names)             # name them
         last_step = metrics.last_step
         previous = metrics.carried_state()["previous"]
@@ -359,6 +357,35 @@ class LineBlocks:
         return array("d", compress(xs, keep)), array("d", compress(ys, keep))
 
 
+def codes_in_order(codes: bytes, count: int) -> list[int]:
+    """The codes of regular lines (not SLOW, not SKIP, below `count`) in `codes`, in the
+    order they first appear: a search a code, not a pass a line."""
+    firsts = [(codes.find(code), code) for code in range(SKIP + 1, count)]
+    return [code for at, code in sorted(firsts) if at >= 0]
+
+
+def select(values: array, mask: bytes, chosen: dict[tuple, array]) -> array:
+    """The values where `mask` is 1 (read only: the array may be `values` itself, or one
+    given for the same mask before, kept in `chosen`)."""
+    if mask.count(1) == len(mask):
+        return values
+    key = (id(values), mask)
+    found = chosen.get(key)
+    if found is None:
+        runs = mask.count(b"\x00\x01") + (mask[:1] == b"\x01")  # of consecutive 1s
+        if runs * 16 < mask.count(1):  # long runs (a few lines skipped): copied in C
+            found, view, at = array("d"), memoryview(values).cast("B"), mask.find(1)
+            while at >= 0:
+                end = mask.find(0, at)
+                end = len(mask) if end < 0 else end
+                found.frombytes(view[8 * at:8 * end])
+                at = mask.find(1, end)
+        else:
+            found = array("d", compress(values, mask))
+        chosen[key] = found
+    return found
+
+
 class _Block:
     """What the regular lines of one block give: a column of points for each series (in the
     order the loop would create them) and the step-less records' groups."""
@@ -386,11 +413,12 @@ class _Block:
         step_codes_only = regular.translate(None, bytes(blocks._not_step))
         plans = blocks._plans
         feeding: dict[str, set[int]] = {}
-        for code in dict.fromkeys(regular.translate(None, bytes([SLOW, SKIP]))):
+        for code in codes_in_order(regular, len(plans)):
             for name in plans[code].names:
                 feeding.setdefault(name, set()).add(code)
         self.columns: list[_Column] = []
         by_name: dict[str, _Column] = {}
+        chosen: dict[tuple, array] = {}  # series fed by the same lines share their xs
         for name, codes in feeding.items():
             table = bytearray(MAX_CODES)
             slices: list[slice | None] = [None] * MAX_CODES
@@ -403,14 +431,14 @@ class _Block:
             ys = floats(blocks._cut(compress(lines, feeds), regular.translate(None, delete),
                                     slices))
             with_stepless = any(map(stepless_codes.__getitem__, codes))
-            column = _Column(name, table, array("d", compress(xs, feeds)) if with_stepless
-                             else array("d", compress(steps, step_codes_only.translate(table))),
+            column = _Column(name, table, select(xs, feeds, chosen) if with_stepless
+                             else select(steps, step_codes_only.translate(table), chosen),
                              ys, with_stepless)
             self.columns.append(column)
             by_name[name] = column
         self.groups: list[_Group] = []
         stepless_names: dict[tuple[str, ...], set[int]] = {}
-        for code in dict.fromkeys(regular.translate(None, bytes([SLOW, SKIP]))):
+        for code in codes_in_order(regular, len(plans)):
             if stepless_codes[code]:
                 stepless_names.setdefault(plans[code].names, set()).add(code)
         for names, codes in stepless_names.items():

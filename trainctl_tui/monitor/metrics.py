@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, compress, islice
 from operator import ne, or_
 
-from .bar_frames import MIN_FRAMES, BarRun, bar_records, repeated
+from .bar_frames import MIN_FRAMES, BarCache, BarRun, bar_records, repeated
 from .line_blocks import LineBlocks
 from .parsers import (
     DIGIT_MARKS,
@@ -68,6 +68,7 @@ class MetricSet:
         self._bar_pending: tuple | None = None  # the last frame of a line read in pieces
         self._frame_shapes: dict[bytes, tuple] = {}  # frame template -> `frame_shape`
         self._numbers = _Numbers()
+        self._bar_cache = BarCache()
         self._blocks = LineBlocks(self)
         # Some x is a record's index in its series: right only when the log was fed whole.
         self.indexed_x = False
@@ -236,7 +237,8 @@ class MetricSet:
         if line_ends and pending is None and len(frames) > MIN_FRAMES:
             try:
                 runs, frames, templates = bar_records(frames, templates, plans, shapes,
-                                                      self._last_step)
+                                                      self._last_step, self._bar_cache,
+                                                      numbers)
             except ValueError:
                 runs = None
             if runs is not None:
@@ -287,12 +289,13 @@ class MetricSet:
             self.name_series(run.names)
             count = run.count
             xs = run.x if isinstance(run.x, array) else repeated(run.x, count)
-            added = bytes(count)
+            first = every = False  # the first record added a point; every record did
+            partly = []  # which records the columns that skipped some added a point to
             for series, ys in zip(self._targets[run.names], run.columns, strict=True):
                 if not isinstance(ys, array):  # one value all along: a point if it changed
                     if not (len(series.ys) and series.ys[-1] == ys):
                         series.append(xs[0], ys)
-                        added = b"\x01" + added[1:]
+                        first = True
                     continue
                 last = series.ys[-1] if len(series.ys) else math.nan  # nan: no value equals it
                 keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
@@ -300,14 +303,21 @@ class MetricSet:
                 if keep.count(0):
                     series.xs.extend(compress(xs, keep))
                     series.ys.extend(compress(ys, keep))
-                    added = bytes(map(or_, added, keep))
+                    if not every:
+                        partly.append(keep)
                 else:  # every value changed (a loss, the epoch moving along)
                     series.xs.extend(xs)
                     series.ys.extend(ys)
-                    added = keep
+                    every = True
                 if not math.isfinite(sum(ys)):
                     series.count_nonfinite(before)
-            records = count - added.count(0)
+            if every:
+                records = count
+            else:
+                added = b"\x01" + bytes(count - 1) if first else bytes(count)
+                for keep in partly:
+                    added = bytes(map(or_, added, keep))
+                records = count - added.count(0)
             self.records += records
             found += records
         return found > 0

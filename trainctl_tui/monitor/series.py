@@ -75,9 +75,31 @@ class Series:
     def _scan(self) -> None:
         if self._scanned == len(self.ys):
             return
-        start = self._scanned
-        chunk = self.ys[start:]
-        self._scanned = len(self.ys)
+        start, end = self._scanned, len(self.ys)
+        self._scanned = end
+        blocks = self._blocks
+        first = -(-start // BLOCK)  # the first whole block not yet scanned
+        if len(blocks.first) > first:  # summarised already: their extremes stand for them
+            self._scan_range(start, first * BLOCK)
+            for block in range(first, len(blocks.first)):
+                if blocks.low[block] == blocks.low[block]:
+                    self._take(blocks.low[block], blocks.high[block], blocks.first[block],
+                               blocks.second[block])
+                else:  # a block holding nan/inf: its points
+                    self._scan_range(block * BLOCK, (block + 1) * BLOCK)
+            start = len(blocks.first) * BLOCK
+        self._scan_range(start, end)
+
+    def _take(self, low: float, high: float, i: int, j: int) -> None:
+        """Take a block's extremes: where its minimum first is, is i or j."""
+        if low < self._min:
+            self._min, self._min_at = low, i if self.ys[i] == low else j
+        self._max = max(self._max, high)
+
+    def _scan_range(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        chunk = self.ys[start:stop]
         if math.isfinite(sum(chunk)):
             low, high = min(chunk), max(chunk)
             low_at = chunk.index(low)
@@ -113,6 +135,40 @@ class Series:
         if width <= 1 or n < 2 * BLOCK * width:
             return downsample(self.xs, self.ys, width)
         return self._blocks.downsample(self.xs, self.ys, width)
+
+    # -- what an index keeps, so a reopened big series needs no pass over its points
+
+    def scanned(self) -> dict:
+        """min/max (with where the minimum first is), the non-finite count and the number
+        of whole blocks summarised, all over every point (computed first when not yet: the
+        blocks first, so min/max come from theirs)."""
+        self._blocks.update(self.ys)
+        self._scan()
+        return {"min": self._min, "max": self._max, "min_at": self._min_at,
+                "nonfinite": self.nonfinite, "first_bad": self._first_bad,
+                "blocks": len(self._blocks.first)}
+
+    def block_arrays(self, start: int) -> list[array]:
+        """The summaries of whole blocks from block `start` on (after `scanned()`)."""
+        return self._blocks.arrays(start)
+
+    def take_scanned(self, scanned: dict, blocks: Sequence[memoryview]) -> None:
+        """Take what `scanned()` said of these same points and the `block_arrays` from the
+        blocks held so far on, as raw bytes; ValueError when they cannot be of them."""
+        low, high, low_at = scanned["min"], scanned["max"], scanned["min_at"]
+        nonfinite, first_bad = scanned["nonfinite"], scanned["first_bad"]
+        n = len(self.ys)
+        if not (isinstance(low, float) and isinstance(high, float)
+                and type(low_at) is type(nonfinite) is type(first_bad) is int
+                and (low_at == -1 if low > high else 0 <= low_at < n and self.ys[low_at] == low)
+                and 0 <= nonfinite <= n and -1 <= first_bad < n
+                and (first_bad >= 0) == (nonfinite > 0)):
+            raise ValueError("summary")
+        self._blocks.extend(blocks, n)
+        if len(self._blocks.first) != scanned["blocks"]:
+            raise ValueError("blocks")
+        self._min, self._max, self._min_at, self._scanned = low, high, low_at, n
+        self.nonfinite, self._first_bad = nonfinite, first_bad
 
     def summary(self) -> dict:
         last = self.last
@@ -215,6 +271,25 @@ class _BlockSummary:
                 a = b = math.nan
             self.low.append(min(a, b))
             self.high.append(max(a, b))
+
+    def arrays(self, start: int) -> list[array]:
+        return [part[start:] for part in (self.first, self.second, self.low, self.high)]
+
+    def extend(self, parts: Sequence[memoryview], points: int) -> None:
+        """Add the raw bytes of `arrays()`, which must bring the summary to every whole
+        block of `points` points."""
+        added = [array(part.typecode) for part in (self.first, self.second, self.low,
+                                                    self.high)]
+        for one, raw in zip(added, parts, strict=True):
+            one.frombytes(raw)
+        count = len(added[0])
+        if (any(len(one) != count for one in added)
+                or len(self.first) + count != points // BLOCK
+                or count and not (0 <= min(added[0]) and max(added[1]) < points)):
+            raise ValueError("blocks")
+        for mine, one in zip((self.first, self.second, self.low, self.high), added,
+                             strict=True):
+            mine.extend(one)
 
     def downsample(self, xs, ys, width: int) -> tuple[list[float], list[float]]:
         self.update(ys)

@@ -43,12 +43,14 @@ def sessions_json(sessions: list[Session], figures: dict | None = None,
     """`sessions --json`; by session id, `figures`: progress and cost (app/costs.py), `usage`:
     an active session's GPUs, CPU and memory (app/gpu_usage.py)."""
     from ..app.gpu_usage import usage_json
+    from ..app.nodes import node_rows_json
     from ..core.interruptions import node_losses_json
 
     figures, usage = figures or {}, usage or {}
 
     def entry(session: Session) -> dict:
         data = session.to_json()
+        data["node_rows"] = node_rows_json(session)
         data["node_losses"] = node_losses_json(session.session_dir)
         if session.id in figures:
             data.update(figures[session.id].to_json())
@@ -127,12 +129,14 @@ def format_step(value: float | None) -> str:
 def overview_json(rows) -> str:
     """`--once --json`: sessions with their last metrics, plus the alerts that hold now."""
     from ..app.gpu_usage import usage_json
+    from ..app.nodes import node_rows_json
     from ..core.interruptions import node_losses_json
     from ..monitor.metrics import json_number  # strict JSON: a nan loss is "nan", not NaN
 
     sessions = []
     for row in rows:
         data = row.session.to_json()
+        data["node_rows"] = node_rows_json(row.session)
         data["node_losses"] = node_losses_json(row.session.session_dir)
         data["metrics"] = ({name: {"last": json_number(s.ys[-1]), "step": s.xs[-1],
                                    "count": len(s), "nonfinite": s.nonfinite}

@@ -70,6 +70,10 @@ class HealingNodes:
     setting: str = "max_resumes"  # the setting that bounds replacements, for the hint
     max_resumes: int = 3
     lost_after: float = LOST_AFTER_SECONDS
+    # The head's `started` in the nodes' record when the probes this look decides on were
+    # made (None: not tracked). The record started since means the nodes were launched again
+    # meanwhile (a resume): those probes saw runners that are no longer the run's.
+    probed_started: float | None = None
 
     def nodes(self) -> list[dict]:
         """Each rank's node as the backend records it (at least `host`)."""
@@ -105,6 +109,12 @@ class HealingNodes:
     def details(self, old: dict, new: dict) -> dict:
         """More keys for a replacement's record entry (an instance's old and new IP)."""
         return {}
+
+
+def stale(group: HealingNodes, nodes: list[dict]) -> bool:
+    """The nodes were launched again since the probes of this look (healing.probed_started)."""
+    return group.probed_started is not None and bool(nodes) and \
+        nodes[0].get("started") != group.probed_started
 
 
 def node_name(rank: int, host: str | None) -> str:
@@ -196,7 +206,7 @@ async def heal(group: HealingNodes, session, answers: dict, now: float | None = 
         if not mine:
             return
         nodes = group.nodes()  # as the last decision left them
-        if nodes[0].get("ended_by"):
+        if nodes[0].get("ended_by") or stale(group, nodes):
             return
         before = json.dumps(nodes, sort_keys=True)
         nodes[0].pop("unreachable_since", None)  # the head answered
@@ -325,6 +335,8 @@ async def head_lost(group: HealingNodes, session, why: str, since: float | None 
         if not mine:
             return None
         nodes = group.nodes()
+        if stale(group, nodes):
+            return None  # the head that was lost is not this launch's
         if nodes[0].get("ended_by"):
             return nodes[0]["ended_by"]
         host = nodes[0].get("host")
@@ -349,6 +361,8 @@ async def head_unanswered(group: HealingNodes, session, now: float | None = None
         if not mine:
             return None
         nodes = group.nodes()
+        if stale(group, nodes):
+            return None
         if not nodes or ended_by(nodes):
             return ended_by(nodes)
         since = nodes[0].setdefault("unreachable_since", now)

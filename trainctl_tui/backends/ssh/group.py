@@ -102,8 +102,11 @@ class GroupRun(NodeGroup):
         return [ssh_hostname(resolve_target(host, self.config.ssh.hosts).host)
                 for host in hosts]
 
-    def healing(self, session: Session) -> SSHNodes:
-        return SSHNodes(self, session)
+    def healing(self, session: Session, probed_started: float | None = None) -> SSHNodes:
+        """`probed_started`: the head's `started` when the probes were made (healing.py)."""
+        nodes = SSHNodes(self, session)
+        nodes.probed_started = probed_started
+        return nodes
 
 
 class SSHNodes(HealingNodes):

@@ -109,21 +109,25 @@ class SSHProvider(HostOverSSH):
         await self.group.launch(session, hosts)
 
     async def _probe(self, session: Session) -> dict:
-        if len(GroupRun.nodes_of(session)) < 2:
+        nodes = GroupRun.nodes_of(session)
+        if len(nodes) < 2:
             return await super()._probe(session)
+        # which launch these probes see: a resume meanwhile makes them stale (healing.py)
+        launched = nodes[0].get("started")
         try:
             answer = await super()._probe(session)
         except ProviderError:
-            answer = await self._head_unanswered(session)
+            answer = await self._head_unanswered(session, launched)
             if answer is None:
                 raise  # unreachable for now: the run may well go on there
             return answer
         atomic_write_json(Path(session.session_dir) / HEAD_STATUS, answer.get("status"),
                           durable=False)
-        await self._probe_and_heal(session, answer)
+        await self._probe_and_heal(session, answer, launched)
         return answer
 
-    async def _head_unanswered(self, session: Session) -> dict | None:
+    async def _head_unanswered(self, session: Session, launched: float | None
+                               ) -> dict | None:
         """The head's host did not answer: once it is lost (remote/healing.py), what the run
         says, from the head's last status; else None."""
         from ..remote import healing
@@ -133,7 +137,7 @@ class SSHProvider(HostOverSSH):
         except (OSError, ValueError):
             return None
         if not isinstance(last, dict) or await healing.head_unanswered(
-                self.group.healing(session), session) is None:
+                self.group.healing(session, launched), session) is None:
             return None
         answer = {"status": last, "runner_alive": False, "child_alive": False, "log_size": 0,
                   "nodes": {}, "newest_checkpoint": None, "usage": None}
@@ -142,16 +146,17 @@ class SSHProvider(HostOverSSH):
         healing.show(answer, GroupRun.nodes_of(session), session.session_dir)
         return answer
 
-    async def _probe_and_heal(self, session: Session, answer: dict) -> None:
+    async def _probe_and_heal(self, session: Session, answer: dict,
+                              launched: float | None) -> None:
         """Every node probed; a lost or failed one healed (remote/healing.py); the answer
-        says what the run is now."""
+        says what the run is now. `launched`: the head's start the probe saw."""
         from ...runner.status import FINAL_STATES
         from ..remote import healing
 
         group = self.group
         await group.probe_nodes(session, answer)
         self._keep_nodes(session, answer)
-        nodes = group.healing(session)
+        nodes = group.healing(session, launched)
         status = answer.get("status") or {}
         if status and status.get("state") not in FINAL_STATES and \
                 not answer.get("runner_alive"):
