@@ -75,12 +75,14 @@ class AWSNodes(HealingNodes):
     """Healing's view of one session's instances: the spare is a new instance, made when a
     node is replaced."""
 
-    def __init__(self, provider, session: Session, price: float | None = None):
+    def __init__(self, provider, session: Session, price: float | None = None,
+                 probed_started: float | None = None):
         from .api import aws_settings
         from .nodes import InstanceGroup
 
         settings = aws_settings()
         self.provider, self.session, self.node_price = provider, session, price
+        self.probed_started = probed_started  # the head's start the probes saw (healing.py)
         self.group = InstanceGroup(provider)
         self.place = f"aws:{provider.host}"
         self.setting = "[aws] max_resumes"
@@ -143,7 +145,8 @@ class AWSNodes(HealingNodes):
         return {"old_ip": old.get("ip"), "new_ip": new.get("ip")}
 
 
-async def machines(provider, session: Session) -> tuple[AWSNodes, dict | None, dict]:
+async def machines(provider, session: Session, launched: float | None
+                   ) -> tuple[AWSNodes, dict | None, dict]:
     """(healing's view of the nodes, each instance's description, each spot request's);
     None for the descriptions when EC2 did not answer (nothing is judged lost by it then)."""
     from .api import AWSError
@@ -154,7 +157,7 @@ async def machines(provider, session: Session) -> tuple[AWSNodes, dict | None, d
         raws, spot, price = await AWSCloud().node_machines([node["host"] for node in nodes])
     except AWSError:
         raws, spot, price = None, {}, None
-    return AWSNodes(provider, session, price), raws, spot
+    return AWSNodes(provider, session, price, launched), raws, spot
 
 
 def all_well(answer: dict, nodes: list[dict]) -> bool:
@@ -171,10 +174,12 @@ def all_well(answer: dict, nodes: list[dict]) -> bool:
     return True
 
 
-async def heal(provider, session: Session, answer: dict, now: float | None = None) -> None:
+async def heal(provider, session: Session, answer: dict, launched: float | None = None,
+               now: float | None = None) -> None:
     """After the head's probe and the other nodes': a lost or failed node healed, the head
     lost ended; the answer then says what the run is. EC2 is asked about the instances when
-    a node looks unwell, else every LOOK_SECONDS (a spot request marked early)."""
+    a node looks unwell, else every LOOK_SECONDS (a spot request marked early). `launched`:
+    the head's start when the probes were made (a resume since makes them stale)."""
     nodes = NodeGroup.nodes_of(session)
     now = time.monotonic() if now is None else now
     joining = any(entry.get("new_host") and entry.get("joined_at") is None
@@ -185,7 +190,7 @@ async def heal(provider, session: Session, answer: dict, now: float | None = Non
         return
     looked[session.id] = now
     if healing.ended_by(nodes) is None:
-        group, raws, spot = await machines(provider, session)
+        group, raws, spot = await machines(provider, session, launched)
         status = answer.get("status") or {}
         others_on = [rank for rank, info in (answer.get("nodes") or {}).items()
                      if info.get("state") not in FINAL_STATES
@@ -209,7 +214,8 @@ async def heal(provider, session: Session, answer: dict, now: float | None = Non
     healing.show(answer, NodeGroup.nodes_of(session), session.session_dir)
 
 
-async def head_unanswered(provider, session: Session) -> dict | None:
+async def head_unanswered(provider, session: Session, launched: float | None = None
+                          ) -> dict | None:
     """SSM did not reach the head: once it is lost (its instance gone or marked, or silent
     for node_lost_seconds) the others are stopped and the run says so, from the head's last
     status (the answer returned); None while it is only unreachable."""
@@ -222,7 +228,7 @@ async def head_unanswered(provider, session: Session) -> dict | None:
         return None
     if len(nodes) < 2 or not isinstance(last, dict):
         return None
-    group, raws, spot = await machines(provider, session)
+    group, raws, spot = await machines(provider, session, launched)
     head = (raws or {}).get(nodes[0]["host"])
     why = None if raws is None else \
         machine_lost(head, spot.get((head or {}).get("SpotInstanceRequestId")))

@@ -318,18 +318,21 @@ class AWSProvider(RemoteRunnerProvider):
         cached = self._probes.get(session.id)
         if cached and time.monotonic() - cached[0] < PROBE_TTL:
             return cached[1]
+        launched = None
         if len(self.node_ids) > 1:
             from .nodes import released_answer
 
             answer = released_answer(session)  # the run ended, its instances released
             if answer is not None:
                 return answer
+            # which launch these probes see: a resume meanwhile makes them stale (healing.py)
+            launched = ((remote_info(session) or {}).get("nodes") or [{}])[0].get("started")
         with backoff(self.backoff_key):
             try:
-                return await self._probe(session)
+                return await self._probe(session, launched)
             except SSMUnreachable as exc:
                 if len(self.node_ids) > 1:
-                    answer = await self._head_unanswered(session)
+                    answer = await self._head_unanswered(session, launched)
                     if answer is not None:
                         return answer
                 line, spot = await self._unreachable_reason(exc)
@@ -337,7 +340,8 @@ class AWSProvider(RemoteRunnerProvider):
                     return self._interrupted(session, line)  # taken, or stopped at a limit
                 raise ProviderError(line) from None
 
-    async def _head_unanswered(self, session: Session) -> dict | None:
+    async def _head_unanswered(self, session: Session, launched: float | None
+                               ) -> dict | None:
         """A multi-node run's head SSM does not reach: once it is lost, the run as it ends
         (node_healing.py), its instances released; None while it is only unreachable."""
         from .node_healing import head_unanswered
@@ -346,7 +350,7 @@ class AWSProvider(RemoteRunnerProvider):
         with release_lock(session):
             answer = released_answer(session)  # released meanwhile: why it no longer answers
             if answer is None:
-                answer = await head_unanswered(self, session)
+                answer = await head_unanswered(self, session, launched)
                 if answer is not None:
                     await release_now(self, session, answer)
         if answer is not None:
@@ -381,7 +385,7 @@ class AWSProvider(RemoteRunnerProvider):
             return {}
         return status if isinstance(status, dict) else {}
 
-    async def _probe(self, session: Session) -> dict:
+    async def _probe(self, session: Session, launched: float | None = None) -> dict:
         """One SSM command: the runner's probe and the next slice of train.log."""
         runner = (remote_info(session) or {}).get("runner") or \
             f"{self.workdir.rstrip('/')}/runner/{_version()}/{RUNNER_NAME}"
@@ -410,7 +414,7 @@ class AWSProvider(RemoteRunnerProvider):
             from .nodes import probe_nodes, release_at_end
 
             await probe_nodes(self, session, answer)
-            await heal(self, session, answer)
+            await heal(self, session, answer, launched)
             await release_at_end(self, session, answer)
         return answer
 
