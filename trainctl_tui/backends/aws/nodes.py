@@ -123,10 +123,15 @@ def release_lock(session: Session):
 
 async def release_at_end(provider, session: Session, answer: dict) -> None:
     """A run that has ended releases its instances, once: the answer's detail says what was
-    done."""
-    if (answer.get("status") or {}).get("state") in FINAL_STATES:
-        with release_lock(session):
-            await release_now(provider, session, answer)
+    done. Released by another process meanwhile (its stop may have failed this probe of a
+    node), the answer is the run's end as that one saw it."""
+    with release_lock(session):
+        done = released_answer(session)
+        if done is not None:
+            answer.clear()
+            answer.update(done)
+            return
+        await release_now(provider, session, answer)
 
 
 async def release_now(provider, session: Session, answer: dict) -> None:
