@@ -444,18 +444,26 @@ def running_steps(service: Service, session, rank: int, steps: str = "step 2 "):
                           steps in log.read_text()))
 
 
+def two_nodes_training(ec2, steps: int, provider: str = "aws", **request):
+    """A two-node run whose instances take their runners along when they end, node 1
+    past its second step: (service, session, head's id, node 1's id)."""
+    ec2["ssm"].machines_die = True
+    service = Service()
+    session = run(service.launch(LaunchRequest(
+        command=trainer(ec2["tmp"], steps), provider=provider, backend_options={"nodes": "2"},
+        **request)))
+    head, other = session.provider.removeprefix("aws:").split(",")
+    running_steps(service, session, 1)
+    return service, session, head, other
+
+
 TERMINATED = "its instance is terminated (Client.UserInitiatedShutdown: User initiated shutdown)"
 
 
 def test_a_terminated_node_is_replaced_alone_in_its_group_and_the_run_finishes(
         ec2, trainctl_home):
     client, ssm = ec2["client"], ec2["ssm"]
-    ssm.machines_die = True  # a terminated instance takes its runner along
-    service = Service()
-    session = run(service.launch(LaunchRequest(
-        command=trainer(ec2["tmp"], 250), provider="aws", backend_options={"nodes": "2"})))
-    head, lost = session.provider.removeprefix("aws:").split(",")
-    running_steps(service, session, 1)
+    service, session, head, lost = two_nodes_training(ec2, 250)
     client.terminate_instances(InstanceIds=[lost])
     done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
     assert done.status is Status.SUCCEEDED, done.detail
@@ -506,14 +514,8 @@ def test_past_max_resumes_a_lost_node_ends_the_run_in_one_line(ec2, trainctl_hom
     config = ec2["tmp"] / "config.toml"
     config.write_text(config.read_text().replace(
         f'region = "{REGION}"\n', f'region = "{REGION}"\nmax_resumes = 0\n', 1))
-    client, ssm = ec2["client"], ec2["ssm"]
-    ssm.machines_die = True
-    service = Service()
-    session = run(service.launch(LaunchRequest(
-        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
-        grace_seconds=5)))
-    head, lost = session.provider.removeprefix("aws:").split(",")
-    running_steps(service, session, 1)
+    client = ec2["client"]
+    service, session, head, lost = two_nodes_training(ec2, 100000, grace_seconds=5)
     client.terminate_instances(InstanceIds=[lost])
     done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
     line = (f"node 1 (on {lost}) lost: {TERMINATED}; not replaced: max_resumes 0 reached "
@@ -530,14 +532,8 @@ def test_past_max_resumes_a_lost_node_ends_the_run_in_one_line(ec2, trainctl_hom
 def test_while_ec2_does_not_describe_the_nodes_none_is_judged_lost(ec2, trainctl_home):
     """A failing DescribeInstances never reads as every instance gone: the run goes on, and
     once EC2 answers again the terminated node is replaced."""
-    client, ssm, faults = ec2["client"], ec2["ssm"], ec2["faults"]
-    ssm.machines_die = True
-    service = Service()
-    session = run(service.launch(LaunchRequest(
-        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
-        grace_seconds=5)))
-    head, lost = session.provider.removeprefix("aws:").split(",")
-    running_steps(service, session, 1)
+    client, faults = ec2["client"], ec2["faults"]
+    service, session, head, lost = two_nodes_training(ec2, 100000, grace_seconds=5)
     faults.error("DescribeInstances", "UnauthorizedOperation",
                  "You are not authorized to perform this operation.")
     client.terminate_instances(InstanceIds=[lost])
@@ -560,14 +556,8 @@ def test_while_ec2_does_not_describe_the_nodes_none_is_judged_lost(ec2, trainctl
 
 
 def test_a_terminated_head_stops_the_others_and_interrupts_the_run(ec2, trainctl_home):
-    client, ssm = ec2["client"], ec2["ssm"]
-    ssm.machines_die = True
-    service = Service()
-    session = run(service.launch(LaunchRequest(
-        command=trainer(ec2["tmp"], 100000), provider="aws", backend_options={"nodes": "2"},
-        grace_seconds=5)))
-    head, other = session.provider.removeprefix("aws:").split(",")
-    running_steps(service, session, 1)
+    client = ec2["client"]
+    service, session, head, other = two_nodes_training(ec2, 100000, grace_seconds=5)
     client.terminate_instances(InstanceIds=[head])
     done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
     line = (f"node 0 (on {head}) lost: {TERMINATED}; stopped the other nodes (trainctl resume "
@@ -583,14 +573,8 @@ def test_a_terminated_head_stops_the_others_and_interrupts_the_run(ec2, trainctl
 
 def test_a_replacement_that_cannot_be_made_stops_the_others_and_leaves_nothing_running(
         ec2, trainctl_home):
-    client, ssm, faults = ec2["client"], ec2["ssm"], ec2["faults"]
-    ssm.machines_die = True
-    service = Service()
-    session = run(service.launch(LaunchRequest(
-        command=trainer(ec2["tmp"], 100000), provider="aws:big", backend_options={"nodes": "2"},
-        grace_seconds=5)))
-    head, lost = session.provider.removeprefix("aws:").split(",")
-    running_steps(service, session, 1)
+    client, faults = ec2["client"], ec2["faults"]
+    service, session, head, lost = two_nodes_training(ec2, 100000, "aws:big", grace_seconds=5)
     faults.error("RunInstances", "InsufficientInstanceCapacity", "We currently do not have "
                  "sufficient p4d.24xlarge capacity in the Availability Zone you requested.")
     client.terminate_instances(InstanceIds=[lost])
