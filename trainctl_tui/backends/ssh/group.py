@@ -13,13 +13,11 @@ group's next free host (a group listing more hosts than --nodes uses has spares)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ...core.errors import TrainctlError
 from ...core.models import Session
-from ...runner.nodes import NODES_DIR, NodeCountError, node_count_text, parse_node_count
+from ...runner.nodes import NodeCountError, node_count_text, parse_node_count
 from ..base import UnknownProvider
-from ..remote.healing import HealingNodes
+from ..remote.healing import HealingNodes, note_moved
 from ..remote.node_group import NodeGroup, spec_nodes
 from ..remote.runner import remote_path
 from ..remote.transport import HostNotFound, resolve_target, ssh_hostname
@@ -147,12 +145,7 @@ class SSHNodes(HealingNodes):
         return entry.price_per_hour if entry is not None else None
 
     def moved(self, rank: int, line: str) -> None:
-        """A note in the node's log and the head's (its new host's log follows it)."""
-        folder = Path(self.session.session_dir) / NODES_DIR / str(rank)
-        folder.mkdir(parents=True, exist_ok=True)
-        for log_path in (folder / "train.log", Path(self.session.session_dir) / "train.log"):
-            with open(log_path, "ab") as log:  # the node's log, and the head's: the session's
-                log.write(f"\n[trainctl] {line}\n".encode())
+        note_moved(self.session.session_dir, rank, line)  # its new host's log follows it
 
 
 def own_remote_dir(workdir: str, session: Session) -> str:
