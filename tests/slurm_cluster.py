@@ -28,6 +28,10 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "srun")
 CLUSTER = "trainctltest"
 PARTITION = "debug"
 PAIR_PARTITION = "pair"
+# What squeue gives as the reason of a job waiting on a drained node. slurmctld moves between
+# the two forms as its scheduler looks again, so a test cannot compare with one read of it.
+DRAINED_NODE_REASON = (r"(ReqNodeNotAvail, UnavailableNodes:\S+|Nodes required for job are "
+                       r"DOWN, DRAINED or reserved for jobs in higher priority partitions)")
 PARTITION_MAX_MINUTES = 30  # debug's MaxTime, so a longer --time is a rejection to test
 NODES = ("node1", "node2")
 # How long a requeued job waits before it may start again (Slurm's default is 120 s).

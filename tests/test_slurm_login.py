@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from slurm_cluster import slurm_cluster  # noqa: F401 - the session fixture
+from slurm_cluster import (
+    DRAINED_NODE_REASON,
+    slurm_cluster,  # noqa: F401 - the session fixture
+)
 from slurm_login import login_node  # noqa: F401 - the module fixture
 from test_slurm_backend import job_of, wait_session
 
@@ -228,8 +232,8 @@ def test_a_queued_job_stays_queued_through_a_login_node_outage(cluster, tmp_path
             cluster.login.start()
         service = Service()
         again = wait_session(service, session.id, lambda s: s.status is Status.PENDING)
-        assert again.detail == (f"queued: {cluster.job_state(job)[1]} (1st in partition "
-                                f"debug, job {job})")
+        assert re.fullmatch(rf"queued: {DRAINED_NODE_REASON} \(1st in partition debug, "
+                            rf"job {job}\)", again.detail), again.detail
         stopped = asyncio.run(service.stop(session.id))
         assert stopped.detail == f"cancelled while queued (job {job})"
         service.close()

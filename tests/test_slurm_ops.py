@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 import test_slurm_backend
 from conftest import run_cli
-from slurm_cluster import slurm_cluster  # noqa: F401 - the session fixture
+from slurm_cluster import (
+    DRAINED_NODE_REASON,
+    slurm_cluster,  # noqa: F401 - the session fixture
+)
 from test_slurm_backend import demo_trainer, job_of, wait_session
 
 from trainctl_tui.app.service import Service
@@ -272,10 +275,10 @@ def test_a_resume_that_waits_in_the_queue_says_so(cluster, tmp_path):
     resumed = run_cli("resume", session.id, timeout=90)
     assert resumed.returncode == 0, resumed.stderr
     new_job = job_of(session)
-    reason = cluster.job_state(new_job)[1]
-    assert resumed.stdout.splitlines() == [
-        f"resumed session {session.id}: queued: {reason} (1st in partition debug, job "
-        f"{new_job})", session.id]
+    said, listed_id = resumed.stdout.splitlines()
+    assert re.fullmatch(rf"resumed session {session.id}: queued: {DRAINED_NODE_REASON} "
+                        rf"\(1st in partition debug, job {new_job}\)", said), said
+    assert listed_id == session.id
     stopped = asyncio.run(service.stop(session.id))
     assert (stopped.status, stopped.detail) == (
         Status.STOPPED, f"cancelled while queued (job {new_job})")
