@@ -334,6 +334,11 @@ def test_stop_reaches_every_node_and_a_terminating_template_leaves_nothing(ec2, 
     assert ours(client) == []
     assert "terminated 3 instances" in stopped.detail
     assert stopped.detail.endswith("and its security group")
+    # the stop waited for any healing decision and marked the launch: none follows it
+    from trainctl_tui.backends.remote.healing import stop_asked
+
+    nodes = json.loads((Path(session.session_dir) / "remote.json").read_text())["nodes"]
+    assert stop_asked(session.session_dir, nodes)
     service.close()
 
 

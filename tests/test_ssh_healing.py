@@ -19,6 +19,8 @@ from conftest import run_cli
 from sshd import sshd_server  # noqa: F401 - the fixture
 from test_ssh_nodes import FIXTURES, hosts, info, launch, marks, trainer, wait_ended  # noqa: F401
 
+from trainctl_tui.backends.remote import healing
+
 pytestmark = pytest.mark.timeout(300)
 
 LOST = "its runner is gone without a final status"
@@ -405,3 +407,147 @@ def test_a_watcher_leaving_as_a_resume_comes_watches_the_resumed_run(tmp_path, m
     asyncio.run(watching.watch(Service(), "s1"))
     os.close(fd)
     assert len(holders) == 3
+
+
+def slow_start_on(tmp_path: Path, host: str, seconds: float) -> Path:
+    """Host `host`'s runner start (`--detach`) takes `seconds` more; the returned file
+    appears when one begins."""
+    began = tmp_path / f"starting-on-{host}"
+    wrapper = tmp_path / f"python-{host}"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *--detach*) touch {began}; sleep {seconds};; '
+                       f'esac\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    config = tmp_path / "config.toml"
+    lines, section = [], None
+    for line in config.read_text().splitlines():
+        if line.startswith("["):
+            section = line
+        if section == f"[ssh.hosts.{host}]" and line.startswith("python = "):
+            line = f"python = {json.dumps(str(wrapper))}"
+        lines.append(line)
+    config.write_text("\n".join(lines) + "\n")
+    return began
+
+
+def test_a_stop_while_a_replacement_starts_stops_the_replacement_too(hosts, tmp_path):  # noqa: F811
+    """The watcher is starting node 1's replacement on c (slowly) when the user stops the
+    run: the stop waits for it, and every node ends, the replacement included."""
+    began = slow_start_on(tmp_path, "c", 4)
+    session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
+                        "--grace-seconds", "5", "--", *trainer(tmp_path, 3000))
+    wait_marks(tmp_path, "started 0", "started 1")
+    kill_node(hosts["b"], session_id, 1)
+    deadline = time.monotonic() + 90
+    while not began.exists():
+        assert time.monotonic() < deadline, info(session_id)
+        time.sleep(0.2)
+    stopped = run_cli("stop", session_id, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    ended = wait_ended(session_id)
+    assert ended["status"] == "stopped", ended
+    [loss] = ended["node_losses"]
+    assert loss["reason"] == f"node 1 (on b) lost: {LOST}; replaced on c (1 of 3)"
+    status = node_status(hosts["c"], session_id, 1)  # the replacement ran, and was stopped
+    assert status["state"] == "stopped", status
+    deadline = time.monotonic() + 15  # the runner exits just after its final status
+    while any(map(alive, (status["runner_pid"], status["child_pid"]))):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    """A process that runs (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class SlowNodes(healing.HealingNodes):
+    """Healing's view of a two-node run on a and b (spare c) whose replacement's start
+    waits for `go`."""
+
+    def __init__(self):
+        self.kept = [{"host": "a", "started": 10.0}, {"host": "b", "started": 10.0}]
+        self.stopped, self.starting, self.go = [], None, None
+
+    def nodes(self):
+        return [dict(node) for node in self.kept]
+
+    def save_nodes(self, nodes):
+        self.kept = [dict(node) for node in nodes]
+
+    def spare(self, used):
+        return "c"
+
+    async def start(self, rank, host):
+        self.starting.set()
+        await self.go.wait()
+        return {"host": host, "started": 30.0}
+
+    async def stop(self, ranks):
+        self.stopped.append((ranks, [self.kept[rank]["host"] for rank in ranks]))
+
+
+def test_a_stop_waits_for_a_replacement_starting_and_healing_decides_nothing_after(tmp_path):
+    import asyncio
+    from types import SimpleNamespace
+
+    session = SimpleNamespace(id="s1", session_dir=str(tmp_path))
+    dead = {"0": {"host": "a", "state": "running", "alive": True},
+            "1": {"host": "b", "state": "running", "alive": False, "heartbeat": 5.0}}
+
+    async def scenario(wait: float):
+        group = SlowNodes()
+        group.starting, group.go = asyncio.Event(), asyncio.Event()
+        healer = asyncio.create_task(healing.heal(group, session, dead, now=20.0))
+        await group.starting.wait()
+        stop = asyncio.create_task(healing.settle_for_stop(str(tmp_path), wait=wait))
+        await asyncio.sleep(0.5)
+        waited = not stop.done()
+        group.go.set()
+        await asyncio.gather(healer, stop)
+        return group, waited
+
+    group, waited = asyncio.run(scenario(wait=30))
+    assert waited  # the stop waited for the replacement's start to end
+    # recorded, for the stop to read (what b's dead runner left was stopped, as always)
+    assert group.kept[1]["host"] == "c" and group.stopped == [([1], ["b"])]
+    [loss] = healing.replacements(str(tmp_path))
+    assert loss["reason"] == f"node 1 (on b) lost: {LOST}; replaced on c (1 of 3)"
+    c_dead = {**dead, "1": {"host": "c", "state": "running", "alive": False}}
+    asyncio.run(healing.heal(group, session, c_dead, now=40.0))  # after the stop: nothing
+    assert group.kept[1]["host"] == "c" and len(healing.replacements(str(tmp_path))) == 1
+
+    # A stop that could not wait (a start outlasting its wait): the replacement, once
+    # started, is recorded and stopped by the healing itself.
+    (tmp_path / healing.STOP_MARK).unlink()
+    (tmp_path / "interruptions.json").unlink()
+    group, waited = asyncio.run(scenario(wait=0))
+    assert not waited
+    assert group.stopped == [([1], ["b"]), ([1], ["c"])] and group.kept[1]["host"] == "c"
+    assert [e["reason"] for e in healing.replacements(str(tmp_path))] == [
+        f"node 1 (on b) lost: {LOST}; replaced on c (1 of 3); stopped with the run"]
+
+
+def test_a_stop_of_an_earlier_launch_does_not_hold_the_healing_of_a_resumed_one(tmp_path):
+    import asyncio
+    from types import SimpleNamespace
+
+    session = SimpleNamespace(id="s1", session_dir=str(tmp_path))
+    asyncio.run(healing.settle_for_stop(str(tmp_path), wait=1))
+    group = SlowNodes()
+    assert healing.stop_asked(str(tmp_path), group.kept)  # the launch at 10.0 was stopped...
+    group.kept = [{**node, "started": time.time() + 1} for node in group.kept]
+    assert not healing.stop_asked(str(tmp_path), group.kept)  # ...not the resumed one
+
+    async def look():
+        group.starting, group.go = asyncio.Event(), asyncio.Event()
+        group.go.set()
+        await healing.heal(group, session, {
+            "0": {"host": "a", "state": "running", "alive": True},
+            "1": {"host": "b", "state": "running", "alive": False, "heartbeat": 5.0}},
+            now=time.time() + 2)
+
+    asyncio.run(look())
+    assert group.kept[1]["host"] == "c" and group.stopped == [([1], ["b"])]

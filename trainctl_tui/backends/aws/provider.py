@@ -452,8 +452,10 @@ class AWSProvider(RemoteRunnerProvider):
         try:
             if len(self.node_ids) > 1:  # every node at once: the head here, the others there
                 from ...core import aio
+                from ..remote.healing import settle_for_stop
                 from .nodes import InstanceGroup
 
+                await settle_for_stop(session.session_dir)  # a replacement is then recorded
                 group = InstanceGroup(self)
                 others = list(enumerate(group.nodes_of(session)))[1:]
                 done, _ = await aio.gather(super()._stop(session, force),

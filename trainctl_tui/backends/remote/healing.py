@@ -24,6 +24,9 @@ sessions`, the TUI), and in the detached watcher launch starts for a multi-node 
 (`trainctl _watch`), which refreshes that session until it ends: healing needs no terminal
 open, only the launching machine up (its ssh keys are what reach the hosts). A laptop that
 sleeps heals when it wakes. One decision at a time per session: an flock on heal.lock.
+A user's stop waits for a decision in progress (a replacement starting) and marks the launch
+stopped (stop_asked.json): what was started is in the record it then stops, and no decision
+follows it.
 
 A backend brings a `HealingNodes` (below); this module decides and records."""
 
@@ -43,6 +46,10 @@ from ...core.models import Record
 from ...runner.status import FINAL_STATES
 
 LOCK_NAME = "heal.lock"
+STOP_MARK = "stop_asked.json"
+# How long a user's stop waits for a replacement being started (an instance booting: the
+# template's ready timeout is 600 s by default) before it stops what the record names.
+STOP_WAITS_SECONDS = 660.0
 # A node whose host does not answer for this long is lost (one refused connection is not).
 LOST_AFTER_SECONDS = 60.0
 # A started node's runner has this long to write its first status.json.
@@ -195,6 +202,38 @@ def healing_lock(session_dir: str):
         os.close(fd)  # frees the lock
 
 
+async def settle_for_stop(session_dir: str, wait: float = STOP_WAITS_SECONDS) -> None:
+    """Before a user's stop reads the nodes' record: waits for a healing decision in progress
+    to end (a replacement it started is then in the record, and stops with the others), and
+    marks this launch stopped, so no healing decides after it. A decision that outlasts
+    `wait` sees the mark when its start returns and stops what it started (decide)."""
+    from ...core import aio
+    from ...core.atomic import atomic_write_json
+
+    fd = os.open(Path(session_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await aio.sleep(0.2)
+        atomic_write_json(Path(session_dir) / STOP_MARK, {"at": time.time()})
+    finally:
+        os.close(fd)  # frees the lock
+
+
+def stop_asked(session_dir: str, nodes: list[dict]) -> bool:
+    """A user asked this launch of the nodes to stop (a mark from before a resume is not)."""
+    try:
+        at = json.loads((Path(session_dir) / STOP_MARK).read_text())["at"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    started = nodes[0].get("started") if nodes else None
+    return isinstance(at, (int, float)) and at >= (started or 0)
+
+
 async def heal(group: HealingNodes, session, answers: dict, now: float | None = None) -> None:
     """One look at the nodes past the head (`answers`: their probes) and what it calls for:
     a replacement, going on without a node (MIN:MAX), or the run stopped with a reason."""
@@ -206,7 +245,8 @@ async def heal(group: HealingNodes, session, answers: dict, now: float | None = 
         if not mine:
             return
         nodes = group.nodes()  # as the last decision left them
-        if nodes[0].get("ended_by") or stale(group, nodes):
+        if nodes[0].get("ended_by") or stale(group, nodes) or \
+                stop_asked(session.session_dir, nodes):
             return
         before = json.dumps(nodes, sort_keys=True)
         nodes[0].pop("unreachable_since", None)  # the head answered
@@ -286,6 +326,13 @@ async def decide(group: HealingNodes, session, nodes: list[dict], verdict: Verdi
                      reason=f"{what}; replaced on {group.place_of(started) or spare} "
                             f"({done + 1} of {group.max_resumes})",
                      **group.details(old, started))
+        if stop_asked(session.session_dir, nodes):
+            # The user's stop came while it started and could not wait for it: it stops too.
+            entry["reason"] += "; stopped with the run"
+            interruptions.append(session.session_dir, entry)
+            group.save_nodes(nodes)
+            await group.stop([verdict.rank])
+            return True
         interruptions.append(session.session_dir, entry)
         return False
     low = min_nodes(nodes)
