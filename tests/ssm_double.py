@@ -59,6 +59,8 @@ class SSMDouble:
         self.invocations: dict[tuple[str, str], Invocation] = {}
         self.lock = threading.Lock()
         self.env = dict(os.environ)
+        # more environment for the commands on one instance: env_of(its id, its description)
+        self.env_of = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -161,7 +163,9 @@ class SSMDouble:
         text = inv.text.replace(self.workdir, str(root) + self.workdir)
         time.sleep(0.02)  # a real agent takes a moment: callers see InProgress first
         try:
-            inv.process = subprocess.Popen(["bash", "-c", text], cwd=root, env=self.env,
+            env = {**self.env, **(self.env_of(inv.instance_id, self._instance(inv.instance_id))
+                                   if self.env_of else {})}
+            inv.process = subprocess.Popen(["bash", "-c", text], cwd=root, env=env,
                                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, start_new_session=True)
             out, err = inv.process.communicate(timeout=timeout)

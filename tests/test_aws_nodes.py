@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -730,3 +731,55 @@ def test_a_refresh_during_a_resume_does_not_release_the_instances_again(ec2, tmp
     assert {raw["State"]["Name"] for raw in instances(client)} == {"stopped"}
     assert answer["status"]["reason"] == f"stopped by trainctl; stopped 2 instances ({ids[0]}, " \
         f"{ids[1]})"
+
+
+def test_a_spot_notice_on_one_node_replaces_that_node_alone(ec2, trainctl_home, monkeypatch):
+    """Node 1's instance gets EC2's two-minute notice (its own metadata service, as
+    AWS_EC2_METADATA_SERVICE_ENDPOINT names it there): its runner SIGTERMs the training,
+    which saves, healing replaces that instance alone with a new spot one, and the run
+    finishes; the head never saw a notice."""
+    import datetime
+
+    from test_runner_cloud import Imds
+
+    from trainctl_tui.backends.aws import provider as aws_provider
+
+    client, ssm = ec2["client"], ec2["ssm"]
+    config = ec2["tmp"] / "config.toml"
+    config.write_text(config.read_text() + (
+        f'\n[aws.templates.spot]\nami = "{ec2["ami"]}"\ninstance_type = "t3.micro"\n'
+        f'spot = true\nworkdir = "{ssm.workdir}"\npython = "{sys.executable}"\n'))
+    monkeypatch.setattr(aws_provider, "SPOT_POLL_SECONDS", 0.3)
+    imds = Imds()
+    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    noticed = []  # the first instance of rank 1 has the notice's metadata service
+
+    def env_of(instance_id: str, raw: dict | None) -> dict:
+        if raw and tags(raw).get("trainctl:node") == "1" and noticed in ([], [instance_id]):
+            noticed[:] = [instance_id]
+            return {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+        return {}
+
+    ssm.env_of = env_of
+    try:
+        service, session, head, lost = two_nodes_training(ec2, 250, provider="aws:spot")
+        assert noticed == [lost]
+        when = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=2)
+                ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        imds.notice = {"action": "terminate", "time": when}
+        done = run(wait_nodes(service, session.id, lambda s: not s.status.active))
+    finally:
+        imds.shutdown()
+    assert done.status is Status.SUCCEEDED, done.detail
+    raws = {raw["InstanceId"]: raw for raw in instances(client)}
+    [new] = [i for i in raws if i not in (head, lost)]
+    # the lost one released as the template says (stop), the new one spot like it
+    assert raws[new].get("InstanceLifecycle") == "spot" and raws[lost]["State"]["Name"] == \
+        "stopped"
+    [loss] = session_info(session.id)["node_losses"]
+    assert loss["reason"] == (
+        f"node 1 (on {lost}) lost: spot interruption notice (terminate at {when}); replaced "
+        f"on {new} ({raws[new]['PrivateIpAddress']}) (1 of 3)")
+    assert (ec2["tmp"] / "marks").read_text().splitlines() == ["TERM 1"]  # it saved; 0 ran on
+    assert "done 1" in run_cli("logs", session.id, "--node", "1", "-n", "400").stdout
+    service.close()

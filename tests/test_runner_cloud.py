@@ -555,3 +555,18 @@ def test_without_cloud_keys_status_has_no_cloud_fields(session):
     status = wait_state(folder, "succeeded", "failed")
     for key in ("interruption", "synced_checkpoints", "last_sync", "autostop_at", "autostop"):
         assert key not in status
+
+
+def test_the_metadata_service_is_where_the_instance_environment_names_it(monkeypatch):
+    """AWS_EC2_METADATA_SERVICE_ENDPOINT (as the SDKs and CLI read it) replaces the usual
+    address only; a spec naming another address keeps it."""
+    from trainctl_tui.backends.aws.runner_spot import IMDS_URL, imds_endpoint
+
+    monkeypatch.delenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", raising=False)
+    assert imds_endpoint(IMDS_URL) == "http://169.254.169.254"
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://[fd00:ec2::254]/")
+    assert imds_endpoint(IMDS_URL) == "http://[fd00:ec2::254]"
+    assert imds_endpoint(IMDS_URL + "/") == "http://[fd00:ec2::254]"
+    assert imds_endpoint("http://127.0.0.1:8111") == "http://127.0.0.1:8111"
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", " ")
+    assert imds_endpoint(IMDS_URL) == IMDS_URL

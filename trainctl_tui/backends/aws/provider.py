@@ -41,11 +41,12 @@ from . import api as aws_api
 from .api import AWSError
 from .cloud import TEMPLATE_TAG  # the template an instance was created from
 from .recovery import LAST_STATUS, interruption_reason
+from .runner_spot import IMDS_URL
 from .ssm import SSMError, SSMTransport, SSMUnreachable, parse_slice, slice_script
 
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 SECRET_PREFIX = "/trainctl/{session}/env/"
-SPOT_NOTICE_URL = "http://169.254.169.254"  # IMDS; tests point it at a local server
+SPOT_NOTICE_URL = IMDS_URL  # tests point it at a local server
 SPOT_POLL_SECONDS: float | None = None  # None: the runner's default
 AWS_CLI = "aws"  # the aws CLI on the instance (the Deep Learning AMIs have it)
 SPOT_TERMINATION = "Server.SpotInstanceTermination"

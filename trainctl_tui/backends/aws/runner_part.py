@@ -18,6 +18,7 @@ from .runner_spot import (
     SPOT_DEFAULT_NOTICE_SECONDS,
     SPOT_MIN_SAVE_SECONDS,
     SpotWatcher,
+    imds_endpoint,
     parse_aws_time,
 )
 
@@ -94,7 +95,8 @@ class AwsRunnerPart(RunnerPart):
             else:
                 log_stderr("s3_checkpoint_uri is set but checkpoint_dir is not: nothing to sync")
         if spec["spot_notice_url"]:
-            self.spot = SpotWatcher(spec["spot_notice_url"], spec["spot_poll_seconds"],
+            self.spot = SpotWatcher(imds_endpoint(spec["spot_notice_url"]),
+                                    spec["spot_poll_seconds"],
                                     self.on_spot_notice)
             self.spot.start()
 

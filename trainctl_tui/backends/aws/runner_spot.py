@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from ...runner.lazy_import import OnFirstUse
@@ -11,6 +12,7 @@ from ...runner.runner_log import log_stderr
 threading = OnFirstUse("threading", globals())
 
 
+IMDS_URL = "http://169.254.169.254"
 IMDS_TIMEOUT_SECONDS = 1.5
 IMDS_TOKEN_TTL_SECONDS = 21600
 SPOT_DEFAULT_NOTICE_SECONDS = 120.0
@@ -29,6 +31,14 @@ def parse_aws_time(text) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def imds_endpoint(url: str) -> str:
+    """Where the instance's metadata service is: the spec's `url`, unless that is the usual
+    address and the instance's environment names another in AWS_EC2_METADATA_SERVICE_ENDPOINT
+    (as the AWS SDKs and CLI read it, e.g. http://[fd00:ec2::254] on an IPv6-only subnet)."""
+    named = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip().rstrip("/")
+    return named if url.rstrip("/") == IMDS_URL and named else url
 
 
 class ImdsClient:
