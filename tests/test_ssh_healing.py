@@ -215,18 +215,23 @@ def test_torchrun_ddp_heals_a_lost_node_on_the_spare_and_the_ranks_agree(hosts, 
     assert f"[trainctl] node 1 (on b) lost: {LOST}; replaced on c (1 of 3)" in logs[0]
 
 
-def stop_answering(tmp_path: Path, host: str) -> None:
-    """Host `host` of the config no longer answers ssh (its port moved to a closed one; the
-    test sshd serves the others), and a host counts as lost after 2 s of that."""
+def set_host_key(tmp_path: Path, host: str, key: str, value, more: str = "") -> None:
+    """`key = value` in [ssh.hosts.HOST] of the config (a key it has), then `more`."""
     config = tmp_path / "config.toml"
     lines, section = [], None
     for line in config.read_text().splitlines():
         if line.startswith("["):
             section = line
-        if section == f"[ssh.hosts.{host}]" and line.startswith("port = "):
-            line = f"port = {free_port()}"
+        if section == f"[ssh.hosts.{host}]" and line.startswith(f"{key} = "):
+            line = f"{key} = {json.dumps(value)}"
         lines.append(line)
-    config.write_text("\n".join(lines) + "\n[ssh]\nnode_lost_seconds = 2\n")
+    config.write_text("\n".join(lines) + "\n" + more)
+
+
+def stop_answering(tmp_path: Path, host: str) -> None:
+    """Host `host` of the config no longer answers ssh (its port moved to a closed one; the
+    test sshd serves the others), and a host counts as lost after 2 s of that."""
+    set_host_key(tmp_path, host, "port", free_port(), "[ssh]\nnode_lost_seconds = 2\n")
 
 
 def test_a_node_whose_host_stops_answering_is_replaced(hosts, tmp_path):  # noqa: F811
@@ -417,15 +422,7 @@ def slow_start_on(tmp_path: Path, host: str, seconds: float) -> Path:
     wrapper.write_text(f'#!/bin/sh\ncase "$*" in *--detach*) touch {began}; sleep {seconds};; '
                        f'esac\nexec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
-    config = tmp_path / "config.toml"
-    lines, section = [], None
-    for line in config.read_text().splitlines():
-        if line.startswith("["):
-            section = line
-        if section == f"[ssh.hosts.{host}]" and line.startswith("python = "):
-            line = f"python = {json.dumps(str(wrapper))}"
-        lines.append(line)
-    config.write_text("\n".join(lines) + "\n")
+    set_host_key(tmp_path, host, "python", str(wrapper))
     return began
 
 
