@@ -429,7 +429,7 @@ def slow_start_on(tmp_path: Path, host: str, seconds: float) -> Path:
 def test_a_stop_while_a_replacement_starts_stops_the_replacement_too(hosts, tmp_path):  # noqa: F811
     """The watcher is starting node 1's replacement on c (slowly) when the user stops the
     run: the stop waits for it, and every node ends, the replacement included."""
-    began = slow_start_on(tmp_path, "c", 4)
+    began = slow_start_on(tmp_path, "c", 6)
     session_id = launch("--provider", "ssh:trio", "--nodes", "2", "--cwd", str(tmp_path),
                         "--grace-seconds", "5", "--", *trainer(tmp_path, 3000))
     wait_marks(tmp_path, "started 0", "started 1")
@@ -440,6 +440,10 @@ def test_a_stop_while_a_replacement_starts_stops_the_replacement_too(hosts, tmp_
         time.sleep(0.2)
     stopped = run_cli("stop", session_id, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stderr.splitlines() == [
+        "note: a node of this run is being healed (a replacement starting): stopping every "
+        "node once it has started"]
+    assert stopped.stdout.startswith(f"session {session_id}: stopped"), stopped.stdout
     ended = wait_ended(session_id)
     assert ended["status"] == "stopped", ended
     [loss] = ended["node_losses"]
@@ -499,15 +503,18 @@ def test_a_stop_waits_for_a_replacement_starting_and_healing_decides_nothing_aft
         group.starting, group.go = asyncio.Event(), asyncio.Event()
         healer = asyncio.create_task(healing.heal(group, session, dead, now=20.0))
         await group.starting.wait()
-        stop = asyncio.create_task(healing.settle_for_stop(str(tmp_path), wait=wait))
+        notes = []
+        stop = asyncio.create_task(healing.settle_for_stop(str(tmp_path), wait=wait,
+                                                           note=notes.append))
         await asyncio.sleep(0.5)
         waited = not stop.done()
         group.go.set()
         await asyncio.gather(healer, stop)
-        return group, waited
+        return group, waited and notes
 
     group, waited = asyncio.run(scenario(wait=30))
-    assert waited  # the stop waited for the replacement's start to end
+    assert waited == ["a node of this run is being healed (a replacement starting): stopping "
+                      "every node once it has started"]  # it waited for the start to end
     # recorded, for the stop to read (what b's dead runner left was stopped, as always)
     assert group.kept[1]["host"] == "c" and group.stopped == [([1], ["b"])]
     [loss] = healing.replacements(str(tmp_path))

@@ -18,11 +18,16 @@ class Stopping:
     StopFailed naming it."""
 
     async def stop(self, ref: str, *, force: bool = False, wait: bool = True,
-                   timeout: float | None = None) -> Session:
+                   timeout: float | None = None, note=None) -> Session:
         """Graceful stop (SIGTERM, grace, SIGKILL), or an immediate kill with force. A stop
-        that leaves anything of the session alive raises StopFailed naming it."""
+        that leaves anything of the session alive raises StopFailed naming it. `note(line)`:
+        told what the stop waits for before it begins (a node's replacement starting)."""
         session = await self.get(ref)
         provider = get_provider(session.provider)
+        if session.status.active:  # a multi-node run's healing in progress ends first
+            await aio.call_optional(provider, "settle_before_stop", session, note)
+            session = await self.get(session.id)
+            provider = get_provider(session.provider)  # a replacement may have moved it
         status = await provider.read_status(session)
         if session.status is Status.LOST and status:
             if await provider.kill_orphan(session, status, force=force):

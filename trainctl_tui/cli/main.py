@@ -429,9 +429,9 @@ def cmd_demo(args) -> int:
 def cmd_stop(args) -> int:
     service = _service()
     local = service.is_local(args.id)  # an unknown id fails here, before any coroutine
-    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait), local=local)
+    session = _run(service.stop(args.id, force=args.force, wait=not args.no_wait,
+                                note=print_note), local=local)
     from ..render.snapshot import outcome
-
     how = outcome(session)
     print(f"session {session.id}: {session.status}" + (f" ({how})" if how else ""))
     return 0
@@ -570,7 +570,7 @@ def cmd_pull(args) -> int:
     try:
         remote, local, size = _run(_service().pull(args.id, checkpoint=args.checkpoint,
                                                    to=args.to, progress=progress,
-                                                   note=pull_note))
+                                                   note=print_note))
     finally:
         if task is not None:
             bar.stop()
@@ -578,7 +578,7 @@ def cmd_pull(args) -> int:
     return 0
 
 
-def pull_note(text: str) -> None:
+def print_note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr, flush=True)
 
 

@@ -36,6 +36,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -202,22 +203,29 @@ def healing_lock(session_dir: str):
         os.close(fd)  # frees the lock
 
 
-async def settle_for_stop(session_dir: str, wait: float = STOP_WAITS_SECONDS) -> None:
+async def settle_for_stop(session_dir: str, wait: float = STOP_WAITS_SECONDS,
+                          note: Callable[[str], None] | None = None) -> None:
     """Before a user's stop reads the nodes' record: waits for a healing decision in progress
     to end (a replacement it started is then in the record, and stops with the others), and
     marks this launch stopped, so no healing decides after it. A decision that outlasts
-    `wait` sees the mark when its start returns and stops what it started (decide)."""
+    `wait` sees the mark when its start returns and stops what it started (decide).
+    `note(line)`: told once when the stop has to wait."""
     from ...core import aio
     from ...core.atomic import atomic_write_json
 
     fd = os.open(Path(session_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
+        told = note is None
         while time.monotonic() < deadline:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not told:
+                    note("a node of this run is being healed (a replacement starting): "
+                         "stopping every node once it has started")
+                    told = True
                 await aio.sleep(0.2)
         atomic_write_json(Path(session_dir) / STOP_MARK, {"at": time.time()})
     finally:

@@ -182,14 +182,20 @@ class SSHProvider(HostOverSSH):
 
         return lost_nodes_detail(status)
 
-    async def _stop(self, session: Session, force: bool) -> str:
-        if len(GroupRun.nodes_of(session)) < 2:
-            return await super()._stop(session, force)
-        from ..remote.healing import settle_for_stop
+    async def settle_before_stop(self, session: Session, note=None) -> None:
+        """A multi-node run: a healing decision in progress ends first (its replacement is
+        then among the nodes the stop reaches), and none follows (remote/healing.py)."""
+        if len(GroupRun.nodes_of(session)) > 1:
+            from ..remote.healing import settle_for_stop
 
-        await settle_for_stop(session.session_dir)  # a replacement starting is then recorded
+            await settle_for_stop(session.session_dir, note=note)
+
+    async def _stop(self, session: Session, force: bool) -> str:
+        nodes = GroupRun.nodes_of(session)
+        if len(nodes) < 2:
+            return await super()._stop(session, force)
         # every node at once: the head (rank 0) here, the others through group.py
-        others = list(enumerate(GroupRun.nodes_of(session)))[1:]
+        others = list(enumerate(nodes))[1:]
         done, _ = await aio.gather(super()._stop(session, force),
                                    self.group.stop_nodes(session, others, force=force))
         return done
