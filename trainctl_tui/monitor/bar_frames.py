@@ -16,7 +16,6 @@ a Lightning epoch's lines repeat the same few.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
 from itertools import compress, groupby, islice, repeat
 from operator import add, eq, itemgetter, ne
 
@@ -39,6 +38,18 @@ class BarRun:
         self.names, self.x, self.count, self.columns = names, x, count, columns
 
 
+class _Fractions(dict):
+    """`epoch_fraction(done, total)` of bar counter texts `done/total` (`12/ 24` too), found
+    on a miss: the next epoch's frames show the same counters, a lookup each."""
+
+    def __missing__(self, counter: bytes) -> float:
+        if len(self) >= _FRACTIONS:
+            self.clear()
+        done, _, total = counter.partition(b"/")
+        fraction = self[counter] = epoch_fraction(float(done), float(total))
+        return fraction
+
+
 class BarCache:
     """What `bar_records` learned of a MetricSet's bar templates. A plan of the parser is
     one template's, so the plans a line's frames have stand for their templates."""
@@ -46,19 +57,7 @@ class BarCache:
     def __init__(self) -> None:
         self.counters: dict[tuple, tuple | None] = {}  # (plan, x is the epoch) -> counter
         self.layouts: dict[tuple, list] = {}  # plans in a line, in order -> its runs' cuts
-        self.fractions: dict[bytes, float] = {}  # a counter `12/24` -> its epoch_fraction
-
-    def fractions_of(self, counters: list[bytes]) -> Iterable[float]:
-        """`epoch_fraction(done, total)` of each counter text `done/total` (`12/ 24` too):
-        looked up when all were seen before (the next epoch's frames show the same ones)."""
-        fractions = self.fractions
-        if not all(map(fractions.__contains__, counters)):
-            if len(fractions) + len(counters) > _FRACTIONS:
-                fractions.clear()
-            for counter in counters:
-                done, _, total = counter.partition(b"/")
-                fractions[counter] = epoch_fraction(float(done), float(total))
-        return map(fractions.__getitem__, counters)
+        self.fractions = _Fractions()  # a counter `12/24` -> its epoch_fraction
 
 
 def bar_records(frames: list[bytes], line_template: bytes, plans: dict[bytes, Plan],
@@ -283,7 +282,7 @@ def _run(plan: Plan, frames: list[bytes], getters: list[itemgetter],
             columns.append(floats(texts))
     if progress_of is not None:  # `_apply_stateless`: the epoch moves along its bar
         if counters is not None:
-            fractions = cache.fractions_of(counters)
+            fractions = map(cache.fractions.__getitem__, counters)
         else:
             done, total = (list(map(getter, frames)) for getter in getters[-2:])
             fractions = map(epoch_fraction, floats(done), floats(total))

@@ -24,7 +24,7 @@ import os
 from array import array
 from collections.abc import Iterable, Sequence
 from itertools import chain, compress, islice
-from operator import ne, or_
+from operator import eq, ne, or_
 
 from .bar_frames import MIN_FRAMES, BarCache, BarRun, bar_records, repeated
 from .line_blocks import LineBlocks
@@ -301,9 +301,9 @@ class MetricSet:
                         first = True
                     continue
                 last = series.ys[-1] if len(series.ys) else math.nan  # nan: no value equals it
-                keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
                 before = len(series.ys)
-                if keep.count(0):
+                if any(map(eq, ys, chain((last,), islice(ys, count - 1)))):
+                    keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
                     series.xs.extend(compress(xs, keep))
                     series.ys.extend(compress(ys, keep))
                     if not every:
