@@ -167,13 +167,15 @@ def _one_getter(cuts: list[tuple]) -> itemgetter | None:
 def _records(frames: list[bytes], groups: list[tuple], shapes: dict[bytes, tuple],
              last_step: float | None, cache: BarCache, numbers: dict[bytes, float]
              ) -> list[BarRun] | None:
+    """The records of a line's `frames`, whose templates come in `groups` ((plan, how
+    many frames in a row, template)), or None when some are no frames read here."""
     counter_cuts = []
     for plan, _, template in groups:
         cuts = _counter_at(plan, template, shapes, last_step, cache)
         if cuts is None:
             return None
         counter_cuts.append(cuts)
-    cut_groups = groups
+    all_groups = groups  # before frames at one counter are left out
     getter = _one_getter(counter_cuts)
     if getter is not None:
         counters = list(map(getter, frames))
@@ -195,7 +197,7 @@ def _records(frames: list[bytes], groups: list[tuple], shapes: dict[bytes, tuple
     layout = cache.layouts.get(key)
     if layout is None:
         widths = {plan: len(template) for plan, _, template in groups}
-        progress = {plan: cuts[2] for (plan, _, _), cuts in zip(cut_groups, counter_cuts,
+        progress = {plan: cuts[2] for (plan, _, _), cuts in zip(all_groups, counter_cuts,
                                                                  strict=True)}
         layout = _layout(key, widths, progress)
         if len(cache.layouts) >= _CACHE_LIMIT:
