@@ -205,6 +205,41 @@ def test_bar_lines_of_a_long_epoch_read_at_once_give_what_the_frame_loop_gives(m
     assert fast == state(one_by_one(lines))
 
 
+def test_ascii_bars_drawn_twice_a_batch_read_at_once_give_what_the_frame_loop_gives(
+        monkeypatch):
+    """An ascii bar (`|###   |`: frames of one length whose templates differ where the bar
+    fills up), each batch drawn twice (the new counter with the old postfix, then the new
+    postfix), and lines whose counter is not the bar's progress (a `shard=3/?` after it: the
+    epoch's fraction comes from the bar's own `12/40`), all read at once."""
+    import trainctl_tui.monitor.metrics as metrics_module
+
+    rng = random.Random(11)
+    lines = []
+    for epoch in range(3):
+        for shard in (False, True):
+            frames, loss = [], "0.900"
+            for n in range(40):
+                head = f"\rEpoch {epoch}: {n * 100 // 40:3d}%|{'#' * (n // 4):10s}| {n}/40 "
+                tail = f", shard={n}/?" if shard else ""
+                frames.append(f"{head}[00:01<00:01, v_num=0, loss={loss}{tail}]")
+                loss = rng.choice(["0.500", "0.250", f"{rng.random():.3f}"])
+                frames.append(f"{head}[00:01<00:01, v_num=0, loss={loss}{tail}]")
+            lines.append("".join(frames).encode())
+    read = []
+    bar_records = metrics_module.bar_records
+
+    def counting(*args):
+        runs = bar_records(*args)
+        read.append(runs is not None)
+        return runs
+
+    monkeypatch.setattr(metrics_module, "bar_records", counting)
+    fast = state(one_by_one(lines))
+    assert sum(read) >= 4  # past the lines that teach the parser their templates
+    monkeypatch.setattr(metrics_module, "MIN_FRAMES", 10**9)  # the frame loop only
+    assert fast == state(one_by_one(lines))
+
+
 def test_bar_lines_are_read_at_once():
     import trainctl_tui.monitor.metrics as metrics_module
 
@@ -212,7 +247,7 @@ def test_bar_lines_are_read_at_once():
     bar_records = metrics_module.bar_records
 
     def counting(*args):
-        runs = bar_records(*args)[0]
+        runs = bar_records(*args)
         read.append(runs is not None)
         return bar_records(*args)
 

@@ -16,16 +16,15 @@ a Lightning epoch's lines repeat the same few.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
 from itertools import compress, groupby, islice, repeat
-from operator import add, itemgetter, ne, truediv
+from operator import add, eq, itemgetter, ne
 
 from .line_blocks import floats
 from .parsers import KERAS_FRAME, NOTHING, Plan, epoch_fraction
 
 MIN_FRAMES = 16  # fewer: the frame loop costs less than the passes
 _CACHE_LIMIT = 4096  # entries of a BarCache's dicts (one-off templates: start over)
-_TOTALS = 16  # bar totals whose counters' fractions a BarCache keeps
+_FRACTIONS = 1 << 15  # counters whose fractions a BarCache keeps
 
 
 class BarRun:
@@ -40,29 +39,15 @@ class BarRun:
 
 
 class _Fractions(dict):
-    """`epoch_fraction(done, total)` of a bar's counter texts, for one total: the next
-    epoch's frames show the same counters."""
+    """`epoch_fraction(done, total)` of bar counter texts `done/total` (`12/ 24` too), found
+    on a miss: the next epoch's frames show the same counters, a lookup each."""
 
-    __slots__ = ("total",)
-    LIMIT = 1 << 15  # counters kept (a bar of more batches looks the rest up no more)
-
-    def __init__(self, total: float) -> None:
-        super().__init__()
-        self.total = total
-
-    def of(self, done: list[bytes]) -> Iterable[float]:
-        """The fraction of each counter text: looked up when all were seen before, else
-        computed (and kept while there is room). ValueError when one is no number."""
-        if all(map(self.__contains__, done)):
-            return map(self.__getitem__, done)
-        values, total = floats(done), self.total
-        if total > 0 and all(map((0.0).__le__, values)) and all(map(total.__ge__, values)):
-            fractions = array("d", map(truediv, values, repeat(total)))  # nan: neither
-        else:
-            fractions = array("d", map(epoch_fraction, values, repeat(total)))
-        if len(self) + len(done) <= self.LIMIT:
-            self.update(zip(done, fractions, strict=True))
-        return fractions
+    def __missing__(self, counter: bytes) -> float:
+        if len(self) >= _FRACTIONS:
+            self.clear()
+        done, _, total = counter.partition(b"/")
+        fraction = self[counter] = epoch_fraction(float(done), float(total))
+        return fraction
 
 
 class BarCache:
@@ -72,47 +57,78 @@ class BarCache:
     def __init__(self) -> None:
         self.counters: dict[tuple, tuple | None] = {}  # (plan, x is the epoch) -> counter
         self.layouts: dict[tuple, list] = {}  # plans in a line, in order -> its runs' cuts
-        self.fractions: dict[bytes, _Fractions] = {}  # a bar's total -> its fractions
-
-    def fractions_of(self, total: bytes) -> _Fractions:
-        found = self.fractions.get(total)
-        if found is None:
-            if len(self.fractions) >= _TOTALS:
-                self.fractions.clear()
-            found = self.fractions[total] = _Fractions(float(total))
-        return found
+        self.fractions = _Fractions()  # a counter `12/24` -> its epoch_fraction
 
 
-def bar_records(frames: list[bytes], templates: list[bytes], plans: dict[bytes, Plan],
+def bar_records(frames: list[bytes], line_template: bytes, plans: dict[bytes, Plan],
                 shapes: dict[bytes, tuple], last_step: float | None, cache: BarCache,
-                numbers: dict[bytes, float]
-                ) -> tuple[list[BarRun] | None, list[bytes], list[bytes]]:
-    """(the records of one whole bar line, its frames cleaned of escapes, or None when the
-    frame loop must read it: a new template, a glued print, a frame with a step, ...; the
-    frames and templates for that loop, less frames it would skip). Raises ValueError when
-    a slice is no number (the loop then reads the line too). `numbers`: float() of a text
-    (a lookup where seen before), for the values a whole line shows alike."""
+                numbers: dict[bytes, float]) -> list[BarRun] | None:
+    """The records of one whole bar line (`frames`: its frames cleaned of escapes;
+    `line_template`: their templates joined by \\r), or None when the frame loop must read
+    it: a new template, a glued print, a frame with a step, ... Raises ValueError when a
+    slice is no number (the loop then reads the line too). `numbers`: float() of a text (a
+    lookup where seen before), for the values a whole line shows alike."""
     if not frames[0]:  # the line starts with its first \r
-        frames, templates = frames[1:], templates[1:]
-    plan_of = list(map(plans.get, templates))
-    if None in plan_of or NOTHING in plan_of:  # frames the loop skips, or cannot read here
-        if None in plan_of and any(frame.strip() for frame, plan
-                                   in zip(frames, plan_of, strict=True) if plan is None):
-            return None, frames, templates  # a template new to the parser
-        bars = [plan is not NOTHING and plan is not None for plan in plan_of]
-        frames = list(compress(frames, bars))
-        templates = list(compress(templates, bars))
-        plan_of = list(compress(plan_of, bars))
+        frames, line_template = frames[1:], line_template[1:]
+    groups, at, skipped = [], 0, False  # (plan, count, template) of each run of frames
+    for template, count in template_runs(frames, line_template):
+        plan = plans.get(template)
+        if plan is None or plan is NOTHING:  # frames the loop skips, or cannot read here
+            if plan is None and any(frame.strip() for frame in frames[at:at + count]):
+                return None  # a template new to the parser
+            skipped = True
+        groups.append((plan, count, template))
+        at += count
+    if skipped:
+        frames = list(compress(frames, b"".join(
+            (b"\0" if plan is None or plan is NOTHING else b"\1") * count
+            for plan, count, _ in groups)))
+        groups = _merged([group for group in groups
+                          if group[0] is not None and group[0] is not NOTHING])
     if len(frames) < MIN_FRAMES:
-        return None, frames, templates
-    return (_records(frames, templates, plan_of, shapes, last_step, cache, numbers),
-            frames, templates)
+        return None
+    return _records(frames, groups, shapes, last_step, cache, numbers)
+
+
+def template_runs(frames: list[bytes], line_template: bytes) -> list[tuple[bytes, int]]:
+    """(template, how many frames in a row have it) along a line, without cutting the line's
+    template into one bytes object a frame and hashing each: consecutive frames of one
+    length, at one stride in `line_template`, share their template when that stretch of it
+    equals itself shifted by one frame (one memcmp). Runs that do not are cut and compared."""
+    runs, at = [], 0
+    for length, same in groupby(map(len, frames)):
+        count = len(list(same))
+        stride = length + 1  # a frame and its \r
+        end = at + count * stride - 1
+        if count == 1 or line_template[at:end - stride] == line_template[at + stride:end]:
+            runs.append((line_template[at:at + length], count))
+        else:
+            runs += ((template, len(list(alike))) for template, alike
+                     in groupby(line_template[at:end].split(b"\r")))
+        at = end + 1
+    return runs
+
+
+def _merged(groups: list[tuple]) -> list[tuple]:
+    """`groups` ((plan, count, template)) with neighbours of one plan joined and empty ones
+    left out: the plans of a line's frames, as groupby would give them."""
+    merged = []
+    for plan, count, template in groups:
+        if not count:
+            continue
+        if merged and merged[-1][0] is plan:
+            merged[-1] = (plan, merged[-1][1] + count, template)
+        else:
+            merged.append((plan, count, template))
+    return merged
 
 
 def _counter_at(plan: Plan, template: bytes, shapes: dict[bytes, tuple],
                 last_step: float | None, cache: BarCache) -> tuple | None:
-    """(from the start, from the end) slices of the counter of `plan`'s frames, or None when
-    they are no frames read here: not seen yet, no counter, Keras, a print glued on, a step."""
+    """(from the start, from the end) slices of the counter of `plan`'s frames, and whether
+    the counter is the `done/total` of its progress (its text then tells the fraction), or
+    None when they are no frames read here: not seen yet, no counter, Keras, a print glued
+    on, a step."""
     key = (plan, last_step is None)
     found = cache.counters.get(key)
     if found is not None:
@@ -128,84 +144,97 @@ def _counter_at(plan: Plan, template: bytes, shapes: dict[bytes, tuple],
         cache.counters.clear()
     start, stop = shape[0]
     width = len(template)
-    found = cache.counters[key] = (slice(start, stop), slice(start - width, (stop - width) or None))
+    progress = plan.progress_of is not None
+    if progress:
+        done, total = plan.slices[-2:]
+        progress = (done.start == start and total.stop == stop
+                    and template[done.stop:total.start].rstrip(b" ") == b"/")
+    found = cache.counters[key] = (slice(start, stop),
+                                   slice(start - width, (stop - width) or None), progress)
     return found
 
 
 def _one_getter(cuts: list[tuple]) -> itemgetter | None:
     """The getter that cuts the same bytes from every template of `cuts` ((from the start,
     from the end) slices, one a template), counting from the start or from the end."""
-    starts = {(cut.start, cut.stop) for cut, _ in cuts}
+    starts = {(cut.start, cut.stop) for cut, _, _ in cuts}
     if len(starts) == 1:
         return itemgetter(cuts[0][0])
-    ends = {(cut.start, cut.stop) for _, cut in cuts}
+    ends = {(cut.start, cut.stop) for _, cut, _ in cuts}
     return itemgetter(cuts[0][1]) if len(ends) == 1 else None
 
 
-def _records(frames: list[bytes], templates: list[bytes], plan_of: list[Plan],
-             shapes: dict[bytes, tuple], last_step: float | None, cache: BarCache,
-             numbers: dict[bytes, float]) -> list[BarRun] | None:
-    groups, at = [], 0  # a template's frames come in runs: (plan, count)
-    for plan, group in groupby(plan_of):
-        count = len(list(group))
-        groups.append((plan, count, templates[at]))
-        at += count
+def _records(frames: list[bytes], groups: list[tuple], shapes: dict[bytes, tuple],
+             last_step: float | None, cache: BarCache, numbers: dict[bytes, float]
+             ) -> list[BarRun] | None:
+    """The records of a line's `frames`, whose templates come in `groups` ((plan, how
+    many frames in a row, template)), or None when some are no frames read here."""
     counter_cuts = []
     for plan, _, template in groups:
         cuts = _counter_at(plan, template, shapes, last_step, cache)
         if cuts is None:
             return None
         counter_cuts.append(cuts)
+    all_groups = groups  # before frames at one counter are left out
     getter = _one_getter(counter_cuts)
     if getter is not None:
         counters = list(map(getter, frames))
     else:
         counters, at = [], 0
-        for (_, count, _), (from_start, _) in zip(groups, counter_cuts, strict=True):
+        for (_, count, _), (from_start, _, _) in zip(groups, counter_cuts, strict=True):
             counters += map(itemgetter(from_start), frames[at:at + count])
             at += count
-    last = bytes([*map(ne, counters, islice(counters, 1, None)), True])  # of frames at
-    if last.count(0):                                                    # one counter
+    if any(map(eq, counters, islice(counters, 1, None))):  # frames at one counter: the
+        last = bytes([*map(ne, counters, islice(counters, 1, None)), True])  # last counts
         frames = list(compress(frames, last))
-        plan_of = list(compress(plan_of, last))
-        groups, at = [], 0
-        for plan, group in groupby(plan_of):
-            count = len(list(group))
-            groups.append((plan, count, None))
+        counters = list(compress(counters, last))
+        kept, at = [], 0
+        for plan, count, template in groups:
+            kept.append((plan, last.count(1, at, at + count), template))
             at += count
+        groups = _merged(kept)
     key = tuple(plan for plan, _, _ in groups)
     layout = cache.layouts.get(key)
     if layout is None:
-        widths = {plan: len(frame) for plan, frame in zip(plan_of, frames, strict=True)}
-        layout = _layout(key, widths)
+        widths = {plan: len(template) for plan, _, template in groups}
+        progress = {plan: cuts[2] for (plan, _, _), cuts in zip(all_groups, counter_cuts,
+                                                                 strict=True)}
+        layout = _layout(key, widths, progress)
         if len(cache.layouts) >= _CACHE_LIMIT:
             cache.layouts.clear()
         cache.layouts[key] = layout
     runs, at, group = [], 0, 0
-    for first, joined, getters in layout:
+    for first, joined, getters, counted in layout:
         size = sum(count for _, count, _ in groups[group:group + joined])
         group += joined
-        runs.append(_run(first, frames[at:at + size], getters, last_step, cache, numbers))
+        runs.append(_run(first, frames[at:at + size], getters,
+                         counters[at:at + size] if counted else None,
+                         last_step, cache, numbers))
         at += size
     return runs
 
 
-def _layout(plans: tuple[Plan, ...], widths: dict[Plan, int]) -> list[tuple]:
+def _layout(plans: tuple[Plan, ...], widths: dict[Plan, int], progress: dict[Plan, bool]
+            ) -> list[tuple]:
     """The runs of a line whose frames have `plans` (a group of frames each, in order):
-    (the first plan of a run, how many groups it holds, a getter for each slice). Templates
+    (the first plan of a run, how many groups it holds, a getter for each slice, whether
+    each plan's counter is its progress: `_counter_at`). Templates
     that differ only where the bar fills up (`|███   |`, a multi-byte block a step) cut the
     same bytes: before the bar from the frame's start, after it from its end."""
-    layout, cuts, first, joined = [], None, None, 0
+    layout, cuts, first, joined, at = [], None, None, 0, 0
     for plan in plans:
         if cuts is not None:
             merged = _join(cuts, plan, widths[plan]) if _alike(plan, first) else None
             if merged is not None:
                 cuts, joined = merged, joined + 1
                 continue
-            layout.append((first, joined, _getters(cuts)))
+            layout.append((first, joined, _getters(cuts),
+                           all(map(progress.get, plans[at:at + joined]))))
+            at += joined
         first, joined, cuts = plan, 1, _cuts(plan, widths[plan])
     if cuts is not None:
-        layout.append((first, joined, _getters(cuts)))
+        layout.append((first, joined, _getters(cuts),
+                       all(map(progress.get, plans[at:at + joined]))))
     return layout
 
 
@@ -238,7 +267,10 @@ def _join(cuts: list[tuple], plan: Plan, width: int) -> list[tuple] | None:
 
 
 def _run(plan: Plan, frames: list[bytes], getters: list[itemgetter],
-         last_step: float | None, cache: BarCache, numbers: dict[bytes, float]) -> BarRun:
+         counters: list[bytes] | None, last_step: float | None, cache: BarCache,
+         numbers: dict[bytes, float]) -> BarRun:
+    """The records of `frames` (frames of plans cut alike by `getters`); `counters`: their
+    counters where those are their progress `done/total`."""
     names, progress_of = plan.names, plan.progress_of
     count = len(frames)
     value_getters = getters if progress_of is None else getters[:-2]
@@ -251,10 +283,10 @@ def _run(plan: Plan, frames: list[bytes], getters: list[itemgetter],
         else:                                                                    # alike
             columns.append(floats(texts))
     if progress_of is not None:  # `_apply_stateless`: the epoch moves along its bar
-        done, total = (list(map(getter, frames)) for getter in getters[-2:])
-        if total.count(total[0]) == count:
-            fractions = cache.fractions_of(total[0]).of(done)
+        if counters is not None:
+            fractions = map(cache.fractions.__getitem__, counters)
         else:
+            done, total = (list(map(getter, frames)) for getter in getters[-2:])
             fractions = map(epoch_fraction, floats(done), floats(total))
         epoch = columns[progress_of]
         columns[progress_of] = array("d", map(add, epoch if isinstance(epoch, array)
@@ -264,4 +296,4 @@ def _run(plan: Plan, frames: list[bytes], getters: list[itemgetter],
 
 
 def repeated(x: float, count: int) -> array:
-    return array("d", repeat(x, count))
+    return array("d", (x,)) * count  # one memcpy, not an append a value

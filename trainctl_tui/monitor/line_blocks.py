@@ -42,17 +42,21 @@ _FLIP = bytes([1, 0] + [0] * (MAX_CODES - 2))  # translate table: 0 <-> 1
 
 
 def floats(texts: Iterable[bytes]) -> array:
-    """float() of each text, by fastnumbers (twice as fast, the same doubles bit for bit);
-    ValueError if one is no number."""
-    global _try_float
-    if _try_float is None:
-        from fastnumbers import RAISE, try_float
+    """float() of each text, by fastnumbers (the same doubles bit for bit, nan's sign too),
+    written straight into the array: twice as fast as float(), and as a list of floats
+    put into an array; ValueError if one is no number."""
+    global _try_array
+    if _try_array is None:
+        from fastnumbers import RAISE, try_array
 
-        _try_float = partial(try_float, on_fail=RAISE, map=True)
-    return array("d", _try_float(texts))
+        _try_array = partial(try_array, on_fail=RAISE)
+    texts = texts if isinstance(texts, list) else list(texts)
+    values = array("d", bytes(8 * len(texts)))  # zeros, one memset: filled in place
+    _try_array(texts, values)
+    return values
 
 
-_try_float = None
+_try_array = None
 
 
 def _bulk_plan(plan: Plan) -> bool:

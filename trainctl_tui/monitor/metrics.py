@@ -24,7 +24,7 @@ import os
 from array import array
 from collections.abc import Iterable, Sequence
 from itertools import chain, compress, islice
-from operator import ne, or_
+from operator import eq, ne, or_
 
 from .bar_frames import MIN_FRAMES, BarCache, BarRun, bar_records, repeated
 from .line_blocks import LineBlocks
@@ -232,17 +232,20 @@ class MetricSet:
             frames = [strip_escapes(frame) if b"\x1b" in frame or b"\x08" in frame
                       or b"\x00" in frame else frame for frame in frames]
             templates = [frame.translate(DIGIT_MARKS) for frame in frames]
+            template = b"\r".join(templates)
         else:  # one translate for the line: \r is no digit, so the frames split alike
-            templates = (template or raw.translate(DIGIT_MARKS)).split(b"\r")
+            template = template or raw.translate(DIGIT_MARKS)
+            templates = None  # cut where the frame loop needs them
         if line_ends and pending is None and len(frames) > MIN_FRAMES:
             try:
-                runs, frames, templates = bar_records(frames, templates, plans, shapes,
-                                                      self._last_step, self._bar_cache,
-                                                      numbers)
+                runs = bar_records(frames, template, plans, shapes, self._last_step,
+                                   self._bar_cache, numbers)
             except ValueError:
                 runs = None
             if runs is not None:
                 return self._add_bar_runs(runs)
+        if templates is None:
+            templates = template.split(b"\r")
         for frame, template in zip(frames, templates, strict=True):  # noqa: B020
             plan = plans.get(template)
             if plan is NOTHING or not frame or frame.isspace():
@@ -298,9 +301,9 @@ class MetricSet:
                         first = True
                     continue
                 last = series.ys[-1] if len(series.ys) else math.nan  # nan: no value equals it
-                keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
                 before = len(series.ys)
-                if keep.count(0):
+                if any(map(eq, ys, chain((last,), islice(ys, count - 1)))):
+                    keep = bytes(map(ne, ys, chain((last,), islice(ys, count - 1))))
                     series.xs.extend(compress(xs, keep))
                     series.ys.extend(compress(ys, keep))
                     if not every:
