@@ -167,15 +167,19 @@ def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
     grep = throughput.time_grep(source)
     grep_cpu_s = grep_cpu(source)
     reset_peak_rss()
-    cold, cold_cpu, metrics = timed_cpu(lambda: load_metrics(log, index=index))
+    # Each result is dropped once measured: a 1 GB log's points take ~0.7 GB, and several
+    # held at once push the log and its index out of the page cache (a reopen then reads
+    # the disk, which is not what these rows measure).
+    cold, cold_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     peak = peak_rss_mb()
     warm, warm_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     with open(source, "rb") as src, open(log, "ab") as out:
         src.seek(head)
         out.write(src.read())
     grown, grown_cpu, grown_metrics = timed_cpu(lambda: load_metrics(log, index=index))
-    after, after_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     points = sum(len(s) for s in grown_metrics.series.values())
+    del grown_metrics, _
+    after, after_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     indexed = f"{index.stat().st_size / 1e6:.0f} MB" if index.exists() else "none"
     print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s (CPU {grep_cpu_s:.2f} s); "
           f"index {indexed} for {points / 1e6:.2f} M points; peak RSS of the cold parse "

@@ -150,3 +150,16 @@ def test_a_process_with_other_threads_parses_alone(tmp_path):
     finally:
         stop.set()
         other.join()
+
+
+def test_this_process_takes_a_smaller_chunk_than_each_worker(tmp_path):
+    """It stitches the chunks and writes the index besides: 0.9 of a worker's share, cut
+    just past a newline."""
+    log = tmp_path / "train.log"
+    log.write_bytes(b"".join(b"step %05d loss 1.0\n" % n for n in range(1000)))  # 20 bytes
+    with open(log, "rb") as handle:
+        assert parallel_module.chunk_bounds(handle, 0, 20_000, 2) == [0, 10_020, 20_000]
+        assert parallel_module.chunk_bounds(handle, 0, 20_000, 2, 0.9) == [0, 9_480, 20_000]
+        assert parallel_module.chunk_bounds(handle, 0, 20_000, 3, 0.9) == [
+            0, 6_220, 13_120, 20_000]
+    assert parallel_module.FIRST_SHARE == 0.9
