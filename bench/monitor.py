@@ -172,13 +172,15 @@ def measure_index(source: Path, label: str, appended_mb: int = 10) -> None:
     # the disk, which is not what these rows measure).
     cold, cold_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     peak = peak_rss_mb()
+    del _
     warm, warm_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
+    del _
     with open(source, "rb") as src, open(log, "ab") as out:
         src.seek(head)
         out.write(src.read())
     grown, grown_cpu, grown_metrics = timed_cpu(lambda: load_metrics(log, index=index))
     points = sum(len(s) for s in grown_metrics.series.values())
-    del grown_metrics, _
+    del grown_metrics
     after, after_cpu, _ = timed_cpu(lambda: load_metrics(log, index=index))
     indexed = f"{index.stat().st_size / 1e6:.0f} MB" if index.exists() else "none"
     print(f"{label}: {size / 1e6:.0f} MB, grep -c loss {grep:.2f} s (CPU {grep_cpu_s:.2f} s); "
