@@ -449,14 +449,6 @@ class AWSProvider(RemoteRunnerProvider):
 
     # -- stopping ------------------------------------------------------------------------------
 
-    async def settle_before_stop(self, session: Session, note=None) -> None:
-        """A multi-node run: a healing decision in progress ends first (its new instance is
-        then among the nodes the stop reaches), and none follows (remote/healing.py)."""
-        if len(self.node_ids) > 1:
-            from ..remote.healing import settle_for_stop
-
-            await settle_for_stop(session.session_dir, note=note)
-
     async def _stop(self, session: Session, force: bool) -> str:
         try:
             if len(self.node_ids) > 1:  # every node at once: the head here, the others there

@@ -213,23 +213,18 @@ async def settle_for_stop(session_dir: str, wait: float = STOP_WAITS_SECONDS,
     from ...core import aio
     from ...core.atomic import atomic_write_json
 
-    fd = os.open(Path(session_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + wait
-        told = note is None
-        while time.monotonic() < deadline:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told:
-                    note("a node of this run is being healed (a replacement starting): "
-                         "stopping every node once it has started")
-                    told = True
-                await aio.sleep(0.2)
-        atomic_write_json(Path(session_dir) / STOP_MARK, {"at": time.time()})
-    finally:
-        os.close(fd)  # frees the lock
+    deadline = time.monotonic() + wait
+    told = note is None
+    while True:
+        with healing_lock(session_dir) as mine:
+            if mine or time.monotonic() >= deadline:
+                atomic_write_json(Path(session_dir) / STOP_MARK, {"at": time.time()})
+                return
+        if not told:
+            note("a node of this run is being healed (a replacement starting): stopping "
+                 "every node once it has started")
+            told = True
+        await aio.sleep(0.2)
 
 
 def stop_asked(session_dir: str, nodes: list[dict]) -> bool:

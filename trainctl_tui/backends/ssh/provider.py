@@ -182,14 +182,6 @@ class SSHProvider(HostOverSSH):
 
         return lost_nodes_detail(status)
 
-    async def settle_before_stop(self, session: Session, note=None) -> None:
-        """A multi-node run: a healing decision in progress ends first (its replacement is
-        then among the nodes the stop reaches), and none follows (remote/healing.py)."""
-        if len(GroupRun.nodes_of(session)) > 1:
-            from ..remote.healing import settle_for_stop
-
-            await settle_for_stop(session.session_dir, note=note)
-
     async def _stop(self, session: Session, force: bool) -> str:
         nodes = GroupRun.nodes_of(session)
         if len(nodes) < 2:
