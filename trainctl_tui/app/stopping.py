@@ -24,10 +24,11 @@ class Stopping:
         told what the stop waits for before it begins (a node's replacement starting)."""
         session = await self.get(ref)
         provider = get_provider(session.provider)
-        if session.status.active:  # a multi-node run's healing in progress ends first
-            await aio.call_optional(provider, "settle_before_stop", session, note)
+        # a multi-node run's healing in progress ends first; a replacement may move it
+        if session.status.active and await aio.call_optional(provider, "settle_before_stop",
+                                                             session, note):
             session = await self.get(session.id)
-            provider = get_provider(session.provider)  # a replacement may have moved it
+            provider = get_provider(session.provider)
         status = await provider.read_status(session)
         if session.status is Status.LOST and status:
             if await provider.kill_orphan(session, status, force=force):

@@ -254,14 +254,17 @@ class RemoteRunnerProvider:
 
     # -- stopping -----------------------------------------------------------------------
 
-    async def settle_before_stop(self, session: Session, note=None) -> None:
+    async def settle_before_stop(self, session: Session, note=None) -> bool:
         """A run on several nodes (remote.json's `nodes`: an SSH group's, EC2 instances'): a
         healing decision in progress ends first (a replacement it starts is then among the
-        nodes the stop reaches), and none follows (healing.py)."""
-        if len((remote_info(session) or {}).get("nodes") or []) > 1:
-            from .healing import settle_for_stop
+        nodes the stop reaches), and none follows (healing.py). Whether it had nodes to
+        settle (the session may then have moved)."""
+        if len((remote_info(session) or {}).get("nodes") or []) < 2:
+            return False
+        from .healing import settle_for_stop
 
-            await settle_for_stop(session.session_dir, note=note)
+        await settle_for_stop(session.session_dir, note=note)
+        return True
 
     async def stop(self, session: Session, status: dict, *, force: bool) -> None:
         await self._stop(session, force)
