@@ -71,9 +71,16 @@ def pods(sshd_server, runpod_server, tmp_path, monkeypatch, trainctl_home):  # n
 
 
 def interrupted_for_good(session_id: str):
-    """The session once it is interrupted and no auto-resume of it runs any more."""
+    """The session once it is interrupted and no auto-resume of it runs any more. No
+    recovery may run before or after the read: one that ended between a read and the check
+    would leave the read's in-progress detail ("... (recover pid N, ...)"), and the read's
+    own refresh may start one."""
+    folder = session_of(session_id).session_dir
+    if recovery.running(folder) is not None:
+        return None
     session = session_of(session_id)
-    if session.status is Status.INTERRUPTED and recovery.running(session.session_dir) is None:
+    if session.status is Status.INTERRUPTED and recovery.running(folder) is None \
+            and "(recover pid " not in (session.detail or ""):
         return session
     return None
 
