@@ -216,6 +216,11 @@ def test_ssh_command_opens_a_shell_without_batch_mode(ssh_env):
     subprocess.run(argv[:argv.index("--")] + ["-O", "exit", "127.0.0.1"], capture_output=True)
 
 
+def master_pid(transport) -> int:
+    check = subprocess.run(transport.argv(None, "-O", "check"), capture_output=True, text=True)
+    return int(check.stderr.split("pid=")[1].split(")")[0])
+
+
 def test_reconnects_after_sshd_restart(transport, ssh_env):
     assert run(transport.check()) > 0
     assert run(transport.master_alive())
@@ -226,20 +231,17 @@ def test_reconnects_after_sshd_restart(transport, ssh_env):
     assert run(transport.run(["echo", "again"])).stdout == b"again\n"
 
 
-def master_pid(transport) -> int:
-    check = subprocess.run(transport.argv(None, "-O", "check"), capture_output=True, text=True)
-    return int(check.stderr.split("pid=")[1].split(")")[0])
-
-
-def test_reconnects_when_the_master_dies_mid_command(transport, ssh_env):
+def test_reconnects_when_the_master_dies_mid_command(transport):
     assert run(transport.check()) > 0
     master = master_pid(transport)
 
     async def scenario():
         call = asyncio.ensure_future(transport.run("sleep 2; echo done", timeout=30))
         await asyncio.sleep(0.7)
-        os.kill(master, signal.SIGKILL)  # the host stays up (an sshd restart could still
-        return await call                # be starting when the retry comes: unreachable)
+        # The master dies, the host stays up: after an sshd restart the retry could come
+        # before the new sshd listens, and the host is rightly unreachable then.
+        os.kill(master, signal.SIGKILL)
+        return await call
 
     # The first attempt dies with the master; the one retry runs it on a new connection.
     assert run(scenario()).stdout == b"done\n"
