@@ -78,14 +78,16 @@ def test_resolve_by_id_name_and_prefix(store):
 
 
 def test_ambiguous_prefix_names_the_candidates(store):
-    sessions = [store.insert(make_session()) for _ in range(80)]
+    # Ids are random: insert until two share a two-letter prefix (certain within
+    # len(ID_ALPHABET) ** 2 + 1 ids, usually after a few dozen), then a few more.
     by_letter: dict[str, list[str]] = {}
-    for s in sessions:
-        by_letter.setdefault(s.id[:2], []).append(s.id)
-    prefix, ids = next((p, ids) for p, ids in by_letter.items() if len(ids) > 1) if any(
-        len(v) > 1 for v in by_letter.values()) else (None, None)
-    if prefix is None:
-        pytest.skip("no shared two-letter prefix in this draw")
+    while not any(len(ids) > 1 for ids in by_letter.values()):
+        session = store.insert(make_session())
+        by_letter.setdefault(session.id[:2], []).append(session.id)
+    for _ in range(20):
+        session = store.insert(make_session())
+        by_letter.setdefault(session.id[:2], []).append(session.id)
+    prefix, ids = next((p, ids) for p, ids in by_letter.items() if len(ids) > 1)
     with pytest.raises(TrainctlError) as err:
         store.resolve(prefix)
     listed = ", ".join(sorted(ids)[:5]) + (", ..." if len(ids) > 5 else "")
