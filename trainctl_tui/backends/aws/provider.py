@@ -35,6 +35,7 @@ from ..remote.runner import (
     backoff,
     keep_usage,
     remote_info,
+    remote_nodes,
 )
 from ..remote.transport import SSHTarget, ssh_command
 from . import api as aws_api
@@ -327,7 +328,7 @@ class AWSProvider(RemoteRunnerProvider):
             if answer is not None:
                 return answer
             # which launch these probes see: a resume meanwhile makes them stale (healing.py)
-            launched = ((remote_info(session) or {}).get("nodes") or [{}])[0].get("started")
+            launched = (remote_nodes(session) or [{}])[0].get("started")
         with backoff(self.backoff_key):
             try:
                 return await self._probe(session, launched)

@@ -16,7 +16,7 @@ from ...core.atomic import atomic_write_json
 from ...core.models import Session
 from ...runner.nodes import NODES_DIR
 from ..base import ProviderError
-from .runner import RemoteLogMirror, remote_info
+from .runner import RemoteLogMirror, remote_nodes
 
 
 class NodeGroup:
@@ -75,7 +75,7 @@ class NodeGroup:
 
     @staticmethod
     def nodes_of(session: Session) -> list[dict]:
-        return (remote_info(session) or {}).get("nodes") or []
+        return remote_nodes(session)
 
     async def probe_nodes(self, session: Session, answer: dict) -> None:
         """Each other node's state and log size into the head's probe answer (its `nodes`),

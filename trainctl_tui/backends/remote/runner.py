@@ -259,7 +259,7 @@ class RemoteRunnerProvider:
         healing decision in progress ends first (a replacement it starts is then among the
         nodes the stop reaches), and none follows (healing.py). Whether it had nodes to
         settle (the session may then have moved)."""
-        if len((remote_info(session) or {}).get("nodes") or []) < 2:
+        if len(remote_nodes(session)) < 2:
             return False
         from .healing import settle_for_stop
 
@@ -346,6 +346,11 @@ def remote_info(session: Session) -> dict | None:
         return json.loads((Path(session.session_dir) / "remote.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def remote_nodes(session: Session) -> list[dict]:
+    """A run on several nodes: remote.json's record of each, head first; [] otherwise."""
+    return (remote_info(session) or {}).get("nodes") or []
 
 
 # host -> (consecutive failures, monotonic time before which we don't try, last error)
