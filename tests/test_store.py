@@ -81,12 +81,15 @@ def test_ambiguous_prefix_names_the_candidates(store):
     # Ids are random: insert until two share a two-letter prefix (certain within
     # len(ID_ALPHABET) ** 2 + 1 ids, usually after a few dozen), then a few more.
     by_letter: dict[str, list[str]] = {}
+
+    def insert() -> None:
+        session = store.insert(make_session())
+        by_letter.setdefault(session.id[:2], []).append(session.id)
+
     while not any(len(ids) > 1 for ids in by_letter.values()):
-        session = store.insert(make_session())
-        by_letter.setdefault(session.id[:2], []).append(session.id)
+        insert()
     for _ in range(20):
-        session = store.insert(make_session())
-        by_letter.setdefault(session.id[:2], []).append(session.id)
+        insert()
     prefix, ids = next((p, ids) for p, ids in by_letter.items() if len(ids) > 1)
     with pytest.raises(TrainctlError) as err:
         store.resolve(prefix)
